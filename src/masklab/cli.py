@@ -1,0 +1,54 @@
+"""The ``masklab`` command line.
+
+Every subcommand lives in its own module under :mod:`masklab.commands` and exposes
+``register(subparsers)``; those modules import only ``argparse`` at top level and do their heavy imports
+(torch, models, data) inside the handler, so ``masklab --help`` and ``masklab --version`` stay instant.
+A handler is stored as ``func`` on its parser and receives the parsed ``argparse.Namespace``; it returns
+an exit code (``None`` means 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from masklab import __version__
+
+
+class UsageError(ValueError):
+    """Bad command-line input; printed as ``masklab: error: ...`` with exit code 2, no traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="masklab",
+        description="Masked modeling for images, text and tables (True = masked/hidden everywhere).",
+    )
+    parser.add_argument("--version", action="version", version=f"masklab {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    import masklab.commands as commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"masklab.commands.{info.name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 0
+    try:
+        code = args.func(args)
+    except (UsageError, FileNotFoundError, ValueError) as err:
+        # User-facing errors carry their own clear message; tracebacks are for bugs.
+        print(f"masklab: error: {err}", file=sys.stderr)
+        return 2
+    return 0 if code is None else int(code)
