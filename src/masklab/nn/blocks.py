@@ -1,0 +1,188 @@
+"""Transformer building blocks: MLP, stochastic depth, the pre-/post-norm block and a block stack.
+
+Shape legend: ``B`` batch, ``L`` tokens, ``D`` width. Mask arguments follow :mod:`masklab.nn.attention`
+(``padding`` True = padded key, ``blocked`` True = may NOT attend).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from masklab.nn.attention import Backend, KVCache, MaskedSelfAttention
+
+Activation = Literal["gelu", "gelu_tanh", "relu"]
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Shape and regularisation of a stack of :class:`Block`.
+
+    ``norm_first=True`` is pre-norm (ViT, GPT-2); ``False`` is post-norm (original BERT).
+    ``final_norm`` adds a LayerNorm after the last block (only meaningful for pre-norm).
+    """
+
+    dim: int
+    depth: int
+    heads: int
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    attn_dropout: float = 0.0
+    drop_path: float = 0.0
+    norm_first: bool = True
+    norm_eps: float = 1e-6
+    activation: Activation = "gelu"
+    qkv_bias: bool = True
+    final_norm: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("dim", "depth", "heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.dim % self.heads:
+            raise ValueError(f"dim={self.dim} must be divisible by heads={self.heads}")
+        if self.activation not in ("gelu", "gelu_tanh", "relu"):
+            raise ValueError(f"activation must be gelu, gelu_tanh or relu, got {self.activation!r}")
+
+    @property
+    def mlp_hidden(self) -> int:
+        return int(self.dim * self.mlp_ratio)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016): drop a residual branch for whole samples while training."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        return x * x.new_empty(shape).bernoulli_(keep) / keep
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, hidden: int, activation: Activation = "gelu", dropout: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(dropout)
+        self.activation = activation
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.fc1(x)
+        if self.activation == "relu":
+            h = F.relu(h)
+        else:  # "gelu_tanh" is GPT-2's gelu_new
+            h = F.gelu(h, approximate="tanh" if self.activation == "gelu_tanh" else "none")
+        return self.drop(self.fc2(h))
+
+
+class Block(nn.Module):
+    """One transformer layer: self-attention and MLP, each in a residual branch.
+
+    Pre-norm:  ``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``.
+    Post-norm: ``norm1(x + attn(x))`` then ``norm2(x + mlp(x))``.
+    """
+
+    def __init__(self, cfg: TransformerConfig, drop_path: float = 0.0, backend: Backend = "sdpa") -> None:
+        super().__init__()
+        self.norm_first = cfg.norm_first
+        self.norm1 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+        self.attn = MaskedSelfAttention(
+            cfg.dim,
+            cfg.heads,
+            qkv_bias=cfg.qkv_bias,
+            attn_dropout=cfg.attn_dropout,
+            proj_dropout=cfg.dropout,
+            backend=backend,
+        )
+        self.norm2 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+        self.mlp = MLP(cfg.dim, cfg.mlp_hidden, cfg.activation, cfg.dropout)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        padding: Tensor | None = None,
+        blocked: Tensor | None = None,
+        is_causal: bool = False,
+        cache: KVCache | None = None,
+        return_weights: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """``x (B, L, D)`` -> ``(B, L, D)`` (and attention weights ``(B, H, L, Lk)`` if asked)."""
+        h = self.norm1(x) if self.norm_first else x
+        a = self.attn(
+            h,
+            padding=padding,
+            blocked=blocked,
+            is_causal=is_causal,
+            cache=cache,
+            return_weights=return_weights,
+        )
+        a, weights = a if return_weights else (a, None)
+        if self.norm_first:
+            x = x + self.drop_path(a)
+            x = x + self.drop_path(self.mlp(self.norm2(x)))
+        else:
+            x = self.norm1(x + self.drop_path(a))
+            x = self.norm2(x + self.drop_path(self.mlp(x)))
+        return (x, weights) if return_weights else x
+
+
+class Encoder(nn.Module):
+    """A stack of :class:`Block` with linearly increasing drop-path and an optional final LayerNorm.
+
+    Used as the encoder (bidirectional) and, with ``is_causal=True``, as a decoder-only stack.
+    """
+
+    def __init__(self, cfg: TransformerConfig, backend: Backend = "sdpa") -> None:
+        super().__init__()
+        self.cfg = cfg
+        rates = torch.linspace(0, cfg.drop_path, cfg.depth).tolist() if cfg.depth > 1 else [cfg.drop_path]
+        self.blocks = nn.ModuleList(Block(cfg, r, backend) for r in rates)
+        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps) if cfg.norm_first and cfg.final_norm else nn.Identity()
+
+    def set_backend(self, backend: Backend) -> None:
+        """Switch every layer between the fused (``"sdpa"``) and reference attention paths."""
+        for block in self.blocks:
+            block.attn.backend = backend
+
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        padding: Tensor | None = None,
+        blocked: Tensor | None = None,
+        is_causal: bool = False,
+        caches: list[KVCache] | None = None,
+        return_weights: bool = False,
+    ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """``x (B, L, D)`` -> ``(B, L, D)``; with ``return_weights`` also one ``(B, H, L, Lk)`` per layer."""
+        if caches is not None and len(caches) != len(self.blocks):
+            raise ValueError(f"caches has {len(caches)} entries for {len(self.blocks)} layers")
+        all_weights: list[Tensor] = []
+        for i, block in enumerate(self.blocks):
+            out = block(
+                x,
+                padding=padding,
+                blocked=blocked,
+                is_causal=is_causal,
+                cache=None if caches is None else caches[i],
+                return_weights=return_weights,
+            )
+            if return_weights:
+                x, w = out
+                all_weights.append(w)
+            else:
+                x = out
+        x = self.norm(x)
+        return (x, all_weights) if return_weights else x
