@@ -1,0 +1,24 @@
+"""Arguments shared by the run-dispatched commands (embed, finetune, probe)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_run_data_args(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("run", metavar="RUN", help="training run directory (holds config.json + checkpoint)")
+    parser.add_argument("--data", default=None, help="dataset: a path, or builtin:NAME (default: the run's data)")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    if command == "embed":
+        parser.add_argument("-o", "--output", required=True, help="output .npy file (N, D)")
+    if command == "finetune":
+        parser.add_argument("--task", default="classify", help="downstream task (default: classify)")
+        parser.add_argument("--steps", type=int, default=None)
+        parser.add_argument("--epochs", type=float, default=None)
+        parser.add_argument("--lr", type=float, default=None)
+        parser.add_argument("--augment", default=None, help="masking augmentation, e.g. mask:0.25")
+        parser.add_argument("--out", default=None, help="output run directory for the fine-tuned model")
+    if command == "probe":
+        parser.add_argument("--max-examples", type=int, default=None)
