@@ -47,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         code = args.func(args)
+    except BrokenPipeError:
+        # `masklab info RUN --json | head`: the reader left; exit quietly like other Unix tools.
+        sys.stderr.close()
+        return 0
     except (UsageError, FileNotFoundError, ValueError) as err:
         # User-facing errors carry their own clear message; tracebacks are for bugs.
         print(f"masklab: error: {err}", file=sys.stderr)

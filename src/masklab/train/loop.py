@@ -1,0 +1,439 @@
+"""The one training loop every masklab model reuses (MAE, BERT MLM, GPT, tabular MAE).
+
+A model plugs in by being an ``nn.Module`` with ``training_loss(batch, generator) -> LossOutput``; data
+plugs in with ``__len__`` and ``get_batch(indices, generator)``. :func:`fit` owns everything else: the
+sampler, the device, bf16 autocast, gradient accumulation and clipping, AdamW with a warmup + cosine
+learning rate, metrics, progress and atomic checkpoints that resume bit-identically.
+
+Randomness (all of it checkpointed, so a resumed run replays the uninterrupted one exactly on CPU):
+  * the sampler: epoch ``e`` visits ``torch.randperm(n, seed * 1_000_003 + e)`` in order;
+  * the loop generator: ONE CPU ``torch.Generator`` handed to ``get_batch`` and ``training_loss`` for
+    augmentation and masking noise (draw on CPU, then move to the device);
+  * torch's global RNGs (dropout): seeded by ``fit`` at the start of a fresh run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from masklab import __version__
+from masklab.train import checkpoint as ckpt
+from masklab.train.optim import build_optimizer, lr_at
+from masklab.train.progress import MetricsLog, MetricWindow, Reporter, read_metrics
+
+# ------------------------------------------------------------------------------------------ config & API
+# TrainConfig field -> smallest valid value.
+_MINIMUMS = {
+    "steps": 1, "batch_size": 1, "grad_accum": 1, "log_every": 1, "ckpt_every": 1,
+    "warmup_steps": 0, "lr": 0, "min_lr": 0, "weight_decay": 0, "seed": 0,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run besides the model and the data."""
+
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 64  # examples per optimizer step (split into grad_accum micro-batches)
+    lr: float = 1e-3  # peak learning rate
+    min_lr: float = 0.0
+    warmup_steps: int = 0
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float | None = 1.0
+    grad_accum: int = 1
+    log_every: int = 10
+    ckpt_every: int = 200  # also always checkpoint at the final step
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (cuda -> bf16 autocast, cpu -> fp32) | fp32 | bf16
+    # Wall-clock budget: stop (log + checkpoint) once spent. The learning-rate schedule then follows
+    # whichever runs out first, steps or time, so a budgeted run still warms up and decays fully.
+    # Time-budgeted runs are not bit-reproducible (where they stop depends on the machine).
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        # JSON turns the tuple into a list; normalise so a config read back from config.json compares equal.
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        problems = [
+            f"{name} must be >= {low}, got {getattr(self, name)!r}"
+            for name, low in _MINIMUMS.items()
+            if not getattr(self, name) >= low
+        ]
+        if self.batch_size % max(self.grad_accum, 1):
+            problems.append(f"batch_size ({self.batch_size}) must be divisible by grad_accum ({self.grad_accum})")
+        if self.seed >= 2**32:
+            problems.append(f"seed must be < 2**32, got {self.seed}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            problems.append(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            problems.append(f"max_seconds must be > 0 or None, got {self.max_seconds!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            problems.append(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):
+            problems.append(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            problems.append(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if problems:
+            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Rebuild from ``asdict(cfg)`` (e.g. ``config.json["train"]``); unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+@dataclass
+class LossOutput:
+    """What ``training_loss`` returns: a differentiable scalar and extra scalars to log (floats or
+    0-d tensors; tensors are averaged on the device, so returning them avoids a sync per step)."""
+
+    loss: torch.Tensor
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class TrainData(Protocol):
+    """A dataset the loop can sample: indices in, one (micro-)batch out, in any structure
+    :func:`move_to` understands (tensors in dicts, lists, tuples, dataclasses)."""
+
+    def __len__(self) -> int:
+        """Number of examples."""
+        ...
+
+    def get_batch(self, indices: torch.Tensor, generator: torch.Generator) -> Any:
+        """Build and augment the batch for ``indices`` on CPU; random draws use ``generator``."""
+        ...
+
+
+@runtime_checkable
+class Trainable(Protocol):
+    """An ``nn.Module`` with a ``training_loss`` method."""
+
+    def training_loss(self, batch: Any, generator: torch.Generator) -> LossOutput: ...
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Where a finished :func:`fit` left things."""
+
+    out_dir: Path
+    step: int  # optimizer steps reached (cfg.steps, or fewer when max_seconds ran out)
+    last_metrics: dict[str, Any]  # the last metrics.jsonl record
+    checkpoint_path: Path
+    metrics_path: Path
+
+
+# --------------------------------------------------------------------------------------- small helpers
+def move_to(batch: Any, device: torch.device | str) -> Any:
+    """``batch`` with every tensor moved to ``device``, through dicts, lists, tuples (named ones too)
+    and dataclasses; anything else is returned unchanged."""
+    if torch.is_tensor(batch):
+        return batch.to(device)
+    if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        moved = {f.name: move_to(getattr(batch, f.name), device) for f in dataclasses.fields(batch) if f.init}
+        return dataclasses.replace(batch, **moved)
+    if isinstance(batch, Mapping):
+        items = {k: move_to(v, device) for k, v in batch.items()}
+        try:
+            return items if type(batch) is dict else type(batch)(items)
+        except TypeError:  # a mapping type that cannot be built from a dict (e.g. defaultdict)
+            return items
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
+        return type(batch)(*(move_to(v, device) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to(v, device) for v in batch)
+    return batch
+
+
+class EpochSampler:
+    """Deterministic epoch permutations consumed in order with a cursor.
+
+    An epoch's last incomplete batch rolls over into the next epoch, so every example is visited exactly
+    once per epoch and every batch has the requested size. State is just ``(epoch, cursor)``.
+    """
+
+    def __init__(self, num_examples: int, seed: int) -> None:
+        if num_examples < 1:
+            raise ValueError(f"the dataset is empty (len(data) == {num_examples})")
+        self.num_examples, self.seed = num_examples, seed
+        self.epoch, self.cursor = 0, 0
+        self._cached: tuple[int, torch.Tensor] | None = None
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        if self._cached is None or self._cached[0] != epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._cached = (epoch, torch.randperm(self.num_examples, generator=g))
+        return self._cached[1]
+
+    def next_indices(self, count: int) -> torch.Tensor:
+        parts = []
+        while count > 0:
+            take = min(count, self.num_examples - self.cursor)
+            parts.append(self.permutation(self.epoch)[self.cursor : self.cursor + take])
+            self.cursor += take
+            count -= take
+            if self.cursor == self.num_examples:
+                self.epoch, self.cursor = self.epoch + 1, 0
+        return torch.cat(parts)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "cursor": self.cursor}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        epoch, cursor = int(state["epoch"]), int(state["cursor"])
+        if epoch < 0 or not 0 <= cursor < self.num_examples:
+            raise ValueError(f"sampler state {dict(state)} does not fit a dataset of {self.num_examples} examples")
+        self.epoch, self.cursor = epoch, cursor
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available else cpu; an unavailable cuda device is a ``ValueError``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} but CUDA is not available; use device='cpu' or 'auto'")
+    device = torch.device(name)
+    index = torch.cuda.current_device() if device.index is None else device.index
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"device={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return torch.device("cuda", index)
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32."""
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        if precision == "bf16":
+            raise ValueError(f"precision='bf16' but {torch.cuda.get_device_name(device)} has no bf16 support")
+        return None
+    return torch.bfloat16
+
+
+_RESERVED_METRICS = frozenset({"step", "loss", "lr", "grad_norm", "samples_per_s", "elapsed_s"})
+
+
+def _derived_seed(seed: int, purpose: str) -> int:
+    # Sampler seeds are seed * 1_000_003 + epoch; hashing keeps the other streams from ever coinciding with
+    # one of them (seed 0 would otherwise make masking noise and epoch 0's permutation the same stream).
+    return int.from_bytes(hashlib.sha256(f"masklab:{purpose}:{seed}".encode()).digest()[:8], "little") >> 1
+
+
+def _schedule_step(step: int, elapsed: float, cfg: TrainConfig) -> int:
+    """The step the lr schedule sees: the real one, or the time-equivalent one if the time budget binds."""
+    if cfg.max_seconds is None:
+        return step
+    return min(cfg.steps, max(step, math.ceil(cfg.steps * elapsed / cfg.max_seconds)))
+
+
+def _check_resume_config(out: Path, kind: str, model_config: dict) -> None:
+    config_path = out / ckpt.CONFIG_NAME
+    if not config_path.is_file():
+        return
+    saved = ckpt.read_run_config(out)
+    if saved["kind"] != kind or saved["model"] != json.loads(json.dumps(model_config)):
+        raise ValueError(
+            f"cannot resume {out}: its {ckpt.CONFIG_NAME} describes a different model "
+            f"(saved kind={saved['kind']!r} model={saved['model']}, given kind={kind!r} model={model_config})"
+        )
+
+
+def _write_loss_plot(out: Path, reporter: Reporter) -> None:
+    from masklab.viz.curves import plot_loss_curve
+
+    try:
+        plot_loss_curve(out / ckpt.METRICS_NAME, out / ckpt.LOSS_PLOT_NAME)
+    except ImportError:
+        reporter.message(f"masklab: matplotlib is not installed; skipping {ckpt.LOSS_PLOT_NAME}")
+    except Exception as err:  # a plot is a convenience: it must never fail a finished training run
+        reporter.message(f"masklab: could not write {ckpt.LOSS_PLOT_NAME}: {err}")
+
+
+def _optimizer_step(model, data, sampler, generator, optimizer, cfg, device, autocast) -> dict[str, Any]:
+    """One optimizer step over ``grad_accum`` micro-batches; returns the step's loss, model metrics and
+    grad_norm (tensors stay on the device: no host sync)."""
+    values: dict[str, Any] = {}
+    micro_size = cfg.batch_size // cfg.grad_accum
+    for _ in range(cfg.grad_accum):
+        batch = move_to(data.get_batch(sampler.next_indices(micro_size), generator), device)
+        with autocast():
+            out = model.training_loss(batch, generator)
+        if not isinstance(out, LossOutput):
+            raise TypeError(f"training_loss must return LossOutput, got {type(out).__name__}")
+        clash = _RESERVED_METRICS.intersection(out.metrics)
+        if clash:
+            raise ValueError(f"training_loss metrics may not use the loop's names {sorted(clash)}")
+        # Dividing each micro-batch loss makes the accumulated gradient that of the full batch's mean loss.
+        (out.loss / cfg.grad_accum).backward()
+        for name, value in [("loss", out.loss), *out.metrics.items()]:
+            value = value.detach().float() if torch.is_tensor(value) else float(value)
+            values[name] = values.get(name, 0.0) + value / cfg.grad_accum
+    # max_norm=inf only measures: the clip coefficient clamps to 1.0, an exact no-op multiply.
+    max_norm = cfg.grad_clip if cfg.grad_clip is not None else math.inf
+    values["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return values
+
+
+# ------------------------------------------------------------------------------------------------- fit
+def fit(
+    model: nn.Module,
+    data: TrainData,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    model_config: dict,
+    resume: bool = False,
+    progress: bool | None = None,
+    on_step: Callable[[int, dict], None] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``data`` for ``cfg.steps`` optimizer steps, writing a run directory ``out_dir``.
+
+    ``model_config`` is the JSON-able dict that rebuilds the model (must contain ``"kind"``); it is saved
+    in ``config.json`` with ``cfg``. A fresh run refuses an ``out_dir`` that already holds a checkpoint;
+    ``resume=True`` continues from it (same model config required) and ends bit-identical to an
+    uninterrupted run on CPU. ``progress``: tqdm bar (default: when stderr is a TTY) or plain log lines.
+    ``on_step(step, values)`` is called after every optimizer step with that step's loss, lr, grad_norm
+    and model metrics as floats (costs a host sync per step on GPU). The model is left in train mode.
+    """
+    if not callable(getattr(model, "training_loss", None)):
+        raise TypeError(f"{type(model).__name__} has no training_loss(batch, generator) method")
+    if not isinstance(model_config, dict) or not isinstance(model_config.get("kind"), str):
+        raise ValueError(f"model_config must be a dict with a string 'kind', got {model_config!r}")
+    kind = model_config["kind"]
+    num_examples = len(data)
+    if num_examples < cfg.batch_size:
+        raise ValueError(
+            f"batch_size={cfg.batch_size} is larger than the dataset ({num_examples} examples); "
+            "lower batch_size or use more data"
+        )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path, metrics_path = out / ckpt.CHECKPOINT_NAME, out / ckpt.METRICS_NAME
+    if resume and not ckpt_path.is_file():
+        raise FileNotFoundError(f"cannot resume: {out} has no {ckpt.CHECKPOINT_NAME} (run with resume=False)")
+    if not resume and ckpt_path.exists():
+        raise ValueError(f"{out} already holds a run ({ckpt.CHECKPOINT_NAME}); resume it or pick another out_dir")
+    if resume:
+        _check_resume_config(out, kind, model_config)
+    ckpt.remove_stale_temp_files(out)
+
+    device = resolve_device(cfg.device)
+    amp_dtype = resolve_precision(cfg.precision, device)
+    model.to(device)
+    model.train()
+    optimizer = build_optimizer(model, cfg)
+    generator = torch.Generator().manual_seed(_derived_seed(cfg.seed, "loop-generator"))
+    sampler = EpochSampler(num_examples, cfg.seed)
+    window = MetricWindow(device)
+    step, elapsed_before = 0, 0.0
+    if resume:
+        meta = ckpt.load_training_state(ckpt_path, model=model, optimizer=optimizer, generator=generator, device=device)
+        try:
+            sampler.load_state_dict({"epoch": meta["sampler_epoch"], "cursor": meta["sampler_cursor"]})
+            window.load_json(meta.get("log_window", '{"steps": 0, "sums": {}}'))
+            step, elapsed_before = int(meta["step"]), float(meta.get("elapsed_s", "0"))
+        except (KeyError, ValueError) as err:
+            raise ckpt.CheckpointError(f"{ckpt_path}: bad loop state in the metadata ({err})") from err
+        if step > cfg.steps:
+            raise ValueError(f"{ckpt_path} is at step {step}, beyond cfg.steps={cfg.steps}")
+    else:
+        torch.manual_seed(_derived_seed(cfg.seed, "torch-global"))
+    ckpt.atomic_write_json(
+        out / ckpt.CONFIG_NAME,
+        {"masklab_version": __version__, "kind": kind, "model": model_config, "train": asdict(cfg)},
+    )
+    metrics = MetricsLog(metrics_path)
+    if resume:
+        metrics.truncate_after(step)
+    else:
+        metrics.reset()
+
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    reporter = Reporter(bar=show_bar, total=cfg.steps, initial=step)
+    start, start_step = time.perf_counter(), step
+    last_record: dict[str, Any] = {}
+    try:
+        while step < cfg.steps:
+            lr = lr_at(_schedule_step(step + 1, elapsed_before + time.perf_counter() - start, cfg), cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            values = _optimizer_step(model, data, sampler, generator, optimizer, cfg, device, autocast)
+            step += 1
+            window.add_step(values, cfg.batch_size)
+            if on_step is not None:
+                on_step(step, {"lr": lr, **{k: float(v) for k, v in values.items()}})
+            reporter.advance()
+            now = time.perf_counter()
+            out_of_time = cfg.max_seconds is not None and elapsed_before + now - start >= cfg.max_seconds
+            last_step = step == cfg.steps or out_of_time
+            if step % cfg.log_every == 0 or last_step:
+                means = window.means()
+                last_record = {
+                    "step": step,
+                    "loss": means.pop("loss"),
+                    "lr": lr,
+                    "grad_norm": means.pop("grad_norm"),
+                    "samples_per_s": window.samples / max(now - window.t0, 1e-9),
+                    "elapsed_s": elapsed_before + now - start,
+                    **means,
+                }
+                metrics.append(last_record)
+                eta = (cfg.steps - step) * (now - start) / (step - start_step)
+                reporter.log(last_record, eta)
+                window.reset()
+                if not math.isfinite(last_record["loss"]):
+                    raise FloatingPointError(
+                        f"loss became {last_record['loss']} by step {step}; {ckpt_path} still holds the last "
+                        "good checkpoint (lower lr, or check the data)"
+                    )
+            if step % cfg.ckpt_every == 0 or last_step:
+                if "loss" in window.sums and not torch.isfinite(window.sums["loss"]):
+                    raise FloatingPointError(f"loss became non-finite before step {step}; checkpoint not written")
+                loop_state = {
+                    "sampler_epoch": str(sampler.epoch),
+                    "sampler_cursor": str(sampler.cursor),
+                    "log_window": window.state_json(),
+                    "elapsed_s": repr(elapsed_before + time.perf_counter() - start),
+                }
+                ckpt.save_training_state(
+                    ckpt_path,
+                    model=model,
+                    optimizer=optimizer,
+                    generator=generator,
+                    device=device,
+                    step=step,
+                    extra_metadata=loop_state,
+                )
+            if out_of_time:
+                reporter.message(f"masklab: time budget of {cfg.max_seconds:.0f}s spent at step {step}/{cfg.steps}")
+                break
+    finally:
+        reporter.close()
+    _write_loss_plot(out, reporter)
+    if not last_record:  # resumed a run that had already finished
+        last_record = (read_metrics(metrics_path) or [{}])[-1]
+    return FitResult(out, step, last_record, ckpt_path, metrics_path)

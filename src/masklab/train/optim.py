@@ -1,0 +1,102 @@
+"""AdamW with the usual no-decay groups, a warmup + cosine learning rate, and flat optimizer state.
+
+The schedule is a pure function of the step (:func:`lr_at`), so there is no scheduler object whose state
+would have to be checkpointed. :func:`optimizer_state_tensors` / :func:`load_optimizer_state` turn the AdamW
+state into flat safetensors entries ``optim.{param_index}.{exp_avg|exp_avg_sq|step}`` plus a JSON string of
+the param groups' hyper-parameters, and back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from masklab.train.loop import TrainConfig
+
+OPTIM_PREFIX = "optim."
+
+# Parameters that are positions or learned placeholder vectors, not feature detectors: decaying them toward
+# zero only erases information (MAE / BEiT / HF BERT exclude them the same way).
+NO_DECAY_NAME_PARTS = ("pos_embed", "cls_token", "mask_token", "embeddings.position")
+
+
+def uses_weight_decay(name: str, param: torch.Tensor) -> bool:
+    """The no-decay rule: biases and norm weights (any ``ndim < 2``) and position / special-token
+    parameters (name contains one of :data:`NO_DECAY_NAME_PARTS`) get no weight decay; every other
+    parameter (linear / conv / embedding matrices) does."""
+    return param.ndim >= 2 and not any(part in name for part in NO_DECAY_NAME_PARTS)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two AdamW groups by :func:`uses_weight_decay`: ``[decay, no_decay]``; frozen parameters are left
+    out, and an empty group is dropped."""
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (decay if uses_weight_decay(name, param) else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups`; ``fused=False`` because fused kernels are not bit-reproducible
+    across devices and their state layout differs."""
+    groups = param_groups(model, cfg.weight_decay)
+    if not groups:
+        raise ValueError("the model has no trainable parameters (all requires_grad=False)")
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=False)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate for optimizer step ``step`` (1-based: the update that brings the count to ``step``).
+
+    Linear warmup from 0 at step 0 to ``cfg.lr`` at ``cfg.warmup_steps``, then a half cosine down to
+    ``cfg.min_lr`` at ``cfg.steps`` (SGDR, Loshchilov & Hutter 2017, without restarts); clamped outside
+    ``[0, cfg.steps]``. So the first update already moves (lr/warmup) and the last one uses exactly min_lr.
+    """
+    step = min(max(step, 0), cfg.steps)
+    if step < cfg.warmup_steps:
+        return cfg.lr * step / cfg.warmup_steps
+    decay_steps = cfg.steps - cfg.warmup_steps
+    if decay_steps <= 0:
+        return cfg.lr
+    progress = (step - cfg.warmup_steps) / decay_steps
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], str]:
+    """Flatten ``optimizer.state_dict()`` into ``optim.{index}.{name}`` CPU tensors and a JSON string of
+    the param groups (hyper-parameters plus the param indices of each group)."""
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for index, entries in state["state"].items():
+        for name, value in entries.items():
+            if not torch.is_tensor(value):
+                raise TypeError(f"optimizer state {index}.{name} is a {type(value).__name__}, not a tensor")
+            tensors[f"{OPTIM_PREFIX}{index}.{name}"] = value.detach().cpu().contiguous()
+    return tensors, json.dumps(state["param_groups"])
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups_json: str) -> None:
+    """Inverse of :func:`optimizer_state_tensors`. Raises ``ValueError`` when the saved groups do not
+    match this optimizer's parameters (a different model or a changed no-decay rule)."""
+    groups = json.loads(groups_json)
+    for group in groups:
+        if isinstance(group.get("betas"), list):
+            # JSON has no tuples; AdamW documents betas as a tuple.
+            group["betas"] = tuple(group["betas"])
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith(OPTIM_PREFIX):
+            index, _, name = key[len(OPTIM_PREFIX) :].partition(".")
+            state.setdefault(int(index), {})[name] = value
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise ValueError(f"saved optimizer state does not fit this model's parameters: {err}") from err

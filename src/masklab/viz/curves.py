@@ -1,0 +1,64 @@
+"""Training curves from a run's ``metrics.jsonl``."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a torn last line from a killed writer
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, *, title: str | None = None) -> Path:
+    """Plot training loss (and the learning rate, on a second axis) against the optimizer step.
+
+    Needs matplotlib (``pip install 'masklab[viz]'``), imported here so the core stays light; raises
+    ``ImportError`` without it and ``ValueError`` when the file holds no finite loss values.
+    """
+    try:
+        # The object-oriented API touches no global pyplot state, so plotting from a training job cannot
+        # open windows or clash with the caller's backend.
+        from matplotlib.figure import Figure
+    except ImportError as err:
+        raise ImportError("plot_loss_curve needs matplotlib: pip install 'masklab[viz]'") from err
+    metrics_path, png_path = Path(metrics_path), Path(png_path)
+    if not metrics_path.is_file():
+        raise FileNotFoundError(f"no metrics file at {metrics_path}")
+    records = [
+        r
+        for r in _read_jsonl(metrics_path)
+        if isinstance(r.get("step"), int) and isinstance(r.get("loss"), (int, float)) and math.isfinite(r["loss"])
+    ]
+    if not records:
+        raise ValueError(f"{metrics_path} holds no finite loss values to plot")
+    steps = [r["step"] for r in records]
+    losses = [r["loss"] for r in records]
+
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(steps, losses, color="tab:blue", linewidth=1.5, label="loss")
+    # A log axis once the loss spans a decade keeps the late, slow improvement visible.
+    if min(losses) > 0 and max(losses) / min(losses) > 10:
+        ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss", color="tab:blue")
+    ax.grid(alpha=0.3)
+    lrs = [r.get("lr") for r in records]
+    if all(isinstance(v, (int, float)) for v in lrs):
+        ax_lr = ax.twinx()
+        ax_lr.plot(steps, lrs, color="tab:orange", linewidth=1.0, alpha=0.7)
+        ax_lr.set_ylabel("learning rate", color="tab:orange")
+    ax.set_title(title or f"{metrics_path.parent.name}: loss {losses[-1]:.4g} at step {steps[-1]}")
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=120)
+    return png_path

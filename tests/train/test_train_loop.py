@@ -1,0 +1,224 @@
+"""The training loop: batching helpers, a tiny end-to-end fit, in-process resume and run-dir guards."""
+
+import dataclasses
+import json
+import sys
+from collections import namedtuple
+
+import pytest
+import torch
+from train_tiny import TinyData, TinyModel, make_config
+
+from masklab.train import EpochSampler, LossOutput, TrainConfig, fit, load_checkpoint, load_run, move_to
+from masklab.train.progress import read_metrics
+
+TIMING_KEYS = {"samples_per_s", "elapsed_s"}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pair:
+    a: torch.Tensor
+    label: str
+
+
+def test_move_to_walks_containers():
+    Point = namedtuple("Point", "x y")
+    batch = {"x": torch.ones(2), "nested": [torch.zeros(1), (torch.ones(3), "keep")], "p": Point(torch.ones(1), 3)}
+    batch["pair"] = _Pair(torch.ones(2), "name")
+    moved = move_to(batch, "meta")
+    assert moved["x"].device.type == "meta"
+    assert isinstance(moved["nested"], list) and isinstance(moved["nested"][1], tuple)
+    assert moved["nested"][0].device.type == "meta" and moved["nested"][1][1] == "keep"
+    assert isinstance(moved["p"], Point) and moved["p"].x.device.type == "meta" and moved["p"].y == 3
+    assert isinstance(moved["pair"], _Pair) and moved["pair"].a.device.type == "meta"
+    assert moved["pair"].label == "name" and batch["x"].device.type == "cpu"  # the input is untouched
+
+
+def test_sampler_rolls_over_and_visits_each_example_once_per_epoch():
+    sampler = EpochSampler(10, seed=3)
+    seen = torch.cat([sampler.next_indices(4) for _ in range(10)])  # 40 indices = 4 epochs, batches of 4
+    for epoch in range(4):
+        chunk = seen[epoch * 10 : (epoch + 1) * 10]
+        expected = torch.randperm(10, generator=torch.Generator().manual_seed(3 * 1_000_003 + epoch))
+        assert torch.equal(chunk, expected)
+    assert sampler.state_dict() == {"epoch": 4, "cursor": 0}
+    resumed = EpochSampler(10, seed=3)
+    sampler.next_indices(3)
+    resumed.load_state_dict(sampler.state_dict())
+    assert torch.equal(resumed.next_indices(7), sampler.next_indices(7))
+
+
+def test_batch_larger_than_dataset(tmp_path):
+    with pytest.raises(ValueError, match=r"batch_size=32 .*\(20 examples\)"):
+        fit(TinyModel(), TinyData(n=20), make_config(batch_size=32), tmp_path, model_config={"kind": "t"})
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"steps": 0}, "steps must be >= 1"),
+        ({"batch_size": 10, "grad_accum": 3}, "divisible by grad_accum"),
+        ({"device": "gpu"}, "device must be"),
+        ({"precision": "fp16"}, "precision must be"),
+        ({"betas": (0.9, 1.0)}, "betas"),
+        ({"grad_clip": 0.0}, "grad_clip"),
+    ],
+)
+def test_train_config_validation(bad, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**bad)
+
+
+def test_train_config_json_roundtrip():
+    cfg = TrainConfig(betas=(0.8, 0.99), grad_clip=None)
+    assert TrainConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(cfg)))) == cfg
+    with pytest.raises(ValueError, match="unknown TrainConfig fields"):
+        TrainConfig.from_dict({"stepz": 3})
+
+
+def _run(out_dir, *, fail_at=None, resume=False, **overrides):
+    torch.manual_seed(0)
+    model, data = TinyModel(), TinyData()
+
+    def on_step(step, values):
+        assert set(values) == {"loss", "lr", "grad_norm", "masked_frac"}
+        if step == fail_at:
+            raise KeyboardInterrupt  # stands in for a crash between checkpoints
+
+    cfg = make_config(**overrides)
+    result = fit(model, data, cfg, out_dir, model_config=model.config(), resume=resume, progress=False, on_step=on_step)
+    return model, data, result
+
+
+def test_fit_writes_a_complete_run(tmp_path):
+    model, data, result = _run(tmp_path, steps=30, grad_accum=2)
+    assert result.step == 30 and result.last_metrics["step"] == 30
+    assert set(data.batch_sizes) == {8}  # batch_size 16 split into 2 micro-batches
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint.safetensors",
+        "config.json",
+        "loss.png",
+        "metrics.jsonl",
+    ]
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["kind"] == "tiny-test" and config["model"] == model.config()
+    assert TrainConfig.from_dict(config["train"]) == make_config(steps=30, grad_accum=2)
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in records] == [5, 10, 15, 20, 25, 30]
+    assert set(records[0]) == {"step", "loss", "lr", "grad_norm", "samples_per_s", "elapsed_s", "masked_frac"}
+    assert records[-1]["loss"] < records[0]["loss"]
+    tensors, metadata = load_checkpoint(tmp_path / "checkpoint.safetensors")
+    assert metadata["step"] == "30" and {"sampler_epoch", "sampler_cursor", "optim_param_groups"} <= set(metadata)
+    assert {"rng.torch_cpu", "rng.loop_generator", "optim.0.exp_avg", "optim.0.exp_avg_sq", "optim.0.step"} <= set(
+        tensors
+    )
+    assert tensors["rng.torch_cpu"].dtype == torch.uint8
+    run = load_run(tmp_path)
+    assert run.step == 30
+    for name, value in model.state_dict().items():
+        assert torch.equal(run.model_state[name], value)
+
+
+def test_resume_after_a_crash_is_bit_identical(tmp_path):
+    _run(tmp_path / "ref", steps=30, ckpt_every=10, log_every=3)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "crash", steps=30, ckpt_every=10, log_every=3, fail_at=17)
+    assert load_checkpoint(tmp_path / "crash" / "checkpoint.safetensors")[1]["step"] == "10"
+    assert max(r["step"] for r in read_metrics(tmp_path / "crash" / "metrics.jsonl")) == 15
+    _run(tmp_path / "crash", steps=30, ckpt_every=10, log_every=3, resume=True)
+
+    ref, _ = load_checkpoint(tmp_path / "ref" / "checkpoint.safetensors")
+    resumed, _ = load_checkpoint(tmp_path / "crash" / "checkpoint.safetensors")
+    assert ref.keys() == resumed.keys()
+    for name in ref:  # weights, AdamW moments and RNG states
+        assert torch.equal(ref[name], resumed[name]), name
+
+    def strip(path):
+        return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in read_metrics(path)]
+
+    assert strip(tmp_path / "crash" / "metrics.jsonl") == strip(tmp_path / "ref" / "metrics.jsonl")
+
+
+def test_run_directory_guards(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        _run(tmp_path, steps=5, resume=True)
+    _run(tmp_path, steps=5)
+    with pytest.raises(ValueError, match="already holds a run"):
+        _run(tmp_path, steps=5)
+    with pytest.raises(ValueError, match="different model"):
+        fit(TinyModel(hidden=16), TinyData(), make_config(steps=5), tmp_path,
+            model_config=TinyModel(hidden=16).config(), resume=True, progress=False)  # fmt: skip
+    # Resuming a finished run is a no-op that still reports the last record.
+    _, _, result = _run(tmp_path, steps=5, resume=True)
+    assert result.step == 5 and result.last_metrics["step"] == 5
+
+
+def test_missing_matplotlib_does_not_fail_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    _run(tmp_path, steps=5)
+    assert not (tmp_path / "loss.png").exists()
+    assert "matplotlib is not installed; skipping loss.png" in capsys.readouterr().err
+
+
+def test_training_loss_contract(tmp_path):
+    class NoLossOutput(TinyModel):
+        def training_loss(self, batch, generator):
+            return super().training_loss(batch, generator).loss
+
+    class ClashingMetric(TinyModel):
+        def training_loss(self, batch, generator):
+            return LossOutput(super().training_loss(batch, generator).loss, {"lr": 1.0})
+
+    with pytest.raises(TypeError, match="must return LossOutput"):
+        fit(NoLossOutput(), TinyData(), make_config(), tmp_path / "a", model_config={"kind": "t"}, progress=False)
+    with pytest.raises(ValueError, match="loop's names"):
+        fit(ClashingMetric(), TinyData(), make_config(), tmp_path / "b", model_config={"kind": "t"}, progress=False)
+    with pytest.raises(ValueError, match="'kind'"):
+        fit(TinyModel(), TinyData(), make_config(), tmp_path / "c", model_config={"dim": 3})
+
+
+def test_bf16_autocast_on_cpu(tmp_path):
+    seen = []
+
+    class Recording(TinyModel):
+        def training_loss(self, batch, generator):
+            seen.append(self.inp(batch["x"]).dtype)  # inside the loop's autocast region
+            return super().training_loss(batch, generator)
+
+    model = Recording()
+    fit(model, TinyData(), make_config(steps=3, precision="bf16"), tmp_path, model_config={"kind": "t"}, progress=False)
+    assert seen == [torch.bfloat16] * 3
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
+
+
+def test_non_finite_loss_stops_before_checkpointing(tmp_path):
+    class Exploding(TinyModel):
+        def training_loss(self, batch, generator):
+            out = super().training_loss(batch, generator)
+            return LossOutput(out.loss * float("nan"))
+
+    with pytest.raises(FloatingPointError, match="loss became nan by step 5"):
+        fit(Exploding(), TinyData(), make_config(), tmp_path, model_config={"kind": "t"}, progress=False)
+    assert not (tmp_path / "checkpoint.safetensors").exists()
+
+
+def test_time_budget_stops_checkpoints_and_finishes_the_schedule(tmp_path):
+    model = TinyModel()
+    seen: list[tuple[int, float]] = []
+    cfg = TrainConfig(steps=100_000, batch_size=16, lr=1e-2, warmup_steps=10, log_every=5, max_seconds=1.0)
+    result = fit(
+        model,
+        TinyData(),
+        cfg,
+        tmp_path,
+        model_config=model.config(),
+        progress=False,
+        on_step=lambda step, values: seen.append((step, values["lr"])),
+    )
+    assert 0 < result.step < cfg.steps
+    assert load_checkpoint(result.checkpoint_path)[1]["step"] == str(result.step)
+    # The schedule follows the budget: it reaches its end (min_lr) in time, not after 100k steps.
+    assert seen[-1][1] < 0.05 * cfg.lr
+    with pytest.raises(ValueError, match="max_seconds"):
+        TrainConfig(max_seconds=0)
