@@ -59,7 +59,7 @@ def test_batch_larger_than_dataset(tmp_path):
         ({"steps": 0}, "steps must be >= 1"),
         ({"batch_size": 10, "grad_accum": 3}, "divisible by grad_accum"),
         ({"device": "gpu"}, "device must be"),
-        ({"precision": "fp16"}, "precision must be"),
+        ({"precision": "fp8"}, "precision must be"),
         ({"betas": (0.9, 1.0)}, "betas"),
         ({"grad_clip": 0.0}, "grad_clip"),
     ],
@@ -222,3 +222,23 @@ def test_time_budget_stops_checkpoints_and_finishes_the_schedule(tmp_path):
     assert seen[-1][1] < 0.05 * cfg.lr
     with pytest.raises(ValueError, match="max_seconds"):
         TrainConfig(max_seconds=0)
+
+
+def test_fp16_uses_a_grad_scaler_and_checkpoints_it(tmp_path):
+    model = TinyModel(dropout=0.0)
+    cfg = make_config(steps=4, precision="fp16", ckpt_every=2)
+    result = fit(model, TinyData(), cfg, tmp_path, model_config=model.config(), progress=False)
+    scaler_state = json.loads(load_checkpoint(result.checkpoint_path)[1]["grad_scaler"])
+    assert scaler_state["scale"] > 0  # an enabled scaler with its loss scale saved for resume
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(tmp_path):
+    eager, compiled = TinyModel(dropout=0.0), TinyModel(dropout=0.0)
+    compiled.load_state_dict(eager.state_dict())
+    fit(eager, TinyData(), make_config(steps=3), tmp_path / "eager", model_config=eager.config(), progress=False)
+    fit(compiled, TinyData(), make_config(steps=3, compile=True), tmp_path / "compiled",
+        model_config=compiled.config(), progress=False)  # fmt: skip
+    for (name, a), b in zip(eager.state_dict().items(), compiled.state_dict().values(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)

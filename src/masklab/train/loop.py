@@ -5,11 +5,15 @@ plugs in with ``__len__`` and ``get_batch(indices, generator)``. :func:`fit` own
 sampler, the device, bf16 autocast, gradient accumulation and clipping, AdamW with a warmup + cosine
 learning rate, metrics, progress and atomic checkpoints that resume bit-identically.
 
-Randomness (all of it checkpointed, so a resumed run replays the uninterrupted one exactly on CPU):
-  * the sampler: epoch ``e`` visits ``torch.randperm(n, seed * 1_000_003 + e)`` in order;
+Randomness (a resumed run replays the uninterrupted one exactly on CPU, on any number of ranks):
+  * the sampler: epoch ``e`` visits ``torch.randperm(n, seed * 1_000_003 + e)`` in order, a global batch
+    per step (its position is checkpointed);
   * the loop generator: ONE CPU ``torch.Generator`` handed to ``get_batch`` and ``training_loss`` for
     augmentation and masking noise (draw on CPU, then move to the device);
-  * torch's global RNGs (dropout): seeded by ``fit`` at the start of a fresh run.
+  * torch's global RNGs (dropout).
+Both generators are re-seeded from ``(seed, step, micro-batch index)`` before every micro-batch, which is
+what makes a run independent of how its micro-batches are spread over ranks (see
+:mod:`masklab.train.distributed`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from torch import nn
 
 from masklab import __version__
 from masklab.train import checkpoint as ckpt
+from masklab.train import distributed
 from masklab.train.optim import build_optimizer, lr_at
 from masklab.train.progress import MetricsLog, MetricWindow, Reporter, read_metrics
 
@@ -60,7 +65,8 @@ class TrainConfig:
     ckpt_every: int = 200  # also always checkpoint at the final step
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto (cuda -> bf16 autocast, cpu -> fp32) | fp32 | bf16
+    precision: str = "auto"  # auto (cuda -> bf16 autocast, cpu -> fp32) | fp32 | bf16 | fp16 (+ GradScaler)
+    compile: bool = False  # torch.compile the model's training_loss
     # Wall-clock budget: stop (log + checkpoint) once spent. The learning-rate schedule then follows
     # whichever runs out first, steps or time, so a budgeted run still warms up and decays fully.
     # Time-budgeted runs are not bit-reproducible (where they stop depends on the machine).
@@ -86,8 +92,8 @@ class TrainConfig:
             problems.append(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):
             problems.append(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            problems.append(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            problems.append(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 
@@ -224,6 +230,8 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     """The autocast dtype, or None for plain fp32."""
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return None
+    if precision == "fp16":
+        return torch.float16
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         if precision == "bf16":
             raise ValueError(f"precision='bf16' but {torch.cuda.get_device_name(device)} has no bf16 support")
@@ -270,31 +278,49 @@ def _write_loss_plot(out: Path, reporter: Reporter) -> None:
         reporter.message(f"masklab: could not write {ckpt.LOSS_PLOT_NAME}: {err}")
 
 
-def _optimizer_step(model, data, sampler, generator, optimizer, cfg, device, autocast) -> dict[str, Any]:
-    """One optimizer step over ``grad_accum`` micro-batches; returns the step's loss, model metrics and
-    grad_norm (tensors stay on the device: no host sync)."""
+def _optimizer_step(wrapped, data, sampler, generator, optimizer, cfg, step, dist_info, autocast, scaler):
+    """One optimizer step; returns this rank's loss, model metrics and grad_norm (device tensors, no sync).
+
+    The global batch ``cfg.batch_size`` is split into ``world * grad_accum`` equal micro-batches; this rank
+    takes micro-batches ``rank * grad_accum ... + grad_accum - 1``. Each is seeded by its global index.
+    """
     values: dict[str, Any] = {}
-    micro_size = cfg.batch_size // cfg.grad_accum
-    for _ in range(cfg.grad_accum):
-        batch = move_to(data.get_batch(sampler.next_indices(micro_size), generator), device)
-        with autocast():
-            out = model.training_loss(batch, generator)
-        if not isinstance(out, LossOutput):
-            raise TypeError(f"training_loss must return LossOutput, got {type(out).__name__}")
-        clash = _RESERVED_METRICS.intersection(out.metrics)
-        if clash:
-            raise ValueError(f"training_loss metrics may not use the loop's names {sorted(clash)}")
-        # Dividing each micro-batch loss makes the accumulated gradient that of the full batch's mean loss.
-        (out.loss / cfg.grad_accum).backward()
+    n_micro = dist_info.world * cfg.grad_accum
+    micro_size = cfg.batch_size // n_micro
+    indices = sampler.next_indices(cfg.batch_size)  # the same global batch on every rank
+    for j in range(cfg.grad_accum):
+        m = dist_info.rank * cfg.grad_accum + j
+        generator.manual_seed(_derived_seed(cfg.seed, f"micro:{step}:{m}"))
+        torch.manual_seed(_derived_seed(cfg.seed, f"global:{step}:{m}"))  # dropout, drop-path
+        batch = move_to(data.get_batch(indices[m * micro_size : (m + 1) * micro_size], generator), _device(wrapped))
+        # Gradients are all-reduced only on the last micro-batch (DDP no_sync), as in plain accumulation.
+        sync = contextlib.nullcontext() if j == cfg.grad_accum - 1 or not dist_info.enabled else wrapped.no_sync()
+        with sync:
+            with autocast():
+                out = wrapped(batch, generator)
+            if not isinstance(out, LossOutput):
+                raise TypeError(f"training_loss must return LossOutput, got {type(out).__name__}")
+            clash = _RESERVED_METRICS.intersection(out.metrics)
+            if clash:
+                raise ValueError(f"training_loss metrics may not use the loop's names {sorted(clash)}")
+            # Dividing each micro-batch loss makes the accumulated gradient that of the full batch's mean loss
+            # (DDP then averages over ranks, which completes the mean over all micro-batches).
+            scaler.scale(out.loss / cfg.grad_accum).backward()
         for name, value in [("loss", out.loss), *out.metrics.items()]:
             value = value.detach().float() if torch.is_tensor(value) else float(value)
             values[name] = values.get(name, 0.0) + value / cfg.grad_accum
+    scaler.unscale_(optimizer)
     # max_norm=inf only measures: the clip coefficient clamps to 1.0, an exact no-op multiply.
     max_norm = cfg.grad_clip if cfg.grad_clip is not None else math.inf
-    values["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-    optimizer.step()
+    values["grad_norm"] = torch.nn.utils.clip_grad_norm_(wrapped.parameters(), max_norm)
+    scaler.step(optimizer)
+    scaler.update()
     optimizer.zero_grad(set_to_none=True)
     return values
+
+
+def _device(wrapped: nn.Module) -> torch.device:
+    return next(wrapped.parameters()).device
 
 
 # ------------------------------------------------------------------------------------------------- fit
@@ -323,6 +349,25 @@ def fit(
     if not isinstance(model_config, dict) or not isinstance(model_config.get("kind"), str):
         raise ValueError(f"model_config must be a dict with a string 'kind', got {model_config!r}")
     kind = model_config["kind"]
+    device = resolve_device(cfg.device)
+    dist_info = distributed.setup(device)
+    try:
+        return _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resume, progress, on_step)
+    finally:
+        distributed.cleanup(dist_info)
+
+
+def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resume, progress, on_step) -> FitResult:
+    main = dist_info.is_main
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+        torch.cuda.set_device(device)
+    n_micro = dist_info.world * cfg.grad_accum
+    if cfg.batch_size % n_micro:
+        raise ValueError(
+            f"batch_size={cfg.batch_size} must be divisible by world size x grad_accum = {n_micro} "
+            f"({dist_info.world} x {cfg.grad_accum})"
+        )
     num_examples = len(data)
     if num_examples < cfg.batch_size:
         raise ValueError(
@@ -338,13 +383,18 @@ def fit(
         raise ValueError(f"{out} already holds a run ({ckpt.CHECKPOINT_NAME}); resume it or pick another out_dir")
     if resume:
         _check_resume_config(out, kind, model_config)
-    ckpt.remove_stale_temp_files(out)
+    if main:
+        ckpt.remove_stale_temp_files(out)
 
-    device = resolve_device(cfg.device)
     amp_dtype = resolve_precision(cfg.precision, device)
     model.to(device)
     model.train()
     optimizer = build_optimizer(model, cfg)
+    wrapped = distributed.wrap(model, dist_info, device)
+    if cfg.compile:
+        wrapped = torch.compile(wrapped)
+    # fp16 needs loss scaling against underflow; for bf16/fp32 the disabled scaler is a pass-through.
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     generator = torch.Generator().manual_seed(_derived_seed(cfg.seed, "loop-generator"))
     sampler = EpochSampler(num_examples, cfg.seed)
     window = MetricWindow(device)
@@ -359,21 +409,22 @@ def fit(
             raise ckpt.CheckpointError(f"{ckpt_path}: bad loop state in the metadata ({err})") from err
         if step > cfg.steps:
             raise ValueError(f"{ckpt_path} is at step {step}, beyond cfg.steps={cfg.steps}")
-    else:
-        torch.manual_seed(_derived_seed(cfg.seed, "torch-global"))
-    ckpt.atomic_write_json(
-        out / ckpt.CONFIG_NAME,
-        {"masklab_version": __version__, "kind": kind, "model": model_config, "train": asdict(cfg)},
-    )
+        if "grad_scaler" in meta:
+            scaler.load_state_dict(json.loads(meta["grad_scaler"]))
+    if main:
+        ckpt.atomic_write_json(
+            out / ckpt.CONFIG_NAME,
+            {"masklab_version": __version__, "kind": kind, "model": model_config, "train": asdict(cfg)},
+        )
     metrics = MetricsLog(metrics_path)
-    if resume:
+    if main and resume:
         metrics.truncate_after(step)
-    else:
+    elif main:
         metrics.reset()
 
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
     show_bar = sys.stderr.isatty() if progress is None else progress
-    reporter = Reporter(bar=show_bar, total=cfg.steps, initial=step)
+    reporter = Reporter(bar=show_bar and main, total=cfg.steps, initial=step, quiet=not main)
     start, start_step = time.perf_counter(), step
     last_record: dict[str, Any] = {}
     try:
@@ -381,7 +432,9 @@ def fit(
             lr = lr_at(_schedule_step(step + 1, elapsed_before + time.perf_counter() - start, cfg), cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            values = _optimizer_step(model, data, sampler, generator, optimizer, cfg, device, autocast)
+            values = _optimizer_step(
+                wrapped, data, sampler, generator, optimizer, cfg, step, dist_info, autocast, scaler
+            )
             step += 1
             window.add_step(values, cfg.batch_size)
             if on_step is not None:
@@ -390,8 +443,11 @@ def fit(
             now = time.perf_counter()
             out_of_time = cfg.max_seconds is not None and elapsed_before + now - start >= cfg.max_seconds
             last_step = step == cfg.steps or out_of_time
+            if dist_info.enabled:  # every rank must agree on stopping, or the others wait forever
+                out_of_time = bool(distributed.any_rank(out_of_time, dist_info))
+                last_step = step == cfg.steps or out_of_time
             if step % cfg.log_every == 0 or last_step:
-                means = window.means()
+                means = window.means(dist_info)
                 last_record = {
                     "step": step,
                     "loss": means.pop("loss"),
@@ -401,7 +457,8 @@ def fit(
                     "elapsed_s": elapsed_before + now - start,
                     **means,
                 }
-                metrics.append(last_record)
+                if main:
+                    metrics.append(last_record)
                 eta = (cfg.steps - step) * (now - start) / (step - start_step)
                 reporter.log(last_record, eta)
                 window.reset()
@@ -414,26 +471,29 @@ def fit(
                 if "loss" in window.sums and not torch.isfinite(window.sums["loss"]):
                     raise FloatingPointError(f"loss became non-finite before step {step}; checkpoint not written")
                 loop_state = {
+                    "grad_scaler": json.dumps(scaler.state_dict()),
                     "sampler_epoch": str(sampler.epoch),
                     "sampler_cursor": str(sampler.cursor),
                     "log_window": window.state_json(),
                     "elapsed_s": repr(elapsed_before + time.perf_counter() - start),
                 }
-                ckpt.save_training_state(
-                    ckpt_path,
-                    model=model,
-                    optimizer=optimizer,
-                    generator=generator,
-                    device=device,
-                    step=step,
-                    extra_metadata=loop_state,
-                )
+                if main:
+                    ckpt.save_training_state(
+                        ckpt_path,
+                        model=model,
+                        optimizer=optimizer,
+                        generator=generator,
+                        device=device,
+                        step=step,
+                        extra_metadata=loop_state,
+                    )
             if out_of_time:
                 reporter.message(f"masklab: time budget of {cfg.max_seconds:.0f}s spent at step {step}/{cfg.steps}")
                 break
     finally:
         reporter.close()
-    _write_loss_plot(out, reporter)
+    if main:
+        _write_loss_plot(out, reporter)
     if not last_record:  # resumed a run that had already finished
         last_record = (read_metrics(metrics_path) or [{}])[-1]
     return FitResult(out, step, last_record, ckpt_path, metrics_path)

@@ -81,9 +81,15 @@ class MetricWindow:
         else:
             self.sums[name] += float(value)
 
-    def means(self) -> dict[str, float]:
-        values = torch.stack(list(self.sums.values())).tolist() if self.sums else []  # one host sync
-        return {k: v / self.steps for k, v in zip(self.sums, values, strict=True)}
+    def means(self, dist_info=None) -> dict[str, float]:
+        """Per-step means since the last record; averaged over ranks when ``dist_info`` is distributed."""
+        sums = self.sums
+        if dist_info is not None and dist_info.enabled:
+            from masklab.train.distributed import mean_across_ranks
+
+            sums = mean_across_ranks(sums, dist_info)
+        values = torch.stack(list(sums.values())).tolist() if sums else []  # one host sync
+        return {k: v / self.steps for k, v in zip(sums, values, strict=True)}
 
     def reset(self) -> None:
         self.sums, self.steps, self.samples, self.t0 = {}, 0, 0, time.perf_counter()
@@ -114,8 +120,9 @@ class Reporter:
     """A tqdm bar (loss, lr, samples/s; tqdm supplies the ETA) or, when ``bar`` is False, one plain log
     line per logged step."""
 
-    def __init__(self, *, bar: bool, total: int, initial: int) -> None:
+    def __init__(self, *, bar: bool, total: int, initial: int, quiet: bool = False) -> None:
         self.total = total
+        self.quiet = quiet  # non-zero ranks of a distributed run print nothing
         self._bar = None
         if bar:
             from tqdm.auto import tqdm
@@ -134,6 +141,8 @@ class Reporter:
                 samples_s=f"{record['samples_per_s']:.0f}",
             )
             return
+        if self.quiet:
+            return
         print(
             f"step {record['step']}/{self.total}  loss {record['loss']:.4f}  lr {record['lr']:.3e}  "
             f"grad_norm {record['grad_norm']:.3f}  {record['samples_per_s']:.0f} samples/s  "
@@ -146,7 +155,7 @@ class Reporter:
         """A one-off line that does not break the bar."""
         if self._bar is not None:
             self._bar.write(text, file=sys.stderr)
-        else:
+        elif not self.quiet:
             print(text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
