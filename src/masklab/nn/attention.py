@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from masklab.masks import attention as attn_masks
 from masklab.masks.convert import padding_to_blocked, sdpa_safe
+from masklab.nn.dispatch import BLOCK_MASKS, AttentionPlan, flex_attention, plan_attention
 
 Backend = Literal["sdpa", "reference"]
 
@@ -164,6 +165,7 @@ class MaskedSelfAttention(nn.Module):
         *,
         padding: Tensor | None = None,
         blocked: Tensor | None = None,
+        rule: attn_masks.AttnMask | None = None,
         is_causal: bool = False,
         cache: KVCache | None = None,
         return_weights: bool = False,
@@ -173,13 +175,16 @@ class MaskedSelfAttention(nn.Module):
         Args:
             padding: ``bool (B, Lk)``, True = padded key (Lk includes cached positions).
             blocked: ``bool`` broadcastable to ``(B, H, L, Lk)``, True = may NOT attend.
+            rule: an :class:`~masklab.masks.attention.AttnMask` (causal, sliding window, documents, ...); unlike
+                a dense ``blocked`` it lets the dispatcher use FlexAttention or SDPA's causal kernel.
             is_causal: add a causal mask (bottom-right aligned when a cache holds earlier positions).
             cache: a :class:`KVCache` to read past keys/values from and append this step's to.
             return_weights: also return ``weights (B, H, L, Lk)``; computed on the reference path for this
                 call only, so the training path is untouched.
 
         Returns:
-            ``(B, L, D)``, or ``((B, L, D), weights)`` with ``return_weights=True``.
+            ``(B, L, D)``, or ``((B, L, D), weights)`` with ``return_weights=True``. The kernel that ran and why
+            is left in :attr:`last_plan`.
         """
         B, L, D = x.shape
         qkv = self.qkv(x).view(B, L, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, H, L, Dh)
@@ -188,16 +193,33 @@ class MaskedSelfAttention(nn.Module):
             k, v = cache.update(k, v)  # (B, H, Lk, Dh)
         kv_len = k.shape[-2]
         # A single new query may see every cached key, so causal masking is a no-op then.
-        causal = is_causal and not (cache is not None and L == 1)
+        if is_causal and not (cache is not None and L == 1):
+            rule = attn_masks.causal() if rule is None else rule | attn_masks.causal()
         dropout_p = self.attn_dropout if self.training else 0.0
+        plan = plan_attention(
+            rule, q_len=L, kv_len=kv_len, device=x.device, dense_mask=blocked is not None,
+            padding=padding is not None, dropout=dropout_p > 0, return_weights=return_weights,
+            reference=self.backend == "reference",
+        )  # fmt: skip
+        self.last_plan: AttentionPlan = plan
         weights = None
-        if return_weights or self.backend == "reference":
-            merged = merge_masks(L, kv_len, blocked=blocked, padding=padding, is_causal=causal, device=x.device)
-            out, weights = reference_attention(q, k, v, merged, dropout_p=dropout_p)
-        elif padding is None and blocked is None:
-            out = sdpa_attention(q, k, v, is_causal=causal, dropout_p=dropout_p)
+        if plan.kernel == "flex":
+            full_rule = rule if padding is None else rule | attn_masks.key_padding(padding)
+            out = flex_attention(q, k, v, BLOCK_MASKS.get(full_rule, L, kv_len, x.device))
+        elif plan.kernel in ("sdpa", "sdpa_causal"):
+            out = sdpa_attention(q, k, v, is_causal=plan.kernel == "sdpa_causal", dropout_p=dropout_p)
         else:
-            merged = merge_masks(L, kv_len, blocked=blocked, padding=padding, is_causal=causal, device=x.device)
-            out = sdpa_attention(q, k, v, merged, dropout_p=dropout_p)
+            dense = None if rule is None else rule.dense(L, kv_len, device=x.device)  # (B|1, 1, L, Lk)
+            merged = merge_masks(L, kv_len, blocked=_union(dense, blocked), padding=padding, device=x.device)
+            if plan.kernel == "reference":
+                out, weights = reference_attention(q, k, v, merged, dropout_p=dropout_p)
+            else:
+                out = sdpa_attention(q, k, v, merged, dropout_p=dropout_p)
         out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, L, D)))  # (B, L, D)
         return (out, weights) if return_weights else out
+
+
+def _union(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return a | b

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from masklab.masks.attention import AttnMask
 from masklab.nn.attention import Backend, KVCache, MaskedSelfAttention
 
 Activation = Literal["gelu", "gelu_tanh", "relu"]
@@ -114,6 +115,7 @@ class Block(nn.Module):
         *,
         padding: Tensor | None = None,
         blocked: Tensor | None = None,
+        rule: AttnMask | None = None,
         is_causal: bool = False,
         cache: KVCache | None = None,
         return_weights: bool = False,
@@ -124,6 +126,7 @@ class Block(nn.Module):
             h,
             padding=padding,
             blocked=blocked,
+            rule=rule,
             is_causal=is_causal,
             cache=cache,
             return_weights=return_weights,
@@ -162,6 +165,7 @@ class Encoder(nn.Module):
         *,
         padding: Tensor | None = None,
         blocked: Tensor | None = None,
+        rule: AttnMask | None = None,
         is_causal: bool = False,
         caches: list[KVCache] | None = None,
         return_weights: bool = False,
@@ -175,6 +179,7 @@ class Encoder(nn.Module):
                 x,
                 padding=padding,
                 blocked=blocked,
+                rule=rule,
                 is_causal=is_causal,
                 cache=None if caches is None else caches[i],
                 return_weights=return_weights,
