@@ -63,3 +63,18 @@ def test_drop_path_only_in_training():
     assert torch.equal(a, b)
     enc.train()
     assert not torch.equal(enc(x), a)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    enc = Encoder(TransformerConfig(dim=16, depth=3, heads=2))
+    x = torch.randn(2, 6, 16)
+    grads = []
+    for enabled in (False, True):
+        enc.set_grad_checkpointing(enabled)
+        enc.zero_grad()
+        out = enc(x, is_causal=True)
+        out.square().sum().backward()
+        grads.append([p.grad.clone() for p in enc.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
