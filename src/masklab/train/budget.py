@@ -1,0 +1,45 @@
+"""Turn a wall-clock budget (``--minutes``) into a step count, so warmup and cosine decay fit the budget."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+from torch import nn
+
+from masklab.train.loop import TrainConfig, TrainData, move_to, resolve_device, resolve_precision
+from masklab.train.optim import build_optimizer
+
+
+def calibrate_steps(model: nn.Module, data: TrainData, cfg: TrainConfig, seconds: float, *, trials: int = 5) -> int:
+    """Optimizer steps of ``cfg`` that fit in ``seconds`` on this machine.
+
+    Times full steps (batch building, forward, backward, AdamW) on a throwaway copy of the model, skipping the
+    first (allocator and kernel warm-up), and keeps 10% headroom for logging and checkpoints. Pair it with
+    ``TrainConfig.max_seconds`` as a hard stop in case the machine gets busier.
+    """
+    if seconds <= 0:
+        raise ValueError(f"the time budget must be > 0 seconds, got {seconds}")
+    device = resolve_device(cfg.device)
+    amp_dtype = resolve_precision(cfg.precision, device)
+    probe = copy.deepcopy(model).to(device).train()
+    optimizer = build_optimizer(probe, cfg)
+    generator = torch.Generator().manual_seed(0)
+    micro = cfg.batch_size // cfg.grad_accum
+    times = []
+    for _ in range(trials + 1):
+        start = time.perf_counter()
+        for _ in range(cfg.grad_accum):
+            indices = torch.randint(len(data), (micro,), generator=generator)
+            batch = move_to(data.get_batch(indices, generator), device)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                loss = probe.training_loss(batch, generator).loss
+            loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    per_step = sorted(times[1:])[len(times[1:]) // 2]  # median of the timed steps
+    return max(1, int(0.9 * seconds / per_step))
