@@ -19,6 +19,7 @@ MODEL_KINDS: dict[str, tuple[str, str]] = {
     "clm": ("masklab.models.clm", "GPT"),
     "table": ("masklab.models.tabular", "TableMAE"),
     "mlm": ("masklab.models.mlm", "BertForMLM"),
+    "mae": ("masklab.models.mae", "MAE"),
 }
 
 

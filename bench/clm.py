@@ -1,0 +1,155 @@
+"""Causal LM speed: masklab GPT vs Hugging Face GPT2LMHeadModel, same config, same weights, same process.
+
+Training: tokens/s of forward + backward + AdamW step on random token windows (the same cross-entropy and
+optimizer for both models, so only the models differ). Generation: new tokens/s of greedy decoding with a KV
+cache (HF ``generate(do_sample=False)`` vs ``masklab.models.generation.generate``), checking both produce the
+same tokens. Runs are interleaved (ours, HF, ours, HF, ...) and the median is reported, because the machine may
+be shared.
+
+    python bench/clm.py                         # gpt-char and gpt-6x384 on 1 thread
+    python bench/clm.py --configs gpt-char --repeats 3 --train-steps 10 --gen-tokens 32   # quick check
+    python bench/clm.py --configs gpt2-small --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from masklab.models.clm import GPT, GPTConfig
+from masklab.models.gpt2_hf import hf_config_dict, to_hf_state_dict
+
+
+@dataclass(frozen=True)
+class Setting:
+    model: GPTConfig
+    batch: int  # training windows per step
+    prompt: int  # prompt tokens for generation
+    new_tokens: int  # generated tokens (prompt + new_tokens <= context)
+
+
+SETTINGS = {
+    # nanoGPT's CPU recipe for character-level Shakespeare.
+    "gpt-char": Setting(GPTConfig.preset("gpt-char", vocab_size=65), batch=12, prompt=8, new_tokens=56),
+    # nanoGPT's (GPU) shakespeare_char model size, context 256.
+    "gpt-6x384": Setting(GPTConfig(vocab_size=65, context=256, dim=384, depth=6, heads=6), 4, 16, 200),
+    "gpt2-small": Setting(GPTConfig.preset("gpt2-small"), batch=1, prompt=16, new_tokens=64),
+}
+
+
+def make_pair(cfg: GPTConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    ours = GPT(cfg)
+    hf = GPT2LMHeadModel(GPT2Config(**hf_config_dict(cfg), bos_token_id=0, eos_token_id=0, pad_token_id=0))
+    hf.load_state_dict(to_hf_state_dict(ours))
+    return ours, hf
+
+
+def train_tokens_per_s(model, kind: str, ids: torch.Tensor, steps: int) -> float:
+    """fwd + bwd + AdamW on ``ids (B, T + 1)``; one warm-up step is not timed."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        logits = model(ids[:, :-1]) if kind == "ours" else model(input_ids=ids[:, :-1]).logits  # (B, T, V)
+        F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1)).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * ids[:, 1:].numel() / (time.perf_counter() - start)
+
+
+@torch.no_grad()
+def generate_tokens_per_s(model, kind: str, prompt: torch.Tensor, new: int) -> tuple[float, list[list[int]]]:
+    """Greedy decoding of ``new`` tokens after ``prompt (B, P)``; returns new tokens/s and the tokens."""
+    model.eval()
+    start = time.perf_counter()
+    if kind == "ours":
+        out = model.generate(prompt.tolist(), max_new_tokens=new)
+    else:
+        ids = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new,
+                             min_new_tokens=new, do_sample=False, eos_token_id=None, pad_token_id=0)  # fmt: skip
+        out = ids[:, prompt.shape[1] :].tolist()
+    return prompt.shape[0] * new / (time.perf_counter() - start), out
+
+
+def bench(name: str, setting: Setting, *, repeats: int, train_steps: int, gen_batches: list[int]) -> list[dict]:
+    cfg = setting.model
+    ours, hf = make_pair(cfg)
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    ids = torch.randint(0, cfg.vocab_size, (setting.batch, cfg.context + 1), generator=g)
+    speeds: dict[str, list[float]] = {"ours": [], "hf": []}
+    for _ in range(repeats):
+        for kind, model in (("ours", ours), ("hf", hf)):
+            speeds[kind].append(train_tokens_per_s(model, kind, ids, train_steps))
+    rows.append(_row(name, f"train B={setting.batch} T={cfg.context}", speeds, same=None))
+    ours, hf = make_pair(cfg)  # fresh, identical weights for generation
+    for batch in gen_batches:
+        prompt = torch.randint(0, cfg.vocab_size, (batch, setting.prompt), generator=g)
+        speeds, outs = {"ours": [], "hf": []}, {}
+        generate_tokens_per_s(ours, "ours", prompt, 4)  # warm-up
+        generate_tokens_per_s(hf, "hf", prompt, 4)
+        for _ in range(repeats):
+            for kind, model in (("ours", ours), ("hf", hf)):
+                speed, outs[kind] = generate_tokens_per_s(model, kind, prompt, setting.new_tokens)
+                speeds[kind].append(speed)
+        label = f"generate B={batch} prompt={setting.prompt} new={setting.new_tokens}"
+        rows.append(_row(name, label, speeds, same=outs["ours"] == outs["hf"]))
+    return rows
+
+
+def _row(name: str, what: str, speeds: dict[str, list[float]], same: bool | None) -> dict:
+    ours, hf = statistics.median(speeds["ours"]), statistics.median(speeds["hf"])
+    return {"config": name, "what": what, "masklab_tok_s": ours, "hf_tok_s": hf, "speedup": ours / hf,
+            "same_tokens": same}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=["gpt-char", "gpt-6x384"], choices=sorted(SETTINGS))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--train-steps", type=int, default=20)
+    parser.add_argument("--gen-batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--gen-tokens", type=int, default=None, help="override each config's new-token count")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    import transformers
+
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {args.threads} thread(s), "
+          f"median of {args.repeats} interleaved runs", file=sys.stderr)  # fmt: skip
+    rows = []
+    for name in args.configs:
+        setting = SETTINGS[name]
+        if args.gen_tokens is not None:
+            new = min(args.gen_tokens, setting.model.context - setting.prompt)
+            setting = Setting(setting.model, setting.batch, setting.prompt, new)
+        rows += bench(name, setting, repeats=args.repeats, train_steps=args.train_steps, gen_batches=args.gen_batches)
+    print("| config | measurement | masklab tok/s | HF tok/s | speedup | same tokens |")
+    print("|---|---|---:|---:|---:|---|")
+    for r in rows:
+        same = "" if r["same_tokens"] is None else ("yes" if r["same_tokens"] else "NO")
+        print(f"| {r['config']} | {r['what']} | {r['masklab_tok_s']:,.0f} | {r['hf_tok_s']:,.0f} | "
+              f"{r['speedup']:.2f}x | {same} |")  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

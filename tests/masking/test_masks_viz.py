@@ -1,0 +1,55 @@
+"""``masklab masks``: example masks of each generator rendered as a PNG."""
+
+import pytest
+import torch
+from PIL import Image
+
+from masklab.cli import main
+from masklab.viz.masks import MASK_KINDS, example_masks, grid_cell_for, render_masks
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_example_masks_hide_the_requested_share(kind):
+    images = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    masked = example_masks(kind, 4, (14, 14), 0.75, torch.Generator().manual_seed(1), images=images)
+    assert masked.shape == (4, 196) and masked.dtype == torch.bool
+    assert masked.sum(1).tolist() == [196 - int(196 * 0.25)] * 4  # 147: every kind meets MAE's budget here
+    again = example_masks(kind, 4, (14, 14), 0.75, torch.Generator().manual_seed(1), images=images)
+    assert torch.equal(masked, again)
+
+
+def test_grid_cell_choice_and_errors():
+    assert grid_cell_for(0.75, (14, 14)) == 2
+    assert grid_cell_for(0.89, (9, 9)) == 3
+    with pytest.raises(ValueError, match=r"possible ratios: 0.98 \(k=7\)"):
+        grid_cell_for(0.75, (7, 7))
+    with pytest.raises(ValueError, match="possible ratios: none"):
+        grid_cell_for(0.75, (5, 7))
+    with pytest.raises(ValueError, match="images"):
+        example_masks("learned", 2, (7, 7), 0.5, torch.Generator())
+    with pytest.raises(ValueError, match="unknown mask kind"):
+        example_masks("diagonal", 2, (7, 7), 0.5, torch.Generator())
+
+
+def test_render_writes_a_png_with_a_row_per_kind(tmp_path):
+    images = torch.rand(3, 1, 28, 28)
+    two = render_masks(tmp_path / "two.png", ("random", "learned"), grid=(7, 7), count=3, images=images)
+    four = render_masks(tmp_path / "four.png", ("random", "block", "span", "grid"), grid=(8, 8), count=3)
+    with Image.open(two) as a, Image.open(four) as b:
+        assert a.width == b.width and b.height > a.height
+
+
+def test_cli_masks_bare_and_errors(tmp_path, capsys):
+    out = tmp_path / "masks.png"
+    assert main(["masks", "--data", "none", "--kind", "random", "block", "--grid", "8x8", "--count", "2",
+                 "-o", str(out)]) == 0  # fmt: skip
+    assert out.is_file() and "2 kinds x 2 masks" in capsys.readouterr().out
+    assert main(["masks", "--data", "none", "--kind", "learned", "-o", str(out)]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert main(["masks", "--data", "none", "--ratio", "1.0", "-o", str(out)]) == 2
+    assert main(["masks", "--data", "none", "--kind", "grid", "--grid", "7x7", "-o", str(out)]) == 2
+    assert "divisible" in capsys.readouterr().err
+    # The default kinds leave out grid masking where the grid has no cell size for the ratio, and say so.
+    assert main(["masks", "--data", "none", "--grid", "7x7", "--count", "2", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "skipping grid" in printed and "3 kinds x 2 masks" in printed
