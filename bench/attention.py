@@ -45,6 +45,10 @@ def make_flex(compile_flex: bool):
     if not compile_flex:
         return flex_attention
     try:
+        import torch._dynamo
+
+        # One compiled kernel per (mask, length) cell: lift dynamo's default limit of 8 recompiles.
+        torch._dynamo.config.recompile_limit = 64
         return torch.compile(flex_attention, dynamic=False)
     except Exception:
         return None
