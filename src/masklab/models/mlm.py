@@ -47,11 +47,12 @@ MASKINGS = ("bernoulli", "random", "whole_word", "span")
 class MLMConfig:
     """A BERT encoder plus how it is trained.
 
-    ``masking``: ``bernoulli`` (each token with probability ``mask_rate``: BERT/HF collator), ``random`` (exactly
-    ``n - int(n * (1 - mask_rate))`` of each row's ``n`` maskable tokens), ``whole_word`` (all pieces of sampled words), ``span`` (SpanBERT
-    geometric spans, ``span_p``/``span_max``). Of the masked tokens ``replace_mask`` become ``mask_id``,
-    ``replace_random`` a random non-special token, the rest stay unchanged. ``special_ids`` are never masked
-    nor drawn as random tokens. ``task="classify"`` trains the ``num_labels``-way head on ``pooling``.
+    ``masking``: ``bernoulli`` (each token with probability ``mask_rate``: BERT/HF collator), ``random``
+    (exactly ``n - int(n * (1 - mask_rate))`` of each row's ``n`` maskable tokens), ``whole_word`` (all pieces
+    of sampled words), ``span`` (SpanBERT geometric spans, ``span_p``/``span_max``). Of the masked tokens
+    ``replace_mask`` become ``mask_id``, ``replace_random`` a random non-special token, the rest stay unchanged.
+    ``special_ids`` are never masked nor drawn as random tokens. ``task="classify"`` trains the
+    ``num_labels``-way head on ``pooling``.
     """
 
     bert: BertConfig
