@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="MaskedImputer parameter")
     parser.add_argument("--validation", action="store_true", help="score held-out observed cells (tuning)")
+    parser.add_argument("--per-seed", action="store_true", help="also print every seed's RMSE")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -112,6 +113,7 @@ def main() -> None:
         print("| dataset | " + " | ".join(methods) + " | masklab vs ice |")
         print("|---" * (len(methods) + 2) + "|")
         wins = 0
+        per_seed: list[str] = []
         times = {m: 0.0 for m in methods}
         for name in args.datasets.split(","):
             x = features(name)
@@ -124,12 +126,16 @@ def main() -> None:
                 anchor = ANCHORS.get((name, method)) if ratio == 0.3 and not args.validation else None
                 note = f" (pub. {anchor:.4f})" if anchor else ""
                 cells.append(f"{rmse.mean():.4f} ± {rmse.std():.4f}{note}")
+                if args.per_seed:
+                    per_seed.append(f"{name} {method}: " + " ".join(f"{v:.4f}" for v in rmse))
             verdict = ""
             if "masklab" in means and "ice" in means:
                 won = means["masklab"] < means["ice"]
                 wins += won
                 verdict = f"{'win' if won else 'loss'} ({means['masklab'] - means['ice']:+.4f})"
             print(f"| {name} | " + " | ".join(cells) + f" | {verdict} |", flush=True)
+        if per_seed:
+            print("\nper seed:\n" + "\n".join(per_seed))
         if "masklab" in methods and "ice" in methods:
             print(f"\nmasklab beats IterativeImputer on {wins} of {len(args.datasets.split(','))} datasets")
         fits = len(seeds) * len(args.datasets.split(","))

@@ -18,11 +18,8 @@ Input: a DataFrame (numeric and categorical columns; categorical ones are inferr
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +27,14 @@ import torch
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, OutlierMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from masklab.data.tables import TableTrainData
-from masklab.models.tabular import TableMAE, TableMAEConfig, column_patterns, impute_cells, reconstruction_errors
+from masklab.models.tabular import (
+    TableMAE,
+    TableMAEConfig,
+    column_patterns,
+    impute_cells,
+    reconstruction_errors,
+    train_in_memory,
+)
 from masklab.tokenizers.table import TableSchema, decode_columns, encode_frame, infer_schema
 
 FORMAT = "masklab.estimator/1"
@@ -46,9 +49,15 @@ def auto_steps(n_rows: int, batch_size: int) -> int:
 
 class _TableEstimator(BaseEstimator):
     """Shared input handling, training, and safetensors save/load. Subclasses spell out their parameters
-    in ``__init__`` (scikit-learn reads them from the signature): preset, steps (None = :func:`auto_steps`),
-    batch_size, lr, weight_decay, mask_ratio, dropout, n_masks, categorical, handle_unknown, random_state,
-    device, verbose."""
+    in ``__init__`` (scikit-learn reads them from the signature):
+
+    preset: ``table-tiny`` | ``table-small``; steps: optimizer steps (None = :func:`auto_steps`); batch_size,
+    lr, weight_decay: AdamW with 5% warmup + cosine; mask_ratio ± mask_ratio_jitter: the share of each row's
+    observed cells hidden in training; dropout; early_stopping / validation_fraction: hold out that share of
+    the observed cells and keep the weights that predict them best (checked 40 times per run);
+    n_masks: inference mask rounds; categorical: columns to force categorical; handle_unknown: ``error`` |
+    ``missing`` for categories unseen in training; random_state: int seed (None = fresh);
+    device: ``cpu`` | ``cuda`` | ``auto``; verbose: print training progress."""
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -84,15 +93,25 @@ class _TableEstimator(BaseEstimator):
 
     # --------------------------------------------------------------------------------------- training
     def _fit_model(self, X) -> None:
-        from masklab.train import TrainConfig, fit
+        from masklab.data.tables import HeldOutCells
+        from masklab.train import TrainConfig
 
         frame, _ = self._frame(X, reset=True)
         self.seed_ = self._seed()
         self.schema_ = infer_schema(frame, categorical=self.categorical or ())
         encoded = encode_frame(frame, self.schema_)
+        held = HeldOutCells(encoded, self.validation_fraction, self.seed_) if self.early_stopping else None
+        if held is not None and len(held) == 0:  # too few observed cells to hold any out
+            held = None
         batch = min(self.batch_size, len(encoded))
         steps = auto_steps(len(encoded), batch) if self.steps is None else int(self.steps)
-        config = TableMAEConfig.preset(self.preset, self.schema_, mask_ratio=self.mask_ratio, dropout=self.dropout)
+        config = TableMAEConfig.preset(
+            self.preset,
+            self.schema_,
+            mask_ratio=self.mask_ratio,
+            mask_ratio_jitter=self.mask_ratio_jitter,
+            dropout=self.dropout,
+        )
         train = TrainConfig(
             steps=steps,
             batch_size=batch,
@@ -105,18 +124,12 @@ class _TableEstimator(BaseEstimator):
             device=self.device,
             precision="fp32",
         )
-        # fork_rng: fit() seeds torch's global RNG; an estimator must not change the caller's.
-        with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory() as tmp:
-            torch.manual_seed(self.seed_)
-            model = TableMAE(config)
-            quiet = contextlib.nullcontext() if self.verbose else contextlib.redirect_stderr(io.StringIO())
-            with quiet:
-                result = fit(
-                    model, TableTrainData(encoded), train, tmp, model_config=model.model_config(), progress=False
-                )
-        self.model_ = model.eval()
-        self.n_steps_ = result.step
-        self.train_loss_ = float(result.last_metrics.get("loss", float("nan")))
+        trained = train_in_memory(config, encoded, train, held=held, verbose=self.verbose)
+        self.model_ = trained.model.eval()
+        self.n_steps_ = trained.steps
+        self.best_step_ = trained.best_step
+        self.validation_loss_ = trained.validation_loss
+        self.train_loss_ = trained.train_loss
 
     def _patterns(self, ratio: float) -> torch.Tensor:
         return column_patterns(len(self.schema_.columns), self.n_masks, ratio, self.seed_)
@@ -124,7 +137,7 @@ class _TableEstimator(BaseEstimator):
     # ---------------------------------------------------------------------------------- save / load
     def _fitted_state(self) -> dict:
         state = {"seed_": self.seed_, "n_features_in_": int(self.n_features_in_), "n_steps_": self.n_steps_}
-        state["train_loss_"] = self.train_loss_
+        state.update(train_loss_=self.train_loss_, best_step_=self.best_step_, validation_loss_=self.validation_loss_)
         if hasattr(self, "feature_names_in_"):
             state["feature_names_in_"] = [str(n) for n in self.feature_names_in_]
         return state
@@ -189,6 +202,7 @@ class _TableEstimator(BaseEstimator):
         estimator = cls(**params)
         model = build_model(run.config)
         names = model.config.schema.names
+        # The inference masks follow random_state; None falls back to the run's training seed (reproducible).
         seed = int(run.config.get("train", {}).get("seed", 0)) if estimator.random_state is None else None
         estimator._restore_state(
             {
@@ -196,6 +210,8 @@ class _TableEstimator(BaseEstimator):
                 "n_features_in_": len(names),
                 "feature_names_in_": names,
                 "n_steps_": run.step,
+                "best_step_": run.step,
+                "validation_loss_": None,
                 "train_loss_": float("nan"),
             }
         )
@@ -205,7 +221,9 @@ class _TableEstimator(BaseEstimator):
     def _set_model(self, model: TableMAE, tensors: dict[str, torch.Tensor]) -> None:
         state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
         model.load_state_dict(state)
-        self.model_ = model.to(self.device if self.device != "auto" else "cpu").eval()
+        from masklab.train.loop import resolve_device
+
+        self.model_ = model.to(resolve_device(self.device)).eval()
         self.schema_: TableSchema = model.config.schema
 
 
@@ -215,7 +233,9 @@ class MaskedImputer(OneToOneFeatureMixin, TransformerMixin, _TableEstimator):
     ``transform`` returns a copy of ``X`` (a DataFrame for a DataFrame, else a float array) in which only the
     missing cells changed. Each missing cell is the average prediction from its observed cells and from
     ``n_masks`` rounds of column groups that additionally hide ``ensemble_ratio`` of them (a test-time
-    ensemble; ``n_masks=0`` uses the plain prediction only). Categorical cells take the most likely category.
+    ensemble). The default ``n_masks=0`` uses the plain prediction only: on validation cells the ensemble
+    was slightly worse (breast cancer RMSE .0690-.0695 vs .0689 plain; iris .155-.165 vs .156), since each
+    extra mask hides real evidence. Categorical cells take the most likely (ensemble-averaged) category.
     """
 
     def __init__(
@@ -226,8 +246,11 @@ class MaskedImputer(OneToOneFeatureMixin, TransformerMixin, _TableEstimator):
         batch_size: int = 64,
         lr: float = 1e-3,
         weight_decay: float = 0.05,
-        mask_ratio: float = 0.25,
+        mask_ratio: float = 0.5,
+        mask_ratio_jitter: float = 0.25,
         dropout: float = 0.0,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
         n_masks: int = 0,
         ensemble_ratio: float = 0.25,
         categorical: list[str] | None = None,
@@ -242,7 +265,10 @@ class MaskedImputer(OneToOneFeatureMixin, TransformerMixin, _TableEstimator):
         self.lr = lr
         self.weight_decay = weight_decay
         self.mask_ratio = mask_ratio
+        self.mask_ratio_jitter = mask_ratio_jitter
         self.dropout = dropout
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
         self.n_masks = n_masks
         self.ensemble_ratio = ensemble_ratio
         self.categorical = categorical
@@ -288,26 +314,37 @@ class MaskedImputer(OneToOneFeatureMixin, TransformerMixin, _TableEstimator):
 class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
     """Unsupervised anomaly scores from masked reconstruction (how surprising is each cell given its row?).
 
-    ``anomaly_score(X)`` (higher = more anomalous) is the mean over a row's observed cells of the cell's
-    reconstruction error, each cell hidden in ``n_masks`` rounds of random column groups of ``score_ratio``
-    of the columns. scikit-learn's convention is the opposite sign: ``score_samples = -anomaly_score``
-    (lower = more abnormal), ``decision_function = score_samples - offset_`` (negative = outlier) and
-    ``predict`` gives -1 for outliers, 1 for inliers. The threshold ``threshold_`` is ``threshold`` when
-    given, else the ``1 - contamination`` quantile of the training scores.
+    ``anomaly_score(X)`` (higher = more anomalous) averages, over the masking scales in ``score_ratios``, the
+    mean over a row's observed cells of the cell's reconstruction error: at scale r each cell is hidden in
+    ``n_masks`` rounds of random column groups of ``round(r * C)`` columns and predicted from the rest of its
+    row (r = 1 hides the whole row: the error against the model's unconditional guess). Several scales
+    because anomalies differ: a row can be odd given its other cells (low r), or odd on its own, as a rare
+    cluster the model also learned from the contaminated training data (high r). With ``normalize`` each
+    column's error is divided by its mean on the training rows (``column_scale_``), so no column dominates.
+
+    scikit-learn's sign convention: ``score_samples = -anomaly_score`` (lower = more abnormal),
+    ``decision_function = score_samples - offset_`` (negative = outlier), ``predict`` -1 = outlier,
+    1 = inlier. ``threshold_`` is ``threshold`` when given, else the ``1 - contamination`` quantile of the
+    training scores. Defaults differ from :class:`MaskedImputer` (a small model, 1000 steps): a detector
+    trained on contaminated data must not learn to reconstruct its anomalies too well.
     """
 
     def __init__(
         self,
-        preset: str = "table-small",
+        preset: str = "table-tiny",
         *,
-        steps: int | None = None,
+        steps: int | None = 1000,
         batch_size: int = 64,
         lr: float = 1e-3,
         weight_decay: float = 0.05,
         mask_ratio: float = 0.5,
+        mask_ratio_jitter: float = 0.25,
         dropout: float = 0.0,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
         n_masks: int = 4,
-        score_ratio: float = 0.5,
+        score_ratios: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0),
+        normalize: bool = False,
         contamination: float = 0.1,
         threshold: float | None = None,
         categorical: list[str] | None = None,
@@ -322,9 +359,13 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         self.lr = lr
         self.weight_decay = weight_decay
         self.mask_ratio = mask_ratio
+        self.mask_ratio_jitter = mask_ratio_jitter
         self.dropout = dropout
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
         self.n_masks = n_masks
-        self.score_ratio = score_ratio
+        self.score_ratios = score_ratios
+        self.normalize = normalize
         self.contamination = contamination
         self.threshold = threshold
         self.categorical = categorical
@@ -333,13 +374,23 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         self.device = device
         self.verbose = verbose
 
-    def fit(self, X, y=None):
+    def _check_scoring(self) -> None:
         if not (isinstance(self.n_masks, (int, np.integer)) and self.n_masks >= 1):
             raise ValueError(f"n_masks must be an int >= 1 for anomaly scores, got {self.n_masks!r}")
+        ratios = list(self.score_ratios) if isinstance(self.score_ratios, (list, tuple)) else []
+        if not ratios or not all(isinstance(r, (int, float)) and 0 < r <= 1 for r in ratios):
+            raise ValueError(f"score_ratios must be a non-empty list of numbers in (0, 1], got {self.score_ratios!r}")
+
+    def fit(self, X, y=None):
+        self._check_scoring()
         if self.threshold is None and not 0.0 < self.contamination <= 0.5:
             raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination!r}")
         self._fit_model(X)
-        self._set_threshold(self.anomaly_score(X))
+        errors = self.cell_errors(X)  # (R, N, C)
+        with np.errstate(all="ignore"):
+            scale = np.nanmean(errors, axis=1) if self.normalize else np.ones((errors.shape[0], errors.shape[2]))
+        self.column_scale_ = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)  # (R, C)
+        self._set_threshold(self._aggregate(errors))
         return self
 
     def _set_threshold(self, training_scores: np.ndarray) -> None:
@@ -350,23 +401,47 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         self.offset_ = -self.threshold_
 
     def _fitted_state(self) -> dict:
-        return {**super()._fitted_state(), "threshold_": self.threshold_, "offset_": self.offset_}
+        state = {**super()._fitted_state(), "threshold_": self.threshold_, "offset_": self.offset_}
+        return {**state, "column_scale_": self.column_scale_.tolist()}
+
+    def _restore_state(self, state: dict) -> None:
+        super()._restore_state(state)
+        if "column_scale_" in state:
+            self.column_scale_ = np.asarray(state["column_scale_"], dtype=np.float64)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, **params):
-        """Wrap a ``masklab pretrain table`` run. Without training scores there is no contamination
-        quantile: ``threshold_`` is ``threshold`` (default: inf, nothing flagged until one is given)."""
+        """Wrap a ``masklab pretrain table`` run. There are no training scores here, so ``normalize`` is
+        unavailable and ``threshold_`` is ``threshold`` (default inf: nothing flagged until one is given)."""
         estimator = super().from_run(run_dir, **params)
+        if estimator.normalize:
+            raise ValueError("normalize=True needs the training rows' errors: fit the estimator instead")
+        estimator._check_scoring()
+        estimator.column_scale_ = np.ones((len(estimator.score_ratios), len(estimator.schema_.columns)))
         estimator.threshold_ = math.inf if estimator.threshold is None else float(estimator.threshold)
         estimator.offset_ = -estimator.threshold_
         return estimator
 
-    def anomaly_score(self, X) -> np.ndarray:
-        """Reconstruction error per row ``(N,)``; higher = more anomalous."""
+    def cell_errors(self, X) -> np.ndarray:
+        """Reconstruction error of every cell at every scale ``(R, N, C)`` (NaN where missing), unnormalised."""
         _, _, encoded = self._encode(X)
-        patterns = self._patterns(self.score_ratio)
-        scores = reconstruction_errors(self.model_, encoded.values, encoded.categories, encoded.missing, patterns)
-        return scores.numpy()
+        out = []
+        for ratio in self.score_ratios:
+            patterns = self._patterns(ratio)
+            errors = reconstruction_errors(self.model_, encoded.values, encoded.categories, encoded.missing, patterns)
+            out.append(errors.numpy())
+        return np.stack(out)
+
+    def _aggregate(self, errors: np.ndarray) -> np.ndarray:
+        normalised = errors / self.column_scale_[:, None, :]  # (R, N, C)
+        observed = np.isfinite(normalised)
+        per_row = np.where(observed, normalised, 0.0).sum(axis=2) / np.maximum(observed.sum(axis=2), 1)  # (R, N)
+        return per_row.mean(axis=0)  # a row with no observed cell scores 0
+
+    def anomaly_score(self, X) -> np.ndarray:
+        """Mean (normalised) masked reconstruction error per row ``(N,)``; higher = more anomalous."""
+        check_is_fitted(self)
+        return self._aggregate(self.cell_errors(X))
 
     def score_samples(self, X) -> np.ndarray:
         """``-anomaly_score(X)``: scikit-learn's sign (the lower, the more abnormal)."""

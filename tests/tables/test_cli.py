@@ -2,6 +2,7 @@
 
 import csv
 import hashlib
+import json
 
 import numpy as np
 import pandas as pd
@@ -128,3 +129,20 @@ def test_pretrain_rejects_an_all_missing_column(tmp_path, capsys):
     pd.DataFrame({"x": [1.0, 2.0, 3.0], "gone": [np.nan] * 3}).to_csv(data, index=False)
     err = error_of(["pretrain", "table", "--data", str(data), "--out", str(tmp_path / "r"), "--steps", "1"], capsys)
     assert "column 'gone' is entirely missing" in err
+
+
+def test_shuttle_default_keeps_its_label_aside(tmp_path, capsys):
+    from masklab.data.tables import load_builtin
+
+    run = tmp_path / "run"
+    args = ["pretrain", "table", "--out", str(run), "--preset", "table-tiny", "--max-rows", "300", "--steps", "3"]
+    assert main([*args, "--batch-size", "16", "--device", "cpu"]) == 0  # --data defaults to builtin:shuttle
+    info = json.loads((run / "table.json").read_text())
+    assert info["data"] == "builtin:shuttle" and info["label"] == "anomaly" and info["rows_used"] == 300
+    shuttle = load_builtin("shuttle")
+    sample = tmp_path / "sample.csv"
+    shuttle.frame.assign(anomaly=shuttle.labels).iloc[:400].to_csv(sample, index=False)
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(run), str(sample), "-o", str(out)]) == 0  # 'anomaly' is the label, not a feature
+    assert list(pd.read_csv(out).columns) == ["row", "anomaly_score", "anomaly"]
+    assert "label 'anomaly'" in capsys.readouterr().out

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.utils.estimator_checks import check_estimator
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from masklab.estimators import MaskedAnomalyDetector, MaskedImputer
 from masklab.models.tabular import column_patterns
@@ -39,18 +39,19 @@ def mixed_frame(n=60, seed=0):
     return frame
 
 
-# Expected failures: none. check_estimator passes in full for both estimators (sklearn 1.9): the inference
-# masks are fixed column patterns shared by all rows, so results do not depend on batch composition, and
-# missing values are accepted (allow_nan tag). Only the array-API check is skipped by sklearn itself.
+# scikit-learn's own estimator checks, one test each (about 30 s in all). Expected failures: none. Both
+# estimators pass every check (sklearn 1.9): the inference masks are fixed column patterns shared by all rows,
+# so results do not depend on batch composition or order, and missing values are accepted (allow_nan tag).
+# sklearn itself skips check_array_api_input unless SCIPY_ARRAY_API is set.
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("estimator", [MaskedImputer(**FAST), MaskedAnomalyDetector(**FAST, n_masks=1)], ids=repr)
-def test_sklearn_check_estimator(estimator):
-    results = check_estimator(estimator, expected_failed_checks=EXPECTED_FAILED_CHECKS, on_fail=None)
-    failed = {r["check_name"]: str(r["exception"]) for r in results if r["status"] == "failed"}
-    assert failed == {}
+@parametrize_with_checks(
+    [MaskedImputer(**FAST), MaskedAnomalyDetector(**FAST, n_masks=1)],
+    expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
+)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
 
 
 def test_sklearn_conventions():
@@ -137,7 +138,6 @@ def test_load_rejects_other_class(tmp_path):
 
 
 def test_anomaly_detector_conventions(tmp_path, no_pickle):
-    rng = np.random.default_rng(0)
     x, _ = correlated(n=200, missing=0.0)
     outliers = x[:10].copy()
     outliers[:, 1] = -outliers[:, 1] * 3  # break the column-1 = 2 * column-0 relation
@@ -149,13 +149,26 @@ def test_anomaly_detector_conventions(tmp_path, no_pickle):
     predicted = detector.predict(x)
     assert set(np.unique(predicted)) <= {-1, 1}
     assert abs((predicted == -1).mean() - 0.05) <= 0.01  # contamination sets the training quantile
+    errors = detector.cell_errors(x)  # (R, N, C), one matrix per score ratio
+    assert errors.shape == (4, 200, 4)
+    np.testing.assert_allclose(detector.anomaly_score(x), errors.mean(axis=(0, 2)))
     fixed = MaskedAnomalyDetector(**FAST, threshold=1e9).fit(x)
     assert (fixed.predict(x) == 1).all() and fixed.threshold_ == 1e9
     detector.save(tmp_path / "det")
     restored = MaskedAnomalyDetector.load(tmp_path / "det")
     np.testing.assert_array_equal(restored.anomaly_score(x), detector.anomaly_score(x))
     assert restored.threshold_ == detector.threshold_
-    del rng
+
+
+def test_anomaly_detector_normalize():
+    x, _ = correlated(n=100, missing=0.1)
+    detector = MaskedAnomalyDetector(**FAST, normalize=True, score_ratios=(0.5, 1.0)).fit(x)
+    errors = detector.cell_errors(x)  # (2, N, C)
+    np.testing.assert_allclose(detector.column_scale_, np.nanmean(errors, axis=1))
+    per_row = np.nanmean(errors / np.nanmean(errors, axis=1, keepdims=True), axis=2)  # (2, N)
+    np.testing.assert_allclose(detector.anomaly_score(x), per_row.mean(0))
+    with pytest.raises(ValueError, match="score_ratios"):
+        MaskedAnomalyDetector(**FAST, score_ratios=(0.0,)).fit(x)
 
 
 def test_column_patterns_hide_every_column_equally():
@@ -163,3 +176,21 @@ def test_column_patterns_hide_every_column_equally():
     assert patterns.shape == (12, 7)
     assert patterns.sum(0).tolist() == [3] * 7
     torch.testing.assert_close(patterns, column_patterns(7, rounds=3, ratio=0.3, seed=0))
+    assert column_patterns(7, rounds=3, ratio=1.0, seed=0).tolist() == [[True] * 7]  # hide all, once
+
+
+def test_early_stopping_keeps_the_best_checked_weights():
+    import pandas as pd
+
+    from masklab.data.tables import HeldOutCells
+    from masklab.tokenizers.table import encode_frame, infer_schema
+
+    _, x_miss = correlated(n=100)
+    frame = pd.DataFrame(x_miss, columns=[f"x{j}" for j in range(4)])
+    encoded = encode_frame(frame, infer_schema(frame))
+    held = HeldOutCells(encoded, 0.2, seed=0)
+    assert not (held.held & encoded.missing[held.rows]).any()  # only observed cells are held out
+    assert torch.equal(held.train.missing[held.rows], encoded.missing[held.rows] | held.held)
+    imputer = MaskedImputer(**{**FAST, "steps": 40}, early_stopping=True, validation_fraction=0.2).fit(x_miss)
+    assert 1 <= imputer.best_step_ <= 40 and np.isfinite(imputer.validation_loss_)
+    assert held.loss(imputer.model_) >= 0

@@ -75,13 +75,26 @@ def test_decoder_puts_mask_tokens_at_hidden_cells(gen):
         torch.testing.assert_close(out[row, hidden_cols], model.mask_token.expand(len(hidden_cols), -1))
 
 
-def test_mask_observed_hides_only_observed_cells(gen):
-    model = tiny_model(mask_ratio=0.5)
+def test_mask_observed_fixed_ratio_is_remasker(gen):
+    model = tiny_model(mask_ratio=0.5, mask_ratio_jitter=0.0)
     missing = torch.rand(200, 5, generator=gen) < 0.3
     masked = model.mask_observed(missing, gen)
     assert not (masked & missing).any()
     n_observed = (~missing).sum(1)
     assert torch.equal(masked.sum(1), n_observed - (n_observed * 0.5).long())  # MAE's int() rounding
+
+
+def test_mask_observed_jittered_share(gen):
+    model = tiny_model(mask_ratio=0.5, mask_ratio_jitter=0.25)
+    missing = torch.rand(2000, 5, generator=gen) < 0.3
+    masked = model.mask_observed(missing, gen)
+    assert not (masked & missing).any()
+    n_observed = (~missing).sum(1)
+    count = masked.sum(1)
+    assert ((count >= 1) | (n_observed == 0)).all() and (count <= n_observed).all()
+    share = (count / n_observed.clamp_min(1))[n_observed == 5].float()  # 5 observed: hides round(U(.25,.75)*5)
+    assert set(count[n_observed == 5].tolist()) == {1, 2, 3, 4}
+    assert abs(share.mean().item() - 0.5) < 0.05
 
 
 def test_training_loss_counts_only_masked_observed_cells(gen):
@@ -113,3 +126,5 @@ def test_config_round_trip_through_registry():
         TableMAEConfig.preset("table-huge", SCHEMA)
     with pytest.raises(ValueError, match="mask_ratio"):
         TableMAEConfig(SCHEMA, mask_ratio=1.0)
+    with pytest.raises(ValueError, match="must stay within"):
+        TableMAEConfig(SCHEMA, mask_ratio=0.5, mask_ratio_jitter=0.6)

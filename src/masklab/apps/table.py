@@ -40,6 +40,8 @@ def add_pretrain_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rows", type=int, default=None,
                         help="train on a seeded random subset of this many rows (default: all)")  # fmt: skip
     parser.add_argument("--mask-ratio", type=float, default=0.5, help="share of observed cells hidden (default 0.5)")
+    parser.add_argument("--mask-ratio-jitter", type=float, default=0.25,
+                        help="per-row share: mask-ratio ± this (default 0.25; 0 = ReMasker's fixed share)")  # fmt: skip
     parser.add_argument("--dropout", type=float, default=0.0)
     add_train_args(parser, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=None, log_every=50, ckpt_every=500)
 
@@ -77,7 +79,9 @@ def pretrain(args: argparse.Namespace) -> int:
             frame = frame.sample(n=args.max_rows, random_state=args.seed).sort_index()
     schema = infer_schema(frame, categorical=args.categorical, numeric=args.numeric)
     encoded = encode_frame(frame, schema)
-    config = TableMAEConfig.preset(args.preset, schema, mask_ratio=args.mask_ratio, dropout=args.dropout)
+    config = TableMAEConfig.preset(
+        args.preset, schema, mask_ratio=args.mask_ratio, mask_ratio_jitter=args.mask_ratio_jitter, dropout=args.dropout
+    )
     torch.manual_seed(args.seed)
     model = TableMAE(config)
     data = TableTrainData(encoded)
@@ -93,6 +97,7 @@ def pretrain(args: argparse.Namespace) -> int:
         f"{int(encoded.missing.sum())} missing cells; label {table.label_name or 'none'}; "
         f"excluded {list(args.exclude) or 'none'}; {cfg.steps} steps of {cfg.batch_size}"
     )
+    result = fit(model, data, cfg, args.out, model_config=model.model_config(), resume=args.resume)
     atomic_write_json(
         Path(args.out) / TABLE_FILE,
         {
@@ -103,7 +108,6 @@ def pretrain(args: argparse.Namespace) -> int:
             "rows_used": len(frame),
         },
     )
-    result = fit(model, data, cfg, args.out, model_config=model.model_config(), resume=args.resume)
     loss = result.last_metrics.get("loss", float("nan"))
     print(f"masklab: wrote {result.out_dir} (step {result.step}, loss {loss:.4f})")
     return 0

@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("input", metavar="INPUT", help="CSV or Parquet file with missing cells (empty / NA / NaN)")
     parser.add_argument("-o", "--output", required=True, help="output file (.csv or .parquet); never the input")
     parser.add_argument("--exclude", default="", metavar="COL,...", help="columns to pass through unchanged")
-    parser.add_argument("--n-masks", type=int, default=4, help="test-time mask rounds to average (0 = plain)")
+    parser.add_argument("--n-masks", type=int, default=0, help="test-time mask rounds to average (default 0 = plain)")
     parser.add_argument("--handle-unknown", choices=("error", "missing"), default="error",
                         help="a category unseen in training: fail (default) or treat it as missing")  # fmt: skip
     parser.add_argument("--device", default="cpu")

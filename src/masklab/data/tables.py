@@ -194,3 +194,44 @@ class TableTrainData:
             "categories": self.encoded.categories[indices],
             "missing": self.encoded.missing[indices],
         }
+
+
+# ------------------------------------------------------------------------------------ validation cells
+class HeldOutCells:
+    """A seeded ``fraction`` of the observed cells, hidden from training and used to pick the best step.
+
+    ``train`` is the table with those cells turned missing (what the model trains on); :meth:`loss` is the
+    model's mean error on them when it sees every other observed cell of their row (as at imputation time),
+    over at most ``max_rows`` rows (a fixed seeded subset) to keep the check cheap on large tables.
+    """
+
+    def __init__(self, encoded: EncodedTable, fraction: float, seed: int, max_rows: int = 2048) -> None:
+        from masklab.tokenizers.table import EncodedTable
+
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {fraction}")
+        generator = torch.Generator().manual_seed(seed)
+        held = (torch.rand(encoded.missing.shape, generator=generator) < fraction) & ~encoded.missing  # (N, C)
+        self.train = EncodedTable(encoded.values, encoded.categories, encoded.missing | held)
+        rows = held.any(dim=1).nonzero().squeeze(1)
+        if len(rows) > max_rows:
+            rows = rows[torch.randperm(len(rows), generator=generator)[:max_rows]].sort().values
+        self.rows = rows
+        self.held = held[rows]  # (R, C)
+
+    def __len__(self) -> int:
+        """Number of held-out cells checked."""
+        return int(self.held.sum())
+
+    @torch.no_grad()
+    def loss(self, model) -> float:
+        """Mean cell error (squared error in standardised units / cross-entropy) on the held-out cells."""
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        values = self.train.values[self.rows].to(device)
+        categories = self.train.categories[self.rows].to(device)
+        hidden = self.train.missing[self.rows].to(device)
+        errors = model.cell_errors(model(values, categories, hidden), values, categories)  # (R, C)
+        model.train(was_training)
+        return float(errors[self.held.to(device)].mean())
