@@ -10,15 +10,18 @@ linear-probe / k-NN accuracy of each encoder's frozen mean-pooled features.
     python bench/learned_masking.py --cpu-minutes 3        # ~7 minutes on a quiet CPU (1 thread)
     python bench/learned_masking.py --steps 20 --eval 200  # smoke test
 
-The masker is wired in here through a small wrapper (``MAE.forward`` accepts any ``MaskSample``), so this
-script runs before ``masklab pretrain mae --mask learned`` exists. Writes ``OUT/random`` (a loadable ``mae``
-run), ``OUT/learned`` and ``OUT/learned_masks.png`` (held-out digits: input, random mask, learned mask).
+The learned arm is exactly ``masklab pretrain mae --mask learned``: ``MAEConfig(mask_kind="learned")``, whose
+masker trains in the same backward as the MAE (gradient reversal through the relaxed top-k mask).
+``--attention`` adds a third arm, ``--mask attention-high`` (AttMask). Writes loadable ``mae`` runs
+``OUT/random``, ``OUT/learned`` (and ``OUT/attention-high``) and ``OUT/learned_masks.png`` (held-out digits:
+input, random mask, learned mask).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -29,32 +32,10 @@ from torch import nn
 from masklab.data.images import Augment, load_images, split_indices
 from masklab.eval.probe import format_probe_table, probe_features
 from masklab.masks.generators import random_masking
-from masklab.masks.learned import AdversarialMasking, LearnedMaskerConfig
+from masklab.masks.learned import LearnedMaskerConfig
 from masklab.models.mae import MAE, MAEConfig
 from masklab.tokenizers.patches import patchify, pixel_mask_from_patches
-from masklab.train import LossOutput, TrainConfig, fit
-
-
-class LearnedMaskMAE(nn.Module):
-    """An MAE trained on an adversarial masker's proposals (the integration ``--mask learned`` needs)."""
-
-    def __init__(self, mae: MAE, masker: LearnedMaskerConfig) -> None:
-        super().__init__()
-        self.mae = mae
-        self.adversary = AdversarialMasking(masker, ratio=mae.config.mask_ratio)
-
-    def masker_input(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(normalised images (B, C, H, W), their patches (B, L, P)): the masker sees what the MAE sees."""
-        x = self.mae.normalize(images)
-        return x, patchify(x, self.mae.config.patch_size)
-
-    def training_loss(self, batch, generator: torch.Generator) -> LossOutput:
-        x, patches = self.masker_input(batch.images)
-        proposal = self.adversary.propose(patches, generator)  # (B, L) exact budget, ids for the encoder
-        out = self.mae(batch.images, mask=proposal)
-        per_token = ((out.pred - self.mae.patch_targets(x)) ** 2).mean(-1)  # (B, L)
-        metrics = self.adversary.update(patches, per_token.detach(), proposal)
-        return LossOutput(out.loss, metrics)
+from masklab.train import TrainConfig, fit
 
 
 def cpu_seconds_per_step(model: nn.Module, train_data, batch_size: int, lr: float) -> float:
@@ -76,7 +57,7 @@ def cpu_seconds_per_step(model: nn.Module, train_data, batch_size: int, lr: floa
     return sorted(times[1:])[1]
 
 
-def train(model: nn.Module, config: MAEConfig, train_data, args, out: Path, kind: str) -> tuple[int, float]:
+def train(model: MAE, train_data, args, out: Path) -> tuple[int, float]:
     """Train for ``--steps``, or for the steps that fit ``--cpu-minutes`` of CPU time; returns (steps, CPU s)."""
     steps = args.steps
     if steps is None:
@@ -85,7 +66,7 @@ def train(model: nn.Module, config: MAEConfig, train_data, args, out: Path, kind
     cfg = TrainConfig(steps=steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=min(args.warmup, steps // 5),
                       weight_decay=0.05, seed=args.seed, device="cpu", log_every=50, ckpt_every=steps)  # fmt: skip
     start = time.process_time()
-    result = fit(model, train_data, cfg, out, model_config={**config.to_dict(), "kind": kind}, progress=False)
+    result = fit(model, train_data, cfg, out, model_config=model.config.to_dict(), progress=False)
     return result.step, time.process_time() - start
 
 
@@ -121,6 +102,7 @@ def main() -> None:
     parser.add_argument("--spread-weight", type=float, default=LearnedMaskerConfig.spread_weight,
                         help="masker logit-spread penalty (keeps masks random)")  # fmt: skip
     parser.add_argument("--entropy-weight", type=float, default=LearnedMaskerConfig.entropy_weight)
+    parser.add_argument("--attention", action="store_true", help="add an attention-high (AttMask) arm")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None, help="directory for the two runs (default: a temp dir)")
@@ -135,17 +117,17 @@ def main() -> None:
     config = MAEConfig(image_size=(28, 28), patch_size=4, channels=1, dim=args.dim, depth=args.depth, heads=4,
                        decoder_dim=64, decoder_depth=2, decoder_heads=4, mask_ratio=0.75,
                        pixel_mean=mean, pixel_std=std)  # fmt: skip
-    masker = LearnedMaskerConfig(in_dim=config.patch_dim, max_tokens=config.num_patches,
-                                 spread_weight=args.spread_weight, entropy_weight=args.entropy_weight)  # fmt: skip
-
-    torch.manual_seed(args.seed)
-    random_mae = MAE(config)
-    torch.manual_seed(args.seed)
-    learned = LearnedMaskMAE(MAE(config), masker)  # same initial MAE weights
-    steps_r, secs_r = train(random_mae, config, train_data, args, out / "random", "mae")
-    steps_l, secs_l = train(learned, config, train_data, args, out / "learned", "mae-learned-masking-bench")
-    random_mae.eval()
-    learned.eval()
+    masker = {"spread_weight": args.spread_weight, "entropy_weight": args.entropy_weight}
+    kinds = {"random": config, "learned": dataclasses.replace(config, mask_kind="learned", masker=masker)}
+    if args.attention:
+        kinds["attention-high"] = dataclasses.replace(config, mask_kind="attention-high")
+    models, cost = {}, {}
+    for name, cfg in kinds.items():
+        torch.manual_seed(args.seed)  # the same initial MAE weights (the masker is built after them)
+        models[name] = MAE(cfg)
+        cost[name] = train(models[name], train_data, args, out / name)
+        models[name].eval()
+    learned = models["learned"]
 
     # A seeded subset (mnist5k is sorted by class: the first test indices are all zeros).
     test_idx = test_idx[torch.randperm(len(test_idx), generator=torch.Generator().manual_seed(5))[: args.eval]]
@@ -153,23 +135,28 @@ def main() -> None:
     labels = dataset.labels[test_idx].numpy()
     g = torch.Generator().manual_seed(1234)
     random_masks = random_masking(len(images), config.num_patches, config.mask_ratio, generator=g).masked
-    learned_masks = learned.adversary.propose(learned.masker_input(images)[1], g).masked
+    learned_masks = learned.adversary.propose(patchify(learned.normalize(images), config.patch_size), g).masked
     ink = patchify(images, config.patch_size).amax(-1) > 0.25  # (N, L) patches that hold part of the stroke
 
     rows = [("random masks", random_masks), ("learned masks", learned_masks)]
+    if args.attention:
+        with torch.no_grad():
+            x = models["attention-high"].normalize(images)
+            rows.append(("attention-high", models["attention-high"].sample_mask(len(images), generator=g, x=x).masked))
     budget = f"{args.steps} steps" if args.steps else f"{args.cpu_minutes:g} CPU minutes"
-    print(f"\nmnist5k, {len(images)} held-out digits; budget {budget} per arm: random-mask MAE {steps_r} steps "
-          f"({secs_r:.0f} CPU s), learned-mask MAE {steps_l} steps ({secs_l:.0f} CPU s)")  # fmt: skip
-    print(f"{'eval masks':<14} {'ink share of hidden':>20} {'MSE random-MAE':>15} {'MSE learned-MAE':>16}")
+    spent = ", ".join(f"{name} {steps} steps ({secs:.0f} CPU s)" for name, (steps, secs) in cost.items())
+    print(f"\nmnist5k, {len(images)} held-out digits; budget {budget} per arm: {spent}")
+    header = "".join(f"{'MSE ' + name + '-MAE':>24}" for name in models)
+    print(f"{'eval masks':<16} {'ink share of hidden':>20}{header}")
     for name, masked in rows:
         share = float((ink & masked).sum() / masked.sum())
-        print(f"{name:<14} {100 * share:>19.1f}% {hidden_mse(random_mae, images, masked):>15.4f} "
-              f"{hidden_mse(learned.mae, images, masked):>16.4f}")  # fmt: skip
+        mses = "".join(f"{hidden_mse(m, images, masked):>24.4f}" for m in models.values())
+        print(f"{name:<16} {100 * share:>19.1f}%{mses}")
 
     train_images = dataset.images(train_idx)
     train_labels = dataset.labels[train_idx].numpy()
-    probes = [probe_features(name, features(m, train_images), train_labels, features(m, images), labels)
-              for name, m in (("MAE, random masks", random_mae), ("MAE, learned masks", learned.mae))]  # fmt: skip
+    probes = [probe_features(f"MAE, {name} masks", features(m, train_images), train_labels, features(m, images),
+                             labels) for name, m in models.items()]  # fmt: skip
     print()
     print(format_probe_table(probes))
 

@@ -135,6 +135,16 @@ def test_finetune_classify_reports_accuracy_and_confusion(run, corpus, tmp_path,
     assert "test accuracy" in capsys.readouterr().out
 
 
+def test_finetune_with_masking_augmentation(run, corpus, tmp_path, capsys):
+    out = tmp_path / "ft-aug"
+    argv = ["finetune", str(run), "--data", str(corpus), "--steps", "2", "--batch-size", "8", "--out", str(out),
+            "--device", "cpu", "--augment", "mask:0.25,tokendrop:0.1"]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads((out / "finetune.json").read_text())["augment"] == "mask:0.25,tokendrop:0.1"
+    assert main([*argv[:-1], "cutout:0.2"]) == 2
+    assert "'cutout:0.2' is not NAME:FRACTION" in capsys.readouterr().err
+
+
 def test_probe_compares_against_baselines(run, corpus, capsys):
     capsys.readouterr()
     assert main(["probe", str(run), "--data", str(corpus), "--device", "cpu", "--max-examples", "12"]) == 0

@@ -40,7 +40,11 @@ def add_pretrain_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=_image_size, default=None, help="resize to HxW (default: data/preset)")
     parser.add_argument("--patch-size", type=int, default=None, help="override the preset's patch size")
     parser.add_argument("--mask-ratio", type=float, default=0.75, help="fraction of patches hidden (default 0.75)")
-    parser.add_argument("--mask-kind", choices=("random", "block", "grid"), default="random")
+    parser.add_argument("--mask", "--mask-kind", dest="mask_kind", default="random",
+                        choices=("random", "block", "grid", "learned", "attention-high", "attention-low"),
+                        help="which patches to hide: random (MAE), block (BEiT), grid, learned (an adversarial "
+                        "masker trained to maximise the loss), attention-high/-low (the patches the encoder's "
+                        "[CLS] attention ranks highest/lowest, AttMask)")  # fmt: skip
     parser.add_argument("--variant", choices=("mae", "simmim"), default="mae",
                         help="mae: encoder sees visible patches only; simmim: encoder sees mask tokens")  # fmt: skip
     parser.add_argument("--norm-pix-loss", action="store_true", help="predict per-patch normalised pixels")
@@ -350,16 +354,13 @@ def finetune(args: argparse.Namespace) -> int:
     dataset, train_idx, test_idx = load_split(args.data, args.run, pretrained)
     if dataset.labels is None:
         raise ValueError(f"{dataset.name} has no labels; fine-tuning needs class subfolders or a label array")
-    drop = 0.0
-    if args.augment:
-        kind, _, value = args.augment.partition(":")
-        if kind != "mask" or not value:
-            raise ValueError(
-                f"--augment must look like mask:0.25 (drop that fraction of patches), got {args.augment!r}"
-            )
-        drop = float(value)
+    transform = None
+    if args.augment:  # e.g. mask:0.25 -> PatchDrop of a quarter of the model's patches, cutout:0.2, erase:0.5
+        from masklab.masks.augment import parse_augment
+
+        transform = parse_augment(args.augment, "image", patch_size=pretrained.config.patch_size)
     config = dataclasses.replace(pretrained.config, objective="classify", num_classes=dataset.num_classes,
-                                 mask_ratio=drop)  # fmt: skip
+                                 mask_ratio=0.0, mask_kind="random", masker=None)  # fmt: skip
     torch.manual_seed(args.seed)
     model = MAE(config)
     encoder_state = {k: v for k, v in pretrained.state_dict().items() if k in model.state_dict()}
@@ -369,6 +370,10 @@ def finetune(args: argparse.Namespace) -> int:
     spec = args.data or read_data_info(args.run).get("spec") or DEFAULT_DATA
     crop = Augment(crop_scale=(0.6, 1.0), flip=False) if spec in _DIGIT_DATA else Augment(crop_scale=(0.3, 1.0))
     train = dataset.subset(train_idx).with_augment(crop)
+    if transform is not None:
+        from masklab.masks.augment import AugmentedData
+
+        train = AugmentedData(train, transform)
     batch_size = min(args.batch_size or 128, len(train))
     if args.steps is not None:
         steps = args.steps
@@ -378,7 +383,8 @@ def finetune(args: argparse.Namespace) -> int:
                       seed=args.seed, device=args.device, ckpt_every=max(steps, 1))  # fmt: skip
     out = Path(args.out) if args.out else Path(args.run) / "finetune"
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / DATA_FILE, {**read_data_info(args.run), "spec": spec, "finetuned_from": str(args.run)})
+    atomic_write_json(out / DATA_FILE, {**read_data_info(args.run), "spec": spec, "finetuned_from": str(args.run),
+                                        "finetune_augment": args.augment})  # fmt: skip
     print(f"fine-tuning {args.run} on {len(train)} {dataset.name} images ({dataset.num_classes} classes), "
           f"{steps} steps of {batch_size} -> {out}")  # fmt: skip
     fit(model, train, cfg, out, model_config=config.to_dict())

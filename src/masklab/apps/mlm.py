@@ -318,8 +318,6 @@ def finetune(args: argparse.Namespace) -> int:
 
     if args.task != "classify":
         raise ValueError(f"--task {args.task!r} is not supported for mlm runs (supported: classify)")
-    if args.augment is not None:
-        raise ValueError("--augment is not supported for text fine-tuning")
     device = _device(args.device)
     pretrained, tokenizer, info = load_text_run(args.run, "cpu")
     spec, corpus = _run_corpus(args, info)
@@ -355,7 +353,14 @@ def finetune(args: argparse.Namespace) -> int:
     tokenizer.save(out)
     atomic_write_json(out / TEXT_INFO, {**info, "data": spec})
     print(f"masklab: fine-tuning on {len(train)} documents ({steps} steps), testing on {len(test)}")
-    fit(model, TextBlocksData(train), train_cfg, out, model_config=model.config())
+    data = TextBlocksData(train)
+    if args.augment:  # e.g. mask:0.25 ([MASK] substitution), tokendrop:0.1, or both: mask:0.15,tokendrop:0.1
+        from masklab.masks.augment import AugmentedData, parse_augment
+
+        transform = parse_augment(args.augment, "text", mask_id=tokenizer.mask_id, pad_id=tokenizer.pad_id,
+                                  special_ids=tokenizer.special_ids)  # fmt: skip
+        data = AugmentedData(data, transform)
+    fit(model, data, train_cfg, out, model_config=model.config())
 
     model.eval()
     preds = []
@@ -373,6 +378,7 @@ def finetune(args: argparse.Namespace) -> int:
         "accuracy": accuracy,
         "test_size": len(test),
         "train_size": len(train),
+        "augment": args.augment,
         "labels": list(corpus.label_names),
         "confusion": matrix.tolist(),
     }

@@ -18,7 +18,10 @@ def add_run_data_args(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--steps", type=int, default=None)
         parser.add_argument("--epochs", type=float, default=None)
         parser.add_argument("--lr", type=float, default=None)
-        parser.add_argument("--augment", default=None, help="masking augmentation, e.g. mask:0.25")
+        parser.add_argument("--augment", default=None, metavar="NAME:F[,...]",
+                            help="masking augmentation of the training inputs: mask:F (images: F of the patches "
+                            "zeroed; text: F of the tokens -> [MASK]), images cutout:F / erase:P, text tokendrop:F; "
+                            "comma-separated to compose")  # fmt: skip
         parser.add_argument("--out", default=None, help="output run directory for the fine-tuned model")
     if command == "probe":
         parser.add_argument("--max-examples", type=int, default=None)

@@ -66,20 +66,22 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError(f"--mask-ratio must be in (0, 1) (1 would hide every patch), got {args.mask_ratio}")
         if int(cfg.num_patches * (1 - args.mask_ratio)) < 1:
             raise ValueError(f"--mask-ratio {args.mask_ratio} leaves no visible patch out of {cfg.num_patches}")
-        mask = random_masking(len(images), cfg.num_patches, args.mask_ratio, generator=generator)
-    else:
-        mask = model.sample_mask(len(images), generator=generator)
+        masked = random_masking(len(images), cfg.num_patches, args.mask_ratio, generator=generator).masked
     device = next(model.parameters()).device
+    if args.mask_ratio is None:  # the run's own masking (learned / attention kinds look at the images)
+        with torch.inference_mode():
+            masked = model.sample_mask(len(images), generator=generator, x=model.normalize(images.to(device)))
+            masked = masked.masked.cpu()
     with torch.inference_mode():
-        recon = model.reconstruct(images.to(device), mask.masked.to(device)).cpu()
-    hidden = pixel_mask_from_patches(mask.masked, cfg.patch_size, cfg.grid)[:, None]  # (B, 1, H, W)
+        recon = model.reconstruct(images.to(device), masked.to(device)).cpu()
+    hidden = pixel_mask_from_patches(masked, cfg.patch_size, cfg.grid)[:, None]  # (B, 1, H, W)
     masked_view = torch.where(hidden, torch.full_like(images, 0.5), images)
     pasted = torch.where(hidden, recon, images)
     rows = [[images[i], masked_view[i], recon[i], pasted[i]] for i in range(len(images))]
     path = save_grid(args.output, rows, titles=["original", "masked", "reconstruction", "+ visible"])
     scores = [psnr(pasted[i].numpy(), images[i].numpy(), hidden[i].expand_as(images[i]).numpy())
               for i in range(len(images))]  # fmt: skip
-    ratio = mask.masked.float().mean().item()
+    ratio = masked.float().mean().item()
     print(f"wrote {path}: {len(images)} images, {100 * ratio:.0f}% of patches hidden, "
           f"mean PSNR on hidden pixels {sum(scores) / len(scores):.2f} dB")  # fmt: skip
     return 0

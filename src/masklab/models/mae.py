@@ -26,14 +26,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from masklab.masks.attention_guided import attention_guided_masking, token_importance
 from masklab.masks.generators import MaskSample, block_masking, grid_masking, ids_from_masked, random_masking
+from masklab.masks.learned import AdversarialMasking, LearnedMaskerConfig
 from masklab.masks.ops import masked_loss
 from masklab.nn.blocks import Encoder, TransformerConfig
 from masklab.nn.pos_embed import sincos_2d
 from masklab.tokenizers.patches import patch_grid, patchify, unpatchify
 from masklab.train.loop import LossOutput
 
-MASK_KINDS = ("random", "block", "grid")
+MASK_KINDS = ("random", "block", "grid", "learned", "attention-high", "attention-low")
 VARIANTS = ("mae", "simmim")
 OBJECTIVES = ("reconstruct", "classify")
 POOLS = ("mean", "cls")
@@ -57,7 +59,9 @@ class MAEConfig:
     norm_eps: float = 1e-6
     drop_path: float = 0.0
     mask_ratio: float = 0.75  # fraction of patches hidden from the encoder while training
-    mask_kind: str = "random"  # random | block (BEiT) | grid (one visible patch per cell x cell square)
+    mask_kind: str = "random"  # random | block (BEiT) | grid | learned | attention-high | attention-low
+    masker: dict[str, Any] | None = None  # learned: LearnedMaskerConfig overrides (dim, spread_weight, ...)
+    attention_noise: float = 0.25  # attention-*: tie-breaking noise on min-max scaled scores (0 = none)
     norm_pix_loss: bool = False
     variant: str = "mae"  # mae: encoder sees visible patches only | simmim: encoder sees mask tokens
     objective: str = "reconstruct"  # reconstruct (pretraining) | classify (fine-tuning)
@@ -106,6 +110,12 @@ class MAEConfig:
                 )
             if self.mask_kind == "grid":
                 _ = self.grid_cell  # validates the ratio and the grid
+            if self.mask_kind == "learned":
+                self.masker_config()  # validates the overrides
+        if self.masker is not None and self.mask_kind != "learned":
+            raise ValueError(f"masker settings only apply to mask_kind='learned', not {self.mask_kind!r}")
+        if self.attention_noise < 0:
+            raise ValueError(f"attention_noise must be >= 0, got {self.attention_noise}")
         self.encoder_config()  # validates dim/heads/depth
         if self.objective == "reconstruct":
             self.decoder_config()
@@ -122,6 +132,15 @@ class MAEConfig:
     @property
     def patch_dim(self) -> int:
         return self.patch_size * self.patch_size * self.channels
+
+    def masker_config(self) -> LearnedMaskerConfig:
+        """The learned masker (``mask_kind="learned"``): it scores the normalised patches ``(B, L, P)``."""
+        overrides = dict(self.masker or {})
+        clash = sorted({"in_dim", "max_tokens"} & set(overrides))
+        if clash:
+            raise ValueError(f"masker settings {clash} follow from the image and patch size; leave them out")
+        return LearnedMaskerConfig.from_config({"in_dim": self.patch_dim, "max_tokens": self.num_patches,
+                                                **overrides})  # fmt: skip
 
     @property
     def grid_cell(self) -> int:
@@ -229,6 +248,9 @@ class MAE(nn.Module):
                 nn.init.normal_(token, std=0.02)
         if config.objective == "classify":
             nn.init.trunc_normal_(self.head.weight, std=2e-5)  # MAE main_finetune.py
+        if config.objective == "reconstruct" and config.mask_kind == "learned":
+            # Built after _init_weights: its zero-initialised head starts it as uniform random masking.
+            self.adversary = AdversarialMasking(config.masker_config(), config.mask_ratio)
 
     @classmethod
     def from_config(cls, values: dict[str, Any]) -> MAE:
@@ -273,11 +295,16 @@ class MAE(nn.Module):
         generator: torch.Generator | None = None,
         noise: Tensor | None = None,
         device: torch.device | str | None = None,
+        x: Tensor | None = None,
     ) -> MaskSample:
         """Draw this model's training mask: ``masked bool (B, L)``, True = hidden, plus ``ids_keep``/``ids_restore``.
 
         ``noise (B, L)`` (random masking only) replays MAE/HF ViTMAE exactly; otherwise draws use ``generator``
-        on CPU and move to ``device``.
+        on CPU and move to ``device``. The image-dependent kinds need the normalised images ``x (B, C, H, W)``:
+        ``learned`` hides what the adversarial masker proposes (a :class:`~masklab.masks.learned.LearnedMaskSample`),
+        ``attention-high``/``-low`` hide the patches the current encoder's last-layer [CLS] attention (head mean,
+        all patches visible, no gradient) ranks highest / lowest (AttMask), with ``attention_noise`` to break
+        near-ties. All kinds hide exactly ``L - int(L * (1 - mask_ratio))`` patches per row.
         """
         cfg = self.config
         if noise is not None and cfg.mask_kind != "random":
@@ -288,7 +315,32 @@ class MAE(nn.Module):
             )
         if cfg.mask_kind == "block":
             return block_masking(batch, cfg.grid, cfg.mask_ratio, generator=generator, device=device)
-        return grid_masking(batch, cfg.grid, cfg.grid_cell, generator=generator, device=device)
+        if cfg.mask_kind == "grid":
+            return grid_masking(batch, cfg.grid, cfg.grid_cell, generator=generator, device=device)
+        if x is None or x.shape[0] != batch:
+            raise ValueError(f"mask_kind {cfg.mask_kind!r} depends on the images: pass x (B={batch}, C, H, W)")
+        if cfg.mask_kind == "learned":
+            if not hasattr(self, "adversary"):
+                raise ValueError("this MAE has no learned masker (it is built only for objective='reconstruct')")
+            return self.adversary.propose(patchify(x, cfg.patch_size), generator)
+        scores = self.patch_importance(x)  # (B, L)
+        mode = "high" if cfg.mask_kind == "attention-high" else "low"
+        return attention_guided_masking(
+            scores, cfg.mask_ratio, mode, generator=generator, noise_scale=cfg.attention_noise
+        )
+
+    @torch.no_grad()
+    def patch_importance(self, x: Tensor, layer: int = -1) -> Tensor:
+        """[CLS] attention to each patch ``(B, L)`` (head mean of ``layer``) with every patch visible.
+
+        ``x``: normalised images ``(B, C, H, W)``. One reference-path forward with attention weights (the
+        training forward stays on the fused kernels); rows sum to 1 with the CLS column, which is dropped.
+        """
+        patches = patchify(x, self.config.patch_size)  # (B, L, P)
+        tokens = self.patch_embed(patches) + self.pos_embed
+        cls = self.cls_token.expand(x.shape[0], -1, -1).to(tokens.dtype)
+        _, weights = self.encoder(torch.cat([cls, tokens], dim=1), return_weights=True)
+        return token_importance(weights, cls_index=0, layer=layer)[:, 1:].float()
 
     # ------------------------------------------------------------------------------------------ model
     def forward_encoder(self, x: Tensor, mask: MaskSample | None = None) -> Tensor:
@@ -346,9 +398,9 @@ class MAE(nn.Module):
         if self.config.objective != "reconstruct":
             raise ValueError("this MAE was built for classification (objective='classify'); it has no decoder")
         self.check_images(images)
-        if mask is None:
-            mask = self.sample_mask(images.shape[0], generator=generator, noise=noise, device=images.device)
         x = self.normalize(images)
+        if mask is None:
+            mask = self.sample_mask(images.shape[0], generator=generator, noise=noise, device=images.device, x=x)
         pred = self.forward_decoder(self.forward_encoder(x, mask), mask)
         loss = self.forward_loss(self.patch_targets(x), pred, mask.masked)
         return MAEOutput(loss, pred, mask.masked, mask.ids_restore)
@@ -356,6 +408,8 @@ class MAE(nn.Module):
     def training_loss(self, batch: Any, generator: torch.Generator) -> LossOutput:
         """``fit`` hook. ``batch.images (B, C, H, W)`` in [0, 1]; ``batch.labels (B,)`` when classifying."""
         images = batch.images
+        if self.config.objective == "reconstruct" and self.config.mask_kind == "learned":
+            return self._adversarial_loss(images, generator)
         if self.config.objective == "reconstruct":
             return LossOutput(self(images, generator=generator).loss)
         labels = getattr(batch, "labels", None)
@@ -371,6 +425,25 @@ class MAE(nn.Module):
         logits = self.head(self.pool(self.forward_encoder(self.normalize(images), mask)))
         loss = F.cross_entropy(logits, labels)
         return LossOutput(loss, {"accuracy": (logits.argmax(-1) == labels).float().mean()})
+
+    def _adversarial_loss(self, images: Tensor, generator: torch.Generator) -> LossOutput:
+        """Min-max in one backward (gradient reversal): the MAE minimises its hidden-patch MSE on the masker's
+        proposal while the masker, through the relaxed mask, maximises the same (detached) per-patch errors.
+
+        The returned loss has the MAE loss's value; its gradient also carries the masker objective (only the
+        masker's parameters reach it), so one optimizer, schedule, checkpoint and DDP all-reduce cover both.
+        """
+        self.check_images(images)
+        x = self.normalize(images)
+        patches = patchify(x, self.config.patch_size)  # (B, L, P) what the masker scores
+        proposal = self.adversary.propose(patches, generator)
+        pred = self.forward_decoder(self.forward_encoder(x, proposal), proposal)  # (B, L, P)
+        per_patch = ((pred - self.patch_targets(x)) ** 2).mean(-1)  # (B, L)
+        loss = masked_loss(per_patch, proposal.masked)
+        objective = self.adversary.loss(patches, per_patch.detach(), proposal)
+        hidden_ink = masked_loss((patches.amax(-1) > patches.amin(-1)).float(), proposal.masked)
+        metrics = {"masker_objective": objective.detach(), "masker_nonflat_hidden": hidden_ink}
+        return LossOutput(loss + (objective - objective.detach()), metrics)
 
     # ------------------------------------------------------------------------------------------ inference
     def pool(self, tokens: Tensor) -> Tensor:
