@@ -151,19 +151,37 @@ def rollout_overlay(
         cls_row_over_patches: ``(gh * gw,)`` row-major patch scores, e.g. ``attention_rollout(w)[b, 0, 1:]``.
         grid: ``(gh, gw)``.
     """
+    if cls_row_over_patches.shape != (grid[0] * grid[1],):
+        raise ValueError(f"cls_row_over_patches must be ({grid[0] * grid[1]},) for a {grid[0]}x{grid[1]} grid, "
+                         f"got {tuple(cls_row_over_patches.shape)}")  # fmt: skip
+    return attention_overlay(image, cls_row_over_patches, grid, path, label="[CLS] attention rollout", alpha=alpha,
+                             title=title)  # fmt: skip
+
+
+def attention_overlay(
+    image: Tensor,
+    scores: Tensor,
+    grid: tuple[int, int],
+    path: str | Path,
+    *,
+    label: str,
+    alpha: float = 0.55,
+    title: str | None = None,
+) -> Path:
+    """Like :func:`rollout_overlay`, for any per-patch scores: ``label`` names the right panel (e.g. one layer's
+    [CLS] row, ``weights[layer][b].mean(0)[0, 1:]``, is not a rollout). ``scores (gh * gw,)``, row-major."""
     import torch.nn.functional as F
     from matplotlib.figure import Figure
 
     if image.ndim != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"image must be (C, H, W) with C = 1 or 3, got {tuple(image.shape)}")
     gh, gw = grid
-    if cls_row_over_patches.shape != (gh * gw,):
-        raise ValueError(f"cls_row_over_patches must be ({gh * gw},) for a {gh}x{gw} grid, got "
-                         f"{tuple(cls_row_over_patches.shape)}")  # fmt: skip
+    if scores.shape != (gh * gw,):
+        raise ValueError(f"scores must be ({gh * gw},) for a {gh}x{gw} grid, got {tuple(scores.shape)}")
     H, W = image.shape[1:]
-    heat = cls_row_over_patches.detach().float().cpu().view(1, 1, gh, gw)
-    heat = F.interpolate(heat, size=(H, W), mode="bilinear", align_corners=False)[0, 0]  # (H, W)
-    heat = (heat - heat.min()) / (heat.max() - heat.min()).clamp_min(1e-12)
+    heat = F.interpolate(scores.detach().float().cpu().view(1, 1, gh, gw), size=(H, W), mode="bilinear",
+                         align_corners=False)[0, 0]  # fmt: skip
+    heat = (heat - heat.min()) / (heat.max() - heat.min()).clamp_min(1e-12)  # (H, W) in [0, 1]
     picture = image.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()  # (H, W, C)
     cmap = "gray" if picture.shape[-1] == 1 else None
     picture = picture[..., 0] if picture.shape[-1] == 1 else picture
@@ -173,7 +191,7 @@ def rollout_overlay(
     left.set_title("input", fontsize=9)
     right.imshow(picture, cmap=cmap, vmin=0, vmax=1)
     shown = right.imshow(heat.numpy(), cmap="inferno", alpha=alpha, vmin=0, vmax=1)
-    right.set_title("[CLS] attention rollout", fontsize=9)
+    right.set_title(label, fontsize=9)
     fig.colorbar(shown, ax=right, shrink=0.8)
     for ax in (left, right):
         ax.set_xticks([])
