@@ -1,7 +1,12 @@
 """Train a tiny model with ``fit``; run directly (1 process) or under torchrun (N processes, gloo on CPU).
 
 python tests/train/ddp_script.py OUT --model tiny --steps 6 --batch-size 16 --grad-accum 2
-python -m torch.distributed.run --standalone --nproc-per-node 2 tests/train/ddp_script.py OUT ...
+python -m torch.distributed.run --standalone --nproc-per-node 2 tests/train/ddp_script.py OUT ... [--fsdp]
+
+``--model``: ``tiny`` (tests/train/train_tiny.py), ``mae`` (a 1-block MAE on 8x8 synthetic images with
+crop + flip augmentation and drop-path) or ``mlm`` (a 1-layer BERT on synthetic token rows of varied length,
+with dropout). ``mae`` and ``mlm`` log ``mask_digest``, a fingerprint of the exact mask the model trained on
+in each micro-batch (averaged like the loss), so a test can see that masks, not just losses, agree.
 """
 
 from __future__ import annotations
@@ -18,6 +23,72 @@ sys.modules["matplotlib"] = None  # no loss.png: saves a second per run
 from masklab.train import TrainConfig, fit  # noqa: E402
 
 
+def digest(masked: torch.Tensor) -> torch.Tensor:
+    """A number that changes when any position of ``masked bool (B, L)`` flips: sum of masked positions' ranks."""
+    flat = masked.flatten().float()
+    return (flat * torch.arange(1, flat.numel() + 1)).sum() / flat.numel()
+
+
+def with_mask_digest(model, draw) -> None:
+    """Make ``model.training_loss`` also log :func:`digest` of its mask.
+
+    ``draw(batch, generator) -> masked`` replays the model's first draws on a copy of the loop generator, so
+    it sees the very mask training uses. Patched on the instance: the state dict (checkpoint) is unchanged.
+    """
+    train_loss = model.training_loss
+
+    def training_loss(batch, generator):
+        replay = torch.Generator()
+        replay.set_state(generator.get_state())
+        out = train_loss(batch, generator)
+        out.metrics["mask_digest"] = digest(draw(batch, replay))
+        return out
+
+    model.training_loss = training_loss
+
+
+def build_mae():
+    from masklab.data.images import Augment, ImageDataset
+    from masklab.models.mae import MAE, MAEConfig
+
+    cfg = MAEConfig(image_size=(8, 8), patch_size=2, channels=1, dim=32, depth=1, heads=2, decoder_dim=16,
+                    decoder_depth=1, decoder_heads=2, drop_path=0.1)  # fmt: skip
+    model = MAE(cfg)
+    # Smooth synthetic images: 4x4 noise upsampled to 8x8 (a learnable signal, no dataset download or import).
+    g = torch.Generator().manual_seed(1)
+    low = torch.rand(96, 1, 4, 4, generator=g)
+    pixels = torch.nn.functional.interpolate(low, size=(8, 8), mode="bilinear", align_corners=False)
+    data = ImageDataset(pixels, name="synthetic", augment=Augment())
+    # The MAE draws its mask first in training_loss (sample_mask before anything else).
+    with_mask_digest(model, lambda batch, g: model.sample_mask(batch.images.shape[0], generator=g).masked)
+    return model, data, cfg.to_dict()
+
+
+def build_mlm():
+    from masklab.data.text import TextBlocksData, TokenBlocks
+    from masklab.models.bert import BertConfig
+    from masklab.models.mlm import BertForMLM, MLMConfig
+
+    pad, cls, sep, mask, vocab = 0, 2, 3, 4, 63  # an odd vocabulary: FSDP shards it unevenly over 2 ranks
+    bert = BertConfig(vocab_size=vocab, dim=32, depth=1, heads=2, max_len=16)  # BERT's dropout 0.1 stays on
+    model = BertForMLM(MLMConfig(bert=bert, mask_id=mask, special_ids=(pad, 1, cls, sep, mask)))
+    # 96 rows "[CLS] tokens [SEP] pad..." with 4..14 real tokens: micro-batches are cut to their longest row.
+    g = torch.Generator().manual_seed(1)
+    n, width = 96, 16
+    lengths = torch.randint(4, width - 1, (n,), generator=g)  # real tokens incl. [CLS], excl. [SEP]
+    pos = torch.arange(width)
+    ids = torch.randint(5, vocab, (n, width), generator=g)
+    ids[:, 0] = cls
+    ids = torch.where(pos == lengths[:, None], sep, ids)
+    padding = pos > lengths[:, None]
+    ids = ids.masked_fill(padding, pad)
+    inside = (pos > 0) & (pos < lengths[:, None])
+    word_ids = torch.where(inside, pos - 1, -1)
+    data = TextBlocksData(TokenBlocks(ids, word_ids, padding))
+    with_mask_digest(model, lambda batch, g: model.mask_batch(batch, g)[1])
+    return model, data, model.config()
+
+
 def build(name: str):
     """(model, data, model_config) for a tiny instance of ``name``."""
     if name == "tiny":
@@ -25,6 +96,10 @@ def build(name: str):
 
         model = TinyModel()
         return model, TinyData(n=96), model.config()
+    if name == "mae":
+        return build_mae()
+    if name == "mlm":
+        return build_mlm()
     raise ValueError(f"unknown model {name!r}")
 
 
@@ -37,13 +112,14 @@ def main() -> None:
     parser.add_argument("--grad-accum", type=int, default=1)
     parser.add_argument("--ckpt-every", type=int, default=3)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--fsdp", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)  # the same initial weights on every rank and in every run
     model, data, model_config = build(args.model)
     # Constant lr: runs with different `steps` then share one schedule, so a resumed run can be compared.
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=1e-2,
-                      min_lr=1e-2, log_every=1, ckpt_every=args.ckpt_every, device="cpu")  # fmt: skip
+                      min_lr=1e-2, log_every=1, ckpt_every=args.ckpt_every, device="cpu", fsdp=args.fsdp)  # fmt: skip
     fit(model, data, cfg, args.out_dir, model_config=model_config, resume=args.resume, progress=False)
 
 

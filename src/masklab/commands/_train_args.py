@@ -36,6 +36,7 @@ def add_train_args(
     run.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                      help="auto = bf16 autocast on CUDA, fp32 on CPU; fp16 adds a GradScaler")  # fmt: skip
     run.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    run.add_argument("--fsdp", action="store_true", help="under torchrun: shard the model (FSDP2) instead of DDP")
     run.add_argument("--grad-checkpointing", action="store_true", help="recompute activations (saves memory)")
     run.add_argument("--log-every", type=int, default=log_every)
     run.add_argument("--ckpt-every", type=int, default=ckpt_every)
@@ -61,7 +62,7 @@ def train_config(args: argparse.Namespace, model, data, *, default_steps: int, *
         steps=default_steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
         min_lr=args.min_lr, warmup_steps=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
         log_every=args.log_every, ckpt_every=args.ckpt_every, seed=args.seed, device=args.device,
-        precision=args.precision, compile=args.compile,
+        precision=args.precision, compile=args.compile, fsdp=getattr(args, "fsdp", False),
     )  # fmt: skip
     fields.update(overrides)
     if args.steps is not None:

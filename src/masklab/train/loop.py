@@ -67,6 +67,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (cuda -> bf16 autocast, cpu -> fp32) | fp32 | bf16 | fp16 (+ GradScaler)
     compile: bool = False  # torch.compile the model's training_loss
+    # Under torchrun: shard weights, gradients and AdamW state over the ranks with FSDP2 instead of replicating
+    # them with DDP (see masklab.train.distributed); checkpoints stay full single-process files.
+    fsdp: bool = False
     # Wall-clock budget: stop (log + checkpoint) once spent. The learning-rate schedule then follows
     # whichever runs out first, steps or time, so a budgeted run still warms up and decays fully.
     # Time-budgeted runs are not bit-reproducible (where they stop depends on the machine).
@@ -94,6 +97,8 @@ class TrainConfig:
             problems.append(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             problems.append(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+        if self.fsdp and self.precision == "fp16":
+            problems.append("fsdp does not support precision='fp16' (use bf16 or fp32)")
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 
@@ -293,9 +298,8 @@ def _optimizer_step(wrapped, data, sampler, generator, optimizer, cfg, step, dis
         generator.manual_seed(_derived_seed(cfg.seed, f"micro:{step}:{m}"))
         torch.manual_seed(_derived_seed(cfg.seed, f"global:{step}:{m}"))  # dropout, drop-path
         batch = move_to(data.get_batch(indices[m * micro_size : (m + 1) * micro_size], generator), _device(wrapped))
-        # Gradients are all-reduced only on the last micro-batch (DDP no_sync), as in plain accumulation.
-        sync = contextlib.nullcontext() if j == cfg.grad_accum - 1 or not dist_info.enabled else wrapped.no_sync()
-        with sync:
+        # Gradients are averaged over ranks only on the last micro-batch, as in plain accumulation.
+        with distributed.gradient_sync(wrapped, dist_info, enabled=j == cfg.grad_accum - 1):
             with autocast():
                 out = wrapped(batch, generator)
             if not isinstance(out, LossOutput):
@@ -312,7 +316,7 @@ def _optimizer_step(wrapped, data, sampler, generator, optimizer, cfg, step, dis
     scaler.unscale_(optimizer)
     # max_norm=inf only measures: the clip coefficient clamps to 1.0, an exact no-op multiply.
     max_norm = cfg.grad_clip if cfg.grad_clip is not None else math.inf
-    values["grad_norm"] = torch.nn.utils.clip_grad_norm_(wrapped.parameters(), max_norm)
+    values["grad_norm"] = distributed.local_value(torch.nn.utils.clip_grad_norm_(wrapped.parameters(), max_norm))
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
@@ -352,7 +356,9 @@ def fit(
     device = resolve_device(cfg.device)
     dist_info = distributed.setup(device)
     try:
-        return _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resume, progress, on_step)
+        result = _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resume, progress, on_step)
+        distributed.wait_for_all(dist_info)  # only on success: a rank that failed must not wait for the others
+        return result
     finally:
         distributed.cleanup(dist_info)
 
@@ -389,8 +395,8 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
     amp_dtype = resolve_precision(cfg.precision, device)
     model.to(device)
     model.train()
-    optimizer = build_optimizer(model, cfg)
-    wrapped = distributed.wrap(model, dist_info, device)
+    wrapped = distributed.wrap(model, dist_info, device, fsdp=cfg.fsdp)
+    optimizer = build_optimizer(model, cfg)  # after wrap: FSDP replaces the parameters with sharded ones
     if cfg.compile:
         wrapped = torch.compile(wrapped)
     # fp16 needs loss scaling against underflow; for bf16/fp32 the disabled scaler is a pass-through.
@@ -400,7 +406,11 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
     window = MetricWindow(device)
     step, elapsed_before = 0, 0.0
     if resume:
-        meta = ckpt.load_training_state(ckpt_path, model=model, optimizer=optimizer, generator=generator, device=device)
+        # Under FSDP every rank reads the full checkpoint and keeps its shard.
+        model_in, optimizer_in = distributed.state_loaders(wrapped, model, optimizer)
+        meta = ckpt.load_training_state(
+            ckpt_path, model=model_in, optimizer=optimizer_in, generator=generator, device=device
+        )
         try:
             sampler.load_state_dict({"epoch": meta["sampler_epoch"], "cursor": meta["sampler_cursor"]})
             window.load_json(meta.get("log_window", '{"steps": 0, "sums": {}}'))
@@ -477,11 +487,13 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
                     "log_window": window.state_json(),
                     "elapsed_s": repr(elapsed_before + time.perf_counter() - start),
                 }
+                # Under FSDP gathering the full state is a collective, so every rank takes part.
+                model_out, optimizer_out = distributed.full_state(wrapped, model, optimizer)
                 if main:
                     ckpt.save_training_state(
                         ckpt_path,
-                        model=model,
-                        optimizer=optimizer,
+                        model=model_out,
+                        optimizer=optimizer_out,
                         generator=generator,
                         device=device,
                         step=step,
