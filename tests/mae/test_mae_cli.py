@@ -150,3 +150,12 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path):
     assert load_run(killed).step == 400
     for key in a:
         np.testing.assert_array_equal(a[key].numpy(), b[key].numpy(), err_msg=key)
+
+
+def test_engine_flags_reach_the_trainer(tmp_path):
+    out = tmp_path / "engine"
+    assert main(["pretrain", "mae", "--data", "builtin:digits", "--preset", "mae-tiny", "--steps", "2",
+                 "--batch-size", "16", "--grad-accum", "2", "--precision", "bf16", "--grad-checkpointing",
+                 "--device", "cpu", "--out", str(out)]) == 0  # fmt: skip
+    train = json.loads((out / "config.json").read_text())["train"]
+    assert train["grad_accum"] == 2 and train["precision"] == "bf16" and train["fsdp"] is False

@@ -14,6 +14,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from masklab.commands._train_args import add_engine_args, engine_fields
+
 DEFAULT_DATA = "builtin:mnist5k"
 DATA_FILE = "data.json"
 TEST_FRACTION = 0.2  # held out from pretraining, used by probe / reconstruct / quality numbers
@@ -67,6 +69,7 @@ def add_pretrain_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--out", required=True, help="run directory to write (or continue with --resume)")
     parser.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint")
+    add_engine_args(parser)
 
 
 # ------------------------------------------------------------------------------------------ run + data
@@ -263,7 +266,7 @@ def pretrain(args: argparse.Namespace) -> int:
             steps=steps, batch_size=batch_size, lr=lr, warmup_steps=int(defaults["warmup_fraction"] * steps),
             weight_decay=args.weight_decay, seed=args.seed, device=args.device,
             ckpt_every=args.ckpt_every, log_every=args.log_every,
-            max_seconds=None if args.minutes is None else args.minutes * 60,
+            max_seconds=None if args.minutes is None else args.minutes * 60, **engine_fields(args, model),
         )  # fmt: skip
         augment = setup["augment"]
         out.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,6 @@ def add_train_args(
     budget.add_argument("--minutes", type=float, default=None, help="wall-clock budget")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--batch-size", type=int, default=batch_size, help=f"global batch (default {batch_size})")
-    opt.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     opt.add_argument("--lr", type=float, default=lr, help=f"peak AdamW learning rate (default {lr:g})")
     opt.add_argument("--min-lr", type=float, default=0.0, help="end of the cosine schedule")
     opt.add_argument("--warmup", type=int, default=warmup, help="linear warmup steps")
@@ -33,13 +32,32 @@ def add_train_args(
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    run.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                     help="auto = bf16 autocast on CUDA, fp32 on CPU; fp16 adds a GradScaler")  # fmt: skip
-    run.add_argument("--compile", action="store_true", help="torch.compile the training step")
-    run.add_argument("--fsdp", action="store_true", help="under torchrun: shard the model (FSDP2) instead of DDP")
-    run.add_argument("--grad-checkpointing", action="store_true", help="recompute activations (saves memory)")
     run.add_argument("--log-every", type=int, default=log_every)
     run.add_argument("--ckpt-every", type=int, default=ckpt_every)
+    add_engine_args(parser)
+
+
+def add_engine_args(parser: argparse.ArgumentParser) -> None:
+    """How the step runs (not what it computes): accumulation, precision, compile, FSDP, checkpointing."""
+    engine = parser.add_argument_group("engine")
+    engine.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    engine.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                        help="auto = bf16 autocast on CUDA, fp32 on CPU; fp16 adds a GradScaler")  # fmt: skip
+    engine.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    engine.add_argument("--fsdp", action="store_true",
+                        help="under torchrun: shard the model (FSDP2) instead of DDP")  # fmt: skip
+    engine.add_argument("--grad-checkpointing", action="store_true", help="recompute activations (saves memory)")
+
+
+def engine_fields(args: argparse.Namespace, model) -> dict:
+    """The :class:`~masklab.train.TrainConfig` fields of :func:`add_engine_args`; switches on gradient
+    checkpointing in every module of ``model`` that supports it when asked."""
+    if getattr(args, "grad_checkpointing", False):
+        for module in model.modules():
+            if hasattr(module, "set_grad_checkpointing"):
+                module.set_grad_checkpointing(True)
+    return {"grad_accum": args.grad_accum, "precision": args.precision, "compile": args.compile,
+            "fsdp": args.fsdp}  # fmt: skip
 
 
 def train_config(args: argparse.Namespace, model, data, *, default_steps: int, **overrides):
@@ -59,10 +77,9 @@ def train_config(args: argparse.Namespace, model, data, *, default_steps: int, *
         if not getattr(args, name) > 0:
             raise ValueError(f"--{name} must be > 0, got {getattr(args, name)}")
     fields = dict(
-        steps=default_steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
-        min_lr=args.min_lr, warmup_steps=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
-        log_every=args.log_every, ckpt_every=args.ckpt_every, seed=args.seed, device=args.device,
-        precision=args.precision, compile=args.compile, fsdp=getattr(args, "fsdp", False),
+        steps=default_steps, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr, warmup_steps=args.warmup,
+        weight_decay=args.weight_decay, grad_clip=args.grad_clip, log_every=args.log_every,
+        ckpt_every=args.ckpt_every, seed=args.seed, device=args.device, **engine_fields(args, model),
     )  # fmt: skip
     fields.update(overrides)
     if args.steps is not None:
@@ -78,8 +95,4 @@ def train_config(args: argparse.Namespace, model, data, *, default_steps: int, *
         if cfg.warmup_steps > steps // 2:
             print(f"masklab: warning: --warmup {cfg.warmup_steps} is over half of the {steps} steps that fit")
         cfg = TrainConfig(**{**fields, "steps": steps, "max_seconds": seconds})
-    if getattr(args, "grad_checkpointing", False):
-        for module in model.modules():
-            if hasattr(module, "set_grad_checkpointing"):
-                module.set_grad_checkpointing(True)
     return cfg
