@@ -43,7 +43,7 @@ def test_cli_masks_bare_and_errors(tmp_path, capsys):
     out = tmp_path / "masks.png"
     assert main(["masks", "--data", "none", "--kind", "random", "block", "--grid", "8x8", "--count", "2",
                  "-o", str(out)]) == 0  # fmt: skip
-    assert out.is_file() and "2 kinds x 2 masks" in capsys.readouterr().out
+    assert out.is_file() and "2 rows x 2 masks" in capsys.readouterr().out
     assert main(["masks", "--data", "none", "--kind", "learned", "-o", str(out)]) == 2
     assert "--data" in capsys.readouterr().err
     assert main(["masks", "--data", "none", "--ratio", "1.0", "-o", str(out)]) == 2
@@ -53,3 +53,19 @@ def test_cli_masks_bare_and_errors(tmp_path, capsys):
     assert main(["masks", "--data", "none", "--grid", "7x7", "--count", "2", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "skipping grid" in printed and "3 kinds x 2 masks" in printed
+
+
+def test_masks_of_a_trained_run(tmp_path, capsys):
+    from PIL import Image
+
+    from masklab.cli import main
+
+    run = tmp_path / "run"
+    assert main(["pretrain", "mae", "--data", "builtin:digits", "--preset", "mae-tiny", "--steps", "2",
+                 "--batch-size", "16", "--device", "cpu", "--mask", "learned", "--out", str(run)]) == 0  # fmt: skip
+    out = tmp_path / "masks.png"
+    assert main(["masks", "--run", str(run), "--data", "builtin:digits", "--count", "3", "-o", str(out)]) == 0
+    assert "2 rows x 3 masks on a 2x2 grid" in capsys.readouterr().out  # random + the run's own (8x8, patch 4)
+    assert Image.open(out).size[0] > 100
+    assert main(["masks", "--run", str(tmp_path), "-o", str(out)]) == 2
+    assert "no config.json there" in capsys.readouterr().err

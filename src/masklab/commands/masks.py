@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--data", default="builtin:mnist5k", help="images under the masks: a path, builtin:NAME, or 'none'"
     )
+    parser.add_argument("--run", default=None,
+                        help="an MAE run: add a row of its own training masks (e.g. its trained learned masker) "
+                        "over --data images; the grid and ratio become the run's")  # fmt: skip
     parser.add_argument("-o", "--output", required=True, help="PNG file to write")
     parser.set_defaults(func=_run)
 
@@ -47,7 +50,15 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--ratio must be in [0, 1), got {args.ratio}")
     if args.count < 1:
         raise ValueError(f"--count must be >= 1, got {args.count}")
+    model = None
+    if args.run is not None:
+        model = _run_model(args.run)
+        args.grid, args.ratio = model.config.grid, model.config.mask_ratio
+        if args.data == "none":
+            raise ValueError("--run draws the run's masks of real images: give --data, not 'none'")
     kinds = args.kind
+    if kinds is None and model is not None:
+        kinds = ["random"]  # the reference row next to the run's own masks
     if kinds is None:  # all kinds, except grid masking where the grid has no cell size for this ratio
         kinds = list(KINDS if args.data != "none" else KINDS[:-1])
         try:
@@ -59,7 +70,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.data != "none":
         from masklab.data.images import load_images
 
-        dataset = load_images(args.data)
+        size = None if model is None else model.config.image_size
+        channels = None if model is None else model.config.channels
+        dataset = load_images(args.data, image_size=size, channels=channels)
         if len(dataset) < args.count:
             raise ValueError(f"--data {args.data} has {len(dataset)} images, fewer than --count {args.count}")
         # A seeded draw, not the first COUNT rows: mnist5k is sorted by class.
@@ -67,7 +80,32 @@ def _run(args: argparse.Namespace) -> int:
         images, source = dataset.images(pick), args.data
     elif "learned" in kinds:
         raise ValueError("--kind learned scores image patches: give --data (e.g. builtin:mnist5k), not 'none'")
+    extra = []
+    if model is not None:
+        generator = torch.Generator().manual_seed(args.seed)
+        with torch.no_grad():
+            masked = model.sample_mask(args.count, generator=generator, x=model.normalize(images)).masked
+        extra.append((f"run: {model.config.mask_kind}", masked))
     path = render_masks(args.output, kinds, grid=args.grid, ratio=args.ratio, count=args.count,
-                        seed=args.seed, images=images, source=source)  # fmt: skip
-    print(f"wrote {path}: {len(kinds)} kinds x {args.count} masks on a {args.grid[0]}x{args.grid[1]} grid")
+                        seed=args.seed, images=images, source=source, extra_rows=extra)  # fmt: skip
+    print(f"wrote {path}: {len(kinds) + len(extra)} rows x {args.count} masks on a {args.grid[0]}x{args.grid[1]} grid")
     return 0
+
+
+def _run_model(run: str):
+    """The MAE of a pretraining run (the only runs whose masks are drawn over images)."""
+    import json
+    from pathlib import Path
+
+    from masklab.apps.mae import load_run_model
+
+    config = Path(run) / "config.json"
+    if not config.is_file():
+        raise ValueError(f"--run {run}: no config.json there (not a masklab run directory)")
+    kind = json.loads(config.read_text()).get("model", {}).get("kind")
+    if kind != "mae":
+        raise ValueError(f"--run {run} is a {kind!r} run; --run draws an MAE run's image masks")
+    model = load_run_model(run, "cpu").eval()
+    if model.config.objective != "reconstruct":
+        raise ValueError(f"--run {run} is a fine-tuned classifier; give a pretraining run")
+    return model

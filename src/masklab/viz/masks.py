@@ -106,30 +106,40 @@ def render_masks(
     seed: int = 0,
     images: Tensor | None = None,
     source: str = "",
+    extra_rows: Sequence[tuple[str, Tensor]] = (),
 ) -> Path:
     """Draw ``count`` example masks per kind (one row each) to the PNG ``path``; returns the path.
 
     ``images (N >= count, C, H, W)`` in [0, 1], if given, are drawn under the masks (the same pictures in
-    every row); ``source`` names them in the title.
+    every row); ``source`` names them in the title. ``extra_rows``: ``(label, masked bool (count, gh * gw))``
+    rows drawn after the kinds, e.g. a trained model's own masks of these images.
     """
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
 
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
-    if not kinds:
+    if not kinds and not extra_rows:
         raise ValueError(f"choose at least one mask kind of {', '.join(MASK_KINDS)}")
+    for label, masked in extra_rows:
+        if masked.shape != (count, grid[0] * grid[1]) or masked.dtype != torch.bool:
+            raise ValueError(f"row {label!r}: masks must be bool ({count}, {grid[0] * grid[1]}), got "
+                             f"{masked.dtype} {tuple(masked.shape)}")  # fmt: skip
     if images is not None and len(images) < count:
         raise ValueError(f"{count} examples requested but only {len(images)} images given")
     gh, gw = grid
     shown = None if images is None else fit_images_to_grid(images[:count], grid)[0]
     hidden_color = ListedColormap([(0, 0, 0, 0), (0.2, 0.4, 0.95, 0.6)])  # visible: the picture, hidden: blue tint
-    fig = Figure(figsize=(1.35 * count + 1.6, 1.45 * len(kinds) + 0.7), layout="constrained")
-    axes = fig.subplots(len(kinds), count, squeeze=False)
-    for r, kind in enumerate(kinds):
-        generator = torch.Generator().manual_seed(seed + r)  # each row replays from the seed on its own
-        masked = example_masks(kind, count, grid, ratio, generator, images=shown)  # (count, L)
-        label = "learned (untrained,\nrandom-init masker)" if kind == "learned" else kind
+    rows = [*kinds, *extra_rows]
+    fig = Figure(figsize=(1.35 * count + 1.6, 1.45 * len(rows) + 0.7), layout="constrained")
+    axes = fig.subplots(len(rows), count, squeeze=False)
+    for r, kind in enumerate(rows):
+        if isinstance(kind, tuple):
+            label, masked = kind
+        else:
+            generator = torch.Generator().manual_seed(seed + r)  # each row replays from the seed on its own
+            masked = example_masks(kind, count, grid, ratio, generator, images=shown)  # (count, L)
+            label = "learned (untrained,\nrandom-init masker)" if kind == "learned" else kind
         for c in range(count):
             ax = axes[r][c]
             cells = masked[c].view(gh, gw).float().numpy()
