@@ -52,7 +52,7 @@ def test_cli_masks_bare_and_errors(tmp_path, capsys):
     # The default kinds leave out grid masking where the grid has no cell size for the ratio, and say so.
     assert main(["masks", "--data", "none", "--grid", "7x7", "--count", "2", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "skipping grid" in printed and "3 kinds x 2 masks" in printed
+    assert "skipping grid" in printed and "3 rows x 2 masks" in printed
 
 
 def test_masks_of_a_trained_run(tmp_path, capsys):
