@@ -89,6 +89,26 @@ def build_mlm():
     return model, data, model.config()
 
 
+def build_table():
+    import pandas as pd
+
+    from masklab.data.tables import TableTrainData
+    from masklab.models.tabular import TableMAE, TableMAEConfig
+    from masklab.tokenizers.table import encode_frame, infer_schema
+
+    # All-numeric on purpose: the categorical head must not exist then (DDP stalls on unused parameters).
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(96, 2, generator=g)
+    columns = {"a": base[:, 0], "b": base[:, 1], "c": base[:, 0] + base[:, 1], "d": base[:, 0] - base[:, 1]}
+    frame = pd.DataFrame({k: v.numpy() for k, v in columns.items()})
+    frame.iloc[::7, 2] = float("nan")  # some real missing cells
+    schema = infer_schema(frame)
+    model = TableMAE(TableMAEConfig.preset("table-tiny", schema))
+    data = TableTrainData(encode_frame(frame, schema))
+    with_mask_digest(model, lambda batch, g: model.mask_observed(batch["missing"], g))
+    return model, data, model.model_config()
+
+
 def build(name: str):
     """(model, data, model_config) for a tiny instance of ``name``."""
     if name == "tiny":
@@ -100,6 +120,8 @@ def build(name: str):
         return build_mae()
     if name == "mlm":
         return build_mlm()
+    if name == "table":
+        return build_table()
     raise ValueError(f"unknown model {name!r}")
 
 

@@ -104,7 +104,7 @@ def assert_same_weights(got: dict[str, torch.Tensor], want: dict[str, torch.Tens
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
 
 
-@pytest.mark.parametrize("model", ["tiny", "mae", "mlm"])
+@pytest.mark.parametrize("model", ["tiny", "mae", "mlm", "table"])
 def test_two_ranks_equal_one_process_and_resume_on_one(tmp_path, model, single_run):
     # DDP for 5 steps, then the 2-rank checkpoint resumes in 1 process.
     check_matches_single(tmp_path / "run", model, single_run(model), [(2, 5, False), (1, STEPS, False)])

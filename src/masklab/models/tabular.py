@@ -150,7 +150,8 @@ class TableMAE(nn.Module):
         # Per-column heads: a scalar for a numeric column, K_c logits (one slice of a shared layer) otherwise.
         self.numeric_head_weight = nn.Parameter(torch.zeros(n_columns, config.decoder_dim))
         self.numeric_head_bias = nn.Parameter(torch.zeros(n_columns))
-        self.categorical_head = nn.Linear(config.decoder_dim, max(1, sum(cards)))
+        # Only when there are categorical columns: an unused head would stall DDP (no gradient to reduce).
+        self.categorical_head = nn.Linear(config.decoder_dim, sum(cards)) if any(cards) else None
         starts = torch.cumsum(torch.tensor([0, *cards]), 0).tolist()
         self.category_slices = {j: (starts[j], starts[j] + k) for j, k in enumerate(cards) if k > 0}
 
