@@ -44,6 +44,18 @@ def run_kind(run_dir: str | Path) -> str:
     return str(kind)
 
 
+def read_run_info(run_dir: str | Path, name: str) -> dict:
+    """A run's optional JSON sidecar ``RUN/name`` (``data.json``, ``text.json``, ...); ``{}`` when absent (a run
+    trained without the CLI), ``ValueError`` naming the file when it is not valid JSON."""
+    path = Path(run_dir) / name
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
 def dispatch(command: str, args) -> int | None:
     """Call ``masklab.apps.<kind>.<command>(args)`` for the kind of ``args.run``."""
     kind = run_kind(args.run)

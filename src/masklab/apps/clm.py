@@ -13,6 +13,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from masklab.apps import read_run_info
+
 LM_INFO = "lm.json"
 DEFAULT_DATA = "builtin:shakespeare"
 
@@ -79,8 +81,7 @@ def load_lm_run(run_dir: str | Path, device: str = "cpu"):
         raise ValueError(f"{run_dir} holds a Hugging Face {hf_type!r} model; only GPT-2 checkpoints can be read")
     if not (run_dir / "tokenizer.json").is_file():
         raise FileNotFoundError(f"{run_dir} has no tokenizer.json")
-    info_path = run_dir / LM_INFO
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    info = read_run_info(run_dir, LM_INFO)
     tokenizer = TextTokenizer.load(run_dir / "tokenizer.json")
     if hf_type is None:
         model = load_model(run_dir, device=device)

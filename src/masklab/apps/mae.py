@@ -9,11 +9,12 @@ build ``--help``); torch and the model are imported inside the handlers.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
 
+from masklab.apps import read_run_info
+from masklab.commands._common import parse_hw
 from masklab.commands._train_args import add_engine_args, engine_fields
 
 DEFAULT_DATA = "builtin:mnist5k"
@@ -25,13 +26,7 @@ _DIGIT_DATA = ("builtin:mnist5k", "builtin:digits")
 
 
 def _image_size(text: str) -> tuple[int, int]:
-    try:
-        parts = [int(p) for p in text.lower().replace("x", " ").split()]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2) or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"expected an image size like 28 or 32x48, got {text!r}")
-    return (parts[0], parts[-1])
+    return parse_hw(text, "an image size like 28 or 32x48")
 
 
 def add_pretrain_args(parser: argparse.ArgumentParser) -> None:
@@ -75,13 +70,7 @@ def add_pretrain_args(parser: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------------------------------ run + data
 def read_data_info(run_dir: str | Path) -> dict[str, Any]:
     """``RUN/data.json`` (``{}`` for a run trained without the CLI)."""
-    path = Path(run_dir) / DATA_FILE
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    return read_run_info(run_dir, DATA_FILE)
 
 
 def load_run_model(run_dir: str | Path, device: str = "cpu"):

@@ -9,8 +9,9 @@ Top-level imports are stdlib only: the CLI imports this module to build ``--help
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from masklab.apps import read_run_info
 
 TEXT_INFO = "text.json"
 DEFAULT_DATA = "builtin:bbc-news"
@@ -53,8 +54,7 @@ def load_text_run(run_dir: str | Path, device: str = "cpu"):
     from masklab.tokenizers.text import TextTokenizer
 
     run_dir = Path(run_dir)
-    info_path = run_dir / TEXT_INFO
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    info = read_run_info(run_dir, TEXT_INFO)
     if not (run_dir / "tokenizer.json").is_file():
         raise FileNotFoundError(f"{run_dir} has no tokenizer.json (not a text run?)")
     tokenizer = TextTokenizer.load(run_dir / "tokenizer.json")
@@ -125,9 +125,8 @@ def _check_out_dir(args, out: Path, info: dict) -> None:
     """Refuse to overwrite a finished run's tokenizer; on --resume the data settings must be the saved ones."""
     if not args.resume and (out / "checkpoint.safetensors").exists():
         raise ValueError(f"{out} already holds a run; pass --resume to continue it or pick another --out")
-    saved_path = out / TEXT_INFO
-    if args.resume and saved_path.is_file():
-        saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    saved = read_run_info(out, TEXT_INFO) if args.resume else {}
+    if saved:
         changed = {k: (saved.get(k), v) for k, v in info.items() if k != "tokenizer_sha256" and saved.get(k) != v}
         if changed:
             raise ValueError(f"cannot resume {out} with different data settings (saved, given): {changed}")

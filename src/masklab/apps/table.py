@@ -12,9 +12,10 @@ Only the standard library is imported at module level; torch, pandas and the mod
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
+
+from masklab.apps import read_run_info
 
 DEFAULT_DATA = "builtin:shuttle"
 TABLE_FILE = "table.json"
@@ -48,13 +49,7 @@ def add_pretrain_args(parser: argparse.ArgumentParser) -> None:
 
 def read_table_info(run_dir: str | Path) -> dict[str, Any]:
     """``RUN/table.json`` (``{}`` for a run trained without the CLI)."""
-    path = Path(run_dir) / TABLE_FILE
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    return read_run_info(run_dir, TABLE_FILE)
 
 
 def pretrain(args: argparse.Namespace) -> int:

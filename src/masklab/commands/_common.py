@@ -25,3 +25,14 @@ def add_run_data_args(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--out", default=None, help="output run directory for the fine-tuned model")
     if command == "probe":
         parser.add_argument("--max-examples", type=int, default=None)
+
+
+def parse_hw(text: str, expected: str) -> tuple[int, int]:
+    """``"28"`` or ``"32x48"`` -> ``(H, W)`` of positive ints; ``ArgumentTypeError`` saying ``expected`` otherwise."""
+    try:
+        parts = [int(p) for p in text.lower().replace("x", " ").split()]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return parts[0], parts[-1]

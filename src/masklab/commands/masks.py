@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from masklab.commands._common import parse_hw
+
 KINDS = ("random", "block", "span", "grid", "learned")
 
 
 def _grid(text: str) -> tuple[int, int]:
-    try:
-        parts = [int(p) for p in text.lower().replace("x", " ").split()]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2) or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"expected a token grid like 14x14 or 7, got {text!r}")
-    return parts[0], parts[-1]
+    return parse_hw(text, "a token grid like 14x14 or 7")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -94,18 +90,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_model(run: str):
     """The MAE of a pretraining run (the only runs whose masks are drawn over images)."""
-    import json
     from pathlib import Path
 
     from masklab.apps.mae import load_run_model
 
-    config = Path(run) / "config.json"
-    if not config.is_file():
+    if not (Path(run) / "config.json").is_file():
         raise ValueError(f"--run {run}: no config.json there (not a masklab run directory)")
-    kind = json.loads(config.read_text()).get("model", {}).get("kind")
-    if kind != "mae":
-        raise ValueError(f"--run {run} is a {kind!r} run; --run draws an MAE run's image masks")
-    model = load_run_model(run, "cpu").eval()
+    model = load_run_model(run, "cpu").eval()  # ValueError naming the kind for a run that is not an MAE
     if model.config.objective != "reconstruct":
         raise ValueError(f"--run {run} is a fine-tuned classifier; give a pretraining run")
     return model
