@@ -317,19 +317,32 @@ class AdversarialMasking(nn.Module):
         self._optimizer: torch.optim.Optimizer | None = None  # built on first update, after .to(device)
 
     def propose(
-        self, tokens: Tensor, generator: torch.Generator | None = None, *, padding: Tensor | None = None
+        self,
+        tokens: Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        padding: Tensor | None = None,
+        logits: Tensor | None = None,
     ) -> LearnedMaskSample:
-        """Masks for ``tokens (B, L, in_dim)`` (no gradient): exact budget, ids when row counts are equal."""
-        with torch.no_grad():
-            logits = self.masker(tokens.detach(), padding)
-        return sample(logits, self.ratio, generator, temperature=self.config.temperature, padding=padding)
+        """Masks for ``tokens (B, L, in_dim)`` (no gradient): exact budget, ids when row counts are equal.
+
+        ``logits``: the masker's scores of ``tokens`` if already computed (they are detached here).
+        """
+        if logits is None:
+            with torch.no_grad():
+                logits = self.masker(tokens.detach(), padding)
+        return sample(logits.detach(), self.ratio, generator, temperature=self.config.temperature, padding=padding)
 
     def loss(self, tokens: Tensor, per_token_loss: Tensor, proposal: LearnedMaskSample, *,
-             padding: Tensor | None = None) -> Tensor:  # fmt: skip
-        """The masker's differentiable objective for a proposal (replays its Gumbel noise)."""
+             padding: Tensor | None = None, logits: Tensor | None = None) -> Tensor:  # fmt: skip
+        """The masker's differentiable objective for a proposal (replays its Gumbel noise).
+
+        ``logits``: ``self.masker(tokens)`` with its graph, if the caller already ran it (saves a forward).
+        """
         if proposal.noise is None:
             raise ValueError("the proposal carries no Gumbel noise; pass the sample returned by propose()")
-        logits = self.masker(tokens.detach(), padding)
+        if logits is None:
+            logits = self.masker(tokens.detach(), padding)
         relaxed = relaxed_topk(logits, proposal.noise, proposal.masked, temperature=self.config.temperature,
                                padding=padding)  # fmt: skip
         soft = proposal.masked.to(relaxed.dtype) + (relaxed - relaxed.detach())

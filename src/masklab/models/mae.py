@@ -436,11 +436,12 @@ class MAE(nn.Module):
         self.check_images(images)
         x = self.normalize(images)
         patches = patchify(x, self.config.patch_size)  # (B, L, P) what the masker scores
-        proposal = self.adversary.propose(patches, generator)
+        logits = self.adversary.masker(patches.detach())  # (B, L) one masker forward, kept for its gradient
+        proposal = self.adversary.propose(patches, generator, logits=logits)
         pred = self.forward_decoder(self.forward_encoder(x, proposal), proposal)  # (B, L, P)
         per_patch = ((pred - self.patch_targets(x)) ** 2).mean(-1)  # (B, L)
         loss = masked_loss(per_patch, proposal.masked)
-        objective = self.adversary.loss(patches, per_patch.detach(), proposal)
+        objective = self.adversary.loss(patches, per_patch.detach(), proposal, logits=logits)
         hidden_ink = masked_loss((patches.amax(-1) > patches.amin(-1)).float(), proposal.masked)
         metrics = {"masker_objective": objective.detach(), "masker_nonflat_hidden": hidden_ink}
         return LossOutput(loss + (objective - objective.detach()), metrics)
