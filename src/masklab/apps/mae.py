@@ -121,11 +121,6 @@ def encode_all(model, images_of, count: int, batch_size: int = 256):
 # ------------------------------------------------------------------------------------------ pretrain
 def _budget_steps(args, model, train, batch_size: int, lr: float) -> int:
     """Optimizer steps from --steps / --epochs / --minutes (minutes: timed on a throwaway copy)."""
-    import copy
-    import time
-
-    import torch
-
     if args.steps is not None:
         if args.steps < 1:
             raise ValueError(f"--steps must be >= 1, got {args.steps}")
@@ -137,23 +132,11 @@ def _budget_steps(args, model, train, batch_size: int, lr: float) -> int:
         return max(1, math.ceil(epochs * len(train) / batch_size))
     if args.minutes <= 0:
         raise ValueError(f"--minutes must be > 0, got {args.minutes}")
-    from masklab.train.loop import move_to, resolve_device
+    from masklab.train import TrainConfig
+    from masklab.train.budget import seconds_per_step
 
-    device = resolve_device(args.device)
-    probe = copy.deepcopy(model).to(device).train()
-    optimizer = torch.optim.AdamW(probe.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(12345)
-    times = []
-    for _ in range(4):  # the first step warms up allocators and kernels and is not counted
-        t0 = time.perf_counter()
-        batch = move_to(train.get_batch(torch.randint(len(train), (batch_size,), generator=g), g), device)
-        probe.training_loss(batch, g).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    per_step = sorted(times[1:])[1]
+    probe_cfg = TrainConfig(steps=1, batch_size=batch_size, lr=lr, device=args.device, precision=args.precision)
+    per_step = seconds_per_step(model, train, probe_cfg, trials=3)
     # 1.5x the calibrated count: TrainConfig.max_seconds stops the run at the budget and then drives the lr
     # schedule by time, so the budget is used in full even when the machine is faster than at calibration.
     return max(1, int(args.minutes * 60 * 1.5 / per_step))

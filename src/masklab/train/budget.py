@@ -13,14 +13,18 @@ from masklab.train.optim import build_optimizer
 
 
 def calibrate_steps(model: nn.Module, data: TrainData, cfg: TrainConfig, seconds: float, *, trials: int = 5) -> int:
-    """Optimizer steps of ``cfg`` that fit in ``seconds`` on this machine.
-
-    Times full steps (batch building, forward, backward, AdamW) on a throwaway copy of the model, skipping the
-    first (allocator and kernel warm-up), and keeps 10% headroom for logging and checkpoints. Pair it with
-    ``TrainConfig.max_seconds`` as a hard stop in case the machine gets busier.
-    """
+    """Optimizer steps of ``cfg`` that fit in ``seconds`` on this machine, keeping 10% headroom for logging and
+    checkpoints (:func:`seconds_per_step`). Pair it with ``TrainConfig.max_seconds`` as a hard stop in case the
+    machine gets busier."""
     if seconds <= 0:
         raise ValueError(f"the time budget must be > 0 seconds, got {seconds}")
+    return max(1, int(0.9 * seconds / seconds_per_step(model, data, cfg, trials=trials)))
+
+
+def seconds_per_step(model: nn.Module, data: TrainData, cfg: TrainConfig, *, trials: int = 5) -> float:
+    """Wall-clock seconds of one optimizer step of ``cfg`` on this machine: the median of ``trials`` full steps
+    (batch building, forward, backward, AdamW; ``grad_accum`` micro-batches; ``cfg.precision`` autocast) on a
+    throwaway copy of the model, after one uncounted step that warms up allocators and kernels."""
     device = resolve_device(cfg.device)
     amp_dtype = resolve_precision(cfg.precision, device)
     probe = copy.deepcopy(model).to(device).train()
@@ -41,5 +45,5 @@ def calibrate_steps(model: nn.Module, data: TrainData, cfg: TrainConfig, seconds
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    per_step = sorted(times[1:])[len(times[1:]) // 2]  # median of the timed steps
-    return max(1, int(0.9 * seconds / per_step))
+    timed = sorted(times[1:])
+    return timed[len(timed) // 2]  # the median of the timed steps
