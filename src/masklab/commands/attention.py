@@ -189,7 +189,6 @@ def image_attention(args: argparse.Namespace, device: str):
     import torch
 
     from masklab.apps.mae import load_run_model
-    from masklab.tokenizers.patches import patchify
     from masklab.viz.attention import collect_attention
 
     if args.max_tokens is not None:
@@ -197,11 +196,8 @@ def image_attention(args: argparse.Namespace, device: str):
     model = load_run_model(args.run, device)
     cfg = model.config
     images, described = load_image_input(args.input, tuple(cfg.image_size), cfg.channels)  # (1, C, H, W)
-    with torch.inference_mode():
-        # MAE.forward_encoder with mask=None: every patch + its sin-cos position, the CLS token first.
-        x = model.normalize(images.to(device))
-        tokens = model.patch_embed(patchify(x, cfg.patch_size)) + model.pos_embed  # (1, L, D)
-        seq = torch.cat([model.cls_token.expand(1, -1, -1).to(tokens.dtype), tokens], dim=1)  # (1, 1 + L, D)
+    with torch.inference_mode():  # every patch + its sin-cos position, the CLS token first: (1, 1 + L, D)
+        seq = model.encoder_input(model.normalize(images.to(device)))
     weights = collect_attention(model.encoder, seq)
     return weights, images[0], cfg, described
 

@@ -336,17 +336,19 @@ class MAE(nn.Module):
         ``x``: normalised images ``(B, C, H, W)``. One reference-path forward with attention weights (the
         training forward stays on the fused kernels); rows sum to 1 with the CLS column, which is dropped.
         """
-        patches = patchify(x, self.config.patch_size)  # (B, L, P)
-        tokens = self.patch_embed(patches) + self.pos_embed
-        cls = self.cls_token.expand(x.shape[0], -1, -1).to(tokens.dtype)
-        _, weights = self.encoder(torch.cat([cls, tokens], dim=1), return_weights=True)
+        _, weights = self.encoder(self.encoder_input(x), return_weights=True)
         return token_importance(weights, cls_index=0, layer=layer)[:, 1:].float()
 
     # ------------------------------------------------------------------------------------------ model
     def forward_encoder(self, x: Tensor, mask: MaskSample | None = None) -> Tensor:
-        """Normalised images ``(B, C, H, W)`` -> encoder output ``(B, 1 + V, D)`` (CLS first).
+        """Normalised images ``(B, C, H, W)`` -> encoder output ``(B, 1 + V, D)`` (CLS first); see
+        :meth:`encoder_input`."""
+        return self.encoder(self.encoder_input(x, mask))
 
-        ``mask=None`` encodes every patch (inference: deterministic). With a mask, ``variant="mae"`` drops the
+    def encoder_input(self, x: Tensor, mask: MaskSample | None = None) -> Tensor:
+        """Normalised images ``(B, C, H, W)`` -> the encoder's input tokens ``(B, 1 + V, D)`` (CLS first).
+
+        ``mask=None`` embeds every patch (inference: deterministic). With a mask, ``variant="mae"`` drops the
         hidden patches before embedding (V = visible count, in ``ids_keep`` order); ``"simmim"`` keeps all L
         and swaps hidden ones for the encoder mask token.
         """
@@ -366,7 +368,7 @@ class MAE(nn.Module):
             tokens = self.patch_embed(visible) + self.pos_embed[ids_keep]  # (B, V, D)
         # The CLS position is the zero row of MAE's table, so it gets no position term.
         cls = self.cls_token.expand(B, -1, -1).to(tokens.dtype)
-        return self.encoder(torch.cat([cls, tokens], dim=1))  # (B, 1 + V, D)
+        return torch.cat([cls, tokens], dim=1)  # (B, 1 + V, D)
 
     def forward_decoder(self, latent: Tensor, mask: MaskSample) -> Tensor:
         """Encoder output ``(B, 1 + V, D)`` -> pixel predictions for every patch ``(B, L, P)``."""
