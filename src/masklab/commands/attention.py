@@ -166,7 +166,7 @@ def text_attention(args: argparse.Namespace, kind: str, device: str):
             x = model.bert.embeddings(ids_t)  # (1, T, D): word + position + type, LayerNorm (Bert.forward)
             encoder = model.bert.encoder
         else:
-            x = model.drop(model.tok_embed(ids_t) + model.pos_embed(len(ids)))  # (1, T, D) as GPT.forward
+            x = model.embed(ids_t)  # (1, T, D) as GPT.forward
             encoder = model.decoder
     weights = collect_attention(encoder, x, is_causal=kind == "clm")
     return weights, [token_label(tokenizer.id_to_token(i)) for i in ids], notes

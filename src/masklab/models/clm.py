@@ -164,21 +164,24 @@ class GPT(nn.Module):
         """
         if ids.ndim != 2:
             raise ValueError(f"ids must be (B, T) token ids, got shape {tuple(ids.shape)}")
-        T = ids.shape[1]
-        past = len(caches[0]) if caches else 0
-        x = self.tok_embed(ids)  # (B, T, D)
-        if positions is None:
-            x = x + self.pos_embed(T, offset=past)  # (T, D) broadcast over B
-        else:
-            if int(positions.max()) >= self.cfg.context:
-                raise ValueError(f"position {int(positions.max())} exceeds the model's context {self.cfg.context}")
-            x = x + self.pos_embed.weight[positions]  # (B, T, D)
-        x = self.drop(x)
+        x = self.embed(ids, positions=positions, past=len(caches[0]) if caches else 0)  # (B, T, D)
         x = self.decoder(x, padding=padding, is_causal=True, caches=None if caches is None else list(caches))
         if last_only:
             x = x[:, -1:]  # (B, 1, D)
         weight = self.tok_embed.weight if self.lm_head is None else self.lm_head.weight
         return F.linear(x, weight)  # (B, T, V)
+
+    def embed(self, ids: Tensor, *, positions: Tensor | None = None, past: int = 0) -> Tensor:
+        """The decoder's input ``(B, T, D)``: token + learned position embeddings (then dropout) of ``ids (B, T)``;
+        positions ``past .. past + T - 1`` unless ``positions (B, T)`` are given (see :meth:`forward`)."""
+        x = self.tok_embed(ids)  # (B, T, D)
+        if positions is None:
+            x = x + self.pos_embed(ids.shape[1], offset=past)  # (T, D) broadcast over B
+        else:
+            if int(positions.max()) >= self.cfg.context:
+                raise ValueError(f"position {int(positions.max())} exceeds the model's context {self.cfg.context}")
+            x = x + self.pos_embed.weight[positions]  # (B, T, D)
+        return self.drop(x)
 
     def training_loss(self, batch: Mapping[str, Tensor], generator: torch.Generator | None = None) -> LossOutput:
         """Next-token cross entropy on a batch ``{"ids": long (B, T + 1)}`` (optionally ``"padding" (B, T + 1)``).
