@@ -4,7 +4,9 @@ Training: tokens/s of forward + backward + AdamW step on random token windows (t
 optimizer for both models, so only the models differ). Generation: new tokens/s of greedy decoding with a KV
 cache (HF ``generate(do_sample=False)`` vs ``masklab.models.generation.generate``), checking both produce the
 same tokens. Runs are interleaved (ours, HF, ours, HF, ...) and the median is reported, because the machine may
-be shared.
+be shared. A third arm runs masklab's model with ``MASKLAB_CPU_LINEAR=torch`` — its linears on the same ``F.linear``
+(MKL) as HF instead of oneDNN (:mod:`masklab.nn.cpu_linear`) — so the table separates the GEMM library's share of the
+speed-up from the model code's.
 
     python bench/clm.py                         # gpt-char and gpt-6x384 on 1 thread
     python bench/clm.py --configs gpt-char --repeats 3 --train-steps 10 --gen-tokens 32   # quick check
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 
 from masklab.models.clm import GPT, GPTConfig
 from masklab.models.gpt2_hf import hf_config_dict, to_hf_state_dict
+from masklab.nn.cpu_linear import cpu_linear_backend, get_cpu_linear_backend
 
 
 @dataclass(frozen=True)
@@ -92,30 +95,35 @@ def bench(name: str, setting: Setting, *, repeats: int, train_steps: int, gen_ba
     g = torch.Generator().manual_seed(0)
     rows = []
     ids = torch.randint(0, cfg.vocab_size, (setting.batch, cfg.context + 1), generator=g)
-    speeds: dict[str, list[float]] = {"ours": [], "hf": []}
+    speeds: dict[str, list[float]] = {"ours": [], "hf": [], "ours_mkl": []}
     for _ in range(repeats):
-        for kind, model in (("ours", ours), ("hf", hf)):
-            speeds[kind].append(train_tokens_per_s(model, kind, ids, train_steps))
+        for kind, model in (("ours", ours), ("hf", hf), ("ours_mkl", ours)):
+            with cpu_linear_backend("torch" if kind == "ours_mkl" else get_cpu_linear_backend()):
+                speeds[kind].append(train_tokens_per_s(model, kind.removesuffix("_mkl"), ids, train_steps))
     rows.append(_row(name, f"train B={setting.batch} T={cfg.context}", speeds, same=None))
     ours, hf = make_pair(cfg)  # fresh, identical weights for generation
     for batch in gen_batches:
         prompt = torch.randint(0, cfg.vocab_size, (batch, setting.prompt), generator=g)
-        speeds, outs = {"ours": [], "hf": []}, {}
+        speeds, outs = {"ours": [], "hf": [], "ours_mkl": []}, {}
         generate_tokens_per_s(ours, "ours", prompt, 4)  # warm-up
         generate_tokens_per_s(hf, "hf", prompt, 4)
         for _ in range(repeats):
-            for kind, model in (("ours", ours), ("hf", hf)):
-                speed, outs[kind] = generate_tokens_per_s(model, kind, prompt, setting.new_tokens)
+            for kind, model in (("ours", ours), ("hf", hf), ("ours_mkl", ours)):
+                with cpu_linear_backend("torch" if kind == "ours_mkl" else get_cpu_linear_backend()):
+                    speed, outs[kind] = generate_tokens_per_s(
+                        model, kind.removesuffix("_mkl"), prompt, setting.new_tokens
+                    )
                 speeds[kind].append(speed)
         label = f"generate B={batch} prompt={setting.prompt} new={setting.new_tokens}"
-        rows.append(_row(name, label, speeds, same=outs["ours"] == outs["hf"]))
+        same = outs["ours"] == outs["hf"] and outs["ours_mkl"] == outs["hf"]
+        rows.append(_row(name, label, speeds, same=same))
     return rows
 
 
 def _row(name: str, what: str, speeds: dict[str, list[float]], same: bool | None) -> dict:
-    ours, hf = statistics.median(speeds["ours"]), statistics.median(speeds["hf"])
+    ours, hf, mkl = (statistics.median(speeds[k]) for k in ("ours", "hf", "ours_mkl"))
     return {"config": name, "what": what, "masklab_tok_s": ours, "hf_tok_s": hf, "speedup": ours / hf,
-            "same_tokens": same}  # fmt: skip
+            "masklab_torch_gemm_tok_s": mkl, "speedup_torch_gemm": mkl / hf, "same_tokens": same}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -132,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     import transformers
 
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {args.threads} thread(s), "
-          f"median of {args.repeats} interleaved runs", file=sys.stderr)  # fmt: skip
+          f"median of {args.repeats} interleaved runs; masklab CPU linears: {get_cpu_linear_backend()}",
+          file=sys.stderr)  # fmt: skip
     rows = []
     for name in args.configs:
         setting = SETTINGS[name]
@@ -140,12 +149,15 @@ def main(argv: list[str] | None = None) -> None:
             new = min(args.gen_tokens, setting.model.context - setting.prompt)
             setting = Setting(setting.model, setting.batch, setting.prompt, new)
         rows += bench(name, setting, repeats=args.repeats, train_steps=args.train_steps, gen_batches=args.gen_batches)
-    print("| config | measurement | masklab tok/s | HF tok/s | speedup | same tokens |")
-    print("|---|---|---:|---:|---:|---|")
+    print(
+        "| config | measurement | masklab tok/s | HF tok/s | speedup | masklab on torch GEMM | speedup | same tokens |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---|")
     for r in rows:
         same = "" if r["same_tokens"] is None else ("yes" if r["same_tokens"] else "NO")
         print(f"| {r['config']} | {r['what']} | {r['masklab_tok_s']:,.0f} | {r['hf_tok_s']:,.0f} | "
-              f"{r['speedup']:.2f}x | {same} |")  # fmt: skip
+              f"{r['speedup']:.2f}x | {r['masklab_torch_gemm_tok_s']:,.0f} | {r['speedup_torch_gemm']:.2f}x | "
+              f"{same} |")  # fmt: skip
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

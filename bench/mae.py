@@ -6,7 +6,10 @@ One training step = forward + backward + AdamW update on a fixed batch, CPU fp32
 - ``HF ViTMAE``: ``transformers.ViTMAEForPreTraining`` with the same config (``attn_implementation="sdpa"``)
   and the *same weights* (masklab's copy is made with the converter), fed the same images and masking noise;
 - ``masklab SimMIM-style``: the same network but the encoder runs on all L tokens (hidden ones replaced by a
-  mask token) — what MAE's "encode only visible patches" saves (He et al. 2021, Sec. 3).
+  mask token) — what MAE's "encode only visible patches" saves (He et al. 2021, Sec. 3);
+- ``masklab MAE, torch GEMM``: masklab's model with ``MASKLAB_CPU_LINEAR=torch``, i.e. its linears on the same
+  ``F.linear`` (MKL) as HF instead of oneDNN (:mod:`masklab.nn.cpu_linear`) — so the table shows how much of the
+  speed-up is the GEMM library and how much the model code.
 
 Steps of the models are interleaved round by round so a busy shared machine slows all of them alike; the
 median step time is reported. Usage::
@@ -25,7 +28,9 @@ import torch
 
 from masklab.models.mae import MAE
 from masklab.models.mae_presets import preset_config
+from masklab.nn.cpu_linear import cpu_linear_backend, get_cpu_linear_backend
 
+TORCH_GEMM = "masklab MAE, torch GEMM (MKL)"
 DEFAULT_BATCH = {"mae-tiny": 64, "mae-small-28": 128, "mae-vit-t": 8, "mae-vit-b": 4}
 
 
@@ -58,14 +63,15 @@ def hf_model(cfg):
     return model
 
 
-def step_fn(model, optimizer, images, noise, hf: bool):
+def step_fn(model, optimizer, images, noise, hf: bool, gemm: str | None = None):
     def step() -> float:
-        t0 = time.perf_counter()
-        loss = model(pixel_values=images, noise=noise).loss if hf else model(images, noise=noise).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return time.perf_counter() - t0
+        with cpu_linear_backend(gemm or get_cpu_linear_backend()):
+            t0 = time.perf_counter()
+            loss = model(pixel_values=images, noise=noise).loss if hf else model(images, noise=noise).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            return time.perf_counter() - t0
 
     return step
 
@@ -81,10 +87,13 @@ def bench_preset(name: str, batch: int, steps: int, warmup: int) -> list[tuple[s
     g = torch.Generator().manual_seed(0)
     images = torch.rand(batch, 3, *cfg.image_size, generator=g)
     noise = torch.rand(batch, cfg.num_patches, generator=g)
+    ours_mkl = mae_from_hf(hf).train()
     models = {"masklab MAE (visible only)": ours, "HF ViTMAE (sdpa)": hf, "masklab SimMIM-style (all tokens)": simmim}
     runners = {
         key: step_fn(m, torch.optim.AdamW(m.parameters(), lr=1e-4), images, noise, m is hf) for key, m in models.items()
     }
+    mkl_opt = torch.optim.AdamW(ours_mkl.parameters(), lr=1e-4)
+    runners[TORCH_GEMM] = step_fn(ours_mkl, mkl_opt, images, noise, False, gemm="torch")
     times: dict[str, list[float]] = {k: [] for k in runners}
     for i in range(warmup + steps):
         for key, run in runners.items():
@@ -106,7 +115,8 @@ def main() -> None:
     import transformers
 
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {args.threads} thread(s), CPU fp32, "
-          f"median of {args.steps} steps after {args.warmup} warm-up, forward + backward + AdamW")  # fmt: skip
+          f"median of {args.steps} steps after {args.warmup} warm-up, forward + backward + AdamW; "
+          f"masklab CPU linears: {get_cpu_linear_backend()}")  # fmt: skip
     for name in args.presets:
         batch = args.batch_size or DEFAULT_BATCH.get(name, 8)
         cfg = preset_config(name, channels=3)
@@ -121,6 +131,7 @@ def main() -> None:
             print(f"  {key:<36} {rate:>10.1f} {rate / base:>6.2f}x")
         ours, simmim = dict(rows)["masklab MAE (visible only)"], dict(rows)["masklab SimMIM-style (all tokens)"]
         print(f"  visible-only vs encode-all speed-up: {ours / simmim:.2f}x")
+        print(f"  masklab's linears on oneDNN vs on torch's GEMM: {ours / dict(rows)[TORCH_GEMM]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from masklab.masks.attention_guided import score_masking
 from masklab.masks.generators import MaskSample
 from masklab.nn.blocks import Encoder, TransformerConfig
+from masklab.nn.cpu_linear import Linear
 
 __all__ = [
     "AdversarialMasking",
@@ -273,11 +274,11 @@ class LearnedMasker(nn.Module):
     def __init__(self, config: LearnedMaskerConfig) -> None:
         super().__init__()
         self.config = config
-        self.embed = nn.Linear(config.in_dim, config.dim)
+        self.embed = Linear(config.in_dim, config.dim)
         self.pos_embed = nn.Parameter(torch.zeros(config.max_tokens, config.dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.encoder = Encoder(config.transformer())
-        self.head = nn.Linear(config.dim, 1)
+        self.head = Linear(config.dim, 1)
         # Zero head: all logits 0, so the untrained masker draws uniform random masks (MAE's baseline).
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)

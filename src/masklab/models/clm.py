@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from masklab.nn import Encoder, KVCache, LearnedPositionEmbedding, TransformerConfig
+from masklab.nn.cpu_linear import Linear, linear
 from masklab.train.loop import LossOutput
 
 # Named sizes. gpt-char is nanoGPT's CPU recipe for character-level Shakespeare (4 layers x 4 heads x 128 wide,
@@ -112,7 +113,7 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.decoder = Encoder(cfg.transformer())
         # Press & Wolf 2017: sharing the input embedding with the output projection (GPT-2 does).
-        self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        self.lm_head = None if cfg.tie_embeddings else Linear(cfg.dim, cfg.vocab_size, bias=False)
         self.reset_parameters()
 
     @classmethod
@@ -169,7 +170,7 @@ class GPT(nn.Module):
         if last_only:
             x = x[:, -1:]  # (B, 1, D)
         weight = self.tok_embed.weight if self.lm_head is None else self.lm_head.weight
-        return F.linear(x, weight)  # (B, T, V)
+        return linear(x, weight)  # (B, T, V)
 
     def embed(self, ids: Tensor, *, positions: Tensor | None = None, past: int = 0) -> Tensor:
         """The decoder's input ``(B, T, D)``: token + learned position embeddings (then dropout) of ``ids (B, T)``;

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from masklab.masks.convert import padding_to_blocked, to_sdpa
 from masklab.models.clm import GPT, positions_from_padding
+from masklab.nn.cpu_linear import linear
 
 
 class StaticKVCache:
@@ -88,15 +89,15 @@ class DecodeStep:
         for layer, cache in zip(self.layers, caches, strict=True):
             n1w, n1b, qkv_w, qkv_b, pw, pb, n2w, n2b, f1w, f1b, f2w, f2b = layer
             h = F.layer_norm(x, (D,), n1w, n1b, self.eps)
-            q, k, v = F.linear(h, qkv_w, qkv_b).view(B, 1, 3, H, D // H).permute(2, 0, 3, 1, 4).unbind(0)
+            q, k, v = linear(h, qkv_w, qkv_b).view(B, 1, 3, H, D // H).permute(2, 0, 3, 1, 4).unbind(0)
             k, v = cache.update(k, v)  # (B, H, Tk, Dh)
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, H, 1, Dh)
-            x = x + F.linear(a.transpose(1, 2).reshape(B, 1, D), pw, pb)
-            h = F.linear(F.layer_norm(x, (D,), n2w, n2b, self.eps), f1w, f1b)
+            x = x + linear(a.transpose(1, 2).reshape(B, 1, D), pw, pb)
+            h = linear(F.layer_norm(x, (D,), n2w, n2b, self.eps), f1w, f1b)
             h = F.relu(h) if self.relu else F.gelu(h, approximate=self.approximate)
-            x = x + F.linear(h, f2w, f2b)
+            x = x + linear(h, f2w, f2b)
         x = F.layer_norm(x, (D,), *self.final_norm, self.eps)
-        return F.linear(x[:, 0], self.head)  # (B, V)
+        return linear(x[:, 0], self.head)  # (B, V)
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[Tensor, Tensor]:

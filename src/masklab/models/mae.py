@@ -31,6 +31,7 @@ from masklab.masks.generators import MaskSample, block_masking, grid_masking, id
 from masklab.masks.learned import AdversarialMasking, LearnedMaskerConfig
 from masklab.masks.ops import masked_loss
 from masklab.nn.blocks import Encoder, TransformerConfig
+from masklab.nn.cpu_linear import Linear
 from masklab.nn.pos_embed import sincos_2d
 from masklab.tokenizers.patches import patch_grid, patchify, unpatchify
 from masklab.train.loop import LossOutput
@@ -228,20 +229,20 @@ class MAE(nn.Module):
         self.register_buffer("pixel_mean", mean, persistent=False)
         self.register_buffer("pixel_std", std, persistent=False)
         # A Linear on patchified pixels equals ViT's stride-p convolution, and lets us embed visible patches only.
-        self.patch_embed = nn.Linear(config.patch_dim, config.dim)
+        self.patch_embed = Linear(config.patch_dim, config.dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.dim))
         self.register_buffer("pos_embed", sincos_2d(gh, gw, config.dim), persistent=False)  # (L, D) fixed
         self.encoder = Encoder(config.encoder_config())
         if config.variant == "simmim":
             self.encoder_mask_token = nn.Parameter(torch.zeros(1, 1, config.dim))
         if config.objective == "reconstruct":
-            self.decoder_embed = nn.Linear(config.dim, config.decoder_dim)
+            self.decoder_embed = Linear(config.dim, config.decoder_dim)
             self.mask_token = nn.Parameter(torch.zeros(1, 1, config.decoder_dim))
             self.register_buffer("decoder_pos_embed", sincos_2d(gh, gw, config.decoder_dim), persistent=False)
             self.decoder = Encoder(config.decoder_config())
-            self.decoder_pred = nn.Linear(config.decoder_dim, config.patch_dim)
+            self.decoder_pred = Linear(config.decoder_dim, config.patch_dim)
         else:
-            self.head = nn.Linear(config.dim, config.num_classes)
+            self.head = Linear(config.dim, config.num_classes)
         self.apply(_init_weights)
         for token in (self.cls_token, getattr(self, "mask_token", None), getattr(self, "encoder_mask_token", None)):
             if token is not None:

@@ -37,6 +37,7 @@ from masklab.models.bert import (
     read_hf_folder,
 )
 from masklab.nn.attention import Backend
+from masklab.nn.cpu_linear import Linear, linear
 from masklab.train.loop import LossOutput
 
 Masking = Literal["bernoulli", "random", "whole_word", "span"]
@@ -163,13 +164,13 @@ class MLMHead(nn.Module):
 
     def __init__(self, dim: int, vocab_size: int, eps: float) -> None:
         super().__init__()
-        self.dense = nn.Linear(dim, dim)
+        self.dense = Linear(dim, dim)
         self.norm = nn.LayerNorm(dim, eps=eps)
         self.bias = nn.Parameter(torch.zeros(vocab_size))
 
     def forward(self, h: Tensor, word_weight: Tensor) -> Tensor:
         """``h (M, D)``, ``word_weight (V, D)`` (the input embedding matrix) -> logits ``(M, V)``."""
-        return F.linear(self.norm(F.gelu(self.dense(h))), word_weight, self.bias)
+        return linear(self.norm(F.gelu(self.dense(h))), word_weight, self.bias)
 
 
 class BertForMLM(nn.Module):
@@ -184,7 +185,7 @@ class BertForMLM(nn.Module):
         self.cfg = cfg
         self.bert = Bert(cfg.bert, backend)
         self.head = MLMHead(cfg.bert.dim, cfg.bert.vocab_size, cfg.bert.norm_eps)
-        self.classifier = nn.Linear(cfg.bert.dim, cfg.num_labels) if cfg.num_labels else None
+        self.classifier = Linear(cfg.bert.dim, cfg.num_labels) if cfg.num_labels else None
         self.classifier_drop = nn.Dropout(cfg.classifier_dropout)
         init_bert_weights(self)
 

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from masklab.masks import masked_loss, random_masking
 from masklab.nn import Encoder, TransformerConfig
+from masklab.nn.cpu_linear import Linear
 from masklab.tokenizers.table import CellTokenizer, TableSchema
 from masklab.train import LossOutput
 
@@ -143,7 +144,7 @@ class TableMAE(nn.Module):
         dec = TransformerConfig(
             config.decoder_dim, config.decoder_depth, config.decoder_heads, config.mlp_ratio, dropout=config.dropout
         )
-        self.decoder_embed = nn.Linear(config.dim, config.decoder_dim)
+        self.decoder_embed = Linear(config.dim, config.decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(config.decoder_dim))
         self.decoder_pos_embed = nn.Parameter(torch.randn(n_columns, config.decoder_dim) * config.decoder_dim**-0.5)
         self.decoder = Encoder(dec)
@@ -151,7 +152,7 @@ class TableMAE(nn.Module):
         self.numeric_head_weight = nn.Parameter(torch.zeros(n_columns, config.decoder_dim))
         self.numeric_head_bias = nn.Parameter(torch.zeros(n_columns))
         # Only when there are categorical columns: an unused head would stall DDP (no gradient to reduce).
-        self.categorical_head = nn.Linear(config.decoder_dim, sum(cards)) if any(cards) else None
+        self.categorical_head = Linear(config.decoder_dim, sum(cards)) if any(cards) else None
         starts = torch.cumsum(torch.tensor([0, *cards]), 0).tolist()
         self.category_slices = {j: (starts[j], starts[j] + k) for j, k in enumerate(cards) if k > 0}
 

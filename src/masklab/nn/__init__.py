@@ -1,4 +1,4 @@
-"""Neural-network layers: masked self-attention, transformer blocks, position embeddings."""
+"""Neural-network layers: masked self-attention, transformer blocks, position embeddings, fast CPU linears."""
 
 from masklab.nn.attention import (
     KVCache,
@@ -8,6 +8,7 @@ from masklab.nn.attention import (
     sdpa_attention,
 )
 from masklab.nn.blocks import MLP, Block, DropPath, Encoder, TransformerConfig
+from masklab.nn.cpu_linear import Linear, cpu_linear_backend, get_cpu_linear_backend, linear, set_cpu_linear_backend
 from masklab.nn.pos_embed import LearnedPositionEmbedding, sincos_1d, sincos_2d
 
 __all__ = [
@@ -17,11 +18,16 @@ __all__ = [
     "Encoder",
     "KVCache",
     "LearnedPositionEmbedding",
+    "Linear",
     "MaskedSelfAttention",
     "TransformerConfig",
+    "cpu_linear_backend",
+    "get_cpu_linear_backend",
+    "linear",
     "merge_masks",
     "reference_attention",
     "sdpa_attention",
+    "set_cpu_linear_backend",
     "sincos_1d",
     "sincos_2d",
 ]

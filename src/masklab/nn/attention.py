@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from masklab.masks import attention as attn_masks
 from masklab.masks.convert import padding_to_blocked, sdpa_safe
+from masklab.nn.cpu_linear import Linear
 from masklab.nn.dispatch import BLOCK_MASKS, AttentionPlan, flex_attention, plan_attention
 
 Backend = Literal["sdpa", "reference"]
@@ -155,8 +156,8 @@ class MaskedSelfAttention(nn.Module):
         self.head_dim = dim // heads
         self.backend: Backend = backend
         self.attn_dropout = attn_dropout
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+        self.qkv = Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = Linear(dim, dim, bias=proj_bias)
         self.proj_drop = nn.Dropout(proj_dropout)
 
     def forward(

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from masklab.masks.attention import AttnMask
 from masklab.nn.attention import Backend, KVCache, MaskedSelfAttention
+from masklab.nn.cpu_linear import Linear
 
 Activation = Literal["gelu", "gelu_tanh", "relu"]
 
@@ -74,8 +75,8 @@ class DropPath(nn.Module):
 class MLP(nn.Module):
     def __init__(self, dim: int, hidden: int, activation: Activation = "gelu", dropout: float = 0.0) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc1 = Linear(dim, hidden)
+        self.fc2 = Linear(hidden, dim)
         self.drop = nn.Dropout(dropout)
         self.activation = activation
 
