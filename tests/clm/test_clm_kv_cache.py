@@ -108,3 +108,24 @@ def test_static_cache_capacity_error():
 def test_positions_past_context_are_an_error(model):
     with pytest.raises(ValueError, match="max_len"):
         model(ids_of(41, seed=6))
+
+
+@torch.no_grad()
+def test_decode_step_with_packed_weights_equals_module_path():
+    """At 8 rows and width 256 the layers' weights are packed for oneDNN (frozen_linear); same numbers."""
+    from masklab.nn import cpu_linear
+
+    torch.manual_seed(0)
+    wide = GPT(GPTConfig(vocab_size=VOCAB, context=24, dim=256, depth=2, heads=4)).eval()
+    ids = ids_of(12, seed=6, batch=8)
+    full = wide(ids)
+    probe = torch.empty(8, 256)
+    qkv = wide.decoder.blocks[0].attn.qkv
+    packs = cpu_linear._onednn_available() and cpu_linear._fast_path_ok(probe, qkv.weight, qkv.bias)
+    assert packs == (cpu_linear.get_cpu_linear_backend() == "onednn" and cpu_linear._onednn_available())
+    caches = new_caches(wide, 8)
+    step = DecodeStep(wide, batch=8)
+    got = [wide(ids[:, :1], caches=caches)[:, 0]]
+    for t in range(1, ids.shape[1]):
+        got.append(step(ids[:, t], torch.full((8,), t), caches, None))
+    torch.testing.assert_close(torch.stack(got, dim=1), full, atol=1e-5, rtol=1e-5)
