@@ -194,3 +194,25 @@ def test_early_stopping_keeps_the_best_checked_weights():
     imputer = MaskedImputer(**{**FAST, "steps": 40}, early_stopping=True, validation_fraction=0.2).fit(x_miss)
     assert 1 <= imputer.best_step_ <= 40 and np.isfinite(imputer.validation_loss_)
     assert held.loss(imputer.model_) >= 0
+
+
+def test_anomaly_detector_gaussian_nll(tmp_path):
+    x, x_miss = correlated(n=100, missing=0.1)
+    frame = mixed_frame()
+    for data in (x_miss, frame):
+        detector = MaskedAnomalyDetector(**FAST, n_masks=2, numeric_loss="gaussian_nll").fit(data)
+        assert detector.model_.config.numeric_loss == "gaussian_nll"
+        assert hasattr(detector.model_, "numeric_logvar_weight")
+        scores = detector.anomaly_score(data)
+        assert scores.shape == (len(data),) and np.isfinite(scores).all()
+        errors = detector.cell_errors(data)
+        assert np.isfinite(errors[~np.isnan(errors)]).all()
+    # The default stays the squared error, with no log-variance head.
+    assert not hasattr(MaskedAnomalyDetector(**FAST).fit(x).model_, "numeric_logvar_weight")
+    assert MaskedImputer(**FAST).fit(x_miss).model_.config.numeric_loss == "mse"
+    detector.save(tmp_path / "det")
+    restored = MaskedAnomalyDetector.load(tmp_path / "det")
+    assert restored.numeric_loss == "gaussian_nll"
+    np.testing.assert_array_equal(restored.anomaly_score(frame), detector.anomaly_score(frame))
+    with pytest.raises(ValueError, match="numeric_loss"):
+        MaskedAnomalyDetector(**FAST, numeric_loss="laplace").fit(x)

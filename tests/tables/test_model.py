@@ -1,5 +1,7 @@
 """TableMAE: drop-mode packing, decoder placement, ReMasker loss, config round trip."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -128,3 +130,77 @@ def test_config_round_trip_through_registry():
         TableMAEConfig(SCHEMA, mask_ratio=1.0)
     with pytest.raises(ValueError, match="must stay within"):
         TableMAEConfig(SCHEMA, mask_ratio=0.5, mask_ratio_jitter=0.6)
+
+
+def test_gaussian_nll_head_only_with_the_option():
+    plain = tiny_model()
+    assert not any("logvar" in k for k in plain.state_dict())
+    gaussian = tiny_model(numeric_loss="gaussian_nll")
+    extra = set(gaussian.state_dict()) - set(plain.state_dict())
+    assert extra == {"numeric_logvar_weight", "numeric_logvar_bias"}
+    assert gaussian.numeric_logvar_weight.shape == (5, 32) and gaussian.numeric_logvar_bias.shape == (5,)
+    b = batch(torch.Generator().manual_seed(0))
+    assert plain(b["values"], b["categories"], b["missing"]).log_var is None
+    with pytest.raises(ValueError, match="numeric_loss"):
+        TableMAEConfig(SCHEMA, numeric_loss="laplace")
+    with pytest.raises(ValueError, match="nll_beta"):
+        TableMAEConfig(SCHEMA, numeric_loss="gaussian_nll", nll_beta=2.0)
+
+
+def test_gaussian_nll_matches_float64_reference(gen):
+    model = tiny_model(numeric_loss="gaussian_nll").train()
+    with torch.no_grad():  # a non-trivial log-variance head (it starts at zero)
+        model.numeric_logvar_weight.normal_(0.0, 0.5)
+        model.numeric_logvar_bias.normal_(0.0, 0.5)
+    b = batch(gen, rows=16)
+    state = gen.get_state()
+    out = model.training_loss(b, gen)
+    gen.set_state(state)
+    masked = model.mask_observed(b["missing"], gen)
+    hidden = b["missing"] | masked
+
+    # Reference on full tensors, by hand in float64: decoder output -> heads -> NLL / cross-entropy.
+    latent, layout = model.forward_encoder(b["values"], b["categories"], hidden)
+    h = model.forward_decoder(latent, layout).double()  # (B, C, Dd)
+    mu = (h * model.numeric_head_weight.double()).sum(-1) + model.numeric_head_bias.double()
+    log_var = ((h * model.numeric_logvar_weight.double()).sum(-1) + model.numeric_logvar_bias.double()).clamp(-10, 10)
+    x = b["values"].double()
+    nll = 0.5 * (math.log(2 * math.pi) + log_var + (x - mu) ** 2 / torch.exp(log_var))  # (B, C)
+    for j in (1, 4):
+        lo, hi = model.category_slices[j]
+        logits = model.categorical_head(h.float()[:, j]).double()[:, lo:hi]
+        nll[:, j] = -torch.log_softmax(logits, -1).gather(1, b["categories"][:, j : j + 1]).squeeze(1)
+
+    pred = model(b["values"], b["categories"], hidden)
+    assert pred.log_var.shape == (16, 5)
+    torch.testing.assert_close(pred.log_var.double(), log_var, rtol=1e-5, atol=1e-5)
+    errors = model.cell_errors(pred, b["values"], b["categories"])
+    torch.testing.assert_close(errors.double(), nll, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.metrics["cell_nll"].double(), nll[masked].mean(), rtol=1e-5, atol=1e-5)
+    # beta-NLL (beta = 0.5): numeric cells weighted by var ** 0.5, categorical cells by 1.
+    weight = torch.exp(0.5 * log_var)
+    weight[:, [1, 4]] = 1.0
+    torch.testing.assert_close(out.loss.double(), (nll * weight)[masked].mean(), rtol=1e-5, atol=1e-5)
+    # The weight carries no gradient: d loss / d log_var = weight * 0.5 * (1 - (x - mu)^2 / var) per cell.
+    model.zero_grad()
+    gen.set_state(state)
+    model.training_loss(b, gen).loss.backward()
+    numeric = torch.zeros(16, 5, dtype=torch.bool)
+    numeric[:, [0, 2, 3]] = True
+    cells = masked & numeric
+    d_log_var = torch.where(cells, weight * 0.5 * (1 - (x - mu) ** 2 / torch.exp(log_var)), 0.0) / masked.sum()
+    expected = (d_log_var.detach().sum(0)).float()
+    torch.testing.assert_close(model.numeric_logvar_bias.grad, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_gaussian_nll_config_round_trip_and_old_configs_load():
+    model = tiny_model(numeric_loss="gaussian_nll", nll_beta=0.25)
+    rebuilt = build_model({"kind": "table", "model": model.model_config()})
+    assert rebuilt.config == model.config and rebuilt.config.numeric_loss == "gaussian_nll"
+    rebuilt.load_state_dict(model.state_dict())
+    # A config / state dict saved before the option existed (no numeric_loss, nll_beta) loads as "mse".
+    old = tiny_model()
+    saved = {k: v for k, v in old.model_config().items() if k not in ("numeric_loss", "nll_beta")}
+    loaded = TableMAE.from_config(saved)
+    assert loaded.config == old.config and loaded.config.numeric_loss == "mse"
+    loaded.load_state_dict(old.state_dict())  # strict: same keys as ever

@@ -225,7 +225,7 @@ class HeldOutCells:
 
     @torch.no_grad()
     def loss(self, model) -> float:
-        """Mean cell error (squared error in standardised units / cross-entropy) on the held-out cells."""
+        """Mean cell error on the held-out cells (``TableMAE.cell_errors``: squared error or NLL / cross-entropy)."""
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device

@@ -6,6 +6,13 @@ The algorithm as code::
     -> encoder over the visible cells only -> decoder over all columns (mask tokens at hidden cells)
     -> predict every hidden cell; the loss counts only the *observed* cells we hid (MSE numeric, CE categorical)
 
+With ``numeric_loss="gaussian_nll"`` each numeric cell also gets a predicted log-variance (a heteroscedastic
+head): the cell's error is then its Gaussian negative log-likelihood ``0.5 * (log 2pi + log_var +
+(x - mu)^2 / exp(log_var))`` (nats, standardised units), so a cell the model predicts confidently costs
+more when it is wrong. Training weights each numeric cell's NLL by ``stop_grad(var) ** nll_beta``
+(beta-NLL, Seitzer et al. 2022; beta = 0.5 by default), which keeps the mean fit from stalling on cells the
+model has declared noisy; :meth:`TableMAE.cell_errors` (anomaly scores, held-out checks) is the plain NLL.
+
 ReMasker's point (Sec. 3): real missing values are hidden exactly like the artificially masked ones, so the
 model trains on what it will face at imputation time, where the missing cells are the hidden ones. The
 artificial mask hides a share of each row's observed cells (never a missing one, so a missing cell is
@@ -40,6 +47,9 @@ from masklab.tokenizers.table import CellTokenizer, TableSchema
 from masklab.train import LossOutput
 
 _INFERENCE_ROWS = 4096  # rows per forward pass at inference
+NUMERIC_LOSSES = ("mse", "gaussian_nll")
+LOG_VAR_RANGE = (-10.0, 10.0)  # predicted log-variances are clamped to this (standardised units)
+_LOG_2PI = math.log(2 * math.pi)
 
 # Tuned on validation cells of the training tables (bench/imputation.py --validation): width helps, depth
 # does not (4 encoder blocks trained slower and imputed worse than 2 at the same budget).
@@ -65,8 +75,14 @@ class TableMAEConfig:
     dropout: float = 0.0
     mask_ratio: float = 0.5  # share of each row's observed cells hidden in training (ReMasker's default)
     mask_ratio_jitter: float = 0.25  # per-row share ~ U(mask_ratio - jitter, mask_ratio + jitter)
+    numeric_loss: str = "mse"  # "mse" | "gaussian_nll" (adds a log-variance head for numeric cells)
+    nll_beta: float = 0.5  # beta-NLL exponent of the training weight stop_grad(var) ** beta ("gaussian_nll")
 
     def __post_init__(self) -> None:
+        if self.numeric_loss not in NUMERIC_LOSSES:
+            raise ValueError(f"numeric_loss must be one of {NUMERIC_LOSSES}, got {self.numeric_loss!r}")
+        if not 0.0 <= self.nll_beta <= 1.0:
+            raise ValueError(f"nll_beta must be in [0, 1], got {self.nll_beta}")
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
         low, high = self.mask_ratio - self.mask_ratio_jitter, self.mask_ratio + self.mask_ratio_jitter
@@ -121,10 +137,13 @@ def visible_layout(hidden: Tensor) -> VisibleLayout:
 @dataclass(frozen=True)
 class TablePrediction:
     """numeric: float (B, C) standardised predictions (meaningful in numeric columns);
-    logits: one float (B, K_c) per categorical column, keyed by column index."""
+    logits: one float (B, K_c) per categorical column, keyed by column index;
+    log_var: float (B, C) predicted log-variances of the numeric cells (clamped to :data:`LOG_VAR_RANGE`),
+    only with ``numeric_loss="gaussian_nll"``, else None."""
 
     numeric: Tensor
     logits: dict[int, Tensor]
+    log_var: Tensor | None = None
 
 
 class TableMAE(nn.Module):
@@ -151,6 +170,11 @@ class TableMAE(nn.Module):
         # Per-column heads: a scalar for a numeric column, K_c logits (one slice of a shared layer) otherwise.
         self.numeric_head_weight = nn.Parameter(torch.zeros(n_columns, config.decoder_dim))
         self.numeric_head_bias = nn.Parameter(torch.zeros(n_columns))
+        # Only with the Gaussian NLL (so mse models keep their state dict): log-variance per numeric cell,
+        # starting at 0 (unit variance, the standardised columns' own).
+        if config.numeric_loss == "gaussian_nll":
+            self.numeric_logvar_weight = nn.Parameter(torch.zeros(n_columns, config.decoder_dim))
+            self.numeric_logvar_bias = nn.Parameter(torch.zeros(n_columns))
         # Only when there are categorical columns: an unused head would stall DDP (no gradient to reduce).
         self.categorical_head = Linear(config.decoder_dim, sum(cards)) if any(cards) else None
         starts = torch.cumsum(torch.tensor([0, *cards]), 0).tolist()
@@ -209,7 +233,11 @@ class TableMAE(nn.Module):
         numeric = (h * self.numeric_head_weight).sum(-1) + self.numeric_head_bias  # (B, C)
         logits_all = self.categorical_head(h) if self.category_slices else None  # (B, C, sum K)
         logits = {j: logits_all[:, j, lo:hi] for j, (lo, hi) in self.category_slices.items()}  # (B, K_c) each
-        return TablePrediction(numeric, logits)
+        log_var = None
+        if self.config.numeric_loss == "gaussian_nll":
+            log_var = (h * self.numeric_logvar_weight).sum(-1) + self.numeric_logvar_bias  # (B, C)
+            log_var = log_var.clamp(*LOG_VAR_RANGE)
+        return TablePrediction(numeric, logits, log_var)
 
     def forward(self, values: Tensor, categories: Tensor, hidden: Tensor) -> TablePrediction:
         """Predict every cell from the visible ones (``hidden`` False). values float (B, C), categories
@@ -218,8 +246,15 @@ class TableMAE(nn.Module):
         return self.heads(self.forward_decoder(latent, layout))
 
     def cell_errors(self, pred: TablePrediction, values: Tensor, categories: Tensor) -> Tensor:
-        """Per-cell loss ``(B, C)``: squared error in standardised units, cross-entropy (nats) for categories."""
-        errors = (pred.numeric - values) ** 2  # (B, C)
+        """Per-cell loss ``(B, C)``, cross-entropy (nats) for categories; for numeric cells the squared error
+        in standardised units, or with ``numeric_loss="gaussian_nll"`` the Gaussian negative log-likelihood
+        ``0.5 * (log 2pi + log_var + (x - mu)^2 / exp(log_var))`` (nats, float32 at least)."""
+        if pred.log_var is None:
+            errors = (pred.numeric - values) ** 2  # (B, C)
+        else:
+            log_var = pred.log_var.float()
+            squared = (pred.numeric.float() - values.float()) ** 2
+            errors = 0.5 * (_LOG_2PI + log_var + squared * torch.exp(-log_var))  # (B, C)
         for j, logits in pred.logits.items():
             errors[:, j] = F.cross_entropy(logits.float(), categories[:, j], reduction="none")
         return errors
@@ -230,7 +265,15 @@ class TableMAE(nn.Module):
         masked = self.mask_observed(missing, generator)  # (B, C) observed cells we hide
         pred = self(batch["values"], batch["categories"], missing | masked)
         errors = self.cell_errors(pred, batch["values"], batch["categories"])
-        return LossOutput(masked_loss(errors, masked), {"masked_cells": masked.float().sum(1).mean()})
+        metrics = {"masked_cells": masked.float().sum(1).mean()}
+        if pred.log_var is not None:
+            metrics["cell_nll"] = masked_loss(errors.detach(), masked)
+            if self.config.nll_beta > 0:  # beta-NLL: weight numeric cells by stop_grad(var) ** beta
+                weight = torch.exp(self.config.nll_beta * pred.log_var.detach().float())  # (B, C)
+                for j in self.category_slices:
+                    weight[:, j] = 1.0
+                errors = errors * weight
+        return LossOutput(masked_loss(errors, masked), metrics)
 
 
 # ------------------------------------------------------------------------------------ in-memory training
@@ -340,9 +383,10 @@ def impute_cells(
 def reconstruction_errors(
     model: TableMAE, values: Tensor, categories: Tensor, missing: Tensor, patterns: Tensor
 ) -> Tensor:
-    """Per-cell reconstruction error ``(N, C)`` float64: each observed cell's error (squared error in
-    standardised units, or cross-entropy) averaged over the patterns ``(K, C)`` that hid it; NaN for a cell
-    that is missing or that no pattern hid."""
+    """Per-cell reconstruction error ``(N, C)`` float64: each observed cell's error
+    (:meth:`TableMAE.cell_errors`: squared error in standardised units or, with ``numeric_loss="gaussian_nll"``,
+    Gaussian NLL; cross-entropy for categories) averaged over the patterns ``(K, C)`` that hid it; NaN for a
+    cell that is missing or that no pattern hid."""
     device = next(model.parameters()).device
     out = torch.full(values.shape, math.nan, dtype=torch.float64)
     for rows in _chunks(len(values)):
