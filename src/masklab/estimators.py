@@ -335,6 +335,13 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
     bench/anomaly.py (ROC-AUC, 3 seeds, mse -> gaussian_nll) it helped breast cancer (.695 -> .833) but not
     shuttle (.9923 -> .9922; PR-AUC .882 -> .787) and hurt default (.864 -> .838), so it is not the default.
 
+    ``trim_fraction``: a trimmed training loss (least trimmed squares, as in robust autoencoders): in every
+    batch the rows with the highest hidden-cell loss, this share of them, are left out, so a model trained on
+    contaminated rows is not taught to reconstruct the rare ones. On bench/anomaly.py with 0.1 (ROC-AUC /
+    PR-AUC, 3 seeds, 0 -> 0.1): shuttle .9923/.882 -> .9933/.908, breast cancer .695/.573 -> .753/.611, but
+    default .864/.360 -> .853/.280 (3.3% anomalies: the trimmed 10% are mostly ordinary hard rows), so the
+    default is 0 (no trimming).
+
     scikit-learn's sign convention: ``score_samples = -anomaly_score`` (lower = more abnormal),
     ``decision_function = score_samples - offset_`` (negative = outlier), ``predict`` -1 = outlier,
     1 = inlier. ``threshold_`` is ``threshold`` when given, else the ``1 - contamination`` quantile of the
@@ -359,6 +366,7 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         score_ratios: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0),
         normalize: bool = False,
         numeric_loss: str = "mse",
+        trim_fraction: float = 0.0,
         contamination: float = 0.1,
         threshold: float | None = None,
         categorical: list[str] | None = None,
@@ -381,6 +389,7 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         self.score_ratios = score_ratios
         self.normalize = normalize
         self.numeric_loss = numeric_loss
+        self.trim_fraction = trim_fraction
         self.contamination = contamination
         self.threshold = threshold
         self.categorical = categorical
@@ -390,7 +399,7 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         self.verbose = verbose
 
     def _model_options(self) -> dict:
-        return {"numeric_loss": self.numeric_loss}
+        return {"numeric_loss": self.numeric_loss, "trim_fraction": self.trim_fraction}
 
     def _check_scoring(self) -> None:
         if not (isinstance(self.n_masks, (int, np.integer)) and self.n_masks >= 1):

@@ -216,3 +216,15 @@ def test_anomaly_detector_gaussian_nll(tmp_path):
     np.testing.assert_array_equal(restored.anomaly_score(frame), detector.anomaly_score(frame))
     with pytest.raises(ValueError, match="numeric_loss"):
         MaskedAnomalyDetector(**FAST, numeric_loss="laplace").fit(x)
+
+
+def test_anomaly_detector_trim_fraction():
+    x, _ = correlated(n=100, missing=0.0)
+    detector = MaskedAnomalyDetector(**FAST, n_masks=2, trim_fraction=0.1).fit(x)
+    assert detector.model_.config.trim_fraction == 0.1
+    scores = detector.anomaly_score(x)
+    assert scores.shape == (len(x),) and np.isfinite(scores).all()
+    assert MaskedAnomalyDetector(**FAST).fit(x).model_.config.trim_fraction == 0.0
+    assert MaskedImputer(**FAST).fit(x).model_.config.trim_fraction == 0.0
+    with pytest.raises(ValueError, match="trim_fraction"):
+        MaskedAnomalyDetector(**FAST, trim_fraction=1.5).fit(x)

@@ -117,6 +117,26 @@ def test_training_loss_counts_only_masked_observed_cells(gen):
     torch.testing.assert_close(model.training_loss(scrambled, gen).loss, out.loss)
 
 
+def test_trimmed_loss_drops_the_worst_rows(gen):
+    """trim_fraction: the loss is the plain masked mean over the rows whose mean hidden-cell loss is lowest."""
+    model = tiny_model(trim_fraction=0.25).train()
+    b = batch(gen, rows=16)
+    state = gen.get_state()
+    out = model.training_loss(b, gen)
+    gen.set_state(state)
+    masked = model.mask_observed(b["missing"], gen)
+    pred = model(b["values"], b["categories"], b["missing"] | masked)
+    errors = ((pred.numeric - b["values"]) ** 2).double()
+    errors[:, 1] = F.cross_entropy(pred.logits[1], b["categories"][:, 1], reduction="none").double()
+    errors[:, 4] = F.cross_entropy(pred.logits[4], b["categories"][:, 4], reduction="none").double()
+    row_loss = [errors[r][masked[r]].mean().item() if masked[r].any() else 0.0 for r in range(16)]
+    kept = sorted(range(16), key=row_loss.__getitem__)[:12]  # ceil(0.75 * 16) rows with the lowest loss
+    want = torch.cat([errors[r][masked[r]] for r in kept]).mean()
+    torch.testing.assert_close(out.loss.double(), want, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="trim_fraction"):
+        tiny_model(trim_fraction=1.0)
+
+
 def test_config_round_trip_through_registry():
     model = tiny_model(mask_ratio=0.3)
     rebuilt = build_model({"kind": "table", "model": model.model_config()})

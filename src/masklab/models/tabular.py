@@ -77,12 +77,15 @@ class TableMAEConfig:
     mask_ratio_jitter: float = 0.25  # per-row share ~ U(mask_ratio - jitter, mask_ratio + jitter)
     numeric_loss: str = "mse"  # "mse" | "gaussian_nll" (adds a log-variance head for numeric cells)
     nll_beta: float = 0.5  # beta-NLL exponent of the training weight stop_grad(var) ** beta ("gaussian_nll")
+    trim_fraction: float = 0.0  # share of each batch's rows (highest masked loss) left out of the loss
 
     def __post_init__(self) -> None:
         if self.numeric_loss not in NUMERIC_LOSSES:
             raise ValueError(f"numeric_loss must be one of {NUMERIC_LOSSES}, got {self.numeric_loss!r}")
         if not 0.0 <= self.nll_beta <= 1.0:
             raise ValueError(f"nll_beta must be in [0, 1], got {self.nll_beta}")
+        if not 0.0 <= self.trim_fraction < 1.0:
+            raise ValueError(f"trim_fraction must be in [0, 1), got {self.trim_fraction}")
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
         low, high = self.mask_ratio - self.mask_ratio_jitter, self.mask_ratio + self.mask_ratio_jitter
@@ -266,6 +269,8 @@ class TableMAE(nn.Module):
         pred = self(batch["values"], batch["categories"], missing | masked)
         errors = self.cell_errors(pred, batch["values"], batch["categories"])
         metrics = {"masked_cells": masked.float().sum(1).mean()}
+        if self.config.trim_fraction > 0:
+            masked = self._trim_rows(errors.detach(), masked)
         if pred.log_var is not None:
             metrics["cell_nll"] = masked_loss(errors.detach(), masked)
             if self.config.nll_beta > 0:  # beta-NLL: weight numeric cells by stop_grad(var) ** beta
@@ -274,6 +279,20 @@ class TableMAE(nn.Module):
                     weight[:, j] = 1.0
                 errors = errors * weight
         return LossOutput(masked_loss(errors, masked), metrics)
+
+    def _trim_rows(self, errors: Tensor, masked: Tensor) -> Tensor:
+        """Trimmed loss (robust statistics' least trimmed squares, as in robust autoencoders for anomaly
+        detection): the ``trim_fraction`` share of rows with the highest mean hidden-cell loss is dropped from
+        this step's loss, so a model trained on contaminated data is not taught to reconstruct its rarest rows.
+        ``errors (B, C)``, ``masked bool (B, C)`` -> ``masked`` with the dropped rows all False."""
+        rows = masked.shape[0]
+        keep = max(1, math.ceil((1.0 - self.config.trim_fraction) * rows))
+        if keep >= rows:
+            return masked
+        row_loss = torch.where(masked, errors, 0.0).sum(1) / masked.sum(1).clamp_min(1)  # (B,)
+        kept = torch.zeros(rows, dtype=torch.bool, device=masked.device)
+        kept[row_loss.topk(keep, largest=False).indices] = True
+        return masked & kept[:, None]
 
 
 # ------------------------------------------------------------------------------------ in-memory training
