@@ -10,10 +10,10 @@ faster. Both accumulate in fp32 with FMAs; only the order of the sums differs, s
 :func:`linear` takes the oneDNN path only where it computes the same fp32 product and pays off: CPU, float32
 input/weight/bias, grad mode or not, no autocast, not under ``torch.compile`` / TorchScript / ``torch.func``
 transforms, plain tensors (not DTensor or other subclasses), and a product large enough that oneDNN's fixed
-~15 us call cost is amortised (at
-least 4 rows and 2**20 multiply-adds; single-row KV-cache decoding stays on MKL's GEMV, which is faster there).
-Everything else is ``F.linear``. Its backward runs the two gradient GEMMs the same way; double backward is not
-supported on that path (use ``cpu_linear_backend("torch")`` for gradient penalties).
+~15 us call cost is amortised (at least 4 rows and 2**20 multiply-adds; single-row KV-cache decoding stays on
+MKL's GEMV, which is faster there). Everything else is ``F.linear``. Its backward runs the two gradient GEMMs the
+same way; double backward is not supported on that path (use ``cpu_linear_backend("torch")`` for gradient
+penalties).
 
 For inference loops that call the same weights many times at a fixed small row count (KV-cache decoding),
 :func:`frozen_linear` reorders a weight once into oneDNN's blocked layout; on the 6-layer 384-wide GPT at 8 rows
