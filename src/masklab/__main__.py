@@ -1,3 +1,3 @@
-from masklab.cli import main
+from masklab.cli import run
 
-raise SystemExit(main())
+run()

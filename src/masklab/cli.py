@@ -59,3 +59,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"masklab: error: {err}", file=sys.stderr)
         return 2
     return 0 if code is None else int(code)
+
+
+def run() -> None:
+    """Console entry point (``masklab ...``, ``python -m masklab ...``): :func:`main`, then exit with its code.
+
+    Under torchrun (``WORLD_SIZE`` > 1) the process leaves through ``os._exit`` once the command has returned
+    and the streams are flushed: everything is written by then (checkpoints atomically), and skipping the
+    interpreter's teardown avoids a gloo abort at exit ("terminate called without an active exception", no
+    Python frame) that made a finished two-rank CPU run exit non-zero now and then.
+    """
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)

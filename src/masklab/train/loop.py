@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import hashlib
 import json
 import math
@@ -360,6 +361,10 @@ def fit(
         distributed.wait_for_all(dist_info)  # only on success: a rank that failed must not wait for the others
         return result
     finally:
+        if dist_info.enabled:
+            # DDP's reducer sits in reference cycles: free it now, while the process group is alive, not during
+            # interpreter teardown (where a gloo abort at exit has been seen; see masklab.cli.run).
+            gc.collect()
         distributed.cleanup(dist_info)
 
 
