@@ -167,11 +167,9 @@ def frozen_linear(weight: Tensor, bias: Tensor | None, rows: int) -> Callable[[T
     unpacked call repeats; elsewhere it is :func:`linear`. The copy is taken now: later in-place updates of
     ``weight`` are not seen. ``x (..., K)`` -> ``(..., N)``.
     """
-    probe = torch.empty(rows, weight.shape[1], dtype=weight.dtype, device=weight.device)
-    if torch.is_grad_enabled() or not hasattr(torch.ops.mkldnn, "_reorder_linear_weight"):
-        return lambda x: linear(x, weight, bias)
-    if not _fast_path_ok(probe, weight, bias):
+    packable = not torch.is_grad_enabled() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+    if not (packable and _fast_path_ok(weight.new_empty(rows, weight.shape[1]), weight, bias)):
         return lambda x: linear(x, weight, bias)
     packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows)
     bias = None if bias is None else bias.detach()
-    return lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+    return lambda x: _dnn(x, packed, bias)
