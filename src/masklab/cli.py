@@ -62,16 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console entry point (``masklab ...``, ``python -m masklab ...``): :func:`main`, then exit with its code.
-
-    Under torchrun (``WORLD_SIZE`` > 1) the process leaves through ``os._exit`` once the command has returned
-    and the streams are flushed: everything is written by then (checkpoints atomically), and skipping the
-    interpreter's teardown avoids a gloo abort at exit ("terminate called without an active exception", no
-    Python frame) that made a finished two-rank CPU run exit non-zero now and then.
-    """
+    """Console entry point (``masklab ...``, ``python -m masklab ...``): :func:`main`, then exit with its code;
+    under torchrun through :func:`masklab.train.distributed.exit_worker` (skips a teardown that can abort)."""
     code = main()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # checked here too: plain runs never import torch for this
+        from masklab.train.distributed import exit_worker
+
+        exit_worker(code)
     raise SystemExit(code)

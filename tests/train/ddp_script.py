@@ -12,7 +12,6 @@ in each micro-batch (averaged like the loss), so a test can see that masks, not 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.modules["matplotlib"] = None  # no loss.png: saves a second per run
 
 from masklab.train import TrainConfig, fit  # noqa: E402
+from masklab.train.distributed import exit_worker  # noqa: E402
 
 
 def digest(masked: torch.Tensor) -> torch.Tensor:
@@ -148,7 +148,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # as masklab.cli.run: skip the gloo teardown at exit
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    exit_worker(0)  # as masklab.cli.run: under torchrun, skip the gloo teardown at exit

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +84,17 @@ def wait_for_all(info: DistInfo) -> None:
 def cleanup(info: DistInfo) -> None:
     if info.owns_group and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_worker(code: int) -> None:
+    """End a process started by torchrun (``WORLD_SIZE`` > 1) with ``code`` via ``os._exit``, after flushing the
+    standard streams; elsewhere return. Call it only once everything is written (checkpoints are atomic): skipping
+    the interpreter's teardown avoids a gloo abort at exit ("terminate called without an active exception", no
+    Python frame) that made a finished two-rank CPU run exit non-zero now and then."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def mean_across_ranks(values: dict[str, torch.Tensor], info: DistInfo) -> dict[str, torch.Tensor]:
