@@ -16,6 +16,7 @@ speed-up from the model code's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -89,30 +90,40 @@ def generate_tokens_per_s(model, kind: str, prompt: torch.Tensor, new: int) -> t
     return prompt.shape[0] * new / (time.perf_counter() - start), out
 
 
+# Arm -> (model it times, CPU linear backend): "ours_mkl" is masklab's model on torch's own GEMM.
+ARMS = {"ours": ("ours", None), "hf": ("hf", None), "ours_mkl": ("ours", "torch")}
+
+
+def _arm(kind: str) -> tuple[str, contextlib.AbstractContextManager]:
+    """The model kind an arm times and the CPU-linear context it runs in."""
+    model_kind, backend = ARMS[kind]
+    return model_kind, cpu_linear_backend(backend or get_cpu_linear_backend())
+
+
 def bench(name: str, setting: Setting, *, repeats: int, train_steps: int, gen_batches: list[int]) -> list[dict]:
     cfg = setting.model
     ours, hf = make_pair(cfg)
     g = torch.Generator().manual_seed(0)
     rows = []
     ids = torch.randint(0, cfg.vocab_size, (setting.batch, cfg.context + 1), generator=g)
-    speeds: dict[str, list[float]] = {"ours": [], "hf": [], "ours_mkl": []}
+    speeds: dict[str, list[float]] = {kind: [] for kind in ARMS}
     for _ in range(repeats):
         for kind, model in (("ours", ours), ("hf", hf), ("ours_mkl", ours)):
-            with cpu_linear_backend("torch" if kind == "ours_mkl" else get_cpu_linear_backend()):
-                speeds[kind].append(train_tokens_per_s(model, kind.removesuffix("_mkl"), ids, train_steps))
+            model_kind, gemm = _arm(kind)
+            with gemm:
+                speeds[kind].append(train_tokens_per_s(model, model_kind, ids, train_steps))
     rows.append(_row(name, f"train B={setting.batch} T={cfg.context}", speeds, same=None))
     ours, hf = make_pair(cfg)  # fresh, identical weights for generation
     for batch in gen_batches:
         prompt = torch.randint(0, cfg.vocab_size, (batch, setting.prompt), generator=g)
-        speeds, outs = {"ours": [], "hf": [], "ours_mkl": []}, {}
+        speeds, outs = {kind: [] for kind in ARMS}, {}
         generate_tokens_per_s(ours, "ours", prompt, 4)  # warm-up
         generate_tokens_per_s(hf, "hf", prompt, 4)
         for _ in range(repeats):
             for kind, model in (("ours", ours), ("hf", hf), ("ours_mkl", ours)):
-                with cpu_linear_backend("torch" if kind == "ours_mkl" else get_cpu_linear_backend()):
-                    speed, outs[kind] = generate_tokens_per_s(
-                        model, kind.removesuffix("_mkl"), prompt, setting.new_tokens
-                    )
+                model_kind, gemm = _arm(kind)
+                with gemm:
+                    speed, outs[kind] = generate_tokens_per_s(model, model_kind, prompt, setting.new_tokens)
                 speeds[kind].append(speed)
         label = f"generate B={batch} prompt={setting.prompt} new={setting.new_tokens}"
         same = outs["ours"] == outs["hf"] and outs["ours_mkl"] == outs["hf"]
