@@ -228,3 +228,85 @@ def test_anomaly_detector_trim_fraction():
     assert MaskedImputer(**FAST).fit(x).model_.config.trim_fraction == 0.0
     with pytest.raises(ValueError, match="trim_fraction"):
         MaskedAnomalyDetector(**FAST, trim_fraction=1.5).fit(x)
+
+
+def test_anomaly_detector_refit_trains_on_the_first_models_inliers(tmp_path, no_pickle):
+    x, _ = correlated(n=120, missing=0.0)
+    x[:6] += 8.0  # six rows far from the rest
+    params = dict(preset="table-tiny", steps=200, batch_size=32, n_masks=2, contamination=0.1, refit=False)
+    params["numeric_error"] = "squared"  # (auto would pick its error models on different training rows)
+    refit = MaskedAnomalyDetector(**{**params, "refit": True}).fit(x)
+    first = MaskedAnomalyDetector(**params).fit(x).anomaly_score(x)  # the same first model (same seed)
+    inliers = first <= np.quantile(first, 0.9)
+    assert refit.n_refit_rows_ == inliers.sum() == 108 and not inliers[:6].any()
+    second = MaskedAnomalyDetector(**params).fit(x[inliers])
+    for key, value in second.model_.state_dict().items():
+        torch.testing.assert_close(refit.model_.state_dict()[key], value, rtol=0, atol=0)
+    np.testing.assert_array_equal(refit.anomaly_score(x), second.anomaly_score(x))
+    assert refit.threshold_ == np.quantile(refit.anomaly_score(x), 0.9)  # the threshold uses every training row
+    refit.save(tmp_path / "det")
+    assert MaskedAnomalyDetector.load(tmp_path / "det").n_refit_rows_ == 108
+    frame = mixed_frame()
+    framed = MaskedAnomalyDetector(**{**FAST, "n_masks": 2}).fit(frame)  # refit is the default
+    assert framed.n_refit_rows_ == 54 and list(framed.feature_names_in_) == list(frame.columns)
+    assert MaskedAnomalyDetector(**params).fit(x).n_refit_rows_ is None
+    with pytest.raises(ValueError, match="contamination"):
+        MaskedAnomalyDetector(**FAST, threshold=1.0, contamination=0.9).fit(x)
+
+
+def test_anomaly_detector_log1p_numeric_error():
+    frame = mixed_frame()
+    params = dict(**FAST, n_masks=2, refit=False)  # one model: the error model only changes the scoring
+    squared = MaskedAnomalyDetector(**params, numeric_error="squared").fit(frame).cell_errors(frame)  # (R, N, C)
+    log1p = MaskedAnomalyDetector(**params, numeric_error="log1p").fit(frame)
+    errors = log1p.cell_errors(frame)
+    numeric = [0, 2]  # "num", "count"; "kind" (1) is categorical: cross-entropy either way
+    np.testing.assert_allclose(errors[..., numeric], np.log1p(squared[..., numeric]), rtol=1e-12)
+    np.testing.assert_array_equal(errors[..., 1], squared[..., 1])
+    np.testing.assert_allclose(log1p.anomaly_score(frame), np.nanmean(errors, axis=2).mean(0))
+    with pytest.raises(ValueError, match="numeric_error"):
+        MaskedAnomalyDetector(**params, numeric_error="abs").fit(frame)
+    with pytest.raises(ValueError, match="numeric_error='log1p' needs"):
+        MaskedAnomalyDetector(**params, numeric_error="log1p", numeric_loss="gaussian_nll").fit(frame)
+
+
+@pytest.mark.parametrize("law", ["normal", "cauchy", "t3", "t10", "laplace", "mixture"])
+def test_cauchy_fits_better_matches_scipy_maximum_likelihood(law):
+    from scipy import stats
+
+    from masklab.estimators import cauchy_fits_better
+
+    rng = np.random.default_rng(len(law))
+    r = {
+        "normal": lambda: rng.normal(size=2000),
+        "cauchy": lambda: rng.standard_cauchy(size=2000),
+        "t3": lambda: rng.standard_t(3, size=2000),
+        "t10": lambda: rng.standard_t(10, size=2000),
+        "laplace": lambda: rng.laplace(size=2000),
+        "mixture": lambda: np.where(rng.random(2000) < 0.02, 50.0, 1.0) * rng.normal(size=2000),
+    }[law]()
+    _, gamma = stats.cauchy.fit(r, floc=0)  # float64 maximum likelihood, centred residuals
+    cauchy = stats.cauchy.logpdf(r, 0, gamma).mean()
+    gaussian = stats.norm.logpdf(r, 0, np.sqrt(np.mean(r**2))).mean()
+    assert abs(cauchy - gaussian) > 1e-3  # not a tie
+    assert cauchy_fits_better(np.append(r**2, np.nan)) == (cauchy > gaussian)  # NaN = a missing cell
+    assert cauchy_fits_better(rng.standard_cauchy(size=7) ** 2) is False  # too few residuals
+    assert cauchy_fits_better(np.zeros(100)) is False
+
+
+def test_anomaly_detector_auto_error_models(tmp_path, no_pickle):
+    rng = np.random.default_rng(0)
+    frame = mixed_frame(n=200)
+    frame["spiky"] = rng.normal(size=200) * np.where(rng.random(200) < 0.03, 100.0, 1.0)  # heavy-tailed
+    detector = MaskedAnomalyDetector(**FAST, n_masks=2, score_ratios=(0.5, 1.0), refit=False).fit(frame)
+    assert detector.cauchy_.shape == (2, 4)
+    assert not detector.cauchy_[:, 1].any()  # "kind" is categorical: cross-entropy, never log1p
+    assert detector.cauchy_[:, 3].all()  # the heavy-tailed column gets the Cauchy error
+    squared = MaskedAnomalyDetector(**FAST, n_masks=2, score_ratios=(0.5, 1.0), refit=False, numeric_error="squared")
+    raw = squared.fit(frame).cell_errors(frame)  # the same model (seeded), squared errors
+    expected = np.where(detector.cauchy_[:, None, :], np.log1p(raw), raw)
+    np.testing.assert_allclose(detector.cell_errors(frame), expected, rtol=1e-12)
+    detector.save(tmp_path / "det")
+    restored = MaskedAnomalyDetector.load(tmp_path / "det")
+    np.testing.assert_array_equal(restored.cauchy_, detector.cauchy_)
+    np.testing.assert_array_equal(restored.anomaly_score(frame), detector.anomaly_score(frame))

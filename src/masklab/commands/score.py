@@ -5,6 +5,10 @@ hidden ``--n-masks`` times in random column groups and predicted from the rest o
 a given ``--seed``). Writes ``scores.csv`` (``row`` = 1-based data row, ``anomaly_score``, the label when the
 input has one, ``is_anomaly`` with ``--threshold``) and a histogram PNG. With a 0/1 label it prints ROC-AUC
 and PR-AUC (average precision).
+
+This scores with the pretrained run's model and squared errors. ``MaskedAnomalyDetector().fit(table)`` in
+Python also retrains on the presumed inliers and picks a Gaussian or Cauchy error per column (its defaults
+``refit`` and ``numeric_error="auto"``), which scores better on bench/anomaly.py; both need training rows.
 """
 
 from __future__ import annotations
