@@ -99,17 +99,24 @@ def test_mask_observed_jittered_share(gen):
     assert abs(share.mean().item() - 0.5) < 0.05
 
 
+def replayed_cell_errors(model, b, gen, state):
+    """Replay ``training_loss``'s mask from generator ``state`` -> ``masked (B, C)`` and the per-cell loss
+    ``(B, C)`` computed by hand (squared error; cross-entropy in the categorical columns 1 and 4)."""
+    gen.set_state(state)
+    masked = model.mask_observed(b["missing"], gen)
+    pred = model(b["values"], b["categories"], b["missing"] | masked)
+    errors = (pred.numeric - b["values"]) ** 2
+    for j in (1, 4):
+        errors[:, j] = F.cross_entropy(pred.logits[j], b["categories"][:, j], reduction="none")
+    return masked, errors
+
+
 def test_training_loss_counts_only_masked_observed_cells(gen):
     model = tiny_model().train()
     b = batch(gen, rows=16)
     state = gen.get_state()
     out = model.training_loss(b, gen)
-    gen.set_state(state)
-    masked = model.mask_observed(b["missing"], gen)
-    pred = model(b["values"], b["categories"], b["missing"] | masked)
-    errors = (pred.numeric - b["values"]) ** 2
-    errors[:, 1] = F.cross_entropy(pred.logits[1], b["categories"][:, 1], reduction="none")
-    errors[:, 4] = F.cross_entropy(pred.logits[4], b["categories"][:, 4], reduction="none")
+    masked, errors = replayed_cell_errors(model, b, gen, state)
     torch.testing.assert_close(out.loss, errors[masked].mean())
     # Values behind missing cells are never seen nor scored.
     gen.set_state(state)
@@ -123,12 +130,8 @@ def test_trimmed_loss_drops_the_worst_rows(gen):
     b = batch(gen, rows=16)
     state = gen.get_state()
     out = model.training_loss(b, gen)
-    gen.set_state(state)
-    masked = model.mask_observed(b["missing"], gen)
-    pred = model(b["values"], b["categories"], b["missing"] | masked)
-    errors = ((pred.numeric - b["values"]) ** 2).double()
-    errors[:, 1] = F.cross_entropy(pred.logits[1], b["categories"][:, 1], reduction="none").double()
-    errors[:, 4] = F.cross_entropy(pred.logits[4], b["categories"][:, 4], reduction="none").double()
+    masked, errors = replayed_cell_errors(model, b, gen, state)
+    errors = errors.double()
     row_loss = [errors[r][masked[r]].mean().item() if masked[r].any() else 0.0 for r in range(16)]
     kept = sorted(range(16), key=row_loss.__getitem__)[:12]  # ceil(0.75 * 16) rows with the lowest loss
     want = torch.cat([errors[r][masked[r]] for r in kept]).mean()
