@@ -474,23 +474,31 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         self._fit_model(X)
         self.n_refit_rows_ = None
         if self.refit:  # train again on the rows the first model calls inliers
-            raw = self._raw_errors(X)
-            errors = apply_error_models(raw, self._select_error_models(raw))
+            _, errors = self._training_errors(X)
             first = self._aggregate(errors, np.ones(errors.shape[::2]))
             inliers = first <= np.quantile(first, 1.0 - self.contamination)
             self._fit_model(X.iloc[inliers] if hasattr(X, "iloc") else np.asarray(X)[inliers])
             self.n_refit_rows_ = int(inliers.sum())
-        raw = self._raw_errors(X)  # (R, N, C)
-        self.cauchy_ = self._select_error_models(raw)
-        errors = apply_error_models(raw, self.cauchy_)
+        self.cauchy_, errors = self._training_errors(X)  # (R, C), (R, N, C)
         with np.errstate(all="ignore"):
             scale = np.nanmean(errors, axis=1) if self.normalize else np.ones(errors.shape[::2])
         self.column_scale_ = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)  # (R, C)
         self._set_threshold(self._aggregate(errors))
         return self
 
+    def _training_errors(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """The current model's error models chosen on training rows ``X`` and their errors ``(R, N, C)``."""
+        raw = self._raw_errors(X)
+        cauchy = self._select_error_models(raw)
+        return cauchy, apply_error_models(raw, cauchy)
+
     def _select_error_models(self, raw: np.ndarray) -> np.ndarray:
         """``bool (R, C)``: score these (ratio, column) cells by ``log1p`` of the squared error (Cauchy)."""
+        if self.numeric_error == "log1p" and self.model_.config.numeric_loss != "mse":
+            raise ValueError(
+                f"numeric_error='log1p' needs a model trained with numeric_loss='mse', "
+                f"not {self.model_.config.numeric_loss!r}"
+            )
         numeric = np.array([spec.kind == "numeric" for spec in self.schema_.columns])
         if self.numeric_error == "squared" or self.model_.config.numeric_loss != "mse":  # NLLs stay NLLs
             return np.zeros(raw.shape[::2], dtype=bool)
@@ -536,11 +544,6 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
 
     def _raw_errors(self, X) -> np.ndarray:
         _, _, encoded = self._encode(X)
-        if self.numeric_error == "log1p" and self.model_.config.numeric_loss != "mse":
-            raise ValueError(
-                f"numeric_error='log1p' needs a model trained with numeric_loss='mse', "
-                f"not {self.model_.config.numeric_loss!r}"
-            )
         out = []
         for ratio in self.score_ratios:
             patterns = self._patterns(ratio)
