@@ -7,8 +7,9 @@ Shape legend: ``B`` batch, ``L`` tokens, ``D`` width. Mask arguments follow :mod
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,12 +29,14 @@ class TransformerConfig:
 
     ``norm_first=True`` is pre-norm (ViT, GPT-2); ``False`` is post-norm (original BERT).
     ``final_norm`` adds a LayerNorm after the last block (only meaningful for pre-norm).
+    ``mlp_hidden`` is the MLP's hidden width as an integer (``None``: ``4 * dim``), so any width a checkpoint
+    has (BERT ``intermediate_size``, GPT-2 ``n_inner``) is built exactly.
     """
 
     dim: int
     depth: int
     heads: int
-    mlp_ratio: float = 4.0
+    mlp_hidden: int | None = None
     dropout: float = 0.0
     attn_dropout: float = 0.0
     drop_path: float = 0.0
@@ -44,17 +47,34 @@ class TransformerConfig:
     final_norm: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("dim", "depth", "heads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.mlp_hidden is None:
+            object.__setattr__(self, "mlp_hidden", 4 * self.dim)
+        for name in ("dim", "depth", "heads", "mlp_hidden"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if self.dim % self.heads:
             raise ValueError(f"dim={self.dim} must be divisible by heads={self.heads}")
         if self.activation not in ("gelu", "gelu_tanh", "relu"):
             raise ValueError(f"activation must be gelu, gelu_tanh or relu, got {self.activation!r}")
 
-    @property
-    def mlp_hidden(self) -> int:
-        return int(self.dim * self.mlp_ratio)
+
+
+def upgrade_mlp_ratio(values: Mapping[str, Any], widths: Mapping[str, str]) -> dict[str, Any]:
+    """A saved model config from before MLP widths were integers -> today's fields.
+
+    Old configs stored ``mlp_ratio`` (a float) and built ``int(dim * mlp_ratio)`` hidden units; ``widths`` maps
+    each integer width field to the width it was a multiple of (``{"mlp_hidden": "dim"}``). The result builds
+    exactly the model the old config built, so its checkpoint still loads.
+    """
+    values = dict(values)
+    if "mlp_ratio" not in values:
+        return values
+    ratio = float(values.pop("mlp_ratio"))
+    for field, dim_field in widths.items():
+        if values.get(field) is None and dim_field in values:
+            values[field] = int(values[dim_field] * ratio)
+    return values
 
 
 class DropPath(nn.Module):

@@ -37,16 +37,17 @@ def _pair(value: Any) -> tuple[int, int]:
 
 
 def mae_config_from_hf(hf_config: Any, **overrides: Any) -> MAEConfig:
-    """The :class:`MAEConfig` of a ``transformers.ViTMAEConfig`` (square patches; GELU MLP of any width ratio)."""
+    """The :class:`MAEConfig` of a ``transformers.ViTMAEConfig`` (square patches; GELU MLPs of any integer width)."""
     patch = _pair(hf_config.patch_size)
     if patch[0] != patch[1]:
         raise ValueError(f"only square patches are supported, got patch_size={hf_config.patch_size}")
     if hf_config.hidden_act != "gelu":
         raise ValueError(f"only hidden_act='gelu' maps onto masklab blocks, got {hf_config.hidden_act!r}")
-    ratio = hf_config.intermediate_size / hf_config.hidden_size
-    decoder_ratio = hf_config.decoder_intermediate_size / hf_config.decoder_hidden_size
-    if ratio != decoder_ratio:
-        raise ValueError(f"encoder and decoder MLP ratios differ ({ratio} vs {decoder_ratio}); masklab shares one")
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        # masklab MAE has no dropout (MAE pretrains without it); a silent drop would change training.
+        value = float(getattr(hf_config, name, 0.0) or 0.0)
+        if value != 0.0:
+            raise ValueError(f"ViTMAE config {name}={value} is not supported: masklab MAE has no dropout (needs 0.0)")
     if not hf_config.qkv_bias:
         raise ValueError("masklab MAE blocks always have a qkv bias; qkv_bias=False is not supported")
     values = {
@@ -59,7 +60,8 @@ def mae_config_from_hf(hf_config: Any, **overrides: Any) -> MAEConfig:
         "decoder_dim": hf_config.decoder_hidden_size,
         "decoder_depth": hf_config.decoder_num_hidden_layers,
         "decoder_heads": hf_config.decoder_num_attention_heads,
-        "mlp_ratio": ratio,
+        "mlp_hidden": int(hf_config.intermediate_size),
+        "decoder_mlp_hidden": int(hf_config.decoder_intermediate_size),
         "norm_eps": hf_config.layer_norm_eps,
         "mask_ratio": hf_config.mask_ratio,
         "norm_pix_loss": bool(hf_config.norm_pix_loss),

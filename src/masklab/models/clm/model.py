@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from masklab.core.contract import LossOutput
 from masklab.nn import Encoder, KVCache, LearnedPositionEmbedding, TransformerConfig
+from masklab.nn.blocks import upgrade_mlp_ratio
 from masklab.nn.cpu_linear import Linear, linear
 
 # Named sizes. gpt-char is nanoGPT's CPU recipe for character-level Shakespeare (4 layers x 4 heads x 128 wide,
@@ -43,13 +44,15 @@ class GPTConfig:
     dim: int = 128
     depth: int = 4
     heads: int = 4
-    mlp_ratio: float = 4.0
+    mlp_hidden: int | None = None  # MLP hidden width (GPT-2's n_inner); None = 4 * dim
     dropout: float = 0.0
     norm_eps: float = 1e-5
     activation: str = "gelu_tanh"
     tie_embeddings: bool = True
 
     def __post_init__(self) -> None:
+        if self.mlp_hidden is None:
+            object.__setattr__(self, "mlp_hidden", 4 * self.dim)
         for name in ("vocab_size", "context", "dim", "depth", "heads"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"GPTConfig.{name} must be a positive int, got {getattr(self, name)!r}")
@@ -61,7 +64,7 @@ class GPTConfig:
     def from_config(cls, values: Mapping[str, Any]) -> GPTConfig:
         """Build from a dict (``config.json["model"]``); the registry's ``"kind"`` key is ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in values.items() if k != "kind"}
+        values = upgrade_mlp_ratio({k: v for k, v in values.items() if k != "kind"}, {"mlp_hidden": "dim"})
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown GPTConfig fields {unknown}; known: {sorted(known)}")
@@ -82,7 +85,7 @@ class GPTConfig:
             dim=self.dim,
             depth=self.depth,
             heads=self.heads,
-            mlp_ratio=self.mlp_ratio,
+            mlp_hidden=self.mlp_hidden,
             dropout=self.dropout,
             attn_dropout=self.dropout,
             norm_first=True,

@@ -21,7 +21,7 @@ from masklab.masks.learned import (
     relaxed_topk,
     sample,
 )
-from masklab.nn.blocks import Encoder, TransformerConfig
+from masklab.nn.blocks import Encoder, TransformerConfig, upgrade_mlp_ratio
 from masklab.nn.cpu_linear import Linear
 
 
@@ -37,7 +37,7 @@ class LearnedMaskerConfig:
     dim: int = 32
     depth: int = 1
     heads: int = 2
-    mlp_ratio: float = 2.0
+    mlp_hidden: int = 64  # the MLP's hidden width
     temperature: float = 1.0
     entropy_weight: float = 0.0
     spread_weight: float = 0.1
@@ -55,13 +55,14 @@ class LearnedMaskerConfig:
         self.transformer()  # validates dim / heads
 
     def transformer(self) -> TransformerConfig:
-        return TransformerConfig(dim=self.dim, depth=self.depth, heads=self.heads, mlp_ratio=self.mlp_ratio)
+        return TransformerConfig(dim=self.dim, depth=self.depth, heads=self.heads, mlp_hidden=self.mlp_hidden)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_config(cls, values: dict[str, Any]) -> LearnedMaskerConfig:
+        values = upgrade_mlp_ratio(values, {"mlp_hidden": "dim"})
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -31,7 +31,7 @@ from masklab.masks.attention_guided import attention_guided_masking, token_impor
 from masklab.masks.generators import MaskSample, block_masking, grid_masking, ids_from_masked, random_masking
 from masklab.masks.ops import masked_loss
 from masklab.models.mae.masker import AdversarialMasking, LearnedMaskerConfig
-from masklab.nn.blocks import Encoder, TransformerConfig
+from masklab.nn.blocks import Encoder, TransformerConfig, upgrade_mlp_ratio
 from masklab.nn.cpu_linear import Linear
 from masklab.nn.pos_embed import sincos_2d
 from masklab.tokenizers.patches import patch_grid, patchify, unpatchify
@@ -56,7 +56,8 @@ class MAEConfig:
     decoder_dim: int = 64
     decoder_depth: int = 2
     decoder_heads: int = 4
-    mlp_ratio: float = 4.0
+    mlp_hidden: int | None = None  # encoder MLP hidden width; None = 4 * dim
+    decoder_mlp_hidden: int | None = None  # decoder MLP hidden width; None = 4 * decoder_dim
     norm_eps: float = 1e-6
     drop_path: float = 0.0
     mask_ratio: float = 0.75  # fraction of patches hidden from the encoder while training
@@ -73,6 +74,10 @@ class MAEConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
+        if self.mlp_hidden is None:
+            object.__setattr__(self, "mlp_hidden", 4 * self.dim)
+        if self.decoder_mlp_hidden is None:
+            object.__setattr__(self, "decoder_mlp_hidden", 4 * self.decoder_dim)
         for name in ("pixel_mean", "pixel_std"):
             value = getattr(self, name)
             if value is not None:
@@ -161,7 +166,7 @@ class MAEConfig:
             dim=self.dim,
             depth=self.depth,
             heads=self.heads,
-            mlp_ratio=self.mlp_ratio,
+            mlp_hidden=self.mlp_hidden,
             drop_path=self.drop_path,
             norm_eps=self.norm_eps,
         )
@@ -171,7 +176,7 @@ class MAEConfig:
             dim=self.decoder_dim,
             depth=self.decoder_depth,
             heads=self.decoder_heads,
-            mlp_ratio=self.mlp_ratio,
+            mlp_hidden=self.decoder_mlp_hidden,
             norm_eps=self.norm_eps,
         )
 
@@ -179,6 +184,7 @@ class MAEConfig:
     def from_config(cls, values: dict[str, Any]) -> MAEConfig:
         """Rebuild from :meth:`to_dict` (a ``"kind"`` entry is ignored; unknown keys are an error)."""
         values = {k: v for k, v in values.items() if k != "kind"}
+        values = upgrade_mlp_ratio(values, {"mlp_hidden": "dim", "decoder_mlp_hidden": "decoder_dim"})
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -16,22 +16,22 @@ from masklab.models.mae import MAEConfig
 MAE_PRESETS: dict[str, dict[str, Any]] = {
     "mae-tiny": dict(
         image_size=(16, 16), patch_size=4, dim=32, depth=2, heads=2,
-        decoder_dim=32, decoder_depth=1, decoder_heads=2, mlp_ratio=2.0,
+        decoder_dim=32, decoder_depth=1, decoder_heads=2, mlp_hidden=64, decoder_mlp_hidden=64,
     ),
     # 28x28 digits as a 4x4 grid of 7x7 patches: 16 tokens, 4 visible at 75% masking. Sized so a few
     # minutes on 2 CPU cores reach ~50 epochs of mnist5k (4x4 patches cost 3x more per image and learned
     # less in the same time in our runs).
     "mae-small-28": dict(
         image_size=(28, 28), patch_size=7, dim=128, depth=4, heads=4,
-        decoder_dim=128, decoder_depth=2, decoder_heads=4, mlp_ratio=4.0,
+        decoder_dim=128, decoder_depth=2, decoder_heads=4,
     ),
     "mae-vit-t": dict(
         image_size=(224, 224), patch_size=16, dim=192, depth=12, heads=3,
-        decoder_dim=256, decoder_depth=4, decoder_heads=8, mlp_ratio=4.0,
+        decoder_dim=256, decoder_depth=4, decoder_heads=8,
     ),
     "mae-vit-b": dict(
         image_size=(224, 224), patch_size=16, dim=768, depth=12, heads=12,
-        decoder_dim=512, decoder_depth=8, decoder_heads=16, mlp_ratio=4.0,
+        decoder_dim=512, decoder_depth=8, decoder_heads=16,
     ),
 }  # fmt: skip
 

@@ -54,7 +54,7 @@ class BertConfig:
             dim=self.dim,
             depth=self.depth,
             heads=self.heads,
-            mlp_ratio=self.intermediate / self.dim,  # exact: TransformerConfig.mlp_hidden = int(dim * ratio)
+            mlp_hidden=self.intermediate,
             dropout=self.dropout,
             attn_dropout=self.attn_dropout,
             norm_first=self.norm_first,

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from masklab.core.contract import LossOutput
 from masklab.masks import masked_loss, random_masking
 from masklab.nn import Encoder, TransformerConfig
+from masklab.nn.blocks import upgrade_mlp_ratio
 from masklab.nn.cpu_linear import Linear
 from masklab.tokenizers.table import CellTokenizer, TableSchema
 
@@ -71,7 +72,8 @@ class TableMAEConfig:
     decoder_dim: int = 64
     decoder_depth: int = 2
     decoder_heads: int = 4
-    mlp_ratio: float = 4.0
+    mlp_hidden: int | None = None  # encoder MLP hidden width; None = 4 * dim
+    decoder_mlp_hidden: int | None = None  # decoder MLP hidden width; None = 4 * decoder_dim
     dropout: float = 0.0
     mask_ratio: float = 0.5  # share of each row's observed cells hidden in training (ReMasker's default)
     mask_ratio_jitter: float = 0.25  # per-row share ~ U(mask_ratio - jitter, mask_ratio + jitter)
@@ -80,6 +82,10 @@ class TableMAEConfig:
     trim_fraction: float = 0.0  # share of each batch's rows (highest masked loss) left out of the loss
 
     def __post_init__(self) -> None:
+        if self.mlp_hidden is None:
+            object.__setattr__(self, "mlp_hidden", 4 * self.dim)
+        if self.decoder_mlp_hidden is None:
+            object.__setattr__(self, "decoder_mlp_hidden", 4 * self.decoder_dim)
         if self.numeric_loss not in NUMERIC_LOSSES:
             raise ValueError(f"numeric_loss must be one of {NUMERIC_LOSSES}, got {self.numeric_loss!r}")
         if not 0.0 <= self.nll_beta <= 1.0:
@@ -107,6 +113,7 @@ class TableMAEConfig:
     @classmethod
     def from_config(cls, config: dict) -> TableMAEConfig:
         config = {k: v for k, v in config.items() if k != "kind"}
+        config = upgrade_mlp_ratio(config, {"mlp_hidden": "dim", "decoder_mlp_hidden": "decoder_dim"})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(config) - known)
         if unknown:
@@ -161,10 +168,15 @@ class TableMAE(nn.Module):
         cards = config.schema.cardinalities
         n_columns = len(cards)
         self.tokenizer = CellTokenizer(cards, config.dim)
-        enc = TransformerConfig(config.dim, config.depth, config.heads, config.mlp_ratio, dropout=config.dropout)
+        enc = TransformerConfig(config.dim, config.depth, config.heads, config.mlp_hidden, dropout=config.dropout)
         self.encoder = Encoder(enc)
         dec = TransformerConfig(
-            config.decoder_dim, config.decoder_depth, config.decoder_heads, config.mlp_ratio, dropout=config.dropout
+            config.decoder_dim,
+            config.decoder_depth,
+            config.decoder_heads,
+            config.decoder_mlp_hidden,
+            dropout=config.dropout,
+
         )
         self.decoder_embed = Linear(config.dim, config.decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(config.decoder_dim))
