@@ -177,8 +177,8 @@ def pretrain(args: argparse.Namespace) -> int:
         )
         model = BertForMLM(MLMConfig(bert=bert, mask_id=tokenizer.mask_id, **mlm_kwargs))
     check_vocab(tokenizer, model.cfg.bert.vocab_size, args.tokenizer or args.init_from or "the trained tokenizer")
-    if args.seq_len > model.cfg.bert.max_len:
-        raise ValueError(f"--seq-len {args.seq_len} exceeds the model's max_len {model.cfg.bert.max_len}")
+    if args.seq_len > model.cfg.bert.max_tokens:
+        raise ValueError(f"--seq-len {args.seq_len} exceeds the model's {model.cfg.bert.max_tokens} positions")
 
     pack = dict(sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id, cls_id=tokenizer.cls_id)
     encoded = tokenizer.encode_batch(corpus.subset(train_idx).texts, add_special_tokens=False)

@@ -139,7 +139,7 @@ def text_attention(args: argparse.Namespace, kind: str, device: str):
         from masklab.apps.mlm import load_text_run
 
         model, tokenizer, _ = load_text_run(args.run, device)
-        limit, specials = model.cfg.bert.max_len, 2
+        limit, specials = model.cfg.bert.max_tokens, 2
     else:
         from masklab.apps.clm import load_lm_run
 

@@ -1,8 +1,8 @@
 """``masklab fill RUN "The [MASK] won the match." --top-k 5``: fill-mask with a trained MLM.
 
-RUN is a masklab ``mlm`` run directory or a Hugging Face ``BertForMaskedLM`` folder (config.json,
-model.safetensors with the ``cls.predictions`` head, tokenizer.json or vocab.txt). Inference is deterministic:
-only the [MASK] tokens the text contains are predicted.
+RUN is a masklab ``mlm`` run directory or a Hugging Face ``BertForMaskedLM`` / ``RobertaForMaskedLM`` folder
+(config.json, model.safetensors with the MLM head, tokenizer.json, vocab.txt or vocab.json + merges.txt).
+Inference is deterministic: only the [MASK] tokens the text contains are predicted.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("fill", help="predict the [MASK] tokens of a text with a trained MLM")
-    parser.add_argument("run", metavar="RUN", help="mlm run directory, or an HF BertForMaskedLM folder")
+    parser.add_argument(
+        "run", metavar="RUN", help="mlm run directory, or an HF BertForMaskedLM / RobertaForMaskedLM folder"
+    )
     parser.add_argument("text", help='text with one or more [MASK] tokens, e.g. "The [MASK] won the match."')
     parser.add_argument("--top-k", type=int, default=5, help="candidates per [MASK] (default: %(default)s)")
     parser.add_argument("--device", default="cpu")
@@ -24,9 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _load(run: Path, device: str):
     """(model, tokenizer) from a masklab run or an HF folder."""
-    from masklab.apps.mlm import check_vocab, load_text_run
-    from masklab.interop.hf.bert import load_bert_mlm
-    from masklab.tokenizers.text import TextTokenizer
+    from masklab.apps.mlm import load_text_run
 
     config_path = run / "config.json"
     if not config_path.is_file():
@@ -35,18 +35,9 @@ def _load(run: Path, device: str):
     if config.get("kind") == "mlm":
         model, tokenizer, _ = load_text_run(run, device)
         return model, tokenizer
-    if config.get("model_type") != "bert":
-        raise ValueError(f"{run} is neither an mlm run nor an HF BERT folder (kind={config.get('kind')!r})")
-    from safetensors import safe_open
+    from masklab.interop.hf.masked_lm import load_hf_masked_lm
 
-    if not (run / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{run} has no model.safetensors (only safetensors weights are loaded)")
-    with safe_open(str(run / "model.safetensors"), "pt") as f:
-        if "cls.predictions.transform.dense.weight" not in f.keys():  # noqa: SIM118 - safe_open has no __contains__
-            raise ValueError(f"{run} holds a BertModel without an MLM head (cls.predictions.*): it cannot fill masks")
-    tokenizer = TextTokenizer.load(run)
-    check_vocab(tokenizer, int(config.get("vocab_size", -1)), str(run))
-    model, _ = load_bert_mlm(run, mask_id=tokenizer.mask_id, special_ids=tokenizer.special_ids)
+    model, tokenizer, _ = load_hf_masked_lm(run)
     return model.to(device).eval(), tokenizer
 
 
@@ -59,8 +50,8 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[dict]:
     # Let users write [MASK] whatever the tokenizer's spelling (<mask> for BPE).
     text = text.replace("[MASK]", tokenizer.mask_token)
     ids = torch.tensor([tokenizer.encode(text).ids], device=next(model.parameters()).device)  # (1, L)
-    if ids.shape[1] > model.cfg.bert.max_len:
-        raise ValueError(f"the text is {ids.shape[1]} tokens; the model reads at most {model.cfg.bert.max_len}")
+    if ids.shape[1] > model.cfg.bert.max_tokens:
+        raise ValueError(f"the text is {ids.shape[1]} tokens; the model reads at most {model.cfg.bert.max_tokens}")
     masked = ids == tokenizer.mask_id  # (1, L) the positions to predict: exactly the [MASK] tokens
     if not bool(masked.any()):
         raise ValueError(f"the text has no {tokenizer.mask_token} token to fill")

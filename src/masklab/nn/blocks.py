@@ -59,7 +59,6 @@ class TransformerConfig:
             raise ValueError(f"activation must be gelu, gelu_tanh or relu, got {self.activation!r}")
 
 
-
 def upgrade_mlp_ratio(values: Mapping[str, Any], widths: Mapping[str, str]) -> dict[str, Any]:
     """A saved model config from before MLP widths were integers -> today's fields.
 

@@ -41,7 +41,8 @@ class MLMConfig:
     of sampled words), ``span`` (SpanBERT geometric spans, ``span_p``/``span_max``). Of the masked tokens
     ``replace_mask`` become ``mask_id``, ``replace_random`` a random non-special token, the rest stay unchanged.
     ``special_ids`` are never masked nor drawn as random tokens. ``task="classify"`` trains the
-    ``num_labels``-way head on ``pooling``.
+    ``num_labels``-way head on ``pooling``. ``tie_embeddings=False`` gives the MLM head its own ``V x D``
+    output matrix instead of the input embeddings (HF ``tie_word_embeddings=False``).
     """
 
     bert: BertConfig
@@ -57,6 +58,7 @@ class MLMConfig:
     num_labels: int = 0
     pooling: Literal["mean", "cls"] = "mean"
     classifier_dropout: float = 0.1
+    tie_embeddings: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "special_ids", tuple(sorted({int(i) for i in self.special_ids})))
@@ -148,17 +150,23 @@ def corrupt(cfg: MLMConfig, ids: Tensor, masked: Tensor, generator: torch.Genera
 
 # ------------------------------------------------------------------------------------------------ heads
 class MLMHead(nn.Module):
-    """BERT's prediction head: dense + GELU + LayerNorm, then the tied ``D x V`` projection plus its own bias."""
+    """BERT's prediction head: dense + GELU + LayerNorm, then a ``D x V`` projection plus its own bias.
 
-    def __init__(self, dim: int, vocab_size: int, eps: float) -> None:
+    The projection is the input embedding matrix (tied, BERT's default) or, with ``tied=False``, the head's
+    own ``decoder`` weight ``(V, D)``.
+    """
+
+    def __init__(self, dim: int, vocab_size: int, eps: float, tied: bool = True) -> None:
         super().__init__()
         self.dense = Linear(dim, dim)
         self.norm = nn.LayerNorm(dim, eps=eps)
+        self.decoder = None if tied else Linear(dim, vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(vocab_size))
 
     def forward(self, h: Tensor, word_weight: Tensor) -> Tensor:
-        """``h (M, D)``, ``word_weight (V, D)`` (the input embedding matrix) -> logits ``(M, V)``."""
-        return linear(self.norm(F.gelu(self.dense(h))), word_weight, self.bias)
+        """``h (M, D)``, ``word_weight (V, D)`` (the input embedding matrix, used when tied) -> logits ``(M, V)``."""
+        weight = word_weight if self.decoder is None else self.decoder.weight
+        return linear(self.norm(F.gelu(self.dense(h))), weight, self.bias)
 
 
 class BertForMLM(nn.Module):
@@ -172,7 +180,7 @@ class BertForMLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.bert = Bert(cfg.bert, backend)
-        self.head = MLMHead(cfg.bert.dim, cfg.bert.vocab_size, cfg.bert.norm_eps)
+        self.head = MLMHead(cfg.bert.dim, cfg.bert.vocab_size, cfg.bert.norm_eps, cfg.tie_embeddings)
         self.classifier = Linear(cfg.bert.dim, cfg.num_labels) if cfg.num_labels else None
         self.classifier_drop = nn.Dropout(cfg.classifier_dropout)
         init_bert_weights(self)

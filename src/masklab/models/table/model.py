@@ -176,7 +176,6 @@ class TableMAE(nn.Module):
             config.decoder_heads,
             config.decoder_mlp_hidden,
             dropout=config.dropout,
-
         )
         self.decoder_embed = Linear(config.dim, config.decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(config.decoder_dim))
