@@ -69,7 +69,9 @@ def test_untied_decoder_imports_and_exports_exactly(tmp_path):
 def test_tied_config_with_a_different_decoder_is_refused_by_name(tmp_path):
     hf = hf_bert(tie_word_embeddings=False)
     hf.save_pretrained(tmp_path)
-    config = (tmp_path / "config.json").read_text().replace('"tie_word_embeddings": false', '"tie_word_embeddings": true')
+    config = (
+        (tmp_path / "config.json").read_text().replace('"tie_word_embeddings": false', '"tie_word_embeddings": true')
+    )
     (tmp_path / "config.json").write_text(config)
     with pytest.raises(ValueError, match=r"cls\.predictions\.decoder\.weight differs from the word embeddings"):
         load_bert_mlm(tmp_path, mask_id=4)
