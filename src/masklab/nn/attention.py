@@ -17,10 +17,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
 
 from masklab.masks import attention as attn_masks
 from masklab.masks.convert import padding_to_blocked, sdpa_safe
-from masklab.nn.cpu_linear import Linear
 from masklab.nn.dispatch import BLOCK_MASKS, AttentionPlan, flex_attention, plan_attention
 
 Backend = Literal["sdpa", "reference"]

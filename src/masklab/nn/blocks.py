@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
+from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
 
 from masklab.masks.attention import AttnMask
 from masklab.nn.attention import Backend, KVCache, MaskedSelfAttention
-from masklab.nn.cpu_linear import Linear
 
 Activation = Literal["gelu", "gelu_tanh", "relu"]
 

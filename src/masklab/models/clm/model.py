@@ -20,11 +20,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
 
 from masklab.core.contract import LossOutput
 from masklab.nn import Encoder, KVCache, LearnedPositionEmbedding, TransformerConfig
 from masklab.nn.blocks import upgrade_mlp_ratio
-from masklab.nn.cpu_linear import Linear, linear
+from masklab.nn.cpu_linear import linear
 
 # Named sizes. gpt-char is nanoGPT's CPU recipe for character-level Shakespeare (4 layers x 4 heads x 128 wide,
 # context 64, no dropout); gpt2-small is GPT-2's 124M model (vocab 50257, context 1024).

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
 
 from masklab.masks.learned import (
     LearnedMaskSample,
@@ -22,7 +23,6 @@ from masklab.masks.learned import (
     sample,
 )
 from masklab.nn.blocks import Encoder, TransformerConfig, upgrade_mlp_ratio
-from masklab.nn.cpu_linear import Linear
 
 
 @dataclass(frozen=True)

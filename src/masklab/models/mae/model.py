@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
 
 from masklab.core.contract import LossOutput
 from masklab.masks.attention_guided import attention_guided_masking, token_importance
@@ -32,7 +33,6 @@ from masklab.masks.generators import MaskSample, block_masking, grid_masking, id
 from masklab.masks.ops import masked_loss
 from masklab.models.mae.masker import AdversarialMasking, LearnedMaskerConfig
 from masklab.nn.blocks import Encoder, TransformerConfig, upgrade_mlp_ratio
-from masklab.nn.cpu_linear import Linear
 from masklab.nn.pos_embed import sincos_2d
 from masklab.tokenizers.patches import patch_grid, patchify, unpatchify
 

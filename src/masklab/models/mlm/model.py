@@ -20,13 +20,14 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
 
 from masklab.core.contract import LossOutput
 from masklab.masks.generators import bernoulli_masking, random_masking, span_masking, whole_word_masking
 from masklab.masks.ops import first_token, mean_pool
 from masklab.models.mlm.bert import Bert, BertConfig, init_bert_weights
 from masklab.nn.attention import Backend
-from masklab.nn.cpu_linear import Linear, linear
+from masklab.nn.cpu_linear import linear
 
 Masking = Literal["bernoulli", "random", "whole_word", "span"]
 MASKINGS = ("bernoulli", "random", "whole_word", "span")

@@ -39,12 +39,12 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
 
 from masklab.core.contract import LossOutput
 from masklab.masks import masked_loss, random_masking
 from masklab.nn import Encoder, TransformerConfig
 from masklab.nn.blocks import upgrade_mlp_ratio
-from masklab.nn.cpu_linear import Linear
 from masklab.tokenizers.table import CellTokenizer, TableSchema
 
 _INFERENCE_ROWS = 4096  # rows per forward pass at inference
