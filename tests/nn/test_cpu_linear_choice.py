@@ -69,7 +69,7 @@ def test_models_build_plain_linears_by_default():
 
 @pytest.mark.parametrize("case", ["mae", "bert-mlm", "gpt"])
 def test_jit_trace_and_export_with_default_settings(case):
-    name, module, args = next(c for c in _cases() if c[0] == case)
+    _, module, args = next(c for c in _cases() if c[0] == case)
     with torch.no_grad():
         expected = module(*args)
         traced = torch.jit.trace(module, args, check_trace=False)
