@@ -47,7 +47,7 @@ def test_fit_level_choice_leaves_the_model_untouched(monkeypatch, tmp_path):
     model = GPT(GPTConfig(vocab_size=50, context=16, dim=32, depth=1, heads=2))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     batch = {"ids": torch.randint(0, 50, (4, 17))}
-    amp, notes = choose_cpu_speedups(model, batch, "auto")
+    _, notes = choose_cpu_speedups(model, batch, "auto")
     assert notes[0].startswith("precision auto -> ") and notes[1].startswith("GEMM ")
     assert all(p.grad is None for p in model.parameters())
     for k, v in model.state_dict().items():

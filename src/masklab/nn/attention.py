@@ -128,6 +128,9 @@ class KVCache:
         return self.k, self.v
 
 
+_DECODE_PLAN = AttentionPlan("sdpa", "one cached-decoding query: SDPA with the key padding only")
+
+
 class MaskedSelfAttention(nn.Module):
     """Multi-head self-attention with one fused QKV projection.
 
@@ -192,6 +195,17 @@ class MaskedSelfAttention(nn.Module):
         q, k, v = qkv.unbind(0)  # (B, H, L, Dh) each
         if cache is not None:
             k, v = cache.update(k, v)  # (B, H, Lk, Dh)
+            if L == 1 and rule is None and blocked is None and not return_weights and self.backend == "sdpa":
+                # One new query per row, as in KV-cache decoding: it may see every unpadded cached key, so SDPA
+                # runs directly without planning (the per-token cost is mostly Python here).
+                self.last_plan = _DECODE_PLAN
+                dropout_p = self.attn_dropout if self.training else 0.0
+                if padding is None:
+                    out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+                else:
+                    out = sdpa_attention(q, k, v, padding_to_blocked(padding), dropout_p=dropout_p)
+                out = self.proj(out.transpose(1, 2).reshape(B, L, D))  # (B, 1, D)
+                return self.proj_drop(out) if self.proj_drop.p else out
         kv_len = k.shape[-2]
         # A single new query may see every cached key, so causal masking is a no-op then.
         if is_causal and not (cache is not None and L == 1):

@@ -76,6 +76,10 @@ def upgrade_mlp_ratio(values: Mapping[str, Any], widths: Mapping[str, str]) -> d
     return values
 
 
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
 class DropPath(nn.Module):
     """Stochastic depth (Huang et al. 2016): drop a residual branch for whole samples while training."""
 
@@ -105,7 +109,8 @@ class MLP(nn.Module):
             h = F.relu(h)
         else:  # "gelu_tanh" is GPT-2's gelu_new
             h = F.gelu(h, approximate="tanh" if self.activation == "gelu_tanh" else "none")
-        return self.drop(self.fc2(h))
+        h = self.fc2(h)
+        return self.drop(h) if self.drop.p else h
 
 
 class Block(nn.Module):
@@ -154,12 +159,14 @@ class Block(nn.Module):
             return_weights=return_weights,
         )
         a, weights = a if return_weights else (a, None)
+        # A zero drop-path rate skips the module call: one-token decoding runs this per layer per token.
+        drop = self.drop_path if self.drop_path.p else _identity
         if self.norm_first:
-            x = x + self.drop_path(a)
-            x = x + self.drop_path(self.mlp(self.norm2(x)))
+            x = x + drop(a)
+            x = x + drop(self.mlp(self.norm2(x)))
         else:
-            x = self.norm1(x + self.drop_path(a))
-            x = self.norm2(x + self.drop_path(self.mlp(x)))
+            x = self.norm1(x + drop(a))
+            x = self.norm2(x + drop(self.mlp(x)))
         return (x, weights) if return_weights else x
 
 
