@@ -138,7 +138,7 @@ def pretrain(args: argparse.Namespace) -> int:
     from masklab.commands._train_args import train_config
     from masklab.core.io import atomic_write_json
     from masklab.data.text import TextBlocksData, holdout_split, load_text_corpus, pack_sequences
-    from masklab.interop.hf.bert import load_bert_mlm, save_bert_mlm
+    from masklab.interop.hf.masked_lm import load_hf_mlm, save_hf_mlm
     from masklab.models.mlm import BertForMLM, MLMConfig
     from masklab.models.mlm.bert import BERT_PRESETS, bert_preset
     from masklab.train import TrainConfig
@@ -165,7 +165,7 @@ def pretrain(args: argparse.Namespace) -> int:
     tokenizer = _tokenizer_for(args, corpus.subset(train_idx), out)
     mlm_kwargs = dict(special_ids=tokenizer.special_ids, masking=args.masking, mask_rate=args.mask_rate)
     if args.init_from:
-        model, unused = load_bert_mlm(args.init_from, mask_id=tokenizer.mask_id, **mlm_kwargs)
+        model, unused = load_hf_mlm(args.init_from, mask_id=tokenizer.mask_id, **mlm_kwargs)
         print(f"masklab: loaded {args.init_from} (unused HF tensors: {', '.join(unused) or 'none'})")
     else:
         bert = bert_preset(
@@ -213,7 +213,7 @@ def pretrain(args: argparse.Namespace) -> int:
             f"({scores['masked_tokens']} masked tokens in {len(held_idx)} documents, step {result.step})"
         )
     if args.export_hf:
-        save_bert_mlm(model.cpu(), args.export_hf, tokenizer)
+        save_hf_mlm(model.cpu(), args.export_hf, tokenizer)
         print(f"masklab: wrote HF BertForMaskedLM folder {args.export_hf}")
     print(f"masklab: run written to {out}")
     return 0

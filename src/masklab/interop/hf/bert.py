@@ -246,18 +246,14 @@ def mlm_from_hf_tensors(
 
 
 def load_bert_mlm(folder: str | Path, *, mask_id: int | None = None, **overrides: Any) -> tuple[BertForMLM, list[str]]:
-    """Load an HF ``BertForMaskedLM`` / ``BertModel`` folder (config.json + model.safetensors); a RoBERTa folder
-    (``model_type`` ``roberta``) goes to :func:`masklab.interop.hf.roberta.load_roberta_mlm`.
+    """Load an HF ``BertForMaskedLM`` / ``BertModel`` folder (config.json + model.safetensors); for either BERT or
+    RoBERTa use :func:`masklab.interop.hf.masked_lm.load_hf_mlm`.
 
     Without ``cls.predictions.*`` tensors (a ``BertModel``) the MLM head keeps its fresh init. ``mask_id``
     defaults to 103 (uncased BERT's [MASK]); pass the tokenizer's. Returns the model and every HF key left
     unused (e.g. the pooler), so a caller can report them.
     """
     hf_config, tensors = read_hf_folder(folder)
-    if hf_config.get("model_type") == "roberta":
-        from masklab.interop.hf.roberta import load_roberta_mlm
-
-        return load_roberta_mlm(folder, mask_id=mask_id, **overrides)
     bert_cfg = bert_config_from_hf(hf_config)
     tie = bool(hf_config.get("tie_word_embeddings", True))
     mlm_cfg = MLMConfig(bert=bert_cfg, mask_id=103 if mask_id is None else mask_id, tie_embeddings=tie, **overrides)

@@ -94,12 +94,3 @@ def save_roberta_mlm(model: BertForMLM, folder: str | Path, tokenizer: Any = Non
     hf_config = roberta_config_to_hf(model.cfg.bert, model.cfg.tie_embeddings)
     tensors = mlm_state_to_hf(model, ROBERTA_MLM)
     return save_hf_folder(folder, hf_config, tensors, tokenizer, model.cfg.bert.vocab_size)
-
-
-def save_hf_mlm(model: BertForMLM, folder: str | Path, tokenizer: Any = None) -> Path:
-    """Write ``model`` as the HF family its config describes (RoBERTa positions -> RoBERTa, else BERT)."""
-    from masklab.interop.hf.bert import save_bert_mlm
-
-    if model.cfg.bert.positions == "roberta":
-        return save_roberta_mlm(model, folder, tokenizer)
-    return save_bert_mlm(model, folder, tokenizer)
