@@ -108,7 +108,7 @@ def test_mae_rollout_png_and_weights_match_float64(runs, tmp_path, spy, capsys):
     assert x.shape == (1, 1 + 4, 32)  # [CLS] + the 2x2 patches of an 8x8 digit, mae-tiny width 32
     check_saved_weights(weights_out, encoder, x, is_causal, n_tokens=5)
     # The command's encoder input is exactly what MAE.encode feeds its encoder for the same digit.
-    from masklab.apps.mae import load_run_model
+    from masklab.recipes.mae import load_mae_run as load_run_model
     from masklab.data.images import load_builtin
 
     model = load_run_model(runs / "mae")
@@ -135,7 +135,7 @@ def test_mlm_heatmaps_text_file_and_weights_match_float64(runs, tmp_path, spy, c
     assert_png(out, min_width=400, min_height=300)
     ((encoder, x, is_causal),) = spy
     assert not is_causal
-    from masklab.apps.mlm import load_text_run
+    from masklab.recipes.mlm import load_mlm_run as load_text_run
 
     model, tokenizer, _ = load_text_run(runs / "mlm")
     ids = torch.tensor([tokenizer.encode(TEXT).ids])  # the tokenizer's own [CLS] ... [SEP] framing
@@ -167,7 +167,7 @@ def test_clm_weights_are_causal_and_match_float64(runs, tmp_path, spy):
     saved = check_saved_weights(weights_out, encoder, x, is_causal, n_tokens=n)
     future = torch.ones(n, n, dtype=torch.bool).triu(1)
     assert all((w[..., future] == 0).all() for w in saved.values())  # lower-triangular
-    from masklab.apps.clm import load_lm_run
+    from masklab.recipes.clm import load_lm_run
 
     model, tokenizer, _ = load_lm_run(runs / "clm")
     ids = torch.tensor([tokenizer.encode(TEXT, add_special_tokens=False).ids[:n]])  # cut to the context, as told

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from masklab.commands.fill import fill_mask
+from masklab.recipes.mlm_tasks import fill_mask
 from masklab.masks.ops import masked_loss
 from masklab.models.mlm import BertForMLM, MLMConfig
 from masklab.models.mlm.bert import BertConfig, bert_preset

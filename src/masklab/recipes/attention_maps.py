@@ -1,4 +1,4 @@
-"""``masklab attention RUN INPUT -o attn.png``: what a trained encoder attends to, for one input.
+"""``attention``: what a trained encoder attends to, for one input (``masklab attention RUN INPUT -o attn.png``).
 
 - Text runs (``mlm``, ``clm``): INPUT is a text, or a path to a text file. It is tokenized as the model was
   trained (``[CLS] text [SEP]`` for BERT, bare tokens for GPT) and the PNG holds token x token heatmaps, a row
@@ -14,34 +14,11 @@ keeps them as safetensors: ``layer0``, ``layer1``, ... each ``(1, H, L, L)`` flo
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 TEXT_KINDS = ("mlm", "clm")
 TOP = 3  # tokens / patches named in the printed summary
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "attention",
-        help="attention maps of a trained encoder on one input (token heatmaps, or [CLS] rollout on an image)",
-        description="Draw the attention weights of an mlm/clm run on a text (token x token heatmaps), or of an "
-        "mae run on an image ([CLS] attention rollout over the patches).",
-    )
-    parser.add_argument("run", metavar="RUN", help="training run directory (mae, mlm or clm)")
-    parser.add_argument("input", metavar="INPUT", help="text runs: a text or a .txt file; image runs: an image "
-                        "file or builtin:NAME[:INDEX], e.g. builtin:mnist5k:17")  # fmt: skip
-    parser.add_argument("-o", "--output", required=True, help="PNG file to write")
-    parser.add_argument("--layer", type=int, default=None, help="draw only this layer (0-based; images: its "
-                        "[CLS] row instead of the rollout over all layers)")  # fmt: skip
-    parser.add_argument("--head", type=int, default=None, help="draw only this head (images: needs --layer)")
-    parser.add_argument("--max-tokens", type=int, default=None,
-                        help="text runs: keep at most this many tokens, specials included (default: the model's "
-                        "limit)")  # fmt: skip
-    parser.add_argument("--weights-out", default=None, help="also save every layer's weights to this .safetensors")
-    parser.add_argument("--device", default="cpu")
-    parser.set_defaults(func=_run)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -128,29 +105,29 @@ def save_weights(path: str | Path, weights, metadata: dict[str, str]) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------- text
-def text_attention(args: argparse.Namespace, kind: str, device: str):
+def text_attention(run: str, input: str, kind: str, device: str, max_tokens: int | None = None):
     """(weights per layer ``(1, H, T, T)``, token strings, notes) of a text run on INPUT."""
     import torch
 
     from masklab.viz.attention import collect_attention
 
-    text = read_text_input(args.input)
+    text = read_text_input(input)
     if kind == "mlm":
-        from masklab.apps.mlm import load_text_run
+        from masklab.recipes.mlm import load_mlm_run
 
-        model, tokenizer, _ = load_text_run(args.run, device)
+        model, tokenizer, _ = load_mlm_run(run, device)
         limit, specials = model.cfg.bert.max_len, 2
     else:
-        from masklab.apps.clm import load_lm_run
+        from masklab.recipes.clm import load_lm_run
 
-        model, tokenizer, _ = load_lm_run(args.run, device)
+        model, tokenizer, _ = load_lm_run(run, device)
         limit, specials = model.cfg.context, 0
     why = "the model's limit"
-    if args.max_tokens is not None:
-        if args.max_tokens < specials + 1:
-            raise ValueError(f"--max-tokens must be >= {specials + 1}, got {args.max_tokens}")
-        if args.max_tokens < limit:
-            limit, why = args.max_tokens, "--max-tokens"
+    if max_tokens is not None:
+        if max_tokens < specials + 1:
+            raise ValueError(f"--max-tokens must be >= {specials + 1}, got {max_tokens}")
+        if max_tokens < limit:
+            limit, why = max_tokens, "--max-tokens"
     # Frame the text as in training: mlm runs encode documents bare and add [CLS] ... [SEP] (encode_truncated).
     body = tokenizer.encode(text, add_special_tokens=False).ids
     notes = []
@@ -158,7 +135,7 @@ def text_attention(args: argparse.Namespace, kind: str, device: str):
         notes.append(f"INPUT is {len(body) + specials} tokens; truncated to the first {limit} ({why})")
         body = body[: limit - specials]
     if not body:
-        raise ValueError(f"INPUT {args.input!r} encodes to no tokens")
+        raise ValueError(f"INPUT {input!r} encodes to no tokens")
     ids = [tokenizer.cls_id, *body, tokenizer.sep_id] if kind == "mlm" else body
     ids_t = torch.tensor([ids], device=device)  # (1, T)
     with torch.inference_mode():
@@ -184,18 +161,18 @@ def text_summary(weights, tokens: list[str]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ images
-def image_attention(args: argparse.Namespace, device: str):
+def image_attention(run: str, input: str, device: str, max_tokens: int | None = None):
     """(weights per layer ``(1, H, 1 + L, 1 + L)``, image ``(C, H, W)``, model config, description)."""
     import torch
 
-    from masklab.apps.mae import load_run_model
+    from masklab.recipes.mae import load_mae_run
     from masklab.viz.attention import collect_attention
 
-    if args.max_tokens is not None:
+    if max_tokens is not None:
         raise ValueError("--max-tokens applies to text runs; an image run always encodes every patch")
-    model = load_run_model(args.run, device)
+    model = load_mae_run(run, device)
     cfg = model.config
-    images, described = load_image_input(args.input, tuple(cfg.image_size), cfg.channels)  # (1, C, H, W)
+    images, described = load_image_input(input, tuple(cfg.image_size), cfg.channels)  # (1, C, H, W)
     with torch.inference_mode():  # every patch + its sin-cos position, the CLS token first: (1, 1 + L, D)
         seq = model.encoder_input(model.normalize(images.to(device)))
     weights = collect_attention(model.encoder, seq)
@@ -223,57 +200,70 @@ def image_summary(row, grid: tuple[int, int], what: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ command
-def _run(args: argparse.Namespace) -> int:
-    from masklab.apps import run_kind
-    from masklab.apps.clm import hf_model_type
+def attention(
+    run: str,
+    input: str,
+    output: str | Path,
+    *,
+    layer: int | None = None,
+    head: int | None = None,
+    max_tokens: int | None = None,
+    weights_out: str | Path | None = None,
+    device: str = "cpu",
+) -> list[str]:
+    """Draw the attention of an mlm/clm run on a text, or of an mae run on an image, into ``output`` (see the
+    module docstring); returns the report lines (what was written, notes, the most attended tokens/patches)."""
     from masklab.core.device import resolve_device
+    from masklab.recipes.clm import hf_model_type
+    from masklab.train.run import Run
     from masklab.viz.attention import attention_heatmaps, attention_overlay, rollout_overlay
 
-    kind = "clm" if hf_model_type(args.run) == "gpt2" else run_kind(args.run)
+    kind = "clm" if hf_model_type(run) == "gpt2" else Run(run).kind()
     if kind not in (*TEXT_KINDS, "mae"):
-        raise ValueError(f"{args.run} is a {kind!r} run; masklab attention draws mae (image), mlm or clm (text) "
+        raise ValueError(f"{run} is a {kind!r} run; masklab attention draws mae (image), mlm or clm (text) "
                          "runs (a table run's cells have no token x token attention worth showing)")  # fmt: skip
-    device = str(resolve_device(args.device))
+    device = str(resolve_device(device))
+    lines: list[str] = []
     if kind in TEXT_KINDS:
-        weights, tokens, notes = text_attention(args, kind, device)
+        weights, tokens, notes = text_attention(run, input, kind, device, max_tokens)
         _, n_heads, n_tokens, _ = weights[0].shape
-        check_choice("--layer", args.layer, len(weights), "layers")
-        check_choice("--head", args.head, n_heads, "heads")
-        title = f"{Path(args.run).name} ({kind}): attention weights, rows = queries, columns = keys"
-        path = attention_heatmaps([w[0] for w in weights], tokens, args.output, layer=args.layer, head=args.head,
+        check_choice("--layer", layer, len(weights), "layers")
+        check_choice("--head", head, n_heads, "heads")
+        title = f"{Path(run).name} ({kind}): attention weights, rows = queries, columns = keys"
+        path = attention_heatmaps([w[0] for w in weights], tokens, output, layer=layer, head=head,
                                   title=title)  # fmt: skip
         for note in notes:
-            print(f"note: {note}")
+            lines.append(f"note: {note}")
         if n_tokens > 48:
-            print(f"note: {n_tokens} tokens: axis labels are left off (--max-tokens 48 keeps them)")
-        print(f"wrote {path}: {n_tokens} tokens, {len(weights)} layers x {n_heads} heads ({kind} run)")
+            lines.append(f"note: {n_tokens} tokens: axis labels are left off (--max-tokens 48 keeps them)")
+        lines.append(f"wrote {path}: {n_tokens} tokens, {len(weights)} layers x {n_heads} heads ({kind} run)")
         summary = text_summary(weights, tokens)
-        metadata = {"kind": kind, "input": args.input[:200], "tokens": json.dumps(tokens)}
+        metadata = {"kind": kind, "input": input[:200], "tokens": json.dumps(tokens)}
     else:
-        weights, image, cfg, described = image_attention(args, device)
+        weights, image, cfg, described = image_attention(run, input, device, max_tokens)
         _, n_heads, n_tokens, _ = weights[0].shape
-        check_choice("--layer", args.layer, len(weights), "layers")
-        check_choice("--head", args.head, n_heads, "heads")
-        if args.head is not None and args.layer is None:
+        check_choice("--layer", layer, len(weights), "layers")
+        check_choice("--head", head, n_heads, "heads")
+        if head is not None and layer is None:
             raise ValueError("--head needs --layer for an image run (the rollout averages the heads)")
-        row = cls_row(weights, args.layer, args.head)  # (L,)
-        if args.layer is None:
+        row = cls_row(weights, layer, head)  # (L,)
+        if layer is None:
             what = "[CLS] attention rollout"
         else:
-            what = f"[CLS] attention of layer {args.layer} " + ("(head mean)" if args.head is None else
-                                                                 f"head {args.head}")  # fmt: skip
+            what = f"[CLS] attention of layer {layer} " + ("(head mean)" if head is None else
+                                                                 f"head {head}")  # fmt: skip
         title = f"{described}: {what} (scaled to [0, 1])"
-        if args.layer is None:
-            path = rollout_overlay(image, row, tuple(cfg.grid), args.output, title=title)
+        if layer is None:
+            path = rollout_overlay(image, row, tuple(cfg.grid), output, title=title)
         else:  # rollout_overlay would label one layer's row a rollout
-            label = f"[CLS] attention, layer {args.layer}" + ("" if args.head is None else f" head {args.head}")
-            path = attention_overlay(image, row, tuple(cfg.grid), args.output, label=label, title=title)
-        print(f"wrote {path}: {described}, {cfg.grid[0]}x{cfg.grid[1]} patches + [CLS], "
+            label = f"[CLS] attention, layer {layer}" + ("" if head is None else f" head {head}")
+            path = attention_overlay(image, row, tuple(cfg.grid), output, label=label, title=title)
+        lines.append(f"wrote {path}: {described}, {cfg.grid[0]}x{cfg.grid[1]} patches + [CLS], "
               f"{len(weights)} layers x {n_heads} heads (mae run)")  # fmt: skip
         summary = image_summary(row, tuple(cfg.grid), what)
-        metadata = {"kind": kind, "input": args.input[:200], "grid": json.dumps(list(cfg.grid))}
-    if args.weights_out:
-        saved = save_weights(args.weights_out, weights, metadata)
-        print(f"wrote {saved}: layer0..layer{len(weights) - 1}, each {tuple(weights[0].shape)} (B, H, L, L)")
-    print(summary)
-    return 0
+        metadata = {"kind": kind, "input": input[:200], "grid": json.dumps(list(cfg.grid))}
+    if weights_out:
+        saved = save_weights(weights_out, weights, metadata)
+        lines.append(f"wrote {saved}: layer0..layer{len(weights) - 1}, each {tuple(weights[0].shape)} (B, H, L, L)")
+    lines.append(summary)
+    return lines

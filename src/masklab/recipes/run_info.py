@@ -1,28 +1,15 @@
-"""``masklab info RUN_DIR``: what a training run directory holds."""
+"""``describe_run``: what a training run directory holds (kind, configs, step, parameters, checkpoint, loss)."""
 
 from __future__ import annotations
 
-import argparse
+import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "info",
-        help="describe a training run directory",
-        description="Show a run's model kind and config, training config, step reached, parameter count, "
-        "checkpoint size and dtypes, and the last logged loss. The checkpoint's integrity hash is verified.",
-    )
-    parser.add_argument("run_dir", help="directory written by masklab training (config.json + checkpoint)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.set_defaults(func=_run)
-
-
 def describe_run(run_dir: str | Path) -> dict[str, Any]:
-    """A JSON-able summary of a run directory (raises ``CheckpointError`` for a bad one)."""
-    from collections import Counter
-
+    """A JSON-able summary of a run directory; the checkpoint's hash is verified (``CheckpointError``)."""
     from masklab.train.checkpoint import CHECKPOINT_NAME, METRICS_NAME, load_run
     from masklab.train.progress import read_metrics
 
@@ -62,8 +49,6 @@ def _size(num_bytes: int) -> str:
 
 def format_info(info: dict[str, Any]) -> str:
     """The human-readable rendering of :func:`describe_run`."""
-    import json
-
     total = f" / {info['total_steps']}" if info["total_steps"] is not None else ""
     dtypes = ", ".join(f"{name} x{count}" for name, count in sorted(info["dtypes"].items()))
     metrics = info["metrics"]
@@ -85,11 +70,3 @@ def format_info(info: dict[str, Any]) -> str:
         "train        " + " ".join(f"{k}={v}" for k, v in info["train"].items()),
     ]
     return "\n".join(lines)
-
-
-def _run(args: argparse.Namespace) -> int:
-    import json
-
-    info = describe_run(args.run_dir)
-    print(json.dumps(info, indent=2) if args.json else format_info(info))
-    return 0
