@@ -146,3 +146,22 @@ def test_shuttle_default_keeps_its_label_aside(tmp_path, capsys):
     assert main(["score", str(run), str(sample), "-o", str(out)]) == 0  # 'anomaly' is the label, not a feature
     assert list(pd.read_csv(out).columns) == ["row", "anomaly_score", "anomaly"]
     assert "label 'anomaly'" in capsys.readouterr().out
+
+
+def test_resume_refuses_a_changed_setting_and_extends_with_steps(tmp_path, capsys):
+    data = write_csv(tmp_path / "t.csv")
+    out = tmp_path / "run"
+    base = ["pretrain", "table", "--data", str(data), "--preset", "table-tiny", "--exclude", "id", "--batch-size",
+            "16", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    assert main([*base, "--steps", "3"]) == 0
+    config = (out / "config.json").read_bytes()
+    capsys.readouterr()
+    assert main(["pretrain", "table", "--out", str(out), "--resume", "--mask-ratio", "0.3", "--lr", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume" in err and "model.mask_ratio: recorded 0.5, given 0.3" in err and "train.lr" in err
+    assert (out / "config.json").read_bytes() == config  # a refused resume leaves the run untouched
+    assert not (out / ".lock").exists()
+    assert main(["pretrain", "table", "--out", str(out), "--resume", "--steps", "5"]) == 0  # recorded args + longer
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train"]["steps"] == 5 and saved["model"]["mask_ratio"] == 0.5
+    assert json.loads((out / "arguments.json").read_text())["arguments"]["train"]["steps"] == 5
