@@ -108,8 +108,8 @@ def test_mae_rollout_png_and_weights_match_float64(runs, tmp_path, spy, capsys):
     assert x.shape == (1, 1 + 4, 32)  # [CLS] + the 2x2 patches of an 8x8 digit, mae-tiny width 32
     check_saved_weights(weights_out, encoder, x, is_causal, n_tokens=5)
     # The command's encoder input is exactly what MAE.encode feeds its encoder for the same digit.
-    from masklab.recipes.mae import load_mae_run as load_run_model
     from masklab.data.images import load_builtin
+    from masklab.recipes.mae import load_mae_run as load_run_model
 
     model = load_run_model(runs / "mae")
     with torch.inference_mode():

@@ -30,9 +30,8 @@ def test_lock_refuses_a_second_writer_and_names_the_holder(tmp_path):
     with run.lock():
         holder = json.loads((run.path / LOCK_NAME).read_text())
         assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
-        with pytest.raises(RunLockedError, match=f"process {os.getpid()} on {socket.gethostname()}"):
-            with run.lock():
-                pass
+        with pytest.raises(RunLockedError, match=f"process {os.getpid()} on {socket.gethostname()}"), run.lock():
+            pass
     assert not (run.path / LOCK_NAME).exists()  # released
     with run.lock():  # and can be taken again
         pass
@@ -48,13 +47,12 @@ def test_lock_of_a_dead_process_is_stale(tmp_path):
         assert json.loads((run.path / LOCK_NAME).read_text())["pid"] == os.getpid()
     # A live process on another host is not ours to judge: held.
     (run.path / LOCK_NAME).write_text(json.dumps({"pid": pid, "host": "elsewhere", "since": 0}))
-    with pytest.raises(RunLockedError, match="elsewhere"):
-        with run.lock():
-            pass
+    with pytest.raises(RunLockedError, match="elsewhere"), run.lock():
+        pass
 
 
 def test_resume_check_names_each_differing_key_and_writes_nothing(tmp_path):
-    run, config = _recorded(tmp_path)
+    run, _ = _recorded(tmp_path)
     before = (run.path / "config.json").read_bytes(), (run.path / "data.json").read_bytes()
     new = {"kind": "toy", "model": {"width": 4, "depth": 2}, "train": {"steps": 10, "lr": 0.01, "seed": 0}}
     with pytest.raises(ResumeMismatchError) as err:
@@ -69,14 +67,14 @@ def test_resume_check_allows_a_longer_run_and_equal_settings(tmp_path):
     same = {k: config[k] for k in ("kind", "model", "train")}
     run.check_resume(same, {"data.json": {"spec": "builtin:digits", "num_train": 100}})
     run.check_resume({**same, "train": {**same["train"], "steps": 50}})  # --steps extends
-    with pytest.raises(ResumeMismatchError, match="train.steps"):
+    with pytest.raises(ResumeMismatchError, match=r"train\.steps"):
         run.check_resume({**same, "train": {**same["train"], "steps": 50}}, allow=())
-    with pytest.raises(ResumeMismatchError, match=r"train.betas"):  # a key only one side has is a difference
+    with pytest.raises(ResumeMismatchError, match=r"train\.betas"):  # a key only one side has is a difference
         run.check_resume({**same, "train": {**same["train"], "betas": [0.9, 0.95]}})
 
 
 def test_resume_without_checkpoint_and_fresh_over_a_run(tmp_path):
-    with pytest.raises(FileNotFoundError, match="has no checkpoint.safetensors"):
+    with pytest.raises(FileNotFoundError, match=r"has no checkpoint\.safetensors"):
         Run(tmp_path / "empty").check_resume({"kind": "toy"})
     run, _ = _recorded(tmp_path)
     with pytest.raises(ValueError, match="already holds a run; pass --resume"):
@@ -88,7 +86,7 @@ def test_sidecars_and_kind(tmp_path):
     assert run.kind() == "toy" and run.read_sidecar("data.json")["num_train"] == 100
     assert run.read_sidecar("absent.json") == {}
     (run.path / "bad.json").write_text("{")
-    with pytest.raises(ValueError, match="bad.json: not valid JSON"):
+    with pytest.raises(ValueError, match=r"bad\.json: not valid JSON"):
         run.read_sidecar("bad.json")
     with pytest.raises(FileNotFoundError, match="is not a masklab run"):
         Run(tmp_path).kind()
