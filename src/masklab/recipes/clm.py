@@ -18,6 +18,7 @@ import torch
 
 from masklab.core.device import resolve_device
 from masklab.recipes.common import TrainOptions, train_config, train_run
+from masklab.tokenizers.text import TokenizerKind
 from masklab.train import FitResult
 from masklab.train.run import Run
 
@@ -94,7 +95,7 @@ def pretrain_clm(
     dropout: float | None = None,
     tokenizer: str | None = None,
     init_from: str | None = None,
-    tokenizer_kind: str = "char",
+    tokenizer_kind: TokenizerKind = "char",
     vocab_size: int = 2000,
     val_fraction: float = 0.1,
     eval_batches: int | None = None,

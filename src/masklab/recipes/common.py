@@ -99,16 +99,17 @@ def train_config(
     _check_budget(options)
     if options.grad_checkpointing and model is not None:
         for module in model.modules():
-            if hasattr(module, "set_grad_checkpointing"):
-                module.set_grad_checkpointing(True)
+            switch = getattr(module, "set_grad_checkpointing", None)
+            if callable(switch):
+                switch(True)
     o = options
     batch = o.batch_size if o.batch_size is not None else 64
-    fields = dict(
+    fields: dict[str, Any] = dict(
         batch_size=batch, lr=o.lr, min_lr=o.min_lr, weight_decay=o.weight_decay, grad_clip=o.grad_clip,
         log_every=o.log_every, ckpt_every=o.ckpt_every, seed=o.seed, device=o.device, grad_accum=o.grad_accum,
         precision=o.precision, compile=o.compile, fsdp=o.fsdp,
     )  # fmt: skip
-    fields = {k: v for k, v in fields.items() if v is not None}
+    fields = {k: v for k, v in fields.items() if v is not None}  # None: TrainConfig's default
     fields.update(overrides)
     if o.steps is not None:
         steps = o.steps

@@ -128,7 +128,7 @@ def pretrain_mae(
         raise ValueError(f"unknown --mask {mask!r}; known: {', '.join(MASK_KINDS)}")
     if not 0 <= mask_ratio < 1:
         raise ValueError(f"--mask-ratio must be in [0, 1) (1 would hide every patch), got {mask_ratio}")
-    size = tuple(image_size) if image_size is not None else None
+    size = (int(image_size[0]), int(image_size[-1])) if image_size is not None else None
     if size is None and Path(data).is_dir():  # folders are resized to the preset size; arrays keep theirs
         size = MAE_PRESETS[preset]["image_size"]
     patch = patch_size or MAE_PRESETS[preset]["patch_size"]
@@ -150,7 +150,7 @@ def pretrain_mae(
         batch_size=defaults["batch_size"], lr=defaults["lr"], weight_decay=0.05, seed=0, device="auto",
         ckpt_every=100, log_every=10,
     )  # fmt: skip
-    options = dataclasses.replace(options, batch_size=min(options.batch_size, len(train_data)))
+    options = dataclasses.replace(options, batch_size=min(options.batch_size or 1, len(train_data)))
     cfg = train_config(
         options, model, train_data, default_steps=lambda b: max(1, int(np.ceil(DEFAULT_EPOCHS * len(train_data) / b))),
         warmup=lambda steps: int(defaults["warmup_fraction"] * steps),

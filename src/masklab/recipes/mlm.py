@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from masklab.recipes.common import TrainOptions, train_config, train_run
+from masklab.tokenizers.text import TokenizerKind
 from masklab.train import FitResult
 from masklab.train.run import Run
 
@@ -76,7 +77,7 @@ def heldout_accuracy(model, blocks, *, batch_size: int = 64, seed: int = 1234, d
 
 
 # -------------------------------------------------------------------------------------------- pretrain
-def _tokenizer(run: Run, resume: bool, init_from, tokenizer, corpus, tokenizer_kind: str, vocab_size: int):
+def _tokenizer(run: Run, resume: bool, init_from, tokenizer, corpus, tokenizer_kind: TokenizerKind, vocab_size: int):
     from masklab.tokenizers.text import TextTokenizer
 
     if resume and (run.path / "tokenizer.json").is_file():
@@ -96,7 +97,7 @@ def pretrain_mlm(
     norm: str = "post",
     seq_len: int = 128,
     tokenizer: str | None = None,
-    tokenizer_kind: str = "wordpiece",
+    tokenizer_kind: TokenizerKind = "wordpiece",
     vocab_size: int = 8000,
     init_from: str | None = None,
     mask: str = "bernoulli",

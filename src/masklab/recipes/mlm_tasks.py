@@ -131,7 +131,7 @@ def finetune_mlm(
     )  # fmt: skip
     target = Run(out or Path(run) / "finetune-classify")
     print(f"masklab: fine-tuning on {len(train)} documents ({steps} steps), testing on {len(test)}")
-    blocks = TextBlocksData(train)
+    blocks: Any = TextBlocksData(train)
     if augment:  # e.g. mask:0.25 ([MASK] substitution), tokendrop:0.1, or both: mask:0.15,tokendrop:0.1
         from masklab.data.augment import AugmentedData, parse_augment
 

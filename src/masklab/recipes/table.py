@@ -82,7 +82,7 @@ def pretrain_table(
     torch.manual_seed(seed)
     model = TableMAE(config)
     rows = TableTrainData(encoded)
-    batch = min(options.batch_size, len(rows))
+    batch = min(options.batch_size or 64, len(rows))
     cfg = train_config(options, model, rows, default_steps=auto_steps(len(rows), batch), batch_size=batch,
                        warmup=lambda steps: steps // 20)  # fmt: skip
     kinds = {k: sum(c.kind == k for c in schema.columns) for k in ("numeric", "categorical")}
