@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,16 +26,32 @@ def _recorded(tmp_path, **train):
     return run, config
 
 
+SECOND_WRITER = """
+import sys
+from masklab.train.run import Run, RunLockedError
+try:
+    with Run(sys.argv[1]).lock():
+        print("took it")
+except RunLockedError as err:
+    print(err)
+"""
+
+
 def test_lock_refuses_a_second_writer_and_names_the_holder(tmp_path):
     run = Run(tmp_path / "run")
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    second = [sys.executable, "-c", SECOND_WRITER, str(run.path)]
     with run.lock():
         holder = json.loads((run.path / LOCK_NAME).read_text())
         assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
-        with pytest.raises(RunLockedError, match=f"process {os.getpid()} on {socket.gethostname()}"), run.lock():
+        with run.lock():  # re-entrant in the holding process
             pass
+        assert (run.path / LOCK_NAME).exists()  # the inner exit does not release the outer hold
+        out = subprocess.run(second, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": src}).stdout
+        assert f"is being written by process {os.getpid()} on {socket.gethostname()}" in out
     assert not (run.path / LOCK_NAME).exists()  # released
-    with run.lock():  # and can be taken again
-        pass
+    out = subprocess.run(second, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": src}).stdout
+    assert out.strip() == "took it"
 
 
 def test_lock_of_a_dead_process_is_stale(tmp_path):

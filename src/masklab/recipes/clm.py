@@ -163,19 +163,20 @@ def pretrain_clm(
     info = {"data": data, "val_fraction": val_fraction, "tokenizer_sha256": tok.fingerprint, "context": context,
             "init_from": init_from, "tokens": len(stream), "train_tokens": len(train_tokens),
             "val_tokens": len(val_tokens)}  # fmt: skip
-    result = train_run(run, model, windows, cfg, model_config=model.config_dict(), recipe="pretrain_clm",
-                       arguments=arguments, sidecars={LM_INFO: info}, resume=resume,
-                       ignore=(f"{LM_INFO}.tokenizer_sha256",), before_fit=lambda: tok.save(run.path))  # fmt: skip
+    with run.lock():  # eval.json too is written under the run's lock
+        result = train_run(run, model, windows, cfg, model_config=model.config_dict(), recipe="pretrain_clm",
+                           arguments=arguments, sidecars={LM_INFO: info}, resume=resume,
+                           ignore=(f"{LM_INFO}.tokenizer_sha256",), before_fit=lambda: tok.save(run.path))  # fmt: skip
 
-    scores: dict[str, Any] = {"step": result.step, "train_seconds": result.last_metrics.get("elapsed_s")}
-    if len(val_tokens) > context:
-        val = evaluate_nll(model.eval(), LMWindows(val_tokens, context, stride=context), max_batches=eval_batches)
-        scores["val"] = val
-        print(f"masklab: validation loss {val['loss']:.4f} nats/token (perplexity {val['perplexity']:.2f}) on "
-              f"{val['tokens']:,} held-out tokens after {result.step} steps")  # fmt: skip
-    else:
-        print(f"masklab: no validation loss: the held-out end has {len(val_tokens)} tokens (< one window)")
-    run.write_sidecar("eval.json", scores)
+        scores: dict[str, Any] = {"step": result.step, "train_seconds": result.last_metrics.get("elapsed_s")}
+        if len(val_tokens) > context:
+            val = evaluate_nll(model.eval(), LMWindows(val_tokens, context, stride=context), max_batches=eval_batches)
+            scores["val"] = val
+            print(f"masklab: validation loss {val['loss']:.4f} nats/token (perplexity {val['perplexity']:.2f}) on "
+                  f"{val['tokens']:,} held-out tokens after {result.step} steps")  # fmt: skip
+        else:
+            print(f"masklab: no validation loss: the held-out end has {len(val_tokens)} tokens (< one window)")
+        run.write_sidecar("eval.json", scores)
     print(f"masklab: run written to {run.path}")
     return result
 

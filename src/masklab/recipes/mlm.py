@@ -171,20 +171,21 @@ def pretrain_mlm(
     cfg = train_config(options, model, blocks, default_steps=600, betas=(0.9, 0.98))
     if cfg.warmup_steps > cfg.steps // 2:  # short runs (tests, small budgets) still get a decay phase
         cfg = dataclasses.replace(cfg, warmup_steps=cfg.steps // 10)
-    result = train_run(run, model, blocks, cfg, model_config=model.config(), recipe="pretrain_mlm",
-                       arguments=arguments, sidecars={TEXT_INFO: {**info, "tokenizer_sha256": tok.fingerprint}},
-                       resume=resume, ignore=(f"{TEXT_INFO}.tokenizer_sha256",),
-                       before_fit=lambda: tok.save(run.path))  # fmt: skip
+    with run.lock():  # eval.json too is written under the run's lock
+        result = train_run(run, model, blocks, cfg, model_config=model.config(), recipe="pretrain_mlm",
+                           arguments=arguments, sidecars={TEXT_INFO: {**info, "tokenizer_sha256": tok.fingerprint}},
+                           resume=resume, ignore=(f"{TEXT_INFO}.tokenizer_sha256",),
+                           before_fit=lambda: tok.save(run.path))  # fmt: skip
 
-    if held_idx:
-        held = pack_sequences(tok.encode_batch(corpus.subset(held_idx).texts, add_special_tokens=False), seq_len,
-                              **pack)  # fmt: skip
-        device = str(resolve_device(options.device or "auto"))
-        scores = heldout_accuracy(model.to(device), held, device=device)
-        run.write_sidecar("eval.json", {"step": result.step, "heldout": scores, "heldout_documents": len(held_idx)})
-        print(f"masklab: held-out masked-token top-1 {scores['mlm_top1']:.4f}, loss {scores['mlm_loss']:.4f} "
-              f"({scores['masked_tokens']} masked tokens in {len(held_idx)} documents, "
-              f"step {result.step})")  # fmt: skip
+        if held_idx:
+            held = pack_sequences(tok.encode_batch(corpus.subset(held_idx).texts, add_special_tokens=False), seq_len,
+                                  **pack)  # fmt: skip
+            device = str(resolve_device(options.device or "auto"))
+            scores = heldout_accuracy(model.to(device), held, device=device)
+            run.write_sidecar("eval.json", {"step": result.step, "heldout": scores, "heldout_documents": len(held_idx)})
+            print(f"masklab: held-out masked-token top-1 {scores['mlm_top1']:.4f}, loss {scores['mlm_loss']:.4f} "
+                  f"({scores['masked_tokens']} masked tokens in {len(held_idx)} documents, "
+                  f"step {result.step})")  # fmt: skip
     if export_hf:
         save_bert_mlm(model.cpu(), export_hf, tok)
         print(f"masklab: wrote HF BertForMaskedLM folder {export_hf}")

@@ -150,7 +150,8 @@ class Run:
     def lock(self) -> Iterator[Run]:
         """Hold ``RUN/.lock`` while writing the run: a second writer gets :class:`RunLockedError` naming the
         holder. A lock left by a dead process on this host (a killed run) is stale and taken over. Under
-        torchrun only rank 0 writes the run, so only rank 0 locks it."""
+        torchrun only rank 0 writes the run, so only rank 0 locks it. Re-entrant within one process (a recipe
+        may hold the lock around :func:`~masklab.recipes.common.train_run`, which takes it too)."""
         if os.environ.get("RANK", "0") != "0":
             yield self
             return
@@ -162,6 +163,9 @@ class Run:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._lock_holder(path)
+                if holder is not None and holder.get("pid") == me["pid"] and holder.get("host") == me["host"]:
+                    yield self  # already ours: the outer holder releases it
+                    return
                 if holder is not None:
                     raise RunLockedError(
                         f"{self.path} is being written by process {holder.get('pid')} on {holder.get('host')} "
