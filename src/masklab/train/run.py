@@ -29,11 +29,13 @@ from masklab.train.checkpoint import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME,
 
 LOCK_NAME = ".lock"
 ARGUMENTS_NAME = "arguments.json"
-# Keys a resumed run may change: how long and where it runs, not what it computes. A longer --steps extends a
-# run (its cosine schedule is then stretched, so the derived warmup may move with it).
-RESUME_OVERRIDES = frozenset(
-    {"train.steps", "train.warmup_steps", "train.max_seconds", "train.device", "train.log_every", "train.ckpt_every"}
-)
+# Keys a resumed run may change: how long, where and on what engine it runs, not what it computes (a checkpoint
+# resumes on any world size, with or without FSDP, accumulation or compile). A longer --steps extends a run (its
+# cosine schedule is then stretched, so the derived warmup may move with it). Precision is not among them.
+RESUME_OVERRIDES = frozenset({
+    "train.steps", "train.warmup_steps", "train.max_seconds", "train.device", "train.log_every", "train.ckpt_every",
+    "train.grad_accum", "train.fsdp", "train.compile",
+})  # fmt: skip
 
 
 class RunLockedError(BlockingIOError):
