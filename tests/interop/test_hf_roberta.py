@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from masklab.commands.fill import fill_mask
 from masklab.interop.hf.masked_lm import load_hf_masked_lm
 from masklab.interop.hf.roberta import load_roberta_mlm, save_roberta_mlm
+from masklab.recipes.mlm_tasks import fill_mask
 from masklab.tokenizers.text import TextTokenizer
 
 transformers = pytest.importorskip("transformers")
