@@ -76,25 +76,11 @@ def token_label(token: str) -> str:
     return token
 
 
-def to_channels(images, channels: int):
-    """``(B, C, H, W)`` with C = 1 or 3 -> ``channels`` (gray widened; colour -> ITU-R 601 luma, as PIL's "L")."""
-    import torch
-
-    if images.shape[1] == channels:
-        return images
-    if images.shape[1] == 1 and channels == 3:
-        return images.expand(-1, 3, -1, -1).clone()
-    if images.shape[1] == 3 and channels == 1:
-        luma = torch.tensor([0.299, 0.587, 0.114], dtype=images.dtype).view(1, 3, 1, 1)
-        return (images * luma).sum(dim=1, keepdim=True)
-    raise ValueError(f"cannot convert {images.shape[1]}-channel images to the model's {channels} channels")
-
-
 def load_image_input(value: str, image_size: tuple[int, int], channels: int):
     """INPUT of an image run -> ``(1, channels, H, W)`` in [0, 1] and a short description of it."""
     import torch
 
-    from masklab.data.images import BUILTINS, load_builtin, load_image_files
+    from masklab.data.images import BUILTINS, load_builtin, load_image_files, to_channels
 
     if value.startswith("builtin:"):
         name, _, index_text = value.removeprefix("builtin:").partition(":")
@@ -128,29 +114,19 @@ def save_weights(path: str | Path, weights, metadata: dict[str, str]) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------- text
-def text_attention(args: argparse.Namespace, kind: str, device: str):
-    """(weights per layer ``(1, H, T, T)``, token strings, notes) of a text run on INPUT."""
+def text_limits(model, kind: str) -> tuple[int, int]:
+    """(most tokens the model reads, special tokens framing a text) of an ``mlm`` or ``clm`` model."""
+    return (model.cfg.bert.max_len, 2) if kind == "mlm" else (model.cfg.context, 0)
+
+
+def text_attention_weights(model, tokenizer, kind: str, text: str, limit: int, why: str = "the model's limit"):
+    """(weights per layer ``(1, H, T, T)``, token strings, notes) of a loaded ``mlm``/``clm`` model on ``text``,
+    cut to ``limit`` tokens, specials included (``why`` names the limit in the note that says so)."""
     import torch
 
     from masklab.viz.attention import collect_attention
 
-    text = read_text_input(args.input)
-    if kind == "mlm":
-        from masklab.apps.mlm import load_text_run
-
-        model, tokenizer, _ = load_text_run(args.run, device)
-        limit, specials = model.cfg.bert.max_len, 2
-    else:
-        from masklab.apps.clm import load_lm_run
-
-        model, tokenizer, _ = load_lm_run(args.run, device)
-        limit, specials = model.cfg.context, 0
-    why = "the model's limit"
-    if args.max_tokens is not None:
-        if args.max_tokens < specials + 1:
-            raise ValueError(f"--max-tokens must be >= {specials + 1}, got {args.max_tokens}")
-        if args.max_tokens < limit:
-            limit, why = args.max_tokens, "--max-tokens"
+    _, specials = text_limits(model, kind)
     # Frame the text as in training: mlm runs encode documents bare and add [CLS] ... [SEP] (encode_truncated).
     body = tokenizer.encode(text, add_special_tokens=False).ids
     notes = []
@@ -158,8 +134,9 @@ def text_attention(args: argparse.Namespace, kind: str, device: str):
         notes.append(f"INPUT is {len(body) + specials} tokens; truncated to the first {limit} ({why})")
         body = body[: limit - specials]
     if not body:
-        raise ValueError(f"INPUT {args.input!r} encodes to no tokens")
+        raise ValueError(f"the text {text[:80]!r} encodes to no tokens")
     ids = [tokenizer.cls_id, *body, tokenizer.sep_id] if kind == "mlm" else body
+    device = next(model.parameters()).device
     ids_t = torch.tensor([ids], device=device)  # (1, T)
     with torch.inference_mode():
         if kind == "mlm":
@@ -170,6 +147,27 @@ def text_attention(args: argparse.Namespace, kind: str, device: str):
             encoder = model.decoder
     weights = collect_attention(encoder, x, is_causal=kind == "clm")
     return weights, [token_label(tokenizer.id_to_token(i)) for i in ids], notes
+
+
+def text_attention(args: argparse.Namespace, kind: str, device: str):
+    """(weights per layer ``(1, H, T, T)``, token strings, notes) of a text run on INPUT."""
+    text = read_text_input(args.input)
+    if kind == "mlm":
+        from masklab.apps.mlm import load_text_run
+
+        model, tokenizer, _ = load_text_run(args.run, device)
+    else:
+        from masklab.apps.clm import load_lm_run
+
+        model, tokenizer, _ = load_lm_run(args.run, device)
+    limit, specials = text_limits(model, kind)
+    why = "the model's limit"
+    if args.max_tokens is not None:
+        if args.max_tokens < specials + 1:
+            raise ValueError(f"--max-tokens must be >= {specials + 1}, got {args.max_tokens}")
+        if args.max_tokens < limit:
+            limit, why = args.max_tokens, "--max-tokens"
+    return text_attention_weights(model, tokenizer, kind, text, limit, why)
 
 
 def text_summary(weights, tokens: list[str]) -> str:
@@ -186,20 +184,26 @@ def text_summary(weights, tokens: list[str]) -> str:
 # ------------------------------------------------------------------------------------------------ images
 def image_attention(args: argparse.Namespace, device: str):
     """(weights per layer ``(1, H, 1 + L, 1 + L)``, image ``(C, H, W)``, model config, description)."""
-    import torch
-
     from masklab.apps.mae import load_run_model
-    from masklab.viz.attention import collect_attention
 
     if args.max_tokens is not None:
         raise ValueError("--max-tokens applies to text runs; an image run always encodes every patch")
     model = load_run_model(args.run, device)
     cfg = model.config
     images, described = load_image_input(args.input, tuple(cfg.image_size), cfg.channels)  # (1, C, H, W)
-    with torch.inference_mode():  # every patch + its sin-cos position, the CLS token first: (1, 1 + L, D)
+    return image_attention_weights(model, images), images[0], cfg, described
+
+
+def image_attention_weights(model, images):
+    """Per-layer weights ``(B, H, 1 + L, 1 + L)`` of an MAE encoder reading every patch of ``images (B, C, H, W)``."""
+    import torch
+
+    from masklab.viz.attention import collect_attention
+
+    device = next(model.parameters()).device
+    with torch.inference_mode():  # every patch + its sin-cos position, the CLS token first: (B, 1 + L, D)
         seq = model.encoder_input(model.normalize(images.to(device)))
-    weights = collect_attention(model.encoder, seq)
-    return weights, images[0], cfg, described
+    return collect_attention(model.encoder, seq)
 
 
 def cls_row(weights, layer: int | None, head: int | None):

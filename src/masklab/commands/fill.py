@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run)
 
 
-def _load(run: Path, device: str):
+def load_fill_model(run: Path, device: str):
     """(model, tokenizer) from a masklab run or an HF folder."""
     from masklab.apps.mlm import check_vocab, load_text_run
     from masklab.models.mlm import BertForMLM
@@ -85,7 +85,7 @@ def format_fill(results: list[dict]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    model, tokenizer = _load(Path(args.run), args.device)
+    model, tokenizer = load_fill_model(Path(args.run), args.device)
     results = fill_mask(model, tokenizer, args.text, args.top_k)
     print(json.dumps(results, indent=2) if args.json else format_fill(results))
     return 0

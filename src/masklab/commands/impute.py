@@ -8,6 +8,11 @@ Prints how many cells were filled per column. The input file is never written to
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +35,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _format(value: object) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def fill_text_cells(text: pd.DataFrame, filled: pd.DataFrame, fill: dict[str, np.ndarray], source: str) -> pd.DataFrame:
+    """``text`` (every cell its original string, as read with ``as_text=True``) with the cells that ``fill``
+    marks (``bool (N,)`` per column, True = was missing) replaced by ``filled``'s values written as text; the
+    other cells keep their exact original text. ``source`` names the table in errors."""
+    if len(text) != len(filled):
+        raise ValueError(f"{source}: rows differ between the text and typed reads ({len(text)} vs {len(filled)})")
+    out = text.copy()
+    for column, rows in fill.items():
+        if rows.any():
+            out.loc[rows, column] = [_format(v) for v in filled.loc[rows, column]]
+    return out
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -57,12 +75,7 @@ def _run(args: argparse.Namespace) -> int:
     fill = {c: missing_cells(features[c]) for c in features.columns}
 
     if _suffix(source) in CSV_SUFFIXES and out_suffix in CSV_SUFFIXES:
-        out = read_table_file(source, as_text=True)  # original text of every cell
-        if len(out) != len(features):
-            raise ValueError(f"{source}: rows differ between the text and typed reads ({len(out)} vs {len(features)})")
-        for column, rows in fill.items():
-            if rows.any():
-                out.loc[rows, column] = [_format(v) for v in filled.loc[rows, column]]
+        out = fill_text_cells(read_table_file(source, as_text=True), filled, fill, str(source))
         sep = "\t" if out_suffix == ".tsv" else ","
         out.to_csv(target, index=False, sep=sep)
     else:

@@ -9,6 +9,11 @@ ratio (or ``--mask-ratio``, random masking) from ``--seed``, so a grid is reprod
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +29,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("-o", "--output", required=True, help="output PNG")
     parser.set_defaults(func=_run)
+
+
+@dataclass(frozen=True)
+class ReconstructionViews:
+    """What an MAE makes of masked images, each ``(B, C, H, W)`` in [0, 1] on the CPU: ``masked_input`` (hidden
+    patches grey), ``reconstruction`` (the raw prediction of every patch), ``pasted`` (the prediction in the hidden
+    patches, the original in the visible ones); ``psnr`` per image in dB on the hidden pixels (inf if none)."""
+
+    masked_input: Tensor
+    reconstruction: Tensor
+    pasted: Tensor
+    psnr: list[float]
+
+
+def reconstruction_views(model, images: Tensor, masked: Tensor) -> ReconstructionViews:
+    """Reconstruct ``images (B, C, H, W)`` in [0, 1] hiding ``masked bool (B, L)`` (True = hidden; every row
+    the same count, as :meth:`masklab.models.mae.MAE.reconstruct` needs)."""
+    import torch
+
+    from masklab.eval.inpainting import psnr
+    from masklab.tokenizers.patches import pixel_mask_from_patches
+
+    cfg = model.config
+    device = next(model.parameters()).device
+    images, masked = images.cpu(), masked.cpu()
+    with torch.inference_mode():
+        recon = model.reconstruct(images.to(device), masked.to(device)).cpu()
+    hidden = pixel_mask_from_patches(masked, cfg.patch_size, cfg.grid)[:, None]  # (B, 1, H, W)
+    masked_input = torch.where(hidden, torch.full_like(images, 0.5), images)
+    pasted = torch.where(hidden, recon, images)
+    scores = [psnr(pasted[i].numpy(), images[i].numpy(), hidden[i].expand_as(images[i]).numpy())
+              for i in range(len(images))]  # fmt: skip
+    return ReconstructionViews(masked_input, recon, pasted, scores)
 
 
 def _images(args: argparse.Namespace, model):
@@ -50,9 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from masklab.apps.mae import load_run_model
-    from masklab.eval.inpainting import psnr
     from masklab.masks.generators import random_masking
-    from masklab.tokenizers.patches import pixel_mask_from_patches
     from masklab.viz.grids import save_grid
 
     model = load_run_model(args.run, args.device)
@@ -72,16 +108,10 @@ def _run(args: argparse.Namespace) -> int:
         with torch.inference_mode():
             masked = model.sample_mask(len(images), generator=generator, x=model.normalize(images.to(device)))
             masked = masked.masked.cpu()
-    with torch.inference_mode():
-        recon = model.reconstruct(images.to(device), masked.to(device)).cpu()
-    hidden = pixel_mask_from_patches(masked, cfg.patch_size, cfg.grid)[:, None]  # (B, 1, H, W)
-    masked_view = torch.where(hidden, torch.full_like(images, 0.5), images)
-    pasted = torch.where(hidden, recon, images)
-    rows = [[images[i], masked_view[i], recon[i], pasted[i]] for i in range(len(images))]
+    views = reconstruction_views(model, images, masked)
+    rows = [[images[i], views.masked_input[i], views.reconstruction[i], views.pasted[i]] for i in range(len(images))]
     path = save_grid(args.output, rows, titles=["original", "masked", "reconstruction", "+ visible"])
-    scores = [psnr(pasted[i].numpy(), images[i].numpy(), hidden[i].expand_as(images[i]).numpy())
-              for i in range(len(images))]  # fmt: skip
     ratio = masked.float().mean().item()
     print(f"wrote {path}: {len(images)} images, {100 * ratio:.0f}% of patches hidden, "
-          f"mean PSNR on hidden pixels {sum(scores) / len(scores):.2f} dB")  # fmt: skip
+          f"mean PSNR on hidden pixels {sum(views.psnr) / len(views.psnr):.2f} dB")  # fmt: skip
     return 0
