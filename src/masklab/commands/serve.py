@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="a local web page to try trained runs (paint a mask, fill [MASK], generate, score a table)",
         description="Load every RUN once and serve a page with a panel per run, plus its JSON API "
-        "(/docs). Binds 127.0.0.1 unless --host says otherwise. Needs: pip install 'masklab[serve]'.",
+        "(schema at /openapi.json). Binds 127.0.0.1 unless --host says otherwise. Needs: pip install 'masklab[serve]'.",
     )
     parser.add_argument("runs", metavar="RUN", nargs="+", help="run directories (mae, mlm, clm or table)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine)")
@@ -47,6 +47,6 @@ def _run(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
     app = create_app(runs, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"masklab serve: open http://{shown}:{args.port}/ (API docs at /docs; Ctrl+C stops)")
+    print(f"masklab serve: open http://{shown}:{args.port}/ (API schema at /openapi.json; Ctrl+C stops)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

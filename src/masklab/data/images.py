@@ -357,7 +357,7 @@ def decode_image(
 
     img = open_image(io.BytesIO(data), name=name, max_pixels=max_pixels)
     pixels = _to_array(img, 1 if _is_gray(img) else 3, image_size, min_side, Path(name))  # (C, H, W) uint8
-    return to_channels(torch.from_numpy(pixels)[None].float() / 255.0, channels)
+    return to_channels(torch.tensor(pixels)[None].float() / 255.0, channels)
 
 
 def load_image_folder(

@@ -69,7 +69,9 @@ def run_details(run: LoadedRun) -> dict[str, Any]:
 
 def create_app(runs: list[LoadedRun], *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD) -> FastAPI:
     """The app serving ``runs`` (loaded by :func:`masklab.serve.runs.load_runs`)."""
-    app = FastAPI(title="masklab serve", version=__version__, description=__doc__)
+    # No /docs or /redoc: their pages load scripts from a CDN, and this server works offline (the schema is
+    # at /openapi.json).
+    app = FastAPI(title="masklab serve", version=__version__, description=__doc__, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
     install_error_handlers(app)
     by_name = {run.name: run for run in runs}

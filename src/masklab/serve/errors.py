@@ -81,6 +81,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, err: RequestValidationError) -> JSONResponse:
         problems = []
         for item in err.errors():
+            if item.get("type") == "json_invalid":  # its loc is a character offset, not a field
+                position = item.get("loc", ("body", "?"))[-1]
+                problems.append({"field": "body", "error": f"not valid JSON (at character {position})"})
+                continue
             loc = [str(p) for p in item.get("loc", ()) if p not in ("body", "query", "path", "form")]
             problems.append({"field": ".".join(loc) or "body", "error": str(item.get("msg", "invalid"))})
         first = problems[0] if problems else {"field": "body", "error": "invalid request"}
