@@ -57,7 +57,7 @@ function maePanel(run) {
     }
     masked.forEach((m, i) => {
       if (!m) return;
-      ctx.fillStyle = "rgba(128, 128, 128, 0.85)";
+      ctx.fillStyle = "rgba(96, 104, 122, 0.8)";  // hidden: the picture shows through a little
       ctx.fillRect((i % gw) * cell, Math.floor(i / gw) * cell, cell, cell);
     });
     ctx.strokeStyle = "rgba(47, 111, 237, 0.35)"; ctx.lineWidth = 1;
@@ -134,7 +134,7 @@ function maePanel(run) {
     if (i >= 0 && masked[i] !== painting) { masked[i] = painting; draw(); }
   }
   canvas.addEventListener("pointerdown", (event) => {
-    const erase = event.shiftKey || event.button === 2 || $(panel, 'input[name="brush"]:checked').value === "erase";
+    const erase = event.shiftKey || event.button === 2 || $(panel, ".brush:checked").value === "erase";
     painting = erase ? 0 : 1;
     canvas.setPointerCapture(event.pointerId);
     paintAt(event);
@@ -143,7 +143,7 @@ function maePanel(run) {
   canvas.addEventListener("pointerup", () => { if (painting !== null) { painting = null; reconstruct(); } });
   canvas.addEventListener("contextmenu", (event) => event.preventDefault());
 
-  panel.querySelectorAll('input[name="brush"]').forEach((radio) => { radio.name = `brush-${run.name}`; });
+  panel.querySelectorAll(".brush").forEach((radio) => { radio.name = `brush-${run.name}`; });
   $(panel, ".clear").addEventListener("click", () => { masked.fill(0); draw(); });
   $(panel, ".ratio").addEventListener("input", (e) => { $(panel, ".ratio-out").textContent = e.target.value; });
   panel.querySelectorAll("button.draw").forEach((b) => b.addEventListener("click", () => { if (source) drawMask(b.dataset.masking); }));
@@ -234,6 +234,7 @@ function mlmPanel(run) {
       layer.replaceChildren(...Array.from({ length: attention.layers }, (_, i) => new Option(String(i), String(i))));
       head.replaceChildren(new Option("mean", "mean"),
         ...Array.from({ length: attention.heads }, (_, i) => new Option(String(i), String(i))));
+      $(panel, ".attention").hidden = false;
       showAttention();
       if (attention.notes.length) setStatus(panel, attention.notes.join("; "));
     } catch (err) { setStatus(panel, err.message, true); }
