@@ -1,7 +1,7 @@
 """Headless Chromium (Debian's ``chromium`` + ``chromium-driver``) driving the ``masklab serve`` page.
 
 Used by test_browser.py, and to take the README screenshot on trained runs:
-``PYTHONPATH=src python -m tests.serve.browser docs/serve.png RUN [RUN ...]``.
+``PYTHONPATH=src python -m tests.serve.browser docs/serve.png RUN [RUN ...] [TABLE.csv]``.
 """
 
 from __future__ import annotations
@@ -109,15 +109,17 @@ def paint_row(driver, name: str, row: int, rows: int) -> None:
 def full_page_screenshot(driver, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    driver.execute_script("window.scrollTo(0, 0)")
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1400, max(600, int(height) + 20))
     time.sleep(0.3)
+    driver.execute_script("window.scrollTo(0, 0)")
     driver.save_screenshot(str(path))
     return path
 
 
-def demo(out: str, run_paths: list[str]) -> None:
-    """The README screenshot: every panel used once on trained runs."""
+def demo(out: str, run_paths: list[str], csv: str | None = None) -> None:
+    """The README screenshot: every panel used once on trained runs (a table run scores ``csv``)."""
     from selenium.webdriver.common.by import By
 
     from masklab.serve.runs import load_runs
@@ -142,9 +144,14 @@ def demo(out: str, run_paths: list[str]) -> None:
                 driver.find_element(By.CSS_SELECTOR, f"{panel} .prompt").send_keys("ROMEO:\n")
                 driver.find_element(By.CSS_SELECTOR, f"{panel} .gen-form button[type=submit]").click()
                 wait_for(driver, f"document.querySelector('{panel} .status').textContent.endsWith('tokens')", 180)
+            elif run.kind == "table" and csv is not None:
+                driver.find_element(By.CSS_SELECTOR, f"{panel} .csv-file").send_keys(str(Path(csv).resolve()))
+                driver.find_element(By.CSS_SELECTOR, f"{panel} button.score").click()
+                wait_for(driver, f"document.querySelector('{panel} .scores table') !== null", 180)
         full_page_screenshot(driver, out)
     print(f"wrote {out}")
 
 
 if __name__ == "__main__":
-    demo(sys.argv[1], sys.argv[2:])
+    csvs = [a for a in sys.argv[2:] if a.endswith(".csv")]
+    demo(sys.argv[1], [a for a in sys.argv[2:] if not a.endswith(".csv")], csvs[0] if csvs else None)

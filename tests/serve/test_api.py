@@ -128,6 +128,8 @@ def test_reconstruct_bad_input(client):
     image = png_bytes(np.zeros((16, 16), dtype=np.uint8))
     assert_error(client.post(url, files={"image": ("a.txt", b"hello", "text/plain")}), 415, "image", "text/plain")
     assert_error(client.post(url, files={"image": ("a.png", b"not a png", "image/png")}), 415, "image", "PIL")
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"/>'
+    assert_error(client.post(url, files={"image": ("a.svg", svg, "image/svg+xml")}), 415, "image", "raster")
     huge = client.post(url, files={"image": ("big.png", b"\0" * (MAX_UPLOAD + 1), "image/png")})
     assert_error(huge, 413, "body", "limit")
     assert_error(client.post(url, data={"masking": "random"}), 400, "image", "either")

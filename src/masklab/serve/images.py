@@ -17,7 +17,7 @@ from masklab.serve.errors import InputError
 from masklab.serve.runs import LoadedRun
 
 MAX_PIXELS = 40_000_000  # an uploaded image's header may not promise more (a decompression bomb)
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "image/tiff")
+NOT_RASTER = ("image/svg+xml",)  # image/* types PIL cannot decode
 MASKINGS = ("paint", "random", "block")
 
 
@@ -45,8 +45,9 @@ def input_image(run: LoadedRun, upload: bytes | None, content_type: str | None, 
         if not 0 <= example < count:
             raise InputError("example", f"example {example} is out of range: this run has {count} built-in examples")
         return run.examples[example : example + 1]
-    if content_type not in IMAGE_TYPES:
-        raise InputError("image", f"expected an image file ({', '.join(IMAGE_TYPES)}), got {content_type!r}", 415)
+    if not (content_type or "").startswith("image/") or content_type in NOT_RASTER:
+        raise InputError("image", f"expected a raster image file (PNG, JPEG, GIF, BMP, WebP, TIFF), got "
+                         f"{content_type or 'no content type'}", 415)  # fmt: skip
     try:
         return decode_image(upload, image_size=tuple(cfg.image_size), channels=cfg.channels, name="upload",
                             max_pixels=MAX_PIXELS)  # fmt: skip
