@@ -291,3 +291,17 @@ def test_a_body_without_content_length_is_cut_at_the_limit(client):
     chunks = (b" " * 10_000 for _ in range(MAX_UPLOAD // 10_000 + 2))  # chunked: no Content-Length to check
     response = client.post("/api/runs/mlm/fill", content=chunks, headers={"Content-Type": "application/json"})
     assert_error(response, 413, "body", "limit")
+
+
+def test_concurrent_requests_get_their_own_answers(client):
+    """Threads hitting two models at once: every answer equals the one the same request got alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    requests = [("/api/runs/mlm/fill", {"json": {"text": f"the [MASK] {w} on the mat"}}) for w in ("sat", "ran")]
+    requests += [("/api/runs/mae/reconstruct", {"data": {"example": i, "masking": "random", "seed": i}})
+                 for i in range(2)]  # fmt: skip
+    alone = [client.post(url, **options).json() for url, options in requests]
+    order = [i % len(requests) for i in range(24)]
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda i: client.post(requests[i][0], **requests[i][1]).json(), order))
+    assert all(answer == alone[i] for i, answer in zip(order, answers, strict=True))
