@@ -9,7 +9,9 @@ import pytest
 import torch
 from train_tiny import TinyData, TinyModel, make_config
 
-from masklab.train import EpochSampler, LossOutput, TrainConfig, fit, load_checkpoint, load_run, move_to
+from masklab.core.contract import LossOutput
+from masklab.core.io import load_checkpoint
+from masklab.train import EpochSampler, TrainConfig, fit, load_run, move_to
 from masklab.train.progress import read_metrics
 
 TIMING_KEYS = {"samples_per_s", "elapsed_s"}
@@ -97,9 +99,8 @@ def test_fit_writes_a_complete_run(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "checkpoint.safetensors",
         "config.json",
-        "loss.png",
         "metrics.jsonl",
-    ]
+    ]  # fit does not plot: loss.png is the recipes' (masklab.viz.curves.write_run_loss_plot)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["kind"] == "tiny-test" and config["model"] == model.config()
     assert TrainConfig.from_dict(config["train"]) == make_config(steps=30, grad_accum=2)
@@ -153,12 +154,16 @@ def test_run_directory_guards(tmp_path):
     assert result.step == 5 and result.last_metrics["step"] == 5
 
 
-def test_missing_matplotlib_does_not_fail_training(tmp_path, monkeypatch, capsys):
+def test_missing_matplotlib_does_not_fail_training(tmp_path, monkeypatch):
+    from masklab.viz.curves import write_run_loss_plot
+
+    _run(tmp_path, steps=5)
+    assert write_run_loss_plot(tmp_path) is None and (tmp_path / "loss.png").is_file()
+    (tmp_path / "loss.png").unlink()
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    _run(tmp_path, steps=5)
+    assert write_run_loss_plot(tmp_path) == "masklab: matplotlib is not installed; skipping loss.png"
     assert not (tmp_path / "loss.png").exists()
-    assert "matplotlib is not installed; skipping loss.png" in capsys.readouterr().err
 
 
 def test_training_loss_contract(tmp_path):

@@ -197,7 +197,7 @@ class TextTokenizer:
 
     def save(self, path: str | Path) -> Path:
         """Write ``tokenizer.json`` (``path`` may be a directory) atomically; returns the file path."""
-        from masklab.train.checkpoint import atomic_write_bytes
+        from masklab.core.io import atomic_write_bytes
 
         path = Path(path)
         if path.is_dir() or not path.suffix:

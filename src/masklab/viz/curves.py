@@ -62,3 +62,16 @@ def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, *, title: st
     png_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png_path, dpi=120)
     return png_path
+
+
+def write_run_loss_plot(run_dir: str | Path) -> str | None:
+    """Draw ``RUN/loss.png`` from ``RUN/metrics.jsonl``; returns a one-line note instead of raising when it
+    cannot (no matplotlib, no finite loss): a plot is a convenience and must never fail a finished run."""
+    run_dir = Path(run_dir)
+    try:
+        plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss.png")
+    except ImportError:
+        return "masklab: matplotlib is not installed; skipping loss.png"
+    except Exception as err:
+        return f"masklab: could not write loss.png: {err}"
+    return None

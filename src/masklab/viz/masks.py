@@ -50,7 +50,8 @@ def learned_masks(images: Tensor, grid: tuple[int, int], ratio: float, generator
     The masker's head is re-initialised with unit-variance weights (its default zero head would give
     uniform random masks), so the picture shows the content-dependent masks a random network proposes.
     """
-    from masklab.masks.learned import LearnedMasker, LearnedMaskerConfig, sample
+    from masklab.masks.learned import sample
+    from masklab.models.mae.masker import LearnedMasker, LearnedMaskerConfig
     from masklab.tokenizers.patches import patchify
 
     fitted, p = fit_images_to_grid(images, grid)
