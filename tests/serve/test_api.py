@@ -91,7 +91,7 @@ def test_a_bug_is_a_json_500_without_traceback(client, monkeypatch):
 
 # ------------------------------------------------------------------------------------------------ mae
 def test_reconstruct_painted_mask_matches_the_library(client, by_kind):
-    from masklab.commands.reconstruct import reconstruction_views
+    from masklab.eval.reconstruction import reconstruction_views
 
     run = by_kind["mae"]
     painted = "1100110000000011"
@@ -147,7 +147,7 @@ def test_reconstruct_bad_input(client):
 
 
 def test_rollout_matches_the_library(client, by_kind):
-    from masklab.commands.attention import cls_row, image_attention_weights
+    from masklab.viz.attention import cls_row, image_attention_weights
 
     run = by_kind["mae"]
     body = client.post("/api/runs/mae/rollout", data={"example": 2}).json()
@@ -168,7 +168,7 @@ def test_examples_are_pngs(client, by_kind):
 
 # ----------------------------------------------------------------------------------------------- text
 def test_fill_matches_the_library(client, by_kind):
-    from masklab.commands.fill import fill_mask
+    from masklab.models.mlm.fill import fill_mask
 
     run = by_kind["mlm"]
     text = "the [MASK] sat on the [MASK] ."
@@ -193,7 +193,7 @@ def test_fill_bad_input(client):
 
 @pytest.mark.parametrize("kind", ["mlm", "clm"])
 def test_text_attention(client, by_kind, kind):
-    from masklab.commands.attention import text_attention_weights, text_limits
+    from masklab.viz.attention import text_attention_weights, text_limits
 
     run = by_kind[kind]
     body = client.post(f"/api/runs/{kind}/attention", json={"text": "the cat sat on the mat"}).json()
@@ -209,7 +209,7 @@ def test_text_attention(client, by_kind, kind):
 
 
 def test_generate_streams_the_library_s_tokens(client, by_kind):
-    from masklab.models.generation import generate
+    from masklab.models.clm.generation import generate
 
     run = by_kind["clm"]
     response = client.post("/api/runs/clm/generate", json={"prompt": "the cat", "max_tokens": 12, "temperature": 0})

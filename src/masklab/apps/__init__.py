@@ -13,7 +13,6 @@ models and data are imported inside the handlers.
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 from types import ModuleType
 
@@ -33,27 +32,17 @@ def app_module(kind: str) -> ModuleType | None:
 
 
 def run_kind(run_dir: str | Path) -> str:
-    """Read the model kind of a training run directory (``RUN/config.json``)."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a masklab run: {path} does not exist")
-    try:
-        kind = json.loads(path.read_text())["kind"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ValueError(f"{path} is not a valid masklab run config (need a JSON object with 'kind')") from err
-    return str(kind)
+    """Read the model kind of a training run directory (:func:`masklab.train.runs.run_kind`)."""
+    from masklab.train.runs import run_kind as read_kind
+
+    return read_kind(run_dir)
 
 
 def read_run_info(run_dir: str | Path, name: str) -> dict:
-    """A run's optional JSON sidecar ``RUN/name`` (``data.json``, ``text.json``, ...); ``{}`` when absent (a run
-    trained without the CLI), ``ValueError`` naming the file when it is not valid JSON."""
-    path = Path(run_dir) / name
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    """A run's optional JSON sidecar (:func:`masklab.train.runs.read_run_info`)."""
+    from masklab.train.runs import read_run_info as read_info
+
+    return read_info(run_dir, name)
 
 
 def dispatch(command: str, args) -> int | None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
-from masklab.apps import fit_run, read_run_info
+from masklab.apps import fit_run
 
 LM_INFO = "lm.json"
 DEFAULT_DATA = "builtin:shakespeare"
@@ -51,54 +50,17 @@ def resolve_device(name: str) -> str:
 
 
 def hf_model_type(folder: str | Path) -> str | None:
-    """``model_type`` of a Hugging Face checkpoint folder (its config.json has no masklab ``kind``), else None."""
-    path = Path(folder) / "config.json"
-    if not path.is_file():
-        return None
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    if not isinstance(config, dict) or "kind" in config:
-        return None
-    return config.get("model_type")
+    """``model_type`` of a Hugging Face checkpoint folder (:func:`masklab.train.runs.hf_model_type`)."""
+    from masklab.train.runs import hf_model_type as model_type
+
+    return model_type(folder)
 
 
 def load_lm_run(run_dir: str | Path, device: str = "cpu"):
-    """(model in eval mode, tokenizer, lm info dict) of a ``clm`` run or a Hugging Face GPT-2 folder
-    (``config.json`` + ``*.safetensors`` + ``tokenizer.json``); a vocabulary mismatch is an error."""
-    from masklab.apps import run_kind
-    from masklab.tokenizers.text import TextTokenizer
-    from masklab.train.checkpoint import load_model
+    """(model, tokenizer, lm info) of a ``clm`` run or an HF GPT-2 folder (:func:`masklab.train.runs.load_lm_run`)."""
+    from masklab.train.runs import load_lm_run as load
 
-    run_dir = Path(run_dir)
-    hf_type = hf_model_type(run_dir)
-    if hf_type is None:
-        kind = run_kind(run_dir)
-        if kind != "clm":
-            raise ValueError(f"{run_dir} is a {kind!r} run; this command needs a causal LM run (masklab pretrain clm)")
-    elif hf_type != "gpt2":
-        raise ValueError(f"{run_dir} holds a Hugging Face {hf_type!r} model; only GPT-2 checkpoints can be read")
-    if not (run_dir / "tokenizer.json").is_file():
-        raise FileNotFoundError(f"{run_dir} has no tokenizer.json")
-    info = read_run_info(run_dir, LM_INFO)
-    tokenizer = TextTokenizer.load(run_dir / "tokenizer.json")
-    if hf_type is None:
-        model = load_model(run_dir, device=device)
-    else:
-        from masklab.interop.hf.gpt2 import load_hf_gpt2
-
-        model = load_hf_gpt2(run_dir).to(device)
-    # HF checkpoints may round their embedding table up (GPT-2's is exact); a masklab run must match exactly.
-    fits = tokenizer.vocab_size <= model.cfg.vocab_size if hf_type else tokenizer.vocab_size == model.cfg.vocab_size
-    if not fits:
-        raise ValueError(
-            f"{run_dir}/tokenizer.json has {tokenizer.vocab_size} ids but the model's vocabulary is "
-            f"{model.cfg.vocab_size}"
-        )
-    if info.get("tokenizer_sha256") not in (None, tokenizer.fingerprint):
-        raise ValueError(f"{run_dir}/tokenizer.json is not the tokenizer this model was trained with")
-    return model, tokenizer, info
+    return load(run_dir, device)
 
 
 def encode_stream(tokenizer, texts):

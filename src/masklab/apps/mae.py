@@ -19,8 +19,6 @@ from masklab.commands._train_args import add_engine_args, engine_fields
 
 DEFAULT_DATA = "builtin:mnist5k"
 DATA_FILE = "data.json"
-TEST_FRACTION = 0.2  # held out from pretraining, used by probe / reconstruct / quality numbers
-SPLIT_SEED = 0
 # Digits are not mirror-symmetric and lose their identity in small crops: gentler defaults for them.
 _DIGIT_DATA = ("builtin:mnist5k", "builtin:digits")
 
@@ -74,36 +72,19 @@ def read_data_info(run_dir: str | Path) -> dict[str, Any]:
 
 
 def load_run_model(run_dir: str | Path, device: str = "cpu"):
-    """The trained :class:`~masklab.models.mae.MAE` of ``run_dir`` in eval mode (``ValueError`` if not an MAE run)."""
-    from masklab.apps import run_kind
-    from masklab.core.device import resolve_device
-    from masklab.train.checkpoint import load_model
+    """The trained MAE of ``run_dir`` in eval mode (:func:`masklab.train.runs.load_mae_run`)."""
+    from masklab.train.runs import load_mae_run
 
-    kind = run_kind(run_dir)
-    if kind != "mae":
-        raise ValueError(f"{run_dir} is a {kind!r} run, not an MAE run")
-    return load_model(run_dir, device=str(resolve_device(device)))
+    return load_mae_run(run_dir, device)
 
 
 def load_split(spec: str | None, run_dir: str | Path, model, *, skip_bad: bool = False):
-    """``(dataset, train_idx, test_idx)`` for ``spec`` (default: the run's data) at the model's size/channels.
+    """``(dataset, train_idx, test_idx)`` for ``spec`` (default: the run's data) at the model's size/channels;
+    the run's own data gets the run's split (:func:`masklab.train.runs.heldout_split`)."""
+    from masklab.train.runs import heldout_split
 
-    The run's own data gets the run's split (its test examples were never trained on); other data gets a
-    fresh split with the default fraction and seed.
-    """
-    from masklab.data.images import load_images, split_indices
-
-    info = read_data_info(run_dir)
-    spec = spec or info.get("spec") or DEFAULT_DATA
-    cfg = model.config
-    dataset = load_images(
-        spec, image_size=cfg.image_size, channels=cfg.channels, skip_bad=skip_bad, min_side=cfg.patch_size
-    )
-    same = spec == info.get("spec")
-    fraction = info.get("test_fraction", TEST_FRACTION) if same else TEST_FRACTION
-    seed = info.get("split_seed", SPLIT_SEED) if same else SPLIT_SEED
-    train_idx, test_idx = split_indices(len(dataset), dataset.labels, fraction, seed)
-    return dataset, train_idx, test_idx
+    spec = spec or read_data_info(run_dir).get("spec") or DEFAULT_DATA
+    return heldout_split(spec, run_dir, model, skip_bad=skip_bad)
 
 
 def encode_all(model, images_of, count: int, batch_size: int = 256):
@@ -179,6 +160,7 @@ def _resume_setup(out: Path) -> dict[str, Any]:
 def _fresh_setup(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from masklab.models.mae.presets import MAE_PRESETS
     from masklab.train.checkpoint import CHECKPOINT_NAME
+    from masklab.train.runs import SPLIT_SEED, TEST_FRACTION
 
     if (out / CHECKPOINT_NAME).exists():
         raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")

@@ -49,26 +49,17 @@ def add_pretrain_args(parser: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------------------------------- run helpers
 def load_text_run(run_dir: str | Path, device: str = "cpu"):
-    """(model in eval mode, tokenizer, text info dict) of an ``mlm`` run; a vocabulary mismatch is an error."""
-    from masklab.tokenizers.text import TextTokenizer
-    from masklab.train.checkpoint import load_model
+    """(model, tokenizer, text info) of an ``mlm`` run (:func:`masklab.train.runs.load_text_run`)."""
+    from masklab.train.runs import load_text_run as load
 
-    run_dir = Path(run_dir)
-    info = read_run_info(run_dir, TEXT_INFO)
-    if not (run_dir / "tokenizer.json").is_file():
-        raise FileNotFoundError(f"{run_dir} has no tokenizer.json (not a text run?)")
-    tokenizer = TextTokenizer.load(run_dir / "tokenizer.json")
-    model = load_model(run_dir, device=device)
-    check_vocab(tokenizer, model.cfg.bert.vocab_size, f"{run_dir}/tokenizer.json", info.get("tokenizer_sha256"))
-    return model, tokenizer, info
+    return load(run_dir, device)
 
 
 def check_vocab(tokenizer, vocab_size: int, where: str, fingerprint: str | None = None) -> None:
-    """Refuse a tokenizer whose ids do not match the model's embedding table."""
-    if tokenizer.vocab_size != vocab_size:
-        raise ValueError(f"vocabulary mismatch: {where} has {tokenizer.vocab_size} ids, the model {vocab_size}")
-    if fingerprint is not None and tokenizer.fingerprint != fingerprint:
-        raise ValueError(f"vocabulary mismatch: {where} is not the tokenizer this model was trained with")
+    """Refuse a tokenizer whose ids do not match the model's embedding table (:func:`masklab.train.runs`)."""
+    from masklab.train.runs import check_vocab as check
+
+    check(tokenizer, vocab_size, where, fingerprint)
 
 
 def _device(name: str) -> str:

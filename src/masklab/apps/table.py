@@ -108,34 +108,7 @@ def pretrain(args: argparse.Namespace) -> int:
 
 
 def inference_table(run_dir: str | Path, source: str, *, exclude: tuple[str, ...] = (), label: str | None = None):
-    """The input of ``impute`` / ``score`` as a :class:`masklab.data.tables.Table`, checked against the run.
+    """The input of ``impute`` / ``score`` checked against the run (:func:`masklab.train.runs.inference_table`)."""
+    from masklab.train.runs import inference_table as checked
 
-    ``source`` is a file or ``builtin:NAME``. Columns that training kept out of the features (its
-    ``--exclude`` and label, from ``table.json``) are set aside again when present; a column the model does
-    not know is an error naming it (set it aside with ``--exclude``); so is a training column that is absent.
-    """
-    from masklab.data.tables import load_table, read_table_file, split_columns
-    from masklab.train.checkpoint import read_run_config
-
-    names = [c["name"] for c in read_run_config(run_dir)["model"]["schema"]["columns"]]
-    info = read_table_info(run_dir)
-    if source.startswith("builtin:"):
-        table = load_table(source, exclude=exclude, label=label)
-    else:
-        frame = read_table_file(source)
-        columns = [str(c) for c in frame.columns]
-        if label is None and info.get("label") in columns:
-            label = info["label"]
-        trained_out = [c for c in info.get("exclude", []) if c in columns and c not in exclude]
-        table = split_columns(frame, exclude=(*exclude, *trained_out), label=label)
-        table = type(table)(table.frame, str(source), table.labels)
-    unknown = [c for c in table.frame.columns if c not in names]
-    if unknown:
-        raise ValueError(
-            f"{source}: unknown column(s) {unknown}; the model was trained on {names} "
-            "(pass --exclude COL,... for columns that are not features)"
-        )
-    absent = [n for n in names if n not in table.frame.columns]
-    if absent:
-        raise ValueError(f"{source}: column(s) {absent} the model was trained on are missing")
-    return table
+    return checked(run_dir, source, exclude=exclude, label=label)

@@ -69,13 +69,6 @@ def read_text_input(value: str) -> str:
     return text
 
 
-def token_label(token: str) -> str:
-    """A tick label that stays on one line: newlines and tabs escaped, a blank token shown as ``␣``."""
-    if token and not token.strip():
-        return token.replace("\n", "\\n").replace("\t", "\\t").replace(" ", "␣")
-    return token
-
-
 def load_image_input(value: str, image_size: tuple[int, int], channels: int):
     """INPUT of an image run -> ``(1, channels, H, W)`` in [0, 1] and a short description of it."""
     import torch
@@ -114,43 +107,10 @@ def save_weights(path: str | Path, weights, metadata: dict[str, str]) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------- text
-def text_limits(model, kind: str) -> tuple[int, int]:
-    """(most tokens the model reads, special tokens framing a text) of an ``mlm`` or ``clm`` model."""
-    return (model.cfg.bert.max_len, 2) if kind == "mlm" else (model.cfg.context, 0)
-
-
-def text_attention_weights(model, tokenizer, kind: str, text: str, limit: int, why: str = "the model's limit"):
-    """(weights per layer ``(1, H, T, T)``, token strings, notes) of a loaded ``mlm``/``clm`` model on ``text``,
-    cut to ``limit`` tokens, specials included (``why`` names the limit in the note that says so)."""
-    import torch
-
-    from masklab.viz.attention import collect_attention
-
-    _, specials = text_limits(model, kind)
-    # Frame the text as in training: mlm runs encode documents bare and add [CLS] ... [SEP] (encode_truncated).
-    body = tokenizer.encode(text, add_special_tokens=False).ids
-    notes = []
-    if len(body) + specials > limit:
-        notes.append(f"INPUT is {len(body) + specials} tokens; truncated to the first {limit} ({why})")
-        body = body[: limit - specials]
-    if not body:
-        raise ValueError(f"the text {text[:80]!r} encodes to no tokens")
-    ids = [tokenizer.cls_id, *body, tokenizer.sep_id] if kind == "mlm" else body
-    device = next(model.parameters()).device
-    ids_t = torch.tensor([ids], device=device)  # (1, T)
-    with torch.inference_mode():
-        if kind == "mlm":
-            x = model.bert.embeddings(ids_t)  # (1, T, D): word + position + type, LayerNorm (Bert.forward)
-            encoder = model.bert.encoder
-        else:
-            x = model.embed(ids_t)  # (1, T, D) as GPT.forward
-            encoder = model.decoder
-    weights = collect_attention(encoder, x, is_causal=kind == "clm")
-    return weights, [token_label(tokenizer.id_to_token(i)) for i in ids], notes
-
-
 def text_attention(args: argparse.Namespace, kind: str, device: str):
     """(weights per layer ``(1, H, T, T)``, token strings, notes) of a text run on INPUT."""
+    from masklab.viz.attention import text_attention_weights, text_limits
+
     text = read_text_input(args.input)
     if kind == "mlm":
         from masklab.apps.mlm import load_text_run
@@ -185,6 +145,7 @@ def text_summary(weights, tokens: list[str]) -> str:
 def image_attention(args: argparse.Namespace, device: str):
     """(weights per layer ``(1, H, 1 + L, 1 + L)``, image ``(C, H, W)``, model config, description)."""
     from masklab.apps.mae import load_run_model
+    from masklab.viz.attention import image_attention_weights
 
     if args.max_tokens is not None:
         raise ValueError("--max-tokens applies to text runs; an image run always encodes every patch")
@@ -192,28 +153,6 @@ def image_attention(args: argparse.Namespace, device: str):
     cfg = model.config
     images, described = load_image_input(args.input, tuple(cfg.image_size), cfg.channels)  # (1, C, H, W)
     return image_attention_weights(model, images), images[0], cfg, described
-
-
-def image_attention_weights(model, images):
-    """Per-layer weights ``(B, H, 1 + L, 1 + L)`` of an MAE encoder reading every patch of ``images (B, C, H, W)``."""
-    import torch
-
-    from masklab.viz.attention import collect_attention
-
-    device = next(model.parameters()).device
-    with torch.inference_mode():  # every patch + its sin-cos position, the CLS token first: (B, 1 + L, D)
-        seq = model.encoder_input(model.normalize(images.to(device)))
-    return collect_attention(model.encoder, seq)
-
-
-def cls_row(weights, layer: int | None, head: int | None):
-    """The [CLS] query's weights over the patches ``(L,)``: rollout over all layers, or one layer (and head)."""
-    from masklab.viz.attention import attention_rollout
-
-    if layer is None:
-        return attention_rollout(weights)[0, 0, 1:]
-    w = weights[layer][0]  # (H, 1 + L, 1 + L)
-    return (w.mean(dim=0) if head is None else w[head])[0, 1:]
 
 
 def image_summary(row, grid: tuple[int, int], what: str) -> str:
@@ -231,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
     from masklab.apps import run_kind
     from masklab.apps.clm import hf_model_type
     from masklab.core.device import resolve_device
-    from masklab.viz.attention import attention_heatmaps, attention_overlay, rollout_overlay
+    from masklab.viz.attention import attention_heatmaps, attention_overlay, cls_row, rollout_overlay
 
     kind = "clm" if hf_model_type(args.run) == "gpt2" else run_kind(args.run)
     if kind not in (*TEXT_KINDS, "mae"):

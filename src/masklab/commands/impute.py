@@ -8,11 +8,6 @@ Prints how many cells were filled per column. The input file is never written to
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import numpy as np
-    import pandas as pd
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,28 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run)
 
 
-def _format(value: object) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-def fill_text_cells(text: pd.DataFrame, filled: pd.DataFrame, fill: dict[str, np.ndarray], source: str) -> pd.DataFrame:
-    """``text`` (every cell its original string, as read with ``as_text=True``) with the cells that ``fill``
-    marks (``bool (N,)`` per column, True = was missing) replaced by ``filled``'s values written as text; the
-    other cells keep their exact original text. ``source`` names the table in errors."""
-    if len(text) != len(filled):
-        raise ValueError(f"{source}: rows differ between the text and typed reads ({len(text)} vs {len(filled)})")
-    out = text.copy()
-    for column, rows in fill.items():
-        if rows.any():
-            out.loc[rows, column] = [_format(v) for v in filled.loc[rows, column]]
-    return out
-
-
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from masklab.apps.table import _names, inference_table
-    from masklab.data.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, _suffix, read_table_file
+    from masklab.data.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, _suffix, fill_text_cells, read_table_file
     from masklab.estimators import MaskedImputer
     from masklab.tokenizers.table import missing_cells
 

@@ -9,11 +9,6 @@ ratio (or ``--mask-ratio``, random masking) from ``--seed``, so a grid is reprod
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from torch import Tensor
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,39 +24,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("-o", "--output", required=True, help="output PNG")
     parser.set_defaults(func=_run)
-
-
-@dataclass(frozen=True)
-class ReconstructionViews:
-    """What an MAE makes of masked images, each ``(B, C, H, W)`` in [0, 1] on the CPU: ``masked_input`` (hidden
-    patches grey), ``reconstruction`` (the raw prediction of every patch), ``pasted`` (the prediction in the hidden
-    patches, the original in the visible ones); ``psnr`` per image in dB on the hidden pixels (inf if none)."""
-
-    masked_input: Tensor
-    reconstruction: Tensor
-    pasted: Tensor
-    psnr: list[float]
-
-
-def reconstruction_views(model, images: Tensor, masked: Tensor) -> ReconstructionViews:
-    """Reconstruct ``images (B, C, H, W)`` in [0, 1] hiding ``masked bool (B, L)`` (True = hidden; every row
-    the same count, as :meth:`masklab.models.mae.MAE.reconstruct` needs)."""
-    import torch
-
-    from masklab.eval.inpainting import psnr
-    from masklab.tokenizers.patches import pixel_mask_from_patches
-
-    cfg = model.config
-    device = next(model.parameters()).device
-    images, masked = images.cpu(), masked.cpu()
-    with torch.inference_mode():
-        recon = model.reconstruct(images.to(device), masked.to(device)).cpu()
-    hidden = pixel_mask_from_patches(masked, cfg.patch_size, cfg.grid)[:, None]  # (B, 1, H, W)
-    masked_input = torch.where(hidden, torch.full_like(images, 0.5), images)
-    pasted = torch.where(hidden, recon, images)
-    scores = [psnr(pasted[i].numpy(), images[i].numpy(), hidden[i].expand_as(images[i]).numpy())
-              for i in range(len(images))]  # fmt: skip
-    return ReconstructionViews(masked_input, recon, pasted, scores)
 
 
 def _images(args: argparse.Namespace, model):
@@ -88,6 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from masklab.apps.mae import load_run_model
+    from masklab.eval.reconstruction import reconstruction_views
     from masklab.masks.generators import random_masking
     from masklab.viz.grids import save_grid
 

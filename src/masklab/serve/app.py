@@ -61,7 +61,7 @@ def run_details(run: LoadedRun) -> dict[str, Any]:
     if run.kind == "clm":
         cfg = run.model.cfg
         return {"context": cfg.context, "layers": cfg.depth, "heads": cfg.heads}
-    from masklab.apps.table import read_table_info
+    from masklab.train.runs import read_table_info
 
     info = read_table_info(run.path)
     return {"columns": list(run.model.schema_.names), "exclude": info.get("exclude", []), "label": info.get("label")}

@@ -97,7 +97,7 @@ def choose_masked(run: LoadedRun, masking: str, masked: str | None, ratio: float
 
 def reconstruct(run: LoadedRun, images: Tensor, masked: Tensor) -> dict:
     """Masked input, reconstruction and reconstruction + visible of one image, with PSNR on the hidden pixels."""
-    from masklab.commands.reconstruct import reconstruction_views
+    from masklab.eval.reconstruction import reconstruction_views
 
     views = reconstruction_views(run.model, images, masked)
     return {
@@ -113,7 +113,7 @@ def reconstruct(run: LoadedRun, images: Tensor, masked: Tensor) -> dict:
 
 def rollout(run: LoadedRun, images: Tensor) -> dict:
     """The [CLS] token's attention rollout over the patches (Abnar & Zuidema 2020), scaled to [0, 1]."""
-    from masklab.commands.attention import cls_row, image_attention_weights
+    from masklab.viz.attention import cls_row, image_attention_weights
 
     row = cls_row(image_attention_weights(run.model, images), None, None)  # (L,)
     scaled = (row - row.min()) / (row.max() - row.min()).clamp_min(1e-12)

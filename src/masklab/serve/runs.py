@@ -41,8 +41,7 @@ class RunLoadError(ValueError):
 
 def run_kind_of(path: Path) -> str:
     """``mae`` | ``mlm`` | ``clm`` | ``table`` of a masklab run or a Hugging Face GPT-2 / BERT folder."""
-    from masklab.apps import run_kind
-    from masklab.apps.clm import hf_model_type
+    from masklab.train.runs import hf_model_type, run_kind
 
     hf = hf_model_type(path)
     if hf is not None:
@@ -59,10 +58,13 @@ def _examples(path: Path, model) -> tuple[Any, list[str]]:
     """Up to :data:`EXAMPLES` held-out images of the run's own data, or None and a note saying why not."""
     import torch
 
-    from masklab.apps.mae import load_split
+    from masklab.train.runs import DATA_FILE, heldout_split, read_run_info
 
+    spec = read_run_info(path, DATA_FILE).get("spec")
+    if spec is None:
+        return None, [f"no built-in examples: {path / DATA_FILE} does not name the run's data"]
     try:
-        dataset, _, test_idx = load_split(None, path, model)
+        dataset, _, test_idx = heldout_split(spec, path, model)
     except (OSError, ValueError, ImportError) as err:
         return None, [f"no built-in examples: the run's data cannot be loaded here ({err})"]
     pick = torch.randperm(len(test_idx), generator=torch.Generator().manual_seed(0))[:EXAMPLES]
@@ -71,27 +73,27 @@ def _examples(path: Path, model) -> tuple[Any, list[str]]:
 
 def load_one(path: Path, name: str, device: str) -> LoadedRun:
     """Load the run at ``path`` for serving (``ValueError`` / ``FileNotFoundError`` saying why it cannot be)."""
-    from masklab.train.loop import resolve_device
+    from masklab.core.device import resolve_device
 
     if not path.is_dir():
         raise FileNotFoundError("no such directory")
     kind = run_kind_of(path)
     device = str(resolve_device(device))
     if kind == "mae":
-        from masklab.apps.mae import load_run_model
+        from masklab.train.runs import load_mae_run
 
-        model = load_run_model(path, device)
+        model = load_mae_run(path, device)
         if model.config.objective != "reconstruct":
             raise ValueError("a fine-tuned classifier; serve needs a pretrained MAE run (it reconstructs images)")
         examples, notes = _examples(path, model)
         return LoadedRun(name, kind, path, model, examples=examples, notes=notes)
     if kind == "mlm":
-        from masklab.commands.fill import load_fill_model
+        from masklab.train.runs import load_mlm
 
-        model, tokenizer = load_fill_model(path, device)
+        model, tokenizer = load_mlm(path, device)
         return LoadedRun(name, kind, path, model, tokenizer=tokenizer)
     if kind == "clm":
-        from masklab.apps.clm import load_lm_run
+        from masklab.train.runs import load_lm_run
 
         model, tokenizer, _ = load_lm_run(path, device)
         return LoadedRun(name, kind, path, model.eval(), tokenizer=tokenizer)

@@ -1,7 +1,7 @@
 """The text panels' work: fill [MASK] with an MLM, token x token attention of a text run, and a causal LM's
 continuation token by token.
 
-Streaming reuses :func:`masklab.models.generation.generate` unchanged: its ``should_stop`` hook is called after
+Streaming reuses :func:`masklab.models.clm.generation.generate` unchanged: its ``should_stop`` hook is called after
 every new token, so it hands each token's text to ``emit`` and stops the loop when the client has gone.
 """
 
@@ -20,7 +20,7 @@ MAX_ATTENTION_TOKENS = 64  # a T x T heatmap per layer and head: beyond this the
 
 def fill(run: LoadedRun, text: str, top_k: int) -> dict:
     """Top-``top_k`` tokens with probabilities for every [MASK] in ``text`` (field ``text``)."""
-    from masklab.commands.fill import fill_mask
+    from masklab.models.mlm.fill import fill_mask
 
     if "[MASK]" not in text and run.tokenizer.mask_token not in text:
         raise InputError("text", "the text has no [MASK] token to fill, e.g. 'The [MASK] sat on the mat.'")
@@ -37,7 +37,7 @@ def fill(run: LoadedRun, text: str, top_k: int) -> dict:
 
 def attention(run: LoadedRun, text: str, max_tokens: int) -> dict:
     """Per-layer, per-head attention weights ``[layer][head][query][key]`` of an mlm / clm run on ``text``."""
-    from masklab.commands.attention import text_attention_weights, text_limits
+    from masklab.viz.attention import text_attention_weights, text_limits
 
     if not text.strip():
         raise InputError("text", "the text is empty")
@@ -84,7 +84,7 @@ def stream_generate(
     """Continue ``ids`` and ``emit`` every new token's text as it comes: ``{"delta": str}`` when the decoded text
     grew by it, ``{"text": str}`` (the whole continuation) when decoding rewrote earlier characters. Stops
     early when ``cancelled`` is set. Returns ``{"text", "tokens"}`` of the continuation."""
-    from masklab.models.generation import generate
+    from masklab.models.clm.generation import generate
 
     tokenizer = run.tokenizer
     shown = ""
