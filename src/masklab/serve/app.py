@@ -131,7 +131,8 @@ def create_app(runs: list[LoadedRun], *, max_upload_bytes: int = DEFAULT_MAX_UPL
         """Hide patches of an image (painted, random or block) and show what the MAE fills in."""
         run = get_run(name, "mae")
         data = None if image is None else await read_upload(image, "image")
-        pixels = images.input_image(run, data, None if image is None else image.content_type, example)
+        kind = None if image is None else image.content_type
+        pixels = await run_in_threadpool(images.input_image, run, data, kind, example)  # decoding: off the loop
         hidden = images.choose_masked(run, masking, masked, ratio, seed)
         return await call(run, images.reconstruct, pixels, hidden)
 
@@ -144,7 +145,8 @@ def create_app(runs: list[LoadedRun], *, max_upload_bytes: int = DEFAULT_MAX_UPL
         """Where the encoder's [CLS] token draws from: attention rollout over the patches."""
         run = get_run(name, "mae")
         data = None if image is None else await read_upload(image, "image")
-        pixels = images.input_image(run, data, None if image is None else image.content_type, example)
+        kind = None if image is None else image.content_type
+        pixels = await run_in_threadpool(images.input_image, run, data, kind, example)  # decoding: off the loop
         return await call(run, images.rollout, pixels)
 
     # ---------------------------------------------------------------------------------------------- text
