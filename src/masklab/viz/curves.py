@@ -53,8 +53,8 @@ def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, *, title: st
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss", color="tab:blue")
     ax.grid(alpha=0.3)
-    lrs = [r.get("lr") for r in records]
-    if all(isinstance(v, (int, float)) for v in lrs):
+    if all(isinstance(r.get("lr"), (int, float)) for r in records):
+        lrs = [float(r["lr"]) for r in records]
         ax_lr = ax.twinx()
         ax_lr.plot(steps, lrs, color="tab:orange", linewidth=1.0, alpha=0.7)
         ax_lr.set_ylabel("learning rate", color="tab:orange")
