@@ -40,9 +40,9 @@ def input_image(run: LoadedRun, upload: bytes | None, content_type: str | None, 
     cfg = run.model.config
     if (upload is None) == (example is None):
         raise InputError("image", "give either an image upload ('image') or a built-in example index ('example')")
-    if example is not None:
+    if upload is None:
         count = 0 if run.examples is None else len(run.examples)
-        if not 0 <= example < count:
+        if example is None or not 0 <= example < count:
             raise InputError("example", f"example {example} is out of range: this run has {count} built-in examples")
         return run.examples[example : example + 1]
     if not (content_type or "").startswith("image/") or content_type in NOT_RASTER:

@@ -120,9 +120,9 @@ def load_runs(paths: list[str | Path], device: str = "cpu") -> list[LoadedRun]:
     """Every run in ``paths`` loaded, or :class:`RunLoadError` listing each one that could not be (and why)."""
     if not paths:
         raise RunLoadError("give at least one run directory to serve")
-    paths = [Path(p) for p in paths]
+    dirs = [Path(p) for p in paths]
     runs, problems = [], []
-    for path, name in zip(paths, run_names(paths), strict=True):
+    for path, name in zip(dirs, run_names(dirs), strict=True):
         try:
             runs.append(load_one(path, name, device))
         except (OSError, ValueError, KeyError, RuntimeError) as err:

@@ -110,7 +110,7 @@ def load_text_run(run_dir: str | Path, device: str = "cpu"):
     if not (run_dir / "tokenizer.json").is_file():
         raise FileNotFoundError(f"{run_dir} has no tokenizer.json (not a text run?)")
     tokenizer = TextTokenizer.load(run_dir / "tokenizer.json")
-    model = load_model(run_dir, device=device)
+    model: Any = load_model(run_dir, device=device)
     check_vocab(tokenizer, model.cfg.bert.vocab_size, f"{run_dir}/tokenizer.json", info.get("tokenizer_sha256"))
     return model, tokenizer, info
 
@@ -161,6 +161,7 @@ def load_lm_run(run_dir: str | Path, device: str = "cpu"):
         raise FileNotFoundError(f"{run_dir} has no tokenizer.json")
     info = read_run_info(run_dir, LM_INFO)
     tokenizer = TextTokenizer.load(run_dir / "tokenizer.json")
+    model: Any
     if hf_type is None:
         model = load_model(run_dir, device=device)
     else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -212,13 +213,13 @@ def token_label(token: str) -> str:
     return token
 
 
-def text_limits(model: nn.Module, kind: str) -> tuple[int, int]:
+def text_limits(model: Any, kind: str) -> tuple[int, int]:
     """(most tokens the model reads, special tokens framing a text) of an ``mlm`` or ``clm`` model."""
     return (model.cfg.bert.max_len, 2) if kind == "mlm" else (model.cfg.context, 0)
 
 
 def text_attention_weights(
-    model: nn.Module, tokenizer, kind: str, text: str, limit: int, why: str = "the model's limit"
+    model: Any, tokenizer: Any, kind: str, text: str, limit: int, why: str = "the model's limit"
 ) -> tuple[list[Tensor], list[str], list[str]]:
     """(weights per layer ``(1, H, T, T)``, token strings, notes) of a loaded ``mlm``/``clm`` model on ``text``,
     cut to ``limit`` tokens, specials included (``why`` names the limit in the note that says so)."""
@@ -245,7 +246,7 @@ def text_attention_weights(
     return weights, [token_label(tokenizer.id_to_token(i)) for i in ids], notes
 
 
-def image_attention_weights(model: nn.Module, images: Tensor) -> list[Tensor]:
+def image_attention_weights(model: Any, images: Tensor) -> list[Tensor]:
     """Per-layer weights ``(B, H, 1 + L, 1 + L)`` of an MAE encoder reading every patch of ``images (B, C, H, W)``."""
     device = next(model.parameters()).device
     with torch.inference_mode():  # every patch + its sin-cos position, the CLS token first: (B, 1 + L, D)
