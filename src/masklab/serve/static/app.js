@@ -177,11 +177,14 @@ function heatmap(canvas, tokens, matrix) {
     ctx.save(); ctx.translate(label + i * cell + cell / 2, label - 4); ctx.rotate(-Math.PI / 2);
     ctx.textAlign = "left"; ctx.fillText(t, 0, 0); ctx.restore();
   });
+  // Colour scaled to this matrix's largest weight, so a near-uniform map still shows its structure.
+  const top = Math.max(1e-12, ...matrix.flat());
   matrix.forEach((row, q) => row.forEach((w, k) => {
-    const shade = Math.round(255 * (1 - Math.sqrt(w)));  // sqrt: small weights stay visible
-    ctx.fillStyle = `rgb(${shade}, ${Math.round(shade * 0.9 + 20)}, 255)`;
+    const shade = Math.round(255 * (1 - w / top));
+    ctx.fillStyle = `rgb(${shade}, ${Math.round(shade * 0.85 + 30)}, 255)`;
     ctx.fillRect(label + k * cell, label + q * cell, cell, cell);
   }));
+  return top;
 }
 
 function mlmPanel(run) {
@@ -197,7 +200,9 @@ function mlmPanel(run) {
     const matrix = head === "mean"
       ? heads[0].map((row, q) => row.map((_, k) => heads.reduce((s, h) => s + h[q][k], 0) / heads.length))
       : heads[Number(head)];
-    heatmap($(panel, "canvas.heatmap"), attention.tokens, matrix);
+    const top = heatmap($(panel, "canvas.heatmap"), attention.tokens, matrix);
+    $(panel, ".heat-legend").textContent = `white = 0, darkest = ${top.toFixed(3)} (each row sums to 1; `
+      + `uniform would be ${(1 / attention.tokens.length).toFixed(3)})`;
   }
   $(panel, ".layer").addEventListener("change", showAttention);
   $(panel, ".head").addEventListener("change", showAttention);
