@@ -132,6 +132,7 @@ def demo(out: str, run_paths: list[str], csv: str | None = None) -> None:
             panel = f"#run-{run.name}"
             if run.kind == "mae":
                 wait_for(driver, f"document.querySelector('{panel}').dataset.reconstructions >= 1")
+                driver.find_element(By.CSS_SELECTOR, f"{panel} .show-rollout").click()
             elif run.kind == "mlm":
                 driver.find_element(By.CSS_SELECTOR, f"{panel} .fill-text").clear()
                 driver.find_element(By.CSS_SELECTOR, f"{panel} .fill-text").send_keys(

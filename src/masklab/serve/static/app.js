@@ -49,17 +49,19 @@ function maePanel(run) {
     ctx.fillStyle = "#ddd"; ctx.fillRect(0, 0, canvas.width, canvas.height);
     if (picture.complete && picture.naturalWidth) ctx.drawImage(picture, 0, 0, canvas.width, canvas.height);
     const cell = P * scale;
-    if ($(panel, ".show-rollout").checked && rolloutWeights) {
+    const rollout = $(panel, ".show-rollout").checked && rolloutWeights;
+    masked.forEach((m, i) => {
+      if (!m) return;
+      // hidden: the picture shows through a little (more when the rollout is drawn over it)
+      ctx.fillStyle = `rgba(96, 104, 122, ${rollout ? 0.55 : 0.8})`;
+      ctx.fillRect((i % gw) * cell, Math.floor(i / gw) * cell, cell, cell);
+    });
+    if (rollout) {  // the [CLS] rollout was computed on the whole image, so it covers every patch
       rolloutWeights.forEach((w, i) => {
-        ctx.fillStyle = `rgba(232, 89, 12, ${0.75 * w})`;
+        ctx.fillStyle = `rgba(232, 89, 12, ${0.7 * w})`;
         ctx.fillRect((i % gw) * cell, Math.floor(i / gw) * cell, cell, cell);
       });
     }
-    masked.forEach((m, i) => {
-      if (!m) return;
-      ctx.fillStyle = "rgba(96, 104, 122, 0.8)";  // hidden: the picture shows through a little
-      ctx.fillRect((i % gw) * cell, Math.floor(i / gw) * cell, cell, cell);
-    });
     ctx.strokeStyle = "rgba(47, 111, 237, 0.35)"; ctx.lineWidth = 1;
     for (let c = 0; c <= gw; c++) { ctx.beginPath(); ctx.moveTo(c * cell + .5, 0); ctx.lineTo(c * cell + .5, canvas.height); ctx.stroke(); }
     for (let r = 0; r <= gh; r++) { ctx.beginPath(); ctx.moveTo(0, r * cell + .5); ctx.lineTo(canvas.width, r * cell + .5); ctx.stroke(); }
