@@ -305,3 +305,13 @@ def test_concurrent_requests_get_their_own_answers(client):
     with ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(lambda i: client.post(requests[i][0], **requests[i][1]).json(), order))
     assert all(answer == alone[i] for i, answer in zip(order, answers, strict=True))
+
+
+def test_a_client_that_leaves_mid_stream_does_not_block_the_model(client, by_kind):
+    # (Whether the generation stops at once depends on when the test transport reports the disconnect, so
+    # this checks what must hold either way: the model's lock is released and the next request is answered.)
+    with client.stream("POST", "/api/runs/clm/generate", json={"prompt": "the cat", "max_tokens": 300}) as stream:
+        assert next(stream.iter_lines()) == "event: token"
+    response = client.post("/api/runs/clm/generate", json={"prompt": "the dog", "max_tokens": 3, "temperature": 0})
+    assert sse_events(response.text)[-1] == ("done", {"text": sse_events(response.text)[-1][1]["text"], "tokens": 3})
+    assert not by_kind["clm"].lock.locked()

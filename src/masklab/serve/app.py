@@ -198,6 +198,9 @@ def create_app(runs: list[LoadedRun], *, max_upload_bytes: int = DEFAULT_MAX_UPL
     return app
 
 
+_RUNNING: set[asyncio.Future] = set()
+
+
 async def _events(run: LoadedRun, ids: list[int], body: GenerateRequest) -> AsyncIterator[str]:
     """Server-sent events of one generation; the model runs in a worker thread under the run's lock, and a
     client that leaves stops it at its next token."""
@@ -222,6 +225,8 @@ async def _events(run: LoadedRun, ids: list[int], body: GenerateRequest) -> Asyn
                 put("error", {"error": "internal error (the server log has the details)", "field": None})
 
     worker = asyncio.ensure_future(run_in_threadpool(work))
+    _RUNNING.add(worker)  # the loop keeps only a weak reference to a task; a client may leave before it ends
+    worker.add_done_callback(_RUNNING.discard)
     try:
         while True:
             event, data = await queue.get()
@@ -230,4 +235,3 @@ async def _events(run: LoadedRun, ids: list[int], body: GenerateRequest) -> Asyn
                 break
     finally:
         cancelled.set()  # the worker stops at its next token and releases the run's lock
-        del worker
