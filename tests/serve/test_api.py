@@ -147,7 +147,7 @@ def test_reconstruct_bad_input(client):
 
 
 def test_rollout_matches_the_library(client, by_kind):
-    from masklab.viz.attention import cls_row, image_attention_weights
+    from masklab.recipes.attention_maps import cls_row, image_attention_weights
 
     run = by_kind["mae"]
     body = client.post("/api/runs/mae/rollout", data={"example": 2}).json()
@@ -168,7 +168,7 @@ def test_examples_are_pngs(client, by_kind):
 
 # ----------------------------------------------------------------------------------------------- text
 def test_fill_matches_the_library(client, by_kind):
-    from masklab.models.mlm.fill import fill_mask
+    from masklab.recipes.mlm_tasks import fill_mask
 
     run = by_kind["mlm"]
     text = "the [MASK] sat on the [MASK] ."
@@ -193,7 +193,7 @@ def test_fill_bad_input(client):
 
 @pytest.mark.parametrize("kind", ["mlm", "clm"])
 def test_text_attention(client, by_kind, kind):
-    from masklab.viz.attention import text_attention_weights, text_limits
+    from masklab.recipes.attention_maps import text_attention_weights, text_limits
 
     run = by_kind[kind]
     body = client.post(f"/api/runs/{kind}/attention", json={"text": "the cat sat on the mat"}).json()

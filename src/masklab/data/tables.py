@@ -27,7 +27,6 @@ import torch
 from masklab.data import package_file, parse_data_spec
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
     from masklab.tokenizers.table import EncodedTable
@@ -149,23 +148,6 @@ def read_table_file(path: str | Path, *, as_text: bool = False) -> pd.DataFrame:
         raise ValueError(f"{path} has a header but no data rows")
     frame.columns = header
     return frame
-
-
-def _cell_text(value: object) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-def fill_text_cells(text: pd.DataFrame, filled: pd.DataFrame, fill: dict[str, np.ndarray], source: str) -> pd.DataFrame:
-    """``text`` (every cell its original string, as read with ``as_text=True``) with the cells that ``fill``
-    marks (``bool (N,)`` per column, True = was missing) replaced by ``filled``'s values written as text; the
-    other cells keep their exact original text. ``source`` names the table in errors."""
-    if len(text) != len(filled):
-        raise ValueError(f"{source}: rows differ between the text and typed reads ({len(text)} vs {len(filled)})")
-    out = text.copy()
-    for column, rows in fill.items():
-        if rows.any():
-            out.loc[rows, column] = [_cell_text(v) for v in filled.loc[rows, column]]
-    return out
 
 
 def split_columns(frame: pd.DataFrame, *, exclude: tuple[str, ...] = (), label: str | None = None) -> Table:

@@ -61,9 +61,10 @@ def run_details(run: LoadedRun) -> dict[str, Any]:
     if run.kind == "clm":
         cfg = run.model.cfg
         return {"context": cfg.context, "layers": cfg.depth, "heads": cfg.heads}
-    from masklab.train.runs import read_table_info
+    from masklab.recipes.table import TABLE_FILE
+    from masklab.train.run import Run
 
-    info = read_table_info(run.path)
+    info = Run(run.path).read_sidecar(TABLE_FILE)
     return {"columns": list(run.model.schema_.names), "exclude": info.get("exclude", []), "label": info.get("label")}
 
 

@@ -113,7 +113,7 @@ def reconstruct(run: LoadedRun, images: Tensor, masked: Tensor) -> dict:
 
 def rollout(run: LoadedRun, images: Tensor) -> dict:
     """The [CLS] token's attention rollout over the patches (Abnar & Zuidema 2020), scaled to [0, 1]."""
-    from masklab.viz.attention import cls_row, image_attention_weights
+    from masklab.recipes.attention_maps import cls_row, image_attention_weights
 
     row = cls_row(image_attention_weights(run.model, images), None, None)  # (L,)
     scaled = (row - row.min()) / (row.max() - row.min()).clamp_min(1e-12)

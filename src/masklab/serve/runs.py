@@ -41,14 +41,15 @@ class RunLoadError(ValueError):
 
 def run_kind_of(path: Path) -> str:
     """``mae`` | ``mlm`` | ``clm`` | ``table`` of a masklab run or a Hugging Face GPT-2 / BERT folder."""
-    from masklab.train.runs import hf_model_type, run_kind
+    from masklab.recipes.clm import hf_model_type
+    from masklab.train.run import Run
 
     hf = hf_model_type(path)
     if hf is not None:
         if hf not in ("gpt2", "bert"):
             raise ValueError(f"a Hugging Face {hf!r} folder; only GPT-2 (clm) and BertForMaskedLM (mlm) are served")
         return "clm" if hf == "gpt2" else "mlm"
-    kind = run_kind(path)
+    kind = Run(path).kind()
     if kind not in KINDS:
         raise ValueError(f"a {kind!r} run; masklab serve shows {', '.join(KINDS)} runs")
     return kind
@@ -58,13 +59,14 @@ def _examples(path: Path, model) -> tuple[Any, list[str]]:
     """Up to :data:`EXAMPLES` held-out images of the run's own data, or None and a note saying why not."""
     import torch
 
-    from masklab.train.runs import DATA_FILE, heldout_split, read_run_info
+    from masklab.recipes.mae import DATA_FILE, load_split
+    from masklab.train.run import Run
 
-    spec = read_run_info(path, DATA_FILE).get("spec")
+    spec = Run(path).read_sidecar(DATA_FILE).get("spec")
     if spec is None:
         return None, [f"no built-in examples: {path / DATA_FILE} does not name the run's data"]
     try:
-        dataset, _, test_idx = heldout_split(spec, path, model)
+        dataset, _, test_idx = load_split(spec, path, model)
     except (OSError, ValueError, ImportError) as err:
         return None, [f"no built-in examples: the run's data cannot be loaded here ({err})"]
     pick = torch.randperm(len(test_idx), generator=torch.Generator().manual_seed(0))[:EXAMPLES]
@@ -80,7 +82,7 @@ def load_one(path: Path, name: str, device: str) -> LoadedRun:
     kind = run_kind_of(path)
     device = str(resolve_device(device))
     if kind == "mae":
-        from masklab.train.runs import load_mae_run
+        from masklab.recipes.mae import load_mae_run
 
         model = load_mae_run(path, device)
         if model.config.objective != "reconstruct":
@@ -88,12 +90,12 @@ def load_one(path: Path, name: str, device: str) -> LoadedRun:
         examples, notes = _examples(path, model)
         return LoadedRun(name, kind, path, model, examples=examples, notes=notes)
     if kind == "mlm":
-        from masklab.train.runs import load_mlm
+        from masklab.recipes.mlm_tasks import load_fill_model
 
-        model, tokenizer = load_mlm(path, device)
+        model, tokenizer = load_fill_model(path, device)
         return LoadedRun(name, kind, path, model, tokenizer=tokenizer)
     if kind == "clm":
-        from masklab.train.runs import load_lm_run
+        from masklab.recipes.clm import load_lm_run
 
         model, tokenizer, _ = load_lm_run(path, device)
         return LoadedRun(name, kind, path, model.eval(), tokenizer=tokenizer)

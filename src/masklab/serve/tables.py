@@ -33,7 +33,7 @@ class Upload:
 def read_upload(run: LoadedRun, data: bytes, exclude: str) -> Upload:
     """Parse the CSV in ``data`` (field ``file``) and check it against the run's columns."""
     from masklab.data.tables import read_table_file
-    from masklab.train.runs import inference_table
+    from masklab.recipes.table import inference_table
 
     try:
         data.decode("utf-8")
@@ -56,7 +56,7 @@ def read_upload(run: LoadedRun, data: bytes, exclude: str) -> Upload:
 
 def impute(run: LoadedRun, data: bytes, exclude: str) -> tuple[str, dict[str, int]]:
     """(the CSV with its missing cells filled, filled-cell count per column)."""
-    from masklab.data.tables import fill_text_cells
+    from masklab.recipes.table import fill_text_cells
     from masklab.tokenizers.table import missing_cells
 
     upload = read_upload(run, data, exclude)

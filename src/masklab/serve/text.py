@@ -20,7 +20,7 @@ MAX_ATTENTION_TOKENS = 64  # a T x T heatmap per layer and head: beyond this the
 
 def fill(run: LoadedRun, text: str, top_k: int) -> dict:
     """Top-``top_k`` tokens with probabilities for every [MASK] in ``text`` (field ``text``)."""
-    from masklab.models.mlm.fill import fill_mask
+    from masklab.recipes.mlm_tasks import fill_mask
 
     if "[MASK]" not in text and run.tokenizer.mask_token not in text:
         raise InputError("text", "the text has no [MASK] token to fill, e.g. 'The [MASK] sat on the mat.'")
@@ -37,7 +37,7 @@ def fill(run: LoadedRun, text: str, top_k: int) -> dict:
 
 def attention(run: LoadedRun, text: str, max_tokens: int) -> dict:
     """Per-layer, per-head attention weights ``[layer][head][query][key]`` of an mlm / clm run on ``text``."""
-    from masklab.viz.attention import text_attention_weights, text_limits
+    from masklab.recipes.attention_maps import text_attention_weights, text_limits
 
     if not text.strip():
         raise InputError("text", "the text is empty")

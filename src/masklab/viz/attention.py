@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -203,60 +202,3 @@ def attention_overlay(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path
-
-
-# ------------------------------------------------------------------------- weights of a trained model
-def token_label(token: str) -> str:
-    """A tick label that stays on one line: newlines and tabs escaped, a blank token shown as ``␣``."""
-    if token and not token.strip():
-        return token.replace("\n", "\\n").replace("\t", "\\t").replace(" ", "␣")
-    return token
-
-
-def text_limits(model: Any, kind: str) -> tuple[int, int]:
-    """(most tokens the model reads, special tokens framing a text) of an ``mlm`` or ``clm`` model."""
-    return (model.cfg.bert.max_len, 2) if kind == "mlm" else (model.cfg.context, 0)
-
-
-def text_attention_weights(
-    model: Any, tokenizer: Any, kind: str, text: str, limit: int, why: str = "the model's limit"
-) -> tuple[list[Tensor], list[str], list[str]]:
-    """(weights per layer ``(1, H, T, T)``, token strings, notes) of a loaded ``mlm``/``clm`` model on ``text``,
-    cut to ``limit`` tokens, specials included (``why`` names the limit in the note that says so)."""
-    _, specials = text_limits(model, kind)
-    # Frame the text as in training: mlm runs encode documents bare and add [CLS] ... [SEP] (encode_truncated).
-    body = tokenizer.encode(text, add_special_tokens=False).ids
-    notes = []
-    if len(body) + specials > limit:
-        notes.append(f"INPUT is {len(body) + specials} tokens; truncated to the first {limit} ({why})")
-        body = body[: limit - specials]
-    if not body:
-        raise ValueError(f"the text {text[:80]!r} encodes to no tokens")
-    ids = [tokenizer.cls_id, *body, tokenizer.sep_id] if kind == "mlm" else body
-    device = next(model.parameters()).device
-    ids_t = torch.tensor([ids], device=device)  # (1, T)
-    with torch.inference_mode():
-        if kind == "mlm":
-            x = model.bert.embeddings(ids_t)  # (1, T, D): word + position + type, LayerNorm (Bert.forward)
-            encoder = model.bert.encoder
-        else:
-            x = model.embed(ids_t)  # (1, T, D) as GPT.forward
-            encoder = model.decoder
-    weights = collect_attention(encoder, x, is_causal=kind == "clm")
-    return weights, [token_label(tokenizer.id_to_token(i)) for i in ids], notes
-
-
-def image_attention_weights(model: Any, images: Tensor) -> list[Tensor]:
-    """Per-layer weights ``(B, H, 1 + L, 1 + L)`` of an MAE encoder reading every patch of ``images (B, C, H, W)``."""
-    device = next(model.parameters()).device
-    with torch.inference_mode():  # every patch + its sin-cos position, the CLS token first: (B, 1 + L, D)
-        seq = model.encoder_input(model.normalize(images.to(device)))
-    return collect_attention(model.encoder, seq)
-
-
-def cls_row(weights: Sequence[Tensor], layer: int | None, head: int | None) -> Tensor:
-    """The [CLS] query's weights over the patches ``(L,)``: rollout over all layers, or one layer (and head)."""
-    if layer is None:
-        return attention_rollout(weights)[0, 0, 1:]
-    w = weights[layer][0]  # (H, 1 + L, 1 + L)
-    return (w.mean(dim=0) if head is None else w[head])[0, 1:]
