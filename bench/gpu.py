@@ -8,7 +8,7 @@ Three markdown tables, all bf16 autocast (fp32 weights and AdamW state, as ``fit
 - ``bert``: BERT-base MLM training steps at seq 128 and 512 (packed rows, no padding), masklab ``BertForMLM``
   vs ``transformers.BertForMaskedLM``, same weights, batches and 80/10/10 corruption (``bench/mlm.py``);
 - ``attention``: causal self-attention forward + backward, H = 16, Dh = 64, T = 1k ... 16k: masklab's
-  FlexAttention path (:mod:`masklab.nn.dispatch`: cached ``BlockMask`` + compiled ``flex_attention``) vs SDPA
+  FlexAttention path (:mod:`masklab.nn.attention`: cached ``BlockMask`` + compiled ``flex_attention``) vs SDPA
   with a dense boolean mask; SDPA's own ``is_causal`` kernel (what masklab dispatches for *plain* causal
   masks) is shown for reference. Batch ``B = max(1, --attn-tokens // T)`` keeps the tokens per call fixed.
 
@@ -248,7 +248,7 @@ def attention_cells(args, device: torch.device, T: int) -> list[str]:
     from masklab import masks as M
     from masklab.masks.convert import to_sdpa
     from masklab.nn.attention import sdpa_attention
-    from masklab.nn.dispatch import BLOCK_MASKS, flex_attention
+    from masklab.nn.attention import BLOCK_MASKS, flex_attention
 
     B, H, Dh = max(1, args.attn_tokens // T), args.heads, args.head_dim
     g = torch.Generator().manual_seed(T)

@@ -132,6 +132,7 @@ def text_attention(args: argparse.Namespace, kind: str, device: str):
     """(weights per layer ``(1, H, T, T)``, token strings, notes) of a text run on INPUT."""
     import torch
 
+    from masklab.masks.attention import causal
     from masklab.viz.attention import collect_attention
 
     text = read_text_input(args.input)
@@ -168,7 +169,7 @@ def text_attention(args: argparse.Namespace, kind: str, device: str):
         else:
             x = model.embed(ids_t)  # (1, T, D) as GPT.forward
             encoder = model.decoder
-    weights = collect_attention(encoder, x, is_causal=kind == "clm")
+    weights = collect_attention(encoder, x, blocked=causal() if kind == "clm" else None)
     return weights, [token_label(tokenizer.id_to_token(i)) for i in ids], notes
 
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from masklab.core.contract import LossOutput
+from masklab.masks.attention import causal, key_padding
 from masklab.nn import Encoder, KVCache, LearnedPositionEmbedding, TransformerConfig
 from masklab.nn.cpu_linear import Linear, linear
 
@@ -166,7 +167,8 @@ class GPT(nn.Module):
         if ids.ndim != 2:
             raise ValueError(f"ids must be (B, T) token ids, got shape {tuple(ids.shape)}")
         x = self.embed(ids, positions=positions, past=len(caches[0]) if caches else 0)  # (B, T, D)
-        x = self.decoder(x, padding=padding, is_causal=True, caches=None if caches is None else list(caches))
+        blocked = causal() if padding is None else causal() | key_padding(padding)
+        x = self.decoder(x, blocked=blocked, caches=None if caches is None else list(caches))
         if last_only:
             x = x[:, -1:]  # (B, 1, D)
         weight = self.tok_embed.weight if self.lm_head is None else self.lm_head.weight

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from masklab.masks.convert import padding_to_blocked
 from masklab.masks.learned import (
     LearnedMaskSample,
     masker_loss,
@@ -96,7 +97,8 @@ class LearnedMasker(nn.Module):
         if length > self.config.max_tokens:
             raise ValueError(f"{length} tokens exceed the learned masker's max_tokens={self.config.max_tokens}")
         x = self.embed(tokens) + self.pos_embed[:length]  # (B, L, D)
-        return self.head(self.encoder(x, padding=padding)).squeeze(-1)  # (B, L)
+        blocked = None if padding is None else padding_to_blocked(padding)  # (B, 1, 1, L)
+        return self.head(self.encoder(x, blocked=blocked)).squeeze(-1)  # (B, L)
 
 
 class AdversarialMasking(nn.Module):

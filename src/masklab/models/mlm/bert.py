@@ -14,8 +14,10 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
+from masklab.masks.convert import padding_to_blocked
 from masklab.nn import Encoder, LearnedPositionEmbedding, TransformerConfig
 from masklab.nn.attention import Backend
 
@@ -124,9 +126,10 @@ class Bert(nn.Module):
         ``token_type_ids`` long (B, L) or None. Returns ``(B, L, D)``."""
         if ids.shape[1] > self.cfg.max_len:
             raise ValueError(f"sequence of {ids.shape[1]} tokens exceeds max_len={self.cfg.max_len}")
-        if padding is not None and not bool(padding.any()):
-            padding = None  # an all-False mask would only keep SDPA off its fastest (mask-free) kernel
-        return self.encoder(self.embeddings(ids, token_type_ids), padding=padding)
+        if padding is not None and not torch.compiler.is_compiling() and not bool(padding.any()):
+            padding = None  # eager only: an all-False mask would keep SDPA off its fastest (mask-free) kernel
+        blocked = None if padding is None else padding_to_blocked(padding)  # (B, 1, 1, L)
+        return self.encoder(self.embeddings(ids, token_type_ids), blocked=blocked)
 
 
 def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:

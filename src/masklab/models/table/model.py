@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from masklab.core.contract import LossOutput
 from masklab.masks import masked_loss, random_masking
+from masklab.masks.convert import padding_to_blocked
 from masklab.nn import Encoder, TransformerConfig
 from masklab.nn.cpu_linear import Linear
 from masklab.tokenizers.table import CellTokenizer, TableSchema
@@ -216,7 +217,7 @@ class TableMAE(nn.Module):
         layout = visible_layout(hidden)
         index = layout.ids_keep[..., None].expand(-1, -1, tokens.shape[-1])  # (B, V, D)
         visible = torch.gather(tokens, 1, index)  # (B, V, D)
-        return self.encoder(visible, padding=layout.padding), layout
+        return self.encoder(visible, blocked=padding_to_blocked(layout.padding)), layout
 
     def forward_decoder(self, latent: Tensor, layout: VisibleLayout) -> Tensor:
         """Re-insert mask tokens at hidden cells, decode all columns -> ``(B, C, Dd)``."""
