@@ -247,8 +247,7 @@ def attention_cells(args, device: torch.device, T: int) -> list[str]:
     """One table row: every path's fwd + bwd time at length ``T`` ("OOM" / "n/a (why)" where it cannot run)."""
     from masklab import masks as M
     from masklab.masks.convert import to_sdpa
-    from masklab.nn.attention import sdpa_attention
-    from masklab.nn.attention import BLOCK_MASKS, flex_attention
+    from masklab.nn.attention import BLOCK_MASKS, flex_attention, sdpa_attention
 
     B, H, Dh = max(1, args.attn_tokens // T), args.heads, args.head_dim
     g = torch.Generator().manual_seed(T)

@@ -301,9 +301,11 @@ class MaskedSelfAttention(nn.Module):
             out = flex_attention(q, k, v, BLOCK_MASKS.get(blocked, L, kv_len, x.device))
         elif plan.kernel in ("sdpa", "sdpa_causal"):
             out = sdpa_attention(q, k, v, is_causal=plan.kernel == "sdpa_causal", dropout_p=dropout_p)
-        elif plan.kernel == "reference":
-            out, weights = reference_attention(q, k, v, dense_blocked(blocked, L, kv_len, x.device), dropout_p=dropout_p)
         else:
-            out = sdpa_attention(q, k, v, dense_blocked(blocked, L, kv_len, x.device), dropout_p=dropout_p)
+            dense = dense_blocked(blocked, L, kv_len, x.device)  # bool, broadcastable to (B, H, L, Lk)
+            if plan.kernel == "reference":
+                out, weights = reference_attention(q, k, v, dense, dropout_p=dropout_p)
+            else:
+                out = sdpa_attention(q, k, v, dense, dropout_p=dropout_p)
         out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, L, D)))  # (B, L, D)
         return (out, weights) if return_weights else out
