@@ -163,9 +163,9 @@ def bench_mae(args, device: torch.device) -> None:
     from mae import hf_model  # bench/mae.py: ViTMAEForPreTraining with masklab's config, fixed sin-cos tables
 
     from masklab.interop.hf.mae import mae_from_hf
-    from masklab.models.mae.presets import preset_config
+    from masklab.models.mae import MAE
 
-    cfg = preset_config(args.mae_preset, channels=3)
+    cfg = MAE.from_preset(args.mae_preset, channels=3).config
     torch.manual_seed(0)
     hf = hf_model(cfg).to(device).train()
     ours = mae_from_hf(hf).to(device).train()  # the same weights

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from masklab.core.contract import saved_config
 from masklab.data.augment import AugmentedData, parse_augment
 from masklab.eval.occlusion import occlude
 from masklab.train import TrainConfig, fit
@@ -69,7 +70,7 @@ def mnist(args, out: Path) -> str:
         transform = None if spec is None else parse_augment(spec, "image", patch_size=4)
         data = AugmentedData(dataset.subset(train_idx), transform)
         fit(model, data, train_config(args.mnist_steps, 128, 2e-3, args.seed), out / f"mnist-{name.split(':')[0]}",
-            model_config=config.to_dict(), progress=False)  # fmt: skip
+            model_config=saved_config(model), progress=False)  # fmt: skip
         model.eval()
         accuracies = []
         with torch.inference_mode():

@@ -137,9 +137,8 @@ def _check_step(files: set[str]) -> None:
 
 def test_one_mae_step_runs_through_at_most_8_files():
     from masklab.models.mae import MAE
-    from masklab.models.mae.presets import preset_config
 
-    model = MAE(preset_config("mae-tiny"))
+    model = MAE.from_preset("mae-tiny")
     h, w = model.config.image_size
     files = _files_in_step(model, SimpleNamespace(images=torch.rand(4, model.config.channels, h, w), labels=None))
     _check_step(files)

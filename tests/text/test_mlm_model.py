@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from masklab.commands.fill import fill_mask
-from masklab.masks.ops import masked_loss
+from masklab.masks.ops import loss_on_masked
 from masklab.models.mlm import BertForMLM, MLMConfig
 from masklab.models.mlm.bert import BertConfig, bert_preset
 from masklab.models.registry import build_model
@@ -39,7 +39,7 @@ def test_sparse_loss_equals_dense_masked_loss():
     hidden = model(inputs, batch["padding"])
     dense_logits = model.head(hidden, model.bert.embeddings.word.weight)  # (B, L, V): every position
     per_token = F.cross_entropy(dense_logits.transpose(1, 2), batch["ids"], reduction="none")  # (B, L)
-    torch.testing.assert_close(out.loss, masked_loss(per_token, masked, batch["padding"]))
+    torch.testing.assert_close(out.loss, loss_on_masked(per_token, masked, batch["padding"]))
     assert 0 < float(out.metrics["masked_frac"]) < 1
 
 

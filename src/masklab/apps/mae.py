@@ -114,7 +114,7 @@ def encode_all(model, images_of, count: int, batch_size: int = 256):
     chunks = []
     with torch.inference_mode():
         for start in range(0, count, batch_size):
-            chunks.append(model.features(images_of(slice(start, start + batch_size)).to(device)).float().cpu())
+            chunks.append(model.embed(images_of(slice(start, start + batch_size)).to(device)).float().cpu())
     return torch.cat(chunks).numpy()
 
 
@@ -165,7 +165,7 @@ def _resume_setup(out: Path) -> dict[str, Any]:
     if not info:
         raise ValueError(f"cannot resume {out}: it has no {DATA_FILE} (not written by masklab pretrain mae)")
     augment = info.get("augment")
-    model_config = MAEConfig.from_config(saved["model"])
+    model_config = MAEConfig.from_dict(saved["model"])
     return {
         "spec": info["spec"], "skip_bad": info.get("skip_bad", False), "fraction": info["test_fraction"],
         "split_seed": info["split_seed"], "num_train": info.get("num_train"),
@@ -177,7 +177,7 @@ def _resume_setup(out: Path) -> dict[str, Any]:
 
 
 def _fresh_setup(args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    from masklab.models.mae.presets import MAE_PRESETS
+    from masklab.models.mae.config import PRESETS as MAE_PRESETS
     from masklab.train.checkpoint import CHECKPOINT_NAME
 
     if (out / CHECKPOINT_NAME).exists():
@@ -202,10 +202,11 @@ def pretrain(args: argparse.Namespace) -> int:
 
     import torch
 
+    from masklab.core.contract import preset_config, saved_config
     from masklab.core.io import atomic_write_json
     from masklab.data.images import load_images, split_indices
     from masklab.models.mae import MAE
-    from masklab.models.mae.presets import TRAIN_DEFAULTS, preset_config
+    from masklab.models.mae.config import PRESETS, TRAIN_DEFAULTS, MAEConfig
     from masklab.train import TrainConfig
 
     out = Path(args.out)
@@ -225,7 +226,7 @@ def pretrain(args: argparse.Namespace) -> int:
     else:
         mean, std = train.pixel_stats()
         model_config = preset_config(
-            args.preset, image_size=dataset.image_size, patch_size=setup["patch"], channels=dataset.channels,
+            MAEConfig, PRESETS, args.preset, image_size=dataset.image_size, patch_size=setup["patch"], channels=dataset.channels,
             mask_ratio=args.mask_ratio, mask_kind=args.mask_kind, variant=args.variant,
             norm_pix_loss=args.norm_pix_loss, pixel_mean=mean, pixel_std=std,
         )  # fmt: skip
@@ -252,7 +253,7 @@ def pretrain(args: argparse.Namespace) -> int:
     print(f"pretraining MAE on {dataset.name}: {len(train)} train / {len(test_idx)} held-out images "
           f"{dataset.channels}x{dataset.image_size[0]}x{dataset.image_size[1]}, {train_cfg.steps} steps of "
           f"{train_cfg.batch_size}, {sum(p.numel() for p in model.parameters()):,} parameters -> {out}")  # fmt: skip
-    result = fit_run(model, train, train_cfg, out, model_config=model_config.to_dict(), resume=args.resume)
+    result = fit_run(model, train, train_cfg, out, model_config=saved_config(model), resume=args.resume)
     print(f"done: step {result.step}, loss {result.last_metrics.get('loss', float('nan')):.4f}; run saved in {out}")
     return 0
 
@@ -320,6 +321,7 @@ def finetune(args: argparse.Namespace) -> int:
 
     import torch
 
+    from masklab.core.contract import saved_config
     from masklab.core.io import atomic_write_json
     from masklab.data.images import Augment
     from masklab.models.mae import MAE
@@ -364,7 +366,7 @@ def finetune(args: argparse.Namespace) -> int:
                                         "finetune_augment": args.augment})  # fmt: skip
     print(f"fine-tuning {args.run} on {len(train)} {dataset.name} images ({dataset.num_classes} classes), "
           f"{steps} steps of {batch_size} -> {out}")  # fmt: skip
-    fit_run(model, train, cfg, out, model_config=config.to_dict())
+    fit_run(model, train, cfg, out, model_config=saved_config(model))
     model.eval()
     correct = 0
     with torch.inference_mode():

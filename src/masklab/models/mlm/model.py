@@ -218,7 +218,7 @@ class BertForMLM(nn.Module):
         inputs, masked = self.mask_batch(batch, generator)
         logits = self.predict_masked(self(inputs, batch["padding"]), masked)  # (M, V)
         targets = batch["ids"][masked]  # (M,)
-        # Mean CE over the M predicted tokens == masked_loss(dense per-token CE, masked), without the B*L*V
+        # Mean CE over the M predicted tokens == loss_on_masked(dense per-token CE, masked), without the B*L*V
         # logits. sum / clamp keeps an (unlikely) batch with nothing masked at loss 0 instead of NaN.
         loss = F.cross_entropy(logits, targets, reduction="sum") / max(targets.numel(), 1)
         acc = (logits.argmax(-1) == targets).float().sum() / max(targets.numel(), 1)

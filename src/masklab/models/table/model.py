@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from masklab.core.contract import LossOutput
-from masklab.masks import masked_loss, random_masking
+from masklab.masks import loss_on_masked, random_masking
 from masklab.masks.convert import padding_to_blocked
 from masklab.nn import Encoder, TransformerConfig
 from masklab.nn.cpu_linear import Linear
@@ -273,13 +273,13 @@ class TableMAE(nn.Module):
         if self.config.trim_fraction > 0:
             masked = self._trim_rows(errors.detach(), masked)
         if pred.log_var is not None:
-            metrics["cell_nll"] = masked_loss(errors.detach(), masked)
+            metrics["cell_nll"] = loss_on_masked(errors.detach(), masked)
             if self.config.nll_beta > 0:  # beta-NLL: weight numeric cells by stop_grad(var) ** beta
                 weight = torch.exp(self.config.nll_beta * pred.log_var.detach().float())  # (B, C)
                 for j in self.category_slices:
                     weight[:, j] = 1.0
                 errors = errors * weight
-        return LossOutput(masked_loss(errors, masked), metrics)
+        return LossOutput(loss_on_masked(errors, masked), metrics)
 
     def _trim_rows(self, errors: Tensor, masked: Tensor) -> Tensor:
         """Trimmed loss (robust statistics' least trimmed squares, as in robust autoencoders for anomaly
