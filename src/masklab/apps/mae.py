@@ -226,7 +226,8 @@ def pretrain(args: argparse.Namespace) -> int:
     else:
         mean, std = train.pixel_stats()
         model_config = preset_config(
-            MAEConfig, PRESETS, args.preset, image_size=dataset.image_size, patch_size=setup["patch"], channels=dataset.channels,
+            MAEConfig, PRESETS, args.preset, image_size=dataset.image_size, patch_size=setup["patch"],
+            channels=dataset.channels,
             mask_ratio=args.mask_ratio, mask_kind=args.mask_kind, variant=args.variant,
             norm_pix_loss=args.norm_pix_loss, pixel_mean=mean, pixel_std=std,
         )  # fmt: skip

@@ -2,7 +2,8 @@
 
 Polarity: ``masked`` / ``padding`` are True where an element is hidden or padded. The ``visible_*``
 reductions leave such elements *out* (they reduce over what is visible). The mask covers the leading dims
-of ``x`` (e.g. ``(B, L)`` for ``x (B, L, D)``) and is broadcast over the trailing ones. A reduction over nothing gives 0, never NaN.
+of ``x`` (e.g. ``(B, L)`` for ``x (B, L, D)``) and is broadcast over the trailing ones. A reduction over
+nothing gives 0, never NaN.
 
 :func:`loss_on_masked` does the opposite on purpose: it averages a per-token loss *over* the masked positions
 (the tokens the model had to predict), leaving padding out.
