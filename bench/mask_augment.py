@@ -85,9 +85,9 @@ def mnist(args, out: Path) -> str:
 
 # ------------------------------------------------------------------------------------------------- BBC
 def bbc(args, out: Path) -> str:
+    from masklab.core.contract import preset_config
     from masklab.data.text import TextBlocksData, encode_truncated, load_text_corpus, stratified_split
-    from masklab.models.mlm import BertForMLM, MLMConfig
-    from masklab.models.mlm.bert import bert_preset
+    from masklab.models.mlm import PRESETS, BertConfig, BertForMLM, MLMConfig
     from masklab.tokenizers.text import TextTokenizer
 
     corpus = load_text_corpus("builtin:bbc-news")
@@ -103,7 +103,7 @@ def bbc(args, out: Path) -> str:
 
     train, test = blocks(train_idx), blocks(test_idx)
     specials = dict(special_ids=tokenizer.special_ids, mask_id=tokenizer.mask_id, pad_id=tokenizer.pad_id)
-    bert = bert_preset("bert-tiny", tokenizer.vocab_size, max_len=128)
+    bert = preset_config(BertConfig, PRESETS, "bert-tiny", vocab_size=tokenizer.vocab_size, max_len=128)
     config = MLMConfig(bert=bert, mask_id=tokenizer.mask_id, special_ids=tokenizer.special_ids, task="classify",
                        num_labels=len(corpus.label_names))  # fmt: skip
     conditions = [("clean", None, 0.0), ("[MASK] 25%", "mask", 0.25), ("[MASK] 50%", "mask", 0.5),
@@ -115,7 +115,7 @@ def bbc(args, out: Path) -> str:
         transform = None if spec is None else parse_augment(spec, "text", **specials)
         data = AugmentedData(TextBlocksData(train), transform)
         fit(model, data, train_config(args.bbc_steps, 32, 1e-3, args.seed), out / f"bbc-{name.split(':')[0]}",
-            model_config=model.config(), progress=False)  # fmt: skip
+            model_config=saved_config(model), progress=False)  # fmt: skip
         model.eval()
         accuracies = []
         with torch.inference_mode():

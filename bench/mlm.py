@@ -14,6 +14,7 @@ Tokens/s counts every input token (batch x seq-len), masked or not.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 
@@ -24,12 +25,12 @@ def build_models(preset: str, vocab: int, seq_len: int, seed: int):
     from transformers import BertConfig as HFBertConfig
     from transformers import BertForMaskedLM
 
+    from masklab.core.contract import preset_config
     from masklab.interop.hf.bert import bert_config_to_hf
-    from masklab.models.mlm import BertForMLM, MLMConfig
-    from masklab.models.mlm.bert import bert_preset
+    from masklab.models.mlm import PRESETS, BertConfig, BertForMLM, MLMConfig
 
     torch.manual_seed(seed)
-    bert = bert_preset(preset, vocab, max_len=max(512, seq_len))
+    bert = preset_config(BertConfig, PRESETS, preset, vocab_size=vocab, max_len=max(512, seq_len))
     ours = BertForMLM(MLMConfig(bert=bert, mask_id=4, special_ids=(0, 1, 2, 3, 4)))
     hf_config = HFBertConfig(**bert_config_to_hf(bert))
     hf = BertForMaskedLM(hf_config)  # transformers' default attention implementation
@@ -49,7 +50,7 @@ def make_batches(n: int, batch_size: int, seq_len: int, vocab: int, model, seed:
         ids = torch.randint(5, vocab, (batch_size, seq_len), generator=g)
         ids[:, 0], ids[:, -1] = 2, 3  # [CLS] ... [SEP]
         batch = {"ids": ids, "padding": torch.zeros_like(ids, dtype=torch.bool)}
-        inputs, masked = model.mask_batch(batch, g)
+        inputs, masked = dataclasses.astuple(model.draw(batch, g))
         labels = torch.where(masked, ids, torch.full_like(ids, -100))  # HF: -100 = not predicted
         batches.append({**batch, "inputs": inputs, "masked": masked, "labels": labels})
     return batches

@@ -86,7 +86,7 @@ def build_mlm():
     inside = (pos > 0) & (pos < lengths[:, None])
     word_ids = torch.where(inside, pos - 1, -1)
     data = TextBlocksData(TokenBlocks(ids, word_ids, padding))
-    with_mask_digest(model, lambda batch, g: model.mask_batch(batch, g)[1])
+    with_mask_digest(model, lambda batch, g: model.draw(batch, g).masked)
     return model, data, model.config()
 
 

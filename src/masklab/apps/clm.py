@@ -90,11 +90,12 @@ def load_lm_run(run_dir: str | Path, device: str = "cpu"):
 
         model = load_hf_gpt2(run_dir).to(device)
     # HF checkpoints may round their embedding table up (GPT-2's is exact); a masklab run must match exactly.
-    fits = tokenizer.vocab_size <= model.cfg.vocab_size if hf_type else tokenizer.vocab_size == model.cfg.vocab_size
+    vocab = model.config.vocab_size
+    fits = tokenizer.vocab_size <= vocab if hf_type else tokenizer.vocab_size == vocab
     if not fits:
         raise ValueError(
             f"{run_dir}/tokenizer.json has {tokenizer.vocab_size} ids but the model's vocabulary is "
-            f"{model.cfg.vocab_size}"
+            f"{model.config.vocab_size}"
         )
     if info.get("tokenizer_sha256") not in (None, tokenizer.fingerprint):
         raise ValueError(f"{run_dir}/tokenizer.json is not the tokenizer this model was trained with")
@@ -144,14 +145,14 @@ def pretrain(args: argparse.Namespace) -> int:
         if clash:
             raise ValueError(f"--init-from takes the architecture and tokenizer from {args.init_from}; drop {clash}")
         model, tokenizer, _ = load_lm_run(args.init_from)
-        context = args.context or model.cfg.context
-        if context > model.cfg.context:
-            raise ValueError(f"--context {context} exceeds the {model.cfg.context} positions of {args.init_from}")
+        context = args.context or model.config.context
+        if context > model.config.context:
+            raise ValueError(f"--context {context} exceeds the {model.config.context} positions of {args.init_from}")
         print(f"masklab: starting from {args.init_from}")
     else:
         tokenizer = _tokenizer_for(args, corpus.texts, out)
         model = GPT(_model_config(args, tokenizer.vocab_size))
-        context = model.cfg.context
+        context = model.config.context
     model.train()
     stream = encode_stream(tokenizer, corpus.texts)
     train_tokens, val_tokens = split_by_position(stream, args.val_fraction)

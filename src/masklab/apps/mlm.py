@@ -37,7 +37,7 @@ def add_pretrain_args(parser: argparse.ArgumentParser) -> None:
         help="HF BERT folder (config.json + model.safetensors + tokenizer) to start from instead of a random init",
     )
     parser.add_argument("--masking", choices=("bernoulli", "random", "whole_word", "span"), default="bernoulli")
-    parser.add_argument("--mask-rate", type=float, default=0.15)
+    parser.add_argument("--mask-ratio", type=float, default=0.15)
     parser.add_argument("--doc-per", choices=("auto", "file", "line"), default="auto")
     parser.add_argument("--text-field", default="text", help="the text field of .jsonl records")
     parser.add_argument("--holdout", type=float, default=0.05, help="fraction of documents held out for eval")
@@ -59,7 +59,7 @@ def load_text_run(run_dir: str | Path, device: str = "cpu"):
         raise FileNotFoundError(f"{run_dir} has no tokenizer.json (not a text run?)")
     tokenizer = TextTokenizer.load(run_dir / "tokenizer.json")
     model = load_model(run_dir, device=device)
-    check_vocab(tokenizer, model.cfg.bert.vocab_size, f"{run_dir}/tokenizer.json", info.get("tokenizer_sha256"))
+    check_vocab(tokenizer, model.config.bert.vocab_size, f"{run_dir}/tokenizer.json", info.get("tokenizer_sha256"))
     return model, tokenizer, info
 
 
@@ -99,9 +99,9 @@ def heldout_accuracy(model, blocks, *, batch_size: int = 64, seed: int = 1234, d
         for start in range(0, len(data), batch_size):
             batch = data.get_batch(torch.arange(start, min(start + batch_size, len(data))))
             batch = {k: v.to(device) for k, v in batch.items()}
-            inputs, masked = model.mask_batch(batch, generator)
-            logits = model.predict_masked(model(inputs, batch["padding"]), masked)
-            targets = batch["ids"][masked]
+            drawn = model.draw(batch, generator)
+            logits = model.predict_masked(model(drawn.inputs, batch["padding"]), drawn.masked)
+            targets = batch["ids"][drawn.masked]
             correct += int((logits.argmax(-1) == targets).sum())
             loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
             total += targets.numel()
@@ -136,11 +136,13 @@ def pretrain(args: argparse.Namespace) -> int:
     import dataclasses
 
     from masklab.commands._train_args import train_config
+    from masklab.core.contract import preset_config, saved_config
     from masklab.core.io import atomic_write_json
     from masklab.data.text import TextBlocksData, holdout_split, load_text_corpus, pack_sequences
     from masklab.interop.hf.bert import load_bert_mlm, save_bert_mlm
     from masklab.models.mlm import BertForMLM, MLMConfig
-    from masklab.models.mlm.bert import BERT_PRESETS, bert_preset
+    from masklab.models.mlm.bert import BertConfig
+    from masklab.models.mlm.config import PRESETS as BERT_PRESETS
     from masklab.train import TrainConfig
     from masklab.train.checkpoint import read_run_config
 
@@ -163,22 +165,24 @@ def pretrain(args: argparse.Namespace) -> int:
         print(f"masklab: skipped {len(corpus.skipped) - 5} more")
     train_idx, held_idx = holdout_split(len(corpus), args.holdout, args.seed)
     tokenizer = _tokenizer_for(args, corpus.subset(train_idx), out)
-    mlm_kwargs = dict(special_ids=tokenizer.special_ids, masking=args.masking, mask_rate=args.mask_rate)
+    mlm_kwargs = dict(special_ids=tokenizer.special_ids, masking=args.masking, mask_ratio=args.mask_ratio)
     if args.init_from:
         model, unused = load_bert_mlm(args.init_from, mask_id=tokenizer.mask_id, **mlm_kwargs)
         print(f"masklab: loaded {args.init_from} (unused HF tensors: {', '.join(unused) or 'none'})")
     else:
-        bert = bert_preset(
+        bert = preset_config(
+            BertConfig,
+            BERT_PRESETS,
             args.preset,
-            tokenizer.vocab_size,
+            vocab_size=tokenizer.vocab_size,
             pad_id=tokenizer.pad_id,
             norm_first=args.norm == "pre",
             max_len=max(512, args.seq_len),
         )
         model = BertForMLM(MLMConfig(bert=bert, mask_id=tokenizer.mask_id, **mlm_kwargs))
-    check_vocab(tokenizer, model.cfg.bert.vocab_size, args.tokenizer or args.init_from or "the trained tokenizer")
-    if args.seq_len > model.cfg.bert.max_len:
-        raise ValueError(f"--seq-len {args.seq_len} exceeds the model's max_len {model.cfg.bert.max_len}")
+    check_vocab(tokenizer, model.config.bert.vocab_size, args.tokenizer or args.init_from or "the trained tokenizer")
+    if args.seq_len > model.config.bert.max_len:
+        raise ValueError(f"--seq-len {args.seq_len} exceeds the model's max_len {model.config.bert.max_len}")
 
     pack = dict(sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id, cls_id=tokenizer.cls_id)
     encoded = tokenizer.encode_batch(corpus.subset(train_idx).texts, add_special_tokens=False)
@@ -198,7 +202,7 @@ def pretrain(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save(out)
     atomic_write_json(out / TEXT_INFO, {**info, "tokenizer_sha256": tokenizer.fingerprint})
-    result = fit_run(model, data, cfg, out, model_config=model.config(), resume=args.resume)
+    result = fit_run(model, data, cfg, out, model_config=saved_config(model), resume=args.resume)
 
     if held_idx:
         held = pack_sequences(
@@ -286,7 +290,7 @@ def probe(args: argparse.Namespace) -> int:
         for n, i in (("train", train_idx), ("test", test_idx))
     }
     torch.manual_seed(args.seed)
-    random_model = BertForMLM(model.cfg).to(device)
+    random_model = BertForMLM(model.config).to(device)
     rows = []
     for name, m in (("MLM encoder", model), ("random encoder", random_model)):
         tx, vx = (embed_blocks(m, blocks[s], batch_size=args.batch_size or 64, device=device) for s in blocks)
@@ -311,6 +315,7 @@ def finetune(args: argparse.Namespace) -> int:
 
     import torch
 
+    from masklab.core.contract import saved_config
     from masklab.core.io import atomic_write_json
     from masklab.data.text import TextBlocksData, stratified_split
     from masklab.models.mlm import BertForMLM
@@ -330,7 +335,7 @@ def finetune(args: argparse.Namespace) -> int:
     seq_len = info.get("seq_len", 128)
     train = _encode_docs(tokenizer, corpus.subset(train_idx).texts, seq_len, corpus.subset(train_idx).labels)
     test = _encode_docs(tokenizer, corpus.subset(test_idx).texts, seq_len, corpus.subset(test_idx).labels)
-    cfg = dataclasses.replace(pretrained.cfg, task="classify", num_labels=len(corpus.label_names))
+    cfg = dataclasses.replace(pretrained.config, task="classify", num_labels=len(corpus.label_names))
     model = BertForMLM(cfg)
     missing, unexpected = model.load_state_dict(pretrained.state_dict(), strict=False)
     if unexpected or set(missing) - {"classifier.weight", "classifier.bias"}:
@@ -361,7 +366,7 @@ def finetune(args: argparse.Namespace) -> int:
         transform = parse_augment(args.augment, "text", mask_id=tokenizer.mask_id, pad_id=tokenizer.pad_id,
                                   special_ids=tokenizer.special_ids)  # fmt: skip
         data = AugmentedData(data, transform)
-    fit_run(model, data, train_cfg, out, model_config=model.config())
+    fit_run(model, data, train_cfg, out, model_config=saved_config(model))
 
     model.eval()
     preds = []

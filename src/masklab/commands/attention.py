@@ -140,12 +140,12 @@ def text_attention(args: argparse.Namespace, kind: str, device: str):
         from masklab.apps.mlm import load_text_run
 
         model, tokenizer, _ = load_text_run(args.run, device)
-        limit, specials = model.cfg.bert.max_len, 2
+        limit, specials = model.config.bert.max_len, 2
     else:
         from masklab.apps.clm import load_lm_run
 
         model, tokenizer, _ = load_lm_run(args.run, device)
-        limit, specials = model.cfg.context, 0
+        limit, specials = model.config.context, 0
     why = "the model's limit"
     if args.max_tokens is not None:
         if args.max_tokens < specials + 1:

@@ -59,8 +59,8 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[dict]:
     # Let users write [MASK] whatever the tokenizer's spelling (<mask> for BPE).
     text = text.replace("[MASK]", tokenizer.mask_token)
     ids = torch.tensor([tokenizer.encode(text).ids], device=next(model.parameters()).device)  # (1, L)
-    if ids.shape[1] > model.cfg.bert.max_len:
-        raise ValueError(f"the text is {ids.shape[1]} tokens; the model reads at most {model.cfg.bert.max_len}")
+    if ids.shape[1] > model.config.bert.max_len:
+        raise ValueError(f"the text is {ids.shape[1]} tokens; the model reads at most {model.config.bert.max_len}")
     masked = ids == tokenizer.mask_id  # (1, L) the positions to predict: exactly the [MASK] tokens
     if not bool(masked.any()):
         raise ValueError(f"the text has no {tokenizer.mask_token} token to fill")

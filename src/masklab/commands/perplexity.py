@@ -45,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     stream = encode_stream(tokenizer, load_text_corpus(spec).texts)
     train, val = split_by_position(stream, info.get("val_fraction", 0.1) if split != "all" else 0.0)
     tokens = {"all": train, "train": train, "val": val}[split]
-    context = model.cfg.context
+    context = model.config.context
     if len(tokens) < context + 1:
         raise ValueError(f"--data {spec} ({split}) has {len(tokens)} tokens, fewer than one window of {context + 1}")
     scores = evaluate_nll(model, LMWindows(tokens, context, stride=context), batch_size=args.batch_size,
