@@ -121,18 +121,21 @@ def _tokenizer_for(args, texts, out: Path):
 
 
 def _model_config(args, vocab_size: int):
+    from masklab.core.contract import preset_config
     from masklab.models.clm import GPTConfig
     from masklab.models.clm.model import PRESETS
 
     if args.preset not in PRESETS:
         raise ValueError(f"--preset {args.preset!r} is unknown; known: {', '.join(PRESETS)}")
     overrides = {k: getattr(args, k) for k in ("context", "dim", "depth", "heads", "dropout")}
-    return GPTConfig.preset(args.preset, vocab_size=vocab_size, **{k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return preset_config(GPTConfig, PRESETS, args.preset, vocab_size=vocab_size, **given)
 
 
 # -------------------------------------------------------------------------------------------- pretrain
 def pretrain(args: argparse.Namespace) -> int:
     from masklab.commands._train_args import train_config
+    from masklab.core.contract import saved_config
     from masklab.core.io import atomic_write_json
     from masklab.data.lm import LMWindows, split_by_position
     from masklab.data.text import load_text_corpus
@@ -169,7 +172,7 @@ def pretrain(args: argparse.Namespace) -> int:
             "context": context, "init_from": args.init_from, "tokens": len(stream),
             "train_tokens": len(train_tokens), "val_tokens": len(val_tokens)}  # fmt: skip
     atomic_write_json(out / LM_INFO, info)
-    result = fit_run(model, data, train_cfg, out, model_config=model.config_dict(), resume=args.resume)
+    result = fit_run(model, data, train_cfg, out, model_config=saved_config(model), resume=args.resume)
 
     scores: dict = {"step": result.step, "train_seconds": result.last_metrics.get("elapsed_s")}
     if len(val_tokens) > context:

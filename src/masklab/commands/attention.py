@@ -167,7 +167,7 @@ def text_attention(args: argparse.Namespace, kind: str, device: str):
             x = model.bert.embeddings(ids_t)  # (1, T, D): word + position + type, LayerNorm (Bert.forward)
             encoder = model.bert.encoder
         else:
-            x = model.embed(ids_t)  # (1, T, D) as GPT.forward
+            x = model.embed_tokens(ids_t)  # (1, T, D) as GPT.forward
             encoder = model.decoder
     weights = collect_attention(encoder, x, blocked=causal() if kind == "clm" else None)
     return weights, [token_label(tokenizer.id_to_token(i)) for i in ids], notes
