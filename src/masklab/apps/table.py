@@ -58,10 +58,11 @@ def pretrain(args: argparse.Namespace) -> int:
     import torch
 
     from masklab.commands._train_args import train_config
+    from masklab.core.contract import preset_config, saved_config
     from masklab.core.io import atomic_write_json
     from masklab.data.tables import TableTrainData, load_table
     from masklab.estimators import auto_steps
-    from masklab.models.table import TableMAE, TableMAEConfig
+    from masklab.models.table import PRESETS, TableMAE, TableMAEConfig
     from masklab.tokenizers.table import encode_frame, infer_schema
 
     table = load_table(args.data, exclude=args.exclude, label=args.label)
@@ -73,8 +74,14 @@ def pretrain(args: argparse.Namespace) -> int:
             frame = frame.sample(n=args.max_rows, random_state=args.seed).sort_index()
     schema = infer_schema(frame, categorical=args.categorical, numeric=args.numeric)
     encoded = encode_frame(frame, schema)
-    config = TableMAEConfig.preset(
-        args.preset, schema, mask_ratio=args.mask_ratio, mask_ratio_jitter=args.mask_ratio_jitter, dropout=args.dropout
+    config = preset_config(
+        TableMAEConfig,
+        PRESETS,
+        args.preset,
+        schema=schema,
+        mask_ratio=args.mask_ratio,
+        mask_ratio_jitter=args.mask_ratio_jitter,
+        dropout=args.dropout,
     )
     torch.manual_seed(args.seed)
     model = TableMAE(config)
@@ -91,7 +98,7 @@ def pretrain(args: argparse.Namespace) -> int:
         f"{int(encoded.missing.sum())} missing cells; label {table.label_name or 'none'}; "
         f"excluded {list(args.exclude) or 'none'}; {cfg.steps} steps of {cfg.batch_size}"
     )
-    result = fit_run(model, data, cfg, args.out, model_config=model.model_config(), resume=args.resume)
+    result = fit_run(model, data, cfg, args.out, model_config=saved_config(model), resume=args.resume)
     atomic_write_json(
         Path(args.out) / TABLE_FILE,
         {
