@@ -155,6 +155,7 @@ def _compiled_equals_eager(kind: str, backend: str) -> None:
         torch.testing.assert_close(torch.as_tensor(compiled.metrics[name]), torch.as_tensor(eager.metrics[name]))
 
 
+@pytest.mark.slow  # 2-4 s a model, plus Dynamo's one-time start-up (~15 s under load)
 @pytest.mark.parametrize("kind", KINDS)
 def test_training_step_traces_as_one_graph(kind):
     """fullgraph capture (Dynamo, no code generation): no graph break, no host sync in the step."""
