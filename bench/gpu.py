@@ -223,7 +223,7 @@ def bench_bert_seq(args, device: torch.device, seq_len: int) -> list[list[str]]:
         hf_name: train_step(hf, hf_bert_loss, batches, args, device),
     }
     masked = sum(float(b["masked"].sum()) for b in batches) / (len(batches) * B)
-    flops = bert_mlm_train_flops(ours.cfg.bert, seq_len, masked) * B
+    flops = bert_mlm_train_flops(ours.config.bert, seq_len, masked) * B
     rows = timed_rows(runs, flops=flops, items=B * seq_len, reference=hf_name, args=args, device=device)
     return [[name, str(seq_len), str(B), *rest] for name, *rest in rows]
 

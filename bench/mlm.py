@@ -119,7 +119,7 @@ def main() -> None:
     masked = statistics.mean(float(b["masked"].sum()) for b in batches)
     attn = getattr(hf.config, "_attn_implementation", "?")
     print(
-        f"# {args.preset} (D={ours.cfg.bert.dim}, depth={ours.cfg.bert.depth}), seq {args.seq_len}, vocab "
+        f"# {args.preset} (D={ours.config.bert.dim}, depth={ours.config.bert.depth}), seq {args.seq_len}, vocab "
         f"{args.vocab}, batch {args.batch_size}, {masked:.0f} masked tokens/batch, {args.threads} thread(s), "
         f"torch {torch.__version__}, {args.steps} timed steps each; same-batch loss diff {diff:.1e}"
     )

@@ -155,7 +155,7 @@ def test_prenorm_runs_but_has_no_hf_layout(tmp_path):
     ids, padding, _ = _batch()
     assert model(ids, padding).shape == (3, 16, 32)
     with pytest.raises(ValueError, match="pre-norm"):
-        bert_config_to_hf(model.cfg.bert)
+        bert_config_to_hf(model.config.bert)
 
 
 def test_sdpa_and_reference_attention_agree():
