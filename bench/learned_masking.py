@@ -2,10 +2,10 @@
 
 Two MAEs of one architecture train with masklab's ``fit`` for the same CPU-time budget (steps calibrated per
 arm from measured CPU seconds per step): one on MAE's random masks, one on masks proposed by an
-:class:`~masklab.models.mae.masker.AdversarialMasking` masker trained in the same backward (gradient reversal)
-to maximise the MAE's hidden-patch loss (ADIOS / AutoMAE). On the 1,000 held-out digits the table reports the hidden-patch MSE
-under random and learned masks (for both models), the share of hidden patches that contain ink, and the
-linear-probe / k-NN accuracy of each encoder's frozen mean-pooled features.
+:class:`~masklab.models.mae.masker.AdversarialMasking` masker trained in the same backward (gradient
+reversal) to maximise the MAE's hidden-patch loss (ADIOS / AutoMAE). On the 1,000 held-out digits the table
+reports the hidden-patch MSE under random and learned masks (for both models), the share of hidden patches that
+contain ink, and the linear-probe / k-NN accuracy of each encoder's frozen mean-pooled features.
 
     python bench/learned_masking.py --cpu-minutes 3        # ~7 minutes on a quiet CPU (1 thread)
     python bench/learned_masking.py --steps 20 --eval 200  # smoke test

@@ -14,7 +14,6 @@ Tokens/s counts every input token (batch x seq-len), masked or not.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import time
 
@@ -50,7 +49,8 @@ def make_batches(n: int, batch_size: int, seq_len: int, vocab: int, model, seed:
         ids = torch.randint(5, vocab, (batch_size, seq_len), generator=g)
         ids[:, 0], ids[:, -1] = 2, 3  # [CLS] ... [SEP]
         batch = {"ids": ids, "padding": torch.zeros_like(ids, dtype=torch.bool)}
-        inputs, masked = dataclasses.astuple(model.draw(batch, g))
+        drawn = model.draw(batch, g)
+        inputs, masked = drawn.inputs, drawn.masked
         labels = torch.where(masked, ids, torch.full_like(ids, -100))  # HF: -100 = not predicted
         batches.append({**batch, "inputs": inputs, "masked": masked, "labels": labels})
     return batches

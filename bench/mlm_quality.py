@@ -15,7 +15,6 @@ set of masks for both. Finally each pretrained encoder is fine-tuned on BBC 5-cl
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import tempfile
 import time
@@ -83,7 +82,8 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.seconds / (self.args.minutes * 60), self.args.lr)
         batch = data.get_batch(torch.randint(len(data), (self.args.batch_size,), generator=self.sampler_g))
-        inputs, masked = dataclasses.astuple(masker.draw(batch, self.mask_g))  # masklab's 80/10/10 draw, shared by both
+        drawn = masker.draw(batch, self.mask_g)  # masklab's 80/10/10 draw, shared by both
+        inputs, masked = drawn.inputs, drawn.masked
         loss = self.loss_fn(self.model, batch, inputs, masked)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -126,7 +126,8 @@ def heldout_top1(logits_fn, held, masker, seed: int) -> float:
     with torch.no_grad():
         for start in range(0, len(data), 64):
             batch = data.get_batch(torch.arange(start, min(start + 64, len(data))))
-            inputs, masked = dataclasses.astuple(masker.draw(batch, g))
+            drawn = masker.draw(batch, g)
+            inputs, masked = drawn.inputs, drawn.masked
             logits = logits_fn(inputs, batch["padding"], masked)  # (M, V)
             correct += int((logits.argmax(-1) == batch["ids"][masked]).sum())
             total += int(masked.sum())

@@ -1,6 +1,5 @@
 """BertForMLM: the sparse loss is the dense masked loss, configs round-trip, classification, fill-mask."""
 
-import dataclasses
 import json
 
 import pytest
@@ -38,7 +37,8 @@ def test_sparse_loss_equals_dense_masked_loss():
     model = _model()
     batch = _batch(torch.Generator().manual_seed(0))
     out = model.training_loss(batch, torch.Generator().manual_seed(7))
-    inputs, masked = dataclasses.astuple(model.draw(batch, torch.Generator().manual_seed(7)))  # the same draw again
+    drawn = model.draw(batch, torch.Generator().manual_seed(7))  # the same draw again
+    inputs, masked = drawn.inputs, drawn.masked
     hidden = model(inputs, batch["padding"])
     dense_logits = model.head(hidden, model.bert.embeddings.word.weight)  # (B, L, V): every position
     per_token = F.cross_entropy(dense_logits.transpose(1, 2), batch["ids"], reduction="none")  # (B, L)
