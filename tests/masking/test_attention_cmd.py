@@ -44,12 +44,14 @@ def runs(tmp_path_factory):
 
 @pytest.fixture
 def spy(monkeypatch):
-    """Records (encoder, encoder input, is_causal) of every collect_attention call the command makes."""
+    """Records (encoder, encoder input, is_causal) of every collect_attention call the command makes (causal =
+    the command passed the ``causal()`` rule as the encoder's one mask argument)."""
     calls = []
     original = viz.collect_attention
 
     def recording(encoder, x, **kwargs):
-        calls.append((encoder, x.clone(), kwargs.get("is_causal", False)))
+        blocked = kwargs.get("blocked")
+        calls.append((encoder, x.clone(), blocked is not None and getattr(blocked, "name", None) == "causal"))
         return original(encoder, x, **kwargs)
 
     monkeypatch.setattr(viz, "collect_attention", recording)
