@@ -215,13 +215,13 @@ def main() -> None:
         lambda x, p, m: hf(input_ids=x, attention_mask=(~p).long()).logits[m], held_blocks, ours, args.seed + 2
     )
     if args.finetune_epochs > 0:
-        runs["masklab"]["finetune_acc"] = finetune(ours.state_dict(), ours.cfg, corpus, tokenizer, args)
+        runs["masklab"]["finetune_acc"] = finetune(ours.state_dict(), ours.config, corpus, tokenizer, args)
         with tempfile.TemporaryDirectory() as folder:
             hf.save_pretrained(folder)  # back through the HF -> masklab converter
             hf_as_ours, _ = BertForMLM.from_hf(folder, mask_id=tokenizer.mask_id)
-        runs["hf"]["finetune_acc"] = finetune(hf_as_ours.state_dict(), ours.cfg, corpus, tokenizer, args)
+        runs["hf"]["finetune_acc"] = finetune(hf_as_ours.state_dict(), ours.config, corpus, tokenizer, args)
         # The same fine-tuning from the untrained initial weights: what the pretraining budget bought.
-        runs["none"] = {"steps": 0, "finetune_acc": finetune(initial, ours.cfg, corpus, tokenizer, args)}
+        runs["none"] = {"steps": 0, "finetune_acc": finetune(initial, ours.config, corpus, tokenizer, args)}
 
     print(
         f"| {'pretrained with':<30} | {'steps':>6} | {'tokens/s':>9} | {'held-out MLM top-1':>18} | "

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from masklab.commands.fill import fill_mask
 from masklab.core.contract import preset_config, saved_config
 from masklab.masks.ops import loss_on_masked
 from masklab.models.mlm import PRESETS, BertConfig, BertForMLM, MLMConfig
 from masklab.models.registry import build_model
+from masklab.recipes.mlm_tasks import fill_mask
 from masklab.tokenizers.text import TextTokenizer
 
 SPECIAL = (0, 1, 2, 3, 4)
