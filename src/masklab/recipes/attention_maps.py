@@ -97,7 +97,7 @@ def save_weights(path: str | Path, weights, metadata: dict[str, str]) -> Path:
 # ------------------------------------------------------------------------------------------------- text
 def text_limits(model: Any, kind: str) -> tuple[int, int]:
     """(most tokens the model reads, special tokens framing a text) of an ``mlm`` or ``clm`` model."""
-    return (model.cfg.bert.max_len, 2) if kind == "mlm" else (model.cfg.context, 0)
+    return (model.config.bert.max_len, 2) if kind == "mlm" else (model.config.context, 0)
 
 
 def text_attention_weights(
@@ -107,6 +107,7 @@ def text_attention_weights(
     cut to ``limit`` tokens, specials included (``why`` names the limit in the note that says so)."""
     import torch
 
+    from masklab.masks.attention import causal
     from masklab.viz.attention import collect_attention
 
     _, specials = text_limits(model, kind)
@@ -125,9 +126,9 @@ def text_attention_weights(
             x = model.bert.embeddings(ids_t)  # (1, T, D): word + position + type, LayerNorm (Bert.forward)
             encoder = model.bert.encoder
         else:
-            x = model.embed(ids_t)  # (1, T, D) as GPT.forward
+            x = model.embed_tokens(ids_t)  # (1, T, D) as GPT.forward
             encoder = model.decoder
-    weights = collect_attention(encoder, x, is_causal=kind == "clm")
+    weights = collect_attention(encoder, x, blocked=causal() if kind == "clm" else None)
     return weights, [token_label(tokenizer.id_to_token(i)) for i in ids], notes
 
 

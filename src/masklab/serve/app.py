@@ -55,11 +55,11 @@ def run_details(run: LoadedRun) -> dict[str, Any]:
         return {"image_size": list(cfg.image_size), "patch_size": cfg.patch_size, "grid": list(cfg.grid),
                 "channels": cfg.channels, "mask_ratio": cfg.mask_ratio, "examples": count}  # fmt: skip
     if run.kind == "mlm":
-        cfg = run.model.cfg.bert
+        cfg = run.model.config.bert
         return {"mask_token": run.tokenizer.mask_token, "max_len": cfg.max_len, "layers": cfg.depth,
                 "heads": cfg.heads}  # fmt: skip
     if run.kind == "clm":
-        cfg = run.model.cfg
+        cfg = run.model.config
         return {"context": cfg.context, "layers": cfg.depth, "heads": cfg.heads}
     from masklab.recipes.table import TABLE_FILE
     from masklab.train.run import Run
