@@ -339,6 +339,7 @@ def fit(
     resume: bool = False,
     progress: bool | None = None,
     on_step: Callable[[int, dict], None] | None = None,
+    plot: bool = True,
 ) -> FitResult:
     """Train ``model`` on ``data`` for ``cfg.steps`` optimizer steps, writing a run directory ``out_dir``.
 
@@ -347,7 +348,8 @@ def fit(
     ``resume=True`` continues from it (same model config required) and ends bit-identical to an
     uninterrupted run on CPU. ``progress``: tqdm bar (default: when stderr is a TTY) or plain log lines.
     ``on_step(step, values)`` is called after every optimizer step with that step's loss, lr, grad_norm
-    and model metrics as floats (costs a host sync per step on GPU). The model is left in train mode.
+    and model metrics as floats (costs a host sync per step on GPU). ``plot=False`` skips ``loss.png`` (in-memory
+    training in a temporary directory). The model is left in train mode.
     """
     if not callable(getattr(model, "training_loss", None)):
         raise TypeError(f"{type(model).__name__} has no training_loss(batch, generator) method")
@@ -357,7 +359,7 @@ def fit(
     device = resolve_device(cfg.device)
     dist_info = distributed.setup(device)
     try:
-        result = _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resume, progress, on_step)
+        result = _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resume, progress, on_step, plot)
         distributed.wait_for_all(dist_info)  # only on success: a rank that failed must not wait for the others
         return result
     finally:
@@ -368,7 +370,9 @@ def fit(
         distributed.cleanup(dist_info)
 
 
-def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resume, progress, on_step) -> FitResult:
+def _fit(
+    model, data, cfg, out_dir, model_config, kind, device, dist_info, resume, progress, on_step, plot
+) -> FitResult:
     main = dist_info.is_main
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
@@ -509,7 +513,7 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
                 break
     finally:
         reporter.close()
-    if main:
+    if main and plot:
         _write_loss_plot(out, reporter)
     if not last_record:  # resumed a run that had already finished
         last_record = (read_metrics(metrics_path) or [{}])[-1]
