@@ -59,7 +59,7 @@ def pretrain(args: argparse.Namespace) -> int:
 
     from masklab.commands._train_args import train_config
     from masklab.data.tables import TableTrainData, load_table
-    from masklab.estimators import auto_steps
+    from masklab.estimators.budget import auto_steps
     from masklab.models.tabular import TableMAE, TableMAEConfig
     from masklab.tokenizers.table import encode_frame, infer_schema
     from masklab.train import fit
@@ -103,22 +103,37 @@ def pretrain(args: argparse.Namespace) -> int:
             "rows_used": len(frame),
         },
     )
+    import os
+
+    from masklab.estimators.detector import calibrate_run
+
+    if os.environ.get("RANK", "0") == "0":  # rank 0 only: the scoring state (error models, threshold)
+        calibrate_run(args.out, frame)
     loss = result.last_metrics.get("loss", float("nan"))
     print(f"masklab: wrote {result.out_dir} (step {result.step}, loss {loss:.4f})")
     return 0
 
 
-def inference_table(run_dir: str | Path, source: str, *, exclude: tuple[str, ...] = (), label: str | None = None):
+def inference_table(
+    run_dir: str | Path,
+    source: str,
+    *,
+    exclude: tuple[str, ...] = (),
+    label: str | None = None,
+    names: list[str] | None = None,
+):
     """The input of ``impute`` / ``score`` as a :class:`masklab.data.tables.Table`, checked against the run.
 
     ``source`` is a file or ``builtin:NAME``. Columns that training kept out of the features (its
     ``--exclude`` and label, from ``table.json``) are set aside again when present; a column the model does
     not know is an error naming it (set it aside with ``--exclude``); so is a training column that is absent.
+    ``names``: the model's columns (default: from the run's ``config.json``).
     """
     from masklab.data.tables import load_table, read_table_file, split_columns
     from masklab.train.checkpoint import read_run_config
 
-    names = [c["name"] for c in read_run_config(run_dir)["model"]["schema"]["columns"]]
+    if names is None:
+        names = [c["name"] for c in read_run_config(run_dir)["model"]["schema"]["columns"]]
     info = read_table_info(run_dir)
     if source.startswith("builtin:"):
         table = load_table(source, exclude=exclude, label=label)

@@ -21,7 +21,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("input", metavar="INPUT", help="CSV or Parquet file with missing cells (empty / NA / NaN)")
     parser.add_argument("-o", "--output", required=True, help="output file (.csv or .parquet); never the input")
     parser.add_argument("--exclude", default="", metavar="COL,...", help="columns to pass through unchanged")
-    parser.add_argument("--n-masks", type=int, default=0, help="test-time mask rounds to average (default 0 = plain)")
     parser.add_argument("--handle-unknown", choices=("error", "missing"), default="error",
                         help="a category unseen in training: fail (default) or treat it as missing")  # fmt: skip
     parser.add_argument("--device", default="cpu")
@@ -50,9 +49,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"-o {target}: unknown output format {out_suffix!r} (use .csv or .parquet)")
     table = inference_table(args.run, str(source), exclude=_names(args.exclude))
     features = table.frame
-    imputer = MaskedImputer.from_run(
-        args.run, n_masks=args.n_masks, handle_unknown=args.handle_unknown, device=args.device
-    )
+    imputer = MaskedImputer.from_run(args.run, handle_unknown=args.handle_unknown, device=args.device)
     filled = imputer.transform(features)
     fill = {c: missing_cells(features[c]) for c in features.columns}
 
