@@ -11,7 +11,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from table_helpers import FAST, correlated, mixed_frame
 
 from masklab.estimators import MaskedAnomalyDetector, MaskedImputer
-from masklab.models.tabular import column_patterns
+from masklab.models.table.model import column_patterns
 
 # scikit-learn's own estimator checks, one test each (about 30 s in all). Expected failures: none. Both
 # estimators pass every check (sklearn 1.9): the inference masks are fixed column patterns shared by all rows,

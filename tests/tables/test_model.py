@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from masklab.models.registry import build_model
-from masklab.models.tabular import TableMAE, TableMAEConfig, visible_layout
+from masklab.models.table import TableMAE, TableMAEConfig
+from masklab.models.table.model import visible_layout
 from masklab.tokenizers.table import ColumnSpec, TableSchema
 
 SCHEMA = TableSchema(
@@ -148,7 +149,7 @@ def test_configs_with_removed_options_load_when_they_used_the_defaults():
 
 
 def test_all_hidden_pattern_is_broadcast_from_one_row(gen):
-    from masklab.models.tabular import reconstruction_errors
+    from masklab.models.table.model import reconstruction_errors
 
     model = tiny_model().eval()
     b = batch(gen, rows=16)

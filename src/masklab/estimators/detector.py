@@ -13,7 +13,7 @@ from sklearn.utils.validation import _num_samples, check_is_fitted
 from masklab.estimators.base import _TableEstimator
 from masklab.estimators.budget import detector_steps
 from masklab.estimators.error_models import apply_error_models, choose_error_models
-from masklab.models.tabular import reconstruction_errors
+from masklab.models.table.model import reconstruction_errors
 
 # Masking scales of the score: a cell is hidden with round(r * C) columns and predicted from the rest of its
 # row; r = 1 hides the whole row (the error against the model's unconditional guess).
@@ -248,7 +248,7 @@ def calibrate_run(run_dir: str | Path, frame, *, contamination: float = 0.1) -> 
     """Write ``RUN/scoring.json`` for a table run: the error models and threshold a detector picks on the
     run's training rows ``frame`` (a seeded sample of at most :data:`FIT_SCORE_ROWS`), so ``masklab score``
     and :meth:`MaskedAnomalyDetector.from_run` score as a fitted detector does (without refit)."""
-    from masklab.train.checkpoint import atomic_write_json
+    from masklab.core.io import atomic_write_json
 
     detector = MaskedAnomalyDetector.from_run(run_dir, contamination=contamination)
     detector.calibrate(_rows(frame, detector._sample(len(frame))))

@@ -13,7 +13,7 @@ import torch
 if TYPE_CHECKING:
     import pandas as pd
 
-    from masklab.models.tabular import TableMAE
+    from masklab.models.table import TableMAE
     from masklab.tokenizers.table import EncodedTable
 
 
@@ -22,7 +22,7 @@ def hidden_predictions(model: TableMAE, encoded: EncodedTable, patterns: torch.T
     """The model's prediction of each cell while hidden by the patterns ``bool (K, C)`` (True = hidden),
     averaged over the patterns that hid it: ``numeric (N, C)`` float64 in standardised units (NaN where no
     pattern hid the cell) and ``{column index: probabilities (N, K_c)}`` for categorical columns."""
-    from masklab.models.tabular import _chunks
+    from masklab.models.table.model import _chunks
 
     device = next(model.parameters()).device
     n_rows, n_columns = encoded.values.shape

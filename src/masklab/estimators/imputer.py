@@ -7,7 +7,7 @@ from sklearn.base import OneToOneFeatureMixin, TransformerMixin
 
 from masklab.estimators.base import Training, _TableEstimator
 from masklab.estimators.budget import auto_steps
-from masklab.models.tabular import impute_cells
+from masklab.models.table.model import impute_cells
 from masklab.tokenizers.table import decode_columns
 
 
