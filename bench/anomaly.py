@@ -36,8 +36,9 @@ IsolationForest (100 trees), LOF (k = 20), kNN distance (largest distance to the
 PyOD's default), ECOD (PyOD), a plain autoencoder (MLP C -> 64 -> C/2 -> 64 -> C, no masking, 50 epochs;
 score = reconstruction MSE). masklab gets the raw frame (categories and missing cells as they are).
 
-    python bench/anomaly.py                                    # 10 tables, 5 seeds, all methods
-    python bench/anomaly.py --tables wine,auto --seeds 1 --json out.json
+    python bench/anomaly.py --jsonl runs.jsonl                 # 10 tables, 5 seeds, all methods
+    python bench/anomaly.py --tables wine,auto --seeds 1       # a quick look
+    python bench/anomaly.py --report runs.jsonl                # the tables again, from the records
 """
 
 from __future__ import annotations
@@ -196,6 +197,43 @@ def ranks(means: dict[str, float]) -> dict[str, float]:
     return dict(zip(names, rankdata([-means[m] for m in names]).tolist(), strict=True))
 
 
+def report(records: list[dict], methods: list[str]) -> None:
+    """Print the suite's tables from per-seed records (ROC/PR per table, mean ranks, seconds)."""
+    tables = list(dict.fromkeys(r["table"] for r in records))
+    seeds = sorted({r["seed"] for r in records})
+    print(f"ROC-AUC / PR-AUC, mean ± std over seeds {seeds}\n")
+    print("| table | rows | outliers | seeds | " + " | ".join(methods) + " |")
+    print("|---" * (len(methods) + 4) + "|")
+    roc_ranks, pr_ranks, timing = [], [], []
+    for name in tables:
+        mine = [r for r in records if r["table"] == name]
+        done = sorted({r["seed"] for r in mine if all(any(q["seed"] == r["seed"] and q["method"] == m for q in mine)
+                                                      for m in methods)})  # fmt: skip
+        rows = [r for r in mine if r["seed"] in done]
+        if not rows:
+            continue
+        get = {m: {k: [r[k] for r in rows if r["method"] == m] for k in ("roc_auc", "pr_auc", "wall_s", "cpu_s")}
+               for m in methods}  # fmt: skip
+        roc_ranks.append(ranks({m: np.mean(get[m]["roc_auc"]) for m in methods}))
+        pr_ranks.append(ranks({m: np.mean(get[m]["pr_auc"]) for m in methods}))
+        cells = [
+            f"{np.mean(get[m]['roc_auc']):.3f} ± {np.std(get[m]['roc_auc']):.3f} / "
+            f"{np.mean(get[m]['pr_auc']):.3f} ± {np.std(get[m]['pr_auc']):.3f}"
+            for m in methods
+        ]
+        rate = np.mean([r["outliers"] for r in rows])
+        print(f"| {name} | {rows[0]['rows']} | {rate:.1%} | {len(done)} | " + " | ".join(cells) + " |")
+        timing.append((name, {m: (np.mean(get[m]["wall_s"]), np.mean(get[m]["cpu_s"])) for m in methods}))
+    print(f"\nMean rank over {len(roc_ranks)} tables (1 = best), by ROC-AUC / by PR-AUC:\n")
+    print("| method | ROC-AUC rank | PR-AUC rank |\n|---|---|---|")
+    for m in methods:
+        print(f"| {m} | {np.mean([r[m] for r in roc_ranks]):.2f} | {np.mean([r[m] for r in pr_ranks]):.2f} |")
+    print("\nFit + score seconds per seed, wall (process CPU), measured under other processes' load:\n")
+    print("| table | " + " | ".join(methods) + " |\n" + "|---" * (len(methods) + 1) + "|")
+    for name, t in timing:
+        print(f"| {name} | " + " | ".join(f"{t[m][0]:.1f} ({t[m][1]:.1f})" for m in methods) + " |")
+
+
 def main() -> None:
     import platform
     import subprocess
@@ -207,52 +245,42 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="MaskedAnomalyDetector param")
-    parser.add_argument("--json", default=None, help="also write every seed's numbers here")
+    parser.add_argument("--jsonl", default=None, help="append one JSON line per (table, seed, method) here")
+    parser.add_argument("--report", nargs="+", default=None, metavar="JSONL", help="only print tables from these")
     args = parser.parse_args()
+    methods = args.methods.split(",")
+    if args.report:
+        from pathlib import Path
+
+        lines = [line for path in args.report for line in Path(path).read_text(encoding="utf-8").splitlines()]
+        records = [json.loads(line) for line in lines if line.strip()]
+        order = {name: i for i, name in enumerate(TABLES)}
+        report(sorted(records, key=lambda r: (order.get(r["table"], 99), r["seed"])), methods)
+        return
     torch.set_num_threads(1)
     params = {k: json.loads(v) for k, _, v in (item.partition("=") for item in args.set)}
-    methods = args.methods.split(",")
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "?")
     print(f"CPU: {model} ({platform.machine()}); torch threads {torch.get_num_threads()}; masklab params {params}")
-    print(f"ROC-AUC / PR-AUC, mean ± std over seeds 0..{args.seeds - 1}\n")
-    print("| table | rows | outliers | " + " | ".join(methods) + " |")
-    print("|---" * (len(methods) + 3) + "|")
-    records, table_ranks, table_pr_ranks, timing = [], [], [], {m: [] for m in methods}
-    for name in args.tables.split(","):
-        roc = {m: [] for m in methods}
-        pr = {m: [] for m in methods}
-        wall = {m: 0.0 for m in methods}
-        cpu_s = {m: 0.0 for m in methods}
-        for seed in range(args.seeds):
+    records = []
+    # Seeds outermost: an interrupted run still has whole seeds of every table.
+    for seed in range(args.seeds):
+        for name in args.tables.split(","):
             frame, labels = load_table(name, seed)
             for method in methods:
                 w, c = time.perf_counter(), time.process_time()
                 scores = method_scores(method, frame, seed, params)
-                wall[method] += (time.perf_counter() - w) / args.seeds
-                cpu_s[method] += (time.process_time() - c) / args.seeds
-                roc[method].append(roc_auc_score(labels, scores))
-                pr[method].append(average_precision_score(labels, scores))
-                records.append({"table": name, "seed": seed, "method": method, "roc_auc": roc[method][-1],
-                                "pr_auc": pr[method][-1], "wall_s": wall[method], "rows": len(labels)})  # fmt: skip
-        table_ranks.append(ranks({m: np.mean(roc[m]) for m in methods}))
-        table_pr_ranks.append(ranks({m: np.mean(pr[m]) for m in methods}))
-        cells = [f"{np.mean(roc[m]):.3f} ± {np.std(roc[m]):.3f} / {np.mean(pr[m]):.3f} ± {np.std(pr[m]):.3f}"
-                 for m in methods]  # fmt: skip
-        print(f"| {name} | {len(labels)} | {labels.mean():.1%} | " + " | ".join(cells) + " |", flush=True)
-        for m in methods:
-            timing[m].append(f"{wall[m]:.1f} ({cpu_s[m]:.1f})")
-    print("\nMean rank over tables (1 = best), by ROC-AUC / by PR-AUC:\n")
-    print("| method | ROC-AUC rank | PR-AUC rank |\n|---|---|---|")
-    for m in methods:
-        print(f"| {m} | {np.mean([r[m] for r in table_ranks]):.2f} | {np.mean([r[m] for r in table_pr_ranks]):.2f} |")
-    print("\nFit + score seconds per seed, wall (CPU), measured under other processes' load:\n")
-    print("| table | " + " | ".join(methods) + " |\n" + "|---" * (len(methods) + 1) + "|")
-    for i, name in enumerate(args.tables.split(",")):
-        print(f"| {name} | " + " | ".join(timing[m][i] for m in methods) + " |")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"params": params, "records": records}, fh, indent=1)
+                wall, cpu_s = time.perf_counter() - w, time.process_time() - c
+                record = {"table": name, "seed": seed, "method": method, "rows": len(labels),
+                          "outliers": float(labels.mean()), "roc_auc": roc_auc_score(labels, scores),
+                          "pr_auc": average_precision_score(labels, scores), "wall_s": wall, "cpu_s": cpu_s,
+                          "params": params}  # fmt: skip
+                records.append(record)
+                print(json.dumps(record), flush=True)
+                if args.jsonl:
+                    with open(args.jsonl, "a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(record) + "\n")
+    report(records, methods)
 
 
 if __name__ == "__main__":
