@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from masklab.core.contract import saved_config
 from masklab.models.registry import build_model
 from masklab.models.table import TableMAE, TableMAEConfig
 from masklab.models.table.model import visible_layout
@@ -23,7 +24,7 @@ SCHEMA = TableSchema(
 
 def tiny_model(**overrides) -> TableMAE:
     torch.manual_seed(0)
-    return TableMAE(TableMAEConfig.preset("table-tiny", SCHEMA, **overrides)).eval()
+    return TableMAE.from_preset("table-tiny", schema=SCHEMA, **overrides).eval()
 
 
 def batch(gen, rows=6):
@@ -125,13 +126,13 @@ def test_training_loss_counts_only_masked_observed_cells(gen):
 
 def test_config_round_trip_through_registry():
     model = tiny_model(mask_ratio=0.3)
-    rebuilt = build_model({"kind": "table", "model": model.model_config()})
+    rebuilt = build_model({"kind": "table", "model": saved_config(model)})
     assert isinstance(rebuilt, TableMAE) and rebuilt.config == model.config
     assert rebuilt.state_dict().keys() == model.state_dict().keys()
-    with pytest.raises(ValueError, match=r"unknown TableMAE config keys \['wings'\]"):
-        TableMAE.from_config({**model.model_config(), "wings": 2})
-    with pytest.raises(ValueError, match="unknown table preset"):
-        TableMAEConfig.preset("table-huge", SCHEMA)
+    with pytest.raises(ValueError, match=r"unknown TableMAEConfig fields \['wings'\]"):
+        TableMAE.from_config({**saved_config(model), "wings": 2})
+    with pytest.raises(ValueError, match="unknown TableMAEConfig preset"):
+        TableMAE.from_preset("table-huge", schema=SCHEMA)
     with pytest.raises(ValueError, match="mask_ratio"):
         TableMAEConfig(SCHEMA, mask_ratio=1.0)
     with pytest.raises(ValueError, match="must stay within"):
