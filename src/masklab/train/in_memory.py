@@ -20,14 +20,17 @@ class TrainedTable:
     train_loss: float  # last logged training loss
 
 
-def train_in_memory(config: TableMAEConfig, encoded, train, *, held=None, verbose: bool = False) -> TrainedTable:
+def train_in_memory(
+    config: TableMAEConfig, encoded, train, *, held=None, verbose: bool = False, initial: dict | None = None
+) -> TrainedTable:
     """Build a :class:`TableMAE` (seeded with ``train.seed``) and train it with :func:`masklab.train.fit` in a
     temporary run directory, for estimators that keep the model in memory.
 
     ``encoded``: the :class:`~masklab.tokenizers.table.EncodedTable`; ``train``: a ``TrainConfig``; ``held``:
     optional :class:`~masklab.data.tables.HeldOutCells`, which then replaces ``encoded`` for training and is
     checked 40 times: the weights with the lowest held-out loss are kept (early stopping without stopping:
-    the schedule runs to its end). torch's global RNG is left as it was (``fit`` seeds it).
+    the schedule runs to its end); ``initial``: a state dict to start from instead of fresh weights. torch's
+    global RNG is left as it was (``fit`` seeds it).
     """
     import contextlib
     import copy
@@ -50,6 +53,8 @@ def train_in_memory(config: TableMAEConfig, encoded, train, *, held=None, verbos
     with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(train.seed)
         model = TableMAE(config)
+        if initial is not None:
+            model.load_state_dict(initial)
         data = TableTrainData(encoded if held is None else held.train)
         quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stderr(io.StringIO())
         with quiet:

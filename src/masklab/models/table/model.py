@@ -6,13 +6,6 @@ The algorithm as code::
     -> encoder over the visible cells only -> decoder over all columns (mask tokens at hidden cells)
     -> predict every hidden cell; the loss counts only the *observed* cells we hid (MSE numeric, CE categorical)
 
-With ``numeric_loss="gaussian_nll"`` each numeric cell also gets a predicted log-variance (a heteroscedastic
-head): the cell's error is then its Gaussian negative log-likelihood ``0.5 * (log 2pi + log_var +
-(x - mu)^2 / exp(log_var))`` (nats, standardised units), so a cell the model predicts confidently costs
-more when it is wrong. Training weights each numeric cell's NLL by ``stop_grad(var) ** nll_beta``
-(beta-NLL, Seitzer et al. 2022; beta = 0.5 by default), which keeps the mean fit from stalling on cells the
-model has declared noisy; :meth:`TableMAE.cell_errors` (anomaly scores, held-out checks) is the plain NLL.
-
 ReMasker's point (Sec. 3): real missing values are hidden exactly like the artificially masked ones, so the
 model trains on what it will face at imputation time, where the missing cells are the hidden ones. The
 artificial mask hides a share of each row's observed cells (never a missing one, so a missing cell is
@@ -51,9 +44,7 @@ from masklab.nn.cpu_linear import Linear
 from masklab.tokenizers.table import CellTokenizer, TableSchema
 
 _INFERENCE_ROWS = 4096  # rows per forward pass at inference
-NUMERIC_LOSSES = ("mse", "gaussian_nll")
-LOG_VAR_RANGE = (-10.0, 10.0)  # predicted log-variances are clamped to this (standardised units)
-_LOG_2PI = math.log(2 * math.pi)
+_REMOVED_OPTIONS = {"numeric_loss": "mse", "nll_beta": 0.5, "trim_fraction": 0.0}  # key -> the default it had
 
 # Tuned on validation cells of the training tables (bench/imputation.py --validation): width helps, depth
 # does not (4 encoder blocks trained slower and imputed worse than 2 at the same budget).
@@ -79,17 +70,8 @@ class TableMAEConfig(ModelConfig):
     dropout: float = 0.0
     mask_ratio: float = 0.5  # share of each row's observed cells hidden in training (ReMasker's default)
     mask_ratio_jitter: float = 0.25  # per-row share ~ U(mask_ratio - jitter, mask_ratio + jitter)
-    numeric_loss: str = "mse"  # "mse" | "gaussian_nll" (adds a log-variance head for numeric cells)
-    nll_beta: float = 0.5  # beta-NLL exponent of the training weight stop_grad(var) ** beta ("gaussian_nll")
-    trim_fraction: float = 0.0  # share of each batch's rows (highest masked loss) left out of the loss
 
     def __post_init__(self) -> None:
-        if self.numeric_loss not in NUMERIC_LOSSES:
-            raise ValueError(f"numeric_loss must be one of {NUMERIC_LOSSES}, got {self.numeric_loss!r}")
-        if not 0.0 <= self.nll_beta <= 1.0:
-            raise ValueError(f"nll_beta must be in [0, 1], got {self.nll_beta}")
-        if not 0.0 <= self.trim_fraction < 1.0:
-            raise ValueError(f"trim_fraction must be in [0, 1), got {self.trim_fraction}")
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
         low, high = self.mask_ratio - self.mask_ratio_jitter, self.mask_ratio + self.mask_ratio_jitter
@@ -104,9 +86,15 @@ class TableMAEConfig(ModelConfig):
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TableMAEConfig:  # type: ignore[override]
-        """As :meth:`ModelConfig.from_dict`; ``schema`` may be a :class:`TableSchema` or its dict."""
-        if isinstance(values, Mapping) and isinstance(values.get("schema"), Mapping):
-            values = {**values, "schema": TableSchema.from_config(values["schema"])}
+        """As :meth:`ModelConfig.from_dict`; ``schema`` may be a :class:`TableSchema` or its dict. Options
+        removed in issue 18 (rejected by the benchmarks) load when they hold their old default."""
+        if isinstance(values, Mapping):
+            values = dict(values)
+            for key, default in _REMOVED_OPTIONS.items():
+                if key in values and values.pop(key) != default:
+                    raise ValueError(f"this TableMAE config uses {key}, which masklab no longer supports (removed)")
+            if isinstance(values.get("schema"), Mapping):
+                values["schema"] = TableSchema.from_config(values["schema"])
         return super().from_dict(values)
 
 
@@ -145,13 +133,14 @@ class TableDraw:
 @dataclass(frozen=True)
 class TablePrediction:
     """numeric: float (B, C) standardised predictions (meaningful in numeric columns);
-    logits: one float (B, K_c) per categorical column, keyed by column index;
-    log_var: float (B, C) predicted log-variances of the numeric cells (clamped to :data:`LOG_VAR_RANGE`),
-    only with ``numeric_loss="gaussian_nll"``, else None."""
+    logits: one float (B, K_c) per categorical column, keyed by column index."""
 
     numeric: Tensor
     logits: dict[int, Tensor]
-    log_var: Tensor | None = None
+
+    def expand(self, rows: int) -> TablePrediction:
+        """A one-row prediction repeated for ``rows`` rows (views, no copy)."""
+        return TablePrediction(self.numeric.expand(rows, -1), {j: t.expand(rows, -1) for j, t in self.logits.items()})
 
 
 class TableMAE(nn.Module):
@@ -179,11 +168,6 @@ class TableMAE(nn.Module):
         # Per-column heads: a scalar for a numeric column, K_c logits (one slice of a shared layer) otherwise.
         self.numeric_head_weight = nn.Parameter(torch.zeros(n_columns, config.decoder_dim))
         self.numeric_head_bias = nn.Parameter(torch.zeros(n_columns))
-        # Only with the Gaussian NLL (so mse models keep their state dict): log-variance per numeric cell,
-        # starting at 0 (unit variance, the standardised columns' own).
-        if config.numeric_loss == "gaussian_nll":
-            self.numeric_logvar_weight = nn.Parameter(torch.zeros(n_columns, config.decoder_dim))
-            self.numeric_logvar_bias = nn.Parameter(torch.zeros(n_columns))
         # Only when there are categorical columns: an unused head would stall DDP (no gradient to reduce).
         self.categorical_head = Linear(config.decoder_dim, sum(cards)) if any(cards) else None
         starts = torch.cumsum(torch.tensor([0, *cards]), 0).tolist()
@@ -250,11 +234,7 @@ class TableMAE(nn.Module):
         numeric = (h * self.numeric_head_weight).sum(-1) + self.numeric_head_bias  # (B, C)
         logits_all = self.categorical_head(h) if self.category_slices else None  # (B, C, sum K)
         logits = {j: logits_all[:, j, lo:hi] for j, (lo, hi) in self.category_slices.items()}  # (B, K_c) each
-        log_var = None
-        if self.config.numeric_loss == "gaussian_nll":
-            log_var = (h * self.numeric_logvar_weight).sum(-1) + self.numeric_logvar_bias  # (B, C)
-            log_var = log_var.clamp(*LOG_VAR_RANGE)
-        return TablePrediction(numeric, logits, log_var)
+        return TablePrediction(numeric, logits)
 
     def forward(
         self, values: Tensor, categories: Tensor, hidden: Tensor, layout: VisibleLayout | None = None
@@ -270,15 +250,9 @@ class TableMAE(nn.Module):
         return visible_mean(latent, layout.padding, dim=1)
 
     def cell_errors(self, pred: TablePrediction, values: Tensor, categories: Tensor) -> Tensor:
-        """Per-cell loss ``(B, C)``, cross-entropy (nats) for categories; for numeric cells the squared error
-        in standardised units, or with ``numeric_loss="gaussian_nll"`` the Gaussian negative log-likelihood
-        ``0.5 * (log 2pi + log_var + (x - mu)^2 / exp(log_var))`` (nats, float32 at least)."""
-        if pred.log_var is None:
-            errors = (pred.numeric - values) ** 2  # (B, C)
-        else:
-            log_var = pred.log_var.float()
-            squared = (pred.numeric.float() - values.float()) ** 2
-            errors = 0.5 * (_LOG_2PI + log_var + squared * torch.exp(-log_var))  # (B, C)
+        """Per-cell loss ``(B, C)``: squared error in standardised units for numeric cells, cross-entropy
+        (nats) for categorical ones."""
+        errors = (pred.numeric - values) ** 2  # (B, C)
         for j, logits in pred.logits.items():
             errors[:, j] = F.cross_entropy(logits.float(), categories[:, j], reduction="none")
         return errors
@@ -295,30 +269,7 @@ class TableMAE(nn.Module):
         pred = self(batch["values"], batch["categories"], missing | masked, drawn.layout)
         errors = self.cell_errors(pred, batch["values"], batch["categories"])
         metrics = {"masked_cells": masked.float().sum(1).mean()}
-        if self.config.trim_fraction > 0:
-            masked = self._trim_rows(errors.detach(), masked)
-        if pred.log_var is not None:
-            metrics["cell_nll"] = loss_on_masked(errors.detach(), masked)
-            if self.config.nll_beta > 0:  # beta-NLL: weight numeric cells by stop_grad(var) ** beta
-                weight = torch.exp(self.config.nll_beta * pred.log_var.detach().float())  # (B, C)
-                for j in self.category_slices:
-                    weight[:, j] = 1.0
-                errors = errors * weight
         return LossOutput(loss_on_masked(errors, masked), metrics)
-
-    def _trim_rows(self, errors: Tensor, masked: Tensor) -> Tensor:
-        """Trimmed loss (robust statistics' least trimmed squares, as in robust autoencoders for anomaly
-        detection): the ``trim_fraction`` share of rows with the highest mean hidden-cell loss is dropped from
-        this step's loss, so a model trained on contaminated data is not taught to reconstruct its rarest rows.
-        ``errors (B, C)``, ``masked bool (B, C)`` -> ``masked`` with the dropped rows all False."""
-        rows = masked.shape[0]
-        keep = max(1, math.ceil((1.0 - self.config.trim_fraction) * rows))
-        if keep >= rows:
-            return masked
-        row_loss = torch.where(masked, errors, 0.0).sum(1) / masked.sum(1).clamp_min(1)  # (B,)
-        kept = torch.zeros(rows, dtype=torch.bool, device=masked.device)
-        kept[row_loss.topk(keep, largest=False).indices] = True
-        return masked & kept[:, None]
 
 
 # ------------------------------------------------------------------------------- inference (no gradients)
@@ -379,9 +330,10 @@ def reconstruction_errors(
     model: TableMAE, values: Tensor, categories: Tensor, missing: Tensor, patterns: Tensor
 ) -> Tensor:
     """Per-cell reconstruction error ``(N, C)`` float64: each observed cell's error
-    (:meth:`TableMAE.cell_errors`: squared error in standardised units or, with ``numeric_loss="gaussian_nll"``,
-    Gaussian NLL; cross-entropy for categories) averaged over the patterns ``(K, C)`` that hid it; NaN for a
-    cell that is missing or that no pattern hid."""
+    (:meth:`TableMAE.cell_errors`: squared error in standardised units, cross-entropy for categories)
+    averaged over the patterns ``(K, C)`` that hid it; NaN for a cell that is missing or that no pattern hid.
+    A pattern that hides every column leaves the decoder only mask tokens, so its prediction is the same for
+    every row: it is computed once and broadcast."""
     device = next(model.parameters()).device
     out = torch.full(values.shape, math.nan, dtype=torch.float64)
     for rows in _chunks(len(values)):
@@ -390,7 +342,9 @@ def reconstruction_errors(
         count = torch.zeros(v.shape, dtype=torch.float64, device=device)
         for pattern in patterns.to(device):
             scored = pattern & ~m  # (B, C) observed cells this pattern hides
-            errors = model.cell_errors(model(v, c, m | pattern), v, c).double()
+            # An all-hidden pattern is row-independent: one row's prediction serves all.
+            pred = model(v[:1], c[:1], pattern[None]).expand(len(v)) if pattern.all() else model(v, c, m | pattern)
+            errors = model.cell_errors(pred, v, c).double()
             total += torch.where(scored, errors, 0.0)
             count += scored.double()
         out[rows] = torch.where(count > 0, total / count.clamp_min(1), math.nan).cpu()
