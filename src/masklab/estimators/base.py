@@ -16,12 +16,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from masklab.core.contract import preset_config, saved_config
+from masklab.models.table import PRESETS as TABLE_PRESETS
 from masklab.models.table import TableMAE, TableMAEConfig
 from masklab.models.table.model import column_patterns
 from masklab.tokenizers.table import TableSchema, encode_frame, infer_schema
@@ -52,6 +55,11 @@ class _TableEstimator(BaseEstimator):
     ``__init__`` (scikit-learn reads them from the signature); every subclass has ``preset``, ``steps``,
     ``batch_size``, ``lr``, ``categorical``, ``handle_unknown`` (``error`` | ``missing`` for categories unseen
     in training), ``random_state``, ``device`` and ``verbose``."""
+
+    # Fitted state (scikit-learn's trailing underscore), set by fit / load / from_run.
+    model_: TableMAE
+    schema_: TableSchema
+    n_steps_: int
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -112,9 +120,11 @@ class _TableEstimator(BaseEstimator):
         batch = min(self.batch_size, len(encoded))
         if steps is None:
             steps = self._default_steps(len(encoded), batch) if self.steps is None else int(self.steps)
-        config = TableMAEConfig.preset(
+        config = preset_config(
+            TableMAEConfig,
+            TABLE_PRESETS,
             self.preset,
-            self.schema_,
+            schema=self.schema_,
             mask_ratio=training.mask_ratio,
             mask_ratio_jitter=training.mask_ratio_jitter,
             dropout=training.dropout,
@@ -144,7 +154,11 @@ class _TableEstimator(BaseEstimator):
 
     # ---------------------------------------------------------------------------------- save / load
     def _fitted_state(self) -> dict:
-        state = {"seed_": self.seed_, "n_features_in_": int(self.n_features_in_), "n_steps_": self.n_steps_}
+        state: dict[str, Any] = {
+            "seed_": self.seed_,
+            "n_features_in_": int(self.n_features_in_),
+            "n_steps_": self.n_steps_,
+        }
         state.update(train_loss_=self.train_loss_, best_step_=self.best_step_, validation_loss_=self.validation_loss_)
         if hasattr(self, "feature_names_in_"):
             state["feature_names_in_"] = [str(n) for n in self.feature_names_in_]
@@ -170,7 +184,7 @@ class _TableEstimator(BaseEstimator):
                 "format": FORMAT,
                 "class": type(self).__name__,
                 "params": self.get_params(),
-                "model": self.model_.model_config(),
+                "model": saved_config(self.model_),
                 "fitted": self._fitted_state(),
             },
         )
@@ -201,7 +215,9 @@ class _TableEstimator(BaseEstimator):
         estimator = cls(**meta["params"])
         estimator._restore_state(meta["fitted"])
         tensors, _ = load_checkpoint(path / "model.safetensors")
-        estimator._set_model(build_model({"kind": meta["model"]["kind"], "model": meta["model"]}), tensors)
+        estimator._set_model(
+            _table_model(build_model({"kind": meta["model"]["kind"], "model": meta["model"]})), tensors
+        )
         return estimator
 
     @classmethod
@@ -214,7 +230,7 @@ class _TableEstimator(BaseEstimator):
         if run.config["kind"] != TableMAE.kind:
             raise ValueError(f"{run_dir} is a {run.config['kind']!r} run, not a {TableMAE.kind!r} (table) run")
         estimator = cls(**params)
-        model = build_model(run.config)
+        model = _table_model(build_model(run.config))
         names = model.config.schema.names
         # The inference masks follow random_state; None falls back to the run's training seed (reproducible).
         seed = int(run.config.get("train", {}).get("seed", 0)) if estimator.random_state is None else None
@@ -238,4 +254,10 @@ class _TableEstimator(BaseEstimator):
         from masklab.core.device import resolve_device
 
         self.model_ = model.to(resolve_device(self.device)).eval()
-        self.schema_: TableSchema = model.config.schema
+        self.schema_ = model.config.schema
+
+
+def _table_model(model: torch.nn.Module) -> TableMAE:
+    if not isinstance(model, TableMAE):
+        raise ValueError(f"expected a table model, got a {type(model).__name__}")
+    return model

@@ -201,5 +201,12 @@ def _attention_strategy(request: MaskRequest, generator: torch.Generator | None,
     sample = attention_guided_masking(
         request.scores, request.ratio, mode, generator=generator, noise_scale=noise_scale, padding=request.protected
     )
-    return sample if request.device is None else MaskSample(*(t if t is None else t.to(request.device) for t in (
-        sample.masked, sample.ids_keep, sample.ids_restore)))  # fmt: skip
+    if request.device is None:
+        return sample
+    device = request.device
+    keep, restore = sample.ids_keep, sample.ids_restore
+    return MaskSample(
+        sample.masked.to(device),
+        None if keep is None else keep.to(device),
+        None if restore is None else restore.to(device),
+    )

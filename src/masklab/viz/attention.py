@@ -58,6 +58,7 @@ def attention_rollout(weights: Sequence[Tensor], residual: bool = True) -> Tenso
             a = 0.5 * a + 0.5 * torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
             a = a / a.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(a.dtype).tiny)
         rollout = a if rollout is None else a @ rollout
+    assert rollout is not None  # weights is non-empty (checked above)
     return rollout
 
 
@@ -127,7 +128,8 @@ def attention_heatmaps(
             else:
                 ax.set_xticks([])
                 ax.set_yticks([])
-    fig.colorbar(image, ax=grid, shrink=0.6, label="attention weight")
+    if image is not None:
+        fig.colorbar(image, ax=grid, shrink=0.6, label="attention weight")
     fig.suptitle(title or "attention weights (rows: queries, columns: keys)", fontsize=10)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
