@@ -65,7 +65,8 @@ def parse_masked(text: str, length: int) -> Tensor:
 
 def draw_masked(run: LoadedRun, masking: str, ratio: float, seed: int) -> Tensor:
     """A random (MAE) or block (BEiT) mask hiding ``ratio`` of the patches, seeded: ``masked bool (1, L)``."""
-    from masklab.masks.generators import block_masking, random_masking
+    from masklab.masks.generators import random_masking
+    from masklab.masks.regions import block_masking
 
     cfg = run.model.config
     if not 0 < ratio < 1:
