@@ -29,7 +29,6 @@ from pathlib import Path
 import torch
 
 from masklab.models.mae import MAE
-from masklab.models.mae.presets import preset_config
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cpu_arms import default_and_forced_arms, run_arm
@@ -83,7 +82,7 @@ def step_fn(model, optimizer, images, noise, hf: bool):
 def bench_preset(name: str, batch: int, steps: int, warmup: int) -> tuple[list[tuple[str, float]], list[str]]:
     from masklab.interop.hf.mae import mae_from_hf
 
-    cfg = preset_config(name, channels=3)
+    cfg = MAE.from_preset(name, channels=3).config
     torch.manual_seed(0)
     hf = hf_model(cfg).train()
     g = torch.Generator().manual_seed(0)
@@ -103,7 +102,7 @@ def bench_preset(name: str, batch: int, steps: int, warmup: int) -> tuple[list[t
         model = mae_from_hf(hf).train()
         step = step_fn(model, torch.optim.AdamW(model.parameters(), lr=1e-4), images, noise, False)
         runners[arm[0]] = lambda model=model, arm=arm, step=step: run_arm(model, arm, step)
-    simmim = MAE(preset_config(name, channels=3, variant="simmim")).train()
+    simmim = MAE.from_preset(name, channels=3, variant="simmim").train()
     simmim_step = step_fn(simmim, torch.optim.AdamW(simmim.parameters(), lr=1e-4), images, noise, False)
     runners[SIMMIM] = lambda: run_arm(simmim, arms[0], simmim_step)
     times: dict[str, list[float]] = {k: [] for k in runners}
@@ -130,7 +129,7 @@ def main() -> None:
           f"median of {args.steps} steps after {args.warmup} warm-up, forward + backward + AdamW")  # fmt: skip
     for name in args.presets:
         batch = args.batch_size or DEFAULT_BATCH.get(name, 8)
-        cfg = preset_config(name, channels=3)
+        cfg = MAE.from_preset(name, channels=3).config
         rows, notes = bench_preset(name, batch, args.steps, args.warmup)
         print(
             f"\n{name}: {cfg.image_size[0]}x{cfg.image_size[1]}x3, patch {cfg.patch_size} (L={cfg.num_patches}), "

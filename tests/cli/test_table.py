@@ -92,11 +92,44 @@ def test_score_writes_scores_and_histogram(trained, tmp_path, capsys):
     assert main(["score", str(run), str(data), "-o", str(out), "--threshold", "1.0"]) == 0
     scores = pd.read_csv(out)
     assert list(scores.columns) == ["row", "anomaly_score", "is_anomaly"] and len(scores) == N
+    assert (scores["is_anomaly"] == (scores["anomaly_score"] > 1.0)).all()
     assert (tmp_path / "scores.png").stat().st_size > 0
     again = tmp_path / "again.csv"
     assert main(["score", str(run), str(data), "-o", str(again), "--histogram", str(tmp_path / "h.png")]) == 0
     np.testing.assert_array_equal(pd.read_csv(again)["anomaly_score"], scores["anomaly_score"])  # deterministic
     assert "scored 60 rows" in capsys.readouterr().out
+
+
+def test_score_equals_the_estimator(trained, tmp_path, capsys):
+    """CLI == Python for a pretrain run (its scoring.json: error models and threshold chosen on the training
+    rows) and for a fitted detector saved with .save() (refit model, error models, threshold)."""
+    from masklab.estimators import MaskedAnomalyDetector
+
+    data, run = trained
+    frame = pd.read_csv(data).drop(columns="id")
+    from_run = MaskedAnomalyDetector.from_run(run)
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(run), str(data), "-o", str(out)]) == 0
+    cli = pd.read_csv(out)
+    np.testing.assert_allclose(cli["anomaly_score"], from_run.anomaly_score(frame), rtol=1e-12)
+    calibrated = MaskedAnomalyDetector.from_run(run, random_state=0).calibrate(frame)  # by hand, same masks
+    stored = json.loads((run / "scoring.json").read_text())
+    np.testing.assert_array_equal(np.asarray(stored["cauchy_"]), calibrated.cauchy_)
+    assert stored["threshold_"] == calibrated.threshold_ == from_run.threshold_
+    assert (cli["is_anomaly"] == (cli["anomaly_score"] > from_run.threshold_)).all()
+
+    fitted = MaskedAnomalyDetector(preset="table-tiny", steps=20, batch_size=16, n_masks=2).fit(frame)
+    fitted.save(tmp_path / "det")
+    out = tmp_path / "fitted.csv"
+    assert main(["score", str(tmp_path / "det"), str(data), "-o", str(out), "--exclude", "id", "--explain"]) == 0
+    np.testing.assert_allclose(pd.read_csv(out)["anomaly_score"], fitted.anomaly_score(frame), rtol=1e-12)
+    explained = pd.read_csv(tmp_path / "fitted.explain.csv")
+    assert list(explained.columns) == [
+        "data_row", "anomaly_score", "rank", "column", "observed", "expected", "contribution", "share",
+    ]  # fmt: skip
+    assert set(explained["data_row"]) == set(range(1, N + 1))
+    assert (tmp_path / "fitted.explain.png").stat().st_size > 0
+    assert "explanations ->" in capsys.readouterr().out
 
 
 def error_of(args, capsys):
@@ -144,7 +177,7 @@ def test_shuttle_default_keeps_its_label_aside(tmp_path, capsys):
     shuttle.frame.assign(anomaly=shuttle.labels).iloc[:400].to_csv(sample, index=False)
     out = tmp_path / "scores.csv"
     assert main(["score", str(run), str(sample), "-o", str(out)]) == 0  # 'anomaly' is the label, not a feature
-    assert list(pd.read_csv(out).columns) == ["row", "anomaly_score", "anomaly"]
+    assert list(pd.read_csv(out).columns) == ["row", "anomaly_score", "anomaly", "is_anomaly"]
     assert "label 'anomaly'" in capsys.readouterr().out
 
 

@@ -6,6 +6,7 @@ import torch
 from masklab.models.clm import GPT, GPTConfig, positions_from_padding
 from masklab.models.clm.generation import StaticKVCache, decode_step, generate, left_pad, new_caches
 from masklab.nn import KVCache
+from masklab.nn.attention import AttentionPlan
 
 VOCAB = 53
 
@@ -40,14 +41,15 @@ def test_incremental_logits_equal_full_forward(model, cache_cls):
 
 @torch.no_grad()
 def test_decode_step_equals_module_path(model):
-    """generate()'s single-token step (the model's own blocks, attention's one-query path) equals the full forward."""
+    """generate()'s single-token step (the model's own blocks, planned as plain SDPA) equals the full forward."""
     ids = ids_of(15, seed=2)
     full = model(ids)
     caches = new_caches(model, 2)
     got = [model(ids[:, :1], caches=caches)[:, 0]]
     for t in range(1, ids.shape[1]):
         got.append(decode_step(model, ids[:, t], torch.full((2,), t), caches, None))
-    assert model.decoder.blocks[0].attn.last_plan.reason.startswith("one cached-decoding query")
+    expected = AttentionPlan("sdpa", "one new query after the cache: causal blocks nothing")
+    assert model.decoder.blocks[0].attn.last_plan == expected
     torch.testing.assert_close(torch.stack(got, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
@@ -89,7 +91,7 @@ def test_generation_past_the_context_slides_the_window(model):
     out = generate(model, [prompt], max_new_tokens=50)[0]  # 80 tokens through a 40-token context
     assert len(out) == 50
     # The first step after a slide continues from the last 3/4 of the context, re-read from scratch.
-    context, window = model.cfg.context, (3 * model.cfg.context) // 4
+    context, window = model.config.context, (3 * model.config.context) // 4
     seq = prompt + out
     first_after_slide = context - len(prompt) + 1  # index into `out` of the token predicted after the slide
     tail = torch.tensor([seq[len(prompt) + first_after_slide - window : len(prompt) + first_after_slide]])

@@ -55,7 +55,7 @@ def test_untied_decoder_imports_and_exports_exactly(tmp_path):
     assert not torch.equal(hf.cls.predictions.decoder.weight, hf.bert.embeddings.word_embeddings.weight)
     hf.save_pretrained(tmp_path / "hf")
     ours, unused = load_bert_mlm(tmp_path / "hf", mask_id=4)
-    assert not ours.cfg.tie_embeddings and ours.head.decoder is not None
+    assert not ours.config.tie_embeddings and ours.head.decoder is not None
     # Untied, HF's forward adds decoder.bias; cls.predictions.bias (perturbed apart from it) is read by neither.
     assert unused == ["cls.predictions.bias"]
     ids, padding = batch()
@@ -107,7 +107,7 @@ def test_pad_token_id_null_builds_no_padding_row(tmp_path):
     assert hf.bert.embeddings.word_embeddings.padding_idx is None
     hf.save_pretrained(tmp_path)
     ours, _ = load_bert_mlm(tmp_path, mask_id=4)
-    assert ours.cfg.bert.pad_id is None and ours.bert.embeddings.word.padding_idx is None
+    assert ours.config.bert.pad_id is None and ours.bert.embeddings.word.padding_idx is None
     ids = torch.tensor([[5, 0, 7, 0, 9, 11]])  # token 0 is an ordinary token here
     ours.eval()
     hf(ids).logits.sum().backward()

@@ -36,11 +36,11 @@ def test_native_configs_build_the_width_they_state():
 
 def test_old_float_ratio_configs_still_load():
     old_gpt = {"kind": "clm", "vocab_size": 50, "dim": 120, "depth": 1, "heads": 4, "mlp_ratio": 245 / 120}
-    assert GPTConfig.from_config(old_gpt).mlp_hidden == int(120 * (245 / 120))  # what the old code built
+    assert GPTConfig.from_dict(old_gpt).mlp_hidden == int(120 * (245 / 120))  # what the old code built
     old_mae = MAEConfig().to_dict()
     del old_mae["mlp_hidden"], old_mae["decoder_mlp_hidden"]
     old_mae["mlp_ratio"] = 2.0
-    cfg = MAEConfig.from_config(old_mae)
+    cfg = MAEConfig.from_dict(old_mae)
     assert (cfg.mlp_hidden, cfg.decoder_mlp_hidden) == (2 * cfg.dim, 2 * cfg.decoder_dim)
 
 
@@ -50,11 +50,11 @@ def test_gpt2_odd_n_inner_import_and_export():
     torch.manual_seed(0)
     hf = perturb(transformers.GPT2LMHeadModel(config)).eval()
     ours = from_hf_model(hf)
-    assert ours.cfg.mlp_hidden == 245
+    assert ours.config.mlp_hidden == 245
     ids = torch.randint(0, 61, (2, 20), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(ours(ids), hf(ids).logits, atol=2e-5, rtol=1e-5)
-    back = transformers.GPT2LMHeadModel(transformers.GPT2Config(**hf_config_dict(ours.cfg))).eval()
+    back = transformers.GPT2LMHeadModel(transformers.GPT2Config(**hf_config_dict(ours.config))).eval()
     back.load_state_dict(to_hf_state_dict(ours))
     assert back.config.n_inner == 245
     with torch.no_grad():

@@ -52,7 +52,7 @@ def test_logits_loss_and_grads_match_hf(tmp_path):
     hf.save_pretrained(tmp_path)
     ours, unused = load_roberta_mlm(tmp_path, mask_id=4)
     assert unused == []
-    assert ours.cfg.bert.positions == "roberta" and ours.cfg.bert.max_tokens == 32
+    assert ours.config.bert.positions == "roberta" and ours.config.bert.max_tokens == 32
     ours.eval()
     ids, padding = batch()
     ref = hf(ids, attention_mask=(~padding).long()).logits  # (B, L, V)
@@ -111,7 +111,7 @@ def test_fill_mask_with_bpe_tokenizer_matches_hf(tmp_path):
     hf.save_pretrained(tmp_path)
     tokenizer.backend.model.save(str(tmp_path))  # RoBERTa's vocab.json + merges.txt, no tokenizer.json
     model, loaded, unused = load_hf_masked_lm(tmp_path)
-    assert unused == [] and loaded.mask_id == tokenizer.mask_id == model.cfg.mask_id
+    assert unused == [] and loaded.mask_id == tokenizer.mask_id == model.config.mask_id
     text = "the cat sat on the <mask> and the dog"
     assert loaded.encode(text).ids == tokenizer.encode(text).ids
     results = fill_mask(model.eval(), loaded, text, top_k=3)

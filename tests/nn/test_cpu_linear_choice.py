@@ -11,7 +11,6 @@ from torch import nn
 
 from masklab.models.clm import GPT, GPTConfig
 from masklab.models.mae import MAE
-from masklab.models.mae.presets import preset_config
 from masklab.models.mlm import BertForMLM, MLMConfig
 from masklab.models.mlm.bert import BertConfig
 from masklab.nn import cpu_linear as lin_mod
@@ -23,7 +22,7 @@ needs_onednn = pytest.mark.skipif(not lin_mod._onednn_available(), reason="PyTor
 
 def _models():
     torch.manual_seed(0)
-    mae = MAE(preset_config("mae-tiny", channels=1)).eval()
+    mae = MAE.from_preset("mae-tiny", channels=1).eval()
     bert = BertForMLM(MLMConfig(bert=BertConfig(vocab_size=60, dim=64, depth=2, heads=4, max_len=32), mask_id=4))
     gpt = GPT(GPTConfig(vocab_size=60, context=32, dim=64, depth=2, heads=4)).eval()
     return mae.eval(), bert.eval(), gpt

@@ -1,15 +1,15 @@
 """Transformer building blocks: MLP, stochastic depth, the pre-/post-norm block and a block stack.
 
-Shape legend: ``B`` batch, ``L`` tokens, ``D`` width. Mask arguments follow :mod:`masklab.nn.attention`
-(``padding`` True = padded key, ``blocked`` True = may NOT attend).
+Shape legend: ``B`` batch, ``L`` tokens, ``D`` width. The one mask argument, ``blocked``, follows
+:mod:`masklab.nn.attention`: an ``AttnMask`` rule or a dense bool tensor, True = may NOT attend (padding folds
+into it).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,7 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
 
+from masklab.core.contract import upgrade_mlp_ratio  # noqa: F401  (re-exported: old import path)
 from masklab.masks.attention import AttnMask
 from masklab.nn.attention import Backend, KVCache, MaskedSelfAttention
 
@@ -57,23 +58,6 @@ class TransformerConfig:
             raise ValueError(f"dim={self.dim} must be divisible by heads={self.heads}")
         if self.activation not in ("gelu", "gelu_tanh", "relu"):
             raise ValueError(f"activation must be gelu, gelu_tanh or relu, got {self.activation!r}")
-
-
-def upgrade_mlp_ratio(values: Mapping[str, Any], widths: Mapping[str, str]) -> dict[str, Any]:
-    """A saved model config from before MLP widths were integers -> today's fields.
-
-    Old configs stored ``mlp_ratio`` (a float) and built ``int(dim * mlp_ratio)`` hidden units; ``widths`` maps
-    each integer width field to the width it was a multiple of (``{"mlp_hidden": "dim"}``). The result builds
-    exactly the model the old config built, so its checkpoint still loads.
-    """
-    values = dict(values)
-    if "mlp_ratio" not in values:
-        return values
-    ratio = float(values.pop("mlp_ratio"))
-    for field, dim_field in widths.items():
-        if values.get(field) is None and dim_field in values:
-            values[field] = int(values[dim_field] * ratio)
-    return values
 
 
 def _identity(x: Tensor) -> Tensor:
@@ -140,24 +124,13 @@ class Block(nn.Module):
         self,
         x: Tensor,
         *,
-        padding: Tensor | None = None,
-        blocked: Tensor | None = None,
-        rule: AttnMask | None = None,
-        is_causal: bool = False,
+        blocked: AttnMask | Tensor | None = None,
         cache: KVCache | None = None,
         return_weights: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """``x (B, L, D)`` -> ``(B, L, D)`` (and attention weights ``(B, H, L, Lk)`` if asked)."""
         h = self.norm1(x) if self.norm_first else x
-        a = self.attn(
-            h,
-            padding=padding,
-            blocked=blocked,
-            rule=rule,
-            is_causal=is_causal,
-            cache=cache,
-            return_weights=return_weights,
-        )
+        a = self.attn(h, blocked=blocked, cache=cache, return_weights=return_weights)
         a, weights = a if return_weights else (a, None)
         # A zero drop-path rate skips the module call: one-token decoding runs this per layer per token.
         drop = self.drop_path if self.drop_path.p else _identity
@@ -173,7 +146,7 @@ class Block(nn.Module):
 class Encoder(nn.Module):
     """A stack of :class:`Block` with linearly increasing drop-path and an optional final LayerNorm.
 
-    Used as the encoder (bidirectional) and, with ``is_causal=True``, as a decoder-only stack.
+    Used as the encoder (bidirectional) and, with ``blocked=causal()``, as a decoder-only stack.
     """
 
     def __init__(self, cfg: TransformerConfig, backend: Backend = "sdpa") -> None:
@@ -198,14 +171,15 @@ class Encoder(nn.Module):
         self,
         x: Tensor,
         *,
-        padding: Tensor | None = None,
-        blocked: Tensor | None = None,
-        rule: AttnMask | None = None,
-        is_causal: bool = False,
+        blocked: AttnMask | Tensor | None = None,
         caches: list[KVCache] | None = None,
         return_weights: bool = False,
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
-        """``x (B, L, D)`` -> ``(B, L, D)``; with ``return_weights`` also one ``(B, H, L, Lk)`` per layer."""
+        """``x (B, L, D)`` -> ``(B, L, D)``; with ``return_weights`` also one ``(B, H, L, Lk)`` per layer.
+
+        ``blocked``: the one mask argument of :class:`~masklab.nn.attention.MaskedSelfAttention`, shared by
+        every layer. ``caches``: one :class:`KVCache` per layer (incremental decoding).
+        """
         if caches is not None and len(caches) != len(self.blocks):
             raise ValueError(f"caches has {len(caches)} entries for {len(self.blocks)} layers")
         all_weights: list[Tensor] = []
@@ -213,15 +187,7 @@ class Encoder(nn.Module):
             run = block
             if self.grad_checkpointing and self.training and torch.is_grad_enabled() and caches is None:
                 run = functools.partial(torch.utils.checkpoint.checkpoint, block, use_reentrant=False)
-            out = run(
-                x,
-                padding=padding,
-                blocked=blocked,
-                rule=rule,
-                is_causal=is_causal,
-                cache=None if caches is None else caches[i],
-                return_weights=return_weights,
-            )
+            out = run(x, blocked=blocked, cache=None if caches is None else caches[i], return_weights=return_weights)
             if return_weights:
                 x, w = out
                 all_weights.append(w)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from masklab.recipes.common import TrainOptions, train_config, train_run
 from masklab.train import FitResult
 from masklab.train.run import Run
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_DATA = "builtin:shuttle"
 TABLE_FILE = "table.json"
@@ -51,9 +54,11 @@ def pretrain_table(
     """
     import torch
 
+    from masklab.core.contract import preset_config, saved_config
     from masklab.data.tables import TableTrainData, load_table
-    from masklab.estimators import auto_steps
-    from masklab.models.table import TableMAE, TableMAEConfig
+    from masklab.estimators.budget import auto_steps
+    from masklab.estimators.detector import calibrate_run
+    from masklab.models.table import PRESETS, TableMAE, TableMAEConfig
     from masklab.tokenizers.table import encode_frame, infer_schema
 
     run = Run(out)
@@ -77,8 +82,8 @@ def pretrain_table(
             frame = frame.sample(n=max_rows, random_state=seed).sort_index()
     schema = infer_schema(frame, categorical=tuple(categorical), numeric=tuple(numeric))
     encoded = encode_frame(frame, schema)
-    config = TableMAEConfig.preset(preset, schema, mask_ratio=mask_ratio, mask_ratio_jitter=mask_ratio_jitter,
-                                   dropout=dropout)  # fmt: skip
+    config = preset_config(TableMAEConfig, PRESETS, preset, schema=schema, mask_ratio=mask_ratio,
+                           mask_ratio_jitter=mask_ratio_jitter, dropout=dropout)  # fmt: skip
     torch.manual_seed(seed)
     model = TableMAE(config)
     rows = TableTrainData(encoded)
@@ -92,25 +97,39 @@ def pretrain_table(
           f"{cfg.steps} steps of {cfg.batch_size}")  # fmt: skip
     info = {"data": data, "exclude": list(exclude), "label": table.label_name, "rows": len(table.frame),
             "rows_used": len(frame)}  # fmt: skip
-    result = train_run(run, model, rows, cfg, model_config=model.model_config(), recipe="pretrain_table",
+    result = train_run(run, model, rows, cfg, model_config=saved_config(model), recipe="pretrain_table",
                        arguments=arguments, sidecars={TABLE_FILE: info}, resume=resume)  # fmt: skip
+    import os
+
+    if os.environ.get("RANK", "0") == "0":  # rank 0 only: the scoring state (error models, threshold)
+        calibrate_run(out, frame)
     loss = result.last_metrics.get("loss", float("nan"))
     print(f"masklab: wrote {result.out_dir} (step {result.step}, loss {loss:.4f})")
     return result
 
 
-def inference_table(run: str | Path, source: str, *, exclude: Sequence[str] = (), label: str | None = None):
+def inference_table(
+    run: str | Path,
+    source: str,
+    *,
+    exclude: Sequence[str] = (),
+    label: str | None = None,
+    names: Sequence[str] | None = None,
+):
     """The input of ``impute`` / ``score`` as a :class:`masklab.data.tables.Table`, checked against the run.
 
     ``source`` is a file or ``builtin:NAME``. Columns that training kept out of the features (its ``exclude``
     and label, from ``table.json``) are set aside again when present; a column the model does not know is an
-    error naming it (set it aside with ``exclude``); so is a training column that is absent.
+    error naming it (set it aside with ``exclude``); so is a training column that is absent. ``names``: the
+    model's columns (default: from the run's ``config.json``; a saved detector directory has none).
     """
     from masklab.data.tables import load_table, read_table_file, split_columns
 
     r = Run(run)
-    names = [c["name"] for c in r.config()["model"]["schema"]["columns"]]
-    info = r.read_sidecar(TABLE_FILE)
+    if names is None:
+        names = [c["name"] for c in r.config()["model"]["schema"]["columns"]]
+    names = list(names)
+    info = r.read_sidecar(TABLE_FILE) if (Path(run) / TABLE_FILE).is_file() else {}
     exclude = tuple(exclude)
     if source.startswith("builtin:"):
         table = load_table(source, exclude=exclude, label=label)
@@ -136,8 +155,21 @@ def _format(value: object) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def fill_text_cells(text: pd.DataFrame, filled: pd.DataFrame, fill: dict[str, np.ndarray], source: str) -> pd.DataFrame:
+    """``text`` (every cell its original string, as read with ``as_text=True``) with the cells that ``fill``
+    marks (``bool (N,)`` per column, True = was missing) replaced by ``filled``'s values written as text; the
+    other cells keep their exact original text. ``source`` names the table in errors."""
+    if len(text) != len(filled):
+        raise ValueError(f"{source}: rows differ between the text and typed reads ({len(text)} vs {len(filled)})")
+    out = text.copy()
+    for column, rows in fill.items():
+        if rows.any():
+            out.loc[rows, column] = [_format(v) for v in filled.loc[rows, column]]
+    return out
+
+
 def impute(run: str | Path, source: str | Path, output: str | Path, *, exclude: Sequence[str] = (),
-           n_masks: int = 0, handle_unknown: str = "error", device: str = "cpu") -> dict[str, Any]:  # fmt: skip
+           handle_unknown: str = "error", device: str = "cpu") -> dict[str, Any]:  # fmt: skip
     """Fill the missing cells of ``source`` (CSV / Parquet) into ``output``; only missing cells change (CSV
     to CSV keeps every other cell's original text), non-feature columns pass through. Never writes the input.
     Returns ``{"filled": {column: count}, "rows", "passthrough"}``."""
@@ -154,16 +186,11 @@ def impute(run: str | Path, source: str | Path, output: str | Path, *, exclude: 
     if out_suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
         raise ValueError(f"-o {target}: unknown output format {out_suffix!r} (use .csv or .parquet)")
     features = inference_table(run, str(source), exclude=exclude).frame
-    imputer = MaskedImputer.from_run(run, n_masks=n_masks, handle_unknown=handle_unknown, device=device)
+    imputer = MaskedImputer.from_run(run, handle_unknown=handle_unknown, device=device)
     filled = imputer.transform(features)
     fill = {c: missing_cells(features[c]) for c in features.columns}
     if _suffix(source) in CSV_SUFFIXES and out_suffix in CSV_SUFFIXES:
-        out = read_table_file(source, as_text=True)  # original text of every cell
-        if len(out) != len(features):
-            raise ValueError(f"{source}: rows differ between the text and typed reads ({len(out)} vs {len(features)})")
-        for column, rows in fill.items():
-            if rows.any():
-                out.loc[rows, column] = [_format(v) for v in filled.loc[rows, column]]
+        out = fill_text_cells(read_table_file(source, as_text=True), filled, fill, str(source))
         out.to_csv(target, index=False, sep="\t" if out_suffix == ".tsv" else ",")
     else:
         out = read_table_file(source)
@@ -174,16 +201,34 @@ def impute(run: str | Path, source: str | Path, output: str | Path, *, exclude: 
             "passthrough": [c for c in out.columns if c not in features.columns]}  # fmt: skip
 
 
+def load_detector(path: str | Path, *, threshold: float | None = None, handle_unknown: str = "error",
+                  device: str = "cpu"):  # fmt: skip
+    """A saved detector (``estimator.json``) or a table run (with its ``scoring.json``): either way it scores
+    as the fitted estimator does. ``threshold`` overrides the stored one."""
+    from masklab.estimators import MaskedAnomalyDetector
+
+    if (Path(path) / "estimator.json").is_file():
+        detector = MaskedAnomalyDetector.load(path).set_params(handle_unknown=handle_unknown, device=device)
+        if threshold is not None:
+            detector.threshold_, detector.offset_ = float(threshold), -float(threshold)
+        return detector
+    return MaskedAnomalyDetector.from_run(path, threshold=threshold, handle_unknown=handle_unknown, device=device)
+
+
 def score(run: str | Path, source: str, output: str | Path, *, histogram: str | Path | None = None,
-          exclude: Sequence[str] = (), label: str | None = None, n_masks: int = 4, threshold: float | None = None,
-          handle_unknown: str = "error", seed: int = 0, device: str = "cpu") -> dict[str, Any]:  # fmt: skip
-    """Anomaly score of each row (mean masked reconstruction error, higher = more anomalous; each observed
-    cell hidden ``n_masks`` times, seeded) -> ``output`` CSV (``row``, ``anomaly_score``, the label,
-    ``is_anomaly`` with ``threshold``) and a histogram PNG. Returns the scores and, with a 0/1 label,
-    ROC-AUC and PR-AUC."""
+          exclude: Sequence[str] = (), label: str | None = None, threshold: float | None = None,
+          explain: bool = False, explain_rows: int = 12, handle_unknown: str = "error",
+          device: str = "cpu") -> dict[str, Any]:  # fmt: skip
+    """Anomaly score of each row, exactly as :class:`~masklab.estimators.MaskedAnomalyDetector` scores it
+    (``run``: a ``pretrain table`` run or a saved detector) -> ``output`` CSV (``row``, ``anomaly_score``, the
+    label, ``is_anomaly`` against the stored threshold or ``threshold``) and a histogram PNG. ``explain``: also
+    ``OUTPUT.explain.csv`` (every row's cells ranked by share of the score, observed and expected value) and
+    ``OUTPUT.explain.png`` (the ``explain_rows`` highest-scoring rows). Returns the scores and, with a 0/1
+    label, ROC-AUC and PR-AUC."""
+    import math
+
     import pandas as pd
 
-    from masklab.estimators import MaskedAnomalyDetector
     from masklab.viz.histogram import plot_score_histogram
 
     target = Path(output)
@@ -191,13 +236,13 @@ def score(run: str | Path, source: str, output: str | Path, *, histogram: str | 
         src = Path(source)
         if target.exists() and src.exists() and target.resolve() == src.resolve():
             raise ValueError(f"-o {target} is the input file; score never modifies its input, pick another path")
-    if n_masks < 1:
-        raise ValueError(f"--n-masks must be >= 1, got {n_masks}")
-    table = inference_table(run, source, exclude=exclude, label=label)
-    detector = MaskedAnomalyDetector.from_run(run, n_masks=n_masks, threshold=threshold,
-                                              handle_unknown=handle_unknown, random_state=seed,
-                                              device=device)  # fmt: skip
-    scores = detector.anomaly_score(table.frame)
+    if explain_rows < 1:
+        raise ValueError(f"--explain-rows must be >= 1, got {explain_rows}")
+    detector = load_detector(run, threshold=threshold, handle_unknown=handle_unknown, device=device)
+    names = detector.schema_.names
+    table = inference_table(run, source, exclude=exclude, label=label, names=names)
+    frame = table.frame[names]  # the model's column order
+    scores = detector.anomaly_score(frame)
     out = pd.DataFrame({"row": np.arange(1, len(scores) + 1), "anomaly_score": scores})
     labels = None
     if table.labels is not None:
@@ -205,17 +250,29 @@ def score(run: str | Path, source: str, output: str | Path, *, histogram: str | 
         values = set(pd.unique(table.labels.dropna()))
         if values <= {0, 1} and len(values) == 2:
             labels = table.labels.to_numpy().astype(int)
-    if threshold is not None:
-        out["is_anomaly"] = (scores > threshold).astype(int)
+    limit = detector.threshold_ if math.isfinite(detector.threshold_) else None
+    if limit is not None:
+        out["is_anomaly"] = (scores > limit).astype(int)
     target.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(target, index=False)
     png = Path(histogram) if histogram else target.with_suffix(".png")
-    plot_score_histogram(scores, png, labels=labels, threshold=threshold, title=f"{table.name}: anomaly scores")
+    plot_score_histogram(scores, png, labels=labels, threshold=limit, title=f"{table.name}: anomaly scores")
     result: dict[str, Any] = {"name": table.name, "scores": scores, "output": target, "histogram": png,
                               "label": table.label_name, "has_label": table.labels is not None,
-                              "flagged": None}  # fmt: skip
-    if threshold is not None:
+                              "threshold": limit, "flagged": None, "explained": None}  # fmt: skip
+    if limit is not None:
         result["flagged"] = int(out["is_anomaly"].sum())
+    if explain:
+        from masklab.viz.explain import plot_explanations
+
+        top = np.argsort(-scores, kind="stable")[:explain_rows]
+        explanation = detector.explain(frame)
+        explanation.insert(0, "data_row", explanation.pop("row") + 1)  # 1-based, as in the scores CSV
+        csv_path, png_path = target.with_suffix(".explain.csv"), target.with_suffix(".explain.png")
+        explanation.to_csv(csv_path, index=False)
+        shown = explanation[explanation["data_row"].isin(top + 1)]
+        plot_explanations(shown, png_path, title=f"{table.name}: the {len(top)} highest-scoring rows")
+        result["explained"] = (csv_path, png_path)
     if labels is not None:
         from sklearn.metrics import average_precision_score, roc_auc_score
 

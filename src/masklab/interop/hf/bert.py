@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 
 from masklab.core.io import atomic_write_json, save_checkpoint
+from masklab.models.mlm import BertForMLM, MLMConfig
 from masklab.models.mlm.bert import BertConfig
-from masklab.models.mlm.model import BertForMLM, MLMConfig
 
 HF_WEIGHTS = "model.safetensors"
 HF_CONFIG = "config.json"
@@ -267,7 +267,7 @@ def mlm_state_to_hf(model: BertForMLM, family: HFMaskedLM = BERT_MLM) -> dict[st
     """Tensors named as HF ``*ForMaskedLM`` saves them (a tied decoder left out, as HF does; an untied one
     saved with its bias copy, as HF does)."""
     ours = {k.removeprefix("bert."): v for k, v in model.state_dict().items() if k.startswith("bert.")}
-    out = bert_state_to_hf(ours, model.cfg.bert, prefix=family.prefix)
+    out = bert_state_to_hf(ours, model.config.bert, prefix=family.prefix)
     out.update({theirs: model.get_parameter(name) for theirs, name in family.head.items()})
     if model.head.decoder is not None:
         out[family.decoder_weight] = model.head.decoder.weight
@@ -297,5 +297,5 @@ def save_hf_folder(folder: str | Path, hf_config: dict, tensors: dict[str, Tenso
 
 def save_bert_mlm(model: BertForMLM, folder: str | Path, tokenizer: Any = None) -> Path:
     """Write an HF ``BertForMaskedLM`` folder that ``transformers`` loads with ``from_pretrained``."""
-    hf_config = bert_config_to_hf(model.cfg.bert, model.cfg.tie_embeddings)
-    return save_hf_folder(folder, hf_config, bert_mlm_state_to_hf(model), tokenizer, model.cfg.bert.vocab_size)
+    hf_config = bert_config_to_hf(model.config.bert, model.config.tie_embeddings)
+    return save_hf_folder(folder, hf_config, bert_mlm_state_to_hf(model), tokenizer, model.config.bert.vocab_size)

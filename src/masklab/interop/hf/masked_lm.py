@@ -25,7 +25,7 @@ def load_hf_mlm(folder: str | Path, *, mask_id: int | None = None, **overrides: 
 
 def save_hf_mlm(model: BertForMLM, folder: str | Path, tokenizer: Any = None) -> Path:
     """Write ``model`` as the HF family its config describes (RoBERTa positions -> RoBERTa, else BERT)."""
-    if model.cfg.bert.positions == "roberta":
+    if model.config.bert.positions == "roberta":
         return save_roberta_mlm(model, folder, tokenizer)
     return save_bert_mlm(model, folder, tokenizer)
 

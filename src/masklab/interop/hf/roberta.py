@@ -91,6 +91,6 @@ def load_roberta_mlm(
 
 def save_roberta_mlm(model: BertForMLM, folder: str | Path, tokenizer: Any = None) -> Path:
     """Write an HF ``RobertaForMaskedLM`` folder that ``transformers`` loads with ``from_pretrained``."""
-    hf_config = roberta_config_to_hf(model.cfg.bert, model.cfg.tie_embeddings)
+    hf_config = roberta_config_to_hf(model.config.bert, model.config.tie_embeddings)
     tensors = mlm_state_to_hf(model, ROBERTA_MLM)
-    return save_hf_folder(folder, hf_config, tensors, tokenizer, model.cfg.bert.vocab_size)
+    return save_hf_folder(folder, hf_config, tensors, tokenizer, model.config.bert.vocab_size)

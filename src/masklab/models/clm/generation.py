@@ -45,7 +45,7 @@ class StaticKVCache:
 
 def new_caches(model: GPT, batch: int, capacity: int | None = None) -> list[StaticKVCache]:
     """One :class:`StaticKVCache` per layer of ``model`` (capacity defaults to the model's context)."""
-    cfg = model.cfg
+    cfg = model.config
     weight = model.tok_embed.weight
     capacity = cfg.context if capacity is None else capacity
     return [
@@ -60,8 +60,8 @@ def decode_step(
     """One incremental decoding step through the model's own blocks: ``token (B,)`` at ``positions (B,)``,
     ``caches`` holding the earlier keys/values, ``padding bool (B, Tk)`` over cached + new keys -> ``(B, V)``.
 
-    Attention takes its single-query path (:class:`masklab.nn.MaskedSelfAttention`: SDPA on the cache, no
-    planning), so the per-token Python cost stays small without a second copy of the block.
+    Attention plans a single query over the cache (:func:`masklab.nn.attention.plan_attention`: plain SDPA when
+    nothing is padded), so there is no second copy of the block to keep in step with the model.
     """
     return model(token[:, None], positions=positions[:, None], caches=caches, padding=padding)[:, -1]
 
@@ -165,7 +165,7 @@ def generate(
 def _generate(model, prompts, max_new_tokens, temperature, top_k, top_p, eos_id, should_stop, generator, pad_id):
     """The decoding loop of :func:`generate` (``model`` already in eval mode, options already checked)."""
     device = model.tok_embed.weight.device
-    context = model.cfg.context
+    context = model.config.context
     ids, padding = left_pad(prompts, pad_id)  # (B, T) each
     B = ids.shape[0]
     out: list[list[int]] = [[] for _ in range(B)]
