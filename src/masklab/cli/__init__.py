@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "baselines"),
     "reconstruct": ("images", "grid of original | masked | reconstruction | reconstruction + visible (MAE runs)"),
     "score": ("table", "anomaly scores (masked reconstruction error) of a table's rows"),
+    "serve": ("serve", "a local web page to try trained runs (paint a mask, fill [MASK], generate, score a table)"),
 }  # fmt: skip
 
 

@@ -21,6 +21,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -230,17 +231,28 @@ def load_array_file(path: Path) -> ImageDataset:
     return ImageDataset(pixels, labels, sources=tuple(f"{path}[{i}]" for i in range(len(pixels))), name=path.name)
 
 
-def open_image(path: Path):
-    """Open and fully decode an image file; ``ValueError`` naming the file when it is corrupt or unreadable."""
+def open_image(path: Path | BinaryIO, *, name: str | None = None, max_pixels: int | None = None):
+    """Open and fully decode an image file (or an open binary stream); ``ValueError`` naming the file (or
+    ``name``) when it is corrupt or unreadable, or has more than ``max_pixels`` pixels (checked from the
+    header, before decoding: a small compressed file can expand to gigabytes)."""
     from PIL import Image, UnidentifiedImageError
 
+    name = str(path) if name is None else name
+    unreadable = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
     try:
-        img = Image.open(path)
+        img = Image.open(path)  # reads the header only
+    except UnidentifiedImageError as err:
+        raise ValueError(f"cannot read image {name}: not in an image format PIL knows (PNG, JPEG, ...)") from err
+    except unreadable as err:
+        raise ValueError(f"cannot read image {name}: {err}") from err
+    if max_pixels is not None and img.width * img.height > max_pixels:
+        raise ValueError(f"image {name} is {img.width}x{img.height} pixels, more than the {max_pixels} allowed")
+    try:
         img.load()  # decode now: a truncated file fails here, not later in a batch
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
+    except unreadable as err:
+        raise ValueError(f"cannot read image {name}: {err}") from err
     if img.width == 0 or img.height == 0:
-        raise ValueError(f"cannot read image {path}: it has no pixels")
+        raise ValueError(f"cannot read image {name}: it has no pixels")
     return img
 
 
@@ -319,6 +331,33 @@ def load_image_files(
     return ImageDataset(
         torch.from_numpy(np.stack(arrays)), sources=tuple(str(p) for p, _ in opened), name=f"{name}{note}"
     )
+
+
+def to_channels(images: Tensor, channels: int) -> Tensor:
+    """``(B, C, H, W)`` with C = 1 or 3 -> ``channels`` (gray widened; colour -> ITU-R 601 luma, as PIL's "L")."""
+    if images.shape[1] == channels:
+        return images
+    if images.shape[1] == 1 and channels == 3:
+        return images.expand(-1, 3, -1, -1).clone()
+    if images.shape[1] == 3 and channels == 1:
+        luma = torch.tensor([0.299, 0.587, 0.114], dtype=images.dtype).view(1, 3, 1, 1)
+        return (images * luma).sum(dim=1, keepdim=True)
+    raise ValueError(f"cannot convert {images.shape[1]}-channel images to the model's {channels} channels")
+
+
+def decode_image(
+    data: bytes, *, image_size: tuple[int, int], channels: int, min_side: int = 1, name: str = "image",
+    max_pixels: int | None = None,
+) -> Tensor:  # fmt: skip
+    """Encoded image bytes (PNG, JPEG, ...) -> ``(1, channels, H, W)`` float in [0, 1], resized to cover
+    ``image_size`` and centre-cropped; a colour image for a gray model becomes its luma (unlike
+    :func:`load_image_files`, which refuses it: here one picture is being looked at, not a dataset trained on).
+    ``ValueError`` naming ``name`` when the bytes are not an image PIL can read."""
+    import io
+
+    img = open_image(io.BytesIO(data), name=name, max_pixels=max_pixels)
+    pixels = _to_array(img, 1 if _is_gray(img) else 3, image_size, min_side, Path(name))  # (C, H, W) uint8
+    return to_channels(torch.tensor(pixels)[None].float() / 255.0, channels)
 
 
 def load_image_folder(

@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 TEXT_KINDS = ("mlm", "clm")
 TOP = 3  # tokens / patches named in the printed summary
@@ -53,25 +57,11 @@ def token_label(token: str) -> str:
     return token
 
 
-def to_channels(images, channels: int):
-    """``(B, C, H, W)`` with C = 1 or 3 -> ``channels`` (gray widened; colour -> ITU-R 601 luma, as PIL's "L")."""
-    import torch
-
-    if images.shape[1] == channels:
-        return images
-    if images.shape[1] == 1 and channels == 3:
-        return images.expand(-1, 3, -1, -1).clone()
-    if images.shape[1] == 3 and channels == 1:
-        luma = torch.tensor([0.299, 0.587, 0.114], dtype=images.dtype).view(1, 3, 1, 1)
-        return (images * luma).sum(dim=1, keepdim=True)
-    raise ValueError(f"cannot convert {images.shape[1]}-channel images to the model's {channels} channels")
-
-
 def load_image_input(value: str, image_size: tuple[int, int], channels: int):
     """INPUT of an image run -> ``(1, channels, H, W)`` in [0, 1] and a short description of it."""
     import torch
 
-    from masklab.data.images import BUILTINS, load_builtin, load_image_files
+    from masklab.data.images import BUILTINS, load_builtin, load_image_files, to_channels
 
     if value.startswith("builtin:"):
         name, _, index_text = value.removeprefix("builtin:").partition(":")
@@ -105,30 +95,22 @@ def save_weights(path: str | Path, weights, metadata: dict[str, str]) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------- text
-def text_attention(run: str, input: str, kind: str, device: str, max_tokens: int | None = None):
-    """(weights per layer ``(1, H, T, T)``, token strings, notes) of a text run on INPUT."""
+def text_limits(model: Any, kind: str) -> tuple[int, int]:
+    """(most tokens the model reads, special tokens framing a text) of an ``mlm`` or ``clm`` model."""
+    return (model.config.bert.max_len, 2) if kind == "mlm" else (model.config.context, 0)
+
+
+def text_attention_weights(
+    model: Any, tokenizer: Any, kind: str, text: str, limit: int, why: str = "the model's limit"
+) -> tuple[list[Tensor], list[str], list[str]]:
+    """(weights per layer ``(1, H, T, T)``, token strings, notes) of a loaded ``mlm``/``clm`` model on ``text``,
+    cut to ``limit`` tokens, specials included (``why`` names the limit in the note that says so)."""
     import torch
 
     from masklab.masks.attention import causal
     from masklab.viz.attention import collect_attention
 
-    text = read_text_input(input)
-    if kind == "mlm":
-        from masklab.recipes.mlm import load_mlm_run
-
-        model, tokenizer, _ = load_mlm_run(run, device)
-        limit, specials = model.config.bert.max_len, 2
-    else:
-        from masklab.recipes.clm import load_lm_run
-
-        model, tokenizer, _ = load_lm_run(run, device)
-        limit, specials = model.config.context, 0
-    why = "the model's limit"
-    if max_tokens is not None:
-        if max_tokens < specials + 1:
-            raise ValueError(f"--max-tokens must be >= {specials + 1}, got {max_tokens}")
-        if max_tokens < limit:
-            limit, why = max_tokens, "--max-tokens"
+    _, specials = text_limits(model, kind)
     # Frame the text as in training: mlm runs encode documents bare and add [CLS] ... [SEP] (encode_truncated).
     body = tokenizer.encode(text, add_special_tokens=False).ids
     notes = []
@@ -136,9 +118,9 @@ def text_attention(run: str, input: str, kind: str, device: str, max_tokens: int
         notes.append(f"INPUT is {len(body) + specials} tokens; truncated to the first {limit} ({why})")
         body = body[: limit - specials]
     if not body:
-        raise ValueError(f"INPUT {input!r} encodes to no tokens")
+        raise ValueError(f"INPUT {text[:80]!r} encodes to no tokens")
     ids = [tokenizer.cls_id, *body, tokenizer.sep_id] if kind == "mlm" else body
-    ids_t = torch.tensor([ids], device=device)  # (1, T)
+    ids_t = torch.tensor([ids], device=next(model.parameters()).device)  # (1, T)
     with torch.inference_mode():
         if kind == "mlm":
             x = model.bert.embeddings(ids_t)  # (1, T, D): word + position + type, LayerNorm (Bert.forward)
@@ -148,6 +130,27 @@ def text_attention(run: str, input: str, kind: str, device: str, max_tokens: int
             encoder = model.decoder
     weights = collect_attention(encoder, x, blocked=causal() if kind == "clm" else None)
     return weights, [token_label(tokenizer.id_to_token(i)) for i in ids], notes
+
+
+def text_attention(run: str, input: str, kind: str, device: str, max_tokens: int | None = None):
+    """(weights per layer ``(1, H, T, T)``, token strings, notes) of a text run on INPUT."""
+    text = read_text_input(input)
+    if kind == "mlm":
+        from masklab.recipes.mlm import load_mlm_run
+
+        model, tokenizer, _ = load_mlm_run(run, device)
+    else:
+        from masklab.recipes.clm import load_lm_run
+
+        model, tokenizer, _ = load_lm_run(run, device)
+    limit, specials = text_limits(model, kind)
+    why = "the model's limit"
+    if max_tokens is not None:
+        if max_tokens < specials + 1:
+            raise ValueError(f"--max-tokens must be >= {specials + 1}, got {max_tokens}")
+        if max_tokens < limit:
+            limit, why = max_tokens, "--max-tokens"
+    return text_attention_weights(model, tokenizer, kind, text, limit, why)
 
 
 def text_summary(weights, tokens: list[str]) -> str:
@@ -164,20 +167,26 @@ def text_summary(weights, tokens: list[str]) -> str:
 # ------------------------------------------------------------------------------------------------ images
 def image_attention(run: str, input: str, device: str, max_tokens: int | None = None):
     """(weights per layer ``(1, H, 1 + L, 1 + L)``, image ``(C, H, W)``, model config, description)."""
-    import torch
-
     from masklab.recipes.mae import load_mae_run
-    from masklab.viz.attention import collect_attention
 
     if max_tokens is not None:
         raise ValueError("--max-tokens applies to text runs; an image run always encodes every patch")
     model = load_mae_run(run, device)
     cfg = model.config
     images, described = load_image_input(input, tuple(cfg.image_size), cfg.channels)  # (1, C, H, W)
-    with torch.inference_mode():  # every patch + its sin-cos position, the CLS token first: (1, 1 + L, D)
+    return image_attention_weights(model, images), images[0], cfg, described
+
+
+def image_attention_weights(model: Any, images: Tensor) -> list[Tensor]:
+    """Per-layer weights ``(B, H, 1 + L, 1 + L)`` of an MAE encoder reading every patch of ``images (B, C, H, W)``."""
+    import torch
+
+    from masklab.viz.attention import collect_attention
+
+    device = next(model.parameters()).device
+    with torch.inference_mode():  # every patch + its sin-cos position, the CLS token first: (B, 1 + L, D)
         seq = model.encoder_input(model.normalize(images.to(device)))
-    weights = collect_attention(model.encoder, seq)
-    return weights, images[0], cfg, described
+    return collect_attention(model.encoder, seq)
 
 
 def cls_row(weights, layer: int | None, head: int | None):

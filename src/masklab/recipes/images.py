@@ -53,9 +53,8 @@ def reconstruct(
     visible patches pasted back. Images are ``images`` files or ``count`` held-out examples of ``data``
     (default: the run's). Masks come from the run's generator (or random at ``mask_ratio``), seeded by
     ``seed``. Returns ``{"path", "images", "hidden_fraction", "psnr"}`` (mean PSNR on hidden pixels, dB)."""
-    from masklab.eval.inpainting import psnr
+    from masklab.eval.reconstruction import reconstruction_views
     from masklab.masks.generators import random_masking
-    from masklab.tokenizers.patches import pixel_mask_from_patches
     from masklab.viz.grids import save_grid
 
     model = _pretrained(run, device, "reconstruct")
@@ -72,17 +71,11 @@ def reconstruct(
     else:  # the run's own masking (learned / attention kinds look at the images)
         with torch.inference_mode():
             masked = model.sample_mask(len(batch), generator=generator, x=model.normalize(batch.to(dev))).masked.cpu()
-    with torch.inference_mode():
-        recon = model.reconstruct(batch.to(dev), masked.to(dev)).cpu()
-    hidden = pixel_mask_from_patches(masked, cfg.patch_size, cfg.grid)[:, None]  # (B, 1, H, W)
-    masked_view = torch.where(hidden, torch.full_like(batch, 0.5), batch)
-    pasted = torch.where(hidden, recon, batch)
-    rows = [[batch[i], masked_view[i], recon[i], pasted[i]] for i in range(len(batch))]
+    views = reconstruction_views(model, batch, masked)
+    rows = [[batch[i], views.masked_input[i], views.reconstruction[i], views.pasted[i]] for i in range(len(batch))]
     path = save_grid(output, rows, titles=["original", "masked", "reconstruction", "+ visible"])
-    scores = [psnr(pasted[i].numpy(), batch[i].numpy(), hidden[i].expand_as(batch[i]).numpy())
-              for i in range(len(batch))]  # fmt: skip
     return {"path": path, "images": len(batch), "hidden_fraction": masked.float().mean().item(),
-            "psnr": sum(scores) / len(scores)}  # fmt: skip
+            "psnr": sum(views.psnr) / len(views.psnr)}  # fmt: skip
 
 
 def inpaint(run: str | Path, image: str | Path, mask: str | Path, output: str | Path, *,

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from masklab.recipes.common import TrainOptions, train_config, train_run
 from masklab.train import FitResult
 from masklab.train.run import Run
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_DATA = "builtin:shuttle"
 TABLE_FILE = "table.json"
@@ -152,6 +155,19 @@ def _format(value: object) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def fill_text_cells(text: pd.DataFrame, filled: pd.DataFrame, fill: dict[str, np.ndarray], source: str) -> pd.DataFrame:
+    """``text`` (every cell its original string, as read with ``as_text=True``) with the cells that ``fill``
+    marks (``bool (N,)`` per column, True = was missing) replaced by ``filled``'s values written as text; the
+    other cells keep their exact original text. ``source`` names the table in errors."""
+    if len(text) != len(filled):
+        raise ValueError(f"{source}: rows differ between the text and typed reads ({len(text)} vs {len(filled)})")
+    out = text.copy()
+    for column, rows in fill.items():
+        if rows.any():
+            out.loc[rows, column] = [_format(v) for v in filled.loc[rows, column]]
+    return out
+
+
 def impute(run: str | Path, source: str | Path, output: str | Path, *, exclude: Sequence[str] = (),
            handle_unknown: str = "error", device: str = "cpu") -> dict[str, Any]:  # fmt: skip
     """Fill the missing cells of ``source`` (CSV / Parquet) into ``output``; only missing cells change (CSV
@@ -174,12 +190,7 @@ def impute(run: str | Path, source: str | Path, output: str | Path, *, exclude: 
     filled = imputer.transform(features)
     fill = {c: missing_cells(features[c]) for c in features.columns}
     if _suffix(source) in CSV_SUFFIXES and out_suffix in CSV_SUFFIXES:
-        out = read_table_file(source, as_text=True)  # original text of every cell
-        if len(out) != len(features):
-            raise ValueError(f"{source}: rows differ between the text and typed reads ({len(out)} vs {len(features)})")
-        for column, rows in fill.items():
-            if rows.any():
-                out.loc[rows, column] = [_format(v) for v in filled.loc[rows, column]]
+        out = fill_text_cells(read_table_file(source, as_text=True), filled, fill, str(source))
         out.to_csv(target, index=False, sep="\t" if out_suffix == ".tsv" else ",")
     else:
         out = read_table_file(source)
