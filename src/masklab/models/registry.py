@@ -20,6 +20,7 @@ MODEL_KINDS: dict[str, tuple[str, str]] = {
     "table": ("masklab.models.tabular", "TableMAE"),
     "mlm": ("masklab.models.mlm", "BertForMLM"),
     "mae": ("masklab.models.mae", "MAE"),
+    "segment": ("masklab.models.segment", "Segmenter"),
 }
 
 

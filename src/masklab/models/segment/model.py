@@ -1,0 +1,106 @@
+"""A light segmentation head on an MAE encoder (SETR-naive style: per-patch logits, no masking).
+
+The encoder sees every patch (no masking: inference is deterministic); a per-patch MLP maps each token to
+the ``p x p`` pixels of its patch times ``K`` classes, which are laid back into the image with
+:func:`~masklab.tokenizers.patches.unpatchify`. The loss is the per-pixel cross-entropy.
+
+Shape legend: ``B`` batch, ``C`` channels, ``H``/``W`` image size, ``L`` patches, ``D`` encoder width,
+``K`` classes (0 = background; binary = 2), ``p`` patch side. Targets ``(B, H, W)`` are class indices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from masklab.models.mae import MAE
+from masklab.models.segment.config import SegmentConfig
+from masklab.tokenizers.patches import unpatchify
+from masklab.train.loop import LossOutput
+
+
+def foreground_iou(pred: Tensor, target: Tensor) -> Tensor:
+    """Pooled IoU of the non-background pixels: ``pred``/``target (B, H, W)`` class indices -> 0-d tensor.
+
+    Both empty gives 1 (nothing to find, nothing found)."""
+    p, t = pred > 0, target > 0
+    union = (p | t).sum()
+    return torch.where(union > 0, (p & t).sum() / union.clamp_min(1), torch.ones((), device=pred.device))
+
+
+class Segmenter(nn.Module):
+    """MAE encoder (all patches) + per-patch head -> per-pixel logits ``(B, K, H, W)``."""
+
+    def __init__(self, config: SegmentConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.mae = MAE(config.encoder_config())
+        cfg = self.mae.config
+        out = cfg.patch_size * cfg.patch_size * config.num_classes
+        if config.head_dim:
+            self.head = nn.Sequential(
+                nn.LayerNorm(cfg.dim), nn.Linear(cfg.dim, config.head_dim), nn.GELU(),
+                nn.Linear(config.head_dim, out),
+            )  # fmt: skip
+        else:
+            self.head = nn.Sequential(nn.LayerNorm(cfg.dim), nn.Linear(cfg.dim, out))
+        self.mae.requires_grad_(not config.freeze_encoder)
+
+    @classmethod
+    def from_config(cls, values: dict[str, Any]) -> Segmenter:
+        return cls(SegmentConfig.from_dict(values))
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+    def load_encoder(self, mae: MAE) -> Segmenter:
+        """Copy a pretrained MAE's weights into the encoder (configs must agree); returns ``self``."""
+        if mae.config.to_dict() != self.mae.config.to_dict():
+            raise ValueError("the pretrained MAE's config differs from this segmenter's encoder config")
+        self.mae.load_state_dict(mae.state_dict())
+        return self
+
+    def train(self, mode: bool = True) -> Segmenter:
+        super().train(mode)
+        if self.config.freeze_encoder:
+            self.mae.eval()  # a probe never changes the encoder, drop-path included
+        return self
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.mae.config.image_size
+
+    def forward(self, images: Tensor) -> Tensor:
+        """``images (B, C, H, W)`` in [0, 1] at the encoder's size -> logits ``(B, K, H, W)``."""
+        cfg = self.mae.config
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoder):
+            tokens = self.mae.encode(images)[:, 1:]  # (B, L, D) CLS dropped
+        per_patch = self.head(tokens)  # (B, L, p * p * K)
+        return unpatchify(per_patch, cfg.patch_size, cfg.grid, self.config.num_classes)  # (B, K, H, W)
+
+    def training_loss(self, batch: Any, generator: torch.Generator) -> LossOutput:
+        """``fit`` hook: ``batch.images (B, C, H, W)``, ``batch.targets (B, H, W)`` long -> per-pixel CE."""
+        targets = batch.targets
+        if targets.shape != (batch.images.shape[0], *batch.images.shape[2:]):
+            raise ValueError(f"targets {tuple(targets.shape)} do not match images {tuple(batch.images.shape)}")
+        logits = self(batch.images)  # (B, K, H, W)
+        loss = F.cross_entropy(logits, targets)
+        pred = logits.detach().argmax(1)  # (B, H, W)
+        return LossOutput(
+            loss, {"pixel_accuracy": (pred == targets).float().mean(), "iou": foreground_iou(pred, targets)}
+        )
+
+    @torch.no_grad()
+    def predict(self, images: Tensor, box: tuple[int, int, int, int] | None = None) -> Tensor:
+        """Class index per pixel ``(B, H, W)`` (0 = background). ``box = (x0, y0, x1, y1)`` in pixels keeps only
+        predictions inside the box (a prompt that picks one subject among several)."""
+        pred = self(images).argmax(1)  # (B, H, W)
+        if box is not None:
+            x0, y0, x1, y1 = box
+            keep = torch.zeros_like(pred, dtype=torch.bool)
+            keep[:, y0:y1, x0:x1] = True
+            pred = torch.where(keep, pred, torch.zeros_like(pred))
+        return pred
