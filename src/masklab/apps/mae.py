@@ -33,7 +33,9 @@ def add_pretrain_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", default=DEFAULT_DATA, help=f"folder, .npy/.npz, or builtin:NAME (default {DEFAULT_DATA})"
     )
-    parser.add_argument("--preset", default="mae-small-28", help="mae-tiny | mae-small-28 | mae-seg-32 | mae-vit-t | mae-vit-b")
+    parser.add_argument(
+        "--preset", default="mae-small-28", help="mae-tiny | mae-small-28 | mae-seg-32 | mae-vit-t | mae-vit-b"
+    )
     parser.add_argument("--image-size", type=_image_size, default=None, help="resize to HxW (default: data/preset)")
     parser.add_argument("--patch-size", type=int, default=None, help="override the preset's patch size")
     parser.add_argument("--mask-ratio", type=float, default=0.75, help="fraction of patches hidden (default 0.75)")

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("first", metavar="train|RUN", help="'train', or the MAE run to predict with")
     parser.add_argument("second", metavar="RUN|IMAGE", help="the MAE run to train on, or the image to segment")
     parser.add_argument("--data", default="builtin:synthetic-subjects",
-                        help="train: folder with images/ + masks/, or builtin:synthetic-subjects (default)")  # fmt: skip
+                        help="train: folder with images/ + masks/, or builtin:synthetic-subjects")  # fmt: skip
     parser.add_argument("--preset", default="probe", help="train: probe (frozen encoder) | linear | finetune")
     parser.add_argument("--epochs", type=float, default=20.0, help="train: passes over the training split")
     parser.add_argument("--steps", type=int, default=None, help="train: optimizer steps (overrides --epochs)")

@@ -18,7 +18,7 @@ def _grid(hidden: Tensor, patch: int) -> tuple[int, int]:
     if not isinstance(patch, int) or isinstance(patch, bool) or patch < 1:
         raise ValueError(f"patch size must be a positive int, got {patch!r}")
     H, W = hidden.shape[-2:]
-    if H < patch or W < patch:
+    if min(H, W) < patch:
         raise ValueError(f"the pixel mask is {H}x{W}, smaller than one {patch}x{patch} patch")
     if H % patch or W % patch:
         raise ValueError(f"the pixel mask is {H}x{W}; both sides must be multiples of the patch size {patch}")
