@@ -1,6 +1,6 @@
 """``masklab segment``: train a segmentation head on an MAE run, or predict a subject mask with it.
 
-    masklab segment train RUN [--data DIR|builtin:synthetic-subjects] [--preset probe|linear|finetune]
+    masklab segment train RUN [--data DIR|builtin:synthetic-subjects] [--preset probe|finetune]
     masklab segment RUN IMAGE -o mask.png [--box x0,y0,x1,y1]
 
 ``DIR`` holds ``images/`` and ``masks/`` paired by file name (white = subject, or palette class indices).
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("second", metavar="RUN|IMAGE", help="the MAE run to train on, or the image to segment")
     parser.add_argument("--data", default="builtin:synthetic-subjects",
                         help="train: folder with images/ + masks/, or builtin:synthetic-subjects")  # fmt: skip
-    parser.add_argument("--preset", default="probe", help="train: probe (frozen encoder) | linear | finetune")
+    parser.add_argument("--preset", default="probe", help="train: probe (frozen encoder) | finetune")
     parser.add_argument("--epochs", type=float, default=20.0, help="train: passes over the training split")
     parser.add_argument("--steps", type=int, default=None, help="train: optimizer steps (overrides --epochs)")
     parser.add_argument("--batch-size", type=int, default=64)

@@ -123,8 +123,8 @@ def train_segmenter(
 ) -> SegmentTrainResult:
     """Train a segmentation head on the MAE of ``run`` and score it on the held-out split.
 
-    ``preset``: ``probe`` (frozen encoder, MLP head), ``linear`` (frozen, one linear map per patch) or
-    ``finetune`` (encoder trained with the head, one learning rate). ``random_init`` keeps the encoder's
+    ``preset``: ``probe`` (frozen encoder, only the head learns) or ``finetune`` (encoder trained with the
+    head, one learning rate). ``random_init`` keeps the encoder's
     architecture but not its weights (the baseline that shows what pretraining adds). Writes ``out``
     (default ``run/segment``) as a run directory plus ``segment.json`` with the scores.
     """

@@ -10,12 +10,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-# Named head settings. "probe": frozen encoder + small per-patch MLP (what the benchmark trains first);
-# "linear": frozen encoder + one linear map per patch; "finetune": the probe's head with the encoder trained too.
+# Named head settings. "probe": frozen encoder, only the head learns; "finetune": the same head with the
+# encoder trained too.
 SEGMENT_PRESETS: dict[str, dict[str, Any]] = {
-    "linear": dict(head_dim=0, freeze_encoder=True),
-    "probe": dict(head_dim=256, freeze_encoder=True),
-    "finetune": dict(head_dim=256, freeze_encoder=False),
+    "probe": dict(head_dim=32, pixel_dim=64, freeze_encoder=True),
+    "finetune": dict(head_dim=32, pixel_dim=64, freeze_encoder=False),
 }
 
 
@@ -24,13 +23,14 @@ class SegmentConfig:
     """Everything that rebuilds a :class:`~masklab.models.segment.model.Segmenter`.
 
     ``num_classes`` counts background: 2 = binary subject/background, K = classes ``0..K-1`` (0 = background).
-    ``head_dim`` is the hidden width of the per-patch MLP (0 = a single linear map per patch).
+    ``head_dim``: token features per pixel after projection; ``pixel_dim``: hidden width of the per-pixel MLP.
     ``freeze_encoder``: train the head only (a probe) or fine-tune the encoder with it.
     """
 
     encoder: dict[str, Any] = field(default_factory=dict)
     num_classes: int = 2
-    head_dim: int = 256
+    head_dim: int = 32
+    pixel_dim: int = 64
     freeze_encoder: bool = True
 
     def __post_init__(self) -> None:
@@ -38,8 +38,8 @@ class SegmentConfig:
             raise ValueError(f"encoder must be an MAE config dict (kind 'mae'), got {self.encoder!r:.80}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2 (background + at least one class), got {self.num_classes}")
-        if self.head_dim < 0:
-            raise ValueError(f"head_dim must be >= 0 (0 = linear head), got {self.head_dim}")
+        if self.head_dim < 1 or self.pixel_dim < 1:
+            raise ValueError(f"head_dim and pixel_dim must be >= 1, got {self.head_dim} and {self.pixel_dim}")
         self.encoder_config()  # validates the encoder fields
 
     def encoder_config(self):

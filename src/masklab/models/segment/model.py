@@ -1,8 +1,9 @@
-"""A light segmentation head on an MAE encoder (SETR-naive style: per-patch logits, no masking).
+"""A light segmentation head on an MAE encoder: tokens -> bilinear upsampling -> a per-pixel MLP.
 
-The encoder sees every patch (no masking: inference is deterministic); a per-patch MLP maps each token to
-the ``p x p`` pixels of its patch times ``K`` classes, which are laid back into the image with
-:func:`~masklab.tokenizers.patches.unpatchify`. The loss is the per-pixel cross-entropy.
+The encoder sees every patch (no masking: inference is deterministic). Each token is projected to ``Dh``
+features, the ``(gh, gw)`` feature map is upsampled bilinearly to the image size, concatenated with the
+pixel's own (normalised) colour, and a two-layer 1x1-conv MLP gives ``K`` logits per pixel. The loss is the
+per-pixel cross-entropy.
 
 Shape legend: ``B`` batch, ``C`` channels, ``H``/``W`` image size, ``L`` patches, ``D`` encoder width,
 ``K`` classes (0 = background; binary = 2), ``p`` patch side. Targets ``(B, H, W)`` are class indices.
@@ -18,7 +19,6 @@ from torch import Tensor, nn
 
 from masklab.models.mae import MAE
 from masklab.models.segment.config import SegmentConfig
-from masklab.tokenizers.patches import unpatchify
 from masklab.train.loop import LossOutput
 
 
@@ -39,14 +39,14 @@ class Segmenter(nn.Module):
         self.config = config
         self.mae = MAE(config.encoder_config())
         cfg = self.mae.config
-        out = cfg.patch_size * cfg.patch_size * config.num_classes
-        if config.head_dim:
-            self.head = nn.Sequential(
-                nn.LayerNorm(cfg.dim), nn.Linear(cfg.dim, config.head_dim), nn.GELU(),
-                nn.Linear(config.head_dim, out),
-            )  # fmt: skip
-        else:
-            self.head = nn.Sequential(nn.LayerNorm(cfg.dim), nn.Linear(cfg.dim, out))
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.proj = nn.Linear(cfg.dim, config.head_dim)
+        # A 1x1-conv MLP per pixel on [upsampled token features, the pixel's own normalised colour]: the tokens
+        # say what subject and background look like around the pixel, the colour says which one it is.
+        self.pixel_mlp = nn.Sequential(
+            nn.Conv2d(config.head_dim + cfg.channels, config.pixel_dim, 1), nn.GELU(),
+            nn.Conv2d(config.pixel_dim, config.num_classes, 1),
+        )  # fmt: skip
         self.mae.requires_grad_(not config.freeze_encoder)
 
     @classmethod
@@ -77,9 +77,12 @@ class Segmenter(nn.Module):
         """``images (B, C, H, W)`` in [0, 1] at the encoder's size -> logits ``(B, K, H, W)``."""
         cfg = self.mae.config
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoder):
-            tokens = self.mae.encode(images)[:, 1:]  # (B, L, D) CLS dropped
-        per_patch = self.head(tokens)  # (B, L, p * p * K)
-        return unpatchify(per_patch, cfg.patch_size, cfg.grid, self.config.num_classes)  # (B, K, H, W)
+            tokens = self.mae.encode(images)[:, 1:]  # (B, L, D) every patch visible, CLS dropped
+        B = tokens.shape[0]
+        gh, gw = cfg.grid
+        features = self.proj(self.norm(tokens)).transpose(1, 2).reshape(B, -1, gh, gw)  # (B, Dh, gh, gw)
+        features = F.interpolate(features, size=cfg.image_size, mode="bilinear", align_corners=False)  # (B, Dh, H, W)
+        return self.pixel_mlp(torch.cat([features, self.mae.normalize(images)], dim=1))  # (B, K, H, W)
 
     def training_loss(self, batch: Any, generator: torch.Generator) -> LossOutput:
         """``fit`` hook: ``batch.images (B, C, H, W)``, ``batch.targets (B, H, W)`` long -> per-pixel CE."""
