@@ -132,8 +132,10 @@ def main() -> None:
 
         preds[name] = predict_classes(load_segmenter(result.out_dir), dataset.images(test_idx)).numpy() > 0
     t0 = cpu_seconds()
-    preds["raw-pixel per-patch linear probe"] = raw_pixel_probe(dataset, train_idx, test_idx,
-                                                                mae.config.patch_size, args.raw_steps, args.seed)  # fmt: skip
+    patch = mae.config.patch_size
+    preds["raw-pixel per-patch linear probe"] = raw_pixel_probe(
+        dataset, train_idx, test_idx, patch, args.raw_steps, args.seed
+    )
     seconds["raw-pixel per-patch linear probe"] = cpu_seconds() - t0
     hwc = dataset.pixels[test_idx].permute(0, 2, 3, 1).numpy()  # (N, H, W, 3) uint8
     for method in CLASSICAL:
@@ -144,8 +146,9 @@ def main() -> None:
         preds[name] = np.stack(masks)
         seconds[name] = cpu_seconds() - t0
     scores = {name: segmentation_scores(p, target) for name, p in preds.items()}
-    print(f"\nheld-out {len(test_idx)} images of builtin:synthetic-subjects ({dataset.image_size[0]}x"
-          f"{dataset.image_size[1]}); MAE run {run}, head preset {args.head}, {args.head_epochs:g} epochs\n")  # fmt: skip
+    h, w = dataset.image_size
+    print(f"\nheld-out {len(test_idx)} images of builtin:synthetic-subjects ({h}x{w}); MAE run {run}, "
+          f"head preset {args.head}, {args.head_epochs:g} epochs\n")  # fmt: skip
     print("| method | IoU | Dice | boundary F | CPU s (under load) |")
     print("|---|---|---|---|---|")
     for name, s in scores.items():
