@@ -87,3 +87,19 @@ def test_head_learns_a_trivially_separable_set(preset, gen):
     assert foreground_iou(pred, test.targets.long()).item() > 0.95
     boxed = seg.predict(test.images()[:1], box=(0, 0, 8, 8))
     assert not boxed[:, 8:].any() and not boxed[:, :, 8:].any()
+
+
+def test_cached_tokens_give_the_same_batches_and_loss():
+    from masklab.recipes.segment import CachedTokens
+
+    torch.manual_seed(0)
+    seg = Segmenter(SegmentConfig.from_preset("probe", encoder=ENCODER.to_dict()))
+    data = separable(6, 3).with_flip(True)
+    cached = CachedTokens(seg, data)
+    idx = torch.tensor([0, 2, 5, 1])
+    plain = data.get_batch(idx, torch.Generator().manual_seed(7))
+    fast = cached.get_batch(idx, torch.Generator().manual_seed(7))
+    assert torch.equal(plain.images, fast.images) and torch.equal(plain.targets, fast.targets)
+    torch.testing.assert_close(fast.tokens, seg.encode(plain.images))
+    g = torch.Generator()
+    torch.testing.assert_close(seg.training_loss(fast, g).loss, seg.training_loss(plain, g).loss)

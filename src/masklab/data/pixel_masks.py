@@ -105,10 +105,12 @@ def _save_png(img, path: Path) -> Path:
 # ------------------------------------------------------------------------------------------ dataset
 @dataclass
 class SegmentBatch:
-    """``images (B, C, H, W)`` float in [0, 1]; ``targets (B, H, W)`` long class indices (1 = subject)."""
+    """``images (B, C, H, W)`` float in [0, 1]; ``targets (B, H, W)`` long class indices (1 = subject);
+    ``tokens (B, L, D)``: a frozen encoder's cached output for these images, when the trainer has it."""
 
     images: Tensor
     targets: Tensor
+    tokens: Tensor | None = None
 
 
 @dataclass(frozen=True)

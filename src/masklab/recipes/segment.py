@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from masklab.data.images import split_indices
-from masklab.data.pixel_masks import SegmentationDataset, load_segmentation
+from masklab.data.pixel_masks import SegmentationDataset, SegmentBatch, load_segmentation
 from masklab.eval.segmentation import segmentation_scores
 from masklab.models.mae import MAE
 from masklab.models.registry import load_model
@@ -86,6 +86,39 @@ def split(dataset: SegmentationDataset, fraction: float = TEST_FRACTION, seed: i
     return split_indices(len(dataset), None, fraction, seed)
 
 
+class CachedTokens:
+    """Training data for a frozen encoder: each image's tokens (and its mirror image's) computed once.
+
+    Batches match :meth:`SegmentationDataset.get_batch` (same flip draws) with ``tokens (B, L, D)`` added.
+    """
+
+    def __init__(self, seg: Segmenter, data: SegmentationDataset, batch_size: int = 256) -> None:
+        if not seg.config.freeze_encoder:
+            raise ValueError("only a frozen encoder's tokens can be cached")
+        self.data = data
+        images = data.images()
+        with torch.no_grad():
+            self.tokens = torch.cat([seg.encode(images[i : i + batch_size]) for i in range(0, len(data), batch_size)])
+            self.flipped = None
+            if data.flip:
+                mirrored = images.flip(-1)
+                self.flipped = torch.cat([seg.encode(mirrored[i : i + batch_size])
+                                          for i in range(0, len(data), batch_size)])  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def get_batch(self, indices: Tensor, generator: torch.Generator) -> SegmentBatch:
+        images, targets = self.data.images(indices), self.data.targets[indices].long()
+        tokens = self.tokens[indices]
+        if self.flipped is not None:
+            flip = torch.rand(len(indices), generator=generator) < 0.5  # (B,) as SegmentationDataset draws it
+            images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+            targets = torch.where(flip[:, None, None], targets.flip(-1), targets)
+            tokens = torch.where(flip[:, None, None], self.flipped[indices], tokens)
+        return SegmentBatch(images, targets, tokens)
+
+
 @torch.no_grad()
 def predict_classes(seg: Segmenter, images: Tensor, batch_size: int = 256) -> Tensor:
     """Class per pixel ``long (N, H, W)`` for ``images (N, C, H, W)`` at the encoder's size."""
@@ -140,6 +173,8 @@ def train_segmenter(
     if not random_init:
         seg.load_encoder(mae)
     train = dataset.subset(train_idx).with_flip(flip)
+    if config.freeze_encoder:  # the encoder never changes: encode every training image once, not every step
+        train = CachedTokens(seg, train)
     batch_size = min(batch_size, len(train))
     if steps is None:
         if not epochs > 0:

@@ -73,11 +73,19 @@ class Segmenter(nn.Module):
     def image_size(self) -> tuple[int, int]:
         return self.mae.config.image_size
 
-    def forward(self, images: Tensor) -> Tensor:
-        """``images (B, C, H, W)`` in [0, 1] at the encoder's size -> logits ``(B, K, H, W)``."""
-        cfg = self.mae.config
+    def encode(self, images: Tensor) -> Tensor:
+        """Patch tokens ``(B, L, D)`` of ``images (B, C, H, W)`` in [0, 1] (every patch visible, CLS dropped)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoder):
-            tokens = self.mae.encode(images)[:, 1:]  # (B, L, D) every patch visible, CLS dropped
+            return self.mae.encode(images)[:, 1:]
+
+    def forward(self, images: Tensor, tokens: Tensor | None = None) -> Tensor:
+        """``images (B, C, H, W)`` in [0, 1] at the encoder's size -> logits ``(B, K, H, W)``.
+
+        ``tokens (B, L, D)``: :meth:`encode`'s output computed beforehand (a frozen encoder's tokens do not
+        change, so a probe can cache them)."""
+        cfg = self.mae.config
+        if tokens is None:
+            tokens = self.encode(images)
         B = tokens.shape[0]
         gh, gw = cfg.grid
         features = self.proj(self.norm(tokens)).transpose(1, 2).reshape(B, -1, gh, gw)  # (B, Dh, gh, gw)
@@ -85,16 +93,19 @@ class Segmenter(nn.Module):
         return self.pixel_mlp(torch.cat([features, self.mae.normalize(images)], dim=1))  # (B, K, H, W)
 
     def training_loss(self, batch: Any, generator: torch.Generator) -> LossOutput:
-        """``fit`` hook: ``batch.images (B, C, H, W)``, ``batch.targets (B, H, W)`` long -> per-pixel CE."""
+        """``fit`` hook: ``batch.images (B, C, H, W)``, ``batch.targets (B, H, W)`` long (and, for a frozen
+        encoder, optionally cached ``batch.tokens (B, L, D)``) -> per-pixel cross-entropy."""
         targets = batch.targets
         if targets.shape != (batch.images.shape[0], *batch.images.shape[2:]):
             raise ValueError(f"targets {tuple(targets.shape)} do not match images {tuple(batch.images.shape)}")
-        logits = self(batch.images)  # (B, K, H, W)
+        tokens = getattr(batch, "tokens", None)
+        if tokens is not None and not self.config.freeze_encoder:
+            raise ValueError("cached tokens only apply to a frozen encoder; this segmenter fine-tunes it")
+        logits = self(batch.images, tokens)  # (B, K, H, W)
         loss = F.cross_entropy(logits, targets)
         pred = logits.detach().argmax(1)  # (B, H, W)
-        return LossOutput(
-            loss, {"pixel_accuracy": (pred == targets).float().mean(), "iou": foreground_iou(pred, targets)}
-        )
+        metrics = {"pixel_accuracy": (pred == targets).float().mean(), "iou": foreground_iou(pred, targets)}
+        return LossOutput(loss, metrics)
 
     @torch.no_grad()
     def predict(self, images: Tensor, box: tuple[int, int, int, int] | None = None) -> Tensor:
