@@ -47,8 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from masklab.cli import UsageError
-
     if args.first == "train":
         from masklab.recipes.segment import train_segmenter
 
@@ -61,7 +59,7 @@ def _run(args: argparse.Namespace) -> int:
               f"boundary F {s['boundary_f']:.4f}")  # fmt: skip
         return 0
     if args.output is None:
-        raise UsageError("masklab segment RUN IMAGE needs -o MASK.png")
+        raise ValueError("masklab segment RUN IMAGE needs -o MASK.png")
     from pathlib import Path
 
     from masklab.data.pixel_masks import write_mask

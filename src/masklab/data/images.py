@@ -400,7 +400,7 @@ def _subjects() -> ImageDataset:
     """The images of the segmentation built-in (for MAE pretraining; masks: ``masklab.data.pixel_masks``)."""
     from masklab.data.synthetic_segmentation import synthetic_subjects
 
-    return ImageDataset(synthetic_subjects().pixels, name="synthetic-subjects")
+    return ImageDataset(torch.from_numpy(synthetic_subjects()[0]), name="synthetic-subjects")
 
 
 def load_builtin(name: str) -> ImageDataset:

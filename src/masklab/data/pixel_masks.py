@@ -253,7 +253,11 @@ def load_segmentation(
     if parsed.builtin is not None:
         from masklab.data.synthetic_segmentation import synthetic_subjects
 
-        dataset = synthetic_subjects()
+        pixels, targets = synthetic_subjects()
+        dataset = SegmentationDataset(
+            torch.from_numpy(pixels), torch.from_numpy(targets), num_classes=2,
+            sources=tuple(f"synthetic-subjects[{i}]" for i in range(len(pixels))), name="synthetic-subjects",
+        )  # fmt: skip
         if image_size is not None and tuple(image_size) != dataset.image_size:
             raise ValueError(f"builtin:{parsed.builtin} is {dataset.image_size[0]}x{dataset.image_size[1]}; "
                              f"the model takes {image_size[0]}x{image_size[1]}")  # fmt: skip

@@ -20,10 +20,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from masklab.data import package_file
-from masklab.data.pixel_masks import SegmentationDataset
 
 VERSION = 1
 SIZE = 32
@@ -135,26 +133,22 @@ def _cache_path(count: int, seed: int) -> Path:
 
 
 @functools.lru_cache(maxsize=2)
-def synthetic_subjects(count: int = COUNT, seed: int = SEED) -> SegmentationDataset:
-    """The built-in set as a :class:`SegmentationDataset` (binary: 1 = subject), cached on disk and in memory."""
+def synthetic_subjects(count: int = COUNT, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """The built-in set ``(pixels uint8 (N, 3, 32, 32), targets uint8 (N, 32, 32))`` (1 = subject), cached
+    on disk and in memory (:func:`masklab.data.pixel_masks.load_segmentation` wraps it as a dataset)."""
     path = _cache_path(count, seed)
-    pixels = targets = None
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as archive:
-                pixels, targets = archive["pixels"], archive["targets"]
+                return archive["pixels"], archive["targets"]
         except (OSError, ValueError, KeyError):
-            pixels = None  # a damaged cache is regenerated
-    if pixels is None:
-        pixels, targets = generate(count, seed)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
-            np.savez_compressed(tmp, pixels=pixels, targets=targets)
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only home only costs regenerating next time
-    return SegmentationDataset(
-        torch.from_numpy(pixels), torch.from_numpy(targets), num_classes=2,
-        sources=tuple(f"synthetic-subjects[{i}]" for i in range(count)), name="synthetic-subjects",
-    )  # fmt: skip
+            pass  # a damaged cache is regenerated
+    pixels, targets = generate(count, seed)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
+        np.savez_compressed(tmp, pixels=pixels, targets=targets)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home only costs regenerating next time
+    return pixels, targets
