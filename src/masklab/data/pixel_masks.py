@@ -11,7 +11,6 @@ hold class indices (binary: 1 = subject pixel, 0 = background).
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from masklab.core.io import atomic_write_bytes
 from masklab.data import parse_data_spec
 from masklab.data.images import IMAGE_SUFFIXES, open_image
 
@@ -96,10 +96,7 @@ def _save_png(img, path: Path) -> Path:
     buffer = io.BytesIO()
     img.save(buffer, format="PNG")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)  # readers never see a half-written file
-    return path
+    return atomic_write_bytes(path, buffer.getvalue())  # readers never see a half-written file
 
 
 # ------------------------------------------------------------------------------------------ dataset

@@ -24,13 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from masklab.core.io import atomic_write_json
 from masklab.data.images import split_indices
 from masklab.data.pixel_masks import SegmentationDataset, SegmentBatch, load_segmentation
 from masklab.eval.segmentation import segmentation_scores
 from masklab.models.mae import MAE
-from masklab.models.registry import load_model
 from masklab.models.segment import SEGMENT_PRESETS, SegmentConfig, Segmenter
-from masklab.train import TrainConfig, atomic_write_json, fit
+from masklab.train import TrainConfig, fit, load_model
 
 DEFAULT_DATA = "builtin:synthetic-subjects"
 SEGMENT_DIR = "segment"  # a segmenter trained on RUN lives in RUN/segment

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from masklab.core.contract import LossOutput
 from masklab.models.mae import MAE
 from masklab.models.segment.config import SegmentConfig
-from masklab.train.loop import LossOutput
 
 
 def foreground_iou(pred: Tensor, target: Tensor) -> Tensor:
