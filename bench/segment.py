@@ -80,7 +80,9 @@ def save_examples(path: Path, dataset, test_idx, preds: dict[str, np.ndarray], c
         row = [image, dataset.targets[test_idx[i]].float()[None].expand(3, -1, -1)]
         row += [torch.from_numpy(p[i]).float()[None].expand(3, -1, -1) for p in preds.values()]
         rows.append(row)
-    return save_grid(path, rows, titles=["image", "truth", *preds])
+    short = {"masklab (MAE encoder)": "masklab", "same head, random-init encoder": "random enc",
+             "raw-pixel per-patch linear probe": "raw probe", "GrabCut (true box)": "GrabCut"}  # fmt: skip
+    return save_grid(path, rows, titles=["image", "truth", *(short.get(name, name) for name in preds)])
 
 
 def main() -> None:
