@@ -27,7 +27,8 @@ import torch
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, OutlierMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from masklab.models.table import TableMAE, TableMAEConfig
+from masklab.core.contract import preset_config, saved_config
+from masklab.models.table import PRESETS, TableMAE, TableMAEConfig
 from masklab.models.table.model import column_patterns, impute_cells, reconstruction_errors
 from masklab.tokenizers.table import TableSchema, decode_columns, encode_frame, infer_schema
 from masklab.train.in_memory import train_in_memory
@@ -128,9 +129,11 @@ class _TableEstimator(BaseEstimator):
             held = None
         batch = min(self.batch_size, len(encoded))
         steps = auto_steps(len(encoded), batch) if self.steps is None else int(self.steps)
-        config = TableMAEConfig.preset(
+        config = preset_config(
+            TableMAEConfig,
+            PRESETS,
             self.preset,
-            self.schema_,
+            schema=self.schema_,
             mask_ratio=self.mask_ratio,
             mask_ratio_jitter=self.mask_ratio_jitter,
             dropout=self.dropout,
@@ -190,7 +193,7 @@ class _TableEstimator(BaseEstimator):
                 "format": FORMAT,
                 "class": type(self).__name__,
                 "params": self.get_params(),
-                "model": self.model_.model_config(),
+                "model": saved_config(self.model_),
                 "fitted": self._fitted_state(),
             },
         )

@@ -18,6 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 import masklab.viz.attention as viz
+from masklab import masks as M
 from masklab.cli import main
 
 TEXT = "the cat sat on the mat"
@@ -43,12 +44,14 @@ def runs(tmp_path_factory):
 
 @pytest.fixture
 def spy(monkeypatch):
-    """Records (encoder, encoder input, is_causal) of every collect_attention call the command makes."""
+    """Records (encoder, encoder input, is_causal) of every collect_attention call the command makes (causal =
+    the command passed the ``causal()`` rule as the encoder's one mask argument)."""
     calls = []
     original = viz.collect_attention
 
     def recording(encoder, x, **kwargs):
-        calls.append((encoder, x.clone(), kwargs.get("is_causal", False)))
+        blocked = kwargs.get("blocked")
+        calls.append((encoder, x.clone(), blocked is not None and getattr(blocked, "name", None) == "causal"))
         return original(encoder, x, **kwargs)
 
     monkeypatch.setattr(viz, "collect_attention", recording)
@@ -62,7 +65,7 @@ def float64_weights(encoder, x: torch.Tensor, is_causal: bool) -> list[torch.Ten
     enc = copy.deepcopy(encoder).double()
     inputs = []
     hooks = [b.attn.register_forward_pre_hook(lambda _m, args: inputs.append(args[0])) for b in enc.blocks]
-    enc(x.double(), is_causal=is_causal)
+    enc(x.double(), blocked=M.causal() if is_causal else None)
     for hook in hooks:
         hook.remove()
     out = []
@@ -172,7 +175,7 @@ def test_clm_weights_are_causal_and_match_float64(runs, tmp_path, spy):
     model, tokenizer, _ = load_lm_run(runs / "clm")
     ids = torch.tensor([tokenizer.encode(TEXT, add_special_tokens=False).ids[:n]])  # cut to the context, as told
     with torch.inference_mode():
-        torch.testing.assert_close(F.linear(encoder(x, is_causal=True), model.tok_embed.weight), model(ids))
+        torch.testing.assert_close(F.linear(encoder(x, blocked=M.causal()), model.tok_embed.weight), model(ids))
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from masklab.core.contract import saved_config
 from masklab.models.registry import build_model
 from masklab.models.table import TableMAE, TableMAEConfig
 from masklab.models.table.model import visible_layout
@@ -25,7 +26,7 @@ SCHEMA = TableSchema(
 
 def tiny_model(**overrides) -> TableMAE:
     torch.manual_seed(0)
-    return TableMAE(TableMAEConfig.preset("table-tiny", SCHEMA, **overrides)).eval()
+    return TableMAE.from_preset("table-tiny", schema=SCHEMA, **overrides).eval()
 
 
 def batch(gen, rows=6):
@@ -143,13 +144,13 @@ def test_trimmed_loss_drops_the_worst_rows(gen):
 
 def test_config_round_trip_through_registry():
     model = tiny_model(mask_ratio=0.3)
-    rebuilt = build_model({"kind": "table", "model": model.model_config()})
+    rebuilt = build_model({"kind": "table", "model": saved_config(model)})
     assert isinstance(rebuilt, TableMAE) and rebuilt.config == model.config
     assert rebuilt.state_dict().keys() == model.state_dict().keys()
-    with pytest.raises(ValueError, match=r"unknown TableMAE config keys \['wings'\]"):
-        TableMAE.from_config({**model.model_config(), "wings": 2})
-    with pytest.raises(ValueError, match="unknown table preset"):
-        TableMAEConfig.preset("table-huge", SCHEMA)
+    with pytest.raises(ValueError, match=r"unknown TableMAEConfig fields \['wings'\]"):
+        TableMAE.from_config({**saved_config(model), "wings": 2})
+    with pytest.raises(ValueError, match="unknown TableMAEConfig preset"):
+        TableMAE.from_preset("table-huge", schema=SCHEMA)
     with pytest.raises(ValueError, match="mask_ratio"):
         TableMAEConfig(SCHEMA, mask_ratio=1.0)
     with pytest.raises(ValueError, match="must stay within"):
@@ -219,12 +220,12 @@ def test_gaussian_nll_matches_float64_reference(gen):
 
 def test_gaussian_nll_config_round_trip_and_old_configs_load():
     model = tiny_model(numeric_loss="gaussian_nll", nll_beta=0.25)
-    rebuilt = build_model({"kind": "table", "model": model.model_config()})
+    rebuilt = build_model({"kind": "table", "model": saved_config(model)})
     assert rebuilt.config == model.config and rebuilt.config.numeric_loss == "gaussian_nll"
     rebuilt.load_state_dict(model.state_dict())
     # A config / state dict saved before the option existed (no numeric_loss, nll_beta) loads as "mse".
     old = tiny_model()
-    saved = {k: v for k, v in old.model_config().items() if k not in ("numeric_loss", "nll_beta")}
+    saved = {k: v for k, v in saved_config(old).items() if k not in ("numeric_loss", "nll_beta")}
     loaded = TableMAE.from_config(saved)
     assert loaded.config == old.config and loaded.config.numeric_loss == "mse"
     loaded.load_state_dict(old.state_dict())  # strict: same keys as ever

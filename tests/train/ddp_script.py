@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 sys.modules["matplotlib"] = None  # no loss.png: saves a second per run
 
+from masklab.core.contract import saved_config  # noqa: E402
 from masklab.train import TrainConfig, fit  # noqa: E402
 from masklab.train.distributed import exit_worker  # noqa: E402
 
@@ -62,7 +63,7 @@ def build_mae():
     data = ImageDataset(pixels, name="synthetic", augment=Augment())
     # The MAE draws its mask first in training_loss (sample_mask before anything else).
     with_mask_digest(model, lambda batch, g: model.sample_mask(batch.images.shape[0], generator=g).masked)
-    return model, data, cfg.to_dict()
+    return model, data, saved_config(model)
 
 
 def build_mlm():
@@ -86,15 +87,15 @@ def build_mlm():
     inside = (pos > 0) & (pos < lengths[:, None])
     word_ids = torch.where(inside, pos - 1, -1)
     data = TextBlocksData(TokenBlocks(ids, word_ids, padding))
-    with_mask_digest(model, lambda batch, g: model.mask_batch(batch, g)[1])
-    return model, data, model.config()
+    with_mask_digest(model, lambda batch, g: model.draw(batch, g).masked)
+    return model, data, saved_config(model)
 
 
 def build_table():
     import pandas as pd
 
     from masklab.data.tables import TableTrainData
-    from masklab.models.table import TableMAE, TableMAEConfig
+    from masklab.models.table import TableMAE
     from masklab.tokenizers.table import encode_frame, infer_schema
 
     # All-numeric on purpose: the categorical head must not exist then (DDP stalls on unused parameters).
@@ -104,10 +105,10 @@ def build_table():
     frame = pd.DataFrame({k: v.numpy() for k, v in columns.items()})
     frame.iloc[::7, 2] = float("nan")  # some real missing cells
     schema = infer_schema(frame)
-    model = TableMAE(TableMAEConfig.preset("table-tiny", schema))
+    model = TableMAE.from_preset("table-tiny", schema=schema)
     data = TableTrainData(encode_frame(frame, schema))
     with_mask_digest(model, lambda batch, g: model.mask_observed(batch["missing"], g))
-    return model, data, model.model_config()
+    return model, data, saved_config(model)
 
 
 def build(name: str):

@@ -109,6 +109,7 @@ def text_attention(run: str, input: str, kind: str, device: str, max_tokens: int
     """(weights per layer ``(1, H, T, T)``, token strings, notes) of a text run on INPUT."""
     import torch
 
+    from masklab.masks.attention import causal
     from masklab.viz.attention import collect_attention
 
     text = read_text_input(input)
@@ -116,12 +117,12 @@ def text_attention(run: str, input: str, kind: str, device: str, max_tokens: int
         from masklab.recipes.mlm import load_mlm_run
 
         model, tokenizer, _ = load_mlm_run(run, device)
-        limit, specials = model.cfg.bert.max_len, 2
+        limit, specials = model.config.bert.max_len, 2
     else:
         from masklab.recipes.clm import load_lm_run
 
         model, tokenizer, _ = load_lm_run(run, device)
-        limit, specials = model.cfg.context, 0
+        limit, specials = model.config.context, 0
     why = "the model's limit"
     if max_tokens is not None:
         if max_tokens < specials + 1:
@@ -143,9 +144,9 @@ def text_attention(run: str, input: str, kind: str, device: str, max_tokens: int
             x = model.bert.embeddings(ids_t)  # (1, T, D): word + position + type, LayerNorm (Bert.forward)
             encoder = model.bert.encoder
         else:
-            x = model.embed(ids_t)  # (1, T, D) as GPT.forward
+            x = model.embed_tokens(ids_t)  # (1, T, D) as GPT.forward
             encoder = model.decoder
-    weights = collect_attention(encoder, x, is_causal=kind == "clm")
+    weights = collect_attention(encoder, x, blocked=causal() if kind == "clm" else None)
     return weights, [token_label(tokenizer.id_to_token(i)) for i in ids], notes
 
 

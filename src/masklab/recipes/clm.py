@@ -65,7 +65,7 @@ def load_lm_run(run: str | Path, device: str = "cpu"):
 
         model = load_hf_gpt2(r.path).to(str(resolve_device(device)))
     # HF checkpoints may round their embedding table up (GPT-2's is exact); a masklab run must match exactly.
-    vocab = model.cfg.vocab_size
+    vocab = model.config.vocab_size
     if not (tokenizer.vocab_size <= vocab if hf_type else tokenizer.vocab_size == vocab):
         raise ValueError(
             f"{r.path}/tokenizer.json has {tokenizer.vocab_size} ids but the model's vocabulary is {vocab}"
@@ -108,6 +108,7 @@ def pretrain_clm(
     Training defaults are nanoGPT's shakespeare_char recipe on CPU: 2000 steps of 12, lr 1e-3 -> 1e-4
     cosine, 100 warmup steps, betas (0.9, 0.99), weight decay 0.1.
     """
+    from masklab.core.contract import preset_config, saved_config
     from masklab.data.lm import LMWindows, split_by_position
     from masklab.data.text import load_text_corpus
     from masklab.models.clm import GPT, GPTConfig, evaluate_nll
@@ -131,9 +132,9 @@ def pretrain_clm(
         if clash:
             raise ValueError(f"--init-from takes the architecture and tokenizer from {init_from}; drop {clash}")
         model, tok, _ = load_lm_run(init_from)
-        context = context or model.cfg.context
-        if context > model.cfg.context:
-            raise ValueError(f"--context {context} exceeds the {model.cfg.context} positions of {init_from}")
+        context = context or model.config.context
+        if context > model.config.context:
+            raise ValueError(f"--context {context} exceeds the {model.config.context} positions of {init_from}")
         print(f"masklab: starting from {init_from}")
     else:
         if resume and (run.path / "tokenizer.json").is_file():
@@ -146,9 +147,15 @@ def pretrain_clm(
             raise ValueError(f"--preset {preset!r} is unknown; known: {', '.join(PRESETS)}")
         sizes = {"context": context, "dim": dim, "depth": depth, "heads": heads, "dropout": dropout}
         model = GPT(
-            GPTConfig.preset(preset, vocab_size=tok.vocab_size, **{k: v for k, v in sizes.items() if v is not None})
+            preset_config(
+                GPTConfig,
+                PRESETS,
+                preset,
+                vocab_size=tok.vocab_size,
+                **{k: v for k, v in sizes.items() if v is not None},
+            )
         )
-        context = model.cfg.context
+        context = model.config.context
     model.train()
     stream = encode_stream(tok, corpus.texts)
     train_tokens, val_tokens = split_by_position(stream, val_fraction)
@@ -164,7 +171,7 @@ def pretrain_clm(
             "init_from": init_from, "tokens": len(stream), "train_tokens": len(train_tokens),
             "val_tokens": len(val_tokens)}  # fmt: skip
     with run.lock():  # eval.json too is written under the run's lock
-        result = train_run(run, model, windows, cfg, model_config=model.config_dict(), recipe="pretrain_clm",
+        result = train_run(run, model, windows, cfg, model_config=saved_config(model), recipe="pretrain_clm",
                            arguments=arguments, sidecars={LM_INFO: info}, resume=resume,
                            ignore=(f"{LM_INFO}.tokenizer_sha256",), before_fit=lambda: tok.save(run.path))  # fmt: skip
 
@@ -234,7 +241,7 @@ def perplexity(run: str | Path, *, data: str | None = None, split: str | None = 
     stream = encode_stream(tokenizer, load_text_corpus(spec).texts)
     train, val = split_by_position(stream, info.get("val_fraction", 0.1) if split != "all" else 0.0)
     tokens = {"all": train, "train": train, "val": val}[split]
-    context = model.cfg.context
+    context = model.config.context
     if len(tokens) < context + 1:
         raise ValueError(f"--data {spec} ({split}) has {len(tokens)} tokens, fewer than one window of {context + 1}")
     scores = evaluate_nll(model, LMWindows(tokens, context, stride=context), batch_size=batch_size,

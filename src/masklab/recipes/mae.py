@@ -66,7 +66,7 @@ def encode_all(model, images_of: Callable[[slice], torch.Tensor], count: int, ba
     chunks = []
     with torch.inference_mode():
         for start in range(0, count, batch_size):
-            chunks.append(model.features(images_of(slice(start, start + batch_size)).to(device)).float().cpu())
+            chunks.append(model.embed(images_of(slice(start, start + batch_size)).to(device)).float().cpu())
     return torch.cat(chunks).numpy()
 
 
@@ -109,9 +109,10 @@ def pretrain_mae(
     """
     import dataclasses
 
+    from masklab.core.contract import preset_config, saved_config
     from masklab.data.images import load_images, split_indices
-    from masklab.models.mae import MAE
-    from masklab.models.mae.presets import MAE_PRESETS, TRAIN_DEFAULTS, preset_config
+    from masklab.models.mae import MAE, TRAIN_DEFAULTS, MAEConfig
+    from masklab.models.mae import PRESETS as MAE_PRESETS
 
     run = Run(out)
     train = train or TrainOptions()
@@ -138,6 +139,7 @@ def pretrain_mae(
     train_data = dataset.subset(train_idx).with_augment(augment)
     mean, std = train_data.pixel_stats()
     model_config = preset_config(
+        MAEConfig, MAE_PRESETS,
         preset, image_size=dataset.image_size, patch_size=patch, channels=dataset.channels,
         mask_ratio=mask_ratio, mask_kind=mask, variant=variant, norm_pix_loss=norm_pix_loss,
         pixel_mean=mean, pixel_std=std,
@@ -164,7 +166,7 @@ def pretrain_mae(
     print(f"pretraining MAE on {dataset.name}: {len(train_data)} train / {len(test_idx)} held-out images "
           f"{dataset.channels}x{dataset.image_size[0]}x{dataset.image_size[1]}, {cfg.steps} steps of "
           f"{cfg.batch_size}, {sum(p.numel() for p in model.parameters()):,} parameters -> {run.path}")  # fmt: skip
-    result = train_run(run, model, train_data, cfg, model_config=model_config.to_dict(), recipe="pretrain_mae",
+    result = train_run(run, model, train_data, cfg, model_config=saved_config(model), recipe="pretrain_mae",
                        arguments=arguments, sidecars={DATA_FILE: info}, resume=resume)  # fmt: skip
     print(f"done: step {result.step}, loss {result.last_metrics.get('loss', float('nan')):.4f}; run saved in {out}")
     return result

@@ -43,7 +43,7 @@ def load_mlm_run(run: str | Path, device: str = "cpu"):
         raise FileNotFoundError(f"{r.path} has no tokenizer.json (not a text run?)")
     tokenizer = TextTokenizer.load(r.path / "tokenizer.json")
     model = r.load_model(device)
-    check_vocab(tokenizer, model.cfg.bert.vocab_size, f"{r.path}/tokenizer.json", info.get("tokenizer_sha256"))
+    check_vocab(tokenizer, model.config.bert.vocab_size, f"{r.path}/tokenizer.json", info.get("tokenizer_sha256"))
     return model, tokenizer, info
 
 
@@ -67,7 +67,8 @@ def heldout_accuracy(model, blocks, *, batch_size: int = 64, seed: int = 1234, d
         for start in range(0, len(data), batch_size):
             batch = data.get_batch(torch.arange(start, min(start + batch_size, len(data))))
             batch = {k: v.to(device) for k, v in batch.items()}
-            inputs, masked = model.mask_batch(batch, generator)
+            drawn = model.draw(batch, generator)
+            inputs, masked = drawn.inputs, drawn.masked
             logits = model.predict_masked(model(inputs, batch["padding"]), masked)
             targets = batch["ids"][masked]
             correct += int((logits.argmax(-1) == targets).sum())
@@ -118,11 +119,12 @@ def pretrain_mlm(
     """
     import dataclasses
 
+    from masklab.core.contract import preset_config, saved_config
     from masklab.core.device import resolve_device
     from masklab.data.text import TextBlocksData, holdout_split, load_text_corpus, pack_sequences
     from masklab.interop.hf.bert import load_bert_mlm, save_bert_mlm
-    from masklab.models.mlm import BertForMLM, MLMConfig
-    from masklab.models.mlm.bert import BERT_PRESETS, bert_preset
+    from masklab.models.mlm import PRESETS as BERT_PRESETS
+    from masklab.models.mlm import BertConfig, BertForMLM, MLMConfig
 
     run = Run(out)
     train = train or TrainOptions()
@@ -150,17 +152,17 @@ def pretrain_mlm(
         print(f"masklab: skipped {len(corpus.skipped) - 5} more")
     train_idx, held_idx = holdout_split(len(corpus), holdout, seed)
     tok = _tokenizer(run, resume, init_from, tokenizer, corpus.subset(train_idx), tokenizer_kind, vocab_size)
-    mlm_kwargs = dict(special_ids=tok.special_ids, masking=mask, mask_rate=mask_ratio)
+    mlm_kwargs = dict(special_ids=tok.special_ids, masking=mask, mask_ratio=mask_ratio)
     if init_from:
         model, unused = load_bert_mlm(init_from, mask_id=tok.mask_id, **mlm_kwargs)
         print(f"masklab: loaded {init_from} (unused HF tensors: {', '.join(unused) or 'none'})")
     else:
-        bert = bert_preset(preset, tok.vocab_size, pad_id=tok.pad_id, norm_first=norm == "pre",
-                           max_len=max(512, seq_len))  # fmt: skip
+        bert = preset_config(BertConfig, BERT_PRESETS, preset, vocab_size=tok.vocab_size, pad_id=tok.pad_id,
+                             norm_first=norm == "pre", max_len=max(512, seq_len))  # fmt: skip
         model = BertForMLM(MLMConfig(bert=bert, mask_id=tok.mask_id, **mlm_kwargs))
-    check_vocab(tok, model.cfg.bert.vocab_size, tokenizer or init_from or "the trained tokenizer")
-    if seq_len > model.cfg.bert.max_len:
-        raise ValueError(f"--seq-len {seq_len} exceeds the model's max_len {model.cfg.bert.max_len}")
+    check_vocab(tok, model.config.bert.vocab_size, tokenizer or init_from or "the trained tokenizer")
+    if seq_len > model.config.bert.max_len:
+        raise ValueError(f"--seq-len {seq_len} exceeds the model's max_len {model.config.bert.max_len}")
 
     pack = dict(sep_id=tok.sep_id, pad_id=tok.pad_id, cls_id=tok.cls_id)
     encoded = tok.encode_batch(corpus.subset(train_idx).texts, add_special_tokens=False)
@@ -172,7 +174,7 @@ def pretrain_mlm(
     if cfg.warmup_steps > cfg.steps // 2:  # short runs (tests, small budgets) still get a decay phase
         cfg = dataclasses.replace(cfg, warmup_steps=cfg.steps // 10)
     with run.lock():  # eval.json too is written under the run's lock
-        result = train_run(run, model, blocks, cfg, model_config=model.config(), recipe="pretrain_mlm",
+        result = train_run(run, model, blocks, cfg, model_config=saved_config(model), recipe="pretrain_mlm",
                            arguments=arguments, sidecars={TEXT_INFO: {**info, "tokenizer_sha256": tok.fingerprint}},
                            resume=resume, ignore=(f"{TEXT_INFO}.tokenizer_sha256",),
                            before_fit=lambda: tok.save(run.path))  # fmt: skip

@@ -61,7 +61,7 @@ def probe_mlm(run: str | Path, *, data: str | None = None, max_examples: int | N
         for n, i in (("train", train_idx), ("test", test_idx))
     }
     torch.manual_seed(seed)
-    random_model = BertForMLM(model.cfg).to(dev)
+    random_model = BertForMLM(model.config).to(dev)
     rows = []
     for name, m in (("MLM encoder", model), ("random encoder", random_model)):
         tx, vx = (embed_blocks(m, blocks[s], batch_size=batch_size or 64, device=dev) for s in blocks)
@@ -97,6 +97,7 @@ def finetune_mlm(
     ``RUN/finetune-classify``) with a confusion-matrix PNG and returns its ``finetune.json`` record."""
     import dataclasses
 
+    from masklab.core.contract import saved_config
     from masklab.data.text import TextBlocksData, stratified_split
     from masklab.models.mlm import BertForMLM
     from masklab.recipes.common import fit_run
@@ -116,7 +117,7 @@ def finetune_mlm(
     seq_len = info.get("seq_len", 128)
     train = encode_docs(tokenizer, corpus.subset(train_idx).texts, seq_len, corpus.subset(train_idx).labels)
     test = encode_docs(tokenizer, corpus.subset(test_idx).texts, seq_len, corpus.subset(test_idx).labels)
-    cfg = dataclasses.replace(pretrained.cfg, task="classify", num_labels=len(corpus.label_names))
+    cfg = dataclasses.replace(pretrained.config, task="classify", num_labels=len(corpus.label_names))
     model = BertForMLM(cfg)
     missing, unexpected = model.load_state_dict(pretrained.state_dict(), strict=False)
     if unexpected or set(missing) - {"classifier.weight", "classifier.bias"}:
@@ -141,7 +142,7 @@ def finetune_mlm(
     with target.lock():
         tokenizer.save(target.path)
         target.write_sidecar(TEXT_INFO, {**info, "data": spec})
-        fit_run(target, model, blocks, train_cfg, model_config=model.config())
+        fit_run(target, model, blocks, train_cfg, model_config=saved_config(model))
         model.eval()
         preds = []
         with torch.no_grad():
@@ -200,8 +201,8 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[dict]:
     # Let users write [MASK] whatever the tokenizer's spelling (<mask> for BPE).
     text = text.replace("[MASK]", tokenizer.mask_token)
     ids = torch.tensor([tokenizer.encode(text).ids], device=next(model.parameters()).device)  # (1, L)
-    if ids.shape[1] > model.cfg.bert.max_len:
-        raise ValueError(f"the text is {ids.shape[1]} tokens; the model reads at most {model.cfg.bert.max_len}")
+    if ids.shape[1] > model.config.bert.max_len:
+        raise ValueError(f"the text is {ids.shape[1]} tokens; the model reads at most {model.config.bert.max_len}")
     masked = ids == tokenizer.mask_id  # (1, L) the positions to predict: exactly the [MASK] tokens
     if not bool(masked.any()):
         raise ValueError(f"the text has no {tokenizer.mask_token} token to fill")

@@ -51,9 +51,10 @@ def pretrain_table(
     """
     import torch
 
+    from masklab.core.contract import preset_config, saved_config
     from masklab.data.tables import TableTrainData, load_table
     from masklab.estimators import auto_steps
-    from masklab.models.table import TableMAE, TableMAEConfig
+    from masklab.models.table import PRESETS, TableMAE, TableMAEConfig
     from masklab.tokenizers.table import encode_frame, infer_schema
 
     run = Run(out)
@@ -77,8 +78,8 @@ def pretrain_table(
             frame = frame.sample(n=max_rows, random_state=seed).sort_index()
     schema = infer_schema(frame, categorical=tuple(categorical), numeric=tuple(numeric))
     encoded = encode_frame(frame, schema)
-    config = TableMAEConfig.preset(preset, schema, mask_ratio=mask_ratio, mask_ratio_jitter=mask_ratio_jitter,
-                                   dropout=dropout)  # fmt: skip
+    config = preset_config(TableMAEConfig, PRESETS, preset, schema=schema, mask_ratio=mask_ratio,
+                           mask_ratio_jitter=mask_ratio_jitter, dropout=dropout)  # fmt: skip
     torch.manual_seed(seed)
     model = TableMAE(config)
     rows = TableTrainData(encoded)
@@ -92,7 +93,7 @@ def pretrain_table(
           f"{cfg.steps} steps of {cfg.batch_size}")  # fmt: skip
     info = {"data": data, "exclude": list(exclude), "label": table.label_name, "rows": len(table.frame),
             "rows_used": len(frame)}  # fmt: skip
-    result = train_run(run, model, rows, cfg, model_config=model.model_config(), recipe="pretrain_table",
+    result = train_run(run, model, rows, cfg, model_config=saved_config(model), recipe="pretrain_table",
                        arguments=arguments, sidecars={TABLE_FILE: info}, resume=resume)  # fmt: skip
     loss = result.last_metrics.get("loss", float("nan"))
     print(f"masklab: wrote {result.out_dir} (step {result.step}, loss {loss:.4f})")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from masklab.core.contract import saved_config
 from masklab.models.table.model import TableMAE, TableMAEConfig
 
 
@@ -52,7 +53,7 @@ def train_in_memory(config: TableMAEConfig, encoded, train, *, held=None, verbos
         data = TableTrainData(encoded if held is None else held.train)
         quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stderr(io.StringIO())
         with quiet:
-            result = fit(model, data, train, tmp, model_config=model.model_config(), progress=False, on_step=keep_best)
+            result = fit(model, data, train, tmp, model_config=saved_config(model), progress=False, on_step=keep_best)
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     loss = float(result.last_metrics.get("loss", math.nan))

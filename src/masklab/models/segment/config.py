@@ -46,7 +46,7 @@ class SegmentConfig:
         """The encoder's :class:`~masklab.models.mae.MAEConfig`."""
         from masklab.models.mae import MAEConfig
 
-        return MAEConfig.from_config(self.encoder)
+        return MAEConfig.from_dict(self.encoder)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SegmentConfig:

@@ -34,14 +34,18 @@ artificially hidden / hidden from the encoder; ``padding: bool (B, V)`` True = p
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from masklab.core.contract import LossOutput
-from masklab.masks import masked_loss, random_masking
+from masklab.core.contract import LossOutput, ModelConfig, preset_config
+from masklab.masks.convert import padding_to_blocked
+from masklab.masks.ops import loss_on_masked, visible_mean
+from masklab.masks.strategies import MaskRequest, resolve
 from masklab.nn import Encoder, TransformerConfig
 from masklab.nn.cpu_linear import Linear
 from masklab.tokenizers.table import CellTokenizer, TableSchema
@@ -60,7 +64,7 @@ PRESETS: dict[str, dict] = {
 
 
 @dataclass(frozen=True)
-class TableMAEConfig:
+class TableMAEConfig(ModelConfig):
     """Shape of a :class:`TableMAE`; the schema (column names, kinds, statistics) travels with it so a saved
     run can encode new data exactly as in training."""
 
@@ -95,23 +99,15 @@ class TableMAEConfig:
                 f"got {self.mask_ratio} ± {self.mask_ratio_jitter}"
             )
 
-    @classmethod
-    def preset(cls, name: str, schema: TableSchema, **overrides) -> TableMAEConfig:
-        if name not in PRESETS:
-            raise ValueError(f"unknown table preset {name!r}; known: {', '.join(PRESETS)}")
-        return cls(schema=schema, **{**PRESETS[name], **overrides})
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "schema": self.schema.to_dict()}
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "schema": self.schema.to_dict()}
 
     @classmethod
-    def from_config(cls, config: dict) -> TableMAEConfig:
-        config = {k: v for k, v in config.items() if k != "kind"}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(f"unknown TableMAE config keys {unknown}; known: {sorted(known)}")
-        return cls(**{**config, "schema": TableSchema.from_config(config["schema"])})
+    def from_dict(cls, values: Mapping[str, Any]) -> TableMAEConfig:  # type: ignore[override]
+        """As :meth:`ModelConfig.from_dict`; ``schema`` may be a :class:`TableSchema` or its dict."""
+        if isinstance(values, Mapping) and isinstance(values.get("schema"), Mapping):
+            values = {**values, "schema": TableSchema.from_config(values["schema"])}
+        return super().from_dict(values)
 
 
 @dataclass(frozen=True)
@@ -138,6 +134,15 @@ def visible_layout(hidden: Tensor) -> VisibleLayout:
 
 
 @dataclass(frozen=True)
+class TableDraw:
+    """One step's random draws: ``masked`` bool (B, C) True = an observed cell hidden and scored, and the
+    :class:`VisibleLayout` of ``missing | masked``."""
+
+    masked: Tensor
+    layout: VisibleLayout
+
+
+@dataclass(frozen=True)
 class TablePrediction:
     """numeric: float (B, C) standardised predictions (meaningful in numeric columns);
     logits: one float (B, K_c) per categorical column, keyed by column index;
@@ -153,11 +158,12 @@ class TableMAE(nn.Module):
     """Cell tokenizer -> encoder over visible cells (drop mode, padded) -> decoder over all columns -> a
     per-column head (a scalar for numeric columns, logits for categorical ones). See the module doc."""
 
-    kind = "table"
+    kind: ClassVar[str] = "table"
 
     def __init__(self, config: TableMAEConfig) -> None:
         super().__init__()
         self.config = config
+        self.mask_strategy = resolve("random")  # masklab.masks.strategies; jittered by config.mask_ratio_jitter
         cards = config.schema.cardinalities
         n_columns = len(cards)
         self.tokenizer = CellTokenizer(cards, config.dim)
@@ -184,39 +190,47 @@ class TableMAE(nn.Module):
         self.category_slices = {j: (starts[j], starts[j] + k) for j, k in enumerate(cards) if k > 0}
 
     @classmethod
-    def from_config(cls, config: dict) -> TableMAE:
-        return cls(TableMAEConfig.from_config(config))
+    def from_config(cls, config: TableMAEConfig | Mapping[str, Any]) -> TableMAE:
+        """An untrained model from a config or its dict (``config.json["model"]``)."""
+        return cls(TableMAEConfig.from_dict(config))
 
-    def model_config(self) -> dict:
-        """What :func:`masklab.train.fit` stores as ``config.json["model"]``."""
-        return {"kind": self.kind, **self.config.to_dict()}
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> TableMAE:
+        """:data:`PRESETS` ``name`` with ``overrides``; ``schema`` (the table's columns) is required."""
+        if "schema" not in overrides:
+            raise ValueError("a table preset needs schema= (the TableSchema of the data)")
+        return cls(preset_config(TableMAEConfig, PRESETS, name, **overrides))
 
     # ---------------------------------------------------------------------------------------- masking
     def mask_observed(self, missing: Tensor, generator: torch.Generator) -> Tensor:
-        """The training mask ``masked (B, C)``: a share of each row's *observed* cells (see the module doc).
+        """The training mask ``masked (B, C)``: a share of each row's *observed* cells (see the module doc),
+        drawn by the registry's ``random`` strategy with missing cells protected (never hidden).
 
         Noise is drawn on CPU from ``generator``; missing cells are never picked.
         """
-        ratio, jitter = self.config.mask_ratio, self.config.mask_ratio_jitter
-        if jitter == 0:  # ReMasker: missing cells are the generator's padding, so they are never hidden
-            sample = random_masking(*missing.shape, ratio, generator=generator, padding=missing.cpu())
-            return sample.masked.to(missing.device)
         rows, columns = missing.shape
-        share = ratio - jitter + 2 * jitter * torch.rand(rows, 1, generator=generator)  # (B, 1)
-        noise = torch.rand(rows, columns, generator=generator).masked_fill(missing.cpu(), 2.0)  # missing last
-        rank = noise.argsort(dim=1).argsort(dim=1)  # (B, C) observed cells take ranks 0 .. n_obs - 1
-        n_observed = (~missing.cpu()).sum(dim=1, keepdim=True)  # (B, 1)
-        count = torch.round(share * n_observed).long().clamp(min=(n_observed > 0).long())  # >= 1 when possible
-        return (rank < count).to(missing.device)
+        request = MaskRequest(
+            rows, columns, self.config.mask_ratio, protected=missing.cpu(), device=missing.device,
+            options={"jitter": self.config.mask_ratio_jitter},
+        )  # fmt: skip
+        return self.mask_strategy.draw(request, generator).masked
+
+    def draw(self, batch: dict, generator: torch.Generator) -> TableDraw:
+        """This step's random draws, made eagerly on the host: the mask and the packing of the visible cells
+        (its width depends on the draw, so a compiled step takes it as an argument)."""
+        masked = self.mask_observed(batch["missing"], generator)  # (B, C) observed cells we hide
+        return TableDraw(masked, visible_layout(batch["missing"] | masked))
 
     # -------------------------------------------------------------------------------------- the model
-    def forward_encoder(self, values: Tensor, categories: Tensor, hidden: Tensor) -> tuple[Tensor, VisibleLayout]:
-        """Encode the visible cells only -> ``latent (B, V, D)`` and the packing layout."""
+    def forward_encoder(
+        self, values: Tensor, categories: Tensor, hidden: Tensor, layout: VisibleLayout | None = None
+    ) -> tuple[Tensor, VisibleLayout]:
+        """Encode the visible cells only -> ``latent (B, V, D)`` and the packing layout (of ``hidden``)."""
         tokens = self.tokenizer(values, categories)  # (B, C, D)
-        layout = visible_layout(hidden)
+        layout = visible_layout(hidden) if layout is None else layout
         index = layout.ids_keep[..., None].expand(-1, -1, tokens.shape[-1])  # (B, V, D)
         visible = torch.gather(tokens, 1, index)  # (B, V, D)
-        return self.encoder(visible, padding=layout.padding), layout
+        return self.encoder(visible, blocked=padding_to_blocked(layout.padding)), layout
 
     def forward_decoder(self, latent: Tensor, layout: VisibleLayout) -> Tensor:
         """Re-insert mask tokens at hidden cells, decode all columns -> ``(B, C, Dd)``."""
@@ -242,11 +256,18 @@ class TableMAE(nn.Module):
             log_var = log_var.clamp(*LOG_VAR_RANGE)
         return TablePrediction(numeric, logits, log_var)
 
-    def forward(self, values: Tensor, categories: Tensor, hidden: Tensor) -> TablePrediction:
+    def forward(
+        self, values: Tensor, categories: Tensor, hidden: Tensor, layout: VisibleLayout | None = None
+    ) -> TablePrediction:
         """Predict every cell from the visible ones (``hidden`` False). values float (B, C), categories
         long (B, C) as encoded by :func:`masklab.tokenizers.table.encode_frame`."""
-        latent, layout = self.forward_encoder(values, categories, hidden)
+        latent, layout = self.forward_encoder(values, categories, hidden, layout)
         return self.heads(self.forward_decoder(latent, layout))
+
+    def embed(self, values: Tensor, categories: Tensor, missing: Tensor) -> Tensor:
+        """Pooled features ``(B, D)``: the encoder's mean over each row's observed cells (nothing else hidden)."""
+        latent, layout = self.forward_encoder(values, categories, missing)  # (B, V, D)
+        return visible_mean(latent, layout.padding, dim=1)
 
     def cell_errors(self, pred: TablePrediction, values: Tensor, categories: Tensor) -> Tensor:
         """Per-cell loss ``(B, C)``, cross-entropy (nats) for categories; for numeric cells the squared error
@@ -262,23 +283,28 @@ class TableMAE(nn.Module):
             errors[:, j] = F.cross_entropy(logits.float(), categories[:, j], reduction="none")
         return errors
 
-    def training_loss(self, batch: dict, generator: torch.Generator) -> LossOutput:
-        """``batch``: values, categories, missing (see :class:`~masklab.tokenizers.table.EncodedTable`)."""
+    def training_loss(self, batch: dict, generator: torch.Generator, *, drawn: TableDraw | None = None) -> LossOutput:
+        """``batch``: values, categories, missing (see :class:`~masklab.tokenizers.table.EncodedTable`).
+
+        ``drawn``: this step's :meth:`draw`, if made outside (``torch.compile`` cannot trace a
+        ``torch.Generator``, so a compiled step takes its draws as an argument); drawn here otherwise.
+        """
         missing = batch["missing"]
-        masked = self.mask_observed(missing, generator)  # (B, C) observed cells we hide
-        pred = self(batch["values"], batch["categories"], missing | masked)
+        drawn = self.draw(batch, generator) if drawn is None else drawn
+        masked = drawn.masked  # (B, C) observed cells we hide
+        pred = self(batch["values"], batch["categories"], missing | masked, drawn.layout)
         errors = self.cell_errors(pred, batch["values"], batch["categories"])
         metrics = {"masked_cells": masked.float().sum(1).mean()}
         if self.config.trim_fraction > 0:
             masked = self._trim_rows(errors.detach(), masked)
         if pred.log_var is not None:
-            metrics["cell_nll"] = masked_loss(errors.detach(), masked)
+            metrics["cell_nll"] = loss_on_masked(errors.detach(), masked)
             if self.config.nll_beta > 0:  # beta-NLL: weight numeric cells by stop_grad(var) ** beta
                 weight = torch.exp(self.config.nll_beta * pred.log_var.detach().float())  # (B, C)
                 for j in self.category_slices:
                     weight[:, j] = 1.0
                 errors = errors * weight
-        return LossOutput(masked_loss(errors, masked), metrics)
+        return LossOutput(loss_on_masked(errors, masked), metrics)
 
     def _trim_rows(self, errors: Tensor, masked: Tensor) -> Tensor:
         """Trimmed loss (robust statistics' least trimmed squares, as in robust autoencoders for anomaly

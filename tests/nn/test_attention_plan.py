@@ -3,7 +3,7 @@ import torch
 
 from masklab import masks as M
 from masklab.nn import MaskedSelfAttention
-from masklab.nn.dispatch import BlockMaskCache, flex_attention, flex_available, plan_attention
+from masklab.nn.attention import BlockMaskCache, flex_attention, flex_available, plan_attention
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # plans only; nothing runs on CUDA here
 
@@ -15,11 +15,12 @@ def kernel(rule, device=CPU, length=4096, **kw):
 def test_plans_and_reasons():
     assert kernel(None) == "sdpa"
     assert kernel(M.causal()) == "sdpa_causal"
-    assert kernel(M.causal(), padding=True) == "sdpa_mask"
+    assert kernel(M.causal() | M.key_padding(torch.zeros(2, 4096, dtype=torch.bool))) == "sdpa_mask"
+    assert kernel(torch.zeros(1, 1, 1, 4096, dtype=torch.bool)) == "sdpa_mask"
     assert kernel(M.sliding_window(128)) == "sdpa_mask"
     assert kernel(M.causal(), return_weights=True) == "reference"
     assert kernel(M.sliding_window(128), device=CUDA, length=256) == "sdpa_mask"
-    assert kernel(M.sliding_window(128), device=CUDA, dense_mask=True) == "sdpa_mask"
+    assert kernel(M.sliding_window(128).dense(4096), device=CUDA) == "sdpa_mask"
     assert kernel(M.sliding_window(128), device=CUDA, dropout=True) == "sdpa_mask"
     expected = "flex" if flex_available() else "sdpa_mask"
     assert kernel(M.sliding_window(128), device=CUDA) == expected
@@ -34,14 +35,14 @@ def test_module_rule_equals_dense_mask_and_reports_the_kernel():
     x = torch.randn(2, 12, 16)
     padding = M.padding_from_lengths(torch.tensor([12, 7]), 12)
     rule = M.sliding_window(4)
-    got = attn(x, rule=rule, padding=padding)
+    got = attn(x, blocked=rule | M.key_padding(padding))
     assert attn.last_plan.kernel == "sdpa_mask"
-    want = attn(x, blocked=rule.dense(12), padding=padding)
+    want = attn(x, blocked=rule.dense(12) | M.padding_to_blocked(padding))
     torch.testing.assert_close(got, want)
-    causal = attn(x, is_causal=True)
+    causal = attn(x, blocked=M.causal())
     assert attn.last_plan.kernel == "sdpa_causal"
-    torch.testing.assert_close(attn(x, rule=M.causal()), causal)
-    _, weights = attn(x, rule=rule, return_weights=True)
+    torch.testing.assert_close(attn(x, blocked=M.causal().dense(12)), causal)
+    _, weights = attn(x, blocked=rule, return_weights=True)
     assert attn.last_plan.kernel == "reference" and bool((weights[rule.dense(12).expand_as(weights)] == 0).all())
 
 
