@@ -23,6 +23,7 @@ from masklab import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "attention": ("attention", "attention maps of a trained encoder on one input (token heatmaps, or [CLS] "
                   "rollout on an image)"),
+    "edit": ("segment", "mask-guided edits: cut out / blur / replace the background, remove the subject (MAE fill)"),
     "embed": ("downstream", "features of a trained run for every example of a dataset (no random masking)"),
     "fill": ("text", "predict the [MASK] tokens of a text with a trained MLM"),
     "finetune": ("downstream", "fine-tune a pretrained run on a labelled task"),
@@ -36,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("downstream", "linear-probe and k-NN accuracy of frozen features vs raw-input and random-encoder "
               "baselines"),
     "reconstruct": ("images", "grid of original | masked | reconstruction | reconstruction + visible (MAE runs)"),
+    "segment": ("segment", "train a subject/background head on an MAE run (segment train RUN) or predict a mask"),
     "score": ("table", "anomaly scores (masked reconstruction error) of a table's rows"),
     "serve": ("serve", "a local web page to try trained runs (paint a mask, fill [MASK], generate, score a table)"),
 }  # fmt: skip

