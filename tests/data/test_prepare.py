@@ -87,3 +87,37 @@ def test_corrupt_or_truncated_shard_is_named(prepared, tmp_path):
     (copy / "index.json").unlink()
     with pytest.raises(ShardError, match="not a prepared corpus"):
         PreparedCorpus(copy)
+
+
+def test_sigkill_during_prepare_then_rerun_gives_the_same_shards(corpus_file, tokenizer_file, prepared, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = Path(__file__).with_name("prepare_script.py")
+    out = tmp_path / "killed"
+    cmd = [sys.executable, str(script), str(corpus_file), str(out), "--tokenizer", str(tokenizer_file)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    victim = subprocess.Popen([*cmd, "--shard-delay", "0.3"], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(out.glob("shard-*.json"))) < 2:
+            assert victim.poll() is None, "prepare ended before it could be killed"
+            assert time.monotonic() < deadline, "no shard appeared within 60 s"
+            time.sleep(0.02)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=30)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+    assert not (out / "index.json").exists(), "the kill landed after prepare finished; the test would be vacuous"
+    done_before = len(list(out.glob("shard-*.json")))
+    with pytest.raises(ShardError, match="no index.json"):
+        PreparedCorpus(out)
+    assert subprocess.run(cmd, env=env, timeout=120).returncode == 0
+    assert done_before < len(json.loads((out / "index.json").read_text())["shards"])
+    assert folder_bytes(out) == folder_bytes(prepared)

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from masklab.core.io import CheckpointError, load_checkpoint
@@ -54,14 +55,17 @@ def _kill_after_a_checkpoint(victim: subprocess.Popen, run_dir: Path) -> int:
     return killed_at
 
 
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+# workers=2: batches built in DataLoader worker processes; the reference is built in-process, so the test
+# also shows the worker count changes nothing.
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, workers):
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
     reference = _start(ref_dir)
     # 10 ms per step makes the full run take > 3 s, so the kill below lands mid-run.
-    victim = _start(run_dir, "--step-delay", "0.01")
+    victim = _start(run_dir, "--step-delay", "0.01", "--workers", workers)
     try:
         killed_at = _kill_after_a_checkpoint(victim, run_dir)
-        _finish(_start(run_dir, "--resume"), run_dir)
+        _finish(_start(run_dir, "--resume", "--workers", workers), run_dir)
         _finish(reference, ref_dir)
     finally:
         for proc in (victim, reference):
