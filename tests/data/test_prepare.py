@@ -29,7 +29,9 @@ def tokenizer_file(corpus_file, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def prepared(corpus_file, tokenizer_file, tmp_path_factory):
-    return prepare_corpus(corpus_file, tmp_path_factory.mktemp("p") / "one", tokenizer=tokenizer_file, workers=1, **SMALL)
+    return prepare_corpus(
+        corpus_file, tmp_path_factory.mktemp("p") / "one", tokenizer=tokenizer_file, workers=1, **SMALL
+    )
 
 
 def test_prepare_is_byte_identical_across_runs_and_worker_counts(corpus_file, tokenizer_file, prepared, tmp_path):

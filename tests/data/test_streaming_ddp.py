@@ -8,10 +8,10 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "train"))
-from test_distributed import STEPS, assert_same_steps, assert_same_weights, train, weights  # noqa: E402
+from test_distributed import STEPS, assert_same_steps, assert_same_weights, train, weights
 
-from masklab.data.shards.prepare import prepare_corpus  # noqa: E402
-from masklab.train.progress import read_metrics  # noqa: E402
+from masklab.data.shards.prepare import prepare_corpus
+from masklab.train.progress import read_metrics
 
 pytestmark = [
     pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable"),

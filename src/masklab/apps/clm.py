@@ -134,11 +134,18 @@ def pretrain(args: argparse.Namespace) -> int:
     from masklab.commands._train_args import train_config
     from masklab.core.io import atomic_write_json
     from masklab.data.lm import LMWindows, split_by_position
+    from masklab.data.shards import PreparedCorpus, TokenSpan, prepared_for_run
     from masklab.data.text import load_text_corpus
     from masklab.models.clm import GPT, evaluate_nll
+    from masklab.tokenizers.text import TextTokenizer
 
     out = Path(args.out)
-    corpus = load_text_corpus(args.data)
+    shards = None
+    if not args.data.startswith("builtin:"):  # tokenised once into <out>/prepared, then memory-mapped
+        tok_file = Path(args.init_from) / "tokenizer.json" if args.init_from else args.tokenizer
+        shards = prepared_for_run(args.data, out, tokenizer=tok_file, tokenizer_kind=args.tokenizer_kind,
+                                  vocab_size=args.vocab_size, lowercase=False, workers=args.workers)  # fmt: skip
+    corpus = load_text_corpus(args.data) if shards is None else None
     if args.init_from:
         clash = [f"--{k}" for k in ("dim", "depth", "heads", "dropout", "tokenizer") if getattr(args, k) is not None]
         if clash:
@@ -149,14 +156,19 @@ def pretrain(args: argparse.Namespace) -> int:
             raise ValueError(f"--context {context} exceeds the {model.cfg.context} positions of {args.init_from}")
         print(f"masklab: starting from {args.init_from}")
     else:
-        tokenizer = _tokenizer_for(args, corpus.texts, out)
+        tokenizer = _tokenizer_for(args, corpus.texts, out) if shards is None else TextTokenizer.load(shards)
         model = GPT(_model_config(args, tokenizer.vocab_size))
         context = model.cfg.context
     model.train()
-    stream = encode_stream(tokenizer, corpus.texts)
-    train_tokens, val_tokens = split_by_position(stream, args.val_fraction)
+    if shards is None:
+        stream = encode_stream(tokenizer, corpus.texts)
+        train_tokens, val_tokens = split_by_position(stream, args.val_fraction)
+    else:
+        stream = TokenSpan(PreparedCorpus(shards))
+        train_tokens, val_tokens = stream.split(args.val_fraction)
     data = LMWindows(train_tokens, context)
-    print(f"masklab: {len(corpus)} documents -> {len(stream):,} tokens ({len(val_tokens):,} held out); vocab "
+    documents = len(corpus) if shards is None else PreparedCorpus(shards, verify=False).index["documents"]
+    print(f"masklab: {documents} documents -> {len(stream):,} tokens ({len(val_tokens):,} held out); vocab "
           f"{tokenizer.vocab_size}; {model.num_parameters():,} parameters")  # fmt: skip
     train_cfg = train_config(args, model, data, default_steps=2000, betas=(0.9, 0.99))
     if train_cfg.warmup_steps > train_cfg.steps // 2:  # short runs (tests, small budgets) still get a decay phase

@@ -85,19 +85,24 @@ def _encode_docs(tokenizer, texts, seq_len: int, labels=None):
     return encode_truncated(encoded, seq_len, labels=labels, **ids)
 
 
-def heldout_accuracy(model, blocks, *, batch_size: int = 64, seed: int = 1234, device: str = "cpu") -> dict:
-    """Masked-token top-1 accuracy and loss on ``blocks`` with a fixed masking seed (same masks every call)."""
+HELDOUT_CAP = 4096  # held-out rows scored after training (a large corpus's 5% would take longer than training)
+
+
+def heldout_accuracy(model, data, *, batch_size: int = 64, seed: int = 1234, device: str = "cpu") -> dict:
+    """Masked-token top-1 accuracy and loss on the first ``HELDOUT_CAP`` rows of ``data`` (``TokenBlocks`` or
+    anything with ``len`` + ``get_batch``) with a fixed masking seed (same masks every call)."""
     import torch
     import torch.nn.functional as F
 
-    from masklab.data.text import TextBlocksData
+    from masklab.data.text import TextBlocksData, TokenBlocks
 
-    data, generator = TextBlocksData(blocks), torch.Generator().manual_seed(seed)
+    data = TextBlocksData(data) if isinstance(data, TokenBlocks) else data
+    generator = torch.Generator().manual_seed(seed)
     correct, total, loss_sum = 0, 0, 0.0
     model.eval()
     with torch.no_grad():
-        for start in range(0, len(data), batch_size):
-            batch = data.get_batch(torch.arange(start, min(start + batch_size, len(data))))
+        for start in range(0, min(len(data), HELDOUT_CAP), batch_size):
+            batch = data.get_batch(torch.arange(start, min(start + batch_size, len(data), HELDOUT_CAP)))
             batch = {k: v.to(device) for k, v in batch.items()}
             inputs, masked = model.mask_batch(batch, generator)
             logits = model.predict_masked(model(inputs, batch["padding"]), masked)
@@ -137,32 +142,34 @@ def pretrain(args: argparse.Namespace) -> int:
 
     from masklab.commands._train_args import train_config
     from masklab.core.io import atomic_write_json
+    from masklab.data.shards import PreparedCorpus, ShardBlocksData, prepared_for_run
     from masklab.data.text import TextBlocksData, holdout_split, load_text_corpus, pack_sequences
     from masklab.interop.hf.bert import load_bert_mlm, save_bert_mlm
     from masklab.models.mlm import BertForMLM, MLMConfig
     from masklab.models.mlm.bert import BERT_PRESETS, bert_preset
+    from masklab.tokenizers.text import TextTokenizer
     from masklab.train import TrainConfig
     from masklab.train.checkpoint import read_run_config
 
     if args.preset not in BERT_PRESETS:
         raise ValueError(f"--preset {args.preset!r} is unknown; known: {', '.join(BERT_PRESETS)}")
     out = Path(args.out)
-    info = {
-        "data": args.data,
-        "seq_len": args.seq_len,
-        "holdout": args.holdout,
-        "seed": args.seed,
-        "doc_per": args.doc_per,
-        "text_field": args.text_field,
-    }
+    info = {"data": args.data, "seq_len": args.seq_len, "holdout": args.holdout, "seed": args.seed,
+            "doc_per": args.doc_per, "text_field": args.text_field}  # fmt: skip
     _check_out_dir(args, out, info)
-    corpus = load_text_corpus(args.data, doc_per=args.doc_per, text_field=args.text_field)
-    for line in corpus.skipped[:5]:
-        print(f"masklab: skipped {line}")
-    if len(corpus.skipped) > 5:
-        print(f"masklab: skipped {len(corpus.skipped) - 5} more")
-    train_idx, held_idx = holdout_split(len(corpus), args.holdout, args.seed)
-    tokenizer = _tokenizer_for(args, corpus.subset(train_idx), out)
+    shards = None if args.data.startswith("builtin:") else prepared_for_run(
+        args.data, out, tokenizer=args.init_from or args.tokenizer, tokenizer_kind=args.tokenizer_kind,
+        vocab_size=args.vocab_size, doc_per=args.doc_per, text_field=args.text_field, workers=args.workers)
+    if shards is None:
+        corpus = load_text_corpus(args.data, doc_per=args.doc_per, text_field=args.text_field)
+        for line in corpus.skipped[:5]:
+            print(f"masklab: skipped {line}")
+        if len(corpus.skipped) > 5:
+            print(f"masklab: skipped {len(corpus.skipped) - 5} more")
+        train_idx, held_idx = holdout_split(len(corpus), args.holdout, args.seed)
+        tokenizer = _tokenizer_for(args, corpus.subset(train_idx), out)
+    else:
+        tokenizer = TextTokenizer.load(shards / "tokenizer.json")
     mlm_kwargs = dict(special_ids=tokenizer.special_ids, masking=args.masking, mask_rate=args.mask_rate)
     if args.init_from:
         model, unused = load_bert_mlm(args.init_from, mask_id=tokenizer.mask_id, **mlm_kwargs)
@@ -181,13 +188,16 @@ def pretrain(args: argparse.Namespace) -> int:
         raise ValueError(f"--seq-len {args.seq_len} exceeds the model's max_len {model.cfg.bert.max_len}")
 
     pack = dict(sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id, cls_id=tokenizer.cls_id)
-    encoded = tokenizer.encode_batch(corpus.subset(train_idx).texts, add_special_tokens=False)
-    data = TextBlocksData(pack_sequences(encoded, args.seq_len, **pack))
     n_params = sum(p.numel() for p in model.parameters())
-    print(
-        f"masklab: {len(corpus)} documents ({len(held_idx)} held out) -> {len(data)} sequences of "
-        f"{args.seq_len} tokens; vocab {tokenizer.vocab_size}; {n_params:,} parameters"
-    )
+    if shards is None:
+        encoded = tokenizer.encode_batch(corpus.subset(train_idx).texts, add_special_tokens=False)
+        data, source = TextBlocksData(pack_sequences(encoded, args.seq_len, **pack)), f"{len(corpus)} documents"
+    else:  # a split by position: the last rows of the stream are held out
+        data, held = ShardBlocksData(PreparedCorpus(shards), args.seq_len, **pack).split(args.holdout)
+        source = f"{shards} ({held.total_rows} rows)"
+    held_out = len(held_idx) if shards is None else len(held)
+    print(f"masklab: {source} ({held_out} held out) -> {len(data)} sequences of {args.seq_len} tokens; "
+          f"vocab {tokenizer.vocab_size}; {n_params:,} parameters")  # fmt: skip
     if args.resume and (out / "config.json").is_file():
         cfg = TrainConfig.from_dict(read_run_config(out)["train"])  # the saved schedule: resume replays it
     else:
@@ -200,17 +210,17 @@ def pretrain(args: argparse.Namespace) -> int:
     atomic_write_json(out / TEXT_INFO, {**info, "tokenizer_sha256": tokenizer.fingerprint})
     result = fit_run(model, data, cfg, out, model_config=model.config(), resume=args.resume)
 
-    if held_idx:
-        held = pack_sequences(
-            tokenizer.encode_batch(corpus.subset(held_idx).texts, add_special_tokens=False), args.seq_len, **pack
-        )
+    if shards is None and held_idx:
+        encoded = tokenizer.encode_batch(corpus.subset(held_idx).texts, add_special_tokens=False)
+        held = TextBlocksData(pack_sequences(encoded, args.seq_len, **pack))
+    if held_out:
         device = _device(args.device)
         scores = heldout_accuracy(model.to(device), held, device=device)
-        record = {"step": result.step, "heldout": scores, "heldout_documents": len(held_idx)}
+        record = {"step": result.step, "heldout": scores, "heldout_sequences": min(len(held), HELDOUT_CAP)}
         atomic_write_json(out / "eval.json", record)
         print(
             f"masklab: held-out masked-token top-1 {scores['mlm_top1']:.4f}, loss {scores['mlm_loss']:.4f} "
-            f"({scores['masked_tokens']} masked tokens in {len(held_idx)} documents, step {result.step})"
+            f"({scores['masked_tokens']} masked tokens, step {result.step})"
         )
     if args.export_hf:
         save_bert_mlm(model.cpu(), args.export_hf, tokenizer)

@@ -47,6 +47,9 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     engine.add_argument("--fsdp", action="store_true",
                         help="under torchrun: shard the model (FSDP2) instead of DDP")  # fmt: skip
     engine.add_argument("--grad-checkpointing", action="store_true", help="recompute activations (saves memory)")
+    engine.add_argument("--workers", type=int, default=None,
+                        help="processes that build batches ahead of the step (DataLoader workers; results do not "
+                        "depend on it) and tokenise a text --data on its first use (default: 0 / every core)")  # fmt: skip
 
 
 def engine_fields(args: argparse.Namespace, model) -> dict:
@@ -57,7 +60,7 @@ def engine_fields(args: argparse.Namespace, model) -> dict:
             if hasattr(module, "set_grad_checkpointing"):
                 module.set_grad_checkpointing(True)
     return {"grad_accum": args.grad_accum, "precision": args.precision, "compile": args.compile,
-            "fsdp": args.fsdp}  # fmt: skip
+            "fsdp": args.fsdp, "workers": getattr(args, "workers", None) or 0}  # fmt: skip
 
 
 def train_config(args: argparse.Namespace, model, data, *, default_steps: int, **overrides):

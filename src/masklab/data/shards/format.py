@@ -83,7 +83,9 @@ def read_index(root: Path) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ShardError(f"{path}: not valid JSON ({err})") from err
     if not isinstance(index, dict) or index.get("format") != FORMAT:
-        raise ShardError(f"{path}: expected format {FORMAT!r}, got {index.get('format') if isinstance(index, dict) else index!r}")
+        raise ShardError(
+            f"{path}: expected format {FORMAT!r}, got {index.get('format') if isinstance(index, dict) else index!r}"
+        )
     return index
 
 
@@ -171,6 +173,4 @@ class PreparedCorpus:
 
     def document_starts(self) -> np.ndarray:
         """Stream position of every document's first token, int64 ``(n_docs,)`` (reads every shard's table)."""
-        return np.concatenate(
-            [np.asarray(self.arrays(k)[2]) + self._token_starts[k] for k in range(len(self.shards))]
-        )
+        return np.concatenate([np.asarray(self.arrays(k)[2]) + self._token_starts[k] for k in range(len(self.shards))])

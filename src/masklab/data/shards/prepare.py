@@ -46,7 +46,9 @@ SETTINGS_NAME = "prepare.json"
 # ------------------------------------------------------------------------------------------- documents
 def _text_files(root: Path) -> list[Path]:
     if root.is_dir():
-        return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".") and p.suffix in (".txt", ".jsonl"))
+        return sorted(
+            p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".") and p.suffix in (".txt", ".jsonl")
+        )
     if root.suffix not in (".txt", ".jsonl"):
         raise ValueError(f"--data {root}: expected a .txt or .jsonl file or a folder of them")
     return [root]
@@ -75,7 +77,9 @@ def iter_documents(path: str | Path, *, doc_per: str = "auto", text_field: str =
                             record = json.loads(line)
                             text = record.get(text_field) if isinstance(record, dict) else None
                             if not isinstance(text, str):
-                                raise ValueError(f"{file}:{number}: expected a JSON object with a string {text_field!r} field")
+                                raise ValueError(
+                                    f"{file}:{number}: expected a JSON object with a string {text_field!r} field"
+                                )
                             if text.strip():
                                 yield text
                 elif per == "line":
@@ -239,6 +243,8 @@ def prepare_corpus(
             return out
     elif out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} exists and is not a prepared corpus; pick an empty or new --out")
+    if next(iter_documents(data, doc_per=doc_per, text_field=text_field), None) is None:
+        raise ValueError(f"--data {data}: the corpus is empty (no non-blank .txt/.jsonl text found)")
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".*.tmp"):  # a killed writer's half file: never valid data
         stale.unlink(missing_ok=True)
