@@ -81,10 +81,10 @@ def test_corrupt_or_truncated_shard_is_named(prepared, tmp_path):
     data = bytearray(shard.read_bytes())
     data[10] ^= 0xFF
     shard.write_bytes(bytes(data))
-    with pytest.raises(ShardError, match="shard-00001.bin is corrupted"):
+    with pytest.raises(ShardError, match=r"shard-00001\.bin is corrupted"):
         PreparedCorpus(copy)
     shard.write_bytes(bytes(data[:-4]))
-    with pytest.raises(ShardError, match="shard-00001.bin is truncated"):
+    with pytest.raises(ShardError, match=r"shard-00001\.bin is truncated"):
         PreparedCorpus(copy)
     (copy / "index.json").unlink()
     with pytest.raises(ShardError, match="not a prepared corpus"):
@@ -118,7 +118,7 @@ def test_sigkill_during_prepare_then_rerun_gives_the_same_shards(corpus_file, to
             victim.wait()
     assert not (out / "index.json").exists(), "the kill landed after prepare finished; the test would be vacuous"
     done_before = len(list(out.glob("shard-*.json")))
-    with pytest.raises(ShardError, match="no index.json"):
+    with pytest.raises(ShardError, match=r"no index\.json"):
         PreparedCorpus(out)
     assert subprocess.run(cmd, env=env, timeout=120).returncode == 0
     assert done_before < len(json.loads((out / "index.json").read_text())["shards"])

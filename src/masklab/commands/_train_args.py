@@ -49,7 +49,7 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     engine.add_argument("--grad-checkpointing", action="store_true", help="recompute activations (saves memory)")
     engine.add_argument("--workers", type=int, default=None,
                         help="processes that build batches ahead of the step (DataLoader workers; results do not "
-                        "depend on it) and tokenise a text --data on its first use (default: 0 / every core)")  # fmt: skip
+                        "depend on it) and tokenise a text --data on first use (default: 0 / all cores)")  # fmt: skip
 
 
 def engine_fields(args: argparse.Namespace, model) -> dict:
