@@ -123,3 +123,13 @@ def test_sigkill_during_prepare_then_rerun_gives_the_same_shards(corpus_file, to
     assert subprocess.run(cmd, env=env, timeout=120).returncode == 0
     assert done_before < len(json.loads((out / "index.json").read_text())["shards"])
     assert folder_bytes(out) == folder_bytes(prepared)
+
+
+def test_large_dataset_sampler_visits_every_example_once_per_epoch(monkeypatch):
+    import masklab.train.batches as batches
+
+    monkeypatch.setattr(batches, "MAX_MATERIALISED", 10)
+    sampler = batches.EpochSampler(97, seed=1)
+    order = torch.cat([sampler.next_indices(7) for _ in range(28)])  # 196 = 2 epochs + 2
+    assert sorted(order[:97].tolist()) == list(range(97)) and sorted(order[97:194].tolist()) == list(range(97))
+    assert not torch.equal(order[:97], order[97:194])

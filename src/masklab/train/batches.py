@@ -24,11 +24,18 @@ def derived_seed(seed: int, purpose: str) -> int:
     return int.from_bytes(hashlib.sha256(f"masklab:{purpose}:{seed}".encode()).digest()[:8], "little") >> 1
 
 
+# Above this many examples an epoch's order is not materialised (a randperm of 500M causal-LM windows would
+# take 4 GB): position i of the epoch maps to (a * i + b) mod n, a bijection when gcd(a, n) = 1.
+MAX_MATERIALISED = 1 << 24
+
+
 class EpochSampler:
     """Deterministic epoch permutations consumed in order with a cursor.
 
     An epoch's last incomplete batch rolls over into the next epoch, so every example is visited exactly
-    once per epoch and every batch has the requested size. State is just ``(epoch, cursor)``.
+    once per epoch and every batch has the requested size. State is just ``(epoch, cursor)``. Datasets of
+    more than ``MAX_MATERIALISED`` examples get a seeded affine permutation instead of ``randperm`` (constant
+    memory; a weaker shuffle, still a full visit of every example per epoch).
     """
 
     def __init__(self, num_examples: int, seed: int) -> None:
@@ -44,11 +51,27 @@ class EpochSampler:
             self._cached = (epoch, torch.randperm(self.num_examples, generator=g))
         return self._cached[1]
 
+    def _affine(self, epoch: int) -> tuple[int, int]:
+        import math
+
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        n = self.num_examples
+        while True:
+            a = int(torch.randint(1, n, (1,), generator=g))
+            if math.gcd(a, n) == 1:
+                return a, int(torch.randint(0, n, (1,), generator=g))
+
+    def _slice(self, epoch: int, start: int, stop: int) -> torch.Tensor:
+        if self.num_examples <= MAX_MATERIALISED:
+            return self.permutation(epoch)[start:stop]
+        a, b = self._affine(epoch)
+        return (torch.arange(start, stop, dtype=torch.long) * a + b) % self.num_examples
+
     def next_indices(self, count: int) -> torch.Tensor:
         parts = []
         while count > 0:
             take = min(count, self.num_examples - self.cursor)
-            parts.append(self.permutation(self.epoch)[self.cursor : self.cursor + take])
+            parts.append(self._slice(self.epoch, self.cursor, self.cursor + take))
             self.cursor += take
             count -= take
             if self.cursor == self.num_examples:

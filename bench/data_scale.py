@@ -1,0 +1,173 @@
+"""Data bigger than memory: peak RSS and time to the first step at two corpus sizes 4x apart, prepare throughput.
+
+Builds synthetic text on disk (Zipf-distributed pseudo-words, one document per line), tokenises it once with
+``masklab prepare`` and trains ``pretrain mlm`` (bert-tiny) and ``pretrain clm`` (gpt-tiny) from the shards in
+child processes. Peak RSS is the child's ``ru_maxrss`` (``os.wait4``); time to first step is from process start
+to the first line of ``metrics.jsonl`` (``--log-every 1``). Prepare throughput is input MB/s of the encode pass
+(tokenizer given) with 1 and 2 workers. ``--big-mb 2000`` adds the 2 GB prepare + 100 steps of ``pretrain mlm``.
+Timings on a shared machine are "under load"; RSS is not affected by load.
+
+    python bench/data_scale.py --text-mb 100 400                       # the acceptance sizes
+    python bench/data_scale.py --text-mb 5 20 --steps 2               # quick check
+    python bench/data_scale.py --text-mb 100 --big-mb 2000 --big-steps 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        return "unknown"
+
+
+def write_corpus(path: Path, mb: float, seed: int = 0) -> Path:
+    """About ``mb`` MB of text: 8 distinct 4 MB blocks of Zipf-distributed pseudo-words, cycled."""
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    vocab = ["".join(rng.choice(letters, size=rng.integers(2, 10))) for _ in range(20_000)]
+    blocks = []
+    for _ in range(8):
+        ids = np.minimum(rng.zipf(1.2, size=700_000), len(vocab)) - 1
+        words = [vocab[i] for i in ids]
+        lines = [" ".join(words[i : i + 60]) for i in range(0, len(words), 60)]
+        blocks.append(("\n".join(lines) + "\n").encode())
+    target, written = int(mb * 1e6), 0
+    with open(path, "wb") as f:
+        while written < target:
+            block = blocks[(written // len(blocks[0])) % len(blocks)][: target - written]
+            f.write(block)
+            written += len(block)
+    return path
+
+
+def run_child(cmd: list[str], metrics: Path | None = None) -> dict:
+    """Run ``cmd``; returns wall seconds, peak RSS (MB) and seconds until ``metrics`` got its first line."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = None
+    while proc.poll() is None:
+        if first is None and metrics is not None and metrics.is_file() and metrics.stat().st_size > 0:
+            first = time.perf_counter() - start
+        time.sleep(0.05)
+    _, status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
+    output = proc.stdout.read() if proc.stdout else ""
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{output[-3000:]}")
+    return {"wall_s": time.perf_counter() - start, "first_step_s": first, "output": output, "usage": usage}
+
+
+def peak_rss_mb(cmd: list[str], metrics: Path | None = None) -> dict:
+    # Popen.poll reaps the child, so its rusage is read through a tiny wrapper that reports its own child.
+    wrapper = [sys.executable, "-c", "import os,resource,subprocess,sys;r=subprocess.call(sys.argv[1:]);"
+               "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);sys.exit(r)", *cmd]  # fmt: skip
+    result = run_child(wrapper, metrics)
+    kb = [int(line.split()[1]) for line in result["output"].splitlines() if line.startswith("PEAK_RSS_KB")]
+    result["peak_rss_mb"] = kb[-1] / 1024 if kb else float("nan")
+    return result
+
+
+def masklab(*args: str) -> list[str]:
+    return [sys.executable, "-m", "masklab", *args]
+
+
+def prepare(corpus: Path, out: Path, workers: int, tokenizer: Path | None = None) -> dict:
+    extra = ["--tokenizer", str(tokenizer)] if tokenizer else ["--sample-mb", "10"]
+    cmd = masklab("prepare", "--data", str(corpus), "--out", str(out), "--workers", str(workers), *extra)
+    return peak_rss_mb(cmd)
+
+
+def pretrain(kind: str, prepared: Path, out: Path, steps: int) -> dict:
+    preset = {"mlm": ["--preset", "bert-tiny", "--seq-len", "128"], "clm": ["--preset", "gpt-tiny"]}[kind]
+    cmd = masklab("pretrain", kind, "--data", str(prepared), "--out", str(out), "--steps", str(steps),
+                  "--log-every", "1", "--device", "cpu", *preset)  # fmt: skip
+    if kind == "clm":
+        cmd += ["--eval-batches", "20"]
+    if kind == "mlm":
+        cmd += ["--holdout", "0.001"]
+    return peak_rss_mb(cmd, out / "metrics.jsonl")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--text-mb", type=float, nargs="+", default=[100, 400])
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--big-mb", type=float, default=None, help="also prepare + train on a corpus this large")
+    parser.add_argument("--big-steps", type=int, default=100)
+    parser.add_argument("--work", default="/tmp/masklab-data-scale", help="scratch folder (deleted at the end)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"CPU: {cpu_model()}; {os.cpu_count()} cores; free disk under {work}: "
+          f"{shutil.disk_usage(work).free / 1e9:.0f} GB; timings measured under load")  # fmt: skip
+    rows = []
+    try:
+        tokenizer = None
+        for mb in args.text_mb:
+            corpus = write_corpus(work / f"text-{mb:g}mb.txt", mb)
+            prepared = work / f"prepared-{mb:g}mb"
+            shutil.rmtree(prepared, ignore_errors=True)
+            first = prepare(corpus, prepared, 2, tokenizer)
+            tokenizer = tokenizer or prepared / "tokenizer.json"
+            rows.append({"what": f"prepare {mb:g} MB (2 workers)", "peak_rss_mb": first["peak_rss_mb"],
+                         "seconds": first["wall_s"]})  # fmt: skip
+            if mb == args.text_mb[0]:
+                for workers in (1, 2):
+                    target = work / f"throughput-{workers}"
+                    shutil.rmtree(target, ignore_errors=True)
+                    res = prepare(corpus, target, workers, tokenizer)
+                    rows.append({"what": f"prepare {mb:g} MB, {workers} worker(s), tokenizer given",
+                                 "peak_rss_mb": res["peak_rss_mb"], "seconds": res["wall_s"],
+                                 "mb_per_s": mb / res["wall_s"]})  # fmt: skip
+                    shutil.rmtree(target)
+            for kind in ("mlm", "clm"):
+                out = work / f"run-{kind}-{mb:g}"
+                shutil.rmtree(out, ignore_errors=True)
+                res = pretrain(kind, prepared, out, args.steps)
+                rows.append({"what": f"pretrain {kind} on {mb:g} MB ({args.steps} steps)",
+                             "peak_rss_mb": res["peak_rss_mb"], "first_step_s": res["first_step_s"],
+                             "seconds": res["wall_s"]})  # fmt: skip
+                shutil.rmtree(out)
+            corpus.unlink()
+        if args.big_mb:
+            corpus = write_corpus(work / "big.txt", args.big_mb)
+            prepared = work / "prepared-big"
+            res = prepare(corpus, prepared, 2, tokenizer)
+            rows.append({"what": f"prepare {args.big_mb:g} MB (2 workers)", "peak_rss_mb": res["peak_rss_mb"],
+                         "seconds": res["wall_s"], "mb_per_s": args.big_mb / res["wall_s"]})  # fmt: skip
+            corpus.unlink()
+            res = pretrain("mlm", prepared, work / "run-big", args.big_steps)
+            rows.append({"what": f"pretrain mlm on {args.big_mb:g} MB ({args.big_steps} steps)",
+                         "peak_rss_mb": res["peak_rss_mb"], "first_step_s": res["first_step_s"],
+                         "seconds": res["wall_s"]})  # fmt: skip
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"| {'what':<52} | peak RSS MB | first step s | total s | MB/s |")
+    print(f"|{'-' * 54}|-------------|--------------|---------|------|")
+    for r in rows:
+        first = f"{r['first_step_s']:.1f}" if r.get("first_step_s") else "-"
+        rate = f"{r['mb_per_s']:.1f}" if r.get("mb_per_s") else "-"
+        print(f"| {r['what']:<52} | {r['peak_rss_mb']:11.0f} | {first:>12} | {r['seconds']:7.1f} | {rate:>4} |")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
