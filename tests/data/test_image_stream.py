@@ -55,3 +55,19 @@ def test_bad_images_are_named_or_counted(folder, tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:60])  # the header survives, the pixels do not
     with pytest.raises(ValueError, match=r"0\.png"):
         stream.get_batch(torch.arange(12), torch.Generator())
+
+
+def test_pretrain_mae_with_workers_streams_and_matches_in_memory(folder, tmp_path, monkeypatch):
+    import sys
+
+    from masklab.cli import main
+    from masklab.train.progress import read_metrics
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    base = ["pretrain", "mae", "--data", str(folder), "--preset", "mae-tiny", "--image-size", "16", "--steps", "3",
+            "--batch-size", "4", "--log-every", "1", "--device", "cpu"]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "memory")]) == 0
+    assert main([*base, "--workers", "2", "--out", str(tmp_path / "stream")]) == 0
+    assert (tmp_path / "stream" / "image_index.json").is_file()
+    losses = [[r["loss"] for r in read_metrics(tmp_path / run / "metrics.jsonl")] for run in ("memory", "stream")]
+    assert losses[0] == losses[1] and len(losses[0]) == 3
