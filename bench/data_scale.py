@@ -56,8 +56,20 @@ def write_corpus(path: Path, mb: float, seed: int = 0) -> Path:
     return path
 
 
+def write_images(folder: Path, count: int) -> Path:
+    """``count`` random 96x96 RGB PNGs (smooth noise, so they compress like photos more than like noise)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        low = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+        Image.fromarray(low).resize((96, 96), Image.Resampling.BILINEAR).save(folder / f"{i:06d}.png")
+    return folder
+
+
 def run_child(cmd: list[str], metrics: Path | None = None) -> dict:
-    """Run ``cmd``; returns wall seconds, peak RSS (MB) and seconds until ``metrics`` got its first line."""
+    """Run ``cmd``; returns wall seconds, its output and seconds until ``metrics`` got its first line."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -66,17 +78,18 @@ def run_child(cmd: list[str], metrics: Path | None = None) -> dict:
         if first is None and metrics is not None and metrics.is_file() and metrics.stat().st_size > 0:
             first = time.perf_counter() - start
         time.sleep(0.05)
-    _, status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
     output = proc.stdout.read() if proc.stdout else ""
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{output[-3000:]}")
-    return {"wall_s": time.perf_counter() - start, "first_step_s": first, "output": output, "usage": usage}
+    return {"wall_s": time.perf_counter() - start, "first_step_s": first, "output": output}
 
 
 def peak_rss_mb(cmd: list[str], metrics: Path | None = None) -> dict:
-    # Popen.poll reaps the child, so its rusage is read through a tiny wrapper that reports its own child.
-    wrapper = [sys.executable, "-c", "import os,resource,subprocess,sys;r=subprocess.call(sys.argv[1:]);"
-               "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);sys.exit(r)", *cmd]  # fmt: skip
+    # The peak RSS of the masklab process (and of its workers: ru_maxrss of RUSAGE_CHILDREN is the largest
+    # descendant), reported by a tiny wrapper process.
+    report = "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    code = f"import resource,subprocess,sys;r=subprocess.call(sys.argv[1:]);{report};sys.exit(r)"
+    wrapper = [sys.executable, "-c", code, *cmd]
     result = run_child(wrapper, metrics)
     kb = [int(line.split()[1]) for line in result["output"].splitlines() if line.startswith("PEAK_RSS_KB")]
     result["peak_rss_mb"] = kb[-1] / 1024 if kb else float("nan")
@@ -104,9 +117,25 @@ def pretrain(kind: str, prepared: Path, out: Path, steps: int) -> dict:
     return peak_rss_mb(cmd, out / "metrics.jsonl")
 
 
+class Rows(list):
+    """Result rows, each printed as a markdown table line when it arrives (a long run is useful when stopped)."""
+
+    def append(self, r: dict) -> None:
+        if not self:
+            print(f"| {'what':<60} | peak RSS MB | first step s | total s | MB/s |")
+            print(f"|{'-' * 62}|-------------|--------------|---------|------|")
+        first = f"{r['first_step_s']:.1f}" if r.get("first_step_s") else "-"
+        rate = f"{r['mb_per_s']:.1f}" if r.get("mb_per_s") else "-"
+        print(f"| {r['what']:<60} | {r['peak_rss_mb']:11.0f} | {first:>12} | {r['seconds']:7.1f} | {rate:>4} |",
+              flush=True)  # fmt: skip
+        super().append(r)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--text-mb", type=float, nargs="+", default=[100, 400])
+    parser.add_argument("--text-mb", type=float, nargs="*", default=[100, 400])
+    parser.add_argument("--images", type=int, nargs="*", default=[8000, 32000], help="image folder sizes (files)")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the streamed MAE runs")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--big-mb", type=float, default=None, help="also prepare + train on a corpus this large")
     parser.add_argument("--big-steps", type=int, default=100)
@@ -117,13 +146,13 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     print(f"CPU: {cpu_model()}; {os.cpu_count()} cores; free disk under {work}: "
           f"{shutil.disk_usage(work).free / 1e9:.0f} GB; timings measured under load")  # fmt: skip
-    rows = []
+    rows = Rows()
     try:
         tokenizer = None
         for mb in args.text_mb:
-            corpus = write_corpus(work / f"text-{mb:g}mb.txt", mb)
-            prepared = work / f"prepared-{mb:g}mb"
-            shutil.rmtree(prepared, ignore_errors=True)
+            path = work / f"text-{mb:g}mb.txt"
+            corpus = path if path.is_file() and path.stat().st_size == int(mb * 1e6) else write_corpus(path, mb)
+            prepared = work / f"prepared-{mb:g}mb"  # an interrupted bench's prepare is continued, not redone
             first = prepare(corpus, prepared, 2, tokenizer)
             tokenizer = tokenizer or prepared / "tokenizer.json"
             rows.append({"what": f"prepare {mb:g} MB (2 workers)", "peak_rss_mb": first["peak_rss_mb"],
@@ -146,6 +175,18 @@ def main() -> None:
                              "seconds": res["wall_s"]})  # fmt: skip
                 shutil.rmtree(out)
             corpus.unlink()
+        for count in args.images:
+            folder = write_images(work / f"images-{count}", count)
+            out = work / f"run-mae-{count}"
+            cmd = masklab("pretrain", "mae", "--data", str(folder), "--preset", "mae-tiny", "--image-size", "32",
+                          "--steps", str(args.steps), "--log-every", "1", "--device", "cpu", "--out", str(out),
+                          "--workers", str(args.workers))  # fmt: skip
+            res = peak_rss_mb(cmd, out / "metrics.jsonl")
+            rows.append({"what": f"pretrain mae on {count} PNG 96x96 ({args.steps} steps, {args.workers} workers)",
+                         "peak_rss_mb": res["peak_rss_mb"], "first_step_s": res["first_step_s"],
+                         "seconds": res["wall_s"]})  # fmt: skip
+            shutil.rmtree(out)
+            shutil.rmtree(folder)
         if args.big_mb:
             corpus = write_corpus(work / "big.txt", args.big_mb)
             prepared = work / "prepared-big"
@@ -160,12 +201,6 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"| {'what':<52} | peak RSS MB | first step s | total s | MB/s |")
-    print(f"|{'-' * 54}|-------------|--------------|---------|------|")
-    for r in rows:
-        first = f"{r['first_step_s']:.1f}" if r.get("first_step_s") else "-"
-        rate = f"{r['mb_per_s']:.1f}" if r.get("mb_per_s") else "-"
-        print(f"| {r['what']:<52} | {r['peak_rss_mb']:11.0f} | {first:>12} | {r['seconds']:7.1f} | {rate:>4} |")
     print(json.dumps(rows))
 
 

@@ -147,5 +147,3 @@ def read_image_paths(
         if not p.is_file():
             raise FileNotFoundError(f"image {p} does not exist")
     return load_image_files(files, image_size=image_size, channels=channels, min_side=min_side)
-
-
