@@ -137,10 +137,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, nargs="*", default=[8000, 32000], help="image folder sizes (files)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the streamed MAE runs")
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--throughput-mb", type=float, default=20, help="corpus size of the 1 vs 2 worker runs")
     parser.add_argument("--big-mb", type=float, default=None, help="also prepare + train on a corpus this large")
     parser.add_argument("--big-steps", type=int, default=100)
     parser.add_argument("--work", default="/tmp/masklab-data-scale", help="scratch folder (deleted at the end)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument("--keep-prepared", action="store_true", help="keep it for a following invocation")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -157,15 +159,17 @@ def main() -> None:
             tokenizer = tokenizer or prepared / "tokenizer.json"
             rows.append({"what": f"prepare {mb:g} MB (2 workers)", "peak_rss_mb": first["peak_rss_mb"],
                          "seconds": first["wall_s"]})  # fmt: skip
-            if mb == args.text_mb[0]:
+            if mb == args.text_mb[0] and args.throughput_mb:
+                small = write_corpus(work / "throughput.txt", args.throughput_mb, seed=1)
                 for workers in (1, 2):
                     target = work / f"throughput-{workers}"
                     shutil.rmtree(target, ignore_errors=True)
-                    res = prepare(corpus, target, workers, tokenizer)
-                    rows.append({"what": f"prepare {mb:g} MB, {workers} worker(s), tokenizer given",
+                    res = prepare(small, target, workers, tokenizer)
+                    rows.append({"what": f"prepare {args.throughput_mb:g} MB, {workers} worker(s), tokenizer given",
                                  "peak_rss_mb": res["peak_rss_mb"], "seconds": res["wall_s"],
-                                 "mb_per_s": mb / res["wall_s"]})  # fmt: skip
+                                 "mb_per_s": args.throughput_mb / res["wall_s"]})  # fmt: skip
                     shutil.rmtree(target)
+                small.unlink()
             for kind in ("mlm", "clm"):
                 out = work / f"run-{kind}-{mb:g}"
                 shutil.rmtree(out, ignore_errors=True)
@@ -199,7 +203,7 @@ def main() -> None:
                          "peak_rss_mb": res["peak_rss_mb"], "first_step_s": res["first_step_s"],
                          "seconds": res["wall_s"]})  # fmt: skip
     finally:
-        if not args.keep:
+        if not args.keep and not args.keep_prepared:
             shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(rows))
 

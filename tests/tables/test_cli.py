@@ -146,3 +146,13 @@ def test_shuttle_default_keeps_its_label_aside(tmp_path, capsys):
     assert main(["score", str(run), str(sample), "-o", str(out)]) == 0  # 'anomaly' is the label, not a feature
     assert list(pd.read_csv(out).columns) == ["row", "anomaly_score", "anomaly"]
     assert "label 'anomaly'" in capsys.readouterr().out
+
+
+def test_impute_in_chunks_equals_whole_file(trained, tmp_path):
+    data, run = trained
+    source = tmp_path / "in.parquet"
+    pd.read_csv(data).to_parquet(source, row_group_size=25)
+    whole, chunked = tmp_path / "whole.parquet", tmp_path / "chunked.parquet"
+    assert main(["impute", str(run), str(source), "-o", str(whole)]) == 0
+    assert main(["impute", str(run), str(source), "-o", str(chunked), "--chunk-rows", "7"]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(chunked), pd.read_parquet(whole), check_dtype=False)

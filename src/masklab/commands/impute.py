@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--handle-unknown", choices=("error", "missing"), default="error",
                         help="a category unseen in training: fail (default) or treat it as missing")  # fmt: skip
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--chunk-rows", type=int, default=None,
+                        help="stream the table in chunks of this many rows (Parquet: per row group), writing as it "
+                        "goes: flat memory; cells are re-written by pandas, not kept as original text")  # fmt: skip
     parser.set_defaults(func=_run)
 
 
@@ -48,6 +51,8 @@ def _run(args: argparse.Namespace) -> int:
     out_suffix = _suffix(target)
     if out_suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
         raise ValueError(f"-o {target}: unknown output format {out_suffix!r} (use .csv or .parquet)")
+    if args.chunk_rows is not None:
+        return _run_chunked(args, source, target)
     table = inference_table(args.run, str(source), exclude=_names(args.exclude))
     features = table.frame
     imputer = MaskedImputer.from_run(
@@ -80,4 +85,26 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{column:<{width}}  {count}")
     if passthrough:
         print(f"passed through unchanged (not features): {passthrough}")
+    return 0
+
+
+def _run_chunked(args: argparse.Namespace, source, target) -> int:
+    from masklab.data.table_stream import map_table
+    from masklab.estimators import MaskedImputer
+
+    imputer = MaskedImputer.from_run(args.run, n_masks=args.n_masks, handle_unknown=args.handle_unknown,
+                                     device=args.device)  # fmt: skip
+    names = [n for n in imputer.feature_names_in_ if n not in args.exclude.split(",")]
+
+    def fill(chunk):
+        absent = [n for n in names if n not in chunk.columns]
+        if absent:
+            raise ValueError(f"{source}: column(s) {absent} the model was trained on are missing")
+        out, filled = chunk.copy(), imputer.transform(chunk[names])
+        for name in names:
+            out[name] = filled[name]
+        return out
+
+    rows = map_table(source, target, fill, chunk_rows=args.chunk_rows)
+    print(f"masklab: filled the missing cells of {rows} rows in chunks of {args.chunk_rows}: {source} -> {target}")
     return 0
