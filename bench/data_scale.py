@@ -87,12 +87,14 @@ def run_child(cmd: list[str], metrics: Path | None = None) -> dict:
 def peak_rss_mb(cmd: list[str], metrics: Path | None = None) -> dict:
     # The peak RSS of the masklab process (and of its workers: ru_maxrss of RUSAGE_CHILDREN is the largest
     # descendant), reported by a tiny wrapper process.
-    report = "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    report = "u=resource.getrusage(resource.RUSAGE_CHILDREN);print('PEAK_RSS_KB', u.ru_maxrss, u.ru_utime + u.ru_stime)"
     code = f"import resource,subprocess,sys;r=subprocess.call(sys.argv[1:]);{report};sys.exit(r)"
     wrapper = [sys.executable, "-c", code, *cmd]
     result = run_child(wrapper, metrics)
     kb = [int(line.split()[1]) for line in result["output"].splitlines() if line.startswith("PEAK_RSS_KB")]
     result["peak_rss_mb"] = kb[-1] / 1024 if kb else float("nan")
+    cpu = [float(line.split()[2]) for line in result["output"].splitlines() if line.startswith("PEAK_RSS_KB")]
+    result["cpu_s"] = cpu[-1] if cpu else float("nan")  # CPU seconds of the process and its workers
     return result
 
 
@@ -122,11 +124,13 @@ class Rows(list):
 
     def append(self, r: dict) -> None:
         if not self:
-            print(f"| {'what':<60} | peak RSS MB | first step s | total s | MB/s |")
-            print(f"|{'-' * 62}|-------------|--------------|---------|------|")
+            print(f"| {'what':<60} | peak RSS MB | first step s | total s | MB/s | MB/CPU-s |")
+            print(f"|{'-' * 62}|-------------|--------------|---------|------|----------|")
         first = f"{r['first_step_s']:.1f}" if r.get("first_step_s") else "-"
-        rate = f"{r['mb_per_s']:.1f}" if r.get("mb_per_s") else "-"
-        print(f"| {r['what']:<60} | {r['peak_rss_mb']:11.0f} | {first:>12} | {r['seconds']:7.1f} | {rate:>4} |",
+        rate = f"{r['mb_per_s']:.2f}" if r.get("mb_per_s") else "-"
+        cpu_rate = f"{r['mb_per_cpu_s']:.2f}" if r.get("mb_per_cpu_s") else "-"
+        print(f"| {r['what']:<60} | {r['peak_rss_mb']:11.0f} | {first:>12} | {r['seconds']:7.1f} | {rate:>4} "
+              f"| {cpu_rate:>8} |",
               flush=True)  # fmt: skip
         super().append(r)
 
@@ -167,7 +171,8 @@ def main() -> None:
                     res = prepare(small, target, workers, tokenizer)
                     rows.append({"what": f"prepare {args.throughput_mb:g} MB, {workers} worker(s), tokenizer given",
                                  "peak_rss_mb": res["peak_rss_mb"], "seconds": res["wall_s"],
-                                 "mb_per_s": args.throughput_mb / res["wall_s"]})  # fmt: skip
+                                 "mb_per_s": args.throughput_mb / res["wall_s"],
+                                 "mb_per_cpu_s": args.throughput_mb / res["cpu_s"]})  # fmt: skip
                     shutil.rmtree(target)
                 small.unlink()
             for kind in ("mlm", "clm"):
@@ -196,7 +201,8 @@ def main() -> None:
             prepared = work / "prepared-big"
             res = prepare(corpus, prepared, 2, tokenizer)
             rows.append({"what": f"prepare {args.big_mb:g} MB (2 workers)", "peak_rss_mb": res["peak_rss_mb"],
-                         "seconds": res["wall_s"], "mb_per_s": args.big_mb / res["wall_s"]})  # fmt: skip
+                         "seconds": res["wall_s"], "mb_per_s": args.big_mb / res["wall_s"],
+                         "mb_per_cpu_s": args.big_mb / res["cpu_s"]})  # fmt: skip
             corpus.unlink()
             res = pretrain("mlm", prepared, work / "run-big", args.big_steps)
             rows.append({"what": f"pretrain mlm on {args.big_mb:g} MB ({args.big_steps} steps)",

@@ -1,5 +1,5 @@
 """Image files -> uint8 arrays: open/decode with a clear error, gray/colour detection, cover-resize + centre
-crop, and the in-memory folder loader. Shared by :mod:`masklab.data.images` (in memory) and
+crop, decoding a list of files. Shared by :mod:`masklab.data.images` (in memory) and
 :mod:`masklab.data.image_stream` (decoded per sample in DataLoader workers).
 
 Layout: one image is uint8 ``(C, H, W)``; a dataset's pixels are ``(N, C, H, W)``.
@@ -8,15 +8,9 @@ Layout: one image is uint8 ``(C, H, W)``; a dataset's pixels are ``(N, C, H, W)`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-
-if TYPE_CHECKING:
-    from masklab.data.images import ImageDataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
@@ -68,7 +62,7 @@ def _to_array(img, channels: int, size: tuple[int, int] | None, min_side: int, p
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
-def load_image_files(
+def decode_image_files(
     paths: Sequence[Path],
     *,
     image_size: tuple[int, int] | None = None,
@@ -76,16 +70,14 @@ def load_image_files(
     skip_bad: bool = False,
     min_side: int = 1,
     name: str = "images",
-) -> ImageDataset:
-    """Decode image files into one dataset (sizes must agree unless ``image_size`` resizes them).
+) -> tuple[np.ndarray, tuple[str, ...], int]:
+    """Decode image files -> (uint8 pixels ``(N, C, H, W)``, the paths kept, how many were skipped); sizes must
+    agree unless ``image_size`` resizes them.
 
     ``channels=None`` picks 3 when any image has colour, else 1. A given ``channels`` must match the files
     (a colour image for a 1-channel model is an error, not a silent conversion); gray files are widened to 3.
-    Unreadable files raise ``ValueError`` naming the file, or with ``skip_bad`` are left out and counted
-    (the count is in the dataset's ``name``).
+    Unreadable files raise ``ValueError`` naming the file, or with ``skip_bad`` are left out and counted.
     """
-    from masklab.data.images import ImageDataset
-
     opened, skipped = [], []
     for path in paths:
         try:
@@ -108,42 +100,4 @@ def load_image_files(
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise ValueError(f"{name}: images have different sizes {sorted(shapes)[:3]}…; pass an image size to resize")
-    note = f" ({len(skipped)} unreadable skipped)" if skipped else ""
-    return ImageDataset(
-        torch.from_numpy(np.stack(arrays)), sources=tuple(str(p) for p, _ in opened), name=f"{name}{note}"
-    )
-
-
-def load_image_folder(
-    root: Path,
-    *,
-    image_size: tuple[int, int] | None = None,
-    channels: int | None = None,
-    skip_bad: bool = False,
-    min_side: int = 1,
-) -> ImageDataset:
-    """All images under ``root`` (recursive); first-level subfolders become labels when every image has one."""
-    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise ValueError(f"no images found under {root} (looked for {', '.join(IMAGE_SUFFIXES)})")
-    dataset = load_image_files(
-        paths, image_size=image_size, channels=channels, skip_bad=skip_bad, min_side=min_side, name=str(root)
-    )
-    rel = [Path(s).relative_to(root) for s in dataset.sources]
-    if all(len(r.parts) > 1 for r in rel):
-        classes = tuple(sorted({r.parts[0] for r in rel}))
-        index = {c: i for i, c in enumerate(classes)}
-        labels = torch.tensor([index[r.parts[0]] for r in rel])
-        dataset = replace(dataset, labels=labels, class_names=classes)
-    return dataset
-
-
-def read_image_paths(
-    paths: Sequence[str | Path], *, image_size: tuple[int, int] | None, channels: int, min_side: int = 1
-) -> ImageDataset:
-    """Image files named on a command line, resized to ``image_size`` if given (``FileNotFoundError`` if missing)."""
-    files = [Path(p) for p in paths]
-    for p in files:
-        if not p.is_file():
-            raise FileNotFoundError(f"image {p} does not exist")
-    return load_image_files(files, image_size=image_size, channels=channels, min_side=min_side)
+    return np.stack(arrays), tuple(str(p) for p, _ in opened), len(skipped)

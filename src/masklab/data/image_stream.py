@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from masklab.data.image_augment import Augment, ImageBatch, random_resized_crop
 from masklab.data.image_files import IMAGE_SUFFIXES, _is_gray, _to_array, open_image
-from masklab.data.images import Augment, ImageBatch, random_resized_crop
 
 INDEX_VERSION = 1
 

@@ -17,7 +17,7 @@ converted to float ``(B, C, H, W)`` in [0, 1] per batch. Augmentation draws only
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,69 +27,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from masklab.data import package_file, parse_data_spec
-from masklab.data.image_files import (  # noqa: F401  (re-exported: the file loaders used to live here)
-    IMAGE_SUFFIXES,
-    load_image_files,
-    load_image_folder,
-    open_image,
-    read_image_paths,
-)
+from masklab.data.image_augment import Augment, ImageBatch, random_resized_crop
+from masklab.data.image_files import IMAGE_SUFFIXES, decode_image_files, open_image  # noqa: F401  (re-exported)
 
 BUILTINS = ("mnist5k", "digits", "photos")
 # scikit-image photos that ship inside the wheel (others need pooch and a download).
 _PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
            "colorwheel", "cat", "camera", "coins", "moon", "page", "text", "brick", "grass", "gravel", "clock",
            "cell")  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------------- augmentation
-@dataclass(frozen=True)
-class Augment:
-    """MAE pretraining augmentation: RandomResizedCrop(scale, ratio) then a horizontal flip (p = 0.5)."""
-
-    crop_scale: tuple[float, float] = (0.2, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip: bool = True
-
-    def __post_init__(self) -> None:
-        lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise ValueError(f"crop scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
-        if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
-            raise ValueError(f"crop ratio must satisfy 0 < low <= high, got {self.crop_ratio}")
-
-
-def random_resized_crop(images: Tensor, generator: torch.Generator, augment: Augment) -> Tensor:
-    """Batched RandomResizedCrop + flip: ``(B, C, H, W)`` -> ``(B, C, H, W)``, one crop per image.
-
-    Each crop covers ``s ~ U(scale)`` of the area with aspect ``exp(U(log ratio))`` (sides clamped to the
-    image), at a uniform position, resampled bilinearly back to full size with one ``grid_sample``.
-    """
-    B = images.shape[0]
-    u = torch.rand(B, 5, generator=generator, dtype=torch.float64)  # (B, 5) scale, ratio, x, y, flip
-    lo, hi = augment.crop_scale
-    area = lo + (hi - lo) * u[:, 0]
-    log_lo, log_hi = math.log(augment.crop_ratio[0]), math.log(augment.crop_ratio[1])
-    ratio = torch.exp(log_lo + (log_hi - log_lo) * u[:, 1])
-    w = torch.sqrt(area * ratio).clamp(max=1.0)  # fraction of the width
-    h = torch.sqrt(area / ratio).clamp(max=1.0)
-    cx = (2 * u[:, 2] - 1) * (1 - w)  # crop centre in [-1, 1] coordinates, crop stays inside
-    cy = (2 * u[:, 3] - 1) * (1 - h)
-    sign = torch.where((u[:, 4] < 0.5) & augment.flip, -1.0, 1.0)
-    theta = torch.zeros(B, 2, 3, dtype=torch.float64)
-    theta[:, 0, 0], theta[:, 0, 2] = w * sign, cx
-    theta[:, 1, 1], theta[:, 1, 2] = h, cy
-    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)  # (B, H, W, 2)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
-# --------------------------------------------------------------------------------------------- dataset
-@dataclass
-class ImageBatch:
-    """``images (B, C, H, W)`` float in [0, 1]; ``labels (B,)`` long, or None for unlabelled data."""
-
-    images: Tensor
-    labels: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -233,6 +178,58 @@ def load_array_file(path: Path) -> ImageDataset:
                              f"{labels.shape}")  # fmt: skip
         labels = torch.from_numpy(labels.astype(np.int64))
     return ImageDataset(pixels, labels, sources=tuple(f"{path}[{i}]" for i in range(len(pixels))), name=path.name)
+
+
+def load_image_files(
+    paths: Sequence[Path],
+    *,
+    image_size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    skip_bad: bool = False,
+    min_side: int = 1,
+    name: str = "images",
+) -> ImageDataset:
+    """Decode image files into one dataset (see :func:`masklab.data.image_files.decode_image_files`)."""
+    pixels, sources, skipped = decode_image_files(
+        paths, image_size=image_size, channels=channels, skip_bad=skip_bad, min_side=min_side, name=name
+    )
+    note = f" ({skipped} unreadable skipped)" if skipped else ""
+    return ImageDataset(torch.from_numpy(pixels), sources=sources, name=f"{name}{note}")
+
+
+def load_image_folder(
+    root: Path,
+    *,
+    image_size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    skip_bad: bool = False,
+    min_side: int = 1,
+) -> ImageDataset:
+    """All images under ``root`` (recursive); first-level subfolders become labels when every image has one."""
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ValueError(f"no images found under {root} (looked for {', '.join(IMAGE_SUFFIXES)})")
+    dataset = load_image_files(
+        paths, image_size=image_size, channels=channels, skip_bad=skip_bad, min_side=min_side, name=str(root)
+    )
+    rel = [Path(s).relative_to(root) for s in dataset.sources]
+    if all(len(r.parts) > 1 for r in rel):
+        classes = tuple(sorted({r.parts[0] for r in rel}))
+        index = {c: i for i, c in enumerate(classes)}
+        labels = torch.tensor([index[r.parts[0]] for r in rel])
+        dataset = replace(dataset, labels=labels, class_names=classes)
+    return dataset
+
+
+def read_image_paths(
+    paths: Sequence[str | Path], *, image_size: tuple[int, int] | None, channels: int, min_side: int = 1
+) -> ImageDataset:
+    """Image files named on a command line, resized to ``image_size`` if given (``FileNotFoundError`` if missing)."""
+    files = [Path(p) for p in paths]
+    for p in files:
+        if not p.is_file():
+            raise FileNotFoundError(f"image {p} does not exist")
+    return load_image_files(files, image_size=image_size, channels=channels, min_side=min_side)
 
 
 # -------------------------------------------------------------------------------------------- built-ins

@@ -149,7 +149,10 @@ def encode_documents(tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarra
     word_parts: list[np.ndarray] = []
     starts: list[int] = []
     offset, position = 0, 0
-    for doc in tokenizer.encode_batch(texts, add_special_tokens=False):
+    # Sub-batches: the tokenizer's per-token Encoding objects take ~70x the text's size while they live.
+    encoded = (doc for i in range(0, len(texts), 512) for doc in tokenizer.encode_batch(texts[i : i + 512],
+               add_special_tokens=False))  # fmt: skip
+    for doc in encoded:
         if not doc.ids:
             continue
         words = np.asarray(doc.word_ids, dtype=np.int64)
