@@ -64,6 +64,10 @@ def test_batch_larger_than_dataset(tmp_path):
         ({"precision": "fp8"}, "precision must be"),
         ({"betas": (0.9, 1.0)}, "betas"),
         ({"grad_clip": 0.0}, "grad_clip"),
+        ({"lr": float("inf")}, "lr must be >= 0 and finite, got inf"),
+        ({"lr": float("nan")}, "lr must be >= 0 and finite"),
+        ({"weight_decay": float("inf")}, "weight_decay must be"),
+        ({"max_seconds": float("inf")}, "max_seconds"),
     ],
 )
 def test_train_config_validation(bad, match):
@@ -152,6 +156,21 @@ def test_run_directory_guards(tmp_path):
     # Resuming a finished run is a no-op that still reports the last record.
     _, _, result = _run(tmp_path, steps=5, resume=True)
     assert result.step == 5 and result.last_metrics["step"] == 5
+
+
+def test_one_record_loss_plot_marks_the_value(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    from masklab.viz.curves import plot_loss_curve
+
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 3, "loss": 2.345, "lr": 1e-3}) + "\n")
+    notes = []
+    original = Axes.annotate
+    monkeypatch.setattr(
+        Axes, "annotate", lambda self, text, *a, **k: notes.append(text) or original(self, text, *a, **k)
+    )
+    plot_loss_curve(tmp_path / "metrics.jsonl", tmp_path / "loss.png")
+    assert notes == ["2.345"] and (tmp_path / "loss.png").stat().st_size > 0
 
 
 def test_missing_matplotlib_does_not_fail_training(tmp_path, monkeypatch):

@@ -95,7 +95,7 @@ def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
         # view(uint8) gives the exact stored bytes for every dtype (bf16 included, which numpy lacks).
         raw = t.reshape(-1).view(torch.uint8).numpy()
         digest.update(json.dumps([name, str(t.dtype), list(t.shape), raw.nbytes]).encode("utf-8"))
-        digest.update(raw)
+        digest.update(raw.data)
     return digest.hexdigest()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,9 +50,9 @@ class TrainConfig:
         # JSON turns the tuple into a list; normalise so a config read back from config.json compares equal.
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         problems = [
-            f"{name} must be >= {low}, got {getattr(self, name)!r}"
+            f"{name} must be >= {low} and finite, got {getattr(self, name)!r}"
             for name, low in _MINIMUMS.items()
-            if not getattr(self, name) >= low
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= low)
         ]
         if self.batch_size % max(self.grad_accum, 1):
             problems.append(f"batch_size ({self.batch_size}) must be divisible by grad_accum ({self.grad_accum})")
@@ -59,9 +60,9 @@ class TrainConfig:
             problems.append(f"seed must be < 2**32, got {self.seed}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             problems.append(f"betas must be two numbers in [0, 1), got {self.betas}")
-        if self.max_seconds is not None and not self.max_seconds > 0:
+        if self.max_seconds is not None and not (self.max_seconds > 0 and math.isfinite(self.max_seconds)):
             problems.append(f"max_seconds must be > 0 or None, got {self.max_seconds!r}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
+        if self.grad_clip is not None and not (self.grad_clip > 0 and math.isfinite(self.grad_clip)):
             problems.append(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):
             problems.append(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")

@@ -131,7 +131,7 @@ def render_masks(
     gh, gw = grid
     shown = None if images is None else fit_images_to_grid(images[:count], grid)[0]
     hidden_color = ListedColormap([(0, 0, 0, 0), (0.2, 0.4, 0.95, 0.6)])  # visible: the picture, hidden: blue tint
-    rows = [*kinds, *extra_rows]
+    rows: list[str | tuple[str, Tensor]] = [*kinds, *extra_rows]
     fig = Figure(figsize=(1.35 * count + 1.6, 1.45 * len(rows) + 0.7), layout="constrained")
     axes = fig.subplots(len(rows), count, squeeze=False)
     for r, kind in enumerate(rows):
