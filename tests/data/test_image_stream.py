@@ -71,3 +71,18 @@ def test_pretrain_mae_with_workers_streams_and_matches_in_memory(folder, tmp_pat
     assert (tmp_path / "stream" / "image_index.json").is_file()
     losses = [[r["loss"] for r in read_metrics(tmp_path / run / "metrics.jsonl")] for run in ("memory", "stream")]
     assert losses[0] == losses[1] and len(losses[0]) == 3
+
+
+def test_webdataset_tar_shards_give_the_same_batches(folder, tmp_path):
+    import tarfile
+
+    memory = load_images(str(folder), image_size=(16, 16))
+    with tarfile.open(tmp_path / "shard-000.tar", "w") as tar:  # WebDataset layout: KEY.png + KEY.cls
+        for i, (path, label) in enumerate(zip(memory.sources, memory.labels.tolist(), strict=True)):
+            tar.add(path, arcname=f"{i:06d}.png")
+            cls = tmp_path / "cls"
+            cls.write_text(str(label))
+            tar.add(cls, arcname=f"{i:06d}.cls")
+    stream = load_images(str(tmp_path / "shard-000.tar"), image_size=(16, 16), stream=True)
+    assert len(stream) == len(memory) and torch.equal(stream.labels, memory.labels)
+    assert torch.equal(stream.images(), memory.images())

@@ -80,6 +80,71 @@ def index_image_folder(root: str | Path, *, cache: str | Path | None = None, ski
     return index
 
 
+TAR_SEP = "::"  # "shard.tar::member.jpg" names an image inside a WebDataset tar
+
+
+def index_tar_shards(tars: list[Path], *, skip_bad: bool = False) -> ImageIndex:
+    """Index WebDataset ``.tar`` shards: one sample per key (member name up to its first dot) holding an image
+    member and optionally a ``.cls`` member with an integer class. Members are located once (offset, size), so
+    a sample is later read with one seek in a file opened only for that read."""
+    import io
+    import tarfile
+
+    from PIL import Image, UnidentifiedImageError
+
+    paths, gray, labels, skipped = [], [], [], []
+    for tar_path in tars:
+        samples: dict[str, dict[str, tarfile.TarInfo]] = {}
+        with tarfile.open(tar_path) as tar:
+            for member in tar:
+                base = Path(member.name).name
+                if member.isfile() and "." in base:  # key = the path up to the base name's first dot
+                    stem, ext = base.split(".", 1)
+                    samples.setdefault(member.name[: len(member.name) - len(base)] + stem, {})[ext.lower()] = member
+            for key in sorted(samples):
+                parts = samples[key]
+                image = next((m for ext, m in parts.items() if f".{ext}" in IMAGE_SUFFIXES), None)
+                if image is None:
+                    continue
+                name = f"{tar_path}{TAR_SEP}{image.offset_data}:{image.size}:{image.name}"
+                try:
+                    with Image.open(io.BytesIO(tar.extractfile(image).read())) as img:
+                        gray.append(_is_gray(img))
+                except (OSError, UnidentifiedImageError, ValueError) as err:
+                    if not skip_bad:
+                        raise ValueError(f"cannot read image {tar_path}:{image.name}: {err}") from err
+                    skipped.append(f"{tar_path}:{image.name}")
+                    continue
+                paths.append(name)
+                cls = parts.get("cls")
+                labels.append(int(tar.extractfile(cls).read().decode().strip()) if cls is not None else None)
+    if not paths:
+        raise ValueError(f"no images found in {', '.join(map(str, tars))}")
+    labelled = all(label is not None for label in labels)
+    names = tuple(str(c) for c in sorted(set(labels))) if labelled else ()
+    root = str(tars[0].parent if len(tars) > 1 else tars[0])
+    return ImageIndex(root, tuple(paths), tuple(gray), tuple(labels) if labelled else None, names, tuple(skipped))
+
+
+def _open_member(name: str):
+    """Decode the image a ``TAR_SEP`` name points at (one seek + read; the tar is closed again at once)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    tar_path, rest = name.split(TAR_SEP, 1)
+    offset, size, member = rest.split(":", 2)
+    with open(tar_path, "rb") as f:
+        f.seek(int(offset))
+        data = f.read(int(size))
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise ValueError(f"cannot read image {tar_path}:{member}: {err}") from err
+    return img
+
+
 @dataclass(frozen=True)
 class ImageFolderStream:
     """Images decoded on demand to uint8 ``(C, H, W)`` of ``image_size``, batched like ``ImageDataset``."""
@@ -120,7 +185,7 @@ class ImageFolderStream:
     def decode(self, i: int) -> np.ndarray:
         """Image ``i`` as uint8 ``(C, H, W)``; an unreadable file is a ``ValueError`` naming it."""
         path = Path(self.paths[i])
-        img = open_image(path)
+        img = _open_member(self.paths[i]) if TAR_SEP in self.paths[i] else open_image(path)
         try:
             return _to_array(img, self.channels, self.image_size, self.min_side, path)
         finally:

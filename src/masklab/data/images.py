@@ -301,11 +301,15 @@ def load_images(
     parsed = parse_data_spec(spec, known_builtins=BUILTINS)
     if parsed.builtin is not None:
         dataset = load_builtin(parsed.builtin)
-    elif parsed.path.is_dir() and stream and image_size is not None:
-        from masklab.data.image_stream import ImageFolderStream, index_image_folder
+    elif stream and image_size is not None and (parsed.path.is_dir() or parsed.path.suffix == ".tar"):
+        from masklab.data import image_stream as lazy
 
-        index = index_image_folder(parsed.path, cache=index_cache, skip_bad=skip_bad)
-        return ImageFolderStream.from_index(index, image_size=image_size, channels=channels, min_side=min_side)
+        tars = [parsed.path] if parsed.path.suffix == ".tar" else sorted(parsed.path.glob("*.tar"))
+        if tars:  # WebDataset shards: a .tar, or a folder of them
+            index = lazy.index_tar_shards(tars, skip_bad=skip_bad)
+        else:
+            index = lazy.index_image_folder(parsed.path, cache=index_cache, skip_bad=skip_bad)
+        return lazy.ImageFolderStream.from_index(index, image_size=image_size, channels=channels, min_side=min_side)
     elif parsed.path.is_dir():
         dataset = load_image_folder(
             parsed.path, image_size=image_size, channels=channels, skip_bad=skip_bad, min_side=min_side
