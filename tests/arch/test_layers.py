@@ -100,7 +100,6 @@ def test_no_source_file_over_the_limit():
     assert long == {}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14 in progress: apps <-> commands")
 def test_import_contract_is_kept():
     linter = Path(sys.executable).with_name("lint-imports")
     if not linter.exists():

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from masklab.commands.fill import fill_mask
 from masklab.masks.ops import masked_loss
 from masklab.models.mlm import BertForMLM, MLMConfig
 from masklab.models.mlm.bert import BertConfig, bert_preset
 from masklab.models.registry import build_model
+from masklab.recipes.mlm_tasks import fill_mask
 from masklab.tokenizers.text import TextTokenizer
 
 SPECIAL = (0, 1, 2, 3, 4)
