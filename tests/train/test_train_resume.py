@@ -38,10 +38,10 @@ def _checkpoint_step(out_dir: Path) -> int:
 def _kill_after_a_checkpoint(victim: subprocess.Popen, run_dir: Path) -> int:
     """SIGKILL ``victim`` once it has checkpointed AND logged later steps (so resume must rewind
     metrics.jsonl); returns the step of the checkpoint it left behind."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 240  # importing torch alone can take a minute on a loaded 2-core machine
     while True:
         assert victim.poll() is None, "the run finished before it could be killed; the test would be vacuous"
-        assert time.monotonic() < deadline, "no checkpoint appeared within 60 s"
+        assert time.monotonic() < deadline, "no checkpoint appeared within 240 s"
         step = _checkpoint_step(run_dir)
         logged = [r["step"] for r in read_metrics(run_dir / "metrics.jsonl")]
         if step >= 20 and logged and logged[-1] > step:
