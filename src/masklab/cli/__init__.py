@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inpaint": ("images", "fill the white region of MASK.png in IMAGE with an MAE run"),
     "masks": ("masks", "render example masks of each generator as a PNG"),
     "perplexity": ("text", "next-token loss / perplexity of a causal LM run on text"),
+    "prepare": ("prepare", "tokenise a text corpus once into memory-mapped shards (for pretrain mlm / clm --data)"),
     "pretrain": ("pretrain", "masked pretraining (mae, mlm, clm, table)"),
     "probe": ("downstream", "linear-probe and k-NN accuracy of frozen features vs raw-input and random-encoder "
               "baselines"),
