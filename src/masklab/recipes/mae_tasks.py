@@ -89,6 +89,7 @@ def finetune_mae(
     """Fine-tune the pretrained encoder with a linear head on the run's training split (10 epochs by default);
     ``augment`` masks the training inputs (``mask:F``, ``cutout:F``, ``erase:P``). Writes ``out`` (default
     ``RUN/finetune``) and returns its ``finetune.json`` record (test accuracy)."""
+    from masklab.core.contract import saved_config
     from masklab.data.images import Augment
     from masklab.models.mae import MAE
     from masklab.recipes.common import fit_run
@@ -131,7 +132,7 @@ def finetune_mae(
     with target.lock():
         target.write_sidecar(DATA_FILE, {**read_data_info(run), "spec": spec, "finetuned_from": str(run),
                                          "finetune_augment": augment})  # fmt: skip
-        fit_run(target, model, train, cfg, model_config=config.to_dict())
+        fit_run(target, model, train, cfg, model_config=saved_config(model))
         model.eval()
         correct = 0
         with torch.inference_mode():
