@@ -22,6 +22,8 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from masklab.core.contract import preset_config, saved_config
+from masklab.models.table import PRESETS as TABLE_PRESETS
 from masklab.models.table import TableMAE, TableMAEConfig
 from masklab.models.table.model import column_patterns
 from masklab.tokenizers.table import TableSchema, encode_frame, infer_schema
@@ -112,9 +114,11 @@ class _TableEstimator(BaseEstimator):
         batch = min(self.batch_size, len(encoded))
         if steps is None:
             steps = self._default_steps(len(encoded), batch) if self.steps is None else int(self.steps)
-        config = TableMAEConfig.preset(
+        config = preset_config(
+            TableMAEConfig,
+            TABLE_PRESETS,
             self.preset,
-            self.schema_,
+            schema=self.schema_,
             mask_ratio=training.mask_ratio,
             mask_ratio_jitter=training.mask_ratio_jitter,
             dropout=training.dropout,
@@ -170,7 +174,7 @@ class _TableEstimator(BaseEstimator):
                 "format": FORMAT,
                 "class": type(self).__name__,
                 "params": self.get_params(),
-                "model": self.model_.model_config(),
+                "model": saved_config(self.model_),
                 "fitted": self._fitted_state(),
             },
         )
