@@ -94,7 +94,6 @@ def test_cycle_finder_can_fail():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14 in progress: split the long files")
 def test_no_source_file_over_the_limit():
     long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert long == {}

@@ -181,6 +181,27 @@ def test_shuttle_default_keeps_its_label_aside(tmp_path, capsys):
     assert "label 'anomaly'" in capsys.readouterr().out
 
 
+def test_impute_in_chunks_equals_whole_file(trained, tmp_path):
+    data, run = trained
+    source = tmp_path / "in.parquet"
+    pd.read_csv(data).to_parquet(source, row_group_size=25)
+    whole, chunked = tmp_path / "whole.parquet", tmp_path / "chunked.parquet"
+    assert main(["impute", str(run), str(source), "-o", str(whole)]) == 0
+    assert main(["impute", str(run), str(source), "-o", str(chunked), "--chunk-rows", "7"]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(chunked), pd.read_parquet(whole), check_dtype=False)
+
+
+def test_score_in_chunks_equals_whole_file(trained, tmp_path):
+    data, run = trained
+    whole, chunked = tmp_path / "whole.csv", tmp_path / "chunked.csv"
+    assert main(["score", str(run), str(data), "-o", str(whole), "--threshold", "1.0"]) == 0
+    assert main(["score", str(run), str(data), "-o", str(chunked), "--threshold", "1.0", "--chunk-rows", "7"]) == 0
+    a, b = pd.read_csv(whole), pd.read_csv(chunked)
+    assert list(a.columns) == list(b.columns)
+    np.testing.assert_allclose(b["anomaly_score"], a["anomaly_score"], rtol=1e-6)
+    assert b["row"].tolist() == a["row"].tolist() and b["is_anomaly"].tolist() == a["is_anomaly"].tolist()
+
+
 def test_resume_refuses_a_changed_setting_and_extends_with_steps(tmp_path, capsys):
     data = write_csv(tmp_path / "t.csv")
     out = tmp_path / "run"

@@ -23,6 +23,7 @@ from masklab import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "attention": ("attention", "attention maps of a trained encoder on one input (token heatmaps, or [CLS] "
                   "rollout on an image)"),
+    "edit": ("segment", "mask-guided edits: cut out / blur / replace the background, remove the subject (MAE fill)"),
     "embed": ("downstream", "features of a trained run for every example of a dataset (no random masking)"),
     "fill": ("text", "predict the [MASK] tokens of a text with a trained MLM"),
     "finetune": ("downstream", "fine-tune a pretrained run on a labelled task"),
@@ -32,10 +33,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inpaint": ("images", "fill the white region of MASK.png in IMAGE with an MAE run"),
     "masks": ("masks", "render example masks of each generator as a PNG"),
     "perplexity": ("text", "next-token loss / perplexity of a causal LM run on text"),
+    "prepare": ("prepare", "tokenise a text corpus once into memory-mapped shards (for pretrain mlm / clm --data)"),
     "pretrain": ("pretrain", "masked pretraining (mae, mlm, clm, table)"),
     "probe": ("downstream", "linear-probe and k-NN accuracy of frozen features vs raw-input and random-encoder "
               "baselines"),
     "reconstruct": ("images", "grid of original | masked | reconstruction | reconstruction + visible (MAE runs)"),
+    "segment": ("segment", "train a subject/background head on an MAE run (segment train RUN) or predict a mask"),
     "score": ("table", "anomaly scores (masked reconstruction error) of a table's rows"),
     "serve": ("serve", "a local web page to try trained runs (paint a mask, fill [MASK], generate, score a table)"),
 }  # fmt: skip

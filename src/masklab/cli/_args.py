@@ -10,6 +10,7 @@ from typing import Any
 TRAIN_FIELDS = (
     "steps", "epochs", "minutes", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "grad_clip", "seed",
     "device", "log_every", "ckpt_every", "grad_accum", "precision", "compile", "fsdp", "grad_checkpointing",
+    "workers",
 )  # fmt: skip
 
 
@@ -63,6 +64,9 @@ def add_train_args(parser: argparse.ArgumentParser, *, batch_size: Any, lr: Any,
                         help="under torchrun: shard the model (FSDP2) instead of DDP")  # fmt: skip
     engine.add_argument("--grad-checkpointing", action="store_true", default=None,
                         help="recompute activations (saves memory)")  # fmt: skip
+    engine.add_argument("--workers", type=int,
+                        help="processes that build batches ahead of the step (DataLoader workers; results do not "
+                        "depend on it) and tokenise a text --data on first use (default: 0 / all cores)")  # fmt: skip
 
 
 def pretrain_call(recipe, args: argparse.Namespace, fields: tuple[str, ...]) -> Any:

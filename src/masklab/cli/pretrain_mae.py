@@ -17,7 +17,9 @@ def _image_size(text: str) -> tuple[int, int]:
 
 def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> None:
     parser.add_argument("--data", help="folder, .npy/.npz, or builtin:NAME (default builtin:mnist5k)")
-    parser.add_argument("--preset", help="mae-tiny | mae-small-28 | mae-vit-t | mae-vit-b (default mae-small-28)")
+    parser.add_argument(
+        "--preset", help="mae-tiny | mae-small-28 | mae-seg-32 | mae-vit-t | mae-vit-b (default mae-small-28)"
+    )
     parser.add_argument("--image-size", type=_image_size, help="resize to HxW (default: data/preset)")
     parser.add_argument("--patch-size", type=int, help="override the preset's patch size")
     parser.add_argument("--mask-ratio", type=float, help="fraction of patches hidden (default 0.75)")

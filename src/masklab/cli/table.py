@@ -42,11 +42,30 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("--handle-unknown", choices=("error", "missing"), default="error",
                         help="a category unseen in training: fail (default) or treat it as missing")  # fmt: skip
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--chunk-rows", type=int, default=None,
+                        help="stream the table in chunks of this many rows (Parquet: per row group), writing the "
+                        "output as it goes: flat memory (impute re-writes cells with pandas; score skips the "
+                        "histogram and label metrics)")  # fmt: skip
+
+
+def _chunked(args: argparse.Namespace, name: str) -> int:
+    from masklab.recipes import table_stream
+
+    common = dict(chunk_rows=args.chunk_rows, exclude=names(args.exclude), handle_unknown=args.handle_unknown,
+                  device=args.device)  # fmt: skip
+    if name == "impute":
+        r = table_stream.impute_chunked(args.run, args.input, args.output, **common)
+    else:
+        r = table_stream.score_chunked(args.run, args.input, args.output, threshold=args.threshold, **common)
+    print(f"masklab: {name} {r['rows']} rows in chunks of {args.chunk_rows}: {args.input} -> {args.output}")
+    return 0
 
 
 def _impute(args: argparse.Namespace) -> int:
     from masklab.recipes.table import impute
 
+    if args.chunk_rows is not None:
+        return _chunked(args, "impute")
     r = impute(args.run, args.input, args.output, exclude=names(args.exclude), handle_unknown=args.handle_unknown,
                device=args.device)  # fmt: skip
     counts = r["filled"]
@@ -65,6 +84,8 @@ def _score(args: argparse.Namespace) -> int:
 
     from masklab.recipes.table import score
 
+    if args.chunk_rows is not None:
+        return _chunked(args, "score")
     r = score(args.run, args.input, args.output, histogram=args.histogram, exclude=names(args.exclude),
               label=args.label, threshold=args.threshold, explain=args.explain, explain_rows=args.explain_rows,
               handle_unknown=args.handle_unknown, device=args.device)  # fmt: skip

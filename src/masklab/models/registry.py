@@ -19,6 +19,7 @@ MODEL_KINDS: dict[str, tuple[str, str]] = {
     "table": ("masklab.models.table.model", "TableMAE"),
     "mlm": ("masklab.models.mlm.model", "BertForMLM"),
     "mae": ("masklab.models.mae.model", "MAE"),
+    "segment": ("masklab.models.segment.model", "Segmenter"),
 }
 
 

@@ -37,6 +37,13 @@ _EXPORTS = {
     "attention": "attention_maps",
     "masks": "mask_examples",
     "describe_run": "run_info",
+    "train_segmenter": "segment",
+    "load_segmenter": "segment",
+    "predict_mask": "segment",
+    "remove_background": "edit",
+    "blur_background": "edit",
+    "replace_background": "edit",
+    "remove_subject": "edit",
 }
 __all__ = sorted(_EXPORTS)
 

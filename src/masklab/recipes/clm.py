@@ -125,7 +125,14 @@ def pretrain_clm(
     }  # fmt: skip
     if not resume:
         run.check_fresh()
-    corpus = load_text_corpus(data)
+    shards = None
+    if not data.startswith("builtin:"):  # tokenised once into RUN/prepared, then memory-mapped
+        from masklab.data.shards import prepared_for_run
+
+        tok_file = Path(init_from) / "tokenizer.json" if init_from else tokenizer
+        shards = prepared_for_run(data, run.path, tokenizer=tok_file, tokenizer_kind=tokenizer_kind,
+                                  vocab_size=vocab_size, lowercase=False, workers=train.workers)  # fmt: skip
+    corpus = load_text_corpus(data) if shards is None else None
     if init_from:
         given = {"dim": dim, "depth": depth, "heads": heads, "dropout": dropout, "tokenizer": tokenizer}
         clash = [f"--{k}" for k, v in given.items() if v is not None]
@@ -137,7 +144,9 @@ def pretrain_clm(
             raise ValueError(f"--context {context} exceeds the {model.config.context} positions of {init_from}")
         print(f"masklab: starting from {init_from}")
     else:
-        if resume and (run.path / "tokenizer.json").is_file():
+        if shards is not None:
+            tok = TextTokenizer.load(shards / "tokenizer.json")
+        elif resume and (run.path / "tokenizer.json").is_file():
             tok = TextTokenizer.load(run.path / "tokenizer.json")
         elif tokenizer:
             tok = TextTokenizer.load(tokenizer)
@@ -157,10 +166,18 @@ def pretrain_clm(
         )
         context = model.config.context
     model.train()
-    stream = encode_stream(tok, corpus.texts)
-    train_tokens, val_tokens = split_by_position(stream, val_fraction)
+    if shards is None:
+        stream = encode_stream(tok, corpus.texts)
+        train_tokens, val_tokens = split_by_position(stream, val_fraction)
+        documents = len(corpus)
+    else:
+        from masklab.data.shards import PreparedCorpus, TokenSpan
+
+        stream = TokenSpan(PreparedCorpus(shards))
+        train_tokens, val_tokens = stream.split(val_fraction)
+        documents = stream.corpus.index["documents"]
     windows = LMWindows(train_tokens, context)
-    print(f"masklab: {len(corpus)} documents -> {len(stream):,} tokens ({len(val_tokens):,} held out); vocab "
+    print(f"masklab: {documents} documents -> {len(stream):,} tokens ({len(val_tokens):,} held out); vocab "
           f"{tok.vocab_size}; {model.num_parameters():,} parameters")  # fmt: skip
     options = train.with_defaults(batch_size=12, lr=1e-3, min_lr=1e-4, weight_decay=0.1, warmup=100, log_every=50,
                                   ckpt_every=250, seed=0, device="auto")  # fmt: skip

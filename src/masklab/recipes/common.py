@@ -48,6 +48,7 @@ class TrainOptions:
     compile: bool | None = None
     fsdp: bool | None = None
     grad_checkpointing: bool | None = None
+    workers: int | None = None  # DataLoader worker processes (fit's batches; also a text --data's prepare)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> TrainOptions:
@@ -107,7 +108,7 @@ def train_config(
     fields: dict[str, Any] = dict(
         batch_size=batch, lr=o.lr, min_lr=o.min_lr, weight_decay=o.weight_decay, grad_clip=o.grad_clip,
         log_every=o.log_every, ckpt_every=o.ckpt_every, seed=o.seed, device=o.device, grad_accum=o.grad_accum,
-        precision=o.precision, compile=o.compile, fsdp=o.fsdp,
+        precision=o.precision, compile=o.compile, fsdp=o.fsdp, workers=o.workers,
     )  # fmt: skip
     fields = {k: v for k, v in fields.items() if v is not None}  # None: TrainConfig's default
     fields.update(overrides)

@@ -133,7 +133,9 @@ def pretrain_mae(
     if size is None and Path(data).is_dir():  # folders are resized to the preset size; arrays keep theirs
         size = MAE_PRESETS[preset]["image_size"]
     patch = patch_size or MAE_PRESETS[preset]["patch_size"]
-    dataset = load_images(data, image_size=size, channels=None, skip_bad=skip_bad, min_side=patch)
+    # With --workers a folder (or WebDataset tars) is indexed once and decoded per batch in the workers.
+    dataset = load_images(data, image_size=size, channels=None, skip_bad=skip_bad, min_side=patch,
+                          stream=bool(train and train.workers), index_cache=Path(out) / "image_index.json")  # fmt: skip
     train_idx, test_idx = split_indices(len(dataset), dataset.labels, TEST_FRACTION, SPLIT_SEED)
     augment = _augment(no_augment, crop_scale, flip, data)
     train_data = dataset.subset(train_idx).with_augment(augment)

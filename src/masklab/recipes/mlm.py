@@ -56,16 +56,22 @@ def encode_docs(tokenizer, texts, seq_len: int, labels=None):
     return encode_truncated(encoded, seq_len, labels=labels, **ids)
 
 
-def heldout_accuracy(model, blocks, *, batch_size: int = 64, seed: int = 1234, device: str = "cpu") -> dict:
-    """Masked-token top-1 accuracy and loss on ``blocks`` with a fixed masking seed (same masks every call)."""
-    from masklab.data.text import TextBlocksData
+HELDOUT_CAP = 4096  # held-out rows scored after training (a large corpus's 5% would take longer than training)
 
-    data, generator = TextBlocksData(blocks), torch.Generator().manual_seed(seed)
+
+def heldout_accuracy(model, blocks, *, batch_size: int = 64, seed: int = 1234, device: str = "cpu") -> dict:
+    """Masked-token top-1 accuracy and loss on the first ``HELDOUT_CAP`` rows of ``blocks`` (``TokenBlocks`` or
+    anything with ``len`` + ``get_batch``) with a fixed masking seed (same masks every call)."""
+    from masklab.data.text import TextBlocksData, TokenBlocks
+
+    data = TextBlocksData(blocks) if isinstance(blocks, TokenBlocks) else blocks
+    generator = torch.Generator().manual_seed(seed)
     correct, total, loss_sum = 0, 0, 0.0
     model.eval()
+    n = min(len(data), HELDOUT_CAP)
     with torch.no_grad():
-        for start in range(0, len(data), batch_size):
-            batch = data.get_batch(torch.arange(start, min(start + batch_size, len(data))))
+        for start in range(0, n, batch_size):
+            batch = data.get_batch(torch.arange(start, min(start + batch_size, n)))
             batch = {k: v.to(device) for k, v in batch.items()}
             drawn = model.draw(batch, generator)
             inputs, masked = drawn.inputs, drawn.masked
@@ -121,10 +127,12 @@ def pretrain_mlm(
 
     from masklab.core.contract import preset_config, saved_config
     from masklab.core.device import resolve_device
+    from masklab.data.shards import PreparedCorpus, ShardBlocksData, prepared_for_run
     from masklab.data.text import TextBlocksData, holdout_split, load_text_corpus, pack_sequences
     from masklab.interop.hf.masked_lm import load_hf_mlm, save_hf_mlm
     from masklab.models.mlm import PRESETS as BERT_PRESETS
     from masklab.models.mlm import BertConfig, BertForMLM, MLMConfig
+    from masklab.tokenizers.text import TextTokenizer
 
     run = Run(out)
     train = train or TrainOptions()
@@ -145,13 +153,20 @@ def pretrain_mlm(
     seed = options.seed_or_0
     info = {"data": data, "seq_len": seq_len, "holdout": holdout, "seed": seed, "doc_per": doc_per,
             "text_field": text_field}  # fmt: skip
-    corpus = load_text_corpus(data, doc_per=doc_per, text_field=text_field)
-    for line in corpus.skipped[:5]:
-        print(f"masklab: skipped {line}")
-    if len(corpus.skipped) > 5:
-        print(f"masklab: skipped {len(corpus.skipped) - 5} more")
-    train_idx, held_idx = holdout_split(len(corpus), holdout, seed)
-    tok = _tokenizer(run, resume, init_from, tokenizer, corpus.subset(train_idx), tokenizer_kind, vocab_size)
+    # A path is tokenised once into RUN/prepared (memory-mapped shards); built-ins are read into memory.
+    shards = None if data.startswith("builtin:") else prepared_for_run(
+        data, run.path, tokenizer=init_from or tokenizer, tokenizer_kind=tokenizer_kind, vocab_size=vocab_size,
+        doc_per=doc_per, text_field=text_field, workers=train.workers)  # fmt: skip
+    if shards is None:
+        corpus = load_text_corpus(data, doc_per=doc_per, text_field=text_field)
+        for line in corpus.skipped[:5]:
+            print(f"masklab: skipped {line}")
+        if len(corpus.skipped) > 5:
+            print(f"masklab: skipped {len(corpus.skipped) - 5} more")
+        train_idx, held_idx = holdout_split(len(corpus), holdout, seed)
+        tok = _tokenizer(run, resume, init_from, tokenizer, corpus.subset(train_idx), tokenizer_kind, vocab_size)
+    else:
+        tok = TextTokenizer.load(shards / "tokenizer.json")
     mlm_kwargs = dict(special_ids=tok.special_ids, masking=mask, mask_ratio=mask_ratio)
     if init_from:
         model, unused = load_hf_mlm(init_from, mask_id=tok.mask_id, **mlm_kwargs)
@@ -165,11 +180,16 @@ def pretrain_mlm(
         raise ValueError(f"--seq-len {seq_len} exceeds the model's {model.config.bert.max_tokens} positions")
 
     pack = dict(sep_id=tok.sep_id, pad_id=tok.pad_id, cls_id=tok.cls_id)
-    encoded = tok.encode_batch(corpus.subset(train_idx).texts, add_special_tokens=False)
-    blocks = TextBlocksData(pack_sequences(encoded, seq_len, **pack))
+    if shards is None:
+        encoded = tok.encode_batch(corpus.subset(train_idx).texts, add_special_tokens=False)
+        blocks, source = TextBlocksData(pack_sequences(encoded, seq_len, **pack)), f"{len(corpus)} documents"
+    else:  # a split by position: the last rows of the stream are held out
+        blocks, held = ShardBlocksData(PreparedCorpus(shards), seq_len, **pack).split(holdout)
+        source = f"{shards} ({blocks.total_rows} rows)"
+    held_out = len(held_idx) if shards is None else len(held)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"masklab: {len(corpus)} documents ({len(held_idx)} held out) -> {len(blocks)} sequences of "
-          f"{seq_len} tokens; vocab {tok.vocab_size}; {n_params:,} parameters")  # fmt: skip
+    print(f"masklab: {source} ({held_out} held out) -> {len(blocks)} sequences of {seq_len} tokens; "
+          f"vocab {tok.vocab_size}; {n_params:,} parameters")  # fmt: skip
     cfg = train_config(options, model, blocks, default_steps=600, betas=(0.9, 0.98))
     if cfg.warmup_steps > cfg.steps // 2:  # short runs (tests, small budgets) still get a decay phase
         cfg = dataclasses.replace(cfg, warmup_steps=cfg.steps // 10)
@@ -179,15 +199,15 @@ def pretrain_mlm(
                            resume=resume, ignore=(f"{TEXT_INFO}.tokenizer_sha256",),
                            before_fit=lambda: tok.save(run.path))  # fmt: skip
 
-        if held_idx:
+        if shards is None and held_idx:
             held = pack_sequences(tok.encode_batch(corpus.subset(held_idx).texts, add_special_tokens=False), seq_len,
                                   **pack)  # fmt: skip
+        if held_out:
             device = str(resolve_device(options.device or "auto"))
             scores = heldout_accuracy(model.to(device), held, device=device)
-            run.write_sidecar("eval.json", {"step": result.step, "heldout": scores, "heldout_documents": len(held_idx)})
+            run.write_sidecar("eval.json", {"step": result.step, "heldout": scores, "heldout_documents": held_out})
             print(f"masklab: held-out masked-token top-1 {scores['mlm_top1']:.4f}, loss {scores['mlm_loss']:.4f} "
-                  f"({scores['masked_tokens']} masked tokens in {len(held_idx)} documents, "
-                  f"step {result.step})")  # fmt: skip
+                  f"({scores['masked_tokens']} masked tokens, step {result.step})")  # fmt: skip
     if export_hf:
         save_hf_mlm(model.cpu(), export_hf, tok)
         print(f"masklab: wrote HF BertForMaskedLM folder {export_hf}")

@@ -41,6 +41,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         image_size=(28, 28), patch_size=7, dim=128, depth=4, heads=4,
         decoder_dim=128, decoder_depth=2, decoder_heads=4,
     ),
+    # 32x32 colour images as an 8x8 grid of 4x4 patches (the segmentation built-in): small patches so a
+    # per-pixel head can draw subject boundaries; a one-block decoder keeps pretraining to minutes on a CPU.
+    "mae-seg-32": dict(
+        image_size=(32, 32), patch_size=4, dim=96, depth=4, heads=4,
+        decoder_dim=64, decoder_depth=1, decoder_heads=4, mlp_ratio=4.0,
+    ),
     "mae-vit-t": dict(
         image_size=(224, 224), patch_size=16, dim=192, depth=12, heads=3,
         decoder_dim=256, decoder_depth=4, decoder_heads=8,
@@ -56,6 +62,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "mae-tiny": dict(batch_size=32, lr=1e-3, warmup_fraction=0.05),
     "mae-small-28": dict(batch_size=128, lr=1.5e-3, warmup_fraction=0.05),
+    "mae-seg-32": dict(batch_size=128, lr=1.5e-3, warmup_fraction=0.05),
     "mae-vit-t": dict(batch_size=64, lr=1.5e-4 * 64 / 256 * 4, warmup_fraction=0.05),
     "mae-vit-b": dict(batch_size=64, lr=1.5e-4 * 64 / 256, warmup_fraction=0.05),
 }
