@@ -20,6 +20,8 @@ MODEL_KINDS: dict[str, tuple[str, str]] = {
     "table": ("masklab.models.tabular", "TableMAE"),
     "mlm": ("masklab.models.mlm", "BertForMLM"),
     "mae": ("masklab.models.mae", "MAE"),
+    "series": ("masklab.models.series.model", "PatchTST"),
+    "series-classifier": ("masklab.models.series.classifier", "SeriesClassifier"),
 }
 
 

@@ -1,0 +1,1 @@
+"""Hugging Face converters: ViTMAE (:mod:`.mae`), BERT (:mod:`.bert`), GPT-2 (:mod:`.gpt2`)."""

@@ -1,0 +1,57 @@
+"""A series classifier: the :class:`PatchTST` encoder (pretrained or not) with a linear head on its pooled
+features (PatchTST's classification head: mean over real patches, channels concatenated).
+
+Shape legend: ``B`` batch, ``C`` channels, ``D`` width, ``K`` classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from masklab.data.series import SeriesBatch
+from masklab.models.series.config import SeriesConfig
+from masklab.models.series.model import PatchTST
+from masklab.nn.cpu_linear import Linear
+from masklab.train import LossOutput
+
+
+class SeriesClassifier(nn.Module):
+    """``PatchTST.embed`` -> dropout -> ``Linear(C * D, K)``; trained with cross-entropy."""
+
+    kind = "series-classifier"
+
+    def __init__(self, config: SeriesConfig, num_classes: int, head_dropout: float = 0.0) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        self.config = config
+        self.num_classes = num_classes
+        self.head_dropout = head_dropout
+        self.backbone = PatchTST(config)
+        self.drop = nn.Dropout(head_dropout)
+        self.classifier = Linear(config.channels * config.dim, num_classes)
+
+    @classmethod
+    def from_config(cls, values: dict[str, Any]) -> SeriesClassifier:
+        return cls(SeriesConfig.from_dict(values["series"]), int(values["num_classes"]),
+                   float(values.get("head_dropout", 0.0)))  # fmt: skip
+
+    def model_config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "series": self.config.to_dict(), "num_classes": self.num_classes,
+                "head_dropout": self.head_dropout}  # fmt: skip
+
+    def logits(self, batch: SeriesBatch) -> Tensor:
+        """``(B, K)`` class scores."""
+        return self.classifier(self.drop(self.backbone.embed(batch)))
+
+    def training_loss(self, batch: SeriesBatch, generator: torch.Generator) -> LossOutput:
+        if batch.labels is None:
+            raise ValueError("fine-tuning a series classifier needs labelled series")
+        logits = self.logits(batch)
+        loss = F.cross_entropy(logits, batch.labels)
+        accuracy = (logits.argmax(dim=-1) == batch.labels).float().mean()
+        return LossOutput(loss, {"accuracy": accuracy.detach()})
