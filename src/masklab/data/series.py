@@ -157,7 +157,7 @@ def _from_array(values: np.ndarray, lengths: np.ndarray | None, where: str) -> l
     lengths = np.asarray(lengths)
     if lengths.shape != (len(values),) or (lengths < 1).any() or (lengths > values.shape[1]).any():
         raise ValueError(f"{where}: lengths must be ({len(values)},) ints in [1, {values.shape[1]}]")
-    return [_as_series(v[: int(n)], f"{where}[{i}]") for i, (v, n) in enumerate(zip(values, lengths))]
+    return [_as_series(v[: int(n)], f"{where}[{i}]") for i, (v, n) in enumerate(zip(values, lengths, strict=True))]
 
 
 def _read_numpy(path: Path) -> SeriesSet:
@@ -166,9 +166,9 @@ def _read_numpy(path: Path) -> SeriesSet:
     with np.load(path, allow_pickle=False) as archive:
         if "values" not in archive:
             raise ValueError(f"{path}: an .npz needs a 'values' array (found {sorted(archive.files)})")
-        lengths = archive["lengths"] if "lengths" in archive else None
+        lengths = archive.get("lengths")
         series = _from_array(archive["values"], lengths, f"{path}:values")
-        raw = archive["labels"] if "labels" in archive else None
+        raw = archive.get("labels")
     codes, classes = _encode_labels(None if raw is None else list(raw))
     return SeriesSet(series, str(path), codes, classes)
 
@@ -227,9 +227,9 @@ def load_series(
             if not pickle or suffix == ".npz":
                 raise ValueError(
                     f"{path}: holds an object array (stored with pickle); pass pickle=True "
-                    "(--allow-pickle) for a file you trust, or save padded values + lengths in .npz"
+                    "for a file you trust, or save padded values + lengths in .npz"
                 ) from None
-            return _read_object_npy(path)  # fmt: skip
+            return _read_object_npy(path)
     if suffix in (".csv", ".csv.gz", ".parquet", ".pq"):
         import pandas as pd
 

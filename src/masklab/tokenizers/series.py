@@ -64,7 +64,7 @@ def instance_norm(values: Tensor, weight: Tensor, *, min_scale: float = 1e-5, en
 
 def patchify(x: Tensor, patch_len: int, stride: int) -> Tensor:
     """``x (B, T, C)`` -> ``(B, C, L, P)``; steps past ``T`` read as 0 (``x`` False for bool input)."""
-    B, T, C = x.shape
+    T = x.shape[1]
     L = num_patches(T, patch_len, stride)
     total = patch_len + stride * (L - 1)
     x = F.pad(x.transpose(1, 2), (0, total - T))  # (B, C, total)
@@ -72,18 +72,25 @@ def patchify(x: Tensor, patch_len: int, stride: int) -> Tensor:
 
 
 def patch_padding(padding: Tensor, patch_len: int, stride: int) -> Tensor:
-    """``padding bool (B, T)`` (True = padded step) -> ``bool (B, L)``: True for a patch of padded steps only."""
-    real = patchify((~padding)[..., None], patch_len, stride)  # (B, 1, L, P)
-    return ~real[:, 0].any(dim=-1)
+    """``padding bool (B, T)`` (True = padded step, at the end of each row) -> ``bool (B, L)``: True for the
+    patches past the :func:`num_patches` of the row's own length (so padding never adds a real patch, even
+    when an overlapping patch would still touch the last real step)."""
+    lengths = (~padding).sum(dim=1)  # (B,)
+    own = 1 + torch.div((lengths - patch_len).clamp_min(0) + stride - 1, stride, rounding_mode="floor")  # (B,)
+    L = num_patches(padding.shape[1], patch_len, stride)
+    return torch.arange(L, device=padding.device)[None, :] >= own[:, None]
 
 
-def unpatchify(patches: Tensor, length: int, stride: int) -> Tensor:
-    """``patches (B, C, L, P)`` -> ``(B, length, C)``: each step the mean of the patches covering it (one
-    patch when ``S == P``). Steps no patch covers are 0."""
+def unpatchify(patches: Tensor, length: int, stride: int, padding: Tensor | None = None) -> Tensor:
+    """``patches (B, C, L, P)`` -> ``(B, length, C)``: each step the mean of the real patches covering it (one
+    patch when ``S == P``); ``padding bool (B, L)`` True = a padded patch, left out. Uncovered steps are 0."""
     B, C, L, P = patches.shape
     total = P + stride * (L - 1)
+    real = patches.new_ones(B, 1, L, 1) if padding is None else (~padding)[:, None, :, None].to(patches.dtype)
+    patches = torch.where(real > 0, patches, 0.0)
     folded = F.fold(patches.reshape(B * C, L, P).transpose(1, 2), (1, total), (1, P), stride=(1, stride))
-    cover = F.fold(patches.new_ones(1, P, L), (1, total), (1, P), stride=(1, stride))
+    weight = real.expand(B, C, L, P).reshape(B * C, L, P).transpose(1, 2)
+    cover = F.fold(weight, (1, total), (1, P), stride=(1, stride))
     out = (folded / cover.clamp_min(1)).reshape(B, C, total)[..., :length]  # (B, C, length)
     if out.shape[-1] < length:
         out = F.pad(out, (0, length - out.shape[-1]))

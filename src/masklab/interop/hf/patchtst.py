@@ -45,7 +45,7 @@ def config_from_hf(hf_config: Any) -> SeriesConfig:
         _refuse("scaling", c.scaling, "scaling='std' or None")
     if (c.context_length - c.patch_length) % c.patch_stride:
         _refuse("context_length", c.context_length,
-                f"(context_length - patch_length) divisible by patch_stride={c.patch_stride} (HF drops leading steps)")  # fmt: skip
+                "(context_length - patch_length) % patch_stride == 0 (HF drops leading steps)")  # fmt: skip
     if c.ffn_dim % c.d_model:
         _refuse("ffn_dim", c.ffn_dim, f"a multiple of d_model={c.d_model}")
     if c.mask_type == "random":

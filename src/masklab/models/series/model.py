@@ -140,7 +140,7 @@ class PatchTST(nn.Module):
 
     def encode(self, patches: Tensor, padding: Tensor, masked: Tensor | None = None) -> Tensor:
         """``patches (B, C, L, P)``, ``padding (B, L)``, ``masked (B, C, L)`` -> tokens ``(B, C, L, D)``."""
-        B, C, L, P = patches.shape
+        B, C, L, _ = patches.shape
         if masked is not None:
             patches = patches.masked_fill(masked[..., None], 0.0)  # HF mask_value = 0
         x = self.patch_embed(patches) + self.pos_embed[:L]  # (B, C, L, D)
@@ -181,7 +181,7 @@ class PatchTST(nn.Module):
         (visible patches are reconstructed too; callers choose which steps to use)."""
         inputs = self.prepare(batch)
         pred = self.head(self.encode(inputs.patches, inputs.padding, masked))  # (B, C, L, P)
-        return inputs.norm.invert(unpatchify(pred, inputs.length, self.config.stride))
+        return inputs.norm.invert(unpatchify(pred, inputs.length, self.config.stride, inputs.padding))
 
     def steps_to_patches(self, steps: Tensor) -> Tensor:
         """``steps`` bool (B, T, C) -> bool (B, C, L): True for every patch holding a True step."""

@@ -68,14 +68,14 @@ def anomaly_scores(model: PatchTST, batch: SeriesBatch, rounds: int | None = Non
     rounds, so each round hides about the share the model was trained on) and score its reconstruction."""
     rounds = rounds or math.ceil(1 / model.config.mask_ratio)
     inputs = model.prepare(batch)
-    B, C, L, P = inputs.patches.shape
+    B, C, L, _ = inputs.patches.shape
     which = torch.arange(L, device=inputs.patches.device) % rounds  # (L,)
     err = torch.zeros_like(inputs.patches)
     for r in range(rounds):
         masked = (which == r).expand(B, C, L) & ~inputs.padding[:, None]
         pred = model.head(model.encode(inputs.patches, inputs.padding, masked))
         err = torch.where(masked[..., None], (pred - inputs.patches) ** 2, err)
-    per_step_c = unpatchify(err, inputs.length, model.config.stride)  # (B, T, C)
+    per_step_c = unpatchify(err, inputs.length, model.config.stride, inputs.padding)  # (B, T, C)
     seen = batch.observed & ~batch.padding[..., None]
     count = seen.sum(dim=-1)  # (B, T)
     per_step = torch.where(seen, per_step_c, 0.0).sum(dim=-1) / count.clamp_min(1)
