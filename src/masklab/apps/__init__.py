@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from types import ModuleType
 
-KINDS = ("mae", "mlm", "clm", "table")
+KINDS = ("mae", "mlm", "clm", "table", "series")
 
 
 def app_module(kind: str) -> ModuleType | None:

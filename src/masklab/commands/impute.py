@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("run", metavar="RUN", help="run directory of 'masklab pretrain table'")
+    parser.add_argument("run", metavar="RUN", help="run directory of 'masklab pretrain table' (or 'series')")
     parser.add_argument("input", metavar="INPUT", help="CSV or Parquet file with missing cells (empty / NA / NaN)")
     parser.add_argument("-o", "--output", required=True, help="output file (.csv or .parquet); never the input")
     parser.add_argument("--exclude", default="", metavar="COL,...", help="columns to pass through unchanged")
@@ -34,6 +34,13 @@ def _format(value: object) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    from masklab.apps import run_kind
+
+    if run_kind(args.run) == "series":  # series runs write .npz (values + lengths)
+        from masklab.apps.series import impute
+
+        return impute(args)
 
     from masklab.apps.table import _names, inference_table
     from masklab.data.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, _suffix, read_table_file

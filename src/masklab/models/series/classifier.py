@@ -20,7 +20,7 @@ from masklab.train import LossOutput
 
 
 class SeriesClassifier(nn.Module):
-    """``PatchTST.embed`` -> dropout -> ``Linear(C * D, K)``; trained with cross-entropy."""
+    """``PatchTST.embed`` -> dropout -> ``Linear(C * (D + 2), K)``; trained with cross-entropy."""
 
     kind = "series-classifier"
 
@@ -33,7 +33,7 @@ class SeriesClassifier(nn.Module):
         self.head_dropout = head_dropout
         self.backbone = PatchTST(config)
         self.drop = nn.Dropout(head_dropout)
-        self.classifier = Linear(config.channels * config.dim, num_classes)
+        self.classifier = Linear(self.backbone.embed_dim, num_classes)
 
     @classmethod
     def from_config(cls, values: dict[str, Any]) -> SeriesClassifier:

@@ -169,12 +169,21 @@ class PatchTST(nn.Module):
         return LossOutput(loss, {"masked_share": share.detach()})
 
     # --------------------------------------------------------------------------------------- inference
+    @property
+    def embed_dim(self) -> int:
+        """Width of :meth:`embed`: ``C * (D + 2)``."""
+        return self.config.channels * (self.config.dim + 2)
+
     def embed(self, batch: SeriesBatch) -> Tensor:
-        """Features ``(B, C * D)``: each channel's tokens averaged over its real patches (no masking)."""
+        """Features ``(B, C * (D + 2))``: each channel's tokens averaged over its real patches (no masking),
+        then per channel the instance-normalisation statistics the encoder never sees (signed ``log1p`` of
+        the mean, ``log`` of the scale): level and amplitude often tell classes apart."""
         inputs = self.prepare(batch)
         tokens = self.encode(inputs.patches, inputs.padding)  # (B, C, L, D)
         pooled = masked_mean(tokens, inputs.padding[:, None, :, None].expand(-1, tokens.shape[1], -1, 1), dim=2)
-        return pooled.flatten(1)  # (B, C*D)
+        loc, scale = inputs.norm.loc[:, 0], inputs.norm.scale[:, 0]  # (B, C)
+        stats = torch.cat([torch.sign(loc) * torch.log1p(loc.abs()), torch.log(scale)], dim=1)  # (B, 2C)
+        return torch.cat([pooled.flatten(1), stats], dim=1)  # (B, C*D + 2C)
 
     def reconstruct(self, batch: SeriesBatch, masked: Tensor) -> Tensor:
         """Predicted values ``(B, T, C)`` in the data's units with ``masked (B, C, L)`` patches hidden
