@@ -23,7 +23,8 @@ def add_pretrain_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-kind", choices=("random", "tail", "mixed"), default="mixed",
                         help="random patches (PatchTST), the tail (forecasting), or either per series")  # fmt: skip
     parser.add_argument("--mask-ratio", type=float, default=0.4, help="share of real patches hidden (default 0.4)")
-    parser.add_argument("--patch-len", type=int, default=None, help="steps per patch (default: the preset's)")
+    parser.add_argument("--patch-len", type=int, default=None,
+                        help="steps per patch = stride (default: ~8 patches per median series, 2..16)")  # fmt: skip
     parser.add_argument("--max-length", type=int, default=None, help="train on random crops of this many steps")
     add_train_args(parser, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=None, log_every=20, ckpt_every=500)
 
@@ -41,7 +42,8 @@ def pretrain(args: argparse.Namespace) -> int:
 
     data = load_series(args.data)
     train = _split(data, "train")
-    extra = {} if args.patch_len is None else {"patch_len": args.patch_len, "stride": args.patch_len}
+    patch = args.patch_len or recipes.auto_patch_len(train)
+    extra = {"patch_len": patch, "stride": patch}
     model = recipes.build_model(train, args.preset, seed=args.seed, max_length=args.max_length,
                                 mask_kind=args.mask_kind, mask_ratio=args.mask_ratio, **extra)  # fmt: skip
     batch = min(args.batch_size, len(train))

@@ -33,7 +33,7 @@ def _run(args: argparse.Namespace) -> int:
     model = recipes.load_pretrained(args.run)
     data = recipes.run_data(args.run, args.data)
     scores = recipes.holdout_forecast(model, data, args.horizon, plot=args.plot, count=args.count)
-    print(f"{data.name}: {scores["series"]} series with more than {args.horizon} steps; held-out tail MSE "
+    print(f"{data.name}: {scores['series']} series with more than {args.horizon} steps; held-out tail MSE "
           f"model {scores['mse']:.4g}, last value {scores['mse_last_value']:.4g}")  # fmt: skip
     if args.output:
         import numpy as np

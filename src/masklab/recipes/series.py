@@ -65,6 +65,13 @@ class Pretrained:
     result: FitResult
 
 
+def auto_patch_len(data: SeriesSet) -> int:
+    """A patch length giving the median series about 8 patches: ``2 ** round(log2(median / 8))`` in [2, 16]
+    (JapaneseVowels 2, BasicMotions 16, PLAID 16). A rule fixed before any benchmark was run."""
+    median = float(np.median(data.lengths))
+    return int(np.clip(2 ** round(np.log2(max(median / 8, 1))), 2, 16))
+
+
 def build_model(data: SeriesSet, preset: str = "series-small", *, seed: int = 0,
                 max_length: int | None = None, **overrides: Any) -> PatchTST:  # fmt: skip
     """An untrained :class:`PatchTST` for ``data``: preset ``preset`` with ``overrides`` (``mask_kind``,
