@@ -162,12 +162,27 @@ def finetune_classify(
     progress: bool | None = False,
 ) -> SeriesClassifier:
     """Fine-tune the encoder of ``pretrained`` (a model, or a config for training from scratch) with a linear
-    head on the labelled ``train`` series. ``out``: the run directory (default: a temporary one)."""
+    head on the labelled ``train`` series, starting from a logistic-regression probe on its (standardised)
+    initial features (LP-FT). ``out``: the run directory (default: a temporary one)."""
+    from sklearn.linear_model import LogisticRegression
+
     base = pretrained.config if isinstance(pretrained, PatchTST) else pretrained
     torch.manual_seed(config.seed)
     classifier = SeriesClassifier(base, num_classes, head_dropout)
     if isinstance(pretrained, PatchTST):
         classifier.backbone.load_state_dict(pretrained.state_dict())
+    features = embed(classifier.backbone, train).astype(np.float64)
+    mean, scale = features.mean(axis=0), features.std(axis=0)
+    scale[scale < 1e-8] = 1.0
+    probe = LogisticRegression(max_iter=1000, random_state=config.seed).fit((features - mean) / scale, train.labels)
+    weight = np.zeros((num_classes, features.shape[1]))
+    bias = np.zeros(num_classes)
+    if len(probe.classes_) == 2:  # sklearn's binary model: one row, the logit of the second class
+        weight[probe.classes_[1]], bias[probe.classes_[1]] = probe.coef_[0], probe.intercept_[0]
+    else:
+        weight[probe.classes_], bias[probe.classes_] = probe.coef_, probe.intercept_
+    as_t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    classifier.set_head(as_t(mean), as_t(scale), as_t(weight), as_t(bias))
     data = SeriesTrainData(train, with_labels=True)
     with tempfile.TemporaryDirectory() as scratch:
         fit(classifier, data, config, out or scratch, model_config=classifier.model_config(), progress=progress)

@@ -20,7 +20,12 @@ from masklab.train import LossOutput
 
 
 class SeriesClassifier(nn.Module):
-    """``PatchTST.embed`` -> dropout -> ``Linear(C * (D + 2), K)``; trained with cross-entropy."""
+    """``PatchTST.embed`` -> standardise -> dropout -> ``Linear(C * (D + 2), K)``; trained with cross-entropy.
+
+    The standardisation (``feature_mean``, ``feature_scale``: buffers, saved with the weights, identity until
+    :meth:`set_head` is called) puts features of very different units (pooled tokens, log scales, levels) on
+    one footing, as a linear probe does; :meth:`set_head` starts fine-tuning from a fitted probe (LP-FT,
+    Kumar et al. 2022)."""
 
     kind = "series-classifier"
 
@@ -34,6 +39,8 @@ class SeriesClassifier(nn.Module):
         self.backbone = PatchTST(config)
         self.drop = nn.Dropout(head_dropout)
         self.classifier = Linear(self.backbone.embed_dim, num_classes)
+        self.register_buffer("feature_mean", torch.zeros(self.backbone.embed_dim))
+        self.register_buffer("feature_scale", torch.ones(self.backbone.embed_dim))
 
     @classmethod
     def from_config(cls, values: dict[str, Any]) -> SeriesClassifier:
@@ -44,9 +51,18 @@ class SeriesClassifier(nn.Module):
         return {"kind": self.kind, "series": self.config.to_dict(), "num_classes": self.num_classes,
                 "head_dropout": self.head_dropout}  # fmt: skip
 
+    @torch.no_grad()
+    def set_head(self, mean: Tensor, scale: Tensor, weight: Tensor, bias: Tensor) -> None:
+        """Feature standardisation ``(F,)`` x2 and head ``weight (K, F)``, ``bias (K,)`` (e.g. from a probe)."""
+        self.feature_mean.copy_(mean)
+        self.feature_scale.copy_(scale)
+        self.classifier.weight.copy_(weight)
+        self.classifier.bias.copy_(bias)
+
     def logits(self, batch: SeriesBatch) -> Tensor:
         """``(B, K)`` class scores."""
-        return self.classifier(self.drop(self.backbone.embed(batch)))
+        features = (self.backbone.embed(batch) - self.feature_mean) / self.feature_scale
+        return self.classifier(self.drop(features))
 
     def training_loss(self, batch: SeriesBatch, generator: torch.Generator) -> LossOutput:
         if batch.labels is None:
