@@ -294,5 +294,7 @@ class SeriesTrainData:
                     start = int(torch.randint(len(s) - self.max_length + 1, (1,), generator=generator))
                 crops.append(s[start : start + self.max_length])
             picked = crops
-        labels = self.data.labels[indices.numpy()] if self.with_labels else None
+        labels = None
+        if self.with_labels and self.data.labels is not None:
+            labels = self.data.labels[indices.numpy()]
         return collate(picked, labels)

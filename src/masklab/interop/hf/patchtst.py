@@ -48,6 +48,7 @@ def config_from_hf(hf_config: Any) -> SeriesConfig:
                 "(context_length - patch_length) % patch_stride == 0 (HF drops leading steps)")  # fmt: skip
     if c.ffn_dim % c.d_model:
         _refuse("ffn_dim", c.ffn_dim, f"a multiple of d_model={c.d_model}")
+    mask: dict[str, Any]
     if c.mask_type == "random":
         mask = dict(mask_kind="random", mask_ratio=float(c.random_mask_ratio))
     elif c.mask_type == "forecast":

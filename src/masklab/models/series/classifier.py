@@ -28,6 +28,8 @@ class SeriesClassifier(nn.Module):
     Kumar et al. 2022)."""
 
     kind = "series-classifier"
+    feature_mean: Tensor
+    feature_scale: Tensor
 
     def __init__(self, config: SeriesConfig, num_classes: int, head_dropout: float = 0.0) -> None:
         super().__init__()
