@@ -1,4 +1,5 @@
-# Two entry points: `make demo` (the main job on the embedded default) and `make test` (the suite).
+# Entry points: `make demo` (the main job on the embedded default), `make test` (the suite), `make check`
+# (ruff, format, import layers, mypy), `make format`.
 # Both create .venv if missing and install torch 2.13.0 first, so pip never pulls a multi-GB CUDA build
 # to satisfy a bare `torch` requirement on a CPU machine.
 PYTHON ?= python3
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.masklab-installed
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all lint bench clean
+.PHONY: demo test test-all lint format typecheck check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +34,19 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/lint-imports --no-cache
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests bench examples
+	$(BIN)/ruff format src tests bench examples
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# What .ci/run runs before the tests: lint (ruff, format, import layers) and the type check.
+check: lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python bench/attention.py

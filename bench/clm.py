@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from masklab.interop.hf.gpt2 import hf_config_dict, to_hf_state_dict
 from masklab.models.clm import GPT, GPTConfig
-from masklab.models.gpt2_hf import hf_config_dict, to_hf_state_dict
 from masklab.nn.cpu_linear import cpu_linear_backend, get_cpu_linear_backend
 
 

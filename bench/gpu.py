@@ -162,8 +162,8 @@ def hf_mae_loss(model, batch):
 def bench_mae(args, device: torch.device) -> None:
     from mae import hf_model  # bench/mae.py: ViTMAEForPreTraining with masklab's config, fixed sin-cos tables
 
-    from masklab.models.mae_hf import mae_from_hf
-    from masklab.models.mae_presets import preset_config
+    from masklab.interop.hf.mae import mae_from_hf
+    from masklab.models.mae.presets import preset_config
 
     cfg = preset_config(args.mae_preset, channels=3)
     torch.manual_seed(0)

@@ -32,8 +32,8 @@ from torch import nn
 from masklab.data.images import Augment, load_images, split_indices
 from masklab.eval.probe import format_probe_table, probe_features
 from masklab.masks.generators import random_masking
-from masklab.masks.learned import LearnedMaskerConfig
 from masklab.models.mae import MAE, MAEConfig
+from masklab.models.mae.masker import LearnedMaskerConfig
 from masklab.tokenizers.patches import patchify, pixel_mask_from_patches
 from masklab.train import TrainConfig, fit
 

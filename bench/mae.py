@@ -27,7 +27,7 @@ import time
 import torch
 
 from masklab.models.mae import MAE
-from masklab.models.mae_presets import preset_config
+from masklab.models.mae.presets import preset_config
 from masklab.nn.cpu_linear import cpu_linear_backend, get_cpu_linear_backend
 
 TORCH_GEMM = "masklab MAE, torch GEMM (MKL)"
@@ -77,7 +77,7 @@ def step_fn(model, optimizer, images, noise, hf: bool, gemm: str | None = None):
 
 
 def bench_preset(name: str, batch: int, steps: int, warmup: int) -> list[tuple[str, float]]:
-    from masklab.models.mae_hf import mae_from_hf
+    from masklab.interop.hf.mae import mae_from_hf
 
     cfg = preset_config(name, channels=3)
     torch.manual_seed(0)

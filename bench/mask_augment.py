@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from masklab.masks.augment import AugmentedData, occlude, parse_augment
+from masklab.data.augment import AugmentedData, parse_augment
+from masklab.eval.occlusion import occlude
 from masklab.train import TrainConfig, fit
 
 
@@ -84,8 +85,8 @@ def mnist(args, out: Path) -> str:
 # ------------------------------------------------------------------------------------------------- BBC
 def bbc(args, out: Path) -> str:
     from masklab.data.text import TextBlocksData, encode_truncated, load_text_corpus, stratified_split
-    from masklab.models.bert import bert_preset
     from masklab.models.mlm import BertForMLM, MLMConfig
+    from masklab.models.mlm.bert import bert_preset
     from masklab.tokenizers.text import TextTokenizer
 
     corpus = load_text_corpus("builtin:bbc-news")

@@ -24,8 +24,9 @@ def build_models(preset: str, vocab: int, seq_len: int, seed: int):
     from transformers import BertConfig as HFBertConfig
     from transformers import BertForMaskedLM
 
-    from masklab.models.bert import bert_config_to_hf, bert_preset
+    from masklab.interop.hf.bert import bert_config_to_hf
     from masklab.models.mlm import BertForMLM, MLMConfig
+    from masklab.models.mlm.bert import bert_preset
 
     torch.manual_seed(seed)
     bert = bert_preset(preset, vocab, max_len=max(512, seq_len))

@@ -44,8 +44,9 @@ def build(args, tokenizer):
     from transformers import BertConfig as HFBertConfig
     from transformers import BertForMaskedLM
 
-    from masklab.models.bert import bert_config_to_hf, bert_preset
+    from masklab.interop.hf.bert import bert_config_to_hf
     from masklab.models.mlm import BertForMLM, MLMConfig
+    from masklab.models.mlm.bert import bert_preset
 
     torch.manual_seed(args.seed)
     bert = bert_preset(args.preset, tokenizer.vocab_size, pad_id=tokenizer.pad_id)

@@ -11,7 +11,8 @@ from torch import nn
 
 from masklab import __version__
 from masklab.cli import main
-from masklab.train import LossOutput, TrainConfig, fit
+from masklab.core.contract import LossOutput
+from masklab.train import TrainConfig, fit
 
 
 class _Regressor(nn.Module):

@@ -27,15 +27,10 @@ import torch
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, OutlierMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from masklab.models.tabular import (
-    TableMAE,
-    TableMAEConfig,
-    column_patterns,
-    impute_cells,
-    reconstruction_errors,
-    train_in_memory,
-)
+from masklab.models.table import TableMAE, TableMAEConfig
+from masklab.models.table.model import column_patterns, impute_cells, reconstruction_errors
 from masklab.tokenizers.table import TableSchema, decode_columns, encode_frame, infer_schema
+from masklab.train.in_memory import train_in_memory
 
 FORMAT = "masklab.estimator/1"
 NUMERIC_ERRORS = ("auto", "squared", "log1p")
@@ -182,7 +177,7 @@ class _TableEstimator(BaseEstimator):
     def save(self, path: str | Path) -> Path:
         """Write the fitted estimator to directory ``path``: ``model.safetensors`` (weights, integrity hash)
         and ``estimator.json`` (class, parameters, schema, fitted attributes). No pickle."""
-        from masklab.train.checkpoint import atomic_write_json, save_checkpoint
+        from masklab.core.io import atomic_write_json, save_checkpoint
 
         check_is_fitted(self)
         path = Path(path)
@@ -204,8 +199,8 @@ class _TableEstimator(BaseEstimator):
     @classmethod
     def load(cls, path: str | Path):
         """Rebuild an estimator saved by :meth:`save` (raises for a file of another class or format)."""
+        from masklab.core.io import load_checkpoint
         from masklab.models.registry import build_model
-        from masklab.train.checkpoint import load_checkpoint
 
         path = Path(path)
         meta_path = path / "estimator.json"
@@ -254,7 +249,7 @@ class _TableEstimator(BaseEstimator):
     def _set_model(self, model: TableMAE, tensors: dict[str, torch.Tensor]) -> None:
         state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
         model.load_state_dict(state)
-        from masklab.train.loop import resolve_device
+        from masklab.core.device import resolve_device
 
         self.model_ = model.to(resolve_device(self.device)).eval()
         self.schema_: TableSchema = model.config.schema

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from masklab.models.clm import GPT, GPTConfig
-from masklab.models.generation import filter_logits, generate, generate_text, left_pad, next_tokens
+from masklab.models.clm.generation import filter_logits, generate, generate_text, left_pad, next_tokens
 
 VOCAB = 40
 ALPHABET = "abcdefghijklmnopqrstuvwxyz .,\n!?ABCDEFGH"  # one character per id

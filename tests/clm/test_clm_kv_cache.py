@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from masklab.models.clm import GPT, GPTConfig, positions_from_padding
-from masklab.models.generation import DecodeStep, StaticKVCache, generate, left_pad, new_caches
+from masklab.models.clm.generation import DecodeStep, StaticKVCache, generate, left_pad, new_caches
 from masklab.nn import KVCache
 
 VOCAB = 53

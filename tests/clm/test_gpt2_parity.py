@@ -5,8 +5,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from masklab.models.clm import GPT, GPTConfig  # noqa: E402
-from masklab.models.gpt2_hf import (  # noqa: E402
+from masklab.interop.hf.gpt2 import (  # noqa: E402
     config_from_hf,
     from_hf_model,
     hf_config_dict,
@@ -14,6 +13,8 @@ from masklab.models.gpt2_hf import (  # noqa: E402
     state_dict_from_hf,
     to_hf_state_dict,
 )
+from masklab.models.clm import GPT, GPTConfig  # noqa: E402
+from masklab.models.clm.generation import generate  # noqa: E402
 
 VOCAB = 61
 
@@ -49,7 +50,7 @@ def test_greedy_generation_matches_hf():
     ours = from_hf_model(hf)
     prompt = torch.randint(1, VOCAB, (1, 7), generator=torch.Generator().manual_seed(3))
     want = hf.generate(prompt, max_new_tokens=30, do_sample=False, eos_token_id=None, pad_token_id=0)[0, 7:]
-    got = ours.generate([prompt[0].tolist()], max_new_tokens=30)[0]
+    got = generate(ours, [prompt[0].tolist()], max_new_tokens=30)[0]
     assert got == want.tolist()
     assert len(set(got)) > 3  # the comparison is meaningful: not one repeated token
 
@@ -65,7 +66,7 @@ def test_left_padded_batch_generation_matches_hf():
     attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
     want = hf.generate(ids, attention_mask=attention_mask, max_new_tokens=12, do_sample=False, eos_token_id=None,
                        pad_token_id=0)[:, width:]  # fmt: skip
-    assert ours.generate(prompts, max_new_tokens=12) == want.tolist()
+    assert generate(ours, prompts, max_new_tokens=12) == want.tolist()
 
 
 def test_load_hf_folder(tmp_path):

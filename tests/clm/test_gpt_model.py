@@ -4,9 +4,12 @@ import pytest
 import torch
 
 from masklab.data.lm import LMWindows
-from masklab.models.clm import GPT, PRESETS, GPTConfig
-from masklab.models.registry import build_model, load_model
+from masklab.models.clm import GPT, GPTConfig
+from masklab.models.clm.generation import generate
+from masklab.models.clm.model import PRESETS
+from masklab.models.registry import build_model
 from masklab.train import TrainConfig, fit
+from masklab.train.checkpoint import load_model
 
 
 def test_config_round_trip_and_registry():
@@ -45,4 +48,4 @@ def test_fit_learns_a_repeating_sequence_and_reloads(tmp_path):
     reloaded = load_model(tmp_path)
     ids = tokens[:12][None]
     torch.testing.assert_close(reloaded(ids), model.eval()(ids))
-    assert reloaded.generate([[3, 4, 5]], max_new_tokens=6)[0] == [6, 7, 8, 9, 0, 1]
+    assert generate(reloaded, [[3, 4, 5]], max_new_tokens=6)[0] == [6, 7, 8, 9, 0, 1]

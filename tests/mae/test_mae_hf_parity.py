@@ -6,7 +6,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from masklab.models.mae_hf import mae_from_hf, mae_from_hf_state_dict  # noqa: E402
+from masklab.interop.hf.mae import mae_from_hf, mae_from_hf_state_dict  # noqa: E402
 
 
 def make_hf(channels: int, norm_pix: bool, image: int = 16, patch: int = 4, ratio: float = 0.75):

@@ -7,7 +7,7 @@ import torch
 
 from masklab.data.images import ImageBatch
 from masklab.models.mae import MAE, MAEConfig
-from masklab.models.mae_presets import MAE_PRESETS, preset_config
+from masklab.models.mae.presets import MAE_PRESETS, preset_config
 from masklab.models.registry import build_model
 from masklab.tokenizers.patches import patchify, pixel_mask_from_patches
 

@@ -8,18 +8,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from masklab.masks.augment import (
-    AugmentedData,
-    CellMasking,
-    Compose,
-    Cutout,
-    MaskSubstitution,
-    PatchDrop,
-    RandomErasing,
-    TokenDropout,
-    occlude,
-    parse_augment,
-)
+from masklab.data.augment import AugmentedData, parse_augment
+from masklab.eval.occlusion import occlude
+from masklab.masks.augment import CellMasking, Compose, Cutout, MaskSubstitution, PatchDrop, RandomErasing, TokenDropout
 
 FAST = settings(max_examples=25, deadline=None)
 CLS, SEP, PAD, MASK = 2, 3, 0, 4

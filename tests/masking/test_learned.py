@@ -10,9 +10,6 @@ from hypothesis import strategies as st
 from masklab.masks.attention_guided import masked_count_for
 from masklab.masks.generators import ids_from_masked
 from masklab.masks.learned import (
-    AdversarialMasking,
-    LearnedMasker,
-    LearnedMaskerConfig,
     LearnedMaskSample,
     gumbel_noise,
     logit_spread,
@@ -21,6 +18,7 @@ from masklab.masks.learned import (
     relaxed_topk,
     sample,
 )
+from masklab.models.mae.masker import AdversarialMasking, LearnedMasker, LearnedMaskerConfig
 
 FAST = settings(max_examples=40, deadline=None)
 

@@ -70,15 +70,27 @@ def test_bias_is_not_a_mask():
         M.to_sdpa(torch.zeros(2, 2))
 
 
-def test_hf_extended_mask_matches():
-    mask_utils = pytest.importorskip("transformers.modeling_attn_mask_utils")
-    prepare = getattr(mask_utils, "_prepare_4d_attention_mask", None)
-    if prepare is None:
-        pytest.skip("transformers has no _prepare_4d_attention_mask")
+def test_hf_masks_match():
+    """Hugging Face's own mask builders (transformers.masking_utils, transformers >= 5) agree with ours:
+    SDPA polarity (True = attend) and additive floats, for padding and causal | padding."""
+    from masklab.masks import causal, key_padding
+
+    hf = pytest.importorskip("transformers.masking_utils")
     padding = M.padding_from_lengths(torch.tensor([3, 5, 1]), 5)
-    extended = prepare(M.to_hf_attention_mask(padding), torch.float32)  # (B, 1, Lq, Lk) additive
-    assert torch.equal(M.from_additive(extended), M.padding_to_blocked(padding).expand_as(extended))
-    assert torch.equal(extended, M.to_additive(M.padding_to_blocked(padding)).expand_as(extended))
+    attention_mask = M.to_hf_attention_mask(padding).bool()
+    cases = [
+        (hf.bidirectional_mask_function, key_padding(padding)),
+        (hf.causal_mask_function, causal() | key_padding(padding)),
+    ]
+    for mask_function, rule in cases:
+        kwargs = dict(batch_size=3, q_length=5, kv_length=5, mask_function=mask_function, attention_mask=attention_mask)
+        blocked = rule.dense(5)  # (B, 1, 5, 5) or broadcastable, True = may not attend
+        sdpa = hf.sdpa_mask(**kwargs, allow_is_causal_skip=False)  # (B, 1, 5, 5), True = attend
+        assert torch.equal(M.from_sdpa(sdpa), blocked.expand_as(sdpa))
+        assert torch.equal(sdpa, M.to_sdpa(blocked).expand_as(sdpa))
+        additive = hf.eager_mask(**kwargs, dtype=torch.float32)  # 0 / dtype minimum
+        assert torch.equal(M.from_additive(additive), blocked.expand_as(additive))
+        assert torch.equal(additive, M.to_additive(blocked).expand_as(additive))
 
 
 def test_sdpa_safe_unblocks_dead_rows_only():

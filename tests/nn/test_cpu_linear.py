@@ -9,7 +9,7 @@ from torch import nn
 
 from masklab.models.clm import GPT, GPTConfig
 from masklab.models.mae import MAE
-from masklab.models.mae_presets import preset_config
+from masklab.models.mae.presets import preset_config
 from masklab.nn import cpu_linear as lin_mod
 from masklab.nn.cpu_linear import Linear, cpu_linear_backend, get_cpu_linear_backend, linear, set_cpu_linear_backend
 

@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from masklab.estimators import MaskedAnomalyDetector, MaskedImputer
-from masklab.models.tabular import column_patterns
+from masklab.models.table.model import column_patterns
 
 FAST = dict(preset="table-tiny", steps=30, batch_size=16)
 

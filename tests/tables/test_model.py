@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from masklab.models.registry import build_model
-from masklab.models.tabular import TableMAE, TableMAEConfig, visible_layout
+from masklab.models.table import TableMAE, TableMAEConfig
+from masklab.models.table.model import visible_layout
 from masklab.tokenizers.table import ColumnSpec, TableSchema
 
 SCHEMA = TableSchema(

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from masklab.models.bert import bert_config_to_hf, bert_preset
+from masklab.interop.hf.bert import bert_config_to_hf, load_bert_mlm, save_bert_mlm
 from masklab.models.mlm import BertForMLM, MLMConfig
+from masklab.models.mlm.bert import bert_preset
 from masklab.tokenizers.text import TextTokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -48,7 +49,7 @@ def _batch(seed: int = 1):
 def test_hf_random_init_logits_at_masked_positions(tmp_path):
     hf = _hf_tiny()
     hf.save_pretrained(tmp_path)
-    ours, unused = BertForMLM.from_hf(tmp_path, mask_id=4)
+    ours, unused = load_bert_mlm(tmp_path, mask_id=4)
     ours.eval()
     assert unused == []
     ids, padding, token_types = _batch()
@@ -68,7 +69,7 @@ def test_sparse_loss_and_gradients_equal_hf_dense_loss(tmp_path):
     hf = _hf_tiny(seed=3)
     hf.config.hidden_dropout_prob = hf.config.attention_probs_dropout_prob = 0.0
     hf.save_pretrained(tmp_path)
-    ours, _ = BertForMLM.from_hf(tmp_path, mask_id=4)
+    ours, _ = load_bert_mlm(tmp_path, mask_id=4)
     hf.eval(), ours.eval()  # no dropout: identical computations
     ids, padding, _ = _batch(4)
     masked = (torch.rand(ids.shape, generator=torch.Generator().manual_seed(5)) < 0.25) & ~padding
@@ -101,7 +102,7 @@ def _minilm_dir() -> Path:
 def test_minilm_hidden_states_match_transformers():
     folder = _minilm_dir()
     ref = transformers.BertModel.from_pretrained(folder).eval()
-    ours, unused = BertForMLM.from_hf(folder)
+    ours, unused = load_bert_mlm(folder)
     ours.eval()
     assert set(unused) == {"embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias"}
     tok = TextTokenizer.load(folder)
@@ -128,7 +129,7 @@ def test_export_roundtrip_loads_in_transformers(tmp_path):
     tok = TextTokenizer.train([f"w{i} w{i + 1} w{i + 2}" for i in range(200)], vocab_size=VOCAB)
     bert = bert_preset("bert-tiny", tok.vocab_size, dim=32, heads=2, max_len=64)
     ours = BertForMLM(MLMConfig(bert=bert, mask_id=tok.mask_id)).eval()
-    ours.save_hf(tmp_path, tok)
+    save_bert_mlm(ours, tmp_path, tok)
     hf = transformers.BertForMaskedLM.from_pretrained(tmp_path).eval()
     assert hf.cls.predictions.decoder.weight.data_ptr() == hf.bert.embeddings.word_embeddings.weight.data_ptr()
     ids, padding, _ = _batch()
@@ -137,7 +138,7 @@ def test_export_roundtrip_loads_in_transformers(tmp_path):
         ref = hf(ids, attention_mask=(~padding).long()).logits
         got = ours.predict_masked(ours(ids, padding), ~padding)
     torch.testing.assert_close(got, ref[~padding], atol=1e-5, rtol=0)
-    again, _ = BertForMLM.from_hf(tmp_path, mask_id=tok.mask_id)
+    again, _ = load_bert_mlm(tmp_path, mask_id=tok.mask_id)
     for name, tensor in ours.state_dict().items():
         assert torch.equal(again.state_dict()[name], tensor), name
     hf_tok = transformers.PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "tokenizer.json"))

@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from masklab.models.bert import BertConfig
-from masklab.models.mlm import MLMConfig, choose_masked, corrupt
+from masklab.models.mlm import MLMConfig
+from masklab.models.mlm.bert import BertConfig
+from masklab.models.mlm.model import choose_masked, corrupt
 
 VOCAB, PAD, UNK, CLS, SEP, MASK = 500, 0, 1, 2, 3, 4
 SPECIAL = (PAD, UNK, CLS, SEP, MASK)

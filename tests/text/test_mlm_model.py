@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from masklab.commands.fill import fill_mask
 from masklab.masks.ops import masked_loss
-from masklab.models.bert import BertConfig, bert_preset
 from masklab.models.mlm import BertForMLM, MLMConfig
+from masklab.models.mlm.bert import BertConfig, bert_preset
 from masklab.models.registry import build_model
 from masklab.tokenizers.text import TextTokenizer
 

@@ -67,8 +67,8 @@ def build_mae():
 
 def build_mlm():
     from masklab.data.text import TextBlocksData, TokenBlocks
-    from masklab.models.bert import BertConfig
     from masklab.models.mlm import BertForMLM, MLMConfig
+    from masklab.models.mlm.bert import BertConfig
 
     pad, cls, sep, mask, vocab = 0, 2, 3, 4, 63  # an odd vocabulary: FSDP shards it unevenly over 2 ranks
     bert = BertConfig(vocab_size=vocab, dim=32, depth=1, heads=2, max_len=16)  # BERT's dropout 0.1 stays on
@@ -94,7 +94,7 @@ def build_table():
     import pandas as pd
 
     from masklab.data.tables import TableTrainData
-    from masklab.models.tabular import TableMAE, TableMAEConfig
+    from masklab.models.table import TableMAE, TableMAEConfig
     from masklab.tokenizers.table import encode_frame, infer_schema
 
     # All-numeric on purpose: the categorical head must not exist then (DDP stalls on unused parameters).

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from masklab.commands._train_args import add_train_args, train_config
-from masklab.train import TrainConfig, load_checkpoint
+from masklab.core.io import load_checkpoint
+from masklab.train import TrainConfig
 from masklab.train.progress import read_metrics
 
 SCRIPT = Path(__file__).with_name("ddp_script.py")

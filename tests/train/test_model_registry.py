@@ -6,6 +6,7 @@ from train_tiny import TinyData, TinyModel, make_config
 
 from masklab.models import registry
 from masklab.train import fit
+from masklab.train.checkpoint import load_model
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def test_load_model_from_run(tiny_kind, tmp_path):
     torch.manual_seed(0)
     model = TinyModel()
     fit(model, TinyData(), make_config(steps=3), tmp_path, model_config=model.config(), progress=False)
-    loaded = registry.load_model(tmp_path)
+    loaded = load_model(tmp_path)
     assert not loaded.training
     for name, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], value)

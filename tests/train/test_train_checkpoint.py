@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from masklab.train import CheckpointError, atomic_write_json, load_checkpoint, load_run, save_checkpoint
-from masklab.train.checkpoint import atomic_write_bytes
+from masklab.core.io import CheckpointError, atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
+from masklab.train import load_run
 
 
 def _tensors() -> dict[str, torch.Tensor]:

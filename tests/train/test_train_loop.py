@@ -9,7 +9,9 @@ import pytest
 import torch
 from train_tiny import TinyData, TinyModel, make_config
 
-from masklab.train import EpochSampler, LossOutput, TrainConfig, fit, load_checkpoint, load_run, move_to
+from masklab.core.contract import LossOutput
+from masklab.core.io import load_checkpoint
+from masklab.train import EpochSampler, TrainConfig, fit, load_run, move_to
 from masklab.train.progress import read_metrics
 
 TIMING_KEYS = {"samples_per_s", "elapsed_s"}
@@ -62,6 +64,10 @@ def test_batch_larger_than_dataset(tmp_path):
         ({"precision": "fp8"}, "precision must be"),
         ({"betas": (0.9, 1.0)}, "betas"),
         ({"grad_clip": 0.0}, "grad_clip"),
+        ({"lr": float("inf")}, "lr must be >= 0 and finite, got inf"),
+        ({"lr": float("nan")}, "lr must be >= 0 and finite"),
+        ({"weight_decay": float("inf")}, "weight_decay must be"),
+        ({"max_seconds": float("inf")}, "max_seconds"),
     ],
 )
 def test_train_config_validation(bad, match):
@@ -97,9 +103,8 @@ def test_fit_writes_a_complete_run(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "checkpoint.safetensors",
         "config.json",
-        "loss.png",
         "metrics.jsonl",
-    ]
+    ]  # fit does not plot: loss.png is the recipes' (masklab.viz.curves.write_run_loss_plot)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["kind"] == "tiny-test" and config["model"] == model.config()
     assert TrainConfig.from_dict(config["train"]) == make_config(steps=30, grad_accum=2)
@@ -153,12 +158,31 @@ def test_run_directory_guards(tmp_path):
     assert result.step == 5 and result.last_metrics["step"] == 5
 
 
-def test_missing_matplotlib_does_not_fail_training(tmp_path, monkeypatch, capsys):
+def test_one_record_loss_plot_marks_the_value(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    from masklab.viz.curves import plot_loss_curve
+
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 3, "loss": 2.345, "lr": 1e-3}) + "\n")
+    notes = []
+    original = Axes.annotate
+    monkeypatch.setattr(
+        Axes, "annotate", lambda self, text, *a, **k: notes.append(text) or original(self, text, *a, **k)
+    )
+    plot_loss_curve(tmp_path / "metrics.jsonl", tmp_path / "loss.png")
+    assert notes == ["2.345"] and (tmp_path / "loss.png").stat().st_size > 0
+
+
+def test_missing_matplotlib_does_not_fail_training(tmp_path, monkeypatch):
+    from masklab.viz.curves import write_run_loss_plot
+
+    _run(tmp_path, steps=5)
+    assert write_run_loss_plot(tmp_path) is None and (tmp_path / "loss.png").is_file()
+    (tmp_path / "loss.png").unlink()
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    _run(tmp_path, steps=5)
+    assert write_run_loss_plot(tmp_path) == "masklab: matplotlib is not installed; skipping loss.png"
     assert not (tmp_path / "loss.png").exists()
-    assert "matplotlib is not installed; skipping loss.png" in capsys.readouterr().err
 
 
 def test_training_loss_contract(tmp_path):

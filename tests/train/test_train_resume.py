@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from masklab.train import CheckpointError, load_checkpoint
+from masklab.core.io import CheckpointError, load_checkpoint
 from masklab.train.progress import read_metrics
 
 SCRIPT = Path(__file__).with_name("train_tiny.py")

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from masklab.train import LossOutput, TrainConfig, fit
+from masklab.core.contract import LossOutput
+from masklab.train import TrainConfig, fit
 
 
 class TinyModel(nn.Module):

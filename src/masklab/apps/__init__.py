@@ -64,3 +64,19 @@ def dispatch(command: str, args) -> int | None:
     if handler is None:
         raise ValueError(f"'masklab {command}' is not available for runs of kind {kind!r}")
     return handler(args)
+
+
+def fit_run(model, data, cfg, out, **kwargs):
+    """:func:`masklab.train.fit`, then ``RUN/loss.png`` (rank 0 only; a missing matplotlib is a note, not an error)."""
+    import os
+    import sys
+
+    from masklab.train import fit
+    from masklab.viz.curves import write_run_loss_plot
+
+    result = fit(model, data, cfg, out, **kwargs)
+    if os.environ.get("RANK", "0") == "0":
+        note = write_run_loss_plot(result.out_dir)
+        if note:
+            print(note, file=sys.stderr)
+    return result

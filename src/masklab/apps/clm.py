@@ -13,7 +13,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from masklab.apps import read_run_info
+from masklab.apps import fit_run, read_run_info
 
 LM_INFO = "lm.json"
 DEFAULT_DATA = "builtin:shakespeare"
@@ -45,7 +45,7 @@ def add_pretrain_args(parser: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------------------------------- run helpers
 def resolve_device(name: str) -> str:
-    from masklab.train.loop import resolve_device as resolve
+    from masklab.core.device import resolve_device as resolve
 
     return str(resolve(name))
 
@@ -68,8 +68,8 @@ def load_lm_run(run_dir: str | Path, device: str = "cpu"):
     """(model in eval mode, tokenizer, lm info dict) of a ``clm`` run or a Hugging Face GPT-2 folder
     (``config.json`` + ``*.safetensors`` + ``tokenizer.json``); a vocabulary mismatch is an error."""
     from masklab.apps import run_kind
-    from masklab.models.registry import load_model
     from masklab.tokenizers.text import TextTokenizer
+    from masklab.train.checkpoint import load_model
 
     run_dir = Path(run_dir)
     hf_type = hf_model_type(run_dir)
@@ -86,7 +86,7 @@ def load_lm_run(run_dir: str | Path, device: str = "cpu"):
     if hf_type is None:
         model = load_model(run_dir, device=device)
     else:
-        from masklab.models.gpt2_hf import load_hf_gpt2
+        from masklab.interop.hf.gpt2 import load_hf_gpt2
 
         model = load_hf_gpt2(run_dir).to(device)
     # HF checkpoints may round their embedding table up (GPT-2's is exact); a masklab run must match exactly.
@@ -120,7 +120,8 @@ def _tokenizer_for(args, texts, out: Path):
 
 
 def _model_config(args, vocab_size: int):
-    from masklab.models.clm import PRESETS, GPTConfig
+    from masklab.models.clm import GPTConfig
+    from masklab.models.clm.model import PRESETS
 
     if args.preset not in PRESETS:
         raise ValueError(f"--preset {args.preset!r} is unknown; known: {', '.join(PRESETS)}")
@@ -131,11 +132,10 @@ def _model_config(args, vocab_size: int):
 # -------------------------------------------------------------------------------------------- pretrain
 def pretrain(args: argparse.Namespace) -> int:
     from masklab.commands._train_args import train_config
+    from masklab.core.io import atomic_write_json
     from masklab.data.lm import LMWindows, split_by_position
     from masklab.data.text import load_text_corpus
     from masklab.models.clm import GPT, evaluate_nll
-    from masklab.train import fit
-    from masklab.train.checkpoint import atomic_write_json
 
     out = Path(args.out)
     corpus = load_text_corpus(args.data)
@@ -168,7 +168,7 @@ def pretrain(args: argparse.Namespace) -> int:
             "context": context, "init_from": args.init_from, "tokens": len(stream),
             "train_tokens": len(train_tokens), "val_tokens": len(val_tokens)}  # fmt: skip
     atomic_write_json(out / LM_INFO, info)
-    result = fit(model, data, train_cfg, out, model_config=model.config_dict(), resume=args.resume)
+    result = fit_run(model, data, train_cfg, out, model_config=model.config_dict(), resume=args.resume)
 
     scores: dict = {"step": result.step, "train_seconds": result.last_metrics.get("elapsed_s")}
     if len(val_tokens) > context:

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from masklab.apps import read_run_info
+from masklab.apps import fit_run, read_run_info
 from masklab.commands._common import parse_hw
 from masklab.commands._train_args import add_engine_args, engine_fields
 
@@ -76,8 +76,8 @@ def read_data_info(run_dir: str | Path) -> dict[str, Any]:
 def load_run_model(run_dir: str | Path, device: str = "cpu"):
     """The trained :class:`~masklab.models.mae.MAE` of ``run_dir`` in eval mode (``ValueError`` if not an MAE run)."""
     from masklab.apps import run_kind
-    from masklab.models.registry import load_model
-    from masklab.train.loop import resolve_device
+    from masklab.core.device import resolve_device
+    from masklab.train.checkpoint import load_model
 
     kind = run_kind(run_dir)
     if kind != "mae":
@@ -177,7 +177,7 @@ def _resume_setup(out: Path) -> dict[str, Any]:
 
 
 def _fresh_setup(args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    from masklab.models.mae_presets import MAE_PRESETS
+    from masklab.models.mae.presets import MAE_PRESETS
     from masklab.train.checkpoint import CHECKPOINT_NAME
 
     if (out / CHECKPOINT_NAME).exists():
@@ -202,10 +202,11 @@ def pretrain(args: argparse.Namespace) -> int:
 
     import torch
 
+    from masklab.core.io import atomic_write_json
     from masklab.data.images import load_images, split_indices
     from masklab.models.mae import MAE
-    from masklab.models.mae_presets import TRAIN_DEFAULTS, preset_config
-    from masklab.train import TrainConfig, atomic_write_json, fit
+    from masklab.models.mae.presets import TRAIN_DEFAULTS, preset_config
+    from masklab.train import TrainConfig
 
     out = Path(args.out)
     setup = _resume_setup(out) if args.resume else _fresh_setup(args, out)
@@ -251,7 +252,7 @@ def pretrain(args: argparse.Namespace) -> int:
     print(f"pretraining MAE on {dataset.name}: {len(train)} train / {len(test_idx)} held-out images "
           f"{dataset.channels}x{dataset.image_size[0]}x{dataset.image_size[1]}, {train_cfg.steps} steps of "
           f"{train_cfg.batch_size}, {sum(p.numel() for p in model.parameters()):,} parameters -> {out}")  # fmt: skip
-    result = fit(model, train, train_cfg, out, model_config=model_config.to_dict(), resume=args.resume)
+    result = fit_run(model, train, train_cfg, out, model_config=model_config.to_dict(), resume=args.resume)
     print(f"done: step {result.step}, loss {result.last_metrics.get('loss', float('nan')):.4f}; run saved in {out}")
     return 0
 
@@ -319,9 +320,10 @@ def finetune(args: argparse.Namespace) -> int:
 
     import torch
 
+    from masklab.core.io import atomic_write_json
     from masklab.data.images import Augment
     from masklab.models.mae import MAE
-    from masklab.train import TrainConfig, atomic_write_json, fit
+    from masklab.train import TrainConfig
 
     if args.task != "classify":
         raise ValueError(f"--task {args.task!r} is not available for MAE runs; use --task classify")
@@ -331,7 +333,7 @@ def finetune(args: argparse.Namespace) -> int:
         raise ValueError(f"{dataset.name} has no labels; fine-tuning needs class subfolders or a label array")
     transform = None
     if args.augment:  # e.g. mask:0.25 -> PatchDrop of a quarter of the model's patches, cutout:0.2, erase:0.5
-        from masklab.masks.augment import parse_augment
+        from masklab.data.augment import parse_augment
 
         transform = parse_augment(args.augment, "image", patch_size=pretrained.config.patch_size)
     config = dataclasses.replace(pretrained.config, objective="classify", num_classes=dataset.num_classes,
@@ -346,7 +348,7 @@ def finetune(args: argparse.Namespace) -> int:
     crop = Augment(crop_scale=(0.6, 1.0), flip=False) if spec in _DIGIT_DATA else Augment(crop_scale=(0.3, 1.0))
     train = dataset.subset(train_idx).with_augment(crop)
     if transform is not None:
-        from masklab.masks.augment import AugmentedData
+        from masklab.data.augment import AugmentedData
 
         train = AugmentedData(train, transform)
     batch_size = min(args.batch_size or 128, len(train))
@@ -362,7 +364,7 @@ def finetune(args: argparse.Namespace) -> int:
                                         "finetune_augment": args.augment})  # fmt: skip
     print(f"fine-tuning {args.run} on {len(train)} {dataset.name} images ({dataset.num_classes} classes), "
           f"{steps} steps of {batch_size} -> {out}")  # fmt: skip
-    fit(model, train, cfg, out, model_config=config.to_dict())
+    fit_run(model, train, cfg, out, model_config=config.to_dict())
     model.eval()
     correct = 0
     with torch.inference_mode():

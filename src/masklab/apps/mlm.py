@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from masklab.apps import read_run_info
+from masklab.apps import fit_run, read_run_info
 
 TEXT_INFO = "text.json"
 DEFAULT_DATA = "builtin:bbc-news"
@@ -50,8 +50,8 @@ def add_pretrain_args(parser: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------------------------------- run helpers
 def load_text_run(run_dir: str | Path, device: str = "cpu"):
     """(model in eval mode, tokenizer, text info dict) of an ``mlm`` run; a vocabulary mismatch is an error."""
-    from masklab.models.registry import load_model
     from masklab.tokenizers.text import TextTokenizer
+    from masklab.train.checkpoint import load_model
 
     run_dir = Path(run_dir)
     info = read_run_info(run_dir, TEXT_INFO)
@@ -136,11 +136,13 @@ def pretrain(args: argparse.Namespace) -> int:
     import dataclasses
 
     from masklab.commands._train_args import train_config
+    from masklab.core.io import atomic_write_json
     from masklab.data.text import TextBlocksData, holdout_split, load_text_corpus, pack_sequences
-    from masklab.models.bert import BERT_PRESETS, bert_preset
+    from masklab.interop.hf.bert import load_bert_mlm, save_bert_mlm
     from masklab.models.mlm import BertForMLM, MLMConfig
-    from masklab.train import TrainConfig, fit
-    from masklab.train.checkpoint import atomic_write_json, read_run_config
+    from masklab.models.mlm.bert import BERT_PRESETS, bert_preset
+    from masklab.train import TrainConfig
+    from masklab.train.checkpoint import read_run_config
 
     if args.preset not in BERT_PRESETS:
         raise ValueError(f"--preset {args.preset!r} is unknown; known: {', '.join(BERT_PRESETS)}")
@@ -163,7 +165,7 @@ def pretrain(args: argparse.Namespace) -> int:
     tokenizer = _tokenizer_for(args, corpus.subset(train_idx), out)
     mlm_kwargs = dict(special_ids=tokenizer.special_ids, masking=args.masking, mask_rate=args.mask_rate)
     if args.init_from:
-        model, unused = BertForMLM.from_hf(args.init_from, mask_id=tokenizer.mask_id, **mlm_kwargs)
+        model, unused = load_bert_mlm(args.init_from, mask_id=tokenizer.mask_id, **mlm_kwargs)
         print(f"masklab: loaded {args.init_from} (unused HF tensors: {', '.join(unused) or 'none'})")
     else:
         bert = bert_preset(
@@ -196,7 +198,7 @@ def pretrain(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save(out)
     atomic_write_json(out / TEXT_INFO, {**info, "tokenizer_sha256": tokenizer.fingerprint})
-    result = fit(model, data, cfg, out, model_config=model.config(), resume=args.resume)
+    result = fit_run(model, data, cfg, out, model_config=model.config(), resume=args.resume)
 
     if held_idx:
         held = pack_sequences(
@@ -211,7 +213,7 @@ def pretrain(args: argparse.Namespace) -> int:
             f"({scores['masked_tokens']} masked tokens in {len(held_idx)} documents, step {result.step})"
         )
     if args.export_hf:
-        model.cpu().save_hf(args.export_hf, tokenizer)
+        save_bert_mlm(model.cpu(), args.export_hf, tokenizer)
         print(f"masklab: wrote HF BertForMaskedLM folder {args.export_hf}")
     print(f"masklab: run written to {out}")
     return 0
@@ -245,7 +247,7 @@ def embed(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from masklab.train.checkpoint import atomic_write_bytes
+    from masklab.core.io import atomic_write_bytes
 
     device = _device(args.device)
     model, tokenizer, info = load_text_run(args.run, device)
@@ -309,10 +311,10 @@ def finetune(args: argparse.Namespace) -> int:
 
     import torch
 
+    from masklab.core.io import atomic_write_json
     from masklab.data.text import TextBlocksData, stratified_split
     from masklab.models.mlm import BertForMLM
-    from masklab.train import TrainConfig, fit
-    from masklab.train.checkpoint import atomic_write_json
+    from masklab.train import TrainConfig
     from masklab.viz.confusion import confusion_matrix, format_confusion, plot_confusion
 
     if args.task != "classify":
@@ -354,12 +356,12 @@ def finetune(args: argparse.Namespace) -> int:
     print(f"masklab: fine-tuning on {len(train)} documents ({steps} steps), testing on {len(test)}")
     data = TextBlocksData(train)
     if args.augment:  # e.g. mask:0.25 ([MASK] substitution), tokendrop:0.1, or both: mask:0.15,tokendrop:0.1
-        from masklab.masks.augment import AugmentedData, parse_augment
+        from masklab.data.augment import AugmentedData, parse_augment
 
         transform = parse_augment(args.augment, "text", mask_id=tokenizer.mask_id, pad_id=tokenizer.pad_id,
                                   special_ids=tokenizer.special_ids)  # fmt: skip
         data = AugmentedData(data, transform)
-    fit(model, data, train_cfg, out, model_config=model.config())
+    fit_run(model, data, train_cfg, out, model_config=model.config())
 
     model.eval()
     preds = []

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from masklab.apps import read_run_info
+from masklab.apps import fit_run, read_run_info
 
 DEFAULT_DATA = "builtin:shuttle"
 TABLE_FILE = "table.json"
@@ -58,12 +58,11 @@ def pretrain(args: argparse.Namespace) -> int:
     import torch
 
     from masklab.commands._train_args import train_config
+    from masklab.core.io import atomic_write_json
     from masklab.data.tables import TableTrainData, load_table
     from masklab.estimators import auto_steps
-    from masklab.models.tabular import TableMAE, TableMAEConfig
+    from masklab.models.table import TableMAE, TableMAEConfig
     from masklab.tokenizers.table import encode_frame, infer_schema
-    from masklab.train import fit
-    from masklab.train.checkpoint import atomic_write_json
 
     table = load_table(args.data, exclude=args.exclude, label=args.label)
     frame = table.frame
@@ -92,7 +91,7 @@ def pretrain(args: argparse.Namespace) -> int:
         f"{int(encoded.missing.sum())} missing cells; label {table.label_name or 'none'}; "
         f"excluded {list(args.exclude) or 'none'}; {cfg.steps} steps of {cfg.batch_size}"
     )
-    result = fit(model, data, cfg, args.out, model_config=model.model_config(), resume=args.resume)
+    result = fit_run(model, data, cfg, args.out, model_config=model.model_config(), resume=args.resume)
     atomic_write_json(
         Path(args.out) / TABLE_FILE,
         {

@@ -226,7 +226,7 @@ def image_summary(row, grid: tuple[int, int], what: str) -> str:
 def _run(args: argparse.Namespace) -> int:
     from masklab.apps import run_kind
     from masklab.apps.clm import hf_model_type
-    from masklab.train.loop import resolve_device
+    from masklab.core.device import resolve_device
     from masklab.viz.attention import attention_heatmaps, attention_overlay, rollout_overlay
 
     kind = "clm" if hf_model_type(args.run) == "gpt2" else run_kind(args.run)

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _load(run: Path, device: str):
     """(model, tokenizer) from a masklab run or an HF folder."""
     from masklab.apps.mlm import check_vocab, load_text_run
-    from masklab.models.mlm import BertForMLM
+    from masklab.interop.hf.bert import load_bert_mlm
     from masklab.tokenizers.text import TextTokenizer
 
     config_path = run / "config.json"
@@ -46,7 +46,7 @@ def _load(run: Path, device: str):
             raise ValueError(f"{run} holds a BertModel without an MLM head (cls.predictions.*): it cannot fill masks")
     tokenizer = TextTokenizer.load(run)
     check_vocab(tokenizer, int(config.get("vocab_size", -1)), str(run))
-    model, _ = BertForMLM.from_hf(run, mask_id=tokenizer.mask_id, special_ids=tokenizer.special_ids)
+    model, _ = load_bert_mlm(run, mask_id=tokenizer.mask_id, special_ids=tokenizer.special_ids)
     return model.to(device).eval(), tokenizer
 
 

@@ -35,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from masklab.apps.clm import load_lm_run, resolve_device
-    from masklab.models.generation import generate_text
+    from masklab.models.clm.generation import generate_text
 
     if args.max_tokens < 0:
         raise ValueError(f"--max-tokens must be >= 0, got {args.max_tokens}")

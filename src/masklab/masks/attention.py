@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from masklab.masks.convert import to_block_mask
+
 # (b, q_idx, kv_idx) -> blocked. Called with broadcastable index tensors for the dense form and with scalar
 # index tensors under FlexAttention's vmap, so rules must be written with plain tensor ops.
 Rule = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -103,7 +105,6 @@ class AttnMask:
         block_size: int = 128,
     ):  # -> torch.nn.attention.flex_attention.BlockMask
         """The same rule as a FlexAttention ``BlockMask`` (whose ``mask_mod`` returns True = attend)."""
-        from masklab.masks.convert import to_block_mask
 
         return to_block_mask(self, q_len, kv_len, q_offset=q_offset, device=device, block_size=block_size)
 

@@ -17,8 +17,8 @@ generator (so a resumed run replays them) and never change the input in place:
 
 Every transform hides an exact count per row, ``n - int(n * (1 - fraction))`` of the ``n`` eligible
 tokens (MAE's budget via :func:`masklab.masks.generators.random_masking`), except the two rectangle
-transforms (area rounded to whole pixels). :func:`parse_augment` reads ``--augment mask:0.25``;
-:func:`occlude` is the deterministic-given-a-seed occlusion used to measure robustness.
+transforms (area rounded to whole pixels). :func:`masklab.data.augment.parse_augment` reads ``--augment mask:0.25``;
+:func:`masklab.eval.occlusion.occlude` is the deterministic-given-a-seed occlusion used to measure robustness.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from torch import Tensor
 from masklab.masks.generators import random_masking
 
 __all__ = [
-    "AugmentedData",
     "CellMasking",
     "Compose",
     "Cutout",
@@ -44,8 +43,6 @@ __all__ = [
     "RandomErasing",
     "TokenDropout",
     "Transform",
-    "occlude",
-    "parse_augment",
 ]
 
 Modality = Literal["image", "text", "table"]
@@ -56,7 +53,7 @@ class Transform(Protocol):
     def __call__(self, batch: Any, generator: torch.Generator) -> Any: ...
 
 
-def _check_fraction(name: str, value: float, *, upper_inclusive: bool = False) -> float:
+def check_fraction(name: str, value: float, *, upper_inclusive: bool = False) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not ok or not (0 <= value <= 1 if upper_inclusive else 0 <= value < 1):
         interval = "[0, 1]" if upper_inclusive else "[0, 1)"
@@ -119,7 +116,7 @@ class Cutout:
     fill: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_fraction("cutout fraction", self.fraction, upper_inclusive=True)
+        check_fraction("cutout fraction", self.fraction, upper_inclusive=True)
 
     def hidden(self, shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
         """The pixel mask ``hidden`` bool (B, H, W), True = occluded."""
@@ -149,7 +146,7 @@ class RandomErasing:
     value: float | None = None
 
     def __post_init__(self) -> None:
-        _check_fraction("erasing probability p", self.p, upper_inclusive=True)
+        check_fraction("erasing probability p", self.p, upper_inclusive=True)
         if not 0 < self.scale[0] <= self.scale[1] <= 1 or not 0 < self.ratio[0] <= self.ratio[1]:
             raise ValueError(f"erasing needs 0 < scale low <= high <= 1 and 0 < ratio low <= high, got "
                              f"scale={self.scale}, ratio={self.ratio}")  # fmt: skip
@@ -184,7 +181,7 @@ class PatchDrop:
     fill: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_fraction("patch-drop fraction", self.fraction)
+        check_fraction("patch-drop fraction", self.fraction)
         if isinstance(self.patch, bool) or not isinstance(self.patch, int) or self.patch < 1:
             raise ValueError(f"patch must be an int >= 1, got {self.patch!r}")
 
@@ -230,7 +227,7 @@ class MaskSubstitution:
     special_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_fraction("mask-substitution fraction", self.fraction)
+        check_fraction("mask-substitution fraction", self.fraction)
 
     def __call__(self, batch: Any, generator: torch.Generator) -> Any:
         ids, _, protected = _text(batch, self.special_ids)
@@ -248,7 +245,7 @@ class TokenDropout:
     special_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_fraction("token-dropout fraction", self.fraction)
+        check_fraction("token-dropout fraction", self.fraction)
 
     def __call__(self, batch: Any, generator: torch.Generator) -> Any:
         ids, padding, protected = _text(batch, self.special_ids)
@@ -278,7 +275,7 @@ class CellMasking:
     fraction: float
 
     def __post_init__(self) -> None:
-        _check_fraction("cell-masking fraction", self.fraction)
+        check_fraction("cell-masking fraction", self.fraction)
 
     def __call__(self, batch: Any, generator: torch.Generator) -> Any:
         if isinstance(batch, Tensor):
@@ -305,102 +302,3 @@ class Compose:
         for transform in self.transforms:
             batch = transform(batch, generator)
         return batch
-
-
-class AugmentedData:
-    """Training data whose batches pass through ``transform`` with ``fit``'s generator (``masklab.train.TrainData``).
-
-    ``AugmentedData(train, parse_augment("mask:0.25", "image"))`` is what ``finetune --augment`` plugs into ``fit``.
-    """
-
-    def __init__(self, data: Any, transform: Transform | None) -> None:
-        self.data = data
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def get_batch(self, indices: Tensor, generator: torch.Generator) -> Any:
-        batch = self.data.get_batch(indices, generator)
-        return batch if self.transform is None else self.transform(batch, generator)
-
-
-_NAMES: dict[str, dict[str, str]] = {
-    "image": {"mask": "patchdrop", "patchdrop": "patchdrop", "cutout": "cutout", "erase": "erase"},
-    "text": {"mask": "substitute", "substitute": "substitute", "tokendrop": "tokendrop", "delete": "tokendrop"},
-    "table": {"mask": "cells", "cells": "cells"},
-}
-
-
-def _build(name: str, fraction: float, modality: str, options: dict[str, Any]) -> Transform:
-    if name == "patchdrop":
-        return PatchDrop(fraction, patch=options.get("patch_size", 4))
-    if name == "cutout":
-        return Cutout(fraction)
-    if name == "erase":  # the fraction is the erasing probability; areas follow Zhong et al.'s defaults
-        return RandomErasing(p=fraction)
-    if name == "cells":
-        return CellMasking(fraction)
-    specials = tuple(options.get("special_ids", ()))
-    if name == "tokendrop":
-        return TokenDropout(fraction, pad_id=options.get("pad_id", 0), special_ids=specials)
-    if options.get("mask_id") is None:
-        raise ValueError("text masking augmentation needs the tokenizer's mask_id")
-    return MaskSubstitution(fraction, mask_id=options["mask_id"], special_ids=specials)
-
-
-def parse_augment(spec: str, modality: Modality, **options: Any) -> Transform:
-    """``--augment`` value -> transform, e.g. ``mask:0.25`` or ``cutout:0.2,mask:0.1`` (applied in order).
-
-    ``mask:F`` is the modality's masking: images -> :class:`PatchDrop` (``patch_size`` option, default 4),
-    text -> :class:`MaskSubstitution` (``mask_id``, ``special_ids`` options), tables -> :class:`CellMasking`.
-    Other names: images ``patchdrop``, ``cutout``, ``erase`` (F = probability); text ``substitute``,
-    ``tokendrop``/``delete`` (``pad_id`` option); tables ``cells``.
-    """
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"--augment needs a value like mask:0.25, got {spec!r}")
-    known = _NAMES[modality]
-    transforms = []
-    for item in spec.split(","):
-        name, sep, value = item.strip().partition(":")
-        if name not in known or not sep:
-            raise ValueError(f"--augment {spec!r}: {item.strip()!r} is not NAME:FRACTION with NAME one of "
-                             f"{', '.join(known)} for {modality} data (e.g. mask:0.25)")  # fmt: skip
-        try:
-            fraction = float(value)
-        except ValueError:
-            raise ValueError(f"--augment {spec!r}: {value!r} is not a number (expected e.g. mask:0.25)") from None
-        if not 0 <= fraction < 1:
-            raise ValueError(f"--augment {spec!r}: the fraction must be in [0, 1), got {fraction}")
-        transforms.append(_build(known[name], fraction, modality, options))
-    return transforms[0] if len(transforms) == 1 else Compose(tuple(transforms))
-
-
-def occlude(
-    batch: Any,
-    fraction: float,
-    generator: torch.Generator,
-    modality: Modality,
-    *,
-    kind: str | None = None,
-    **options: Any,
-) -> Any:
-    """Occlude ``fraction`` of every input for a robustness check (same seed, same occlusion).
-
-    ``kind``: images ``"patches"`` (default; :class:`PatchDrop`, ``patch_size`` option) or ``"block"``
-    (:class:`Cutout`: one rectangle); text ``"mask"`` (default; [MASK] substitution, needs ``mask_id``) or
-    ``"delete"``; tables ``"cells"`` (default). ``special_ids``/``pad_id`` as in :func:`parse_augment`.
-    """
-    defaults = {"image": "patches", "text": "mask", "table": "cells"}
-    if modality not in defaults:
-        raise ValueError(f"modality must be one of {', '.join(defaults)}, got {modality!r}")
-    kind = kind or defaults[modality]
-    names = {("image", "patches"): "patchdrop", ("image", "block"): "cutout", ("text", "mask"): "substitute",
-             ("text", "delete"): "tokendrop", ("table", "cells"): "cells"}  # fmt: skip
-    if (modality, kind) not in names:
-        kinds = [k for m, k in names if m == modality]
-        raise ValueError(f"occlusion kind for {modality} data must be one of {', '.join(kinds)}, got {kind!r}")
-    _check_fraction("occlusion fraction", fraction)
-    return _build(names[modality, kind], fraction, modality, options)(batch, generator)

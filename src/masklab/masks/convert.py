@@ -20,10 +20,13 @@ fused kernels so such rows produce zeros instead of NaN.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
-from masklab.masks.attention import AttnMask
+if TYPE_CHECKING:  # attention.py imports this module (AttnMask.block_mask): only a type here
+    from masklab.masks.attention import AttnMask
 
 
 def _require_bool(name: str, value: Tensor) -> Tensor:

@@ -8,7 +8,6 @@ Model classes register with one line each below and provide ``from_config(model_
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -16,10 +15,10 @@ if TYPE_CHECKING:
 
 # kind -> (module, class name). Model families add one line each, e.g. "mae": ("masklab.models.mae", "MAE").
 MODEL_KINDS: dict[str, tuple[str, str]] = {
-    "clm": ("masklab.models.clm", "GPT"),
-    "table": ("masklab.models.tabular", "TableMAE"),
-    "mlm": ("masklab.models.mlm", "BertForMLM"),
-    "mae": ("masklab.models.mae", "MAE"),
+    "clm": ("masklab.models.clm.model", "GPT"),
+    "table": ("masklab.models.table.model", "TableMAE"),
+    "mlm": ("masklab.models.mlm.model", "BertForMLM"),
+    "mae": ("masklab.models.mae.model", "MAE"),
     "series": ("masklab.models.series.model", "PatchTST"),
     "series-classifier": ("masklab.models.series.classifier", "SeriesClassifier"),
 }
@@ -46,17 +45,3 @@ def build_model(config: dict) -> nn.Module:
     module_name, cls_name = MODEL_KINDS[kind]
     cls = getattr(importlib.import_module(module_name), cls_name)
     return cls.from_config(config["model"])
-
-
-def load_model(run_dir: str | Path, *, device: str = "cpu") -> nn.Module:
-    """Rebuild a trained model from a run directory: :func:`build_model` + its checkpoint weights, in
-    eval mode. Raises ``CheckpointError`` for a missing/corrupted run, ``ValueError`` for an unknown kind."""
-    from masklab.train.checkpoint import CheckpointError, load_run
-
-    run = load_run(run_dir)
-    model = build_model(run.config)
-    try:
-        model.load_state_dict(run.model_state)
-    except RuntimeError as err:
-        raise CheckpointError(f"{run_dir}: weights do not fit a {run.config['kind']!r} model: {err}") from err
-    return model.to(device).eval()

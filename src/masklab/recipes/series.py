@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from masklab.core.io import atomic_write_json
 from masklab.data.series import SeriesBatch, SeriesSet, SeriesTrainData, collate, load_series
 from masklab.models.series import PatchTST, SeriesClassifier, SeriesConfig, from_preset, tasks
 from masklab.train import FitResult, TrainConfig, fit
-from masklab.train.checkpoint import atomic_write_json
 
 SERIES_FILE = "series.json"  # sidecar of a pretraining run: where its data came from
 
@@ -108,7 +108,7 @@ def pretrain(
 
 def load_pretrained(run: str | Path, device: str = "cpu") -> PatchTST:
     """The :class:`PatchTST` of a pretraining run directory (eval mode)."""
-    from masklab.models.registry import load_model
+    from masklab.train.checkpoint import load_model
 
     model = load_model(run, device=device)
     if not isinstance(model, PatchTST):

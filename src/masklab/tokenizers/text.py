@@ -197,7 +197,7 @@ class TextTokenizer:
 
     def save(self, path: str | Path) -> Path:
         """Write ``tokenizer.json`` (``path`` may be a directory) atomically; returns the file path."""
-        from masklab.train.checkpoint import atomic_write_bytes
+        from masklab.core.io import atomic_write_bytes
 
         path = Path(path)
         if path.is_dir() or not path.suffix:
@@ -250,7 +250,10 @@ class TextTokenizer:
 
     @property
     def mask_token(self) -> str:
-        return self.backend.id_to_token(self.mask_id)
+        token = self.backend.id_to_token(self.mask_id)
+        if token is None:
+            raise ValueError(f"the tokenizer has no token for mask id {self.mask_id}")
+        return token
 
     def token_to_id(self, token: str) -> int | None:
         return self.backend.token_to_id(token)

@@ -8,7 +8,10 @@ import time
 import torch
 from torch import nn
 
-from masklab.train.loop import TrainConfig, TrainData, move_to, resolve_device, resolve_precision
+from masklab.core.contract import TrainData
+from masklab.core.device import resolve_device
+from masklab.train.config import TrainConfig
+from masklab.train.loop import move_to, resolve_precision
 from masklab.train.optim import build_optimizer
 
 

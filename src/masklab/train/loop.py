@@ -24,123 +24,25 @@ import gc
 import hashlib
 import json
 import math
-import re
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 from torch import nn
 
 from masklab import __version__
+from masklab.core.contract import LossOutput, TrainData
+from masklab.core.device import resolve_device
+from masklab.core.io import atomic_write_json, remove_stale_temp_files
 from masklab.train import checkpoint as ckpt
 from masklab.train import distributed
+from masklab.train.config import TrainConfig
 from masklab.train.optim import build_optimizer, lr_at
 from masklab.train.progress import MetricsLog, MetricWindow, Reporter, read_metrics
-
-# ------------------------------------------------------------------------------------------ config & API
-# TrainConfig field -> smallest valid value.
-_MINIMUMS = {
-    "steps": 1, "batch_size": 1, "grad_accum": 1, "log_every": 1, "ckpt_every": 1,
-    "warmup_steps": 0, "lr": 0, "min_lr": 0, "weight_decay": 0, "seed": 0,
-}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run besides the model and the data."""
-
-    steps: int = 1000  # optimizer steps
-    batch_size: int = 64  # examples per optimizer step (split into grad_accum micro-batches)
-    lr: float = 1e-3  # peak learning rate
-    min_lr: float = 0.0
-    warmup_steps: int = 0
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float | None = 1.0
-    grad_accum: int = 1
-    log_every: int = 10
-    ckpt_every: int = 200  # also always checkpoint at the final step
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto (cuda -> bf16 autocast, cpu -> fp32) | fp32 | bf16 | fp16 (+ GradScaler)
-    compile: bool = False  # torch.compile the model's training_loss
-    # Under torchrun: shard weights, gradients and AdamW state over the ranks with FSDP2 instead of replicating
-    # them with DDP (see masklab.train.distributed); checkpoints stay full single-process files.
-    fsdp: bool = False
-    # Wall-clock budget: stop (log + checkpoint) once spent. The learning-rate schedule then follows
-    # whichever runs out first, steps or time, so a budgeted run still warms up and decays fully.
-    # Time-budgeted runs are not bit-reproducible (where they stop depends on the machine).
-    max_seconds: float | None = None
-
-    def __post_init__(self) -> None:
-        # JSON turns the tuple into a list; normalise so a config read back from config.json compares equal.
-        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        problems = [
-            f"{name} must be >= {low}, got {getattr(self, name)!r}"
-            for name, low in _MINIMUMS.items()
-            if not getattr(self, name) >= low
-        ]
-        if self.batch_size % max(self.grad_accum, 1):
-            problems.append(f"batch_size ({self.batch_size}) must be divisible by grad_accum ({self.grad_accum})")
-        if self.seed >= 2**32:
-            problems.append(f"seed must be < 2**32, got {self.seed}")
-        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
-            problems.append(f"betas must be two numbers in [0, 1), got {self.betas}")
-        if self.max_seconds is not None and not self.max_seconds > 0:
-            problems.append(f"max_seconds must be > 0 or None, got {self.max_seconds!r}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            problems.append(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):
-            problems.append(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            problems.append(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
-        if self.fsdp and self.precision == "fp16":
-            problems.append("fsdp does not support precision='fp16' (use bf16 or fp32)")
-        if problems:
-            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
-        """Rebuild from ``asdict(cfg)`` (e.g. ``config.json["train"]``); unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
-
-@dataclass
-class LossOutput:
-    """What ``training_loss`` returns: a differentiable scalar and extra scalars to log (floats or
-    0-d tensors; tensors are averaged on the device, so returning them avoids a sync per step)."""
-
-    loss: torch.Tensor
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
-@runtime_checkable
-class TrainData(Protocol):
-    """A dataset the loop can sample: indices in, one (micro-)batch out, in any structure
-    :func:`move_to` understands (tensors in dicts, lists, tuples, dataclasses)."""
-
-    def __len__(self) -> int:
-        """Number of examples."""
-        ...
-
-    def get_batch(self, indices: torch.Tensor, generator: torch.Generator) -> Any:
-        """Build and augment the batch for ``indices`` on CPU; random draws use ``generator``."""
-        ...
-
-
-@runtime_checkable
-class Trainable(Protocol):
-    """An ``nn.Module`` with a ``training_loss`` method."""
-
-    def training_loss(self, batch: Any, generator: torch.Generator) -> LossOutput: ...
 
 
 @dataclass(frozen=True)
@@ -217,21 +119,6 @@ class EpochSampler:
         self.epoch, self.cursor = epoch, cursor
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available else cpu; an unavailable cuda device is a ``ValueError``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} but CUDA is not available; use device='cpu' or 'auto'")
-    device = torch.device(name)
-    index = torch.cuda.current_device() if device.index is None else device.index
-    if index >= torch.cuda.device_count():
-        raise ValueError(f"device={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
-    return torch.device("cuda", index)
-
-
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for plain fp32."""
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
@@ -271,17 +158,6 @@ def _check_resume_config(out: Path, kind: str, model_config: dict) -> None:
             f"cannot resume {out}: its {ckpt.CONFIG_NAME} describes a different model "
             f"(saved kind={saved['kind']!r} model={saved['model']}, given kind={kind!r} model={model_config})"
         )
-
-
-def _write_loss_plot(out: Path, reporter: Reporter) -> None:
-    from masklab.viz.curves import plot_loss_curve
-
-    try:
-        plot_loss_curve(out / ckpt.METRICS_NAME, out / ckpt.LOSS_PLOT_NAME)
-    except ImportError:
-        reporter.message(f"masklab: matplotlib is not installed; skipping {ckpt.LOSS_PLOT_NAME}")
-    except Exception as err:  # a plot is a convenience: it must never fail a finished training run
-        reporter.message(f"masklab: could not write {ckpt.LOSS_PLOT_NAME}: {err}")
 
 
 def _optimizer_step(wrapped, data, sampler, generator, optimizer, cfg, step, dist_info, autocast, scaler):
@@ -395,7 +271,7 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
     if resume:
         _check_resume_config(out, kind, model_config)
     if main:
-        ckpt.remove_stale_temp_files(out)
+        remove_stale_temp_files(out, ckpt.RUN_FILES)
 
     amp_dtype = resolve_precision(cfg.precision, device)
     model.to(device)
@@ -427,7 +303,7 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
         if "grad_scaler" in meta:
             scaler.load_state_dict(json.loads(meta["grad_scaler"]))
     if main:
-        ckpt.atomic_write_json(
+        atomic_write_json(
             out / ckpt.CONFIG_NAME,
             {"masklab_version": __version__, "kind": kind, "model": model_config, "train": asdict(cfg)},
         )
@@ -509,8 +385,6 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
                 break
     finally:
         reporter.close()
-    if main:
-        _write_loss_plot(out, reporter)
     if not last_record:  # resumed a run that had already finished
         last_record = (read_metrics(metrics_path) or [{}])[-1]
     return FitResult(out, step, last_record, ckpt_path, metrics_path)

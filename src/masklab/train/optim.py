@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from masklab.train.loop import TrainConfig
+    from masklab.train.config import TrainConfig
 
 OPTIM_PREFIX = "optim."
 

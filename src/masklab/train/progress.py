@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from masklab.train.checkpoint import atomic_write_bytes
+from masklab.core.io import atomic_write_bytes
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ def plot_confusion(matrix: torch.Tensor, names: Sequence[str], path: str | Path,
         from matplotlib.figure import Figure  # the OO API: no global pyplot state, no windows
     except ImportError as err:
         raise ImportError("plot_confusion needs matplotlib: pip install 'masklab[viz]'") from err
-    from masklab.train.checkpoint import atomic_write_bytes
+    from masklab.core.io import atomic_write_bytes
 
     counts = matrix.cpu().numpy()
     size = 1.2 + 0.8 * len(names)

@@ -46,15 +46,18 @@ def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, *, title: st
 
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     ax = fig.add_subplot()
-    ax.plot(steps, losses, color="tab:blue", linewidth=1.5, label="loss")
+    # One record (a short run) draws no line: mark the point and write its value so the picture is never empty.
+    ax.plot(steps, losses, color="tab:blue", linewidth=1.5, label="loss", marker="o" if len(steps) == 1 else None)
+    if len(steps) == 1:
+        ax.annotate(f"{losses[0]:.4g}", (steps[0], losses[0]), textcoords="offset points", xytext=(6, 6))
     # A log axis once the loss spans a decade keeps the late, slow improvement visible.
     if min(losses) > 0 and max(losses) / min(losses) > 10:
         ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss", color="tab:blue")
     ax.grid(alpha=0.3)
-    lrs = [r.get("lr") for r in records]
-    if all(isinstance(v, (int, float)) for v in lrs):
+    if all(isinstance(r.get("lr"), (int, float)) for r in records):
+        lrs = [float(r["lr"]) for r in records]
         ax_lr = ax.twinx()
         ax_lr.plot(steps, lrs, color="tab:orange", linewidth=1.0, alpha=0.7)
         ax_lr.set_ylabel("learning rate", color="tab:orange")
@@ -62,3 +65,16 @@ def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, *, title: st
     png_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png_path, dpi=120)
     return png_path
+
+
+def write_run_loss_plot(run_dir: str | Path) -> str | None:
+    """Draw ``RUN/loss.png`` from ``RUN/metrics.jsonl``; returns a one-line note instead of raising when it
+    cannot (no matplotlib, no finite loss): a plot is a convenience and must never fail a finished run."""
+    run_dir = Path(run_dir)
+    try:
+        plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss.png")
+    except ImportError:
+        return "masklab: matplotlib is not installed; skipping loss.png"
+    except Exception as err:
+        return f"masklab: could not write loss.png: {err}"
+    return None

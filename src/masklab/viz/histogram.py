@@ -40,7 +40,7 @@ def plot_score_histogram(
     fig = Figure(figsize=(7, 4))
     ax = fig.add_subplot()
     if labels is None:
-        ax.hist(finite, bins=edges, color="tab:blue")
+        ax.hist(finite, bins=edges.tolist(), color="tab:blue")
     else:
         labels = np.asarray(labels)
         if labels.shape != scores.shape:
@@ -48,7 +48,7 @@ def plot_score_histogram(
         keep = np.isfinite(scores)
         for value, name, color in ((0, "normal (label 0)", "tab:blue"), (1, "anomaly (label 1)", "tab:red")):
             group = scores[keep & (labels == value)]
-            ax.hist(group, bins=edges, alpha=0.6, color=color, label=f"{name}: {group.size}")
+            ax.hist(group, bins=edges.tolist(), alpha=0.6, color=color, label=f"{name}: {group.size}")
         ax.legend()
     if threshold is not None and np.isfinite(threshold):
         ax.axvline(threshold, color="black", linestyle="--", linewidth=1)

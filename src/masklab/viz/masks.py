@@ -50,7 +50,8 @@ def learned_masks(images: Tensor, grid: tuple[int, int], ratio: float, generator
     The masker's head is re-initialised with unit-variance weights (its default zero head would give
     uniform random masks), so the picture shows the content-dependent masks a random network proposes.
     """
-    from masklab.masks.learned import LearnedMasker, LearnedMaskerConfig, sample
+    from masklab.masks.learned import sample
+    from masklab.models.mae.masker import LearnedMasker, LearnedMaskerConfig
     from masklab.tokenizers.patches import patchify
 
     fitted, p = fit_images_to_grid(images, grid)
@@ -130,7 +131,7 @@ def render_masks(
     gh, gw = grid
     shown = None if images is None else fit_images_to_grid(images[:count], grid)[0]
     hidden_color = ListedColormap([(0, 0, 0, 0), (0.2, 0.4, 0.95, 0.6)])  # visible: the picture, hidden: blue tint
-    rows = [*kinds, *extra_rows]
+    rows: list[str | tuple[str, Tensor]] = [*kinds, *extra_rows]
     fig = Figure(figsize=(1.35 * count + 1.6, 1.45 * len(rows) + 0.7), layout="constrained")
     axes = fig.subplots(len(rows), count, squeeze=False)
     for r, kind in enumerate(rows):

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from masklab.core.contract import LossOutput
 from masklab.data.series import SeriesBatch
 from masklab.models.series.config import SeriesConfig
 from masklab.models.series.model import PatchTST
 from masklab.nn.cpu_linear import Linear
-from masklab.train import LossOutput
 
 
 class SeriesClassifier(nn.Module):

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from masklab.core.contract import LossOutput
 from masklab.data.series import SeriesBatch
 from masklab.masks import masked_mean, random_masking
 from masklab.masks.tail import tail_masking
@@ -26,7 +27,6 @@ from masklab.models.series.config import SeriesConfig
 from masklab.nn import Encoder
 from masklab.nn.cpu_linear import Linear
 from masklab.tokenizers.series import InstanceNorm, instance_norm, patch_padding, patchify, unpatchify
-from masklab.train import LossOutput
 
 
 def sincos_table(length: int, dim: int) -> Tensor:

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from masklab.core.contract import LossOutput
 from masklab.nn import Encoder, KVCache, LearnedPositionEmbedding, TransformerConfig
 from masklab.nn.cpu_linear import Linear, linear
-from masklab.train.loop import LossOutput
 
 # Named sizes. gpt-char is nanoGPT's CPU recipe for character-level Shakespeare (4 layers x 4 heads x 128 wide,
 # context 64, no dropout); gpt2-small is GPT-2's 124M model (vocab 50257, context 1024).
@@ -198,13 +198,6 @@ class GPT(nn.Module):
             targets = targets.masked_fill(padding[:, 1:], -100)  # cross_entropy's ignore_index
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100)
         return LossOutput(loss)
-
-    @torch.no_grad()
-    def generate(self, prompts: Sequence[Sequence[int]], **kwargs: Any) -> list[list[int]]:
-        """Continue token-id prompts; see :func:`masklab.models.generation.generate` for the options."""
-        from masklab.models.generation import generate
-
-        return generate(self, prompts, **kwargs)
 
 
 @torch.no_grad()

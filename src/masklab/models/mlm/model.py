@@ -15,30 +15,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from masklab.core.contract import LossOutput
 from masklab.masks.generators import bernoulli_masking, random_masking, span_masking, whole_word_masking
 from masklab.masks.ops import first_token, mean_pool
-from masklab.models.bert import (
-    HF_CONFIG,
-    HF_WEIGHTS,
-    Bert,
-    BertConfig,
-    bert_config_from_hf,
-    bert_config_to_hf,
-    bert_state_from_hf,
-    bert_state_to_hf,
-    init_bert_weights,
-    read_hf_folder,
-)
+from masklab.models.mlm.bert import Bert, BertConfig, init_bert_weights
 from masklab.nn.attention import Backend
 from masklab.nn.cpu_linear import Linear, linear
-from masklab.train.loop import LossOutput
 
 Masking = Literal["bernoulli", "random", "whole_word", "span"]
 MASKINGS = ("bernoulli", "random", "whole_word", "span")
@@ -245,67 +233,3 @@ class BertForMLM(nn.Module):
         if self.cfg.task == "classify":
             return self.classify_loss(batch)
         return self.mlm_loss(batch, generator)
-
-    # -------------------------------------------------------------- Hugging Face interop
-    @classmethod
-    def from_hf(cls, folder: str | Path, *, mask_id: int | None = None, **overrides) -> tuple[BertForMLM, list[str]]:
-        """Load an HF ``BertForMaskedLM`` / ``BertModel`` folder (config.json + model.safetensors).
-
-        Without ``cls.predictions.*`` tensors (a ``BertModel``) the MLM head keeps its fresh init. ``mask_id``
-        defaults to 103 (uncased BERT's [MASK]); pass the tokenizer's. Returns the model and the HF keys left
-        unused (e.g. the pooler), so a caller can report them.
-        """
-        hf_config, tensors = read_hf_folder(folder)
-        bert_cfg = bert_config_from_hf(hf_config)
-        mlm_cfg = MLMConfig(bert=bert_cfg, mask_id=103 if mask_id is None else mask_id, **overrides)
-        model = cls(mlm_cfg)
-        state, unused = bert_state_from_hf(tensors, bert_cfg)
-        head = {
-            "cls.predictions.transform.dense.weight": "head.dense.weight",
-            "cls.predictions.transform.dense.bias": "head.dense.bias",
-            "cls.predictions.transform.LayerNorm.weight": "head.norm.weight",
-            "cls.predictions.transform.LayerNorm.bias": "head.norm.bias",
-            "cls.predictions.bias": "head.bias",
-        }
-        state = {f"bert.{k}": v for k, v in state.items()}
-        state.update({ours: tensors[theirs] for theirs, ours in head.items() if theirs in tensors})
-        # The decoder is tied to the word embeddings (and its bias to cls.predictions.bias): nothing to load.
-        tied = {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
-        unused = [k for k in unused if k not in head and k not in tied]
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        allowed_missing = {v for v in head.values()} | {"classifier.weight", "classifier.bias"}
-        if unexpected or set(missing) - allowed_missing:
-            raise ValueError(f"{folder}: weights do not fit (missing {missing}, unexpected {unexpected})")
-        return model, unused
-
-    def hf_state_dict(self) -> dict[str, Tensor]:
-        """Tensors named as HF ``BertForMaskedLM`` saves them (tied decoder weights left out, as HF does)."""
-        ours = {k.removeprefix("bert."): v for k, v in self.state_dict().items() if k.startswith("bert.")}
-        out = bert_state_to_hf(ours, self.cfg.bert, prefix="bert.")
-        out.update(
-            {
-                "cls.predictions.transform.dense.weight": self.head.dense.weight,
-                "cls.predictions.transform.dense.bias": self.head.dense.bias,
-                "cls.predictions.transform.LayerNorm.weight": self.head.norm.weight,
-                "cls.predictions.transform.LayerNorm.bias": self.head.norm.bias,
-                "cls.predictions.bias": self.head.bias,
-            }
-        )
-        return {k: v.detach().cpu().contiguous().clone() for k, v in out.items()}
-
-    def save_hf(self, folder: str | Path, tokenizer=None) -> Path:
-        """Write an HF ``BertForMaskedLM`` folder: ``config.json``, ``model.safetensors`` (atomic writes) and,
-        if given, the tokenizer's ``tokenizer.json``; ``transformers`` loads it with ``from_pretrained``."""
-        from masklab.train.checkpoint import atomic_write_json, save_checkpoint
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        hf_config = bert_config_to_hf(self.cfg.bert)
-        if tokenizer is not None:
-            if tokenizer.vocab_size != self.cfg.bert.vocab_size:
-                raise ValueError(f"tokenizer has {tokenizer.vocab_size} ids but the model {self.cfg.bert.vocab_size}")
-            tokenizer.save(folder)
-        # transformers refuses safetensors without format=pt metadata; the hash entry is masklab's integrity check.
-        save_checkpoint(folder / HF_WEIGHTS, self.hf_state_dict(), {"format": "pt"})
-        atomic_write_json(folder / HF_CONFIG, hf_config)
-        return folder

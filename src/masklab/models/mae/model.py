@@ -26,15 +26,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from masklab.core.contract import LossOutput
 from masklab.masks.attention_guided import attention_guided_masking, token_importance
 from masklab.masks.generators import MaskSample, block_masking, grid_masking, ids_from_masked, random_masking
-from masklab.masks.learned import AdversarialMasking, LearnedMaskerConfig
 from masklab.masks.ops import masked_loss
+from masklab.models.mae.masker import AdversarialMasking, LearnedMaskerConfig
 from masklab.nn.blocks import Encoder, TransformerConfig
 from masklab.nn.cpu_linear import Linear
 from masklab.nn.pos_embed import sincos_2d
 from masklab.tokenizers.patches import patch_grid, patchify, unpatchify
-from masklab.train.loop import LossOutput
 
 MASK_KINDS = ("random", "block", "grid", "learned", "attention-high", "attention-low")
 VARIANTS = ("mae", "simmim")

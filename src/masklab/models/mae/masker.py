@@ -1,0 +1,171 @@
+"""The learned, adversarial masker: a small network that proposes which tokens to hide (ADIOS, AutoMAE).
+
+The sampling and the adversarial objective are pure tensor functions in :mod:`masklab.masks.learned`; this
+module holds the network (:class:`LearnedMasker`) and the module that trains it beside a model
+(:class:`AdversarialMasking`). Polarity: ``masked: bool (B, L)`` True = hidden; ``padding: bool (B, L)`` True =
+padded, never hidden.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from masklab.masks.learned import (
+    LearnedMaskSample,
+    masker_loss,
+    relaxed_topk,
+    sample,
+)
+from masklab.nn.blocks import Encoder, TransformerConfig
+from masklab.nn.cpu_linear import Linear
+
+
+@dataclass(frozen=True)
+class LearnedMaskerConfig:
+    """A :class:`LearnedMasker` and how :class:`AdversarialMasking` trains it.
+
+    ``in_dim``: values per token (P for patches, D for embeddings); ``max_tokens``: position table size.
+    """
+
+    in_dim: int
+    max_tokens: int
+    dim: int = 32
+    depth: int = 1
+    heads: int = 2
+    mlp_ratio: float = 2.0
+    temperature: float = 1.0
+    entropy_weight: float = 0.0
+    spread_weight: float = 0.1
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        for name in ("in_dim", "max_tokens", "dim", "depth", "heads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"learned masker {name} must be an int >= 1, got {value!r}")
+        if not self.temperature > 0 or self.entropy_weight < 0 or self.spread_weight < 0 or not self.lr > 0:
+            raise ValueError(f"learned masker needs temperature > 0, entropy_weight >= 0, spread_weight >= 0, "
+                             f"lr > 0; got {self.temperature}, {self.entropy_weight}, {self.spread_weight}, "
+                             f"{self.lr}")  # fmt: skip
+        self.transformer()  # validates dim / heads
+
+    def transformer(self) -> TransformerConfig:
+        return TransformerConfig(dim=self.dim, depth=self.depth, heads=self.heads, mlp_ratio=self.mlp_ratio)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, values: dict[str, Any]) -> LearnedMaskerConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown learned masker config fields {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+class LearnedMasker(nn.Module):
+    """Tokens ``(B, L, in_dim)`` -> mask logits ``(B, L)`` (higher = more likely hidden).
+
+    Feed inputs at unit scale (the MAE's normalised patches, embeddings); no input LayerNorm, since that
+    would map every flat patch (all background, all ink) to the same vector.
+    """
+
+    def __init__(self, config: LearnedMaskerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = Linear(config.in_dim, config.dim)
+        self.pos_embed = nn.Parameter(torch.zeros(config.max_tokens, config.dim))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        self.encoder = Encoder(config.transformer())
+        self.head = Linear(config.dim, 1)
+        # Zero head: all logits 0, so the untrained masker draws uniform random masks (MAE's baseline).
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, tokens: Tensor, padding: Tensor | None = None) -> Tensor:
+        """``tokens (B, L, in_dim)``, ``padding`` bool (B, L) True = padded -> logits ``(B, L)``."""
+        if tokens.ndim != 3 or tokens.shape[-1] != self.config.in_dim:
+            raise ValueError(f"learned masker takes tokens (B, L, {self.config.in_dim}), got {tuple(tokens.shape)}")
+        length = tokens.shape[1]
+        if length > self.config.max_tokens:
+            raise ValueError(f"{length} tokens exceed the learned masker's max_tokens={self.config.max_tokens}")
+        x = self.embed(tokens) + self.pos_embed[:length]  # (B, L, D)
+        return self.head(self.encoder(x, padding=padding)).squeeze(-1)  # (B, L)
+
+
+class AdversarialMasking(nn.Module):
+    """A :class:`LearnedMasker` plus its own AdamW, updated to maximise the model's hidden-token loss.
+
+    Use in a model's ``training_loss``::
+
+        sample = self.adversary.propose(patches, generator)          # MaskSample with exact budget
+        per_token = ((pred - target) ** 2).mean(-1)                  # (B, L), any per-token loss
+        loss = masked_loss(per_token, sample.masked)
+        self.adversary.update(patches, per_token.detach(), sample)   # one masker step, its own optimizer
+
+    The masker is a submodule, so its weights travel with the model's checkpoint; its optimizer state does
+    not (a resumed run restarts the masker's AdamW moments).
+    """
+
+    def __init__(self, config: LearnedMaskerConfig, ratio: float) -> None:
+        super().__init__()
+        if not 0 <= ratio < 1:
+            raise ValueError(f"mask ratio must be in [0, 1), got {ratio!r}")
+        self.config = config
+        self.ratio = ratio
+        self.masker = LearnedMasker(config)
+        self._optimizer: torch.optim.Optimizer | None = None  # built on first update, after .to(device)
+
+    def propose(
+        self,
+        tokens: Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        padding: Tensor | None = None,
+        logits: Tensor | None = None,
+    ) -> LearnedMaskSample:
+        """Masks for ``tokens (B, L, in_dim)`` (no gradient): exact budget, ids when row counts are equal.
+
+        ``logits``: the masker's scores of ``tokens`` if already computed (they are detached here).
+        """
+        if logits is None:
+            with torch.no_grad():
+                logits = self.masker(tokens.detach(), padding)
+        return sample(logits.detach(), self.ratio, generator, temperature=self.config.temperature, padding=padding)
+
+    def loss(self, tokens: Tensor, per_token_loss: Tensor, proposal: LearnedMaskSample, *,
+             padding: Tensor | None = None, logits: Tensor | None = None) -> Tensor:  # fmt: skip
+        """The masker's differentiable objective for a proposal (replays its Gumbel noise).
+
+        ``logits``: ``self.masker(tokens)`` with its graph, if the caller already ran it (saves a forward).
+        """
+        if proposal.noise is None:
+            raise ValueError("the proposal carries no Gumbel noise; pass the sample returned by propose()")
+        if logits is None:
+            logits = self.masker(tokens.detach(), padding)
+        relaxed = relaxed_topk(logits, proposal.noise, proposal.masked, temperature=self.config.temperature,
+                               padding=padding)  # fmt: skip
+        soft = proposal.masked.to(relaxed.dtype) + (relaxed - relaxed.detach())
+        return masker_loss(per_token_loss, soft, masked=proposal.masked, logits=logits, padding=padding,
+                           entropy_weight=self.config.entropy_weight,
+                           spread_weight=self.config.spread_weight)  # fmt: skip
+
+    def update(self, tokens: Tensor, per_token_loss: Tensor, proposal: LearnedMaskSample, *,
+               padding: Tensor | None = None) -> dict[str, Tensor]:  # fmt: skip
+        """One AdamW step of the masker on :meth:`loss`; returns detached metrics to log."""
+        if self._optimizer is None:
+            self._optimizer = torch.optim.AdamW(self.masker.parameters(), lr=self.config.lr, weight_decay=0.0)
+        with torch.enable_grad():
+            objective = self.loss(tokens, per_token_loss, proposal, padding=padding)
+            self._optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            self._optimizer.step()
+        # The model's own optimizer may hold these parameters too; with no gradient it skips them.
+        self._optimizer.zero_grad(set_to_none=True)
+        return {"masker_objective": objective.detach()}

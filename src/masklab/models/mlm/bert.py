@@ -1,0 +1,147 @@
+"""BERT encoder (Devlin et al. 2019) on masklab.nn.
+
+Shape legend: ``B`` batch, ``L`` tokens, ``D`` width, ``V`` vocabulary. ``padding: bool (B, L)`` True = padded
+token (attended by no query; converted to SDPA's polarity inside :mod:`masklab.nn.attention`).
+
+Layout: token + learned position + token-type embeddings -> LayerNorm -> dropout -> :class:`masklab.nn.Encoder`
+(post-norm like BERT, or pre-norm with a final LayerNorm). Hugging Face weights map onto it in
+:mod:`masklab.interop.hf.bert`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from masklab.nn import Encoder, LearnedPositionEmbedding, TransformerConfig
+from masklab.nn.attention import Backend
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    """Shape of a BERT encoder. ``intermediate`` defaults to ``4 * dim``; ``norm_first=False`` is BERT's
+    post-norm, ``True`` pre-norm (Xiong et al. 2020: trains stably without warmup, no HF equivalent)."""
+
+    vocab_size: int
+    dim: int = 256
+    depth: int = 4
+    heads: int = 4
+    intermediate: int | None = None
+    max_len: int = 512
+    type_vocab_size: int = 2
+    pad_id: int = 0
+    norm_first: bool = False
+    norm_eps: float = 1e-12
+    dropout: float = 0.1
+    attn_dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.intermediate is None:
+            object.__setattr__(self, "intermediate", 4 * self.dim)
+        for name in ("vocab_size", "dim", "depth", "heads", "intermediate", "max_len", "type_vocab_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"BertConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.dim % self.heads:
+            raise ValueError(f"BertConfig.dim={self.dim} must be divisible by heads={self.heads}")
+        if not 0 <= self.pad_id < self.vocab_size:
+            raise ValueError(f"BertConfig.pad_id={self.pad_id} is outside the vocabulary of {self.vocab_size}")
+
+    def transformer(self) -> TransformerConfig:
+        return TransformerConfig(
+            dim=self.dim,
+            depth=self.depth,
+            heads=self.heads,
+            mlp_ratio=self.intermediate / self.dim,  # exact: TransformerConfig.mlp_hidden = int(dim * ratio)
+            dropout=self.dropout,
+            attn_dropout=self.attn_dropout,
+            norm_first=self.norm_first,
+            norm_eps=self.norm_eps,
+            activation="gelu",  # BERT's exact erf GELU (HF "gelu")
+            final_norm=self.norm_first,
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, values: Mapping) -> BertConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown BertConfig fields {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+# Google's BERT miniatures (Turc et al. 2019) and BERT-base; intermediate = 4 * dim.
+BERT_PRESETS: dict[str, dict[str, int]] = {
+    "bert-tiny": {"dim": 128, "depth": 2, "heads": 2},
+    "bert-mini": {"dim": 256, "depth": 4, "heads": 4},
+    "bert-small": {"dim": 512, "depth": 4, "heads": 8},
+    "bert-base": {"dim": 768, "depth": 12, "heads": 12},
+}
+
+
+def bert_preset(name: str, vocab_size: int, **overrides) -> BertConfig:
+    """A :data:`BERT_PRESETS` entry with ``vocab_size`` and any field overridden."""
+    if name not in BERT_PRESETS:
+        raise ValueError(f"unknown BERT preset {name!r}; known: {', '.join(BERT_PRESETS)}")
+    return BertConfig(vocab_size=vocab_size, **{**BERT_PRESETS[name], **overrides})
+
+
+class BertEmbeddings(nn.Module):
+    """``ids (B, L)`` -> LayerNorm(word + position + token type) -> dropout -> ``(B, L, D)``."""
+
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        # padding_idx keeps the [PAD] row's input gradient at zero, as in BERT / HF.
+        self.word = nn.Embedding(cfg.vocab_size, cfg.dim, padding_idx=cfg.pad_id)
+        self.position = LearnedPositionEmbedding(cfg.max_len, cfg.dim)
+        self.token_type = nn.Embedding(cfg.type_vocab_size, cfg.dim)
+        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        x = self.word(ids) + self.position(ids.shape[1])  # (B, L, D)
+        # Segment 0 everywhere unless given, like HF; adding row 0 keeps imported weights exact.
+        x = x + (self.token_type.weight[0] if token_type_ids is None else self.token_type(token_type_ids))
+        return self.drop(self.norm(x))
+
+
+class Bert(nn.Module):
+    """The BERT encoder: ``ids (B, L)`` -> hidden states ``(B, L, D)``."""
+
+    def __init__(self, cfg: BertConfig, backend: Backend = "sdpa") -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embeddings = BertEmbeddings(cfg)
+        self.encoder = Encoder(cfg.transformer(), backend)
+
+    def forward(self, ids: Tensor, *, padding: Tensor | None = None, token_type_ids: Tensor | None = None) -> Tensor:
+        """Args: ``ids`` long (B, L); ``padding`` bool (B, L), True = padded (None: no padding);
+        ``token_type_ids`` long (B, L) or None. Returns ``(B, L, D)``."""
+        if ids.shape[1] > self.cfg.max_len:
+            raise ValueError(f"sequence of {ids.shape[1]} tokens exceeds max_len={self.cfg.max_len}")
+        if padding is not None and not bool(padding.any()):
+            padding = None  # an all-False mask would only keep SDPA off its fastest (mask-free) kernel
+        return self.encoder(self.embeddings(ids, token_type_ids), padding=padding)
+
+
+def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:
+    """BERT's initialisation (``initializer_range`` 0.02): normal weights, zero biases, unit LayerNorms."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=std)
+            if m.padding_idx is not None:
+                m.weight.data[m.padding_idx].zero_()
+        elif isinstance(m, LearnedPositionEmbedding):
+            nn.init.normal_(m.weight, std=std)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
