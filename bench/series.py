@@ -161,7 +161,7 @@ def classification(name: str, args: argparse.Namespace) -> list[tuple[str, str]]
           f"{recipes.auto_patch_len(train)}")  # fmt: skip
     rows: list[tuple[str, str]] = []
     accs: dict[str, list[float]] = {}
-    for seed in range(args.seeds):
+    for seed in range(0 if args.baselines_only else args.seeds):
         start = time.time()
         for key, value in masklab_arms(train, test, seed, args).items():
             accs.setdefault(key, []).append(value)
@@ -262,6 +262,7 @@ def main() -> None:
     parser.add_argument("--fixed-finetune-lr", type=float, default=None, help="skip the choice, use this one")
     parser.add_argument("--max-length", type=int, default=None, help="pretrain on random crops of this length")
     parser.add_argument("--scratch", action="store_true", help="also fine-tune from random init")
+    parser.add_argument("--baselines-only", action="store_true", help="skip the masklab arms")
     parser.add_argument("--no-dtw", action="store_true")
     parser.add_argument("--dtw-length", type=int, default=256, help="resample longer sets to this many steps")
     parser.add_argument("--dtw-window", type=float, default=0.1)
