@@ -47,7 +47,7 @@ def plot_reconstructions(
             t = np.arange(len(x))
             _shade(ax, h[:, c], "tab:red", "hidden patches" if i == c == 0 else None)
             ax.plot(t, x[:, c], color="black", lw=1.0, label="series" if i == c == 0 else None)
-            ax.plot(t, np.where(h[:, c], r[:, c], np.nan), color="tab:red", lw=1.4, ls="--",
+            ax.plot(t, np.where(h[:, c], r[:, c], np.nan), color="tab:red", lw=1.4, ls="--", marker=".", ms=3,
                     label="reconstruction" if i == c == 0 else None)  # fmt: skip
             title = titles[i] if titles else f"series {i}"
             ax.set_title(f"{title}, channel {c}", fontsize=8)
