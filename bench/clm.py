@@ -26,8 +26,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from masklab.core.contract import preset_config
 from masklab.interop.hf.gpt2 import hf_config_dict, to_hf_state_dict
 from masklab.models.clm import GPT, GPTConfig
+from masklab.models.clm.model import PRESETS
 from masklab.nn.cpu_linear import cpu_linear_backend, get_cpu_linear_backend
 
 
@@ -41,10 +43,12 @@ class Setting:
 
 SETTINGS = {
     # nanoGPT's CPU recipe for character-level Shakespeare.
-    "gpt-char": Setting(GPTConfig.preset("gpt-char", vocab_size=65), batch=12, prompt=8, new_tokens=56),
+    "gpt-char": Setting(
+        preset_config(GPTConfig, PRESETS, "gpt-char", vocab_size=65), batch=12, prompt=8, new_tokens=56
+    ),
     # nanoGPT's (GPU) shakespeare_char model size, context 256.
     "gpt-6x384": Setting(GPTConfig(vocab_size=65, context=256, dim=384, depth=6, heads=6), 4, 16, 200),
-    "gpt2-small": Setting(GPTConfig.preset("gpt2-small"), batch=1, prompt=16, new_tokens=64),
+    "gpt2-small": Setting(preset_config(GPTConfig, PRESETS, "gpt2-small"), batch=1, prompt=16, new_tokens=64),
 }
 
 

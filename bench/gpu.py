@@ -8,7 +8,7 @@ Three markdown tables, all bf16 autocast (fp32 weights and AdamW state, as ``fit
 - ``bert``: BERT-base MLM training steps at seq 128 and 512 (packed rows, no padding), masklab ``BertForMLM``
   vs ``transformers.BertForMaskedLM``, same weights, batches and 80/10/10 corruption (``bench/mlm.py``);
 - ``attention``: causal self-attention forward + backward, H = 16, Dh = 64, T = 1k ... 16k: masklab's
-  FlexAttention path (:mod:`masklab.nn.dispatch`: cached ``BlockMask`` + compiled ``flex_attention``) vs SDPA
+  FlexAttention path (:mod:`masklab.nn.attention`: cached ``BlockMask`` + compiled ``flex_attention``) vs SDPA
   with a dense boolean mask; SDPA's own ``is_causal`` kernel (what masklab dispatches for *plain* causal
   masks) is shown for reference. Batch ``B = max(1, --attn-tokens // T)`` keeps the tokens per call fixed.
 
@@ -163,9 +163,9 @@ def bench_mae(args, device: torch.device) -> None:
     from mae import hf_model  # bench/mae.py: ViTMAEForPreTraining with masklab's config, fixed sin-cos tables
 
     from masklab.interop.hf.mae import mae_from_hf
-    from masklab.models.mae.presets import preset_config
+    from masklab.models.mae import MAE
 
-    cfg = preset_config(args.mae_preset, channels=3)
+    cfg = MAE.from_preset(args.mae_preset, channels=3).config
     torch.manual_seed(0)
     hf = hf_model(cfg).to(device).train()
     ours = mae_from_hf(hf).to(device).train()  # the same weights
@@ -223,7 +223,7 @@ def bench_bert_seq(args, device: torch.device, seq_len: int) -> list[list[str]]:
         hf_name: train_step(hf, hf_bert_loss, batches, args, device),
     }
     masked = sum(float(b["masked"].sum()) for b in batches) / (len(batches) * B)
-    flops = bert_mlm_train_flops(ours.cfg.bert, seq_len, masked) * B
+    flops = bert_mlm_train_flops(ours.config.bert, seq_len, masked) * B
     rows = timed_rows(runs, flops=flops, items=B * seq_len, reference=hf_name, args=args, device=device)
     return [[name, str(seq_len), str(B), *rest] for name, *rest in rows]
 
@@ -247,8 +247,7 @@ def attention_cells(args, device: torch.device, T: int) -> list[str]:
     """One table row: every path's fwd + bwd time at length ``T`` ("OOM" / "n/a (why)" where it cannot run)."""
     from masklab import masks as M
     from masklab.masks.convert import to_sdpa
-    from masklab.nn.attention import sdpa_attention
-    from masklab.nn.dispatch import BLOCK_MASKS, flex_attention
+    from masklab.nn.attention import BLOCK_MASKS, flex_attention, sdpa_attention
 
     B, H, Dh = max(1, args.attn_tokens // T), args.heads, args.head_dim
     g = torch.Generator().manual_seed(T)

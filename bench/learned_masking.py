@@ -2,10 +2,10 @@
 
 Two MAEs of one architecture train with masklab's ``fit`` for the same CPU-time budget (steps calibrated per
 arm from measured CPU seconds per step): one on MAE's random masks, one on masks proposed by an
-:class:`~masklab.masks.learned.AdversarialMasking` masker that is updated after every step to maximise the
-MAE's hidden-patch loss (ADIOS / AutoMAE). On the 1,000 held-out digits the table reports the hidden-patch MSE
-under random and learned masks (for both models), the share of hidden patches that contain ink, and the
-linear-probe / k-NN accuracy of each encoder's frozen mean-pooled features.
+:class:`~masklab.models.mae.masker.AdversarialMasking` masker trained in the same backward (gradient
+reversal) to maximise the MAE's hidden-patch loss (ADIOS / AutoMAE). On the 1,000 held-out digits the table
+reports the hidden-patch MSE under random and learned masks (for both models), the share of hidden patches that
+contain ink, and the linear-probe / k-NN accuracy of each encoder's frozen mean-pooled features.
 
     python bench/learned_masking.py --cpu-minutes 3        # ~7 minutes on a quiet CPU (1 thread)
     python bench/learned_masking.py --steps 20 --eval 200  # smoke test
@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from masklab.core.contract import saved_config
 from masklab.data.images import Augment, load_images, split_indices
 from masklab.eval.probe import format_probe_table, probe_features
 from masklab.masks.generators import random_masking
@@ -66,7 +67,7 @@ def train(model: MAE, train_data, args, out: Path) -> tuple[int, float]:
     cfg = TrainConfig(steps=steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=min(args.warmup, steps // 5),
                       weight_decay=0.05, seed=args.seed, device="cpu", log_every=50, ckpt_every=steps)  # fmt: skip
     start = time.process_time()
-    result = fit(model, train_data, cfg, out, model_config=model.config.to_dict(), progress=False)
+    result = fit(model, train_data, cfg, out, model_config=saved_config(model), progress=False)
     return result.step, time.process_time() - start
 
 
@@ -86,7 +87,7 @@ def hidden_mse(mae: MAE, images: torch.Tensor, masked: torch.Tensor) -> float:
 
 @torch.no_grad()
 def features(mae: MAE, images: torch.Tensor) -> torch.Tensor:
-    return torch.cat([mae.features(images[s : s + 500]) for s in range(0, len(images), 500)]).numpy()
+    return torch.cat([mae.embed(images[s : s + 500]) for s in range(0, len(images), 500)]).numpy()
 
 
 def main() -> None:

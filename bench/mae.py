@@ -27,7 +27,6 @@ import time
 import torch
 
 from masklab.models.mae import MAE
-from masklab.models.mae.presets import preset_config
 from masklab.nn.cpu_linear import cpu_linear_backend, get_cpu_linear_backend
 
 TORCH_GEMM = "masklab MAE, torch GEMM (MKL)"
@@ -79,11 +78,11 @@ def step_fn(model, optimizer, images, noise, hf: bool, gemm: str | None = None):
 def bench_preset(name: str, batch: int, steps: int, warmup: int) -> list[tuple[str, float]]:
     from masklab.interop.hf.mae import mae_from_hf
 
-    cfg = preset_config(name, channels=3)
+    cfg = MAE.from_preset(name, channels=3).config
     torch.manual_seed(0)
     hf = hf_model(cfg).train()
     ours = mae_from_hf(hf).train()
-    simmim = MAE(preset_config(name, channels=3, variant="simmim")).train()
+    simmim = MAE.from_preset(name, channels=3, variant="simmim").train()
     g = torch.Generator().manual_seed(0)
     images = torch.rand(batch, 3, *cfg.image_size, generator=g)
     noise = torch.rand(batch, cfg.num_patches, generator=g)
@@ -119,7 +118,7 @@ def main() -> None:
           f"masklab CPU linears: {get_cpu_linear_backend()}")  # fmt: skip
     for name in args.presets:
         batch = args.batch_size or DEFAULT_BATCH.get(name, 8)
-        cfg = preset_config(name, channels=3)
+        cfg = MAE.from_preset(name, channels=3).config
         rows = bench_preset(name, batch, args.steps, args.warmup)
         print(
             f"\n{name}: {cfg.image_size[0]}x{cfg.image_size[1]}x3, patch {cfg.patch_size} (L={cfg.num_patches}), "

@@ -29,9 +29,10 @@ from masklab.cli import main as cli
 
 
 def inpainting_table(run: str, seed: int, ratio: float, limit: int | None) -> list[tuple[str, float, float]]:
-    from masklab.apps.mae import load_run_model, load_split
     from masklab.eval.inpainting import classical_inpaint
     from masklab.masks.generators import random_masking
+    from masklab.recipes.mae import load_mae_run as load_run_model
+    from masklab.recipes.mae import load_split
     from masklab.tokenizers.patches import pixel_mask_from_patches
 
     model = load_run_model(run, "cpu")

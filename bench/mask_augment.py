@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from masklab.core.contract import saved_config
 from masklab.data.augment import AugmentedData, parse_augment
 from masklab.eval.occlusion import occlude
 from masklab.train import TrainConfig, fit
@@ -69,7 +70,7 @@ def mnist(args, out: Path) -> str:
         transform = None if spec is None else parse_augment(spec, "image", patch_size=4)
         data = AugmentedData(dataset.subset(train_idx), transform)
         fit(model, data, train_config(args.mnist_steps, 128, 2e-3, args.seed), out / f"mnist-{name.split(':')[0]}",
-            model_config=config.to_dict(), progress=False)  # fmt: skip
+            model_config=saved_config(model), progress=False)  # fmt: skip
         model.eval()
         accuracies = []
         with torch.inference_mode():
@@ -84,9 +85,9 @@ def mnist(args, out: Path) -> str:
 
 # ------------------------------------------------------------------------------------------------- BBC
 def bbc(args, out: Path) -> str:
+    from masklab.core.contract import preset_config
     from masklab.data.text import TextBlocksData, encode_truncated, load_text_corpus, stratified_split
-    from masklab.models.mlm import BertForMLM, MLMConfig
-    from masklab.models.mlm.bert import bert_preset
+    from masklab.models.mlm import PRESETS, BertConfig, BertForMLM, MLMConfig
     from masklab.tokenizers.text import TextTokenizer
 
     corpus = load_text_corpus("builtin:bbc-news")
@@ -102,7 +103,7 @@ def bbc(args, out: Path) -> str:
 
     train, test = blocks(train_idx), blocks(test_idx)
     specials = dict(special_ids=tokenizer.special_ids, mask_id=tokenizer.mask_id, pad_id=tokenizer.pad_id)
-    bert = bert_preset("bert-tiny", tokenizer.vocab_size, max_len=128)
+    bert = preset_config(BertConfig, PRESETS, "bert-tiny", vocab_size=tokenizer.vocab_size, max_len=128)
     config = MLMConfig(bert=bert, mask_id=tokenizer.mask_id, special_ids=tokenizer.special_ids, task="classify",
                        num_labels=len(corpus.label_names))  # fmt: skip
     conditions = [("clean", None, 0.0), ("[MASK] 25%", "mask", 0.25), ("[MASK] 50%", "mask", 0.5),
@@ -114,7 +115,7 @@ def bbc(args, out: Path) -> str:
         transform = None if spec is None else parse_augment(spec, "text", **specials)
         data = AugmentedData(TextBlocksData(train), transform)
         fit(model, data, train_config(args.bbc_steps, 32, 1e-3, args.seed), out / f"bbc-{name.split(':')[0]}",
-            model_config=model.config(), progress=False)  # fmt: skip
+            model_config=saved_config(model), progress=False)  # fmt: skip
         model.eval()
         accuracies = []
         with torch.inference_mode():

@@ -24,12 +24,12 @@ def build_models(preset: str, vocab: int, seq_len: int, seed: int):
     from transformers import BertConfig as HFBertConfig
     from transformers import BertForMaskedLM
 
+    from masklab.core.contract import preset_config
     from masklab.interop.hf.bert import bert_config_to_hf
-    from masklab.models.mlm import BertForMLM, MLMConfig
-    from masklab.models.mlm.bert import bert_preset
+    from masklab.models.mlm import PRESETS, BertConfig, BertForMLM, MLMConfig
 
     torch.manual_seed(seed)
-    bert = bert_preset(preset, vocab, max_len=max(512, seq_len))
+    bert = preset_config(BertConfig, PRESETS, preset, vocab_size=vocab, max_len=max(512, seq_len))
     ours = BertForMLM(MLMConfig(bert=bert, mask_id=4, special_ids=(0, 1, 2, 3, 4)))
     hf_config = HFBertConfig(**bert_config_to_hf(bert))
     hf = BertForMaskedLM(hf_config)  # transformers' default attention implementation
@@ -49,7 +49,8 @@ def make_batches(n: int, batch_size: int, seq_len: int, vocab: int, model, seed:
         ids = torch.randint(5, vocab, (batch_size, seq_len), generator=g)
         ids[:, 0], ids[:, -1] = 2, 3  # [CLS] ... [SEP]
         batch = {"ids": ids, "padding": torch.zeros_like(ids, dtype=torch.bool)}
-        inputs, masked = model.mask_batch(batch, g)
+        drawn = model.draw(batch, g)
+        inputs, masked = drawn.inputs, drawn.masked
         labels = torch.where(masked, ids, torch.full_like(ids, -100))  # HF: -100 = not predicted
         batches.append({**batch, "inputs": inputs, "masked": masked, "labels": labels})
     return batches
@@ -118,7 +119,7 @@ def main() -> None:
     masked = statistics.mean(float(b["masked"].sum()) for b in batches)
     attn = getattr(hf.config, "_attn_implementation", "?")
     print(
-        f"# {args.preset} (D={ours.cfg.bert.dim}, depth={ours.cfg.bert.depth}), seq {args.seq_len}, vocab "
+        f"# {args.preset} (D={ours.config.bert.dim}, depth={ours.config.bert.depth}), seq {args.seq_len}, vocab "
         f"{args.vocab}, batch {args.batch_size}, {masked:.0f} masked tokens/batch, {args.threads} thread(s), "
         f"torch {torch.__version__}, {args.steps} timed steps each; same-batch loss diff {diff:.1e}"
     )

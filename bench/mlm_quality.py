@@ -44,12 +44,12 @@ def build(args, tokenizer):
     from transformers import BertConfig as HFBertConfig
     from transformers import BertForMaskedLM
 
+    from masklab.core.contract import preset_config
     from masklab.interop.hf.bert import bert_config_to_hf
-    from masklab.models.mlm import BertForMLM, MLMConfig
-    from masklab.models.mlm.bert import bert_preset
+    from masklab.models.mlm import PRESETS, BertConfig, BertForMLM, MLMConfig
 
     torch.manual_seed(args.seed)
-    bert = bert_preset(args.preset, tokenizer.vocab_size, pad_id=tokenizer.pad_id)
+    bert = preset_config(BertConfig, PRESETS, args.preset, vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id)
     ours = BertForMLM(MLMConfig(bert=bert, mask_id=tokenizer.mask_id, special_ids=tokenizer.special_ids))
     hf = BertForMaskedLM(HFBertConfig(**bert_config_to_hf(bert)))
     hf.load_state_dict(ours.hf_state_dict(), strict=False)
@@ -82,7 +82,8 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.seconds / (self.args.minutes * 60), self.args.lr)
         batch = data.get_batch(torch.randint(len(data), (self.args.batch_size,), generator=self.sampler_g))
-        inputs, masked = masker.mask_batch(batch, self.mask_g)  # masklab's 80/10/10 draw, shared by both
+        drawn = masker.draw(batch, self.mask_g)  # masklab's 80/10/10 draw, shared by both
+        inputs, masked = drawn.inputs, drawn.masked
         loss = self.loss_fn(self.model, batch, inputs, masked)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -125,7 +126,8 @@ def heldout_top1(logits_fn, held, masker, seed: int) -> float:
     with torch.no_grad():
         for start in range(0, len(data), 64):
             batch = data.get_batch(torch.arange(start, min(start + 64, len(data))))
-            inputs, masked = masker.mask_batch(batch, g)
+            drawn = masker.draw(batch, g)
+            inputs, masked = drawn.inputs, drawn.masked
             logits = logits_fn(inputs, batch["padding"], masked)  # (M, V)
             correct += int((logits.argmax(-1) == batch["ids"][masked]).sum())
             total += int(masked.sum())
@@ -136,6 +138,7 @@ def finetune(encoder_state, ours_cfg, corpus, tokenizer, args) -> float:
     """BBC 5-class: the pretrained encoder + a linear head on mean-pooled states, masklab's fit, test accuracy."""
     import dataclasses
 
+    from masklab.core.contract import saved_config
     from masklab.data.text import TextBlocksData, encode_truncated, stratified_split
     from masklab.models.mlm import BertForMLM
     from masklab.train import TrainConfig, fit
@@ -166,7 +169,7 @@ def finetune(encoder_state, ours_cfg, corpus, tokenizer, args) -> float:
         ckpt_every=steps,
     )
     with tempfile.TemporaryDirectory() as out:
-        fit(model, TextBlocksData(train), cfg, out, model_config=model.config(), progress=False)
+        fit(model, TextBlocksData(train), cfg, out, model_config=saved_config(model), progress=False)
     model.eval()
     with torch.no_grad():
         preds = torch.cat(
@@ -212,13 +215,13 @@ def main() -> None:
         lambda x, p, m: hf(input_ids=x, attention_mask=(~p).long()).logits[m], held_blocks, ours, args.seed + 2
     )
     if args.finetune_epochs > 0:
-        runs["masklab"]["finetune_acc"] = finetune(ours.state_dict(), ours.cfg, corpus, tokenizer, args)
+        runs["masklab"]["finetune_acc"] = finetune(ours.state_dict(), ours.config, corpus, tokenizer, args)
         with tempfile.TemporaryDirectory() as folder:
             hf.save_pretrained(folder)  # back through the HF -> masklab converter
             hf_as_ours, _ = BertForMLM.from_hf(folder, mask_id=tokenizer.mask_id)
-        runs["hf"]["finetune_acc"] = finetune(hf_as_ours.state_dict(), ours.cfg, corpus, tokenizer, args)
+        runs["hf"]["finetune_acc"] = finetune(hf_as_ours.state_dict(), ours.config, corpus, tokenizer, args)
         # The same fine-tuning from the untrained initial weights: what the pretraining budget bought.
-        runs["none"] = {"steps": 0, "finetune_acc": finetune(initial, ours.cfg, corpus, tokenizer, args)}
+        runs["none"] = {"steps": 0, "finetune_acc": finetune(initial, ours.config, corpus, tokenizer, args)}
 
     print(
         f"| {'pretrained with':<30} | {'steps':>6} | {'tokens/s':>9} | {'held-out MLM top-1':>18} | "

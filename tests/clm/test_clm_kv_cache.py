@@ -90,7 +90,7 @@ def test_generation_past_the_context_slides_the_window(model):
     out = generate(model, [prompt], max_new_tokens=50)[0]  # 80 tokens through a 40-token context
     assert len(out) == 50
     # The first step after a slide continues from the last 3/4 of the context, re-read from scratch.
-    context, window = model.cfg.context, (3 * model.cfg.context) // 4
+    context, window = model.config.context, (3 * model.config.context) // 4
     seq = prompt + out
     first_after_slide = context - len(prompt) + 1  # index into `out` of the token predicted after the slide
     tail = torch.tensor([seq[len(prompt) + first_after_slide - window : len(prompt) + first_after_slide]])

@@ -13,7 +13,7 @@ from masklab.interop.hf.gpt2 import (  # noqa: E402
     state_dict_from_hf,
     to_hf_state_dict,
 )
-from masklab.models.clm import GPT, GPTConfig  # noqa: E402
+from masklab.models.clm import GPT  # noqa: E402
 from masklab.models.clm.generation import generate  # noqa: E402
 
 VOCAB = 61
@@ -39,7 +39,7 @@ def test_logits_match_hf():
 def test_logits_match_hf_with_activation_and_inner_size():
     hf = hf_gpt2(activation_function="gelu", n_inner=48, layer_norm_epsilon=1e-6)
     ours = from_hf_model(hf)
-    assert ours.cfg.activation == "gelu" and ours.cfg.mlp_ratio == 1.5 and ours.cfg.norm_eps == 1e-6
+    assert ours.config.activation == "gelu" and ours.config.mlp_ratio == 1.5 and ours.config.norm_eps == 1e-6
     ids = torch.randint(0, VOCAB, (2, 17), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         torch.testing.assert_close(ours(ids), hf(ids).logits, atol=1e-5, rtol=1e-5)
@@ -108,10 +108,10 @@ def test_unsupported_variants_and_missing_tensors():
 
 def test_export_to_hf_round_trip():
     """The inverse mapping (used by bench/clm.py) puts masklab weights into an HF model exactly."""
-    ours = GPT(GPTConfig.preset("gpt-tiny", vocab_size=VOCAB, context=32)).eval()
-    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(**hf_config_dict(ours.cfg))).eval()
+    ours = GPT.from_preset("gpt-tiny", vocab_size=VOCAB, context=32).eval()
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(**hf_config_dict(ours.config))).eval()
     hf.load_state_dict(to_hf_state_dict(ours))
     ids = torch.randint(0, VOCAB, (2, 32), generator=torch.Generator().manual_seed(8))
     with torch.no_grad():
         torch.testing.assert_close(ours(ids), hf(ids).logits, atol=1e-5, rtol=1e-5)
-    assert config_from_hf(hf.config.to_dict()) == ours.cfg
+    assert config_from_hf(hf.config.to_dict()) == ours.config

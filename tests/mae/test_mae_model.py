@@ -5,9 +5,10 @@ import json
 import pytest
 import torch
 
+from masklab.core.contract import saved_config
 from masklab.data.images import ImageBatch
 from masklab.models.mae import MAE, MAEConfig
-from masklab.models.mae.presets import MAE_PRESETS, preset_config
+from masklab.models.mae import PRESETS as MAE_PRESETS
 from masklab.models.registry import build_model
 from masklab.tokenizers.patches import patchify, pixel_mask_from_patches
 
@@ -22,9 +23,9 @@ def tiny(**overrides) -> MAE:
 
 def test_config_round_trips_through_json_and_registry():
     cfg = MAEConfig(**TINY, pixel_mean=(0.1, 0.2, 0.3), pixel_std=(1.0, 2.0, 3.0), norm_pix_loss=True)
-    saved = json.loads(json.dumps(cfg.to_dict()))
+    saved = json.loads(json.dumps(saved_config(MAE(cfg))))
     assert saved["kind"] == "mae"
-    assert MAEConfig.from_config(saved) == cfg
+    assert MAEConfig.from_dict(saved) == cfg  # the "kind" key of a run's config.json is ignored
     model = build_model({"kind": "mae", "model": saved})
     assert isinstance(model, MAE) and model.config == cfg
 
@@ -54,8 +55,8 @@ def test_wrong_channel_count_and_size_are_errors():
 
 
 def test_unknown_config_field_is_an_error():
-    with pytest.raises(ValueError, match="unknown MAE config fields"):
-        MAEConfig.from_config({**TINY, "dpeth": 3})
+    with pytest.raises(ValueError, match="unknown MAEConfig fields"):
+        MAEConfig.from_dict({**TINY, "dpeth": 3})
 
 
 @pytest.mark.parametrize("variant", ["mae", "simmim"])
@@ -133,7 +134,7 @@ def test_inference_is_deterministic_and_unmasked():
     a, b = model.encode(images), model.encode(images)
     assert a.shape == (2, 1 + 6, 32)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert model.features(images).shape == (2, 32)
+    assert model.embed(images).shape == (2, 32)
 
 
 def test_classifier_objective():
@@ -149,7 +150,7 @@ def test_classifier_objective():
 
 @pytest.mark.parametrize("name", list(MAE_PRESETS))
 def test_presets_build(name):
-    cfg = preset_config(name, channels=3)
+    cfg = MAE.from_preset(name, channels=3).config
     assert cfg.num_patches >= 16
     if name == "mae-tiny":
         assert sum(p.numel() for p in MAE(cfg).parameters()) < 100_000

@@ -40,8 +40,8 @@ def test_visualisation_weights_equal_float64_softmax_and_rows_sum_to_one():
     blocked = torch.zeros(1, 1, L, L, dtype=torch.bool)
     blocked[..., 2, :] = True  # query 2 may attend to nothing: its row must be zeros
     blocked[..., 3, 0] = True
-    weights = collect_attention(encoder, x, padding=padding, blocked=blocked)
-    full_blocked = blocked | padding[:, None, None, :]  # (B, 1, L, L) True = may NOT attend
+    full_blocked = blocked | padding[:, None, None, :]  # (B, 1, L, L) True = may NOT attend: padding folds in
+    weights = collect_attention(encoder, x, blocked=full_blocked)
     reference = float64_weights(encoder, x, full_blocked)
     assert len(weights) == 3
     for w, ref in zip(weights, reference, strict=True):

@@ -117,7 +117,7 @@ def test_masker_weights_travel_with_the_checkpoint_and_finetune_drops_them():
         MAEConfig(**TINY, mask_kind="learned", masker={"in_dim": 3})
     with pytest.raises(ValueError, match="only apply to mask_kind='learned'"):
         MAEConfig(**TINY, mask_kind="random", masker={"dim": 8})
-    with pytest.raises(ValueError, match="unknown learned masker config fields"):
+    with pytest.raises(ValueError, match="unknown LearnedMaskerConfig fields"):
         MAEConfig(**TINY, mask_kind="learned", masker={"width": 8})
 
 

@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from masklab.masks.generators import (
-    MASK_GENERATORS,
+from masklab.masks import (
+    STRATEGIES,
     MaskSample,
     bernoulli_masking,
     block_masking,
@@ -123,7 +123,7 @@ def test_random_matches_hf_vit_mae():
 )
 def test_random_padding_never_masked(seed, batch, length, ratio):
     padding = random_padding(seed, batch, length)
-    sample = random_masking(batch, length, ratio, generator=seeded(seed), padding=padding)
+    sample = random_masking(batch, length, ratio, generator=seeded(seed), protected=padding)
     assert not (sample.masked & padding).any()
     n_real = (~padding).sum(1).tolist()
     assert sample.num_masked.tolist() == [n - int(n * (1 - ratio)) for n in n_real]
@@ -136,7 +136,7 @@ def test_random_padding_never_masked(seed, batch, length, ratio):
 def test_random_all_false_padding_equals_mae():
     noise = torch.rand(4, 20, generator=seeded(4))
     plain = random_masking(4, 20, 0.6, noise=noise)
-    padded = random_masking(4, 20, 0.6, noise=noise, padding=torch.zeros(4, 20, dtype=torch.bool))
+    padded = random_masking(4, 20, 0.6, noise=noise, protected=torch.zeros(4, 20, dtype=torch.bool))
     for a, b in zip(dataclasses.astuple(plain), dataclasses.astuple(padded), strict=True):
         assert torch.equal(a, b)
 
@@ -147,7 +147,7 @@ def test_random_all_false_padding_equals_mae():
 def test_bernoulli_rate_within_three_standard_errors():
     p, batch, length = 0.15, 256, 512
     padding = random_padding(5, batch, length)
-    masked = bernoulli_masking(batch, length, p, generator=seeded(5), padding=padding).masked
+    masked = bernoulli_masking(batch, length, p, generator=seeded(5), protected=padding).masked
     n_real = int((~padding).sum())
     rate = masked.sum().item() / n_real
     assert abs(rate - p) < 3 * math.sqrt(p * (1 - p) / n_real)
@@ -157,7 +157,7 @@ def test_bernoulli_rate_within_three_standard_errors():
 @given(seed=st.integers(0, 2**31), batch=st.integers(1, 6), length=st.integers(1, 40), p=st.floats(0, 0.99))
 def test_bernoulli_padding_never_masked(seed, batch, length, p):
     padding = random_padding(seed, batch, length)
-    sample = bernoulli_masking(batch, length, p, generator=seeded(seed), padding=padding)
+    sample = bernoulli_masking(batch, length, p, generator=seeded(seed), protected=padding)
     assert not (sample.masked & padding).any()
     if sample.ids_keep is not None:  # only when every row happens to hide the same count
         assert_ids_consistent(sample)
@@ -210,7 +210,7 @@ def test_block_geometry_is_row_major_rectangle():
 )
 def test_span_exact_budget_and_padding(seed, batch, length, ratio, use_padding):
     padding = random_padding(seed, batch, length) if use_padding else torch.zeros(batch, length, dtype=bool)
-    sample = span_masking(batch, length, ratio, generator=seeded(seed), padding=padding if use_padding else None)
+    sample = span_masking(batch, length, ratio, generator=seeded(seed), protected=padding if use_padding else None)
     assert not (sample.masked & padding).any()
     assert sample.num_masked.tolist() == [round(ratio * n) for n in (~padding).sum(1).tolist()]
     if sample.ids_keep is not None:
@@ -232,7 +232,7 @@ def test_span_mean_length_matches_truncated_geometric():
 def test_span_stops_at_a_padding_wall():
     padding = torch.zeros(32, 200, dtype=torch.bool)
     padding[:, 100] = True
-    masked = span_masking(32, 200, 0.5, generator=seeded(10), padding=padding).masked
+    masked = span_masking(32, 200, 0.5, generator=seeded(10), protected=padding).masked
     assert not masked[:, 100].any()
     assert masked.sum(1).tolist() == [round(0.5 * 199)] * 32
 
@@ -242,7 +242,7 @@ def test_span_is_clipped_at_padding_not_carried_over():
     # hidden tokens (padding squeezed out) are a uniform subset, whose runs average 1 / (1 - ratio) ≈ 1.1.
     # Spans carried over the padding would hide ~1.9 consecutive real tokens per span instead.
     padding = (torch.arange(2000) % 2 == 1).expand(8, -1)  # (B, L)
-    masked = span_masking(8, 2000, 0.1, generator=seeded(13), padding=padding).masked
+    masked = span_masking(8, 2000, 0.1, generator=seeded(13), protected=padding).masked
     real = masked[:, ::2].numpy()  # (B, 1000) padding squeezed out
     starts = np.diff(np.pad(real.astype(np.int8), ((0, 0), (1, 0))), axis=1) == 1
     assert real.sum() / starts.sum() < 1.3
@@ -325,12 +325,12 @@ WORD_IDS = make_word_ids(0, 8, 40)
 PADDING = random_padding(0, 8, 64)
 CASES = {
     "random": lambda g, **kw: random_masking(8, 64, 0.5, generator=g, **kw),
-    "random_padded": lambda g, **kw: random_masking(8, 64, 0.5, generator=g, padding=PADDING, **kw),
+    "random_padded": lambda g, **kw: random_masking(8, 64, 0.5, generator=g, protected=PADDING, **kw),
     "bernoulli": lambda g, **kw: bernoulli_masking(8, 64, 0.3, generator=g, **kw),
     "block": lambda g, **kw: block_masking(8, (8, 8), 0.5, generator=g, **kw),
     "block_inexact": lambda g, **kw: block_masking(8, (8, 8), 0.5, generator=g, exact=False, **kw),
     "span": lambda g, **kw: span_masking(8, 64, 0.3, generator=g, **kw),
-    "span_padded": lambda g, **kw: span_masking(8, 64, 0.3, generator=g, padding=PADDING, **kw),
+    "span_padded": lambda g, **kw: span_masking(8, 64, 0.3, generator=g, protected=PADDING, **kw),
     "whole_word": lambda g, **kw: whole_word_masking(WORD_IDS, 0.3, generator=g, **kw),
     "grid": lambda g, **kw: grid_masking(8, (8, 8), 2, generator=g, **kw),
 }
@@ -347,8 +347,8 @@ def test_seed_replays_and_seeds_differ(name):
 
 
 def test_registry_and_sample_type():
-    assert set(MASK_GENERATORS) == {"random", "bernoulli", "block", "span", "grid"}
-    assert MASK_GENERATORS["grid"] is grid_masking
+    assert {"random", "bernoulli", "block", "span", "grid", "whole_word", "learned"} <= set(STRATEGIES)
+    assert all(name == s.name for name, s in STRATEGIES.items())
     sample = random_masking(2, 4, 0.5, generator=seeded(0))
     with pytest.raises(dataclasses.FrozenInstanceError):
         sample.masked = sample.masked  # type: ignore[misc]
@@ -407,10 +407,10 @@ ERRORS = [
     (lambda: grid_masking(2, (4,), 2), "grid", "(4,)"),
     (lambda: grid_masking(2, (4, 5), 2), "grid", "(4, 5)"),
     (lambda: grid_masking(2, (4, 4), 0), "cell", "0"),
-    (lambda: random_masking(2, 5, 0.5, padding=BAD.long()), "padding", "torch.int64"),
-    (lambda: random_masking(2, 5, 0.5, padding=BAD[:, :4]), "padding", "(2, 4)"),
-    (lambda: bernoulli_masking(2, 5, 0.5, padding=BAD.T), "padding", "(5, 2)"),
-    (lambda: span_masking(2, 5, 0.5, padding=[[False] * 5] * 2), "padding", "[[False"),
+    (lambda: random_masking(2, 5, 0.5, protected=BAD.long()), "protected", "torch.int64"),
+    (lambda: random_masking(2, 5, 0.5, protected=BAD[:, :4]), "protected", "(2, 4)"),
+    (lambda: bernoulli_masking(2, 5, 0.5, protected=BAD.T), "protected", "(5, 2)"),
+    (lambda: span_masking(2, 5, 0.5, protected=[[False] * 5] * 2), "protected", "[[False"),
     (lambda: random_masking(2, 5, 0.5, noise=torch.rand(2, 4)), "noise", "(2, 4)"),
     (lambda: random_masking(2, 5, 0.5, noise=torch.ones(2, 5, dtype=torch.long)), "noise", "torch.int64"),
     (lambda: whole_word_masking(torch.zeros(2, 3), 0.5), "word_ids", "torch.float32"),
@@ -435,7 +435,7 @@ def test_value_errors_name_argument_and_value(call, name, shown):
 
 def test_ratio_zero_masks_nothing():
     for make in (
-        lambda g: random_masking(3, 10, 0.0, generator=g, padding=random_padding(1, 3, 10)),
+        lambda g: random_masking(3, 10, 0.0, generator=g, protected=random_padding(1, 3, 10)),
         lambda g: bernoulli_masking(3, 10, 0.0, generator=g),
         lambda g: block_masking(3, (4, 4), 0.0, generator=g),
         lambda g: span_masking(3, 10, 0.0, generator=g),

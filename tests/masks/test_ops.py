@@ -21,35 +21,35 @@ def test_reductions_match_numpy(data):
         want_sum = keep.sum(0) if len(keep) else np.zeros(4)
         want_mean = keep.mean(0) if len(keep) else np.zeros(4)
         want_max = keep.max(0) if len(keep) else np.zeros(4)
-        np.testing.assert_allclose(M.masked_sum(x, hidden, dim=1)[b].numpy(), want_sum)
-        np.testing.assert_allclose(M.masked_mean(x, hidden, dim=1)[b].numpy(), want_mean)
-        np.testing.assert_allclose(M.masked_max(x, hidden, dim=1)[b].numpy(), want_max)
-    assert torch.equal(M.masked_count(x, hidden, dim=1)[:, 0], torch.tensor([3.0, 0.0, 5.0], dtype=x.dtype))
+        np.testing.assert_allclose(M.visible_sum(x, hidden, dim=1)[b].numpy(), want_sum)
+        np.testing.assert_allclose(M.visible_mean(x, hidden, dim=1)[b].numpy(), want_mean)
+        np.testing.assert_allclose(M.visible_max(x, hidden, dim=1)[b].numpy(), want_max)
+    assert torch.equal(M.visible_count(x, hidden, dim=1)[:, 0], torch.tensor([3.0, 0.0, 5.0], dtype=x.dtype))
     assert torch.equal(M.apply_mask(x, hidden)[0, 1], torch.zeros(4, dtype=x.dtype))
 
 
 def test_masked_softmax_and_normalize(data):
     x, hidden = data
     scores = x[..., 0]  # (3, 5)
-    p = M.masked_softmax(scores, hidden, dim=-1)
+    p = M.visible_softmax(scores, hidden, dim=-1)
     assert bool((p[hidden] == 0).all())
     torch.testing.assert_close(p.sum(-1), torch.tensor([1.0, 0.0, 1.0], dtype=x.dtype))
     want = np.exp(scores[0].numpy()[[0, 2, 4]])
     np.testing.assert_allclose(p[0, [0, 2, 4]].numpy(), want / want.sum())
-    w = M.masked_normalize(scores.abs(), hidden)
+    w = M.visible_normalize(scores.abs(), hidden)
     torch.testing.assert_close(w.sum(-1), torch.tensor([1.0, 0.0, 1.0], dtype=x.dtype))
-    assert not bool(torch.isnan(M.masked_softmax(scores, torch.ones_like(hidden))).any())
+    assert not bool(torch.isnan(M.visible_softmax(scores, torch.ones_like(hidden))).any())
 
 
 def test_masked_loss_counts_masked_not_padding():
     per_token = torch.arange(6.0).view(2, 3)
     masked = torch.tensor([[True, False, True], [True, True, False]])
     padding = torch.tensor([[False, False, False], [False, True, True]])
-    assert float(M.masked_loss(per_token, masked, padding)) == pytest.approx((0 + 2 + 3) / 3)
+    assert float(M.loss_on_masked(per_token, masked, padding)) == pytest.approx((0 + 2 + 3) / 3)
     per_elem = per_token[..., None].expand(2, 3, 4)
-    assert float(M.masked_loss(per_elem, masked)) == pytest.approx((0 + 2 + 3 + 4) / 4)
+    assert float(M.loss_on_masked(per_elem, masked)) == pytest.approx((0 + 2 + 3 + 4) / 4)
     w = torch.ones(2, 3, requires_grad=True)
-    nothing = M.masked_loss(w, torch.zeros(2, 3, dtype=torch.bool))
+    nothing = M.loss_on_masked(w, torch.zeros(2, 3, dtype=torch.bool))
     nothing.backward()
     assert float(nothing.detach()) == 0.0 and torch.equal(w.grad, torch.zeros(2, 3))
 
@@ -72,9 +72,9 @@ def test_padding_lengths_and_pooling():
 
 def test_bad_inputs():
     with pytest.raises(ValueError, match="masked"):
-        M.masked_mean(torch.zeros(2, 3), torch.zeros(2, 3), dim=1)
+        M.visible_mean(torch.zeros(2, 3), torch.zeros(2, 3), dim=1)
     with pytest.raises(ValueError, match="leading dims"):
-        M.masked_mean(torch.zeros(2, 3, 4), torch.zeros(3, 2, dtype=torch.bool), dim=1)
+        M.visible_mean(torch.zeros(2, 3, 4), torch.zeros(3, 2, dtype=torch.bool), dim=1)
     with pytest.raises(ValueError, match="max_len"):
         M.padding_from_lengths(torch.tensor([4]), 2)
     with pytest.raises(ValueError, match="lengths"):

@@ -103,12 +103,12 @@ def test_module_backends_and_return_weights_agree(backend):
     attn = MaskedSelfAttention(24, 3, backend=backend).eval()
     x = torch.randn(2, 7, 24)
     padding = M.padding_from_lengths(torch.tensor([7, 3]), 7)
-    out = attn(x, padding=padding, is_causal=True)
-    out_w, weights = attn(x, padding=padding, is_causal=True, return_weights=True)
+    out = attn(x, blocked=M.causal() | M.key_padding(padding))
+    out_w, weights = attn(x, blocked=M.causal() | M.key_padding(padding), return_weights=True)
     torch.testing.assert_close(out, out_w, atol=1e-6, rtol=1e-5)
     assert weights.shape == (2, 3, 7, 7)
     attn.backend = "reference" if backend == "sdpa" else "sdpa"
-    torch.testing.assert_close(attn(x, padding=padding, is_causal=True), out, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(attn(x, blocked=M.causal() | M.key_padding(padding)), out, atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("backend", ["sdpa", "reference"])
@@ -118,7 +118,7 @@ def test_causal_encoder_leaks_no_information_from_the_future(backend):
     enc = Encoder(cfg, backend=backend).double().eval()
     T = 6
     x = torch.randn(1, T, 16, dtype=torch.float64)
-    jac = torch.autograd.functional.jacobian(lambda inp: enc(inp, is_causal=True), x)  # (1, T, D, 1, T, D)
+    jac = torch.autograd.functional.jacobian(lambda inp: enc(inp, blocked=M.causal()), x)  # (1, T, D, 1, T, D)
     dep = jac[0, :, :, 0].abs().sum(dim=(1, 3))  # (T_out, T_in)
     for t in range(T):
         for s in range(T):
@@ -132,10 +132,10 @@ def test_kv_cache_matches_full_forward():
     torch.manual_seed(0)
     enc = Encoder(TransformerConfig(dim=16, depth=2, heads=4)).eval()
     x = torch.randn(2, 8, 16)
-    full = enc(x, is_causal=True)
+    full = enc(x, blocked=M.causal())
     caches = [KVCache() for _ in enc.blocks]
-    steps = [enc(x[:, :3], is_causal=True, caches=caches)]  # a prompt of 3, then one token at a time
-    steps += [enc(x[:, t : t + 1], is_causal=True, caches=caches) for t in range(3, 8)]
+    steps = [enc(x[:, :3], blocked=M.causal(), caches=caches)]  # a prompt of 3, then one token at a time
+    steps += [enc(x[:, t : t + 1], blocked=M.causal(), caches=caches) for t in range(3, 8)]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
     assert len(caches[0]) == 8
 
@@ -159,3 +159,15 @@ def test_config_errors():
         TransformerConfig(dim=10, depth=1, heads=3)
     with pytest.raises(ValueError, match="activation"):
         TransformerConfig(dim=8, depth=1, heads=2, activation="swish")
+
+
+@pytest.mark.parametrize("kind", ["padding", "causal+padding"])
+def test_encoder_with_padding_compiles_to_one_graph(kind):
+    """The mask path is branch-free (no ``bool(tensor)``): fullgraph compile works and equals eager."""
+    torch.manual_seed(0)
+    enc = Encoder(TransformerConfig(dim=16, depth=2, heads=2)).eval()
+    x = torch.randn(2, 6, 16)
+    padding = M.padding_from_lengths(torch.tensor([6, 3]), 6)
+    blocked = M.padding_to_blocked(padding) if kind == "padding" else M.causal() | M.key_padding(padding)
+    compiled = torch.compile(lambda inp: enc(inp, blocked=blocked), fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(x), enc(x, blocked=blocked))

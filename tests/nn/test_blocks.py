@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from masklab import masks as M
 from masklab.nn import Encoder, LearnedPositionEmbedding, TransformerConfig, sincos_1d, sincos_2d
 
 
@@ -73,7 +74,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     for enabled in (False, True):
         enc.set_grad_checkpointing(enabled)
         enc.zero_grad()
-        out = enc(x, is_causal=True)
+        out = enc(x, blocked=M.causal())
         out.square().sum().backward()
         grads.append([p.grad.clone() for p in enc.parameters()])
     for a, b in zip(*grads, strict=True):

@@ -9,7 +9,6 @@ from torch import nn
 
 from masklab.models.clm import GPT, GPTConfig
 from masklab.models.mae import MAE
-from masklab.models.mae.presets import preset_config
 from masklab.nn import cpu_linear as lin_mod
 from masklab.nn.cpu_linear import Linear, cpu_linear_backend, get_cpu_linear_backend, linear, set_cpu_linear_backend
 
@@ -128,7 +127,7 @@ def test_env_variable_is_validated(monkeypatch):
 def test_models_agree_across_backends():
     """Whole models (MAE loss and grads, GPT logits) give the same numbers on either GEMM library."""
     torch.manual_seed(0)
-    mae = MAE(preset_config("mae-tiny", channels=3))
+    mae = MAE.from_preset("mae-tiny", channels=3)
     images, noise = torch.rand(64, 3, 16, 16), torch.rand(64, 16)
     gpt = GPT(GPTConfig(vocab_size=70, context=32, dim=64, depth=2, heads=4))
     ids = torch.randint(0, 70, (8, 32))

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from masklab.core.contract import preset_config
 from masklab.interop.hf.bert import bert_config_to_hf, load_bert_mlm, save_bert_mlm
-from masklab.models.mlm import BertForMLM, MLMConfig
-from masklab.models.mlm.bert import bert_preset
+from masklab.models.mlm import PRESETS, BertConfig, BertForMLM, MLMConfig
 from masklab.tokenizers.text import TextTokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -127,7 +127,7 @@ def test_minilm_hidden_states_match_transformers():
 def test_export_roundtrip_loads_in_transformers(tmp_path):
     torch.manual_seed(0)
     tok = TextTokenizer.train([f"w{i} w{i + 1} w{i + 2}" for i in range(200)], vocab_size=VOCAB)
-    bert = bert_preset("bert-tiny", tok.vocab_size, dim=32, heads=2, max_len=64)
+    bert = preset_config(BertConfig, PRESETS, "bert-tiny", vocab_size=tok.vocab_size, dim=32, heads=2, max_len=64)
     ours = BertForMLM(MLMConfig(bert=bert, mask_id=tok.mask_id)).eval()
     save_bert_mlm(ours, tmp_path, tok)
     hf = transformers.BertForMaskedLM.from_pretrained(tmp_path).eval()
@@ -146,15 +146,22 @@ def test_export_roundtrip_loads_in_transformers(tmp_path):
 
 
 def test_prenorm_runs_but_has_no_hf_layout(tmp_path):
-    model = BertForMLM(MLMConfig(bert=bert_preset("bert-tiny", VOCAB, dim=32, heads=2, norm_first=True), mask_id=4))
+    model = BertForMLM(
+        MLMConfig(
+            bert=preset_config(BertConfig, PRESETS, "bert-tiny", vocab_size=VOCAB, dim=32, heads=2, norm_first=True),
+            mask_id=4,
+        )
+    )
     ids, padding, _ = _batch()
     assert model(ids, padding).shape == (3, 16, 32)
     with pytest.raises(ValueError, match="pre-norm"):
-        bert_config_to_hf(model.cfg.bert)
+        bert_config_to_hf(model.config.bert)
 
 
 def test_sdpa_and_reference_attention_agree():
-    model = BertForMLM(MLMConfig(bert=bert_preset("bert-tiny", VOCAB, dim=32, heads=2), mask_id=4)).eval()
+    model = BertForMLM(
+        MLMConfig(bert=preset_config(BertConfig, PRESETS, "bert-tiny", vocab_size=VOCAB, dim=32, heads=2), mask_id=4)
+    ).eval()
     ids, padding, _ = _batch()
     with torch.no_grad():
         fused = model(ids, padding)

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from masklab.commands.fill import fill_mask
-from masklab.masks.ops import masked_loss
-from masklab.models.mlm import BertForMLM, MLMConfig
-from masklab.models.mlm.bert import BertConfig, bert_preset
+from masklab.core.contract import preset_config, saved_config
+from masklab.masks.ops import loss_on_masked
+from masklab.models.mlm import PRESETS, BertConfig, BertForMLM, MLMConfig
 from masklab.models.registry import build_model
+from masklab.recipes.mlm_tasks import fill_mask
 from masklab.tokenizers.text import TextTokenizer
 
 SPECIAL = (0, 1, 2, 3, 4)
@@ -18,7 +18,9 @@ SPECIAL = (0, 1, 2, 3, 4)
 
 def _model(**kw) -> BertForMLM:
     torch.manual_seed(0)
-    bert = bert_preset("bert-tiny", 200, dim=32, heads=2, dropout=0.0, attn_dropout=0.0)
+    bert = preset_config(
+        BertConfig, PRESETS, "bert-tiny", vocab_size=200, dim=32, heads=2, dropout=0.0, attn_dropout=0.0
+    )
     return BertForMLM(MLMConfig(bert=bert, mask_id=4, special_ids=SPECIAL, **kw))
 
 
@@ -35,11 +37,12 @@ def test_sparse_loss_equals_dense_masked_loss():
     model = _model()
     batch = _batch(torch.Generator().manual_seed(0))
     out = model.training_loss(batch, torch.Generator().manual_seed(7))
-    inputs, masked = model.mask_batch(batch, torch.Generator().manual_seed(7))  # the same draw again
+    drawn = model.draw(batch, torch.Generator().manual_seed(7))  # the same draw again
+    inputs, masked = drawn.inputs, drawn.masked
     hidden = model(inputs, batch["padding"])
     dense_logits = model.head(hidden, model.bert.embeddings.word.weight)  # (B, L, V): every position
     per_token = F.cross_entropy(dense_logits.transpose(1, 2), batch["ids"], reduction="none")  # (B, L)
-    torch.testing.assert_close(out.loss, masked_loss(per_token, masked, batch["padding"]))
+    torch.testing.assert_close(out.loss, loss_on_masked(per_token, masked, batch["padding"]))
     assert 0 < float(out.metrics["masked_frac"]) < 1
 
 
@@ -53,11 +56,13 @@ def test_nothing_to_mask_gives_zero_loss_not_nan():
 
 
 def test_config_roundtrip_through_registry_and_json():
-    model = _model(masking="whole_word", mask_rate=0.2)
-    config = json.loads(json.dumps(model.config()))
+    model = _model(masking="whole_word", mask_ratio=0.2)
+    config = json.loads(json.dumps(saved_config(model)))
     rebuilt = build_model({"kind": config["kind"], "model": config})
-    assert rebuilt.cfg == model.cfg
+    assert rebuilt.config == model.config
     assert rebuilt.state_dict().keys() == model.state_dict().keys()
+    old = {("mask_rate" if k == "mask_ratio" else k): v for k, v in config.items()}  # runs saved before the rename
+    assert build_model({"kind": "mlm", "model": old}).config == model.config
 
 
 def test_tied_output_embedding_is_not_a_separate_tensor():
@@ -90,14 +95,14 @@ def test_config_errors():
     bert = BertConfig(vocab_size=50, dim=32, depth=1, heads=2)
     with pytest.raises(ValueError, match="mask_id=99 is outside"):
         MLMConfig(bert=bert, mask_id=99)
-    with pytest.raises(ValueError, match="mask_rate"):
-        MLMConfig(bert=bert, mask_id=4, mask_rate=0.0)
+    with pytest.raises(ValueError, match="mask_ratio"):
+        MLMConfig(bert=bert, mask_id=4, mask_ratio=0.0)
     with pytest.raises(ValueError, match="replace_mask"):
         MLMConfig(bert=bert, mask_id=4, replace_mask=0.8, replace_random=0.3)
     with pytest.raises(ValueError, match="num_labels >= 2"):
         MLMConfig(bert=bert, mask_id=4, task="classify")
     with pytest.raises(ValueError, match="unknown MLMConfig fields"):
-        MLMConfig.from_config({"bert": bert.to_dict(), "mask_id": 4, "rate": 0.1})
+        MLMConfig.from_dict({"bert": bert.to_dict(), "mask_id": 4, "rate": 0.1})
     with pytest.raises(ValueError, match="divisible"):
         BertConfig(vocab_size=50, dim=30, heads=4)
     with pytest.raises(ValueError, match="exceeds max_len"):
@@ -108,7 +113,7 @@ def test_config_errors():
 
 def test_fill_mask_predicts_exactly_the_mask_tokens():
     tok = TextTokenizer.train(["the team won the match", "the bank raised rates"] * 10, vocab_size=60)
-    bert = bert_preset("bert-tiny", tok.vocab_size, dim=32, heads=2)
+    bert = preset_config(BertConfig, PRESETS, "bert-tiny", vocab_size=tok.vocab_size, dim=32, heads=2)
     model = BertForMLM(MLMConfig(bert=bert, mask_id=tok.mask_id, special_ids=tok.special_ids)).eval()
     results = fill_mask(model, tok, "the [MASK] won the [MASK]", top_k=3)
     assert [r["position"] for r in results] == [2, 5]  # [CLS] the [MASK] won the [MASK] [SEP]

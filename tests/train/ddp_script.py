@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 sys.modules["matplotlib"] = None  # no loss.png: saves a second per run
 
+from masklab.core.contract import saved_config  # noqa: E402
 from masklab.train import TrainConfig, fit  # noqa: E402
 from masklab.train.distributed import exit_worker  # noqa: E402
 
@@ -62,7 +63,7 @@ def build_mae():
     data = ImageDataset(pixels, name="synthetic", augment=Augment())
     # The MAE draws its mask first in training_loss (sample_mask before anything else).
     with_mask_digest(model, lambda batch, g: model.sample_mask(batch.images.shape[0], generator=g).masked)
-    return model, data, cfg.to_dict()
+    return model, data, saved_config(model)
 
 
 def build_mlm():
@@ -86,15 +87,15 @@ def build_mlm():
     inside = (pos > 0) & (pos < lengths[:, None])
     word_ids = torch.where(inside, pos - 1, -1)
     data = TextBlocksData(TokenBlocks(ids, word_ids, padding))
-    with_mask_digest(model, lambda batch, g: model.mask_batch(batch, g)[1])
-    return model, data, model.config()
+    with_mask_digest(model, lambda batch, g: model.draw(batch, g).masked)
+    return model, data, saved_config(model)
 
 
 def build_table():
     import pandas as pd
 
     from masklab.data.tables import TableTrainData
-    from masklab.models.table import TableMAE, TableMAEConfig
+    from masklab.models.table import TableMAE
     from masklab.tokenizers.table import encode_frame, infer_schema
 
     # All-numeric on purpose: the categorical head must not exist then (DDP stalls on unused parameters).
@@ -104,14 +105,32 @@ def build_table():
     frame = pd.DataFrame({k: v.numpy() for k, v in columns.items()})
     frame.iloc[::7, 2] = float("nan")  # some real missing cells
     schema = infer_schema(frame)
-    model = TableMAE(TableMAEConfig.preset("table-tiny", schema))
+    model = TableMAE.from_preset("table-tiny", schema=schema)
     data = TableTrainData(encode_frame(frame, schema))
     with_mask_digest(model, lambda batch, g: model.mask_observed(batch["missing"], g))
-    return model, data, model.model_config()
+    return model, data, saved_config(model)
 
 
-def build(name: str):
+def build_mlm_shards(root: str):
+    """A 1-layer BERT on rows read from a prepared corpus (``masklab prepare``) at ``root``."""
+    from masklab.data.shards import PreparedCorpus
+    from masklab.data.shards.datasets import ShardBlocksData
+    from masklab.models.mlm import BertForMLM, MLMConfig
+    from masklab.models.mlm.bert import BertConfig
+    from masklab.tokenizers.text import TextTokenizer
+
+    tok = TextTokenizer.load(f"{root}/tokenizer.json")
+    bert = BertConfig(vocab_size=tok.vocab_size, dim=32, depth=1, heads=2, max_len=16)
+    model = BertForMLM(MLMConfig(bert=bert, mask_id=tok.mask_id, special_ids=tok.special_ids, masking="whole_word"))
+    data = ShardBlocksData(PreparedCorpus(root), 16, cls_id=tok.cls_id, sep_id=tok.sep_id, pad_id=tok.pad_id)
+    with_mask_digest(model, lambda batch, g: model.mask_batch(batch, g)[1])
+    return model, data, model.config()
+
+
+def build(name: str, shards: str | None = None):
     """(model, data, model_config) for a tiny instance of ``name``."""
+    if name == "mlm-shards":
+        return build_mlm_shards(shards)
     if name == "tiny":
         from train_tiny import TinyData, TinyModel
 
@@ -136,13 +155,16 @@ def main() -> None:
     parser.add_argument("--ckpt-every", type=int, default=3)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--fsdp", action="store_true")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per rank")
+    parser.add_argument("--shards", default=None, help="a prepared corpus (for --model mlm-shards)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)  # the same initial weights on every rank and in every run
-    model, data, model_config = build(args.model)
+    model, data, model_config = build(args.model, args.shards)
     # Constant lr: runs with different `steps` then share one schedule, so a resumed run can be compared.
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=1e-2,
-                      min_lr=1e-2, log_every=1, ckpt_every=args.ckpt_every, device="cpu", fsdp=args.fsdp)  # fmt: skip
+                      min_lr=1e-2, log_every=1, ckpt_every=args.ckpt_every, device="cpu", fsdp=args.fsdp,
+                      workers=args.workers)  # fmt: skip
     fit(model, data, cfg, args.out_dir, model_config=model_config, resume=args.resume, progress=False)
 
 

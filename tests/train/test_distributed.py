@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from masklab.commands._train_args import add_train_args, train_config
+from masklab.cli._args import TRAIN_FIELDS, add_train_args
 from masklab.core.io import load_checkpoint
 from masklab.train import TrainConfig
 from masklab.train.progress import read_metrics
@@ -123,8 +123,14 @@ def test_fsdp_two_ranks_equal_one_process_and_resume_on_one(tmp_path, model, sin
 def test_fsdp_option_and_flag():
     parser = argparse.ArgumentParser()
     add_train_args(parser, batch_size=8, lr=1e-3)
-    assert train_config(parser.parse_args(["--out", "x", "--fsdp"]), None, None, default_steps=1).fsdp
-    assert not train_config(parser.parse_args(["--out", "x"]), None, None, default_steps=1).fsdp
+    from masklab.recipes.common import TrainOptions, train_config
+
+    def options(argv):
+        args = parser.parse_args(argv)
+        return TrainOptions(**{k: getattr(args, k) for k in TRAIN_FIELDS if getattr(args, k) is not None})
+
+    assert train_config(options(["--out", "x", "--fsdp"]), None, None, default_steps=1).fsdp
+    assert not train_config(options(["--out", "x"]), None, None, default_steps=1).fsdp
     assert TrainConfig.from_dict({"fsdp": True}).fsdp  # config.json round trip
     with pytest.raises(ValueError, match="fsdp does not support precision='fp16'"):
         TrainConfig(fsdp=True, precision="fp16")

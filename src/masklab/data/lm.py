@@ -11,7 +11,7 @@ Shape legend: ``N`` tokens in a stream, ``B`` batch, ``T`` context.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -51,13 +51,18 @@ def split_by_position(tokens: Tensor, val_fraction: float) -> tuple[Tensor, Tens
 class LMWindows:
     """``fit`` data: example ``i`` is ``tokens[i * stride : i * stride + context + 1]``.
 
-    ``get_batch`` returns ``{"ids": long (B, context + 1)}`` (no padding: every window is full).
+    ``tokens``: a long ``(N,)`` tensor, or a stream read on demand (anything with ``__len__`` and
+    ``read(start, stop) -> int64 array``, e.g. :class:`masklab.data.shards.datasets.TokenSpan` of a prepared
+    corpus). ``get_batch`` returns ``{"ids": long (B, context + 1)}`` (no padding: every window is full).
     ``stride=1`` (training) makes every offset an example; ``stride=context`` tiles the stream without overlap
     (evaluation: each token is predicted once).
     """
 
-    def __init__(self, tokens: Tensor, context: int, *, stride: int = 1) -> None:
-        if tokens.ndim != 1 or tokens.dtype != torch.long:
+    def __init__(self, tokens: Tensor | Any, context: int, *, stride: int = 1) -> None:
+        if not torch.is_tensor(tokens):
+            if not callable(getattr(tokens, "read", None)):
+                raise ValueError(f"tokens must be a long (N,) tensor or a stream with read(), got {type(tokens)}")
+        elif tokens.ndim != 1 or tokens.dtype != torch.long:
             raise ValueError(f"tokens must be a long (N,) stream, got {tokens.dtype} {tuple(tokens.shape)}")
         if context < 1 or stride < 1:
             raise ValueError(f"context and stride must be >= 1, got context={context}, stride={stride}")
@@ -73,5 +78,8 @@ class LMWindows:
 
     def get_batch(self, indices: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         starts = indices.long() * self.stride  # (B,)
+        if not torch.is_tensor(self.tokens):
+            rows = [self.tokens.read(s, s + self.context + 1) for s in starts.tolist()]
+            return {"ids": torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0, self.context + 1).long()}
         offsets = torch.arange(self.context + 1)  # (T + 1,)
         return {"ids": self.tokens[starts[:, None] + offsets[None, :]]}  # (B, T + 1)

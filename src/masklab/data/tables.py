@@ -167,9 +167,11 @@ def load_table(spec: str, *, exclude: tuple[str, ...] = (), label: str | None = 
     parsed = parse_data_spec(spec, known_builtins=BUILTINS)
     if parsed.builtin is not None:
         table = load_builtin(parsed.builtin)
-        frame = table.frame if table.labels is None else table.frame.assign(**{table.label_name: table.labels})
+        name = table.label_name
+        frame = table.frame if table.labels is None or name is None else table.frame.assign(**{name: table.labels})
         split = split_columns(frame, exclude=exclude, label=label or table.label_name)
         return Table(split.frame, parsed.builtin, split.labels)
+    assert parsed.path is not None  # parse_data_spec gives a builtin or a path
     split = split_columns(read_table_file(parsed.path), exclude=exclude, label=label)
     return Table(split.frame, str(parsed.path), split.labels)
 

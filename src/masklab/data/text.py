@@ -256,11 +256,11 @@ def pack_sequences(
     if pad:
         padding[-1, body - pad :] = True
     if cls_id is not None:
-        ids, words, padding = _frame(ids, words, padding, cls_id, sep_id, pad_id)
+        ids, words, padding = frame_rows(ids, words, padding, cls_id, sep_id, pad_id)
     return TokenBlocks(torch.from_numpy(ids), torch.from_numpy(words), torch.from_numpy(padding))
 
 
-def _frame(ids: np.ndarray, words: np.ndarray, padding: np.ndarray, cls_id: int, sep_id: int, pad_id: int):
+def frame_rows(ids: np.ndarray, words: np.ndarray, padding: np.ndarray, cls_id: int, sep_id: int, pad_id: int):
     """Rows ``(N, body)`` -> ``[CLS] body [SEP] pad...`` of ``(N, body + 2)``; [SEP] follows the last real token."""
     n, body = ids.shape
     lengths = (~padding).sum(axis=1)  # (N,)
@@ -301,7 +301,7 @@ def encode_truncated(
         ids[row, :k] = doc.ids[:k]
         words[row, :k] = doc.word_ids[:k]
         padding[row, :k] = False
-    ids, words, padding = _frame(ids, words, padding, cls_id, sep_id, pad_id)
+    ids, words, padding = frame_rows(ids, words, padding, cls_id, sep_id, pad_id)
     label_t = None if labels is None else torch.as_tensor(list(labels), dtype=torch.long)
     return TokenBlocks(torch.from_numpy(ids), torch.from_numpy(words), torch.from_numpy(padding), label_t)
 

@@ -6,8 +6,9 @@
 
 Modules: :mod:`~masklab.masks.attention` (causal / sliding / prefix / document / padding rules and their
 ``|``/``&`` algebra), :mod:`~masklab.masks.convert` (the only place other polarities appear),
-:mod:`~masklab.masks.ops` (masked reductions, softmax, loss, pooling), :mod:`~masklab.masks.generators`
-(random, Bernoulli, block, span, whole-word, grid).
+:mod:`~masklab.masks.ops` (reductions over visible elements, softmax, the loss over masked ones, pooling),
+:mod:`~masklab.masks.generators` (random, Bernoulli, grid), :mod:`~masklab.masks.regions` (block, span,
+whole-word) and :mod:`~masklab.masks.strategies`, the registry every model resolves its mask kind through.
 """
 
 from masklab.masks.attention import (
@@ -35,42 +36,45 @@ from masklab.masks.convert import (
     to_sdpa,
 )
 from masklab.masks.generators import (
-    MASK_GENERATORS,
     MaskSample,
     bernoulli_masking,
-    block_masking,
+    grid_cell,
     grid_masking,
     ids_from_masked,
+    jittered_masking,
     random_masking,
-    span_masking,
-    whole_word_masking,
 )
 from masklab.masks.ops import (
     apply_mask,
     first_token,
     last_token,
     lengths_from_padding,
-    masked_count,
-    masked_loss,
-    masked_max,
-    masked_mean,
-    masked_normalize,
-    masked_softmax,
-    masked_sum,
+    loss_on_masked,
     max_pool,
     mean_pool,
     padding_from_lengths,
+    visible_count,
+    visible_max,
+    visible_mean,
+    visible_normalize,
+    visible_softmax,
+    visible_sum,
 )
+from masklab.masks.regions import block_masking, span_masking, whole_word_masking
+from masklab.masks.strategies import STRATEGIES, MaskRequest, MaskStrategy, draw_mask, resolve
 
 __all__ = [
-    "MASK_GENERATORS",
+    "STRATEGIES",
     "AttnMask",
+    "MaskRequest",
     "MaskSample",
+    "MaskStrategy",
     "apply_mask",
     "bernoulli_masking",
     "block_masking",
     "causal",
     "document",
+    "draw_mask",
     "first_token",
     "from_additive",
     "from_hf_attention_mask",
@@ -78,24 +82,21 @@ __all__ = [
     "from_mha_attn_mask",
     "from_sdpa",
     "full",
+    "grid_cell",
     "grid_masking",
     "ids_from_masked",
+    "jittered_masking",
     "key_padding",
     "last_token",
     "lengths_from_padding",
-    "masked_count",
-    "masked_loss",
-    "masked_max",
-    "masked_mean",
-    "masked_normalize",
-    "masked_softmax",
-    "masked_sum",
+    "loss_on_masked",
     "max_pool",
     "mean_pool",
     "padding_from_lengths",
     "padding_to_blocked",
     "prefix_lm",
     "random_masking",
+    "resolve",
     "sdpa_safe",
     "sliding_window",
     "span_masking",
@@ -105,5 +106,11 @@ __all__ = [
     "to_key_padding_mask",
     "to_mha_attn_mask",
     "to_sdpa",
+    "visible_count",
+    "visible_max",
+    "visible_mean",
+    "visible_normalize",
+    "visible_softmax",
+    "visible_sum",
     "whole_word_masking",
 ]

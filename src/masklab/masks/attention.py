@@ -1,7 +1,7 @@
 """Attention masks as composable rules: causal, sliding window, prefix-LM, packed documents, key padding.
 
-Polarity (the one convention, DESIGN.md): a rule answers *blocked* — True means the query may NOT attend to
-the key. Rules combine with set algebra on the blocked pairs:
+Polarity (the one convention, :mod:`masklab.masks`): a rule answers *blocked* — True means the query may NOT
+attend to the key. Rules combine with set algebra on the blocked pairs:
 
 - ``a | b``: blocked where either rule blocks (stack restrictions: ``causal() | key_padding(padding)``);
 - ``a & b``: blocked only where both block;

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor
 
 from masklab.masks.generators import MaskSample, ids_from_masked
+
+if TYPE_CHECKING:  # the registry imports this module
+    from masklab.masks.strategies import MaskRequest
 
 __all__ = ["attention_guided_masking", "masked_count_for", "score_masking", "token_importance"]
 
@@ -176,3 +179,34 @@ def attention_guided_masking(
         key = (key - lo) / (hi - lo).clamp_min(torch.finfo(key.dtype).tiny)  # (B, L) in [0, 1]
         key = key + noise_scale * torch.rand(key.shape, generator=generator).to(key.device)
     return score_masking(key, ratio, padding=padding, descending=mode == "high")
+
+
+# ---------------------------------------------------------------- strategies (see masklab.masks.strategies)
+
+
+def attention_high_strategy(request: MaskRequest, generator: torch.Generator | None) -> MaskSample:
+    """``attention-high``: hide the most important tokens of ``request.scores`` (``options["noise_scale"]``)."""
+    return _attention_strategy(request, generator, "high")
+
+
+def attention_low_strategy(request: MaskRequest, generator: torch.Generator | None) -> MaskSample:
+    """``attention-low``: hide the least important tokens of ``request.scores``."""
+    return _attention_strategy(request, generator, "low")
+
+
+def _attention_strategy(request: MaskRequest, generator: torch.Generator | None, mode: Mode) -> MaskSample:
+    if request.scores is None:
+        raise ValueError(f"mask kind 'attention-{mode}' needs token scores (B, L) from the model")
+    noise_scale = float(request.options.get("noise_scale", 0.0))
+    sample = attention_guided_masking(
+        request.scores, request.ratio, mode, generator=generator, noise_scale=noise_scale, padding=request.protected
+    )
+    if request.device is None:
+        return sample
+    device = request.device
+    keep, restore = sample.ids_keep, sample.ids_restore
+    return MaskSample(
+        sample.masked.to(device),
+        None if keep is None else keep.to(device),
+        None if restore is None else restore.to(device),
+    )

@@ -215,7 +215,7 @@ def _text(batch: Any, special_ids: Sequence[int]) -> tuple[Tensor, Tensor, Tenso
 def _choose(protected: Tensor, fraction: float, generator: torch.Generator | None) -> Tensor:
     """bool (B, L): exactly ``n - int(n * (1 - fraction))`` of each row's unprotected positions."""
     B, L = protected.shape
-    return random_masking(B, L, fraction, generator=generator, padding=protected.cpu()).masked.to(protected.device)
+    return random_masking(B, L, fraction, generator=generator, protected=protected.cpu()).masked.to(protected.device)
 
 
 @dataclass(frozen=True)

@@ -127,19 +127,18 @@ def padding_to_blocked(padding: Tensor) -> Tensor:
     return padding[:, None, None, :]
 
 
-def sdpa_safe(blocked: Tensor) -> tuple[Tensor, Tensor | None]:
+def sdpa_safe(blocked: Tensor) -> tuple[Tensor, Tensor]:
     """Prepare ``blocked`` for a fused SDPA kernel without NaN on fully blocked query rows.
 
     A query row that may attend to nothing has an undefined softmax; fused kernels may return NaN (and NaN
-    gradients). We let such rows attend to everything inside the kernel and zero their output afterwards.
+    gradients). Such rows attend to everything inside the kernel and the caller zeroes their output afterwards
+    (``out.masked_fill(dead_rows, 0)``). Branch-free: no host sync, no graph break under ``torch.compile``.
 
     Returns:
-        ``attn_mask`` bool (True = attend) for SDPA, and ``dead_rows`` bool ``(..., Lq, 1)`` marking rows to zero
-        after the kernel (None when no row is fully blocked).
+        ``attn_mask`` bool (True = attend) for SDPA, and ``dead_rows`` bool ``(..., Lq, 1)``, True = a row with
+        nothing to attend to (all False when there is none).
     """
     dead = blocked.all(dim=-1, keepdim=True)  # (..., Lq, 1)
-    if not bool(dead.any()):
-        return to_sdpa(blocked), None
     return to_sdpa(blocked & ~dead), dead
 
 

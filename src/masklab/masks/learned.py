@@ -17,9 +17,9 @@ ADIOS (Shi et al. 2022) trains an occlusion network to *maximise* the loss the e
    drives the update, plus a logit-spread penalty (and optionally an entropy bonus) that keeps the masks
    random: an unregularised masker collapses to one fixed "hide the centre" mask on MNIST, and the MAE then
    never learns from the patches it is never shown.
-4. :class:`~masklab.models.mae.masker.AdversarialMasking` holds the masker and its own optimizer: ``propose``
-   before the model's forward,
-   ``update`` after it with the per-token losses (alternating min-max updates, ADIOS Algorithm 1).
+4. :class:`~masklab.models.mae.masker.AdversarialMasking` holds the masker: ``propose`` before the model's
+   forward, ``loss`` after it with the per-token losses; the model adds that objective through gradient
+   reversal, so one backward and one optimizer make the min-max step (ADIOS Algorithm 1, in one update).
 
 An untrained masker (zero-initialised head, all logits 0) draws exactly uniform random masks, so training
 starts from MAE's random masking. Polarity: ``masked: bool (B, L)`` True = hidden; ``padding: bool (B, L)``
@@ -30,12 +30,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from masklab.masks.attention_guided import score_masking
 from masklab.masks.generators import MaskSample
+
+if TYPE_CHECKING:  # the registry imports this module
+    from masklab.masks.strategies import MaskRequest
 
 __all__ = [
     "LearnedMaskSample",
@@ -212,3 +216,14 @@ def normalized_entropy(logits: Tensor, padding: Tensor | None = None) -> Tensor:
     entropy = -(p * logp.masked_fill(p == 0, 0.0)).sum(dim=1)  # (B,)
     n_real = torch.full_like(entropy, logits.shape[1]) if padding is None else (~padding).sum(dim=1).to(entropy)
     return (entropy / torch.log(n_real.clamp_min(2))).mean()
+
+
+# -------------------------------------------------------------------------------------------- strategy
+
+
+def learned_strategy(request: MaskRequest, generator: torch.Generator | None) -> LearnedMaskSample:
+    """``learned``: Gumbel-top-k of a masker's logits (``request.scores``), ``options["temperature"]``."""
+    if request.scores is None:
+        raise ValueError("mask kind 'learned' needs the learned masker's logits (B, L) as scores")
+    temperature = float(request.options.get("temperature", 1.0))
+    return sample(request.scores.detach(), request.ratio, generator, temperature=temperature, padding=request.protected)

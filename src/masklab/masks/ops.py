@@ -1,11 +1,12 @@
 """Reductions, softmax, losses and pooling that respect masks.
 
-Polarity: ``masked`` / ``padding`` are True where an element is hidden or padded; such elements are *left
-out* of every reduction here. The mask covers the leading dims of ``x`` (e.g. ``(B, L)`` for ``x (B, L, D)``)
-and is broadcast over the trailing ones. A reduction over nothing gives 0, never NaN.
+Polarity: ``masked`` / ``padding`` are True where an element is hidden or padded. The ``visible_*``
+reductions leave such elements *out* (they reduce over what is visible). The mask covers the leading dims
+of ``x`` (e.g. ``(B, L)`` for ``x (B, L, D)``) and is broadcast over the trailing ones. A reduction over
+nothing gives 0, never NaN.
 
-The one exception is :func:`masked_loss`, which averages a per-token loss *over* the masked positions (the
-tokens the model had to predict), leaving padding out.
+:func:`loss_on_masked` does the opposite on purpose: it averages a per-token loss *over* the masked positions
+(the tokens the model had to predict), leaving padding out.
 """
 
 from __future__ import annotations
@@ -33,24 +34,24 @@ def apply_mask(x: Tensor, masked: Tensor, fill: float = 0.0) -> Tensor:
     return x.masked_fill(_align(x, masked), fill)
 
 
-def masked_sum(x: Tensor, masked: Tensor, dim: int, keepdim: bool = False) -> Tensor:
+def visible_sum(x: Tensor, masked: Tensor, dim: int, keepdim: bool = False) -> Tensor:
     """Sum of ``x`` over ``dim`` leaving out hidden elements."""
     return apply_mask(x, masked).sum(dim=dim, keepdim=keepdim)
 
 
-def masked_count(x: Tensor, masked: Tensor, dim: int, keepdim: bool = False) -> Tensor:
-    """Number of visible elements along ``dim`` (in ``x``'s dtype, broadcast like :func:`masked_sum`)."""
+def visible_count(x: Tensor, masked: Tensor, dim: int, keepdim: bool = False) -> Tensor:
+    """Number of visible elements along ``dim`` (in ``x``'s dtype, broadcast like :func:`visible_sum`)."""
     visible = (~_align(x, masked)).to(x.dtype).expand_as(x)
     return visible.sum(dim=dim, keepdim=keepdim)
 
 
-def masked_mean(x: Tensor, masked: Tensor, dim: int, keepdim: bool = False) -> Tensor:
+def visible_mean(x: Tensor, masked: Tensor, dim: int, keepdim: bool = False) -> Tensor:
     """Mean of ``x`` over ``dim`` leaving out hidden elements; 0 where everything is hidden."""
-    count = masked_count(x, masked, dim, keepdim)
-    return masked_sum(x, masked, dim, keepdim) / count.clamp_min(1)
+    count = visible_count(x, masked, dim, keepdim)
+    return visible_sum(x, masked, dim, keepdim) / count.clamp_min(1)
 
 
-def masked_max(x: Tensor, masked: Tensor, dim: int, keepdim: bool = False) -> Tensor:
+def visible_max(x: Tensor, masked: Tensor, dim: int, keepdim: bool = False) -> Tensor:
     """Max of ``x`` over ``dim`` leaving out hidden elements; 0 where everything is hidden."""
     aligned = _align(x, masked)
     values = x.masked_fill(aligned, float("-inf")).amax(dim=dim, keepdim=keepdim)
@@ -58,20 +59,20 @@ def masked_max(x: Tensor, masked: Tensor, dim: int, keepdim: bool = False) -> Te
     return values.masked_fill(empty, 0.0)
 
 
-def masked_softmax(x: Tensor, masked: Tensor, dim: int = -1) -> Tensor:
+def visible_softmax(x: Tensor, masked: Tensor, dim: int = -1) -> Tensor:
     """Softmax over ``dim`` where hidden elements get probability 0; a fully hidden row is all zeros."""
     aligned = _align(x, masked)
     filled = x.masked_fill(aligned, torch.finfo(x.dtype).min)
     return torch.softmax(filled, dim=dim).masked_fill(aligned.expand_as(x).all(dim=dim, keepdim=True) | aligned, 0.0)
 
 
-def masked_normalize(x: Tensor, masked: Tensor, dim: int = -1, eps: float = 1e-12) -> Tensor:
+def visible_normalize(x: Tensor, masked: Tensor, dim: int = -1, eps: float = 1e-12) -> Tensor:
     """Divide non-negative weights by their sum over visible elements (hidden -> 0) so they sum to 1."""
     kept = apply_mask(x, masked)
     return kept / kept.sum(dim=dim, keepdim=True).clamp_min(eps)
 
 
-def masked_loss(per_token: Tensor, masked: Tensor, padding: Tensor | None = None) -> Tensor:
+def loss_on_masked(per_token: Tensor, masked: Tensor, padding: Tensor | None = None) -> Tensor:
     """Mean of a per-token loss over the positions the model had to predict.
 
     Args:
@@ -115,12 +116,12 @@ def lengths_from_padding(padding: Tensor) -> Tensor:
 
 def mean_pool(x: Tensor, padding: Tensor) -> Tensor:
     """Average ``x (B, L, D)`` over real (non-padded) timesteps -> ``(B, D)``."""
-    return masked_mean(x, padding, dim=1)
+    return visible_mean(x, padding, dim=1)
 
 
 def max_pool(x: Tensor, padding: Tensor) -> Tensor:
     """Max of ``x (B, L, D)`` over real timesteps -> ``(B, D)``."""
-    return masked_max(x, padding, dim=1)
+    return visible_max(x, padding, dim=1)
 
 
 def last_token(x: Tensor, padding: Tensor) -> Tensor:

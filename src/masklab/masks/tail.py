@@ -11,7 +11,7 @@ import numbers
 
 import torch
 
-from masklab.masks.generators import MaskSample, _check_padding, _device, _finish
+from masklab.masks.generators import MaskSample, _describe, _device, _finish
 
 
 def tail_masking(
@@ -33,7 +33,10 @@ def tail_masking(
                              ("keep_first", keep_first, 0)):  # fmt: skip
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    padding = _check_padding(padding, batch, length)
+    if padding is not None and (
+        not isinstance(padding, torch.Tensor) or padding.dtype != torch.bool or padding.shape != (batch, length)
+    ):
+        raise ValueError(f"padding must be a bool tensor ({batch}, {length}), got {_describe(padding)}")
     device = _device(device, padding)
     real = torch.ones(batch, length, dtype=torch.bool) if padding is None else ~padding.cpu()  # (B, L)
     n_real = real.sum(dim=1, keepdim=True)  # (B, 1)

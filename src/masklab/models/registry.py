@@ -21,6 +21,7 @@ MODEL_KINDS: dict[str, tuple[str, str]] = {
     "mae": ("masklab.models.mae.model", "MAE"),
     "series": ("masklab.models.series.model", "PatchTST"),
     "series-classifier": ("masklab.models.series.classifier", "SeriesClassifier"),
+    "segment": ("masklab.models.segment.model", "Segmenter"),
 }
 
 

@@ -3,7 +3,6 @@
 from masklab.nn.attention import (
     KVCache,
     MaskedSelfAttention,
-    merge_masks,
     reference_attention,
     sdpa_attention,
 )
@@ -24,7 +23,6 @@ __all__ = [
     "cpu_linear_backend",
     "get_cpu_linear_backend",
     "linear",
-    "merge_masks",
     "reference_attention",
     "sdpa_attention",
     "set_cpu_linear_backend",

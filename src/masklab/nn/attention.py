@@ -1,56 +1,49 @@
-"""Masked self-attention: a fused SDPA path for training and a readable reference path that returns weights.
+"""Masked self-attention: one mask argument, the kernel picked from it, and a readable reference path.
 
 Shape legend: ``B`` batch, ``H`` heads, ``Lq``/``Lk`` query/key length, ``D`` width, ``Dh = D / H``.
 
-Mask polarity (masklab convention, stated once):
-    ``blocked: bool (..., Lq, Lk)`` True = query may NOT attend to key (broadcast to ``(B, H, Lq, Lk)``);
-    ``padding: bool (B, Lk)``        True = padded key, attended by no query.
+Mask polarity (masklab convention, stated once): attention takes ONE mask argument, ``blocked``:
+    - an :class:`~masklab.masks.attention.AttnMask` rule (True = query may NOT attend to key): ``causal()``,
+      ``sliding_window(w)``, ``document(ids)``, ``causal() | key_padding(padding)``, ...; or
+    - a dense ``bool`` tensor broadcastable to ``(B, H, Lq, Lk)``, True = may NOT attend (padding folds in as
+      :func:`~masklab.masks.convert.padding_to_blocked`, ``(B, 1, 1, Lk)``); or ``None`` (attend everywhere).
 Conversion to SDPA's polarity happens in :mod:`masklab.masks.convert`. A query row with nothing to attend to
-returns zeros (never NaN) on both paths, forward and backward.
+returns zeros (never NaN) on every path, forward and backward.
+
+Which kernel runs (:func:`plan_attention`, left in ``MaskedSelfAttention.last_plan``):
+
+- ``reference`` — explicit weights were asked for (visualisation), or the module is on the reference path;
+- ``sdpa`` — no mask at all (or a plain causal rule with one query over a cache: it sees every key);
+- ``sdpa_causal`` — a plain causal rule over equal lengths: SDPA's own ``is_causal`` kernel, no mask tensor;
+- ``flex`` — on CUDA at long lengths, FlexAttention with a cached ``BlockMask`` skips fully blocked tiles;
+- ``sdpa_mask`` — everything else: the mask as a dense boolean tensor for SDPA. On CPU this is always the
+  choice for a rule: torch has no FlexAttention backward there and eager Flex materialises every score.
+
+The plan reads only Python values (rule names, lengths, device), so it adds no host sync and no graph break
+under ``torch.compile``.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from masklab.masks import attention as attn_masks
-from masklab.masks.convert import padding_to_blocked, sdpa_safe
+from masklab.masks.attention import AttnMask
+from masklab.masks.convert import sdpa_safe
 from masklab.nn.cpu_linear import Linear
-from masklab.nn.dispatch import BLOCK_MASKS, AttentionPlan, flex_attention, plan_attention
 
 Backend = Literal["sdpa", "reference"]
+Kernel = Literal["reference", "sdpa", "sdpa_causal", "sdpa_mask", "flex"]
+FLEX_MIN_LEN = 1024  # below this, dense-mask SDPA beats Flex's block bookkeeping (bench/attention.py)
 
 
-def merge_masks(
-    q_len: int,
-    kv_len: int,
-    *,
-    blocked: Tensor | None = None,
-    padding: Tensor | None = None,
-    is_causal: bool = False,
-    device: torch.device | None = None,
-) -> Tensor | None:
-    """Combine the ways a caller can restrict attention into one ``blocked (B|1, 1|H, Lq, Lk)`` (or None).
-
-    Causal is bottom-right aligned: the queries are the last ``Lq`` of ``Lk`` positions (KV-cache decoding).
-    """
-    out = blocked
-    if padding is not None:
-        if padding.shape[-1] != kv_len:
-            raise ValueError(f"padding covers {padding.shape[-1]} keys but attention has {kv_len}")
-        pad = padding_to_blocked(padding)  # (B, 1, 1, Lk)
-        out = pad if out is None else out | pad
-    if is_causal:
-        tri = attn_masks.causal().dense(q_len, kv_len, device=device)  # (1, 1, Lq, Lk)
-        out = tri if out is None else out | tri
-    return out
-
-
+# ------------------------------------------------------------------------------------------------ kernels
 def reference_attention(
     q: Tensor,
     k: Tensor,
@@ -94,18 +87,127 @@ def sdpa_attention(
 ) -> Tensor:
     """Fused attention via ``F.scaled_dot_product_attention``; same contract as :func:`reference_attention`.
 
-    ``is_causal`` without ``blocked`` and with ``Lq == Lk`` uses the kernel's own causal path (no mask tensor).
+    ``is_causal`` (no ``blocked``, ``Lq == Lk``) uses the kernel's own causal path, with no mask tensor.
     """
-    if is_causal and (blocked is not None or q.shape[-2] != k.shape[-2]):
-        blocked = merge_masks(q.shape[-2], k.shape[-2], blocked=blocked, is_causal=True, device=q.device)
-        is_causal = False
     if blocked is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=is_causal, dropout_p=dropout_p, scale=scale)
+    if is_causal:
+        raise ValueError("pass either is_causal or blocked, not both (fold causality into blocked)")
     attn_mask, dead = sdpa_safe(blocked)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale)
-    return out if dead is None else out.masked_fill(dead, 0.0)
+    return out.masked_fill(dead, 0.0)  # (B, H, Lq, Dh); fully blocked rows are zero
 
 
+def flex_available() -> bool:
+    try:
+        from torch.nn.attention.flex_attention import flex_attention  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_COMPILED_FLEX = None
+
+
+def flex_attention(q: Tensor, k: Tensor, v: Tensor, block_mask) -> Tensor:
+    """FlexAttention, compiled once per process on CUDA (eager elsewhere: correct, unfused)."""
+    global _COMPILED_FLEX
+    from torch.nn.attention.flex_attention import flex_attention as flex
+
+    if q.device.type != "cuda":
+        return flex(q, k, v, block_mask=block_mask)
+    if _COMPILED_FLEX is None:
+        _COMPILED_FLEX = torch.compile(flex, dynamic=False)
+    return _COMPILED_FLEX(q, k, v, block_mask=block_mask)
+
+
+class BlockMaskCache:
+    """LRU cache of FlexAttention ``BlockMask`` for rules that do not read per-batch data.
+
+    Keyed by the rule's name (rules are value-like: ``causal``, ``sliding_window(256)``), lengths and device.
+    Rules with per-row data (padding, document ids) change every batch and are never cached.
+    """
+
+    def __init__(self, maxsize: int = 32) -> None:
+        self.maxsize = maxsize
+        self._store: OrderedDict[tuple, object] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(self, rule: AttnMask, q_len: int, kv_len: int, device: torch.device):
+        if rule.batch is not None:
+            self.misses += 1
+            return rule.block_mask(q_len, kv_len, device=device)
+        key = (rule.name, q_len, kv_len, str(device))
+        if key in self._store:
+            self.hits += 1
+            self._store.move_to_end(key)
+            return self._store[key]
+        self.misses += 1
+        block_mask = rule.block_mask(q_len, kv_len, device=device)
+        self._store[key] = block_mask
+        if len(self._store) > self.maxsize:
+            self._store.popitem(last=False)
+        return block_mask
+
+
+BLOCK_MASKS = BlockMaskCache()
+
+
+# ------------------------------------------------------------------------------------------------ the plan
+@dataclass(frozen=True)
+class AttentionPlan:
+    """Which kernel ran and why (``MaskedSelfAttention.last_plan``)."""
+
+    kernel: Kernel
+    reason: str
+
+
+def plan_attention(
+    blocked: AttnMask | Tensor | None,
+    *,
+    q_len: int,
+    kv_len: int,
+    device: torch.device,
+    dropout: bool = False,
+    return_weights: bool = False,
+    reference: bool = False,
+    flex_min_len: int = FLEX_MIN_LEN,
+) -> AttentionPlan:
+    """Choose a kernel from the one mask argument (see the module doc); ``dropout``: attention dropout is on
+    (Flex has none). Reads only the rule's name and the lengths: never the mask's values."""
+    if return_weights or reference:
+        why = "attention weights requested" if return_weights else "module set to the reference path"
+        return AttentionPlan("reference", why)
+    if blocked is None:
+        return AttentionPlan("sdpa", "no mask")
+    if isinstance(blocked, Tensor):
+        return AttentionPlan("sdpa_mask", "a dense blocked tensor was given")
+    if blocked.name == "causal" and q_len == kv_len:
+        return AttentionPlan("sdpa_causal", "plain causal mask: SDPA is_causal kernel, no mask tensor")
+    if blocked.name == "causal" and q_len == 1:
+        return AttentionPlan("sdpa", "one new query after the cache: causal blocks nothing")
+    if device.type != "cuda":
+        return AttentionPlan("sdpa_mask", f"{device.type}: FlexAttention has no fused kernel or backward here")
+    if dropout:
+        return AttentionPlan("sdpa_mask", "attention dropout is on (FlexAttention has none)")
+    if not flex_available():
+        return AttentionPlan("sdpa_mask", f"torch {torch.__version__} has no FlexAttention")
+    if kv_len < flex_min_len:
+        return AttentionPlan("sdpa_mask", f"length {kv_len} < {flex_min_len}: dense mask is cheaper than blocks")
+    return AttentionPlan("flex", f"block-sparse rule {blocked.name} at length {kv_len}: Flex skips blocked tiles")
+
+
+def dense_blocked(blocked: AttnMask | Tensor | None, q_len: int, kv_len: int, device: torch.device) -> Tensor | None:
+    """The one mask argument as a dense ``bool`` tensor broadcastable to ``(B, H, Lq, Lk)`` (or None).
+
+    Rules are bottom-right aligned: the queries are the last ``Lq`` of ``Lk`` positions (KV-cache decoding).
+    """
+    if blocked is None or isinstance(blocked, Tensor):
+        return blocked
+    return blocked.dense(q_len, kv_len, device=device)  # (B|1, 1, Lq, Lk)
+
+
+# ------------------------------------------------------------------------------------------------ the module
 class KVCache:
     """Keys and values of the positions seen so far by one attention layer, grown in place.
 
@@ -164,21 +266,15 @@ class MaskedSelfAttention(nn.Module):
         self,
         x: Tensor,
         *,
-        padding: Tensor | None = None,
-        blocked: Tensor | None = None,
-        rule: attn_masks.AttnMask | None = None,
-        is_causal: bool = False,
+        blocked: AttnMask | Tensor | None = None,
         cache: KVCache | None = None,
         return_weights: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Attend ``x (B, L, D)`` to itself (plus cached past keys when ``cache`` is given).
 
         Args:
-            padding: ``bool (B, Lk)``, True = padded key (Lk includes cached positions).
-            blocked: ``bool`` broadcastable to ``(B, H, L, Lk)``, True = may NOT attend.
-            rule: an :class:`~masklab.masks.attention.AttnMask` (causal, sliding window, documents, ...); unlike
-                a dense ``blocked`` it lets the dispatcher use FlexAttention or SDPA's causal kernel.
-            is_causal: add a causal mask (bottom-right aligned when a cache holds earlier positions).
+            blocked: the one mask argument (module doc): an ``AttnMask`` rule, a dense bool tensor
+                broadcastable to ``(B, H, L, Lk)`` (Lk includes cached positions), True = may NOT attend; or None.
             cache: a :class:`KVCache` to read past keys/values from and append this step's to.
             return_weights: also return ``weights (B, H, L, Lk)``; computed on the reference path for this
                 call only, so the training path is untouched.
@@ -193,34 +289,23 @@ class MaskedSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(k, v)  # (B, H, Lk, Dh)
         kv_len = k.shape[-2]
-        # A single new query may see every cached key, so causal masking is a no-op then.
-        if is_causal and not (cache is not None and L == 1):
-            rule = attn_masks.causal() if rule is None else rule | attn_masks.causal()
         dropout_p = self.attn_dropout if self.training else 0.0
         plan = plan_attention(
-            rule, q_len=L, kv_len=kv_len, device=x.device, dense_mask=blocked is not None,
-            padding=padding is not None, dropout=dropout_p > 0, return_weights=return_weights,
-            reference=self.backend == "reference",
+            blocked, q_len=L, kv_len=kv_len, device=x.device, dropout=dropout_p > 0,
+            return_weights=return_weights, reference=self.backend == "reference",
         )  # fmt: skip
         self.last_plan: AttentionPlan = plan
         weights = None
         if plan.kernel == "flex":
-            full_rule = rule if padding is None else rule | attn_masks.key_padding(padding)
-            out = flex_attention(q, k, v, BLOCK_MASKS.get(full_rule, L, kv_len, x.device))
+            assert isinstance(blocked, AttnMask)
+            out = flex_attention(q, k, v, BLOCK_MASKS.get(blocked, L, kv_len, x.device))
         elif plan.kernel in ("sdpa", "sdpa_causal"):
             out = sdpa_attention(q, k, v, is_causal=plan.kernel == "sdpa_causal", dropout_p=dropout_p)
         else:
-            dense = None if rule is None else rule.dense(L, kv_len, device=x.device)  # (B|1, 1, L, Lk)
-            merged = merge_masks(L, kv_len, blocked=_union(dense, blocked), padding=padding, device=x.device)
+            dense = dense_blocked(blocked, L, kv_len, x.device)  # bool, broadcastable to (B, H, L, Lk)
             if plan.kernel == "reference":
-                out, weights = reference_attention(q, k, v, merged, dropout_p=dropout_p)
+                out, weights = reference_attention(q, k, v, dense, dropout_p=dropout_p)
             else:
-                out = sdpa_attention(q, k, v, merged, dropout_p=dropout_p)
+                out = sdpa_attention(q, k, v, dense, dropout_p=dropout_p)
         out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, L, D)))  # (B, L, D)
         return (out, weights) if return_weights else out
-
-
-def _union(a: Tensor | None, b: Tensor | None) -> Tensor | None:
-    if a is None or b is None:
-        return b if a is None else a
-    return a | b

@@ -1,7 +1,8 @@
 """Transformer building blocks: MLP, stochastic depth, the pre-/post-norm block and a block stack.
 
-Shape legend: ``B`` batch, ``L`` tokens, ``D`` width. Mask arguments follow :mod:`masklab.nn.attention`
-(``padding`` True = padded key, ``blocked`` True = may NOT attend).
+Shape legend: ``B`` batch, ``L`` tokens, ``D`` width. The one mask argument, ``blocked``, follows
+:mod:`masklab.nn.attention`: an ``AttnMask`` rule or a dense bool tensor, True = may NOT attend (padding folds
+into it).
 """
 
 from __future__ import annotations
@@ -116,24 +117,13 @@ class Block(nn.Module):
         self,
         x: Tensor,
         *,
-        padding: Tensor | None = None,
-        blocked: Tensor | None = None,
-        rule: AttnMask | None = None,
-        is_causal: bool = False,
+        blocked: AttnMask | Tensor | None = None,
         cache: KVCache | None = None,
         return_weights: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """``x (B, L, D)`` -> ``(B, L, D)`` (and attention weights ``(B, H, L, Lk)`` if asked)."""
         h = self.norm1(x) if self.norm_first else x
-        a = self.attn(
-            h,
-            padding=padding,
-            blocked=blocked,
-            rule=rule,
-            is_causal=is_causal,
-            cache=cache,
-            return_weights=return_weights,
-        )
+        a = self.attn(h, blocked=blocked, cache=cache, return_weights=return_weights)
         a, weights = a if return_weights else (a, None)
         if self.norm_first:
             x = x + self.drop_path(a)
@@ -147,7 +137,7 @@ class Block(nn.Module):
 class Encoder(nn.Module):
     """A stack of :class:`Block` with linearly increasing drop-path and an optional final LayerNorm.
 
-    Used as the encoder (bidirectional) and, with ``is_causal=True``, as a decoder-only stack.
+    Used as the encoder (bidirectional) and, with ``blocked=causal()``, as a decoder-only stack.
     """
 
     def __init__(self, cfg: TransformerConfig, backend: Backend = "sdpa") -> None:
@@ -172,14 +162,15 @@ class Encoder(nn.Module):
         self,
         x: Tensor,
         *,
-        padding: Tensor | None = None,
-        blocked: Tensor | None = None,
-        rule: AttnMask | None = None,
-        is_causal: bool = False,
+        blocked: AttnMask | Tensor | None = None,
         caches: list[KVCache] | None = None,
         return_weights: bool = False,
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
-        """``x (B, L, D)`` -> ``(B, L, D)``; with ``return_weights`` also one ``(B, H, L, Lk)`` per layer."""
+        """``x (B, L, D)`` -> ``(B, L, D)``; with ``return_weights`` also one ``(B, H, L, Lk)`` per layer.
+
+        ``blocked``: the one mask argument of :class:`~masklab.nn.attention.MaskedSelfAttention`, shared by
+        every layer. ``caches``: one :class:`KVCache` per layer (incremental decoding).
+        """
         if caches is not None and len(caches) != len(self.blocks):
             raise ValueError(f"caches has {len(caches)} entries for {len(self.blocks)} layers")
         all_weights: list[Tensor] = []
@@ -187,15 +178,7 @@ class Encoder(nn.Module):
             run = block
             if self.grad_checkpointing and self.training and torch.is_grad_enabled() and caches is None:
                 run = functools.partial(torch.utils.checkpoint.checkpoint, block, use_reentrant=False)
-            out = run(
-                x,
-                padding=padding,
-                blocked=blocked,
-                rule=rule,
-                is_causal=is_causal,
-                cache=None if caches is None else caches[i],
-                return_weights=return_weights,
-            )
+            out = run(x, blocked=blocked, cache=None if caches is None else caches[i], return_weights=return_weights)
             if return_weights:
                 x, w = out
                 all_weights.append(w)

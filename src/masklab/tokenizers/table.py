@@ -302,14 +302,14 @@ def decode_columns(numeric: Tensor, categories: Tensor, schema: TableSchema) -> 
     """Model outputs back to column values: ``numeric`` float (N, C) standardised predictions and
     ``categories`` long (N, C) predicted category indices -> ``{name: (N,) array}`` (float64 numeric values
     in original units, object arrays of category strings)."""
-    numeric = numeric.detach().double().cpu().numpy()
-    categories = categories.detach().cpu().numpy()
+    numeric_np = numeric.detach().double().cpu().numpy()
+    categories_np = categories.detach().cpu().numpy()
     out: dict[str, np.ndarray] = {}
     for j, spec in enumerate(schema.columns):
         if spec.kind == "numeric":
-            out[spec.name] = numeric[:, j] * spec.std + spec.mean
+            out[spec.name] = numeric_np[:, j] * spec.std + spec.mean
         else:
-            out[spec.name] = np.asarray(spec.categories, dtype=object)[categories[:, j]]
+            out[spec.name] = np.asarray(spec.categories, dtype=object)[categories_np[:, j]]
     return out
 
 
@@ -322,6 +322,9 @@ class CellTokenizer(nn.Module):
     ``pos_embed[c]`` (the column identity) is added to every token of column c; it is named like a position
     embedding so the optimizer leaves it out of weight decay (:mod:`masklab.train.optim`).
     """
+
+    is_categorical: Tensor  # (C,) buffer
+    offsets: Tensor  # (C,) buffer
 
     def __init__(self, cardinalities: Sequence[int], dim: int) -> None:
         super().__init__()

@@ -12,7 +12,7 @@ from typing import Any
 # TrainConfig field -> smallest valid value.
 _MINIMUMS = {
     "steps": 1, "batch_size": 1, "grad_accum": 1, "log_every": 1, "ckpt_every": 1,
-    "warmup_steps": 0, "lr": 0, "min_lr": 0, "weight_decay": 0, "seed": 0,
+    "warmup_steps": 0, "lr": 0, "min_lr": 0, "weight_decay": 0, "seed": 0, "workers": 0,
 }  # fmt: skip
 
 
@@ -42,6 +42,9 @@ class TrainConfig:
     # whichever runs out first, steps or time, so a budgeted run still warms up and decays fully.
     # Time-budgeted runs are not bit-reproducible (where they stop depends on the machine).
     max_seconds: float | None = None
+    # DataLoader worker processes that build (decode, augment) batches ahead of the step; 0 = in this process.
+    # Results do not depend on it (each micro-batch's randomness is seeded by its step and index).
+    workers: int = 0
 
     def __post_init__(self) -> None:
         # JSON turns the tuple into a list; normalise so a config read back from config.json compares equal.

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from masklab.core.contract import saved_config
 from masklab.models.table.model import TableMAE, TableMAEConfig
 
 
@@ -19,14 +20,17 @@ class TrainedTable:
     train_loss: float  # last logged training loss
 
 
-def train_in_memory(config: TableMAEConfig, encoded, train, *, held=None, verbose: bool = False) -> TrainedTable:
+def train_in_memory(
+    config: TableMAEConfig, encoded, train, *, held=None, verbose: bool = False, initial: dict | None = None
+) -> TrainedTable:
     """Build a :class:`TableMAE` (seeded with ``train.seed``) and train it with :func:`masklab.train.fit` in a
     temporary run directory, for estimators that keep the model in memory.
 
     ``encoded``: the :class:`~masklab.tokenizers.table.EncodedTable`; ``train``: a ``TrainConfig``; ``held``:
     optional :class:`~masklab.data.tables.HeldOutCells`, which then replaces ``encoded`` for training and is
     checked 40 times: the weights with the lowest held-out loss are kept (early stopping without stopping:
-    the schedule runs to its end). torch's global RNG is left as it was (``fit`` seeds it).
+    the schedule runs to its end); ``initial``: a state dict to start from instead of fresh weights. torch's
+    global RNG is left as it was (``fit`` seeds it).
     """
     import contextlib
     import copy
@@ -49,10 +53,12 @@ def train_in_memory(config: TableMAEConfig, encoded, train, *, held=None, verbos
     with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(train.seed)
         model = TableMAE(config)
+        if initial is not None:
+            model.load_state_dict(initial)
         data = TableTrainData(encoded if held is None else held.train)
         quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stderr(io.StringIO())
         with quiet:
-            result = fit(model, data, train, tmp, model_config=model.model_config(), progress=False, on_step=keep_best)
+            result = fit(model, data, train, tmp, model_config=saved_config(model), progress=False, on_step=keep_best)
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     loss = float(result.last_metrics.get("loss", math.nan))

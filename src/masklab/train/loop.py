@@ -13,7 +13,8 @@ Randomness (a resumed run replays the uninterrupted one exactly on CPU, on any n
   * torch's global RNGs (dropout).
 Both generators are re-seeded from ``(seed, step, micro-batch index)`` before every micro-batch, which is
 what makes a run independent of how its micro-batches are spread over ranks (see
-:mod:`masklab.train.distributed`).
+:mod:`masklab.train.distributed`) and of ``cfg.workers`` (batches built in DataLoader worker processes, see
+:mod:`masklab.train.batches`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import hashlib
 import json
 import math
 import sys
@@ -40,6 +40,8 @@ from masklab.core.device import resolve_device
 from masklab.core.io import atomic_write_json, remove_stale_temp_files
 from masklab.train import checkpoint as ckpt
 from masklab.train import distributed
+from masklab.train.batches import BatchSource, EpochSampler, micro_seed
+from masklab.train.batches import derived_seed as _derived_seed
 from masklab.train.config import TrainConfig
 from masklab.train.optim import build_optimizer, lr_at
 from masklab.train.progress import MetricsLog, MetricWindow, Reporter, read_metrics
@@ -78,47 +80,6 @@ def move_to(batch: Any, device: torch.device | str) -> Any:
     return batch
 
 
-class EpochSampler:
-    """Deterministic epoch permutations consumed in order with a cursor.
-
-    An epoch's last incomplete batch rolls over into the next epoch, so every example is visited exactly
-    once per epoch and every batch has the requested size. State is just ``(epoch, cursor)``.
-    """
-
-    def __init__(self, num_examples: int, seed: int) -> None:
-        if num_examples < 1:
-            raise ValueError(f"the dataset is empty (len(data) == {num_examples})")
-        self.num_examples, self.seed = num_examples, seed
-        self.epoch, self.cursor = 0, 0
-        self._cached: tuple[int, torch.Tensor] | None = None
-
-    def permutation(self, epoch: int) -> torch.Tensor:
-        if self._cached is None or self._cached[0] != epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._cached = (epoch, torch.randperm(self.num_examples, generator=g))
-        return self._cached[1]
-
-    def next_indices(self, count: int) -> torch.Tensor:
-        parts = []
-        while count > 0:
-            take = min(count, self.num_examples - self.cursor)
-            parts.append(self.permutation(self.epoch)[self.cursor : self.cursor + take])
-            self.cursor += take
-            count -= take
-            if self.cursor == self.num_examples:
-                self.epoch, self.cursor = self.epoch + 1, 0
-        return torch.cat(parts)
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "cursor": self.cursor}
-
-    def load_state_dict(self, state: Mapping[str, int]) -> None:
-        epoch, cursor = int(state["epoch"]), int(state["cursor"])
-        if epoch < 0 or not 0 <= cursor < self.num_examples:
-            raise ValueError(f"sampler state {dict(state)} does not fit a dataset of {self.num_examples} examples")
-        self.epoch, self.cursor = epoch, cursor
-
-
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for plain fp32."""
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
@@ -133,12 +94,6 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 
 
 _RESERVED_METRICS = frozenset({"step", "loss", "lr", "grad_norm", "samples_per_s", "elapsed_s"})
-
-
-def _derived_seed(seed: int, purpose: str) -> int:
-    # Sampler seeds are seed * 1_000_003 + epoch; hashing keeps the other streams from ever coinciding with
-    # one of them (seed 0 would otherwise make masking noise and epoch 0's permutation the same stream).
-    return int.from_bytes(hashlib.sha256(f"masklab:{purpose}:{seed}".encode()).digest()[:8], "little") >> 1
 
 
 def _schedule_step(step: int, elapsed: float, cfg: TrainConfig) -> int:
@@ -160,7 +115,7 @@ def _check_resume_config(out: Path, kind: str, model_config: dict) -> None:
         )
 
 
-def _optimizer_step(wrapped, data, sampler, generator, optimizer, cfg, step, dist_info, autocast, scaler):
+def _optimizer_step(wrapped, source, sampler, generator, optimizer, cfg, step, dist_info, autocast, scaler):
     """One optimizer step; returns this rank's loss, model metrics and grad_norm (device tensors, no sync).
 
     The global batch ``cfg.batch_size`` is split into ``world * grad_accum`` equal micro-batches; this rank
@@ -172,9 +127,9 @@ def _optimizer_step(wrapped, data, sampler, generator, optimizer, cfg, step, dis
     indices = sampler.next_indices(cfg.batch_size)  # the same global batch on every rank
     for j in range(cfg.grad_accum):
         m = dist_info.rank * cfg.grad_accum + j
-        generator.manual_seed(_derived_seed(cfg.seed, f"micro:{step}:{m}"))
         torch.manual_seed(_derived_seed(cfg.seed, f"global:{step}:{m}"))  # dropout, drop-path
-        batch = move_to(data.get_batch(indices[m * micro_size : (m + 1) * micro_size], generator), _device(wrapped))
+        batch = source.get(indices[m * micro_size : (m + 1) * micro_size], micro_seed(cfg.seed, step, m), generator)
+        batch = move_to(batch, _device(wrapped))
         # Gradients are averaged over ranks only on the last micro-batch, as in plain accumulation.
         with distributed.gradient_sync(wrapped, dist_info, enabled=j == cfg.grad_accum - 1):
             with autocast():
@@ -318,13 +273,15 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
     reporter = Reporter(bar=show_bar and main, total=cfg.steps, initial=step, quiet=not main)
     start, start_step = time.perf_counter(), step
     last_record: dict[str, Any] = {}
+    source = BatchSource(data, cfg.workers, pin_memory=device.type == "cuda")
+    source.start(cfg, sampler, step, dist_info.rank, dist_info.world)
     try:
         while step < cfg.steps:
             lr = lr_at(_schedule_step(step + 1, elapsed_before + time.perf_counter() - start, cfg), cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             values = _optimizer_step(
-                wrapped, data, sampler, generator, optimizer, cfg, step, dist_info, autocast, scaler
+                wrapped, source, sampler, generator, optimizer, cfg, step, dist_info, autocast, scaler
             )
             step += 1
             window.add_step(values, cfg.batch_size)
@@ -384,6 +341,7 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
                 reporter.message(f"masklab: time budget of {cfg.max_seconds:.0f}s spent at step {step}/{cfg.steps}")
                 break
     finally:
+        source.close()
         reporter.close()
     if not last_record:  # resumed a run that had already finished
         last_record = (read_metrics(metrics_path) or [{}])[-1]

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from masklab.masks.attention import AttnMask
+
 MAX_TICK_LABELS = 48  # above this many tokens the axis labels would overlap; they are left off
 
 
@@ -24,18 +26,16 @@ def collect_attention(
     encoder: nn.Module,
     x: Tensor,
     *,
-    padding: Tensor | None = None,
-    blocked: Tensor | None = None,
-    is_causal: bool = False,
+    blocked: AttnMask | Tensor | None = None,
 ) -> list[Tensor]:
     """Per-layer attention weights of ``encoder`` (a :class:`masklab.nn.Encoder`) on ``x (B, L, D)``.
 
     Runs one inference forward with ``return_weights=True`` (reference path for this call only) and returns
-    one float32 CPU tensor ``(B, H, L, L)`` per layer. ``padding`` bool (B, L) True = padded key;
-    ``blocked`` bool (..., L, L) True = may NOT attend.
+    one float32 CPU tensor ``(B, H, L, L)`` per layer. ``blocked``: the encoder's one mask argument, an
+    ``AttnMask`` rule (``causal()``, ``key_padding(padding)``) or a dense bool (..., L, L), True = may NOT attend.
     """
     with torch.inference_mode():
-        _, weights = encoder(x, padding=padding, blocked=blocked, is_causal=is_causal, return_weights=True)
+        _, weights = encoder(x, blocked=blocked, return_weights=True)
     return [w.float().cpu() for w in weights]
 
 
@@ -58,6 +58,7 @@ def attention_rollout(weights: Sequence[Tensor], residual: bool = True) -> Tenso
             a = 0.5 * a + 0.5 * torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
             a = a / a.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(a.dtype).tiny)
         rollout = a if rollout is None else a @ rollout
+    assert rollout is not None  # weights is non-empty (checked above)
     return rollout
 
 
@@ -127,7 +128,8 @@ def attention_heatmaps(
             else:
                 ax.set_xticks([])
                 ax.set_yticks([])
-    fig.colorbar(image, ax=grid, shrink=0.6, label="attention weight")
+    if image is not None:
+        fig.colorbar(image, ax=grid, shrink=0.6, label="attention weight")
     fig.suptitle(title or "attention weights (rows: queries, columns: keys)", fontsize=10)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

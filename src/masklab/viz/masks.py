@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from masklab.masks.generators import block_masking, grid_masking, random_masking, span_masking
+from masklab.masks.generators import grid_masking, random_masking
+from masklab.masks.regions import block_masking, span_masking
 
 MASK_KINDS = ("random", "block", "span", "grid", "learned")
 

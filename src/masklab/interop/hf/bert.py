@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from masklab.core.io import atomic_write_json, save_checkpoint
+from masklab.models.mlm import BertForMLM, MLMConfig
 from masklab.models.mlm.bert import BertConfig
-from masklab.models.mlm.model import BertForMLM, MLMConfig
 
 HF_WEIGHTS = "model.safetensors"
 HF_CONFIG = "config.json"
@@ -190,7 +190,7 @@ def load_bert_mlm(folder: str | Path, *, mask_id: int | None = None, **overrides
 def bert_mlm_state_to_hf(model: BertForMLM) -> dict[str, Tensor]:
     """Tensors named as HF ``BertForMaskedLM`` saves them (tied decoder weights left out, as HF does)."""
     ours = {k.removeprefix("bert."): v for k, v in model.state_dict().items() if k.startswith("bert.")}
-    out = bert_state_to_hf(ours, model.cfg.bert, prefix="bert.")
+    out = bert_state_to_hf(ours, model.config.bert, prefix="bert.")
     out.update(
         {
             "cls.predictions.transform.dense.weight": model.head.dense.weight,
@@ -208,10 +208,10 @@ def save_bert_mlm(model: BertForMLM, folder: str | Path, tokenizer: Any = None) 
     if given, the tokenizer's ``tokenizer.json``; ``transformers`` loads it with ``from_pretrained``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    hf_config = bert_config_to_hf(model.cfg.bert)
+    hf_config = bert_config_to_hf(model.config.bert)
     if tokenizer is not None:
-        if tokenizer.vocab_size != model.cfg.bert.vocab_size:
-            raise ValueError(f"tokenizer has {tokenizer.vocab_size} ids but the model {model.cfg.bert.vocab_size}")
+        if tokenizer.vocab_size != model.config.bert.vocab_size:
+            raise ValueError(f"tokenizer has {tokenizer.vocab_size} ids but the model {model.config.bert.vocab_size}")
         tokenizer.save(folder)
     # transformers refuses safetensors without format=pt metadata; the hash entry is masklab's integrity check.
     save_checkpoint(folder / HF_WEIGHTS, bert_mlm_state_to_hf(model), {"format": "pt"})

@@ -137,7 +137,7 @@ def load_hf_gpt2(folder: str | Path) -> GPT:
 
 def to_hf_state_dict(model: GPT) -> dict[str, Tensor]:
     """The inverse mapping: a masklab ``GPT`` state dict with ``GPT2LMHeadModel`` names (for HF comparisons)."""
-    cfg = model.cfg
+    cfg = model.config
     ours = model.state_dict()
     out = {"transformer.wte.weight": ours["tok_embed.weight"], "transformer.wpe.weight": ours["pos_embed.weight"]}
     for i in range(cfg.depth):

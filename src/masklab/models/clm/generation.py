@@ -48,7 +48,7 @@ class StaticKVCache:
 
 def new_caches(model: GPT, batch: int, capacity: int | None = None) -> list[StaticKVCache]:
     """One :class:`StaticKVCache` per layer of ``model`` (capacity defaults to the model's context)."""
-    cfg = model.cfg
+    cfg = model.config
     weight = model.tok_embed.weight
     capacity = cfg.context if capacity is None else capacity
     return [
@@ -68,7 +68,7 @@ class DecodeStep:
     """
 
     def __init__(self, model: GPT, batch: int = 1) -> None:
-        cfg = model.cfg
+        cfg = model.config
         self.dim, self.heads, self.eps = cfg.dim, cfg.heads, cfg.norm_eps
         self.approximate = "tanh" if cfg.activation == "gelu_tanh" else "none"
         self.relu = cfg.activation == "relu"
@@ -208,7 +208,7 @@ def generate(
 def _generate(model, prompts, max_new_tokens, temperature, top_k, top_p, eos_id, should_stop, generator, pad_id):
     """The decoding loop of :func:`generate` (``model`` already in eval mode, options already checked)."""
     device = model.tok_embed.weight.device
-    context = model.cfg.context
+    context = model.config.context
     ids, padding = left_pad(prompts, pad_id)  # (B, T) each
     B = ids.shape[0]
     out: list[list[int]] = [[] for _ in range(B)]

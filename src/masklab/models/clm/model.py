@@ -1,8 +1,9 @@
 """GPT: a decoder-only causal language model (Radford et al. 2019) built on :class:`masklab.nn.Encoder`.
 
-The *causal* way of masking (DESIGN.md): every position may attend only to itself and earlier positions
-(a lower-triangular ``blocked`` mask, applied by the fused kernel's ``is_causal`` path), and the targets are the
-inputs shifted left by one. Nothing is hidden from the input; the triangle hides the future.
+The *causal* way of masking (the third of masklab's three, :mod:`masklab.masks`): every position may attend
+only to itself and earlier positions (the ``causal()`` rule as attention's one mask argument; SDPA's
+``is_causal`` kernel when nothing else blocks), and the targets are the inputs shifted left by one. Nothing
+is hidden from the input; the triangle hides the future.
 
 Shape legend: ``B`` batch, ``T`` tokens, ``D`` width, ``V`` vocabulary, ``H`` heads.
 Mask polarity: ``padding: bool (B, T)`` True = padded position (its key is attended by no query and its target
@@ -11,17 +12,18 @@ is not scored). With a KV cache, ``padding`` covers the cached positions plus th
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from masklab.core.contract import LossOutput
+from masklab.core.contract import LossOutput, ModelConfig, preset_config
+from masklab.masks.attention import causal, key_padding
+from masklab.masks.ops import last_token
 from masklab.nn import Encoder, KVCache, LearnedPositionEmbedding, TransformerConfig
 from masklab.nn.cpu_linear import Linear, linear
 
@@ -35,7 +37,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(ModelConfig):
     """Shape of a GPT. Defaults are GPT-2's choices (pre-norm, tanh GELU, LayerNorm eps 1e-5, tied embeddings)."""
 
     vocab_size: int
@@ -56,26 +58,6 @@ class GPTConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
         self.transformer()  # validates dim/heads/activation
-
-    @classmethod
-    def from_config(cls, values: Mapping[str, Any]) -> GPTConfig:
-        """Build from a dict (``config.json["model"]``); the registry's ``"kind"`` key is ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in values.items() if k != "kind"}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown GPTConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> GPTConfig:
-        """A named size (:data:`PRESETS`) with ``overrides`` (e.g. ``vocab_size`` from the tokenizer)."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown GPT preset {name!r}; known: {', '.join(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "clm", **dataclasses.asdict(self)}
 
     def transformer(self) -> TransformerConfig:
         return TransformerConfig(
@@ -105,9 +87,11 @@ def positions_from_padding(padding: Tensor) -> Tensor:
 class GPT(nn.Module):
     """Token + learned position embeddings -> causal pre-norm blocks -> final LayerNorm -> (tied) LM head."""
 
+    kind: ClassVar[str] = "clm"
+
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.config = cfg
         self.tok_embed = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.pos_embed = LearnedPositionEmbedding(cfg.context, cfg.dim)
         self.drop = nn.Dropout(cfg.dropout)
@@ -117,12 +101,14 @@ class GPT(nn.Module):
         self.reset_parameters()
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> GPT:
-        return cls(GPTConfig.from_config(config))
+    def from_config(cls, config: GPTConfig | Mapping[str, Any]) -> GPT:
+        """An untrained GPT from a config or its dict (``config.json["model"]``)."""
+        return cls(GPTConfig.from_dict(config))
 
-    def config_dict(self) -> dict[str, Any]:
-        """The ``model_config`` that rebuilds this model through the registry (includes ``"kind": "clm"``)."""
-        return self.cfg.to_dict()
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> GPT:
+        """A named size (:data:`PRESETS`) with ``overrides`` (e.g. ``vocab_size`` from the tokenizer)."""
+        return cls(preset_config(GPTConfig, PRESETS, name, **overrides))
 
     def reset_parameters(self) -> None:
         """GPT-2's init: N(0, 0.02) weights, zero biases, and the residual output projections scaled by
@@ -132,7 +118,7 @@ class GPT(nn.Module):
                 nn.init.normal_(module.weight, mean=0.0, std=0.02)
                 if getattr(module, "bias", None) is not None:
                     nn.init.zeros_(module.bias)
-        residual_std = 0.02 / math.sqrt(2 * self.cfg.depth)
+        residual_std = 0.02 / math.sqrt(2 * self.config.depth)
         for block in self.decoder.blocks:
             nn.init.normal_(block.attn.proj.weight, mean=0.0, std=residual_std)
             nn.init.normal_(block.mlp.fc2.weight, mean=0.0, std=residual_std)
@@ -165,22 +151,33 @@ class GPT(nn.Module):
         """
         if ids.ndim != 2:
             raise ValueError(f"ids must be (B, T) token ids, got shape {tuple(ids.shape)}")
-        x = self.embed(ids, positions=positions, past=len(caches[0]) if caches else 0)  # (B, T, D)
-        x = self.decoder(x, padding=padding, is_causal=True, caches=None if caches is None else list(caches))
+        x = self.embed_tokens(ids, positions=positions, past=len(caches[0]) if caches else 0)  # (B, T, D)
+        blocked = causal() if padding is None else causal() | key_padding(padding)
+        x = self.decoder(x, blocked=blocked, caches=None if caches is None else list(caches))
         if last_only:
             x = x[:, -1:]  # (B, 1, D)
         weight = self.tok_embed.weight if self.lm_head is None else self.lm_head.weight
         return linear(x, weight)  # (B, T, V)
 
-    def embed(self, ids: Tensor, *, positions: Tensor | None = None, past: int = 0) -> Tensor:
+    def embed(self, ids: Tensor, padding: Tensor | None = None) -> Tensor:
+        """Pooled features ``(B, D)``: the final hidden state of each row's last real token (the only one that
+        has read the whole row). ``ids`` long (B, T); ``padding`` bool (B, T) True = padded (left or right)."""
+        x = self.embed_tokens(ids, positions=None if padding is None else positions_from_padding(padding))
+        blocked = causal() if padding is None else causal() | key_padding(padding)
+        hidden = self.decoder(x, blocked=blocked)  # (B, T, D)
+        if padding is None:
+            return hidden[:, -1]
+        return last_token(hidden, padding)
+
+    def embed_tokens(self, ids: Tensor, *, positions: Tensor | None = None, past: int = 0) -> Tensor:
         """The decoder's input ``(B, T, D)``: token + learned position embeddings (then dropout) of ``ids (B, T)``;
         positions ``past .. past + T - 1`` unless ``positions (B, T)`` are given (see :meth:`forward`)."""
         x = self.tok_embed(ids)  # (B, T, D)
         if positions is None:
             x = x + self.pos_embed(ids.shape[1], offset=past)  # (T, D) broadcast over B
         else:
-            if int(positions.max()) >= self.cfg.context:
-                raise ValueError(f"position {int(positions.max())} exceeds the model's context {self.cfg.context}")
+            if int(positions.max()) >= self.config.context:
+                raise ValueError(f"position {int(positions.max())} exceeds the model's context {self.config.context}")
             x = x + self.pos_embed.weight[positions]  # (B, T, D)
         return self.drop(x)
 

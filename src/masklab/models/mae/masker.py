@@ -8,13 +8,15 @@ padded, never hidden.
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from masklab.core.contract import ModelConfig
+from masklab.masks.convert import padding_to_blocked
 from masklab.masks.learned import (
     LearnedMaskSample,
     masker_loss,
@@ -26,8 +28,8 @@ from masklab.nn.cpu_linear import Linear
 
 
 @dataclass(frozen=True)
-class LearnedMaskerConfig:
-    """A :class:`LearnedMasker` and how :class:`AdversarialMasking` trains it.
+class LearnedMaskerConfig(ModelConfig):
+    """A :class:`LearnedMasker` and the objective :class:`AdversarialMasking` gives it.
 
     ``in_dim``: values per token (P for patches, D for embeddings); ``max_tokens``: position table size.
     """
@@ -41,32 +43,26 @@ class LearnedMaskerConfig:
     temperature: float = 1.0
     entropy_weight: float = 0.0
     spread_weight: float = 0.1
-    lr: float = 1e-3
 
     def __post_init__(self) -> None:
         for name in ("in_dim", "max_tokens", "dim", "depth", "heads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"learned masker {name} must be an int >= 1, got {value!r}")
-        if not self.temperature > 0 or self.entropy_weight < 0 or self.spread_weight < 0 or not self.lr > 0:
-            raise ValueError(f"learned masker needs temperature > 0, entropy_weight >= 0, spread_weight >= 0, "
-                             f"lr > 0; got {self.temperature}, {self.entropy_weight}, {self.spread_weight}, "
-                             f"{self.lr}")  # fmt: skip
+        if not self.temperature > 0 or self.entropy_weight < 0 or self.spread_weight < 0:
+            raise ValueError(f"learned masker needs temperature > 0, entropy_weight >= 0, spread_weight >= 0; "
+                             f"got {self.temperature}, {self.entropy_weight}, {self.spread_weight}")  # fmt: skip
         self.transformer()  # validates dim / heads
 
     def transformer(self) -> TransformerConfig:
         return TransformerConfig(dim=self.dim, depth=self.depth, heads=self.heads, mlp_ratio=self.mlp_ratio)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
-    def from_config(cls, values: dict[str, Any]) -> LearnedMaskerConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown learned masker config fields {unknown}; known: {sorted(known)}")
-        return cls(**values)
+    def from_dict(cls, values: Mapping[str, Any]) -> LearnedMaskerConfig:  # type: ignore[override]
+        """As :meth:`ModelConfig.from_dict`; the ``lr`` of the masker's former separate optimizer is ignored."""
+        if isinstance(values, Mapping):
+            values = {k: v for k, v in values.items() if k != "lr"}
+        return super().from_dict(values)
 
 
 class LearnedMasker(nn.Module):
@@ -96,21 +92,23 @@ class LearnedMasker(nn.Module):
         if length > self.config.max_tokens:
             raise ValueError(f"{length} tokens exceed the learned masker's max_tokens={self.config.max_tokens}")
         x = self.embed(tokens) + self.pos_embed[:length]  # (B, L, D)
-        return self.head(self.encoder(x, padding=padding)).squeeze(-1)  # (B, L)
+        blocked = None if padding is None else padding_to_blocked(padding)  # (B, 1, 1, L)
+        return self.head(self.encoder(x, blocked=blocked)).squeeze(-1)  # (B, L)
 
 
 class AdversarialMasking(nn.Module):
-    """A :class:`LearnedMasker` plus its own AdamW, updated to maximise the model's hidden-token loss.
+    """A :class:`LearnedMasker` that proposes masks and scores them to maximise the model's hidden-token loss.
 
     Use in a model's ``training_loss``::
 
-        sample = self.adversary.propose(patches, generator)          # MaskSample with exact budget
+        logits = self.adversary.masker(patches.detach())             # (B, L), with its graph
+        sample = self.adversary.propose(patches, generator, logits=logits)  # exact budget, no gradient
         per_token = ((pred - target) ** 2).mean(-1)                  # (B, L), any per-token loss
-        loss = masked_loss(per_token, sample.masked)
-        self.adversary.update(patches, per_token.detach(), sample)   # one masker step, its own optimizer
+        objective = self.adversary.loss(patches, per_token.detach(), sample, logits=logits)
+        loss = loss_on_masked(per_token, sample.masked) + (objective - objective.detach())
 
-    The masker is a submodule, so its weights travel with the model's checkpoint; its optimizer state does
-    not (a resumed run restarts the masker's AdamW moments).
+    The masker is a submodule, so its weights travel with the model's checkpoint, and the model's own optimizer
+    trains it: :meth:`loss` enters the model's loss through gradient reversal (see ``MAE.adversarial_loss``).
     """
 
     def __init__(self, config: LearnedMaskerConfig, ratio: float) -> None:
@@ -120,7 +118,6 @@ class AdversarialMasking(nn.Module):
         self.config = config
         self.ratio = ratio
         self.masker = LearnedMasker(config)
-        self._optimizer: torch.optim.Optimizer | None = None  # built on first update, after .to(device)
 
     def propose(
         self,
@@ -155,17 +152,3 @@ class AdversarialMasking(nn.Module):
         return masker_loss(per_token_loss, soft, masked=proposal.masked, logits=logits, padding=padding,
                            entropy_weight=self.config.entropy_weight,
                            spread_weight=self.config.spread_weight)  # fmt: skip
-
-    def update(self, tokens: Tensor, per_token_loss: Tensor, proposal: LearnedMaskSample, *,
-               padding: Tensor | None = None) -> dict[str, Tensor]:  # fmt: skip
-        """One AdamW step of the masker on :meth:`loss`; returns detached metrics to log."""
-        if self._optimizer is None:
-            self._optimizer = torch.optim.AdamW(self.masker.parameters(), lr=self.config.lr, weight_decay=0.0)
-        with torch.enable_grad():
-            objective = self.loss(tokens, per_token_loss, proposal, padding=padding)
-            self._optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            self._optimizer.step()
-        # The model's own optimizer may hold these parameters too; with no gradient it skips them.
-        self._optimizer.zero_grad(set_to_none=True)
-        return {"masker_objective": objective.detach()}

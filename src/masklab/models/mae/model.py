@@ -18,180 +18,26 @@ Images enter every public method as pixels in [0, 1]; the model applies its own 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from masklab.core.contract import LossOutput
-from masklab.masks.attention_guided import attention_guided_masking, token_importance
-from masklab.masks.generators import MaskSample, block_masking, grid_masking, ids_from_masked, random_masking
-from masklab.masks.ops import masked_loss
-from masklab.models.mae.masker import AdversarialMasking, LearnedMaskerConfig
-from masklab.nn.blocks import Encoder, TransformerConfig
+from masklab.core.contract import LossOutput, preset_config
+from masklab.masks.attention_guided import token_importance
+from masklab.masks.generators import MaskSample, ids_from_masked, random_masking
+from masklab.masks.ops import loss_on_masked
+from masklab.masks.strategies import MaskRequest, resolve
+from masklab.models.mae.config import PRESETS, MAEConfig
+from masklab.models.mae.masker import AdversarialMasking
+from masklab.nn.blocks import Encoder
 from masklab.nn.cpu_linear import Linear
 from masklab.nn.pos_embed import sincos_2d
-from masklab.tokenizers.patches import patch_grid, patchify, unpatchify
+from masklab.tokenizers.patches import patchify, unpatchify
 
-MASK_KINDS = ("random", "block", "grid", "learned", "attention-high", "attention-low")
-VARIANTS = ("mae", "simmim")
-OBJECTIVES = ("reconstruct", "classify")
-POOLS = ("mean", "cls")
 NORM_PIX_EPS = 1e-6  # MAE forward_loss: (var + 1e-6) ** 0.5
-
-
-@dataclass(frozen=True)
-class MAEConfig:
-    """Everything that rebuilds an :class:`MAE` (saved as ``config.json["model"]``)."""
-
-    image_size: tuple[int, int] = (28, 28)  # (H, W), multiples of patch_size
-    patch_size: int = 4
-    channels: int = 1
-    dim: int = 128
-    depth: int = 4
-    heads: int = 4
-    decoder_dim: int = 64
-    decoder_depth: int = 2
-    decoder_heads: int = 4
-    mlp_ratio: float = 4.0
-    norm_eps: float = 1e-6
-    drop_path: float = 0.0
-    mask_ratio: float = 0.75  # fraction of patches hidden from the encoder while training
-    mask_kind: str = "random"  # random | block (BEiT) | grid | learned | attention-high | attention-low
-    masker: dict[str, Any] | None = None  # learned: LearnedMaskerConfig overrides (dim, spread_weight, ...)
-    attention_noise: float = 0.25  # attention-*: tie-breaking noise on min-max scaled scores (0 = none)
-    norm_pix_loss: bool = False
-    variant: str = "mae"  # mae: encoder sees visible patches only | simmim: encoder sees mask tokens
-    objective: str = "reconstruct"  # reconstruct (pretraining) | classify (fine-tuning)
-    num_classes: int = 0
-    pool: str = "mean"  # features: mean of the patch tokens | the CLS token
-    pixel_mean: tuple[float, ...] | None = None  # per channel; None = 0
-    pixel_std: tuple[float, ...] | None = None  # per channel; None = 1
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
-        for name in ("pixel_mean", "pixel_std"):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, tuple(float(v) for v in value))
-        if len(self.image_size) != 2:
-            raise ValueError(f"image_size must be (height, width), got {self.image_size!r}")
-        patch_grid(*self.image_size, self.patch_size, what=f"image_size {self.image_size}")
-        if self.channels < 1:
-            raise ValueError(f"channels must be >= 1, got {self.channels}")
-        if not 0.0 <= self.mask_ratio < 1.0:
-            raise ValueError(
-                f"mask ratio must be in [0, 1), got {self.mask_ratio!r} (a ratio of 1 would hide every patch)"
-            )
-        for name, value, allowed in (
-            ("mask_kind", self.mask_kind, MASK_KINDS),
-            ("variant", self.variant, VARIANTS),
-            ("objective", self.objective, OBJECTIVES),
-            ("pool", self.pool, POOLS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-        for name in ("pixel_mean", "pixel_std"):
-            value = getattr(self, name)
-            if value is not None and len(value) != self.channels:
-                raise ValueError(f"{name} has {len(value)} entries for {self.channels} channel(s)")
-        if self.pixel_std is not None and min(self.pixel_std) <= 0:
-            raise ValueError(f"pixel_std must be positive, got {self.pixel_std}")
-        if self.objective == "classify" and self.num_classes < 2:
-            raise ValueError(f"objective 'classify' needs num_classes >= 2, got {self.num_classes}")
-        if self.objective == "reconstruct":
-            keep = int(self.num_patches * (1 - self.mask_ratio))
-            if keep < 1 or keep == self.num_patches:
-                raise ValueError(
-                    f"mask ratio {self.mask_ratio} keeps {keep} of {self.num_patches} patches visible; "
-                    "pretraining needs at least one visible and one hidden patch"
-                )
-            if self.mask_kind == "grid":
-                _ = self.grid_cell  # validates the ratio and the grid
-            if self.mask_kind == "learned":
-                self.masker_config()  # validates the overrides
-        if self.masker is not None and self.mask_kind != "learned":
-            raise ValueError(f"masker settings only apply to mask_kind='learned', not {self.mask_kind!r}")
-        if self.attention_noise < 0:
-            raise ValueError(f"attention_noise must be >= 0, got {self.attention_noise}")
-        self.encoder_config()  # validates dim/heads/depth
-        if self.objective == "reconstruct":
-            self.decoder_config()
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        return patch_grid(*self.image_size, self.patch_size)
-
-    @property
-    def num_patches(self) -> int:
-        gh, gw = self.grid
-        return gh * gw
-
-    @property
-    def patch_dim(self) -> int:
-        return self.patch_size * self.patch_size * self.channels
-
-    def masker_config(self) -> LearnedMaskerConfig:
-        """The learned masker (``mask_kind="learned"``): it scores the normalised patches ``(B, L, P)``."""
-        overrides = dict(self.masker or {})
-        clash = sorted({"in_dim", "max_tokens"} & set(overrides))
-        if clash:
-            raise ValueError(f"masker settings {clash} follow from the image and patch size; leave them out")
-        return LearnedMaskerConfig.from_config({"in_dim": self.patch_dim, "max_tokens": self.num_patches,
-                                                **overrides})  # fmt: skip
-
-    @property
-    def grid_cell(self) -> int:
-        """Side of the square that keeps one visible patch under ``mask_kind="grid"``: ratio = 1 - 1/cell²."""
-        cell = round((1.0 - self.mask_ratio) ** -0.5)
-        if cell < 2 or abs(1.0 - 1.0 / cell**2 - self.mask_ratio) > 1e-6:
-            raise ValueError(f"grid masking needs mask ratio 1 - 1/k² (0.75, 0.888…), got {self.mask_ratio}")
-        gh, gw = self.grid
-        if gh % cell or gw % cell:
-            raise ValueError(
-                f"grid masking with {cell}x{cell} cells needs a patch grid divisible by {cell}, got {gh}x{gw}"
-            )
-        return cell
-
-    def encoder_config(self) -> TransformerConfig:
-        return TransformerConfig(
-            dim=self.dim,
-            depth=self.depth,
-            heads=self.heads,
-            mlp_ratio=self.mlp_ratio,
-            drop_path=self.drop_path,
-            norm_eps=self.norm_eps,
-        )
-
-    def decoder_config(self) -> TransformerConfig:
-        return TransformerConfig(
-            dim=self.decoder_dim,
-            depth=self.decoder_depth,
-            heads=self.decoder_heads,
-            mlp_ratio=self.mlp_ratio,
-            norm_eps=self.norm_eps,
-        )
-
-    @classmethod
-    def from_config(cls, values: dict[str, Any]) -> MAEConfig:
-        """Rebuild from :meth:`to_dict` (a ``"kind"`` entry is ignored; unknown keys are an error)."""
-        values = {k: v for k, v in values.items() if k != "kind"}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown MAE config fields {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict with ``"kind": "mae"`` (what ``fit`` stores as ``config.json["model"]``)."""
-        out = dataclasses.asdict(self)
-        out["image_size"] = list(self.image_size)
-        for name in ("pixel_mean", "pixel_std"):
-            out[name] = None if out[name] is None else list(out[name])
-        return {"kind": "mae", **out}
 
 
 @dataclass
@@ -219,9 +65,12 @@ def _init_weights(module: nn.Module) -> None:
 class MAE(nn.Module):
     """Masked autoencoder (or, with ``objective="classify"``, its encoder with a linear head)."""
 
+    kind: ClassVar[str] = "mae"
+
     def __init__(self, config: MAEConfig) -> None:
         super().__init__()
         self.config = config
+        self.mask_strategy = resolve(config.mask_kind)  # masklab.masks.strategies
         gh, gw = config.grid
         C = config.channels
         mean = torch.tensor(config.pixel_mean or [0.0] * C).view(1, C, 1, 1)
@@ -254,11 +103,14 @@ class MAE(nn.Module):
             self.adversary = AdversarialMasking(config.masker_config(), config.mask_ratio)
 
     @classmethod
-    def from_config(cls, values: dict[str, Any]) -> MAE:
-        return cls(MAEConfig.from_config(values))
+    def from_config(cls, config: MAEConfig | dict[str, Any]) -> MAE:
+        """An untrained MAE from a config or its dict (``config.json["model"]``)."""
+        return cls(MAEConfig.from_dict(config))
 
-    def to_dict(self) -> dict[str, Any]:
-        return self.config.to_dict()
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> MAE:
+        """An untrained MAE of preset ``name`` (:data:`~masklab.models.mae.config.PRESETS`) with ``overrides``."""
+        return cls(preset_config(MAEConfig, PRESETS, name, **overrides))
 
     # ------------------------------------------------------------------------------------------ pixels
     def check_images(self, images: Tensor) -> None:
@@ -300,8 +152,9 @@ class MAE(nn.Module):
     ) -> MaskSample:
         """Draw this model's training mask: ``masked bool (B, L)``, True = hidden, plus ``ids_keep``/``ids_restore``.
 
-        ``noise (B, L)`` (random masking only) replays MAE/HF ViTMAE exactly; otherwise draws use ``generator``
-        on CPU and move to ``device``. The image-dependent kinds need the normalised images ``x (B, C, H, W)``:
+        The kind resolves through :mod:`masklab.masks.strategies`. ``noise (B, L)`` (random masking only) replays
+        MAE/HF ViTMAE exactly; otherwise draws use ``generator`` on CPU and move to ``device``. The
+        image-dependent kinds need the normalised images ``x (B, C, H, W)``:
         ``learned`` hides what the adversarial masker proposes (a :class:`~masklab.masks.learned.LearnedMaskSample`),
         ``attention-high``/``-low`` hide the patches the current encoder's last-layer [CLS] attention (head mean,
         all patches visible, no gradient) ranks highest / lowest (AttMask), with ``attention_noise`` to break
@@ -310,25 +163,29 @@ class MAE(nn.Module):
         cfg = self.config
         if noise is not None and cfg.mask_kind != "random":
             raise ValueError(f"noise only applies to random masking, this model uses {cfg.mask_kind!r}")
-        if cfg.mask_kind == "random":
-            return random_masking(
-                batch, cfg.num_patches, cfg.mask_ratio, generator=generator, noise=noise, device=device
-            )
-        if cfg.mask_kind == "block":
-            return block_masking(batch, cfg.grid, cfg.mask_ratio, generator=generator, device=device)
-        if cfg.mask_kind == "grid":
-            return grid_masking(batch, cfg.grid, cfg.grid_cell, generator=generator, device=device)
-        if x is None or x.shape[0] != batch:
-            raise ValueError(f"mask_kind {cfg.mask_kind!r} depends on the images: pass x (B={batch}, C, H, W)")
-        if cfg.mask_kind == "learned":
+        scores = None
+        if "scores" in self.mask_strategy.needs:
+            if x is None or x.shape[0] != batch:
+                raise ValueError(f"mask_kind {cfg.mask_kind!r} depends on the images: pass x (B={batch}, C, H, W)")
+            scores = self.mask_scores(x)  # (B, L)
+        request = MaskRequest(
+            batch, cfg.num_patches, cfg.mask_ratio, grid=cfg.grid, scores=scores, noise=noise, device=device,
+            options={"noise_scale": cfg.attention_noise, "temperature": self._masker_temperature()},
+        )  # fmt: skip
+        return self.mask_strategy.draw(request, generator)
+
+    def _masker_temperature(self) -> float:
+        return self.adversary.config.temperature if hasattr(self, "adversary") else 1.0
+
+    def mask_scores(self, x: Tensor) -> Tensor:
+        """What a score-driven mask kind ranks, ``(B, L)`` from normalised images ``x (B, C, H, W)``: the learned
+        masker's logits (``learned``) or the encoder's [CLS] attention (``attention-high``/``-low``)."""
+        if self.config.mask_kind == "learned":
             if not hasattr(self, "adversary"):
                 raise ValueError("this MAE has no learned masker (it is built only for objective='reconstruct')")
-            return self.adversary.propose(patchify(x, cfg.patch_size), generator)
-        scores = self.patch_importance(x)  # (B, L)
-        mode = "high" if cfg.mask_kind == "attention-high" else "low"
-        return attention_guided_masking(
-            scores, cfg.mask_ratio, mode, generator=generator, noise_scale=cfg.attention_noise
-        )
+            with torch.no_grad():
+                return self.adversary.masker(patchify(x, self.config.patch_size))  # (B, L)
+        return self.patch_importance(x)
 
     @torch.no_grad()
     def patch_importance(self, x: Tensor, layer: int = -1) -> Tensor:
@@ -387,7 +244,7 @@ class MAE(nn.Module):
 
     def forward_loss(self, target: Tensor, pred: Tensor, masked: Tensor) -> Tensor:
         """Mean squared error over hidden patches only: ``target``/``pred (B, L, P)``, ``masked bool (B, L)``."""
-        return masked_loss((pred - target) ** 2, masked)
+        return loss_on_masked((pred - target) ** 2, masked)
 
     def forward(
         self,
@@ -408,28 +265,46 @@ class MAE(nn.Module):
         loss = self.forward_loss(self.patch_targets(x), pred, mask.masked)
         return MAEOutput(loss, pred, mask.masked, mask.ids_restore)
 
-    def training_loss(self, batch: Any, generator: torch.Generator) -> LossOutput:
-        """``fit`` hook. ``batch.images (B, C, H, W)`` in [0, 1]; ``batch.labels (B,)`` when classifying."""
+    def draw(self, batch: Any, generator: torch.Generator) -> MaskSample | None:
+        """This step's random draws, made eagerly on the host: the training mask (``None`` for a classifier that
+        drops no tokens). ``batch.images (B, C, H, W)`` in [0, 1]."""
         images = batch.images
-        if self.config.objective == "reconstruct" and self.config.mask_kind == "learned":
-            return self._adversarial_loss(images, generator)
+        self.check_images(images)
         if self.config.objective == "reconstruct":
-            return LossOutput(self(images, generator=generator).loss)
-        labels = getattr(batch, "labels", None)
-        if labels is None:
-            raise ValueError("fine-tuning a classifier needs labelled data (class subfolders or a label array)")
-        mask = None
+            x = self.normalize(images)
+            return self.sample_mask(images.shape[0], generator=generator, device=images.device, x=x)
         if self.config.mask_ratio > 0:  # token dropping as augmentation while fine-tuning
-            mask = random_masking(
+            return random_masking(
                 images.shape[0], self.config.num_patches, self.config.mask_ratio, generator=generator,
                 device=images.device,
             )  # fmt: skip
+        return None
+
+    def training_loss(self, batch: Any, generator: torch.Generator, *, drawn: MaskSample | None = None) -> LossOutput:
+        """``fit`` hook. ``batch.images (B, C, H, W)`` in [0, 1]; ``batch.labels (B,)`` when classifying.
+
+        ``drawn``: this step's :meth:`draw`, if made outside (``torch.compile`` cannot trace a
+        ``torch.Generator``, so a compiled step takes its draws as an argument); drawn here otherwise.
+        """
+        images = batch.images
+        if self.config.objective == "reconstruct" and self.config.mask_kind == "learned":
+            return self._adversarial_loss(images, generator, drawn)
+        if drawn is None and (self.config.objective == "reconstruct" or self.config.mask_ratio > 0):
+            drawn = self.draw(batch, generator)
         self.check_images(images)
-        logits = self.head(self.pool(self.forward_encoder(self.normalize(images), mask)))
+        x = self.normalize(images)
+        if self.config.objective == "reconstruct":
+            assert drawn is not None
+            pred = self.forward_decoder(self.forward_encoder(x, drawn), drawn)
+            return LossOutput(self.forward_loss(self.patch_targets(x), pred, drawn.masked))
+        labels = getattr(batch, "labels", None)
+        if labels is None:
+            raise ValueError("fine-tuning a classifier needs labelled data (class subfolders or a label array)")
+        logits = self.head(self.pool(self.forward_encoder(x, drawn)))
         loss = F.cross_entropy(logits, labels)
         return LossOutput(loss, {"accuracy": (logits.argmax(-1) == labels).float().mean()})
 
-    def _adversarial_loss(self, images: Tensor, generator: torch.Generator) -> LossOutput:
+    def _adversarial_loss(self, images: Tensor, generator: torch.Generator, proposal: Any = None) -> LossOutput:
         """Min-max in one backward (gradient reversal): the MAE minimises its hidden-patch MSE on the masker's
         proposal while the masker, through the relaxed mask, maximises the same (detached) per-patch errors.
 
@@ -440,12 +315,13 @@ class MAE(nn.Module):
         x = self.normalize(images)
         patches = patchify(x, self.config.patch_size)  # (B, L, P) what the masker scores
         logits = self.adversary.masker(patches.detach())  # (B, L) one masker forward, kept for its gradient
-        proposal = self.adversary.propose(patches, generator, logits=logits)
+        if proposal is None:
+            proposal = self.adversary.propose(patches, generator, logits=logits)
         pred = self.forward_decoder(self.forward_encoder(x, proposal), proposal)  # (B, L, P)
         per_patch = ((pred - self.patch_targets(x)) ** 2).mean(-1)  # (B, L)
-        loss = masked_loss(per_patch, proposal.masked)
+        loss = loss_on_masked(per_patch, proposal.masked)
         objective = self.adversary.loss(patches, per_patch.detach(), proposal, logits=logits)
-        hidden_ink = masked_loss((patches.amax(-1) > patches.amin(-1)).float(), proposal.masked)
+        hidden_ink = loss_on_masked((patches.amax(-1) > patches.amin(-1)).float(), proposal.masked)
         metrics = {"masker_objective": objective.detach(), "masker_nonflat_hidden": hidden_ink}
         return LossOutput(loss + (objective - objective.detach()), metrics)
 
@@ -459,15 +335,15 @@ class MAE(nn.Module):
         self.check_images(images)
         return self.forward_encoder(self.normalize(images))
 
-    def features(self, images: Tensor) -> Tensor:
-        """Frozen features for probing / retrieval: ``(B, D)`` (see :attr:`MAEConfig.pool`)."""
+    def embed(self, images: Tensor) -> Tensor:
+        """Frozen features for probing / retrieval: ``(B, D)`` (see :attr:`MAEConfig.pool`), all patches visible."""
         return self.pool(self.encode(images))
 
     def logits(self, images: Tensor) -> Tensor:
         """Class scores ``(B, num_classes)`` of a classifier (``objective="classify"``)."""
         if self.config.objective != "classify":
             raise ValueError("this MAE has no classification head (objective='reconstruct')")
-        return self.head(self.features(images))
+        return self.head(self.embed(images))
 
     def pixels_from_pred(self, pred: Tensor, images: Tensor) -> Tensor:
         """Predictions ``(B, L, P)`` -> images ``(B, C, H, W)`` in [0, 1] pixel space (clamped).

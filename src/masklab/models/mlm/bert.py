@@ -5,23 +5,24 @@ token (attended by no query; converted to SDPA's polarity inside :mod:`masklab.n
 
 Layout: token + learned position + token-type embeddings -> LayerNorm -> dropout -> :class:`masklab.nn.Encoder`
 (post-norm like BERT, or pre-norm with a final LayerNorm). Hugging Face weights map onto it in
-:mod:`masklab.interop.hf.bert`.
+:mod:`masklab.interop.hf.bert`; named sizes are in :data:`masklab.models.mlm.config.PRESETS`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
+from masklab.core.contract import ModelConfig
+from masklab.masks.convert import padding_to_blocked
 from masklab.nn import Encoder, LearnedPositionEmbedding, TransformerConfig
 from masklab.nn.attention import Backend
 
 
 @dataclass(frozen=True)
-class BertConfig:
+class BertConfig(ModelConfig):
     """Shape of a BERT encoder. ``intermediate`` defaults to ``4 * dim``; ``norm_first=False`` is BERT's
     post-norm, ``True`` pre-norm (Xiong et al. 2020: trains stably without warmup, no HF equivalent)."""
 
@@ -63,33 +64,6 @@ class BertConfig:
             final_norm=self.norm_first,
         )
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_config(cls, values: Mapping) -> BertConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown BertConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
-
-# Google's BERT miniatures (Turc et al. 2019) and BERT-base; intermediate = 4 * dim.
-BERT_PRESETS: dict[str, dict[str, int]] = {
-    "bert-tiny": {"dim": 128, "depth": 2, "heads": 2},
-    "bert-mini": {"dim": 256, "depth": 4, "heads": 4},
-    "bert-small": {"dim": 512, "depth": 4, "heads": 8},
-    "bert-base": {"dim": 768, "depth": 12, "heads": 12},
-}
-
-
-def bert_preset(name: str, vocab_size: int, **overrides) -> BertConfig:
-    """A :data:`BERT_PRESETS` entry with ``vocab_size`` and any field overridden."""
-    if name not in BERT_PRESETS:
-        raise ValueError(f"unknown BERT preset {name!r}; known: {', '.join(BERT_PRESETS)}")
-    return BertConfig(vocab_size=vocab_size, **{**BERT_PRESETS[name], **overrides})
-
 
 class BertEmbeddings(nn.Module):
     """``ids (B, L)`` -> LayerNorm(word + position + token type) -> dropout -> ``(B, L, D)``."""
@@ -115,18 +89,19 @@ class Bert(nn.Module):
 
     def __init__(self, cfg: BertConfig, backend: Backend = "sdpa") -> None:
         super().__init__()
-        self.cfg = cfg
+        self.config = cfg
         self.embeddings = BertEmbeddings(cfg)
         self.encoder = Encoder(cfg.transformer(), backend)
 
     def forward(self, ids: Tensor, *, padding: Tensor | None = None, token_type_ids: Tensor | None = None) -> Tensor:
         """Args: ``ids`` long (B, L); ``padding`` bool (B, L), True = padded (None: no padding);
         ``token_type_ids`` long (B, L) or None. Returns ``(B, L, D)``."""
-        if ids.shape[1] > self.cfg.max_len:
-            raise ValueError(f"sequence of {ids.shape[1]} tokens exceeds max_len={self.cfg.max_len}")
-        if padding is not None and not bool(padding.any()):
-            padding = None  # an all-False mask would only keep SDPA off its fastest (mask-free) kernel
-        return self.encoder(self.embeddings(ids, token_type_ids), padding=padding)
+        if ids.shape[1] > self.config.max_len:
+            raise ValueError(f"sequence of {ids.shape[1]} tokens exceeds max_len={self.config.max_len}")
+        if padding is not None and not torch.compiler.is_compiling() and not bool(padding.any()):
+            padding = None  # eager only: an all-False mask would keep SDPA off its fastest (mask-free) kernel
+        blocked = None if padding is None else padding_to_blocked(padding)  # (B, 1, 1, L)
+        return self.encoder(self.embeddings(ids, token_type_ids), blocked=blocked)
 
 
 def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from masklab.core.contract import ModelConfig
 from masklab.nn import TransformerConfig
 
 MASK_KINDS = ("random", "tail", "mixed")
@@ -20,7 +20,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class SeriesConfig:
+class SeriesConfig(ModelConfig):
     """Shape and masking of a channel-independent masked patch transformer (PatchTST).
 
     ``channels``: C of the data; ``max_patches``: the longest series the position table covers
@@ -70,19 +70,6 @@ class SeriesConfig:
             dim=self.dim, depth=self.depth, heads=self.heads, mlp_ratio=self.mlp_ratio, dropout=self.dropout,
             norm_first=True, norm_eps=self.norm_eps, activation="gelu", final_norm=self.final_norm,
         )  # fmt: skip
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "series", **dataclasses.asdict(self)}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SeriesConfig:
-        """Rebuild from :meth:`to_dict` (a ``"kind"`` entry is ignored; unknown keys are an error)."""
-        values = {k: v for k, v in values.items() if k != "kind"}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown SeriesConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**values)
 
 
 def from_preset(name: str, *, channels: int, **overrides: Any) -> SeriesConfig:

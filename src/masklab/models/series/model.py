@@ -19,9 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from masklab.core.contract import LossOutput
+from masklab.core.contract import LossOutput, saved_config
 from masklab.data.series import SeriesBatch
-from masklab.masks import masked_mean, random_masking
+from masklab.masks import random_masking, visible_mean
+from masklab.masks.convert import padding_to_blocked
 from masklab.masks.tail import tail_masking
 from masklab.models.series.config import SeriesConfig
 from masklab.nn import Encoder
@@ -76,7 +77,7 @@ class PatchTST(nn.Module):
         self.head = Linear(config.dim, config.patch_len)
 
     @classmethod
-    def from_config(cls, values: dict[str, Any]) -> PatchTST:
+    def from_config(cls, values: SeriesConfig | dict[str, Any]) -> PatchTST:
         return cls(SeriesConfig.from_dict(values))
 
     @classmethod
@@ -86,7 +87,8 @@ class PatchTST(nn.Module):
         return cls(from_preset(name, channels=channels, **overrides))
 
     def model_config(self) -> dict[str, Any]:
-        return self.config.to_dict()
+        """``config.json["model"]`` of a run (:func:`masklab.core.contract.saved_config`)."""
+        return saved_config(self)
 
     # ----------------------------------------------------------------------------------------- the algorithm
     def prepare(self, batch: SeriesBatch) -> SeriesInput:
@@ -126,12 +128,12 @@ class PatchTST(nn.Module):
         noise = torch.rand(B, C, cfg.max_patches, generator=generator)[..., :L].reshape(B * C, L)
         device = inputs.patches.device
         if kind == "random":
-            masked = random_masking(B * C, L, cfg.mask_ratio, noise=noise, padding=pad_rows).masked
+            masked = random_masking(B * C, L, cfg.mask_ratio, noise=noise, protected=pad_rows).masked
         elif kind == "tail":
             masked = tail_masking(B * C, L, cfg.tail_patches, padding=pad_rows).masked
         elif kind == "mixed":  # one coin per series: all its channels share the kind
             use_tail = (torch.rand(B, generator=generator) < 0.5).repeat_interleave(C)[:, None].to(pad_rows.device)
-            rand = random_masking(B * C, L, cfg.mask_ratio, noise=noise, padding=pad_rows).masked
+            rand = random_masking(B * C, L, cfg.mask_ratio, noise=noise, protected=pad_rows).masked
             tail = tail_masking(B * C, L, cfg.tail_patches, padding=pad_rows).masked
             masked = torch.where(use_tail, tail, rand)
         else:
@@ -146,7 +148,7 @@ class PatchTST(nn.Module):
         x = self.patch_embed(patches) + self.pos_embed[:L]  # (B, C, L, D)
         x = x.reshape(B * C, L, -1)  # (B*C, L, D): every channel its own sequence
         pad = padding.repeat_interleave(C, dim=0)  # (B*C, L)
-        x = self.encoder(x, padding=pad if bool(pad.any()) else None)
+        x = self.encoder(x, blocked=padding_to_blocked(pad) if bool(pad.any()) else None)
         return x.reshape(B, C, L, -1)
 
     def forward_loss(self, inputs: SeriesInput, pred: Tensor, masked: Tensor) -> Tensor:
@@ -180,7 +182,7 @@ class PatchTST(nn.Module):
         the mean, ``log`` of the scale): level and amplitude often tell classes apart."""
         inputs = self.prepare(batch)
         tokens = self.encode(inputs.patches, inputs.padding)  # (B, C, L, D)
-        pooled = masked_mean(tokens, inputs.padding[:, None, :, None].expand(-1, tokens.shape[1], -1, 1), dim=2)
+        pooled = visible_mean(tokens, inputs.padding[:, None, :, None].expand(-1, tokens.shape[1], -1, 1), dim=2)
         loc, scale = inputs.norm.loc[:, 0], inputs.norm.scale[:, 0]  # (B, C)
         stats = torch.cat([torch.sign(loc) * torch.log1p(loc.abs()), torch.log(scale)], dim=1)  # (B, 2C)
         return torch.cat([pooled.flatten(1), stats], dim=1)  # (B, C*D + 2C)

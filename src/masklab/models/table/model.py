@@ -6,13 +6,6 @@ The algorithm as code::
     -> encoder over the visible cells only -> decoder over all columns (mask tokens at hidden cells)
     -> predict every hidden cell; the loss counts only the *observed* cells we hid (MSE numeric, CE categorical)
 
-With ``numeric_loss="gaussian_nll"`` each numeric cell also gets a predicted log-variance (a heteroscedastic
-head): the cell's error is then its Gaussian negative log-likelihood ``0.5 * (log 2pi + log_var +
-(x - mu)^2 / exp(log_var))`` (nats, standardised units), so a cell the model predicts confidently costs
-more when it is wrong. Training weights each numeric cell's NLL by ``stop_grad(var) ** nll_beta``
-(beta-NLL, Seitzer et al. 2022; beta = 0.5 by default), which keeps the mean fit from stalling on cells the
-model has declared noisy; :meth:`TableMAE.cell_errors` (anomaly scores, held-out checks) is the plain NLL.
-
 ReMasker's point (Sec. 3): real missing values are hidden exactly like the artificially masked ones, so the
 model trains on what it will face at imputation time, where the missing cells are the hidden ones. The
 artificial mask hides a share of each row's observed cells (never a missing one, so a missing cell is
@@ -34,22 +27,24 @@ artificially hidden / hidden from the encoder; ``padding: bool (B, V)`` True = p
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from masklab.core.contract import LossOutput
-from masklab.masks import masked_loss, random_masking
+from masklab.core.contract import LossOutput, ModelConfig, preset_config
+from masklab.masks.convert import padding_to_blocked
+from masklab.masks.ops import loss_on_masked, visible_mean
+from masklab.masks.strategies import MaskRequest, resolve
 from masklab.nn import Encoder, TransformerConfig
 from masklab.nn.cpu_linear import Linear
 from masklab.tokenizers.table import CellTokenizer, TableSchema
 
 _INFERENCE_ROWS = 4096  # rows per forward pass at inference
-NUMERIC_LOSSES = ("mse", "gaussian_nll")
-LOG_VAR_RANGE = (-10.0, 10.0)  # predicted log-variances are clamped to this (standardised units)
-_LOG_2PI = math.log(2 * math.pi)
+_REMOVED_OPTIONS = {"numeric_loss": "mse", "nll_beta": 0.5, "trim_fraction": 0.0}  # key -> the default it had
 
 # Tuned on validation cells of the training tables (bench/imputation.py --validation): width helps, depth
 # does not (4 encoder blocks trained slower and imputed worse than 2 at the same budget).
@@ -60,7 +55,7 @@ PRESETS: dict[str, dict] = {
 
 
 @dataclass(frozen=True)
-class TableMAEConfig:
+class TableMAEConfig(ModelConfig):
     """Shape of a :class:`TableMAE`; the schema (column names, kinds, statistics) travels with it so a saved
     run can encode new data exactly as in training."""
 
@@ -75,17 +70,8 @@ class TableMAEConfig:
     dropout: float = 0.0
     mask_ratio: float = 0.5  # share of each row's observed cells hidden in training (ReMasker's default)
     mask_ratio_jitter: float = 0.25  # per-row share ~ U(mask_ratio - jitter, mask_ratio + jitter)
-    numeric_loss: str = "mse"  # "mse" | "gaussian_nll" (adds a log-variance head for numeric cells)
-    nll_beta: float = 0.5  # beta-NLL exponent of the training weight stop_grad(var) ** beta ("gaussian_nll")
-    trim_fraction: float = 0.0  # share of each batch's rows (highest masked loss) left out of the loss
 
     def __post_init__(self) -> None:
-        if self.numeric_loss not in NUMERIC_LOSSES:
-            raise ValueError(f"numeric_loss must be one of {NUMERIC_LOSSES}, got {self.numeric_loss!r}")
-        if not 0.0 <= self.nll_beta <= 1.0:
-            raise ValueError(f"nll_beta must be in [0, 1], got {self.nll_beta}")
-        if not 0.0 <= self.trim_fraction < 1.0:
-            raise ValueError(f"trim_fraction must be in [0, 1), got {self.trim_fraction}")
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
         low, high = self.mask_ratio - self.mask_ratio_jitter, self.mask_ratio + self.mask_ratio_jitter
@@ -95,23 +81,21 @@ class TableMAEConfig:
                 f"got {self.mask_ratio} ± {self.mask_ratio_jitter}"
             )
 
-    @classmethod
-    def preset(cls, name: str, schema: TableSchema, **overrides) -> TableMAEConfig:
-        if name not in PRESETS:
-            raise ValueError(f"unknown table preset {name!r}; known: {', '.join(PRESETS)}")
-        return cls(schema=schema, **{**PRESETS[name], **overrides})
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "schema": self.schema.to_dict()}
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "schema": self.schema.to_dict()}
 
     @classmethod
-    def from_config(cls, config: dict) -> TableMAEConfig:
-        config = {k: v for k, v in config.items() if k != "kind"}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(f"unknown TableMAE config keys {unknown}; known: {sorted(known)}")
-        return cls(**{**config, "schema": TableSchema.from_config(config["schema"])})
+    def from_dict(cls, values: Mapping[str, Any]) -> TableMAEConfig:  # type: ignore[override]
+        """As :meth:`ModelConfig.from_dict`; ``schema`` may be a :class:`TableSchema` or its dict. Options
+        removed in issue 18 (rejected by the benchmarks) load when they hold their old default."""
+        if isinstance(values, Mapping):
+            values = dict(values)
+            for key, default in _REMOVED_OPTIONS.items():
+                if key in values and values.pop(key) != default:
+                    raise ValueError(f"this TableMAE config uses {key}, which masklab no longer supports (removed)")
+            if isinstance(values.get("schema"), Mapping):
+                values["schema"] = TableSchema.from_config(values["schema"])
+        return super().from_dict(values)
 
 
 @dataclass(frozen=True)
@@ -138,26 +122,37 @@ def visible_layout(hidden: Tensor) -> VisibleLayout:
 
 
 @dataclass(frozen=True)
+class TableDraw:
+    """One step's random draws: ``masked`` bool (B, C) True = an observed cell hidden and scored, and the
+    :class:`VisibleLayout` of ``missing | masked``."""
+
+    masked: Tensor
+    layout: VisibleLayout
+
+
+@dataclass(frozen=True)
 class TablePrediction:
     """numeric: float (B, C) standardised predictions (meaningful in numeric columns);
-    logits: one float (B, K_c) per categorical column, keyed by column index;
-    log_var: float (B, C) predicted log-variances of the numeric cells (clamped to :data:`LOG_VAR_RANGE`),
-    only with ``numeric_loss="gaussian_nll"``, else None."""
+    logits: one float (B, K_c) per categorical column, keyed by column index."""
 
     numeric: Tensor
     logits: dict[int, Tensor]
-    log_var: Tensor | None = None
+
+    def expand(self, rows: int) -> TablePrediction:
+        """A one-row prediction repeated for ``rows`` rows (views, no copy)."""
+        return TablePrediction(self.numeric.expand(rows, -1), {j: t.expand(rows, -1) for j, t in self.logits.items()})
 
 
 class TableMAE(nn.Module):
     """Cell tokenizer -> encoder over visible cells (drop mode, padded) -> decoder over all columns -> a
     per-column head (a scalar for numeric columns, logits for categorical ones). See the module doc."""
 
-    kind = "table"
+    kind: ClassVar[str] = "table"
 
     def __init__(self, config: TableMAEConfig) -> None:
         super().__init__()
         self.config = config
+        self.mask_strategy = resolve("random")  # masklab.masks.strategies; jittered by config.mask_ratio_jitter
         cards = config.schema.cardinalities
         n_columns = len(cards)
         self.tokenizer = CellTokenizer(cards, config.dim)
@@ -173,50 +168,53 @@ class TableMAE(nn.Module):
         # Per-column heads: a scalar for a numeric column, K_c logits (one slice of a shared layer) otherwise.
         self.numeric_head_weight = nn.Parameter(torch.zeros(n_columns, config.decoder_dim))
         self.numeric_head_bias = nn.Parameter(torch.zeros(n_columns))
-        # Only with the Gaussian NLL (so mse models keep their state dict): log-variance per numeric cell,
-        # starting at 0 (unit variance, the standardised columns' own).
-        if config.numeric_loss == "gaussian_nll":
-            self.numeric_logvar_weight = nn.Parameter(torch.zeros(n_columns, config.decoder_dim))
-            self.numeric_logvar_bias = nn.Parameter(torch.zeros(n_columns))
         # Only when there are categorical columns: an unused head would stall DDP (no gradient to reduce).
         self.categorical_head = Linear(config.decoder_dim, sum(cards)) if any(cards) else None
         starts = torch.cumsum(torch.tensor([0, *cards]), 0).tolist()
         self.category_slices = {j: (starts[j], starts[j] + k) for j, k in enumerate(cards) if k > 0}
 
     @classmethod
-    def from_config(cls, config: dict) -> TableMAE:
-        return cls(TableMAEConfig.from_config(config))
+    def from_config(cls, config: TableMAEConfig | Mapping[str, Any]) -> TableMAE:
+        """An untrained model from a config or its dict (``config.json["model"]``)."""
+        return cls(TableMAEConfig.from_dict(config))
 
-    def model_config(self) -> dict:
-        """What :func:`masklab.train.fit` stores as ``config.json["model"]``."""
-        return {"kind": self.kind, **self.config.to_dict()}
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> TableMAE:
+        """:data:`PRESETS` ``name`` with ``overrides``; ``schema`` (the table's columns) is required."""
+        if "schema" not in overrides:
+            raise ValueError("a table preset needs schema= (the TableSchema of the data)")
+        return cls(preset_config(TableMAEConfig, PRESETS, name, **overrides))
 
     # ---------------------------------------------------------------------------------------- masking
     def mask_observed(self, missing: Tensor, generator: torch.Generator) -> Tensor:
-        """The training mask ``masked (B, C)``: a share of each row's *observed* cells (see the module doc).
+        """The training mask ``masked (B, C)``: a share of each row's *observed* cells (see the module doc),
+        drawn by the registry's ``random`` strategy with missing cells protected (never hidden).
 
         Noise is drawn on CPU from ``generator``; missing cells are never picked.
         """
-        ratio, jitter = self.config.mask_ratio, self.config.mask_ratio_jitter
-        if jitter == 0:  # ReMasker: missing cells are the generator's padding, so they are never hidden
-            sample = random_masking(*missing.shape, ratio, generator=generator, padding=missing.cpu())
-            return sample.masked.to(missing.device)
         rows, columns = missing.shape
-        share = ratio - jitter + 2 * jitter * torch.rand(rows, 1, generator=generator)  # (B, 1)
-        noise = torch.rand(rows, columns, generator=generator).masked_fill(missing.cpu(), 2.0)  # missing last
-        rank = noise.argsort(dim=1).argsort(dim=1)  # (B, C) observed cells take ranks 0 .. n_obs - 1
-        n_observed = (~missing.cpu()).sum(dim=1, keepdim=True)  # (B, 1)
-        count = torch.round(share * n_observed).long().clamp(min=(n_observed > 0).long())  # >= 1 when possible
-        return (rank < count).to(missing.device)
+        request = MaskRequest(
+            rows, columns, self.config.mask_ratio, protected=missing.cpu(), device=missing.device,
+            options={"jitter": self.config.mask_ratio_jitter},
+        )  # fmt: skip
+        return self.mask_strategy.draw(request, generator).masked
+
+    def draw(self, batch: dict, generator: torch.Generator) -> TableDraw:
+        """This step's random draws, made eagerly on the host: the mask and the packing of the visible cells
+        (its width depends on the draw, so a compiled step takes it as an argument)."""
+        masked = self.mask_observed(batch["missing"], generator)  # (B, C) observed cells we hide
+        return TableDraw(masked, visible_layout(batch["missing"] | masked))
 
     # -------------------------------------------------------------------------------------- the model
-    def forward_encoder(self, values: Tensor, categories: Tensor, hidden: Tensor) -> tuple[Tensor, VisibleLayout]:
-        """Encode the visible cells only -> ``latent (B, V, D)`` and the packing layout."""
+    def forward_encoder(
+        self, values: Tensor, categories: Tensor, hidden: Tensor, layout: VisibleLayout | None = None
+    ) -> tuple[Tensor, VisibleLayout]:
+        """Encode the visible cells only -> ``latent (B, V, D)`` and the packing layout (of ``hidden``)."""
         tokens = self.tokenizer(values, categories)  # (B, C, D)
-        layout = visible_layout(hidden)
+        layout = visible_layout(hidden) if layout is None else layout
         index = layout.ids_keep[..., None].expand(-1, -1, tokens.shape[-1])  # (B, V, D)
         visible = torch.gather(tokens, 1, index)  # (B, V, D)
-        return self.encoder(visible, padding=layout.padding), layout
+        return self.encoder(visible, blocked=padding_to_blocked(layout.padding)), layout
 
     def forward_decoder(self, latent: Tensor, layout: VisibleLayout) -> Tensor:
         """Re-insert mask tokens at hidden cells, decode all columns -> ``(B, C, Dd)``."""
@@ -236,63 +234,42 @@ class TableMAE(nn.Module):
         numeric = (h * self.numeric_head_weight).sum(-1) + self.numeric_head_bias  # (B, C)
         logits_all = self.categorical_head(h) if self.category_slices else None  # (B, C, sum K)
         logits = {j: logits_all[:, j, lo:hi] for j, (lo, hi) in self.category_slices.items()}  # (B, K_c) each
-        log_var = None
-        if self.config.numeric_loss == "gaussian_nll":
-            log_var = (h * self.numeric_logvar_weight).sum(-1) + self.numeric_logvar_bias  # (B, C)
-            log_var = log_var.clamp(*LOG_VAR_RANGE)
-        return TablePrediction(numeric, logits, log_var)
+        return TablePrediction(numeric, logits)
 
-    def forward(self, values: Tensor, categories: Tensor, hidden: Tensor) -> TablePrediction:
+    def forward(
+        self, values: Tensor, categories: Tensor, hidden: Tensor, layout: VisibleLayout | None = None
+    ) -> TablePrediction:
         """Predict every cell from the visible ones (``hidden`` False). values float (B, C), categories
         long (B, C) as encoded by :func:`masklab.tokenizers.table.encode_frame`."""
-        latent, layout = self.forward_encoder(values, categories, hidden)
+        latent, layout = self.forward_encoder(values, categories, hidden, layout)
         return self.heads(self.forward_decoder(latent, layout))
 
+    def embed(self, values: Tensor, categories: Tensor, missing: Tensor) -> Tensor:
+        """Pooled features ``(B, D)``: the encoder's mean over each row's observed cells (nothing else hidden)."""
+        latent, layout = self.forward_encoder(values, categories, missing)  # (B, V, D)
+        return visible_mean(latent, layout.padding, dim=1)
+
     def cell_errors(self, pred: TablePrediction, values: Tensor, categories: Tensor) -> Tensor:
-        """Per-cell loss ``(B, C)``, cross-entropy (nats) for categories; for numeric cells the squared error
-        in standardised units, or with ``numeric_loss="gaussian_nll"`` the Gaussian negative log-likelihood
-        ``0.5 * (log 2pi + log_var + (x - mu)^2 / exp(log_var))`` (nats, float32 at least)."""
-        if pred.log_var is None:
-            errors = (pred.numeric - values) ** 2  # (B, C)
-        else:
-            log_var = pred.log_var.float()
-            squared = (pred.numeric.float() - values.float()) ** 2
-            errors = 0.5 * (_LOG_2PI + log_var + squared * torch.exp(-log_var))  # (B, C)
+        """Per-cell loss ``(B, C)``: squared error in standardised units for numeric cells, cross-entropy
+        (nats) for categorical ones."""
+        errors = (pred.numeric - values) ** 2  # (B, C)
         for j, logits in pred.logits.items():
             errors[:, j] = F.cross_entropy(logits.float(), categories[:, j], reduction="none")
         return errors
 
-    def training_loss(self, batch: dict, generator: torch.Generator) -> LossOutput:
-        """``batch``: values, categories, missing (see :class:`~masklab.tokenizers.table.EncodedTable`)."""
+    def training_loss(self, batch: dict, generator: torch.Generator, *, drawn: TableDraw | None = None) -> LossOutput:
+        """``batch``: values, categories, missing (see :class:`~masklab.tokenizers.table.EncodedTable`).
+
+        ``drawn``: this step's :meth:`draw`, if made outside (``torch.compile`` cannot trace a
+        ``torch.Generator``, so a compiled step takes its draws as an argument); drawn here otherwise.
+        """
         missing = batch["missing"]
-        masked = self.mask_observed(missing, generator)  # (B, C) observed cells we hide
-        pred = self(batch["values"], batch["categories"], missing | masked)
+        drawn = self.draw(batch, generator) if drawn is None else drawn
+        masked = drawn.masked  # (B, C) observed cells we hide
+        pred = self(batch["values"], batch["categories"], missing | masked, drawn.layout)
         errors = self.cell_errors(pred, batch["values"], batch["categories"])
         metrics = {"masked_cells": masked.float().sum(1).mean()}
-        if self.config.trim_fraction > 0:
-            masked = self._trim_rows(errors.detach(), masked)
-        if pred.log_var is not None:
-            metrics["cell_nll"] = masked_loss(errors.detach(), masked)
-            if self.config.nll_beta > 0:  # beta-NLL: weight numeric cells by stop_grad(var) ** beta
-                weight = torch.exp(self.config.nll_beta * pred.log_var.detach().float())  # (B, C)
-                for j in self.category_slices:
-                    weight[:, j] = 1.0
-                errors = errors * weight
-        return LossOutput(masked_loss(errors, masked), metrics)
-
-    def _trim_rows(self, errors: Tensor, masked: Tensor) -> Tensor:
-        """Trimmed loss (robust statistics' least trimmed squares, as in robust autoencoders for anomaly
-        detection): the ``trim_fraction`` share of rows with the highest mean hidden-cell loss is dropped from
-        this step's loss, so a model trained on contaminated data is not taught to reconstruct its rarest rows.
-        ``errors (B, C)``, ``masked bool (B, C)`` -> ``masked`` with the dropped rows all False."""
-        rows = masked.shape[0]
-        keep = max(1, math.ceil((1.0 - self.config.trim_fraction) * rows))
-        if keep >= rows:
-            return masked
-        row_loss = torch.where(masked, errors, 0.0).sum(1) / masked.sum(1).clamp_min(1)  # (B,)
-        kept = torch.zeros(rows, dtype=torch.bool, device=masked.device)
-        kept[row_loss.topk(keep, largest=False).indices] = True
-        return masked & kept[:, None]
+        return LossOutput(loss_on_masked(errors, masked), metrics)
 
 
 # ------------------------------------------------------------------------------- inference (no gradients)
@@ -353,9 +330,10 @@ def reconstruction_errors(
     model: TableMAE, values: Tensor, categories: Tensor, missing: Tensor, patterns: Tensor
 ) -> Tensor:
     """Per-cell reconstruction error ``(N, C)`` float64: each observed cell's error
-    (:meth:`TableMAE.cell_errors`: squared error in standardised units or, with ``numeric_loss="gaussian_nll"``,
-    Gaussian NLL; cross-entropy for categories) averaged over the patterns ``(K, C)`` that hid it; NaN for a
-    cell that is missing or that no pattern hid."""
+    (:meth:`TableMAE.cell_errors`: squared error in standardised units, cross-entropy for categories)
+    averaged over the patterns ``(K, C)`` that hid it; NaN for a cell that is missing or that no pattern hid.
+    A pattern that hides every column leaves the decoder only mask tokens, so its prediction is the same for
+    every row: it is computed once and broadcast."""
     device = next(model.parameters()).device
     out = torch.full(values.shape, math.nan, dtype=torch.float64)
     for rows in _chunks(len(values)):
@@ -364,7 +342,9 @@ def reconstruction_errors(
         count = torch.zeros(v.shape, dtype=torch.float64, device=device)
         for pattern in patterns.to(device):
             scored = pattern & ~m  # (B, C) observed cells this pattern hides
-            errors = model.cell_errors(model(v, c, m | pattern), v, c).double()
+            # An all-hidden pattern is row-independent: one row's prediction serves all.
+            pred = model(v[:1], c[:1], pattern[None]).expand(len(v)) if pattern.all() else model(v, c, m | pattern)
+            errors = model.cell_errors(pred, v, c).double()
             total += torch.where(scored, errors, 0.0)
             count += scored.double()
         out[rows] = torch.where(count > 0, total / count.clamp_min(1), math.nan).cpu()

@@ -1,0 +1,173 @@
+"""Subject segmentation on ``builtin:synthetic-subjects``: an MAE-encoder head vs classical and learned baselines.
+
+1. Pretrain an MAE (``--preset``, default ``mae-seg-32``) on the training split's images for ``--mae-steps``
+   (or reuse ``--run``).
+2. Train the segmentation head (``--head``: probe = frozen encoder + light pixel head) on the training split's
+   masks; the *same* head on a randomly initialised encoder of the same shape; and a per-patch linear probe on
+   raw pixels (each patch's pixels -> its p x p subject/background logits).
+3. Classical baselines on the held-out split: Otsu, watershed, and GrabCut given the true bounding box of the
+   image's subject pixels (an oracle prompt the learned methods do not get).
+
+Metrics on the held-out split (20%, never seen by pretraining or the heads): pooled IoU and Dice of the
+subject pixels, mean per-image boundary F-score (1-pixel tolerance). CPU seconds are this process's own
+(user + system) and are inflated when other processes share the cores.
+
+Usage::
+
+    python bench/segment.py --mae-steps 1000 --head-epochs 20 --out runs/bench-segment
+    python bench/segment.py --run runs/bench-segment/mae --head-epochs 20 --out runs/bench-segment
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
+
+
+def raw_pixel_probe(dataset, train_idx, test_idx, patch: int, steps: int, seed: int) -> np.ndarray:
+    """Per-patch linear probe on raw pixels: ``Linear(P, p*p*2)`` on each patch; predictions ``bool (N, H, W)``."""
+    from masklab.tokenizers.patches import patchify, unpatchify
+
+    torch.manual_seed(seed)
+    H, W = dataset.image_size
+    grid = (H // patch, W // patch)
+    x = patchify(dataset.images(train_idx), patch).reshape(-1, patch * patch * dataset.channels)  # (N*L, P)
+    y = patchify(dataset.targets[train_idx][:, None].float(), patch).reshape(-1, patch * patch).long()  # (N*L, p*p)
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-3)
+    probe = torch.nn.Linear(x.shape[1], patch * patch * 2)
+    opt = torch.optim.Adam(probe.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (4096,), generator=g)
+        logits = probe((x[idx] - mean) / std).view(-1, patch * patch, 2)  # (n, p*p, 2)
+        loss = F.cross_entropy(logits.reshape(-1, 2), y[idx].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        xt = patchify(dataset.images(test_idx), patch)  # (N, L, P)
+        logits = probe((xt - mean) / std).view(len(test_idx), -1, patch * patch, 2)  # (N, L, p*p, 2)
+        fg = (logits[..., 1] > logits[..., 0]).float()  # (N, L, p*p)
+        return unpatchify(fg, patch, grid, 1)[:, 0].numpy() > 0.5
+
+
+def save_examples(path: Path, dataset, test_idx, preds: dict[str, np.ndarray], count: int = 6) -> Path:
+    from masklab.viz.grids import save_grid
+
+    rows = []
+    for i in range(count):
+        image = dataset.images(test_idx[i : i + 1])[0]
+        row = [image, dataset.targets[test_idx[i]].float()[None].expand(3, -1, -1)]
+        row += [torch.from_numpy(p[i]).float()[None].expand(3, -1, -1) for p in preds.values()]
+        rows.append(row)
+    short = {"masklab (MAE encoder)": "masklab", "same head, random-init encoder": "random enc",
+             "raw-pixel per-patch linear probe": "raw probe", "GrabCut (true box)": "GrabCut"}  # fmt: skip
+    return save_grid(path, rows, titles=["image", "truth", *(short.get(name, name) for name in preds)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", default=None, help="existing MAE run (skips pretraining)")
+    parser.add_argument("--preset", default="mae-seg-32")
+    parser.add_argument("--mae-steps", type=int, default=1000)
+    parser.add_argument("--head", default="probe", help="segment preset: probe | finetune")
+    parser.add_argument("--head-epochs", type=float, default=20.0)
+    parser.add_argument("--raw-steps", type=int, default=300, help="steps of the raw-pixel linear probe")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N held-out images")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/bench-segment")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # on a shared machine one thread per process wastes the least time on contention
+
+    from masklab.cli import main as cli
+    from masklab.data.pixel_masks import load_segmentation
+    from masklab.eval.segmentation import CLASSICAL, bounding_box, classical_mask, segmentation_scores
+    from masklab.recipes.segment import load_mae, predict_classes, split, train_segmenter
+
+    out = Path(args.out)
+    print(f"cpu: {cpu_model()}; torch {torch.__version__}, 1 thread")
+    seconds: dict[str, float] = {}
+    run = args.run
+    if run is None:
+        run = str(out / "mae")
+        t0 = cpu_seconds()
+        code = cli(["pretrain", "mae", "--data", "builtin:synthetic-subjects", "--preset", args.preset,
+                    "--steps", str(args.mae_steps), "--seed", str(args.seed), "--device", "cpu", "--out", run,
+                    "--log-every", "100"])  # fmt: skip
+        if code != 0:
+            raise SystemExit(code)
+        seconds["pretrain"] = cpu_seconds() - t0
+    mae = load_mae(run)
+    dataset = load_segmentation("builtin:synthetic-subjects", image_size=mae.config.image_size)
+    train_idx, test_idx = split(dataset)
+    if args.limit is not None:
+        test_idx = test_idx[: args.limit]
+    target = dataset.targets[test_idx].numpy() > 0
+    preds: dict[str, np.ndarray] = {}
+    for name, random_init in (("masklab (MAE encoder)", False), ("same head, random-init encoder", True)):
+        t0 = cpu_seconds()
+        result = train_segmenter(run, out=out / ("head-random" if random_init else "head-mae"), preset=args.head,
+                                 epochs=args.head_epochs, seed=args.seed, random_init=random_init,
+                                 progress=False)  # fmt: skip
+        seconds[name] = cpu_seconds() - t0
+        from masklab.recipes.segment import load_segmenter
+
+        preds[name] = predict_classes(load_segmenter(result.out_dir), dataset.images(test_idx)).numpy() > 0
+    t0 = cpu_seconds()
+    patch = mae.config.patch_size
+    preds["raw-pixel per-patch linear probe"] = raw_pixel_probe(
+        dataset, train_idx, test_idx, patch, args.raw_steps, args.seed
+    )
+    seconds["raw-pixel per-patch linear probe"] = cpu_seconds() - t0
+    hwc = dataset.pixels[test_idx].permute(0, 2, 3, 1).numpy()  # (N, H, W, 3) uint8
+    for method in CLASSICAL:
+        t0 = cpu_seconds()
+        masks = [classical_mask(method, hwc[i], bounding_box(target[i]) if method == "grabcut" else None)
+                 for i in range(len(hwc))]  # fmt: skip
+        name = "GrabCut (true box)" if method == "grabcut" else method
+        preds[name] = np.stack(masks)
+        seconds[name] = cpu_seconds() - t0
+    scores = {name: segmentation_scores(p, target) for name, p in preds.items()}
+    h, w = dataset.image_size
+    print(f"\nheld-out {len(test_idx)} images of builtin:synthetic-subjects ({h}x{w}); MAE run {run}, "
+          f"head preset {args.head}, {args.head_epochs:g} epochs\n")  # fmt: skip
+    print("| method | IoU | Dice | boundary F | CPU s (under load) |")
+    print("|---|---|---|---|---|")
+    for name, s in scores.items():
+        cpu = f"{seconds[name]:.0f}" if name in seconds else ""
+        print(f"| {name} | {s['iou']:.4f} | {s['dice']:.4f} | {s['boundary_f']:.4f} | {cpu} |")
+    if "pretrain" in seconds:
+        print(f"| (MAE pretraining) | | | | {seconds['pretrain']:.0f} |")
+    ours = scores["masklab (MAE encoder)"]["iou"]
+    classical = max(scores[n]["iou"] for n in ("otsu", "watershed", "GrabCut (true box)"))
+    random_init = scores["same head, random-init encoder"]["iou"]
+    budget = seconds.get("pretrain", float("nan")) + seconds["masklab (MAE encoder)"]
+    print(f"\ngoals: IoU {ours:.4f} >= 0.90: {ours >= 0.90}; >= best classical {classical:.4f} + 0.10: "
+          f"{ours >= classical + 0.10}; >= random-init {random_init:.4f} + 0.10: {ours >= random_init + 0.10}; "
+          f"pretrain + head CPU {budget / 60:.1f} min (<= 10: {budget <= 600})")  # fmt: skip
+    path = save_examples(out / "examples.png", dataset, test_idx, preds)
+    print(f"examples: {path}")
+
+
+if __name__ == "__main__":
+    main()

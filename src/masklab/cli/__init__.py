@@ -1,0 +1,109 @@
+"""The ``masklab`` command line: argparse only; every subcommand parses its options and calls a recipe
+(:mod:`masklab.recipes`).
+
+The top-level parser lists the subcommands from :data:`COMMANDS` (name -> module, one-line help) without
+importing them; only the chosen subcommand's module is imported to add its arguments (``masklab pretrain mae
+--help`` loads no other modality). A command module has ``register(parser, name, rest)``: it adds its
+arguments to ``parser`` and sets ``func`` (called with the parsed namespace, returns an exit code or None);
+``rest`` is the argv after the command name (``pretrain`` uses it to pick its kind). Errors are handled once,
+in :func:`main`: user errors print ``masklab: error: ...`` and exit 2, Ctrl-C exits 130; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from masklab import __version__
+
+# name -> (module under masklab.cli, one-line help). Add a command: a module with register(), and a row here.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "attention": ("attention", "attention maps of a trained encoder on one input (token heatmaps, or [CLS] "
+                  "rollout on an image)"),
+    "edit": ("segment", "mask-guided edits: cut out / blur / replace the background, remove the subject (MAE fill)"),
+    "embed": ("downstream", "features of a trained run for every example of a dataset (no random masking)"),
+    "fill": ("text", "predict the [MASK] tokens of a text with a trained MLM"),
+    "finetune": ("downstream", "fine-tune a pretrained run on a labelled task"),
+    "forecast": ("series", "forecast the next H steps of series with a series run (held-out tail MSE first)"),
+    "generate": ("text", "continue text prompts with a trained causal LM run"),
+    "impute": ("table", "fill missing cells of a CSV / Parquet table (or NaN steps of series) with a trained run"),
+    "info": ("info", "describe a training run directory"),
+    "inpaint": ("images", "fill the white region of MASK.png in IMAGE with an MAE run"),
+    "masks": ("masks", "render example masks of each generator as a PNG"),
+    "perplexity": ("text", "next-token loss / perplexity of a causal LM run on text"),
+    "prepare": ("prepare", "tokenise a text corpus once into memory-mapped shards (for pretrain mlm / clm --data)"),
+    "pretrain": ("pretrain", "masked pretraining (mae, mlm, clm, table, series)"),
+    "probe": ("downstream", "linear-probe and k-NN accuracy of frozen features vs raw-input and random-encoder "
+              "baselines"),
+    "reconstruct": ("images", "grid of original | masked | reconstruction | reconstruction + visible (MAE runs)"),
+    "segment": ("segment", "train a subject/background head on an MAE run (segment train RUN) or predict a mask"),
+    "score": ("table", "anomaly scores (masked reconstruction error) of a table's rows"),
+    "serve": ("serve", "a local web page to try trained runs (paint a mask, fill [MASK], generate, score a table)"),
+}  # fmt: skip
+
+
+class UsageError(ValueError):
+    """Bad command-line input; printed as ``masklab: error: ...`` with exit code 2, no traceback."""
+
+
+def first_positional(argv: Sequence[str]) -> str | None:
+    """The first argument that is not an option (the chosen subcommand), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser for ``argv``: every subcommand listed, only the chosen one's arguments added."""
+    parser = argparse.ArgumentParser(
+        prog="masklab",
+        description="Masked modeling for images, text, tables and time series (True = masked/hidden everywhere).",
+    )
+    parser.add_argument("--version", action="version", version=f"masklab {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = first_positional(argv)
+    for name, (module, help_text) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            rest = list(argv)[list(argv).index(name) + 1 :]
+            importlib.import_module(f"masklab.cli.{module}").register(sub, name, rest)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand and return its exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports (errors still reach stderr)
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+        if getattr(args, "func", None) is None:
+            parser.print_help()
+            return 0
+        code = args.func(args)
+    except KeyboardInterrupt:
+        print("masklab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `masklab info RUN --json | head`: the reader left; exit quietly like other Unix tools.
+        sys.stderr.close()
+        return 0
+    except (UsageError, ValueError, OSError) as err:
+        # User-facing errors (bad values, missing files, a locked run) carry their own clear message;
+        # tracebacks are for bugs.
+        print(f"masklab: error: {err}", file=sys.stderr)
+        return 2
+    return 0 if code is None else int(code)
+
+
+def run() -> None:
+    """Console entry point (``masklab ...``, ``python -m masklab ...``): :func:`main`, then exit with its code;
+    under torchrun through :func:`masklab.train.distributed.exit_worker` (skips a teardown that can abort)."""
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # checked here too: plain runs never import torch for this
+        from masklab.train.distributed import exit_worker
+
+        exit_worker(code)
+    raise SystemExit(code)

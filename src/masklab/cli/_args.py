@@ -1,0 +1,110 @@
+"""Argument helpers shared by the subcommands: the training options of every ``pretrain <kind>``, the
+run-dispatched commands' options, and small argument types. Standard library only (``--help`` stays fast)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+# TrainOptions field names (masklab.recipes.common.TrainOptions); kept here so --help imports no torch.
+TRAIN_FIELDS = (
+    "steps", "epochs", "minutes", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "grad_clip", "seed",
+    "device", "log_every", "ckpt_every", "grad_accum", "precision", "compile", "fsdp", "grad_checkpointing",
+    "workers",
+)  # fmt: skip
+
+
+def parse_hw(text: str, expected: str) -> tuple[int, int]:
+    """``"28"`` or ``"32x48"`` -> ``(H, W)`` of positive ints; ``ArgumentTypeError`` saying ``expected`` otherwise."""
+    try:
+        parts = [int(p) for p in text.lower().replace("x", " ").split()]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return parts[0], parts[-1]
+
+
+def names(text: str) -> tuple[str, ...]:
+    """``"a, b,c"`` -> ``("a", "b", "c")``."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def add_train_args(parser: argparse.ArgumentParser, *, batch_size: Any, lr: Any, weight_decay: Any = 0.05,
+                   warmup: Any = 0, log_every: Any = 10, ckpt_every: Any = 200) -> None:  # fmt: skip
+    """Budget, optimiser, run-directory and engine options. Every default is ``None`` (= the recipe's default
+    for the kind, shown in the help), so the options a user gave are exactly the ones that are not None:
+    ``--resume`` compares those against the recorded run."""
+    budget = parser.add_argument_group("budget (pick one; --minutes calibrates steps on this machine)")
+    budget.add_argument("--steps", type=int, help="optimizer steps")
+    budget.add_argument("--epochs", type=float, help="passes over the training data")
+    budget.add_argument("--minutes", type=float, help="wall-clock budget (steps timed on this machine, 0.9x fit)")
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--batch-size", type=int, help=f"global batch (default {batch_size})")
+    opt.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {lr})")
+    opt.add_argument("--min-lr", type=float, help="end of the cosine schedule")
+    opt.add_argument("--warmup", type=int, help=f"linear warmup steps (default {warmup})")
+    opt.add_argument("--weight-decay", type=float, help=f"(default {weight_decay})")
+    opt.add_argument("--grad-clip", type=float, help="(default 1.0)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", required=True, help="run directory to write (or continue with --resume)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in --out from its last checkpoint with its recorded arguments; options "
+                     "given again must match them (a larger --steps extends the run)")  # fmt: skip
+    run.add_argument("--seed", type=int, help="(default 0)")
+    run.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    run.add_argument("--log-every", type=int, help=f"(default {log_every})")
+    run.add_argument("--ckpt-every", type=int, help=f"(default {ckpt_every})")
+    engine = parser.add_argument_group("engine")
+    engine.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step (default 1)")
+    engine.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
+                        help="auto = bf16 autocast on CUDA, fp32 on CPU; fp16 adds a GradScaler")  # fmt: skip
+    engine.add_argument("--compile", action="store_true", default=None, help="torch.compile the training step")
+    engine.add_argument("--fsdp", action="store_true", default=None,
+                        help="under torchrun: shard the model (FSDP2) instead of DDP")  # fmt: skip
+    engine.add_argument("--grad-checkpointing", action="store_true", default=None,
+                        help="recompute activations (saves memory)")  # fmt: skip
+    engine.add_argument("--workers", type=int,
+                        help="processes that build batches ahead of the step (DataLoader workers; results do not "
+                        "depend on it) and tokenise a text --data on first use (default: 0 / all cores)")  # fmt: skip
+
+
+def pretrain_call(recipe, args: argparse.Namespace, fields: tuple[str, ...]) -> Any:
+    """Call ``recipe(out, **given, train=TrainOptions(**given train options), resume=...)`` with the options the
+    user gave (not None). On ``--resume`` the run's recorded arguments fill the ones not given."""
+    from masklab.recipes.common import TrainOptions
+    from masklab.train.run import Run
+
+    given = {k: getattr(args, k) for k in fields if getattr(args, k, None) is not None}
+    train = {k: getattr(args, k) for k in TRAIN_FIELDS if getattr(args, k, None) is not None}
+    if args.resume:
+        recorded = Run(args.out).recorded_arguments()
+        recorded_train = recorded.pop("train", {}) or {}
+        if any(k in train for k in ("steps", "epochs", "minutes")):  # a new budget replaces the recorded one
+            recorded_train = {k: v for k, v in recorded_train.items() if k not in ("steps", "epochs", "minutes")}
+        given = {**{k: v for k, v in recorded.items() if k in fields}, **given}
+        train = {**recorded_train, **train}
+    return recipe(args.out, **given, train=TrainOptions(**train), resume=args.resume)
+
+
+def add_run_data_args(parser: argparse.ArgumentParser, command: str) -> None:
+    """Options of ``embed``, ``finetune`` and ``probe`` (dispatched on the run's model kind)."""
+    parser.add_argument("run", metavar="RUN", help="training run directory (holds config.json + checkpoint)")
+    parser.add_argument("--data", default=None, help="dataset: a path, or builtin:NAME (default: the run's data)")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    if command == "embed":
+        parser.add_argument("-o", "--output", required=True, help="output .npy file (N, D)")
+    if command == "finetune":
+        parser.add_argument("--task", default="classify", help="downstream task (default: classify)")
+        parser.add_argument("--steps", type=int, default=None)
+        parser.add_argument("--epochs", type=float, default=None)
+        parser.add_argument("--lr", type=float, default=None)
+        parser.add_argument("--augment", default=None, metavar="NAME:F[,...]",
+                            help="masking augmentation of the training inputs: mask:F (images: F of the patches "
+                            "zeroed; text: F of the tokens -> [MASK]), images cutout:F / erase:P, text tokendrop:F; "
+                            "comma-separated to compose")  # fmt: skip
+        parser.add_argument("--out", default=None, help="output run directory for the fine-tuned model")
+    if command == "probe":
+        parser.add_argument("--max-examples", type=int, default=None)

@@ -1,0 +1,129 @@
+"""``masklab segment`` and ``masklab edit``: subject masks from an MAE run and mask-guided edits.
+
+    masklab segment train RUN [--data DIR|builtin:synthetic-subjects] [--preset probe|finetune]
+    masklab segment RUN IMAGE -o mask.png [--box x0,y0,x1,y1]
+    masklab edit RUN IMAGE --remove-background | --blur-background | --replace-background BG | --remove-subject
+                 [--mask MASK.png] -o out.png
+
+``DIR`` holds ``images/`` and ``masks/`` paired by file name (white = subject, or palette class indices). The
+head is written to ``RUN/segment``; prediction also writes ``<mask>_side.png`` (image | mask | overlay). The
+logic lives in :mod:`masklab.recipes.segment` and :mod:`masklab.recipes.edit`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def parse_box(text: str) -> tuple[int, int, int, int]:
+    """``"x0,y0,x1,y1"`` -> four ints (``ArgumentTypeError`` otherwise)."""
+    try:
+        parts = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError(f"expected a box x0,y0,x1,y1 in pixels, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> None:
+    if name == "edit":
+        _register_edit(parser)
+        return
+    parser.usage = "masklab segment train RUN [--data DATA] ... | masklab segment RUN IMAGE -o MASK.png [--box ...]"
+    parser.add_argument("first", metavar="train|RUN", help="'train', or the MAE run to predict with")
+    parser.add_argument("second", metavar="RUN|IMAGE", help="the MAE run to train on, or the image to segment")
+    parser.add_argument("--data", default="builtin:synthetic-subjects",
+                        help="train: folder with images/ + masks/, or builtin:synthetic-subjects")  # fmt: skip
+    parser.add_argument("--preset", default="probe", help="train: probe (frozen encoder) | finetune")
+    parser.add_argument("--epochs", type=float, default=20.0, help="train: passes over the training split")
+    parser.add_argument("--steps", type=int, default=None, help="train: optimizer steps (overrides --epochs)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--out", default=None, help="train: output folder (default RUN/segment)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("-o", "--output", default=None, help="predict: mask PNG to write")
+    parser.add_argument("--box", type=parse_box, default=None, help="predict: keep subjects inside x0,y0,x1,y1")
+    parser.set_defaults(func=_segment)
+
+
+def _segment(args: argparse.Namespace) -> int:
+    if args.first == "train":
+        from masklab.recipes.segment import train_segmenter
+
+        result = train_segmenter(args.second, args.data, out=args.out, preset=args.preset, epochs=args.epochs,
+                                 steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                 device=args.device)  # fmt: skip
+        s = result.scores
+        print(f"segmentation head ({args.preset}) trained {result.steps} steps on {result.num_train} images -> "
+              f"{result.out_dir}; held-out {result.num_test} images: IoU {s['iou']:.4f}  Dice {s['dice']:.4f}  "
+              f"boundary F {s['boundary_f']:.4f}")  # fmt: skip
+        return 0
+    if args.output is None:
+        raise ValueError("masklab segment RUN IMAGE needs -o MASK.png")
+    from pathlib import Path
+
+    from masklab.data.pixel_masks import write_mask
+    from masklab.recipes.segment import load_segmenter, predict_mask, read_image, save_side_by_side
+
+    seg = load_segmenter(args.first, args.device)
+    image = read_image(args.second, seg.mae.config.channels)
+    classes = predict_mask(seg, image, args.box)
+    K = seg.config.num_classes
+    out = write_mask(args.output, classes.numpy() > 0 if K == 2 else classes.numpy(), num_classes=K)
+    side = save_side_by_side(out.with_name(out.stem + "_side.png"), image, classes)
+    share = float((classes > 0).float().mean())
+    print(f"wrote {out} ({100 * share:.1f}% subject pixels) and {Path(side).name}")
+    return 0
+
+
+def _register_edit(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "The subject mask comes from the head trained on RUN (masklab segment train RUN) or from a hand-made "
+        "--mask MASK.png (white = subject, the image's size). --remove-subject hides the subject's patches from "
+        "RUN's MAE and fills them: only pixels under the mask change."
+    )
+    parser.add_argument("run", metavar="RUN", help="MAE run (with a head in RUN/segment unless --mask is given)")
+    parser.add_argument("image", metavar="IMAGE", help="image to edit")
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--remove-background", action="store_true", help="RGBA cut-out of the subject")
+    action.add_argument("--blur-background", action="store_true", help="blur everything but the subject")
+    action.add_argument("--replace-background", metavar="BG", default=None, help="paste the subject on image BG")
+    action.add_argument("--remove-subject", action="store_true", help="fill the subject's pixels with the MAE")
+    parser.add_argument("--mask-image", "--mask", dest="mask_image", metavar="MASK", default=None,
+                        help="hand-made mask PNG (white = subject) instead of a predicted one")  # fmt: skip
+    parser.add_argument("--box", type=parse_box, default=None, help="predicted mask: keep subjects inside x0,y0,x1,y1")
+    parser.add_argument("--radius", type=float, default=3.0, help="--blur-background: Gaussian radius in pixels")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("-o", "--output", required=True, help="output PNG")
+    parser.set_defaults(func=_edit)
+
+
+def _edit(args: argparse.Namespace) -> int:
+    from masklab.recipes import edit
+
+    channels, mae, seg = 3, None, None
+    if args.remove_subject:
+        from masklab.recipes.segment import load_mae
+
+        mae = load_mae(args.run, args.device)
+        channels = mae.config.channels
+    if args.mask_image is None:
+        from masklab.recipes.segment import load_segmenter
+
+        seg = load_segmenter(args.run, args.device)
+        channels = seg.mae.config.channels
+    image = edit.read_image(args.image, channels)
+    subject = edit.read_subject(args.mask_image, image) if seg is None else edit.subject_mask(seg, image, args.box)
+    if args.remove_background:
+        out = edit.remove_background(image, subject)
+    elif args.blur_background:
+        out = edit.blur_background(image, subject, args.radius)
+    elif args.replace_background is not None:
+        out = edit.replace_background(image, subject, edit.read_image(args.replace_background, image.shape[2]))
+    else:
+        out = edit.remove_subject(mae, image, subject)
+    path = edit.save_png(args.output, out)
+    print(f"wrote {path} ({int(subject.sum())} subject pixels of {subject.size})")
+    return 0

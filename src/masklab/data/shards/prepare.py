@@ -1,0 +1,349 @@
+"""``masklab prepare``: tokenise a text corpus once, in worker processes, into memory-mapped shards.
+
+Documents are read as a stream (never the whole corpus in memory) and cut into shards of about
+``shard_mb`` MB of input text, in input order. Each shard is encoded by a worker process and written
+atomically (:mod:`masklab.core.io`), with a small ``shard-NNNNN.json`` beside it once it is complete; the
+``index.json`` that makes the folder readable is written last. So:
+
+* deterministic: shard boundaries depend only on the input, never on the number of workers or timing, and
+  each worker is single-threaded; the same input gives byte-identical files;
+* resumable: a killed prepare, rerun with the same arguments, keeps every finished shard and encodes the rest;
+  a full disk leaves the finished shards valid;
+* bounded memory: at most ``2 * workers`` shards are in flight.
+
+The tokenizer, when none is given, trains on a bounded sample: the first ``sample_mb`` MB of documents.
+Top-level imports are numpy and the standard library: spawned workers start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from masklab.data.shards.format import (
+    FORMAT,
+    INDEX_NAME,
+    TOKENIZER_NAME,
+    ShardInfo,
+    encode_shard,
+    file_sha256,
+    shard_name,
+    token_dtype,
+)
+
+SETTINGS_NAME = "prepare.json"
+
+
+# ------------------------------------------------------------------------------------------- documents
+def _text_files(root: Path) -> list[Path]:
+    if root.is_dir():
+        return sorted(
+            p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".") and p.suffix in (".txt", ".jsonl")
+        )
+    if root.suffix not in (".txt", ".jsonl"):
+        raise ValueError(f"--data {root}: expected a .txt or .jsonl file or a folder of them")
+    return [root]
+
+
+def iter_documents(path: str | Path, *, doc_per: str = "auto", text_field: str = "text") -> Iterator[str]:
+    """Stream the non-blank documents of ``path`` in the order :func:`masklab.data.text.read_corpus` reads
+    them (same ``doc_per`` / ``text_field`` rules), holding one document (or one file, for ``doc_per=file``)
+    at a time. ``builtin:NAME`` loads the (small) built-in corpus."""
+    spec = str(path)
+    if spec.startswith("builtin:"):
+        from masklab.data.text import load_text_corpus
+
+        yield from load_text_corpus(spec).texts
+        return
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"--data {path}: no such file or directory")
+    per = ("file" if root.is_dir() else "line") if doc_per == "auto" else doc_per
+    for file in _text_files(root):
+        try:
+            with open(file, encoding="utf-8-sig") as f:
+                if file.suffix == ".jsonl":
+                    for number, line in enumerate(f, start=1):
+                        if line.strip():
+                            record = json.loads(line)
+                            text = record.get(text_field) if isinstance(record, dict) else None
+                            if not isinstance(text, str):
+                                raise ValueError(
+                                    f"{file}:{number}: expected a JSON object with a string {text_field!r} field"
+                                )
+                            if text.strip():
+                                yield text
+                elif per == "line":
+                    for line in f:
+                        for doc in line.splitlines():
+                            if doc.strip():
+                                yield doc
+                else:
+                    text = f.read()
+                    if text.strip():
+                        yield text
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{file} is not UTF-8 text ({err.reason} at byte {err.start} of a read block)") from err
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{file}: a line is not valid JSON ({err.msg})") from err
+
+
+def _input_bytes(path: str | Path) -> int | None:
+    if str(path).startswith("builtin:"):
+        return None
+    return sum(p.stat().st_size for p in _text_files(Path(path).expanduser()))
+
+
+def _shards_of(docs: Iterator[str], shard_bytes: int) -> Iterator[tuple[list[str], int]]:
+    """Group documents into shards of >= ``shard_bytes`` UTF-8 bytes (the last may be smaller)."""
+    batch: list[str] = []
+    size = 0
+    for doc in docs:
+        batch.append(doc)
+        size += len(doc.encode("utf-8"))
+        if size >= shard_bytes:
+            yield batch, size
+            batch, size = [], 0
+    if batch:
+        yield batch, size
+
+
+def _sample(docs: Iterator[str], sample_bytes: int) -> Iterator[str]:
+    size = 0
+    for doc in docs:
+        yield doc
+        size += len(doc.encode("utf-8"))
+        if size >= sample_bytes:
+            return
+
+
+# --------------------------------------------------------------------------------------------- workers
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(tokenizer_json: str) -> None:
+    # One thread per worker: N workers use N cores, and the output never depends on thread scheduling.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    from tokenizers import Tokenizer
+
+    from masklab.tokenizers.text import TextTokenizer
+
+    _WORKER["tokenizer"] = TextTokenizer(Tokenizer.from_str(tokenizer_json))
+
+
+def encode_documents(tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Documents -> (ids, word ids, document starts) of one shard: each document's ids then ``[SEP]``; word ids
+    count up from 0 across the documents (-1 for the separator and special tokens). Documents that encode to
+    no token are dropped (as :func:`masklab.data.text.pack_sequences` drops them)."""
+    sep = tokenizer.sep_id
+    ids_parts: list[np.ndarray] = []
+    word_parts: list[np.ndarray] = []
+    starts: list[int] = []
+    offset, position = 0, 0
+    # Sub-batches: the tokenizer's per-token Encoding objects take ~70x the text's size while they live.
+    encoded = (doc for i in range(0, len(texts), 512) for doc in tokenizer.encode_batch(texts[i : i + 512],
+               add_special_tokens=False))  # fmt: skip
+    for doc in encoded:
+        if not doc.ids:
+            continue
+        words = np.asarray(doc.word_ids, dtype=np.int64)
+        starts.append(position)
+        ids_parts.append(np.asarray([*doc.ids, sep], dtype=np.int64))
+        word_parts.append(np.append(np.where(words >= 0, words + offset, -1), -1))
+        offset += int(words.max(initial=-1)) + 1
+        position += len(doc.ids) + 1
+    if not ids_parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    return np.concatenate(ids_parts), np.concatenate(word_parts), np.asarray(starts, dtype=np.int64)
+
+
+def _write_shard(out: Path, k: int, texts: list[str], dtype_str: str) -> dict[str, Any]:
+    from masklab.core.io import atomic_write_bytes, atomic_write_json
+
+    ids, words, starts = encode_documents(_WORKER["tokenizer"], texts)
+    data = encode_shard(ids, words, starts, np.dtype(dtype_str))
+    path = atomic_write_bytes(out / shard_name(k), data)
+    words_used = int(words.max(initial=-1)) + 1
+    info = ShardInfo(shard_name(k), len(ids), len(starts), words_used, len(data), file_sha256(path)).to_dict()
+    atomic_write_json(out / shard_name(k).replace(".bin", ".json"), info)  # the shard's "done" marker
+    return info
+
+
+def _finished_shard(out: Path, k: int) -> dict[str, Any] | None:
+    """The record of shard ``k`` if an earlier (killed) prepare completed it, else None."""
+    meta, path = out / shard_name(k).replace(".bin", ".json"), out / shard_name(k)
+    if not (meta.is_file() and path.is_file()):
+        return None
+    try:
+        info = json.loads(meta.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return info if path.stat().st_size == info.get("bytes") else None
+
+
+# --------------------------------------------------------------------------------------------- prepare
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def prepare_corpus(
+    data: str | Path,
+    out: str | Path,
+    *,
+    tokenizer: str | Path | None = None,
+    tokenizer_kind: str = "wordpiece",
+    vocab_size: int = 8000,
+    lowercase: bool = True,
+    doc_per: str = "auto",
+    text_field: str = "text",
+    workers: int | None = None,
+    shard_mb: float = 64.0,
+    sample_mb: float = 50.0,
+    progress: bool | None = None,
+    on_shard: Callable[[int], None] | None = None,
+) -> Path:
+    """Tokenise ``data`` (a .txt/.jsonl file or folder, or ``builtin:NAME``) into shards under ``out``.
+
+    ``tokenizer``: a tokenizer.json / vocab.txt / folder to use; None trains ``tokenizer_kind`` with
+    ``vocab_size`` on the first ``sample_mb`` MB. Rerunning on a finished folder returns at once; on a killed
+    one it continues (the settings must be the same). ``on_shard(k)`` is called in this process after shard
+    ``k`` is on disk. Returns ``out``.
+    """
+    from masklab.core.io import atomic_write_json
+    from masklab.tokenizers.text import TextTokenizer
+
+    out = Path(out)
+    if shard_mb <= 0 or sample_mb <= 0:
+        raise ValueError(f"--shard-mb and --sample-mb must be > 0, got {shard_mb}, {sample_mb}")
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    settings = {
+        "format": FORMAT,
+        "data": str(Path(data).expanduser().resolve()) if not str(data).startswith("builtin:") else str(data),
+        "doc_per": doc_per,
+        "text_field": text_field,
+        "shard_bytes": int(shard_mb * 1e6),
+        "tokenizer": str(tokenizer) if tokenizer else {"kind": tokenizer_kind, "vocab_size": vocab_size,
+                                                       "lowercase": lowercase, "sample_bytes": int(sample_mb * 1e6)},
+    }  # fmt: skip
+    if (out / SETTINGS_NAME).is_file():
+        saved = json.loads((out / SETTINGS_NAME).read_text(encoding="utf-8"))
+        if saved != settings:
+            changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
+            raise ValueError(f"{out} was prepared with other settings (saved, given): {changed}; use another --out")
+        if (out / INDEX_NAME).is_file():
+            return out
+    elif out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} exists and is not a prepared corpus; pick an empty or new --out")
+    if next(iter_documents(data, doc_per=doc_per, text_field=text_field), None) is None:
+        raise ValueError(f"--data {data}: the corpus is empty (no non-blank .txt/.jsonl text found)")
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".*.tmp"):  # a killed writer's half file: never valid data
+        stale.unlink(missing_ok=True)
+    atomic_write_json(out / SETTINGS_NAME, settings)
+
+    if (out / TOKENIZER_NAME).is_file():
+        tok = TextTokenizer.load(out / TOKENIZER_NAME)
+    elif tokenizer:
+        tok = TextTokenizer.load(tokenizer)
+    else:
+        sample = _sample(iter_documents(data, doc_per=doc_per, text_field=text_field), int(sample_mb * 1e6))
+        tok = TextTokenizer.train(sample, tokenizer_kind, vocab_size=vocab_size, lowercase=lowercase)
+    tok.require("sep")
+    tok.save(out / TOKENIZER_NAME)
+    dtype = token_dtype(tok.vocab_size)
+
+    bar = _progress_bar(progress, _input_bytes(data))
+    records: list[dict[str, Any]] = []
+    # fork: workers start at once and need no importable __main__ (spawn re-runs a user's script); with
+    # TOKENIZERS_PARALLELISM=false set before forking, the tokenizers library neither warns nor spawns threads.
+    ctx = get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    saved_env = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        _run_pool(ctx, workers, tok, out, data, doc_per, text_field, settings, dtype, bar, records, on_shard)
+    finally:
+        if saved_env is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = saved_env
+    bar.close()
+    records = [r for r in records if r["tokens"] > 0]
+    if not records:
+        raise ValueError(f"--data {data}: the corpus is empty (every document encoded to zero tokens)")
+    index = {
+        "format": FORMAT,
+        "token_dtype": dtype.str,
+        "vocab_size": tok.vocab_size,
+        "sep_id": tok.sep_id,
+        "tokenizer": TOKENIZER_NAME,
+        "tokenizer_sha256": tok.fingerprint,
+        "documents": sum(r["docs"] for r in records),
+        "tokens": sum(r["tokens"] for r in records) - 1,
+        "shards": records,
+    }
+    atomic_write_json(out / INDEX_NAME, index)
+    return out
+
+
+def _run_pool(ctx, workers, tok, out, data, doc_per, text_field, settings, dtype, bar, records, on_shard) -> None:
+    """Encode every shard not already on disk, at most ``2 * workers`` in flight, collecting in shard order."""
+    pending: deque[tuple[int, int, Future]] = deque()
+
+    def collect_oldest() -> None:
+        k, size, future = pending.popleft()
+        records.append(future.result())
+        bar.update(size)
+        if on_shard is not None:
+            on_shard(k)
+
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(tok.to_json(),)) as pool:
+        shards = _shards_of(iter_documents(data, doc_per=doc_per, text_field=text_field), settings["shard_bytes"])
+        for k, (texts, size) in enumerate(shards):
+            done = _finished_shard(out, k)
+            if done is not None and not pending:
+                records.append(done)
+                bar.update(size)
+                continue
+            if done is not None:  # keep the records in shard order
+                pending.append((k, size, _resolved(done)))
+            else:
+                pending.append((k, size, pool.submit(_write_shard, out, k, texts, dtype.str)))
+            while len(pending) >= 2 * workers:
+                collect_oldest()
+        while pending:
+            collect_oldest()
+
+
+def _resolved(value: Any) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(progress: bool | None, total: int | None):
+    show = sys.stderr.isatty() if progress is None else progress
+    if not show:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc="prepare", file=sys.stderr, dynamic_ncols=True)

@@ -1,0 +1,51 @@
+"""Text ``--data`` for a training run: a prepared folder is used as it is; a .txt/.jsonl file or folder is
+prepared once into the run's cache (``<run>/prepared``), so every text run trains from memory-mapped shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from masklab.data.shards.format import is_prepared
+
+CACHE_NAME = "prepared"
+
+
+def prepared_for_run(
+    data: str,
+    run_dir: str | Path,
+    *,
+    tokenizer: str | Path | None = None,
+    tokenizer_kind: str = "wordpiece",
+    vocab_size: int = 8000,
+    lowercase: bool = True,
+    doc_per: str = "auto",
+    text_field: str = "text",
+    workers: int | None = None,
+) -> Path:
+    """The prepared folder to train from: ``data`` itself when it holds an ``index.json``, else
+    ``run_dir/prepared`` (prepared now, or reused on ``--resume``). ``tokenizer`` (a tokenizer.json /
+    vocab.txt / folder) fixes the vocabulary; None trains one on a bounded sample of ``data``."""
+    from masklab.data.shards.prepare import prepare_corpus
+
+    if is_prepared(data):
+        if tokenizer is not None:
+            from masklab.tokenizers.text import TextTokenizer
+
+            if (
+                TextTokenizer.load(tokenizer).fingerprint
+                != TextTokenizer.load(Path(data) / "tokenizer.json").fingerprint
+            ):
+                raise ValueError(f"--data {data} was prepared with another tokenizer than {tokenizer}")
+        return Path(data)
+    print(f"masklab: preparing {data} into {Path(run_dir) / CACHE_NAME} (tokenised once, reused on --resume)")
+    return prepare_corpus(
+        data,
+        Path(run_dir) / CACHE_NAME,
+        tokenizer=tokenizer,
+        tokenizer_kind=tokenizer_kind,
+        vocab_size=vocab_size,
+        lowercase=lowercase,
+        doc_per=doc_per,
+        text_field=text_field,
+        workers=workers,
+    )

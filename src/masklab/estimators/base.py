@@ -1,0 +1,263 @@
+"""What both table estimators share: input checks, training, and safetensors save / load.
+
+Both follow scikit-learn conventions (parameters stored unchanged in ``__init__``, fitted attributes end in
+``_``, ``feature_names_in_`` / ``n_features_in_``) and are deterministic for a fixed ``random_state``: the
+inference masks are a fixed set of column patterns shared by all rows, so a row's output never depends on
+which other rows are in the batch. Fitted estimators save to a directory with :meth:`~_TableEstimator.save`
+(safetensors + JSON, no pickle) and come back with :meth:`~_TableEstimator.load`;
+:meth:`~_TableEstimator.from_run` wraps a ``masklab pretrain table`` run.
+
+Input: a DataFrame (numeric and categorical columns; categorical ones are inferred or named in
+``categorical``) or a numeric array; NaN / None / empty strings are missing cells.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from masklab.core.contract import preset_config, saved_config
+from masklab.models.table import PRESETS as TABLE_PRESETS
+from masklab.models.table import TableMAE, TableMAEConfig
+from masklab.models.table.model import column_patterns
+from masklab.tokenizers.table import TableSchema, encode_frame, infer_schema
+from masklab.train.in_memory import train_in_memory
+
+FORMAT = "masklab.estimator/1"
+
+
+@dataclass(frozen=True)
+class Training:
+    """How an estimator trains its model (the imputer exposes these as parameters, the detector fixes them).
+
+    mask_ratio ± mask_ratio_jitter: the share of each row's observed cells hidden in training; weight_decay:
+    AdamW's (5% warmup + cosine learning rate); dropout; validation_fraction: with early stopping, hold out
+    that share of the observed cells and keep the weights that predict them best (checked 40 times per run).
+    """
+
+    mask_ratio: float = 0.5
+    mask_ratio_jitter: float = 0.25
+    weight_decay: float = 0.05
+    dropout: float = 0.0
+    early_stopping: bool = False
+    validation_fraction: float = 0.1
+
+
+class _TableEstimator(BaseEstimator):
+    """Shared input handling, training, and save / load. Subclasses spell out their parameters in
+    ``__init__`` (scikit-learn reads them from the signature); every subclass has ``preset``, ``steps``,
+    ``batch_size``, ``lr``, ``categorical``, ``handle_unknown`` (``error`` | ``missing`` for categories unseen
+    in training), ``random_state``, ``device`` and ``verbose``."""
+
+    # Fitted state (scikit-learn's trailing underscore), set by fit / load / from_run.
+    model_: TableMAE
+    schema_: TableSchema
+    n_steps_: int
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # missing cells are the point
+        tags.input_tags.categorical = True  # via DataFrames with text / category columns
+        return tags
+
+    # ------------------------------------------------------------------------------------------ input
+    def _frame(self, X, *, reset: bool):
+        """Validate ``X`` (scikit-learn's feature-name / count checks) -> ``(DataFrame, was_a_frame)``."""
+        import pandas as pd
+
+        if isinstance(X, pd.DataFrame):
+            validate_data(self, X, skip_check_array=True, reset=reset)
+            frame = X.copy(deep=False)
+            frame.columns = [str(c) for c in X.columns]
+            return frame, True
+        array = validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite="allow-nan")
+        names = self.schema_.names if not reset else [f"x{j}" for j in range(array.shape[1])]
+        return pd.DataFrame(array, columns=names), False
+
+    def _seed(self) -> int:
+        if self.random_state is None:
+            return int(np.random.randint(0, 2**31 - 1))
+        if isinstance(self.random_state, (int, np.integer)) and 0 <= self.random_state < 2**32:
+            return int(self.random_state)
+        raise ValueError(f"random_state must be an int in [0, 2**32) or None, got {self.random_state!r}")
+
+    def _encode(self, X):
+        check_is_fitted(self)
+        frame, was_frame = self._frame(X, reset=False)
+        return frame, was_frame, encode_frame(frame, self.schema_, handle_unknown=self.handle_unknown)
+
+    # --------------------------------------------------------------------------------------- training
+    def _training(self) -> Training:
+        """The training settings; the imputer reads them from its parameters."""
+        return Training()
+
+    def _default_steps(self, n_rows: int, batch_size: int) -> int:
+        raise NotImplementedError
+
+    def _fit_model(self, X, *, steps: int | None = None, initial: TableMAE | None = None) -> None:
+        """Train ``model_`` on ``X``. ``initial``: continue from this model's weights (and keep its schema)
+        instead of a fresh model; ``steps`` overrides the parameter."""
+        from masklab.data.tables import HeldOutCells
+        from masklab.train import TrainConfig
+
+        training = self._training()
+        frame, _ = self._frame(X, reset=initial is None)
+        if initial is None:
+            self.seed_ = self._seed()
+            self.schema_ = infer_schema(frame, categorical=self.categorical or ())
+        encoded = encode_frame(frame, self.schema_)
+        held = None
+        if training.early_stopping:
+            held = HeldOutCells(encoded, training.validation_fraction, self.seed_)
+            held = held if len(held) else None  # too few observed cells to hold any out
+        batch = min(self.batch_size, len(encoded))
+        if steps is None:
+            steps = self._default_steps(len(encoded), batch) if self.steps is None else int(self.steps)
+        config = preset_config(
+            TableMAEConfig,
+            TABLE_PRESETS,
+            self.preset,
+            schema=self.schema_,
+            mask_ratio=training.mask_ratio,
+            mask_ratio_jitter=training.mask_ratio_jitter,
+            dropout=training.dropout,
+        )
+        train = TrainConfig(
+            steps=steps,
+            batch_size=batch,
+            lr=self.lr,
+            warmup_steps=steps // 20,
+            weight_decay=training.weight_decay,
+            log_every=max(1, steps // 10),
+            ckpt_every=steps,
+            seed=self.seed_,
+            device=self.device,
+            precision="fp32",
+        )
+        initial_state = None if initial is None else initial.state_dict()
+        trained = train_in_memory(config, encoded, train, held=held, verbose=self.verbose, initial=initial_state)
+        self.model_ = trained.model.eval()
+        self.n_steps_ = trained.steps + (0 if initial is None else self.n_steps_)
+        self.best_step_ = trained.best_step
+        self.validation_loss_ = trained.validation_loss
+        self.train_loss_ = trained.train_loss
+
+    def _patterns(self, ratio: float) -> torch.Tensor:
+        return column_patterns(len(self.schema_.columns), self.n_masks, ratio, self.seed_)
+
+    # ---------------------------------------------------------------------------------- save / load
+    def _fitted_state(self) -> dict:
+        state: dict[str, Any] = {
+            "seed_": self.seed_,
+            "n_features_in_": int(self.n_features_in_),
+            "n_steps_": self.n_steps_,
+        }
+        state.update(train_loss_=self.train_loss_, best_step_=self.best_step_, validation_loss_=self.validation_loss_)
+        if hasattr(self, "feature_names_in_"):
+            state["feature_names_in_"] = [str(n) for n in self.feature_names_in_]
+        return state
+
+    def _restore_state(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, np.asarray(value, dtype=object) if key == "feature_names_in_" else value)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted estimator to directory ``path``: ``model.safetensors`` (weights, integrity hash)
+        and ``estimator.json`` (class, parameters, schema, fitted attributes). No pickle."""
+        from masklab.core.io import atomic_write_json, save_checkpoint
+
+        check_is_fitted(self)
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {f"model.{k}": v.detach().to("cpu", copy=True) for k, v in self.model_.state_dict().items()}
+        save_checkpoint(path / "model.safetensors", tensors, {"format": FORMAT})
+        atomic_write_json(
+            path / "estimator.json",
+            {
+                "format": FORMAT,
+                "class": type(self).__name__,
+                "params": self.get_params(),
+                "model": saved_config(self.model_),
+                "fitted": self._fitted_state(),
+            },
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path):
+        """Rebuild an estimator saved by :meth:`save` (raises for a file of another class or format)."""
+        from masklab.core.io import load_checkpoint
+        from masklab.models.registry import build_model
+
+        path = Path(path)
+        meta_path = path / "estimator.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{path} is not a saved masklab estimator: {meta_path} does not exist")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{meta_path}: not valid JSON ({err})") from err
+        if meta.get("format") != FORMAT or meta.get("class") != cls.__name__:
+            raise ValueError(f"{meta_path} holds a {meta.get('class')!r} ({meta.get('format')}), not a {cls.__name__}")
+        known = cls._get_param_names()
+        unknown = sorted(set(meta["params"]) - set(known))
+        if unknown:
+            raise ValueError(
+                f"{meta_path}: parameters {unknown} are not {cls.__name__} parameters (saved by another version)"
+            )
+        estimator = cls(**meta["params"])
+        estimator._restore_state(meta["fitted"])
+        tensors, _ = load_checkpoint(path / "model.safetensors")
+        estimator._set_model(
+            _table_model(build_model({"kind": meta["model"]["kind"], "model": meta["model"]})), tensors
+        )
+        return estimator
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, **params):
+        """Wrap a ``masklab pretrain table`` run directory; ``params`` as in the constructor."""
+        from masklab.models.registry import build_model
+        from masklab.train.checkpoint import load_run
+
+        run = load_run(run_dir)
+        if run.config["kind"] != TableMAE.kind:
+            raise ValueError(f"{run_dir} is a {run.config['kind']!r} run, not a {TableMAE.kind!r} (table) run")
+        estimator = cls(**params)
+        model = _table_model(build_model(run.config))
+        names = model.config.schema.names
+        # The inference masks follow random_state; None falls back to the run's training seed (reproducible).
+        seed = int(run.config.get("train", {}).get("seed", 0)) if estimator.random_state is None else None
+        estimator._restore_state(
+            {
+                "seed_": estimator._seed() if seed is None else seed,
+                "n_features_in_": len(names),
+                "feature_names_in_": names,
+                "n_steps_": run.step,
+                "best_step_": run.step,
+                "validation_loss_": None,
+                "train_loss_": float("nan"),
+            }
+        )
+        estimator._set_model(model, {f"model.{k}": v for k, v in run.model_state.items()})
+        return estimator
+
+    def _set_model(self, model: TableMAE, tensors: dict[str, torch.Tensor]) -> None:
+        state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+        model.load_state_dict(state)
+        from masklab.core.device import resolve_device
+
+        self.model_ = model.to(resolve_device(self.device)).eval()
+        self.schema_ = model.config.schema
+
+
+def _table_model(model: torch.nn.Module) -> TableMAE:
+    if not isinstance(model, TableMAE):
+        raise ValueError(f"expected a table model, got a {type(model).__name__}")
+    return model

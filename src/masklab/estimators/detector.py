@@ -1,0 +1,257 @@
+"""MaskedAnomalyDetector: unsupervised anomaly scores from masked reconstruction, with per-cell explanations."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import OutlierMixin
+from sklearn.utils.validation import _num_samples, check_is_fitted
+
+from masklab.estimators.base import _TableEstimator
+from masklab.estimators.budget import detector_steps
+from masklab.estimators.error_models import apply_error_models, choose_error_models
+from masklab.models.table.model import reconstruction_errors
+
+# Masking scales of the score: a cell is hidden with round(r * C) columns and predicted from the rest of its
+# row; r = 1 hides the whole row (the error against the model's unconditional guess).
+SCORE_RATIOS = (0.25, 0.5, 0.75, 1.0)
+FIT_SCORE_ROWS = 2048  # training rows (a seeded sample) scored by fit: refit's inliers, error models, threshold
+SCORING_FILE = "scoring.json"  # what a run needs to score like the estimator (written by calibrate_run)
+
+
+def _rows(X, index: np.ndarray):
+    return X.iloc[index] if hasattr(X, "iloc") else np.asarray(X)[index]
+
+
+class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
+    """Unsupervised anomaly scores from masked reconstruction: how surprising is each cell given its row?
+
+    ``anomaly_score(X)`` (higher = more anomalous) averages, over the masking scales ``SCORE_RATIOS`` (0.25,
+    0.5, 0.75, 1), a row's mean over its observed cells of the cell's reconstruction error: at scale r each
+    cell is hidden in ``n_masks`` rounds of random column groups of ``round(r * C)`` columns and predicted
+    from the rest of its row. Several scales because anomalies differ: a row can be odd given its other
+    cells (low r), or odd on its own (high r). A numeric cell's error is its squared error in standardised
+    units (Gaussian) or ``log1p`` of it (Cauchy, heavy-tailed), whichever law fits that column's residuals on
+    the training rows better by maximum likelihood (``cauchy_ bool (R, C)``); a categorical cell's is its
+    cross-entropy. :meth:`explain` says which cells made a row's score and what the model expected there.
+
+    :meth:`fit` trains a small model briefly (a detector trained on contaminated rows must not learn to
+    reconstruct its anomalies). With ``refit`` (default) it trains half its steps on all rows, scores a
+    sample of them, and trains the other half on that sample's rows at or below the ``1 - contamination``
+    quantile (the presumed inliers; ``n_refit_rows_``); turn it off when the training rows are known to be
+    clean. :meth:`calibrate` then picks the error models and ``threshold_`` on a sample of the training rows.
+
+    preset: ``table-tiny`` | ``table-small``; steps: optimizer steps in all (None =
+    :func:`~masklab.estimators.budget.detector_steps`); batch_size, lr: AdamW (5% warmup + cosine);
+    n_masks: rounds of column groups per scale at scoring; contamination: the expected share of anomalies;
+    threshold: a fixed score threshold (default: the ``1 - contamination`` quantile of the training scores);
+    categorical: columns to force categorical; handle_unknown: ``error`` | ``missing`` for categories unseen
+    in training; random_state: int seed (None = fresh); device: ``cpu`` | ``cuda`` | ``auto``; verbose.
+
+    scikit-learn's sign convention: ``score_samples = -anomaly_score`` (lower = more abnormal),
+    ``decision_function = score_samples - offset_`` (negative = outlier), ``predict`` -1 = outlier, 1 = inlier.
+    Benchmarks: ``docs/benchmarks.md`` (``bench/anomaly.py``).
+    """
+
+    def __init__(
+        self,
+        preset: str = "table-tiny",
+        *,
+        steps: int | None = None,
+        batch_size: int = 256,
+        lr: float = 2e-3,
+        n_masks: int = 1,
+        refit: bool = True,
+        contamination: float = 0.1,
+        threshold: float | None = None,
+        categorical: list[str] | None = None,
+        handle_unknown: str = "error",
+        random_state: int | None = 0,
+        device: str = "cpu",
+        verbose: bool = False,
+    ) -> None:
+        self.preset = preset
+        self.steps = steps
+        self.batch_size = batch_size
+        self.lr = lr
+        self.n_masks = n_masks
+        self.refit = refit
+        self.contamination = contamination
+        self.threshold = threshold
+        self.categorical = categorical
+        self.handle_unknown = handle_unknown
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    def _default_steps(self, n_rows: int, batch_size: int) -> int:
+        return detector_steps(n_rows, batch_size)
+
+    def _check_params(self) -> None:
+        if not (isinstance(self.n_masks, (int, np.integer)) and self.n_masks >= 1):
+            raise ValueError(f"n_masks must be an int >= 1 for anomaly scores, got {self.n_masks!r}")
+        if (self.threshold is None or self.refit) and not 0.0 < self.contamination <= 0.5:
+            raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination!r}")
+
+    # ------------------------------------------------------------------------------------------- fit
+    def fit(self, X, y=None):
+        self._check_params()
+        n_rows = _num_samples(X)
+        batch = min(self.batch_size, n_rows)
+        total = detector_steps(n_rows, batch) if self.steps is None else int(self.steps)
+        if not self.refit:
+            self._fit_model(X, steps=total)
+            self.n_refit_rows_ = None
+        else:  # train on all rows, then continue on the rows the first half calls inliers
+            first = max(1, total // 2)
+            self._fit_model(X, steps=first)
+            sample = _rows(X, self._sample(n_rows))
+            scores = self._aggregate(self._errors(self._raw_errors(sample), choose=True))
+            inliers = scores <= np.quantile(scores, 1.0 - self.contamination)
+            self._fit_model(_rows(sample, np.flatnonzero(inliers)), steps=max(1, total - first), initial=self.model_)
+            self.n_refit_rows_ = int(inliers.sum())
+        return self.calibrate(_rows(X, self._sample(n_rows)))
+
+    def _sample(self, n_rows: int) -> np.ndarray:
+        """Sorted row indices of at most :data:`FIT_SCORE_ROWS` training rows (seeded)."""
+        if n_rows <= FIT_SCORE_ROWS:
+            return np.arange(n_rows)
+        return np.sort(np.random.default_rng(self.seed_).choice(n_rows, FIT_SCORE_ROWS, replace=False))
+
+    def calibrate(self, X) -> MaskedAnomalyDetector:
+        """Choose the error models (``cauchy_``) and ``threshold_`` on rows ``X`` (training rows: the
+        threshold is their ``1 - contamination`` quantile unless ``threshold`` is given). :meth:`fit` calls
+        it; call it on a :meth:`from_run` detector to score like a fitted one."""
+        self._check_params()
+        errors = self._errors(self._raw_errors(X), choose=True)
+        scores = self._aggregate(errors)
+        if self.threshold is not None:
+            self.threshold_ = float(self.threshold)
+        else:
+            self.threshold_ = float(np.quantile(scores, 1.0 - self.contamination))
+        self.offset_ = -self.threshold_
+        return self
+
+    # --------------------------------------------------------------------------------------- scoring
+    def _raw_errors(self, X) -> np.ndarray:
+        """Squared errors / cross-entropies of every cell at every scale ``(R, N, C)`` (NaN where missing)."""
+        _, _, encoded = self._encode(X)
+        out = []
+        for ratio in SCORE_RATIOS:
+            patterns = self._patterns(ratio)
+            errors = reconstruction_errors(self.model_, encoded.values, encoded.categories, encoded.missing, patterns)
+            out.append(errors.numpy())
+        return np.stack(out)
+
+    def _errors(self, raw: np.ndarray, *, choose: bool = False) -> np.ndarray:
+        """Apply the error models (choosing them on ``raw`` first when ``choose``)."""
+        if choose:
+            numeric = np.array([spec.kind == "numeric" for spec in self.schema_.columns])
+            self.cauchy_ = choose_error_models(raw, numeric)
+        return apply_error_models(raw, self.cauchy_)
+
+    @staticmethod
+    def _contributions(errors: np.ndarray) -> np.ndarray:
+        """Each cell's part of its row's score ``(N, C)`` (0 where missing); a row's parts sum to its score."""
+        observed = np.isfinite(errors)  # (R, N, C)
+        per_cell = np.where(observed, errors, 0.0) / np.maximum(observed.sum(axis=2, keepdims=True), 1)
+        return per_cell.mean(axis=0)  # a row with no observed cell scores 0
+
+    def _aggregate(self, errors: np.ndarray) -> np.ndarray:
+        return self._contributions(errors).sum(axis=1)
+
+    def cell_errors(self, X) -> np.ndarray:
+        """Error of every cell at every scale ``(R, N, C)`` (NaN where missing): squared error (standardised
+        units) or its ``log1p`` where ``cauchy_`` says so; cross-entropy for categorical cells."""
+        check_is_fitted(self)
+        return self._errors(self._raw_errors(X))
+
+    def anomaly_score(self, X) -> np.ndarray:
+        """Mean masked reconstruction error per row ``(N,)``; higher = more anomalous."""
+        return self._aggregate(self.cell_errors(X))
+
+    def score_samples(self, X) -> np.ndarray:
+        """``-anomaly_score(X)``: scikit-learn's sign (the lower, the more abnormal)."""
+        return -self.anomaly_score(X)
+
+    def decision_function(self, X) -> np.ndarray:
+        """``score_samples(X) - offset_``: negative for outliers."""
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X) -> np.ndarray:
+        """-1 for outliers (anomaly score above ``threshold_``), 1 for inliers."""
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+    def explain(self, X, *, top: int | None = None):
+        """Which cells make each row's score: a long DataFrame, one line per (row, observed cell), ranked.
+
+        Columns: ``row`` (0-based position in ``X``), ``anomaly_score``, ``rank`` (1 = the cell contributing
+        most), ``column``, ``observed``, ``expected`` (the model's prediction for the cell from the rest of
+        its row at the smallest scale, in original units; the most likely category for categorical cells),
+        ``contribution`` (the cell's part of the score; a row's parts sum to its score) and ``share``
+        (contribution / score). ``top``: keep each row's ``top`` cells only."""
+        from masklab.estimators.explain import explain_rows
+
+        check_is_fitted(self)
+        frame, _, encoded = self._encode(X)
+        contributions = self._contributions(self.cell_errors(X))
+        return explain_rows(self, frame, encoded, contributions, self._patterns(SCORE_RATIOS[0]), top=top)
+
+    # --------------------------------------------------------------------------------- save / load
+    def _fitted_state(self) -> dict:
+        state = {**super()._fitted_state(), "threshold_": self.threshold_, "offset_": self.offset_}
+        return {**state, "cauchy_": self.cauchy_.tolist(), "n_refit_rows_": self.n_refit_rows_}
+
+    def _restore_state(self, state: dict) -> None:
+        super()._restore_state(state)
+        if "cauchy_" in state:
+            self.cauchy_ = np.asarray(state["cauchy_"], dtype=bool).reshape(len(SCORE_RATIOS), -1)
+
+    def scoring_state(self) -> dict:
+        """What scoring needs besides the model weights (JSON-able): error models, threshold, masks."""
+        check_is_fitted(self)
+        return {"n_masks": int(self.n_masks), "seed_": self.seed_, "cauchy_": self.cauchy_.tolist(),
+                "threshold_": self.threshold_, "score_ratios": list(SCORE_RATIOS)}  # fmt: skip
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, **params):
+        """Wrap a ``masklab pretrain table`` run. The run's ``scoring.json`` (written by ``pretrain table``:
+        error models and threshold chosen on its training rows, the inference masks' seed and ``n_masks``)
+        makes it score exactly like the fitted estimator it describes; a run without it scores squared errors
+        and flags nothing (``threshold_`` = ``threshold``, default inf) until :meth:`calibrate` is called."""
+        path = Path(run_dir) / SCORING_FILE
+        state = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        if state is not None and state.get("score_ratios") != list(SCORE_RATIOS):
+            raise ValueError(f"{path}: score_ratios {state.get('score_ratios')} differ from {list(SCORE_RATIOS)}")
+        if state is not None:
+            params = {"n_masks": state["n_masks"], **params}
+        estimator = super().from_run(run_dir, **params)
+        estimator._check_params()
+        estimator.n_refit_rows_ = None
+        if state is not None:  # the masks of calibration unless random_state is given; its error models
+            if "random_state" not in params:
+                estimator.seed_ = int(state["seed_"])
+            estimator._restore_state({"cauchy_": state["cauchy_"]})
+            threshold = state["threshold_"] if estimator.threshold is None else estimator.threshold
+        else:
+            estimator.cauchy_ = np.zeros((len(SCORE_RATIOS), len(estimator.schema_.columns)), dtype=bool)
+            threshold = math.inf if estimator.threshold is None else estimator.threshold
+        estimator.threshold_ = float(threshold)
+        estimator.offset_ = -estimator.threshold_
+        return estimator
+
+
+def calibrate_run(run_dir: str | Path, frame, *, contamination: float = 0.1) -> Path:
+    """Write ``RUN/scoring.json`` for a table run: the error models and threshold a detector picks on the
+    run's training rows ``frame`` (a seeded sample of at most :data:`FIT_SCORE_ROWS`), so ``masklab score``
+    and :meth:`MaskedAnomalyDetector.from_run` score as a fitted detector does (without refit)."""
+    from masklab.core.io import atomic_write_json
+
+    detector = MaskedAnomalyDetector.from_run(run_dir, contamination=contamination)
+    detector.calibrate(_rows(frame, detector._sample(len(frame))))
+    path = Path(run_dir) / SCORING_FILE
+    atomic_write_json(path, detector.scoring_state())
+    return path

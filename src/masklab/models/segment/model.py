@@ -1,0 +1,120 @@
+"""A light segmentation head on an MAE encoder: tokens -> bilinear upsampling -> a per-pixel MLP.
+
+The encoder sees every patch (no masking: inference is deterministic). Each token is projected to ``Dh``
+features, the ``(gh, gw)`` feature map is upsampled bilinearly to the image size, concatenated with the
+pixel's own (normalised) colour, and a two-layer 1x1-conv MLP gives ``K`` logits per pixel. The loss is the
+per-pixel cross-entropy.
+
+Shape legend: ``B`` batch, ``C`` channels, ``H``/``W`` image size, ``L`` patches, ``D`` encoder width,
+``K`` classes (0 = background; binary = 2), ``p`` patch side. Targets ``(B, H, W)`` are class indices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from masklab.core.contract import LossOutput
+from masklab.models.mae import MAE
+from masklab.models.segment.config import SegmentConfig
+
+
+def foreground_iou(pred: Tensor, target: Tensor) -> Tensor:
+    """Pooled IoU of the non-background pixels: ``pred``/``target (B, H, W)`` class indices -> 0-d tensor.
+
+    Both empty gives 1 (nothing to find, nothing found)."""
+    p, t = pred > 0, target > 0
+    union = (p | t).sum()
+    return torch.where(union > 0, (p & t).sum() / union.clamp_min(1), torch.ones((), device=pred.device))
+
+
+class Segmenter(nn.Module):
+    """MAE encoder (all patches) + per-patch head -> per-pixel logits ``(B, K, H, W)``."""
+
+    def __init__(self, config: SegmentConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.mae = MAE(config.encoder_config())
+        cfg = self.mae.config
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.proj = nn.Linear(cfg.dim, config.head_dim)
+        # A 1x1-conv MLP per pixel on [upsampled token features, the pixel's own normalised colour]: the tokens
+        # say what subject and background look like around the pixel, the colour says which one it is.
+        self.pixel_mlp = nn.Sequential(
+            nn.Conv2d(config.head_dim + cfg.channels, config.pixel_dim, 1), nn.GELU(),
+            nn.Conv2d(config.pixel_dim, config.num_classes, 1),
+        )  # fmt: skip
+        self.mae.requires_grad_(not config.freeze_encoder)
+
+    @classmethod
+    def from_config(cls, values: dict[str, Any]) -> Segmenter:
+        return cls(SegmentConfig.from_dict(values))
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+    def load_encoder(self, mae: MAE) -> Segmenter:
+        """Copy a pretrained MAE's weights into the encoder (configs must agree); returns ``self``."""
+        if mae.config.to_dict() != self.mae.config.to_dict():
+            raise ValueError("the pretrained MAE's config differs from this segmenter's encoder config")
+        self.mae.load_state_dict(mae.state_dict())
+        return self
+
+    def train(self, mode: bool = True) -> Segmenter:
+        super().train(mode)
+        if self.config.freeze_encoder:
+            self.mae.eval()  # a probe never changes the encoder, drop-path included
+        return self
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.mae.config.image_size
+
+    def encode(self, images: Tensor) -> Tensor:
+        """Patch tokens ``(B, L, D)`` of ``images (B, C, H, W)`` in [0, 1] (every patch visible, CLS dropped)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoder):
+            return self.mae.encode(images)[:, 1:]
+
+    def forward(self, images: Tensor, tokens: Tensor | None = None) -> Tensor:
+        """``images (B, C, H, W)`` in [0, 1] at the encoder's size -> logits ``(B, K, H, W)``.
+
+        ``tokens (B, L, D)``: :meth:`encode`'s output computed beforehand (a frozen encoder's tokens do not
+        change, so a probe can cache them)."""
+        cfg = self.mae.config
+        if tokens is None:
+            tokens = self.encode(images)
+        B = tokens.shape[0]
+        gh, gw = cfg.grid
+        features = self.proj(self.norm(tokens)).transpose(1, 2).reshape(B, -1, gh, gw)  # (B, Dh, gh, gw)
+        features = F.interpolate(features, size=cfg.image_size, mode="bilinear", align_corners=False)  # (B, Dh, H, W)
+        return self.pixel_mlp(torch.cat([features, self.mae.normalize(images)], dim=1))  # (B, K, H, W)
+
+    def training_loss(self, batch: Any, generator: torch.Generator) -> LossOutput:
+        """``fit`` hook: ``batch.images (B, C, H, W)``, ``batch.targets (B, H, W)`` long (and, for a frozen
+        encoder, optionally cached ``batch.tokens (B, L, D)``) -> per-pixel cross-entropy."""
+        targets = batch.targets
+        if targets.shape != (batch.images.shape[0], *batch.images.shape[2:]):
+            raise ValueError(f"targets {tuple(targets.shape)} do not match images {tuple(batch.images.shape)}")
+        tokens = getattr(batch, "tokens", None)
+        if tokens is not None and not self.config.freeze_encoder:
+            raise ValueError("cached tokens only apply to a frozen encoder; this segmenter fine-tunes it")
+        logits = self(batch.images, tokens)  # (B, K, H, W)
+        loss = F.cross_entropy(logits, targets)
+        pred = logits.detach().argmax(1)  # (B, H, W)
+        metrics = {"pixel_accuracy": (pred == targets).float().mean(), "iou": foreground_iou(pred, targets)}
+        return LossOutput(loss, metrics)
+
+    @torch.no_grad()
+    def predict(self, images: Tensor, box: tuple[int, int, int, int] | None = None) -> Tensor:
+        """Class index per pixel ``(B, H, W)`` (0 = background). ``box = (x0, y0, x1, y1)`` in pixels keeps only
+        predictions inside the box (a prompt that picks one subject among several)."""
+        pred = self(images).argmax(1)  # (B, H, W)
+        if box is not None:
+            x0, y0, x1, y1 = box
+            keep = torch.zeros_like(pred, dtype=torch.bool)
+            keep[:, y0:y1, x0:x1] = True
+            pred = torch.where(keep, pred, torch.zeros_like(pred))
+        return pred

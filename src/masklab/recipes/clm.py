@@ -1,0 +1,266 @@
+"""GPT causal language modelling on text: ``pretrain_clm`` (nanoGPT's recipe), ``generate`` and ``perplexity``.
+
+``pretrain_clm`` trains (or loads) a tokenizer, encodes the corpus into one token stream, holds out its end
+for validation and trains a GPT on random windows. A run directory holds fit's files plus ``tokenizer.json``,
+``lm.json`` (data spec, split, tokenizer fingerprint) and ``eval.json`` (validation loss). ``generate`` and
+``perplexity`` read such runs or a Hugging Face GPT-2 folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from masklab.core.device import resolve_device
+from masklab.recipes.common import TrainOptions, train_config, train_run
+from masklab.tokenizers.text import TokenizerKind
+from masklab.train import FitResult
+from masklab.train.run import Run
+
+LM_INFO = "lm.json"
+DEFAULT_DATA = "builtin:shakespeare"
+
+
+# ------------------------------------------------------------------------------------------- run helpers
+def hf_model_type(folder: str | Path) -> str | None:
+    """``model_type`` of a Hugging Face checkpoint folder (its config.json has no masklab ``kind``), else None."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(config, dict) or "kind" in config:
+        return None
+    return config.get("model_type")
+
+
+def load_lm_run(run: str | Path, device: str = "cpu"):
+    """(model in eval mode, tokenizer, lm info dict) of a ``clm`` run or a Hugging Face GPT-2 folder
+    (``config.json`` + ``*.safetensors`` + ``tokenizer.json``); a vocabulary mismatch is an error."""
+    from masklab.tokenizers.text import TextTokenizer
+
+    r = Run(run)
+    hf_type = hf_model_type(r.path)
+    if hf_type is None:
+        kind = r.kind()
+        if kind != "clm":
+            raise ValueError(f"{r.path} is a {kind!r} run; this command needs a causal LM run (masklab pretrain clm)")
+    elif hf_type != "gpt2":
+        raise ValueError(f"{r.path} holds a Hugging Face {hf_type!r} model; only GPT-2 checkpoints can be read")
+    if not (r.path / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"{r.path} has no tokenizer.json")
+    info = r.read_sidecar(LM_INFO)
+    tokenizer = TextTokenizer.load(r.path / "tokenizer.json")
+    if hf_type is None:
+        model = r.load_model(device)
+    else:
+        from masklab.interop.hf.gpt2 import load_hf_gpt2
+
+        model = load_hf_gpt2(r.path).to(str(resolve_device(device)))
+    # HF checkpoints may round their embedding table up (GPT-2's is exact); a masklab run must match exactly.
+    vocab = model.config.vocab_size
+    if not (tokenizer.vocab_size <= vocab if hf_type else tokenizer.vocab_size == vocab):
+        raise ValueError(
+            f"{r.path}/tokenizer.json has {tokenizer.vocab_size} ids but the model's vocabulary is {vocab}"
+        )
+    if info.get("tokenizer_sha256") not in (None, tokenizer.fingerprint):
+        raise ValueError(f"{r.path}/tokenizer.json is not the tokenizer this model was trained with")
+    return model, tokenizer, info
+
+
+def encode_stream(tokenizer, texts) -> torch.Tensor:
+    """Documents -> one long token stream ``(T,)``, separated by the tokenizer's ``sep`` token if it has one."""
+    from masklab.data.lm import token_stream
+
+    return token_stream(tokenizer, texts, separator=tokenizer.role_id("sep"))
+
+
+# -------------------------------------------------------------------------------------------- pretrain
+def pretrain_clm(
+    out: str | Path,
+    *,
+    data: str = DEFAULT_DATA,
+    preset: str = "gpt-char",
+    context: int | None = None,
+    dim: int | None = None,
+    depth: int | None = None,
+    heads: int | None = None,
+    dropout: float | None = None,
+    tokenizer: str | None = None,
+    init_from: str | None = None,
+    tokenizer_kind: TokenizerKind = "char",
+    vocab_size: int = 2000,
+    val_fraction: float = 0.1,
+    eval_batches: int | None = None,
+    train: TrainOptions | None = None,
+    resume: bool = False,
+) -> FitResult:
+    """Train a GPT on ``data`` into ``out``; the last ``val_fraction`` of the token stream is validation.
+
+    ``init_from`` starts from a Hugging Face GPT-2 folder or a clm run (its architecture and tokenizer).
+    Training defaults are nanoGPT's shakespeare_char recipe on CPU: 2000 steps of 12, lr 1e-3 -> 1e-4
+    cosine, 100 warmup steps, betas (0.9, 0.99), weight decay 0.1.
+    """
+    from masklab.core.contract import preset_config, saved_config
+    from masklab.data.lm import LMWindows, split_by_position
+    from masklab.data.text import load_text_corpus
+    from masklab.models.clm import GPT, GPTConfig, evaluate_nll
+    from masklab.models.clm.model import PRESETS
+    from masklab.tokenizers.text import TextTokenizer
+
+    run = Run(out)
+    train = train or TrainOptions()
+    arguments = {
+        "data": data, "preset": preset, "context": context, "dim": dim, "depth": depth, "heads": heads,
+        "dropout": dropout, "tokenizer": tokenizer, "init_from": init_from, "tokenizer_kind": tokenizer_kind,
+        "vocab_size": vocab_size, "val_fraction": val_fraction, "eval_batches": eval_batches,
+        "train": train.to_dict(),
+    }  # fmt: skip
+    if not resume:
+        run.check_fresh()
+    shards = None
+    if not data.startswith("builtin:"):  # tokenised once into RUN/prepared, then memory-mapped
+        from masklab.data.shards import prepared_for_run
+
+        tok_file = Path(init_from) / "tokenizer.json" if init_from else tokenizer
+        shards = prepared_for_run(data, run.path, tokenizer=tok_file, tokenizer_kind=tokenizer_kind,
+                                  vocab_size=vocab_size, lowercase=False, workers=train.workers)  # fmt: skip
+    corpus = load_text_corpus(data) if shards is None else None
+    if init_from:
+        given = {"dim": dim, "depth": depth, "heads": heads, "dropout": dropout, "tokenizer": tokenizer}
+        clash = [f"--{k}" for k, v in given.items() if v is not None]
+        if clash:
+            raise ValueError(f"--init-from takes the architecture and tokenizer from {init_from}; drop {clash}")
+        model, tok, _ = load_lm_run(init_from)
+        context = context or model.config.context
+        if context > model.config.context:
+            raise ValueError(f"--context {context} exceeds the {model.config.context} positions of {init_from}")
+        print(f"masklab: starting from {init_from}")
+    else:
+        if shards is not None:
+            tok = TextTokenizer.load(shards / "tokenizer.json")
+        elif resume and (run.path / "tokenizer.json").is_file():
+            tok = TextTokenizer.load(run.path / "tokenizer.json")
+        elif tokenizer:
+            tok = TextTokenizer.load(tokenizer)
+        else:  # character LMs keep case: capitals carry speaker names and sentence starts in Shakespeare
+            tok = TextTokenizer.train(corpus.texts, tokenizer_kind, vocab_size=vocab_size, lowercase=False)
+        if preset not in PRESETS:
+            raise ValueError(f"--preset {preset!r} is unknown; known: {', '.join(PRESETS)}")
+        sizes = {"context": context, "dim": dim, "depth": depth, "heads": heads, "dropout": dropout}
+        model = GPT(
+            preset_config(
+                GPTConfig,
+                PRESETS,
+                preset,
+                vocab_size=tok.vocab_size,
+                **{k: v for k, v in sizes.items() if v is not None},
+            )
+        )
+        context = model.config.context
+    model.train()
+    if shards is None:
+        stream = encode_stream(tok, corpus.texts)
+        train_tokens, val_tokens = split_by_position(stream, val_fraction)
+        documents = len(corpus)
+    else:
+        from masklab.data.shards import PreparedCorpus, TokenSpan
+
+        stream = TokenSpan(PreparedCorpus(shards))
+        train_tokens, val_tokens = stream.split(val_fraction)
+        documents = stream.corpus.index["documents"]
+    windows = LMWindows(train_tokens, context)
+    print(f"masklab: {documents} documents -> {len(stream):,} tokens ({len(val_tokens):,} held out); vocab "
+          f"{tok.vocab_size}; {model.num_parameters():,} parameters")  # fmt: skip
+    options = train.with_defaults(batch_size=12, lr=1e-3, min_lr=1e-4, weight_decay=0.1, warmup=100, log_every=50,
+                                  ckpt_every=250, seed=0, device="auto")  # fmt: skip
+    cfg = train_config(options, model, windows, default_steps=2000, betas=(0.9, 0.99))
+    if cfg.warmup_steps > cfg.steps // 2:  # short runs (tests, small budgets) still get a decay phase
+        cfg = dataclasses.replace(cfg, warmup_steps=cfg.steps // 10)
+    info = {"data": data, "val_fraction": val_fraction, "tokenizer_sha256": tok.fingerprint, "context": context,
+            "init_from": init_from, "tokens": len(stream), "train_tokens": len(train_tokens),
+            "val_tokens": len(val_tokens)}  # fmt: skip
+    with run.lock():  # eval.json too is written under the run's lock
+        result = train_run(run, model, windows, cfg, model_config=saved_config(model), recipe="pretrain_clm",
+                           arguments=arguments, sidecars={LM_INFO: info}, resume=resume,
+                           ignore=(f"{LM_INFO}.tokenizer_sha256",), before_fit=lambda: tok.save(run.path))  # fmt: skip
+
+        scores: dict[str, Any] = {"step": result.step, "train_seconds": result.last_metrics.get("elapsed_s")}
+        if len(val_tokens) > context:
+            val = evaluate_nll(model.eval(), LMWindows(val_tokens, context, stride=context), max_batches=eval_batches)
+            scores["val"] = val
+            print(f"masklab: validation loss {val['loss']:.4f} nats/token (perplexity {val['perplexity']:.2f}) on "
+                  f"{val['tokens']:,} held-out tokens after {result.step} steps")  # fmt: skip
+        else:
+            print(f"masklab: no validation loss: the held-out end has {len(val_tokens)} tokens (< one window)")
+        run.write_sidecar("eval.json", scores)
+    print(f"masklab: run written to {run.path}")
+    return result
+
+
+# ------------------------------------------------------------------------------------------- inference
+def generate(
+    run: str | Path,
+    prompts: Sequence[str],
+    *,
+    max_tokens: int = 200,
+    temperature: float = 0.8,
+    top_k: int | None = 200,
+    top_p: float | None = None,
+    stop: Sequence[str] = (),
+    num_samples: int = 1,
+    seed: int = 0,
+    device: str = "auto",
+) -> list[tuple[str, str]]:
+    """``(prompt, continuation)`` for each prompt (``num_samples`` each), batched with left padding and a KV
+    cache. Seeded: the same ``seed`` gives the same text; ``temperature=0`` is greedy."""
+    from masklab.models.clm.generation import generate_text
+
+    if max_tokens < 0:
+        raise ValueError(f"--max-tokens must be >= 0, got {max_tokens}")
+    if num_samples < 1:
+        raise ValueError(f"--num-samples must be >= 1, got {num_samples}")
+    model, tokenizer, _ = load_lm_run(run, str(resolve_device(device)))
+    prompts = [p for p in prompts for _ in range(num_samples)]
+    texts = generate_text(
+        model, prompts, encode=lambda text: tokenizer.encode(text, add_special_tokens=False).ids,
+        decode=tokenizer.decode, stop=list(stop), max_new_tokens=max_tokens, temperature=temperature,
+        top_k=top_k or None, top_p=top_p, generator=torch.Generator().manual_seed(seed),
+        pad_id=tokenizer.role_id("pad") or 0,
+    )  # fmt: skip
+    return list(zip(prompts, texts, strict=True))
+
+
+def perplexity(run: str | Path, *, data: str | None = None, split: str | None = None, batch_size: int = 32,
+               max_batches: int | None = None, device: str = "auto") -> dict[str, Any]:  # fmt: skip
+    """Mean next-token cross entropy over non-overlapping windows of the model's context. Without ``data``:
+    the held-out end of the run's own data (``split`` val); with ``data``: all of it (``split`` all)."""
+    from masklab.data.lm import LMWindows, split_by_position
+    from masklab.data.text import load_text_corpus
+    from masklab.models.clm import evaluate_nll
+
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    model, tokenizer, info = load_lm_run(run, str(resolve_device(device)))
+    spec = data or info.get("data")
+    if spec is None:
+        raise ValueError(f"{run} does not record its training data; pass --data")
+    split = split or ("all" if data else "val")
+    if split not in ("val", "train", "all"):
+        raise ValueError(f"--split must be val, train or all, got {split!r}")
+    stream = encode_stream(tokenizer, load_text_corpus(spec).texts)
+    train, val = split_by_position(stream, info.get("val_fraction", 0.1) if split != "all" else 0.0)
+    tokens = {"all": train, "train": train, "val": val}[split]
+    context = model.config.context
+    if len(tokens) < context + 1:
+        raise ValueError(f"--data {spec} ({split}) has {len(tokens)} tokens, fewer than one window of {context + 1}")
+    scores = evaluate_nll(model, LMWindows(tokens, context, stride=context), batch_size=batch_size,
+                          max_batches=max_batches)  # fmt: skip
+    return {"run": str(run), "data": spec, "split": split, **scores}

@@ -1,0 +1,120 @@
+"""Looking at what an MAE run predicts: ``reconstruct`` (an image grid of held-out or given images) and
+``inpaint`` (fill a user-drawn region). Pixel masks: True / white = hidden (to be filled)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from masklab.recipes.mae import load_mae_run, load_split
+
+
+def _pretrained(run: str | Path, device: str, task: str):
+    model = load_mae_run(run, device)
+    if model.config.objective != "reconstruct":
+        raise ValueError(f"{run} is a fine-tuned classifier; {task} needs a pretrained MAE run")
+    return model
+
+
+def _images(run, model, images: Sequence[str], data: str | None, count: int, seed: int) -> torch.Tensor:
+    from masklab.data.images import read_image_paths
+
+    cfg = model.config
+    if images:
+        if data is not None:
+            raise ValueError("give IMAGE files or --data, not both")
+        dataset = read_image_paths(list(images), image_size=cfg.image_size, channels=cfg.channels,
+                                   min_side=cfg.patch_size)  # fmt: skip
+        return dataset.images()
+    if count < 1:
+        raise ValueError(f"--count must be >= 1, got {count}")
+    dataset, _, test_idx = load_split(data, run, model)
+    pick = torch.randperm(len(test_idx), generator=torch.Generator().manual_seed(seed))[:count]
+    return dataset.images(test_idx[pick.sort().values])
+
+
+def reconstruct(
+    run: str | Path,
+    output: str | Path,
+    *,
+    images: Sequence[str] = (),
+    data: str | None = None,
+    count: int = 8,
+    mask_ratio: float | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Write a PNG grid, one row per image: original | masked input | reconstruction | reconstruction with the
+    visible patches pasted back. Images are ``images`` files or ``count`` held-out examples of ``data``
+    (default: the run's). Masks come from the run's generator (or random at ``mask_ratio``), seeded by
+    ``seed``. Returns ``{"path", "images", "hidden_fraction", "psnr"}`` (mean PSNR on hidden pixels, dB)."""
+    from masklab.eval.reconstruction import reconstruction_views
+    from masklab.masks.generators import random_masking
+    from masklab.viz.grids import save_grid
+
+    model = _pretrained(run, device, "reconstruct")
+    cfg = model.config
+    batch = _images(run, model, images, data, count, seed)  # (B, C, H, W) in [0, 1]
+    generator = torch.Generator().manual_seed(seed)
+    dev = next(model.parameters()).device
+    if mask_ratio is not None:
+        if not 0 < mask_ratio < 1:
+            raise ValueError(f"--mask-ratio must be in (0, 1) (1 would hide every patch), got {mask_ratio}")
+        if int(cfg.num_patches * (1 - mask_ratio)) < 1:
+            raise ValueError(f"--mask-ratio {mask_ratio} leaves no visible patch out of {cfg.num_patches}")
+        masked = random_masking(len(batch), cfg.num_patches, mask_ratio, generator=generator).masked
+    else:  # the run's own masking (learned / attention kinds look at the images)
+        with torch.inference_mode():
+            masked = model.sample_mask(len(batch), generator=generator, x=model.normalize(batch.to(dev))).masked.cpu()
+    views = reconstruction_views(model, batch, masked)
+    rows = [[batch[i], views.masked_input[i], views.reconstruction[i], views.pasted[i]] for i in range(len(batch))]
+    path = save_grid(output, rows, titles=["original", "masked", "reconstruction", "+ visible"])
+    return {"path": path, "images": len(batch), "hidden_fraction": masked.float().mean().item(),
+            "psnr": sum(views.psnr) / len(views.psnr)}  # fmt: skip
+
+
+def inpaint(run: str | Path, image: str | Path, mask: str | Path, output: str | Path, *,
+            device: str = "cpu") -> dict[str, Any]:  # fmt: skip
+    """Fill the white (>= 128 gray) pixels of ``mask`` (an image of ``image``'s size) with the run's
+    prediction; every other pixel stays the original. Every patch a white pixel touches is hidden from the
+    encoder. Returns ``{"path", "pixels", "patches", "num_patches", "image_size"}``."""
+    from masklab.data.images import open_image, read_image_paths
+    from masklab.tokenizers.patches import patch_mask_from_pixels
+    from masklab.viz.grids import save_image
+
+    model = _pretrained(run, device, "inpainting")
+    cfg = model.config
+    if cfg.norm_pix_loss:
+        raise ValueError(
+            f"{run} was trained with norm_pix_loss: it predicts each patch up to its unknown mean and "
+            "variance, which cannot be recovered for hidden patches; inpaint with a run trained without it"
+        )
+    full = read_image_paths([image], image_size=None, channels=cfg.channels, min_side=cfg.patch_size).images()
+    if not Path(mask).is_file():
+        raise FileNotFoundError(f"mask {mask} does not exist")
+    mask_img = open_image(Path(mask))
+    H, W = full.shape[2:]
+    if (mask_img.height, mask_img.width) != (H, W):
+        raise ValueError(f"mask {mask} is {mask_img.height}x{mask_img.width}, image {image} is {H}x{W}")
+    hidden_full = torch.from_numpy(np.asarray(mask_img.convert("L")) >= 128)  # (H, W) True = fill
+    if not hidden_full.any():
+        raise ValueError(f"mask {mask} has no white pixels: nothing to inpaint")
+    small = F.interpolate(full, size=cfg.image_size, mode="bilinear", antialias=True, align_corners=False)
+    # A model-size pixel is hidden when any full-size pixel it covers is (area > 0), so nothing to fill leaks in.
+    cover = F.interpolate(hidden_full[None, None].float(), size=cfg.image_size, mode="area")[:, 0]  # (1, h, w)
+    masked = patch_mask_from_pixels(cover > 0, cfg.patch_size)  # (1, L)
+    if masked.all():
+        raise ValueError(f"mask {mask} covers every {cfg.patch_size}x{cfg.patch_size} patch: nothing left to "
+                         "condition on")  # fmt: skip
+    dev = next(model.parameters()).device
+    with torch.inference_mode():
+        recon = model.reconstruct(small.clamp(0, 1).to(dev), masked.to(dev)).cpu()  # (1, C, h, w)
+    recon_full = F.interpolate(recon, size=(H, W), mode="bicubic", align_corners=False).clamp(0, 1)
+    path = save_image(output, torch.where(hidden_full[None, None], recon_full, full)[0])
+    return {"path": path, "pixels": int(hidden_full.sum()), "patches": int(masked.sum()),
+            "num_patches": cfg.num_patches, "image_size": tuple(cfg.image_size)}  # fmt: skip

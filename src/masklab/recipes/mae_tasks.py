@@ -1,0 +1,149 @@
+"""What an MAE run is used for: features (``embed_mae``), frozen-feature probes (``probe_mae``) and
+fine-tuning a classifier (``finetune_mae``). Features are ``(N, D)`` float32 of the unmasked encoder."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from masklab.eval.probe import ProbeResult, probe_features
+from masklab.recipes.mae import (
+    DATA_FILE,
+    DEFAULT_DATA,
+    DIGIT_DATA,
+    encode_all,
+    load_mae_run,
+    load_split,
+    read_data_info,
+)
+from masklab.train.run import Run
+
+
+def embed_mae(run: str | Path, *, data: str | None = None, batch_size: int | None = None,
+              device: str = "auto") -> np.ndarray:  # fmt: skip
+    """Features ``(N, D)`` float32 of every image of ``data`` (default: the run's), no masking."""
+    from masklab.data.images import load_images
+
+    model = load_mae_run(run, device)
+    cfg = model.config
+    spec = data or read_data_info(run).get("spec") or DEFAULT_DATA
+    dataset = load_images(spec, image_size=cfg.image_size, channels=cfg.channels, min_side=cfg.patch_size)
+    return encode_all(model, dataset.images, len(dataset), batch_size or 256)
+
+
+def _limit(train_idx, test_idx, max_examples: int | None, seed: int):
+    if max_examples is None:
+        return train_idx, test_idx
+    if max_examples < 2:
+        raise ValueError(f"--max-examples must be >= 2, got {max_examples}")
+    g = torch.Generator().manual_seed(seed)
+    n_test = max(1, round(max_examples * len(test_idx) / (len(train_idx) + len(test_idx))))
+    pick = lambda idx, n: idx[torch.randperm(len(idx), generator=g)[:n]].sort().values  # noqa: E731
+    return pick(train_idx, max_examples - n_test), pick(test_idx, n_test)
+
+
+def probe_mae(run: str | Path, *, data: str | None = None, max_examples: int | None = None, seed: int = 0,
+              batch_size: int | None = None, device: str = "auto") -> list[ProbeResult]:  # fmt: skip
+    """Linear-probe and k-NN accuracy of the frozen encoder's features on the run's held-out split, next to a
+    random encoder of the same shape and raw pixels."""
+    from masklab.models.mae import MAE
+
+    model = load_mae_run(run, device)
+    dataset, train_idx, test_idx = load_split(data, run, model)
+    if dataset.labels is None:
+        raise ValueError(f"{dataset.name} has no labels; a probe needs class subfolders or a label array")
+    train_idx, test_idx = _limit(train_idx, test_idx, max_examples, seed)
+    ty, vy = dataset.labels[train_idx].numpy(), dataset.labels[test_idx].numpy()
+    torch.manual_seed(seed)
+    random_model = MAE(model.config).to(next(model.parameters()).device).eval()
+    rows = []
+    for name, m in (("MAE encoder", model), ("random encoder", random_model)):
+        tx = encode_all(m, lambda s: dataset.images(train_idx[s]), len(train_idx), batch_size or 256)
+        vx = encode_all(m, lambda s: dataset.images(test_idx[s]), len(test_idx), batch_size or 256)
+        rows.append(probe_features(name, tx, ty, vx, vy, seed=seed))
+    raw = dataset.images(train_idx).flatten(1).numpy(), dataset.images(test_idx).flatten(1).numpy()
+    rows.append(probe_features("raw pixels", raw[0], ty, raw[1], vy, seed=seed))
+    print(f"{dataset.name}: probe trained on {len(train_idx)} images, scored on {len(test_idx)} held-out images")
+    return rows
+
+
+def finetune_mae(
+    run: str | Path,
+    *,
+    data: str | None = None,
+    task: str = "classify",
+    steps: int | None = None,
+    epochs: float | None = None,
+    lr: float | None = None,
+    batch_size: int | None = None,
+    augment: str | None = None,
+    out: str | Path | None = None,
+    seed: int = 0,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Fine-tune the pretrained encoder with a linear head on the run's training split (10 epochs by default);
+    ``augment`` masks the training inputs (``mask:F``, ``cutout:F``, ``erase:P``). Writes ``out`` (default
+    ``RUN/finetune``) and returns its ``finetune.json`` record (test accuracy)."""
+    from masklab.core.contract import saved_config
+    from masklab.data.images import Augment
+    from masklab.models.mae import MAE
+    from masklab.recipes.common import fit_run
+    from masklab.train import TrainConfig
+
+    if task != "classify":
+        raise ValueError(f"--task {task!r} is not available for MAE runs; use --task classify")
+    pretrained = load_mae_run(run, "cpu")
+    dataset, train_idx, test_idx = load_split(data, run, pretrained)
+    if dataset.labels is None:
+        raise ValueError(f"{dataset.name} has no labels; fine-tuning needs class subfolders or a label array")
+    transform = None
+    if augment:  # e.g. mask:0.25 -> PatchDrop of a quarter of the model's patches, cutout:0.2, erase:0.5
+        from masklab.data.augment import parse_augment
+
+        transform = parse_augment(augment, "image", patch_size=pretrained.config.patch_size)
+    config = dataclasses.replace(pretrained.config, objective="classify", num_classes=dataset.num_classes,
+                                 mask_ratio=0.0, mask_kind="random", masker=None)  # fmt: skip
+    torch.manual_seed(seed)
+    model = MAE(config)
+    encoder_state = {k: v for k, v in pretrained.state_dict().items() if k in model.state_dict()}
+    missing = model.load_state_dict(encoder_state, strict=False).missing_keys
+    if sorted(missing) != ["head.bias", "head.weight"]:
+        raise ValueError(f"{run}: pretrained weights do not cover the encoder (missing {missing})")
+    spec = data or read_data_info(run).get("spec") or DEFAULT_DATA
+    crop = Augment(crop_scale=(0.6, 1.0), flip=False) if spec in DIGIT_DATA else Augment(crop_scale=(0.3, 1.0))
+    train = dataset.subset(train_idx).with_augment(crop)
+    if transform is not None:
+        from masklab.data.augment import AugmentedData
+
+        train = AugmentedData(train, transform)
+    batch_size = min(batch_size or 128, len(train))
+    if steps is None:
+        steps = max(1, math.ceil((epochs if epochs is not None else 10) * len(train) / batch_size))
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr or 5e-4, warmup_steps=steps // 10,
+                      seed=seed, device=device, ckpt_every=max(steps, 1))  # fmt: skip
+    target = Run(out if out else Path(run) / "finetune")
+    print(f"fine-tuning {run} on {len(train)} {dataset.name} images ({dataset.num_classes} classes), "
+          f"{steps} steps of {batch_size} -> {target.path}")  # fmt: skip
+    with target.lock():
+        target.write_sidecar(DATA_FILE, {**read_data_info(run), "spec": spec, "finetuned_from": str(run),
+                                         "finetune_augment": augment})  # fmt: skip
+        fit_run(target, model, train, cfg, model_config=saved_config(model))
+        model.eval()
+        correct = 0
+        with torch.inference_mode():
+            for start in range(0, len(test_idx), 256):
+                idx = test_idx[start : start + 256]
+                dev = next(model.parameters()).device
+                correct += int(
+                    (model.logits(dataset.images(idx).to(dev)).argmax(-1).cpu() == dataset.labels[idx]).sum()
+                )
+        accuracy = correct / len(test_idx)
+        record = {"test_accuracy": accuracy, "num_test": len(test_idx), "steps": steps}
+        target.write_sidecar("finetune.json", record)
+    print(f"test accuracy {100 * accuracy:.2f}% on {len(test_idx)} held-out images")
+    return record

@@ -1,0 +1,223 @@
+"""BERT masked language modelling on text: pretraining, and reading an MLM run back.
+
+``pretrain_mlm`` trains (or loads) a tokenizer, packs the corpus into ``(N, seq_len)`` blocks and pretrains;
+a run directory holds fit's files plus ``tokenizer.json``, ``text.json`` (data spec, sequence length,
+tokenizer fingerprint) and ``eval.json`` (held-out masked-token accuracy). ``masked`` is True = hidden
+(to predict); ``padding`` True = padded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from masklab.recipes.common import TrainOptions, train_config, train_run
+from masklab.tokenizers.text import TokenizerKind
+from masklab.train import FitResult
+from masklab.train.run import Run
+
+TEXT_INFO = "text.json"
+DEFAULT_DATA = "builtin:bbc-news"
+MASK_KINDS = ("bernoulli", "random", "whole_word", "span")
+
+
+# ------------------------------------------------------------------------------------------- run helpers
+def check_vocab(tokenizer, vocab_size: int, where: str, fingerprint: str | None = None) -> None:
+    """Refuse a tokenizer whose ids do not match the model's embedding table."""
+    if tokenizer.vocab_size != vocab_size:
+        raise ValueError(f"vocabulary mismatch: {where} has {tokenizer.vocab_size} ids, the model {vocab_size}")
+    if fingerprint is not None and tokenizer.fingerprint != fingerprint:
+        raise ValueError(f"vocabulary mismatch: {where} is not the tokenizer this model was trained with")
+
+
+def load_mlm_run(run: str | Path, device: str = "cpu"):
+    """(model in eval mode, tokenizer, text info dict) of an ``mlm`` run; a vocabulary mismatch is an error."""
+    from masklab.tokenizers.text import TextTokenizer
+
+    r = Run(run)
+    info = r.read_sidecar(TEXT_INFO)
+    if not (r.path / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"{r.path} has no tokenizer.json (not a text run?)")
+    tokenizer = TextTokenizer.load(r.path / "tokenizer.json")
+    model = r.load_model(device)
+    check_vocab(tokenizer, model.config.bert.vocab_size, f"{r.path}/tokenizer.json", info.get("tokenizer_sha256"))
+    return model, tokenizer, info
+
+
+def encode_docs(tokenizer, texts, seq_len: int, labels=None):
+    """Documents -> ``[CLS] text [SEP]`` blocks ``(N, seq_len)`` (truncated, padded)."""
+    from masklab.data.text import encode_truncated
+
+    encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
+    ids = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
+    return encode_truncated(encoded, seq_len, labels=labels, **ids)
+
+
+HELDOUT_CAP = 4096  # held-out rows scored after training (a large corpus's 5% would take longer than training)
+
+
+def heldout_accuracy(model, blocks, *, batch_size: int = 64, seed: int = 1234, device: str = "cpu") -> dict:
+    """Masked-token top-1 accuracy and loss on the first ``HELDOUT_CAP`` rows of ``blocks`` (``TokenBlocks`` or
+    anything with ``len`` + ``get_batch``) with a fixed masking seed (same masks every call)."""
+    from masklab.data.text import TextBlocksData, TokenBlocks
+
+    data = TextBlocksData(blocks) if isinstance(blocks, TokenBlocks) else blocks
+    generator = torch.Generator().manual_seed(seed)
+    correct, total, loss_sum = 0, 0, 0.0
+    model.eval()
+    n = min(len(data), HELDOUT_CAP)
+    with torch.no_grad():
+        for start in range(0, n, batch_size):
+            batch = data.get_batch(torch.arange(start, min(start + batch_size, n)))
+            batch = {k: v.to(device) for k, v in batch.items()}
+            drawn = model.draw(batch, generator)
+            inputs, masked = drawn.inputs, drawn.masked
+            logits = model.predict_masked(model(inputs, batch["padding"]), masked)
+            targets = batch["ids"][masked]
+            correct += int((logits.argmax(-1) == targets).sum())
+            loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
+            total += targets.numel()
+    return {"mlm_top1": correct / max(total, 1), "mlm_loss": loss_sum / max(total, 1), "masked_tokens": total}
+
+
+# -------------------------------------------------------------------------------------------- pretrain
+def _tokenizer(run: Run, resume: bool, init_from, tokenizer, corpus, tokenizer_kind: TokenizerKind, vocab_size: int):
+    from masklab.tokenizers.text import TextTokenizer
+
+    if resume and (run.path / "tokenizer.json").is_file():
+        return TextTokenizer.load(run.path / "tokenizer.json")
+    if init_from:
+        return TextTokenizer.load(init_from)
+    if tokenizer:
+        return TextTokenizer.load(tokenizer)
+    return TextTokenizer.train(corpus.texts, tokenizer_kind, vocab_size=vocab_size)
+
+
+def pretrain_mlm(
+    out: str | Path,
+    *,
+    data: str = DEFAULT_DATA,
+    preset: str = "bert-mini",
+    norm: str = "post",
+    seq_len: int = 128,
+    tokenizer: str | None = None,
+    tokenizer_kind: TokenizerKind = "wordpiece",
+    vocab_size: int = 8000,
+    init_from: str | None = None,
+    mask: str = "bernoulli",
+    mask_ratio: float = 0.15,
+    doc_per: str = "auto",
+    text_field: str = "text",
+    holdout: float = 0.05,
+    export_hf: str | None = None,
+    train: TrainOptions | None = None,
+    resume: bool = False,
+) -> FitResult:
+    """Pretrain a BERT MLM on ``data`` (``.txt``/``.jsonl`` file or folder, ``builtin:NAME``) into ``out``.
+
+    ``mask`` is the masking kind (``bernoulli`` BERT, ``random``, ``whole_word``, ``span``), ``mask_ratio``
+    the share of tokens hidden. ``holdout`` of the documents are kept for ``eval.json``; ``init_from`` starts
+    from a Hugging Face BERT folder; ``export_hf`` also writes an HF ``BertForMaskedLM`` folder. Training
+    defaults: 600 steps of 32, lr 1e-3, 40 warmup steps, betas (0.9, 0.98), weight decay 0.01.
+    """
+    import dataclasses
+
+    from masklab.core.contract import preset_config, saved_config
+    from masklab.core.device import resolve_device
+    from masklab.data.shards import PreparedCorpus, ShardBlocksData, prepared_for_run
+    from masklab.data.text import TextBlocksData, holdout_split, load_text_corpus, pack_sequences
+    from masklab.interop.hf.bert import load_bert_mlm, save_bert_mlm
+    from masklab.models.mlm import PRESETS as BERT_PRESETS
+    from masklab.models.mlm import BertConfig, BertForMLM, MLMConfig
+    from masklab.tokenizers.text import TextTokenizer
+
+    run = Run(out)
+    train = train or TrainOptions()
+    arguments = {
+        "data": data, "preset": preset, "norm": norm, "seq_len": seq_len, "tokenizer": tokenizer,
+        "tokenizer_kind": tokenizer_kind, "vocab_size": vocab_size, "init_from": init_from, "mask": mask,
+        "mask_ratio": mask_ratio, "doc_per": doc_per, "text_field": text_field, "holdout": holdout,
+        "export_hf": export_hf, "train": train.to_dict(),
+    }  # fmt: skip
+    if preset not in BERT_PRESETS:
+        raise ValueError(f"--preset {preset!r} is unknown; known: {', '.join(BERT_PRESETS)}")
+    if mask not in MASK_KINDS:
+        raise ValueError(f"unknown --mask {mask!r} for mlm; known: {', '.join(MASK_KINDS)}")
+    if not resume:
+        run.check_fresh()
+    options = train.with_defaults(batch_size=32, lr=1e-3, weight_decay=0.01, warmup=40, log_every=20,
+                                  ckpt_every=200, seed=0, device="auto")  # fmt: skip
+    seed = options.seed_or_0
+    info = {"data": data, "seq_len": seq_len, "holdout": holdout, "seed": seed, "doc_per": doc_per,
+            "text_field": text_field}  # fmt: skip
+    # A path is tokenised once into RUN/prepared (memory-mapped shards); built-ins are read into memory.
+    shards = None if data.startswith("builtin:") else prepared_for_run(
+        data, run.path, tokenizer=init_from or tokenizer, tokenizer_kind=tokenizer_kind, vocab_size=vocab_size,
+        doc_per=doc_per, text_field=text_field, workers=train.workers)  # fmt: skip
+    if shards is None:
+        corpus = load_text_corpus(data, doc_per=doc_per, text_field=text_field)
+        for line in corpus.skipped[:5]:
+            print(f"masklab: skipped {line}")
+        if len(corpus.skipped) > 5:
+            print(f"masklab: skipped {len(corpus.skipped) - 5} more")
+        train_idx, held_idx = holdout_split(len(corpus), holdout, seed)
+        tok = _tokenizer(run, resume, init_from, tokenizer, corpus.subset(train_idx), tokenizer_kind, vocab_size)
+    else:
+        tok = TextTokenizer.load(shards / "tokenizer.json")
+    mlm_kwargs = dict(special_ids=tok.special_ids, masking=mask, mask_ratio=mask_ratio)
+    if init_from:
+        model, unused = load_bert_mlm(init_from, mask_id=tok.mask_id, **mlm_kwargs)
+        print(f"masklab: loaded {init_from} (unused HF tensors: {', '.join(unused) or 'none'})")
+    else:
+        bert = preset_config(BertConfig, BERT_PRESETS, preset, vocab_size=tok.vocab_size, pad_id=tok.pad_id,
+                             norm_first=norm == "pre", max_len=max(512, seq_len))  # fmt: skip
+        model = BertForMLM(MLMConfig(bert=bert, mask_id=tok.mask_id, **mlm_kwargs))
+    check_vocab(tok, model.config.bert.vocab_size, tokenizer or init_from or "the trained tokenizer")
+    if seq_len > model.config.bert.max_len:
+        raise ValueError(f"--seq-len {seq_len} exceeds the model's max_len {model.config.bert.max_len}")
+
+    pack = dict(sep_id=tok.sep_id, pad_id=tok.pad_id, cls_id=tok.cls_id)
+    if shards is None:
+        encoded = tok.encode_batch(corpus.subset(train_idx).texts, add_special_tokens=False)
+        blocks, source = TextBlocksData(pack_sequences(encoded, seq_len, **pack)), f"{len(corpus)} documents"
+    else:  # a split by position: the last rows of the stream are held out
+        blocks, held = ShardBlocksData(PreparedCorpus(shards), seq_len, **pack).split(holdout)
+        source = f"{shards} ({blocks.total_rows} rows)"
+    held_out = len(held_idx) if shards is None else len(held)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"masklab: {source} ({held_out} held out) -> {len(blocks)} sequences of {seq_len} tokens; "
+          f"vocab {tok.vocab_size}; {n_params:,} parameters")  # fmt: skip
+    cfg = train_config(options, model, blocks, default_steps=600, betas=(0.9, 0.98))
+    if cfg.warmup_steps > cfg.steps // 2:  # short runs (tests, small budgets) still get a decay phase
+        cfg = dataclasses.replace(cfg, warmup_steps=cfg.steps // 10)
+    with run.lock():  # eval.json too is written under the run's lock
+        result = train_run(run, model, blocks, cfg, model_config=saved_config(model), recipe="pretrain_mlm",
+                           arguments=arguments, sidecars={TEXT_INFO: {**info, "tokenizer_sha256": tok.fingerprint}},
+                           resume=resume, ignore=(f"{TEXT_INFO}.tokenizer_sha256",),
+                           before_fit=lambda: tok.save(run.path))  # fmt: skip
+
+        if shards is None and held_idx:
+            held = pack_sequences(tok.encode_batch(corpus.subset(held_idx).texts, add_special_tokens=False), seq_len,
+                                  **pack)  # fmt: skip
+        if held_out:
+            device = str(resolve_device(options.device or "auto"))
+            scores = heldout_accuracy(model.to(device), held, device=device)
+            run.write_sidecar("eval.json", {"step": result.step, "heldout": scores, "heldout_documents": held_out})
+            print(f"masklab: held-out masked-token top-1 {scores['mlm_top1']:.4f}, loss {scores['mlm_loss']:.4f} "
+                  f"({scores['masked_tokens']} masked tokens, step {result.step})")  # fmt: skip
+    if export_hf:
+        save_bert_mlm(model.cpu(), export_hf, tok)
+        print(f"masklab: wrote HF BertForMaskedLM folder {export_hf}")
+    print(f"masklab: run written to {run.path}")
+    return result
+
+
+def text_corpus(data: str | None, info: dict[str, Any]):
+    """``(spec, corpus)``: ``data`` or the run's own data, read as the run read it."""
+    from masklab.data.text import load_text_corpus
+
+    spec = data or info.get("data") or DEFAULT_DATA
+    return spec, load_text_corpus(spec, doc_per=info.get("doc_per", "auto"), text_field=info.get("text_field", "text"))

@@ -1,0 +1,281 @@
+"""Tabular masked autoencoder (TableMAE, ReMasker-style) on CSV / Parquet / built-in tables: ``pretrain_table``,
+``impute`` (fill missing cells) and ``score`` (anomaly scores of rows).
+
+A run directory holds fit's files plus ``table.json``: where the data came from, the columns kept out of
+the features (``exclude``, the label) and the rows used. Missing cells are simply hidden during training;
+cell masks follow masklab's convention (True = hidden / missing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from masklab.recipes.common import TrainOptions, train_config, train_run
+from masklab.train import FitResult
+from masklab.train.run import Run
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DEFAULT_DATA = "builtin:shuttle"
+TABLE_FILE = "table.json"
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    """``"a, b,c"`` -> ``("a", "b", "c")`` (empty names dropped)."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def pretrain_table(
+    out: str | Path,
+    *,
+    data: str = DEFAULT_DATA,
+    preset: str = "table-small",
+    categorical: Sequence[str] = (),
+    numeric: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    label: str | None = None,
+    max_rows: int | None = None,
+    mask_ratio: float = 0.5,
+    mask_ratio_jitter: float = 0.25,
+    dropout: float = 0.0,
+    train: TrainOptions | None = None,
+    resume: bool = False,
+) -> FitResult:
+    """Pretrain a TableMAE on every row of ``data`` (file or ``builtin:NAME``; missing cells included).
+
+    ``mask_ratio`` is the share of observed cells hidden per row, drawn from ``mask_ratio ± mask_ratio_jitter``
+    (0 = ReMasker's fixed share). ``exclude`` / ``label`` columns are kept out of the features; ``max_rows``
+    trains on a seeded random subset. Steps default to a size-based count; warmup to 5% of the steps.
+    """
+    import torch
+
+    from masklab.core.contract import preset_config, saved_config
+    from masklab.data.tables import TableTrainData, load_table
+    from masklab.estimators.budget import auto_steps
+    from masklab.estimators.detector import calibrate_run
+    from masklab.models.table import PRESETS, TableMAE, TableMAEConfig
+    from masklab.tokenizers.table import encode_frame, infer_schema
+
+    run = Run(out)
+    train = train or TrainOptions()
+    arguments = {
+        "data": data, "preset": preset, "categorical": list(categorical), "numeric": list(numeric),
+        "exclude": list(exclude), "label": label, "max_rows": max_rows, "mask_ratio": mask_ratio,
+        "mask_ratio_jitter": mask_ratio_jitter, "dropout": dropout, "train": train.to_dict(),
+    }  # fmt: skip
+    if not resume:
+        run.check_fresh()
+    options = train.with_defaults(batch_size=64, lr=1e-3, weight_decay=0.05, log_every=50, ckpt_every=500, seed=0,
+                                  device="auto")  # fmt: skip
+    seed = options.seed_or_0
+    table = load_table(data, exclude=tuple(exclude), label=label)
+    frame = table.frame
+    if max_rows is not None:
+        if max_rows < 1:
+            raise ValueError(f"--max-rows must be >= 1, got {max_rows}")
+        if max_rows < len(frame):
+            frame = frame.sample(n=max_rows, random_state=seed).sort_index()
+    schema = infer_schema(frame, categorical=tuple(categorical), numeric=tuple(numeric))
+    encoded = encode_frame(frame, schema)
+    config = preset_config(TableMAEConfig, PRESETS, preset, schema=schema, mask_ratio=mask_ratio,
+                           mask_ratio_jitter=mask_ratio_jitter, dropout=dropout)  # fmt: skip
+    torch.manual_seed(seed)
+    model = TableMAE(config)
+    rows = TableTrainData(encoded)
+    batch = min(options.batch_size or 64, len(rows))
+    cfg = train_config(options, model, rows, default_steps=auto_steps(len(rows), batch), batch_size=batch,
+                       warmup=lambda steps: steps // 20)  # fmt: skip
+    kinds = {k: sum(c.kind == k for c in schema.columns) for k in ("numeric", "categorical")}
+    print(f"masklab: {table.name}: {len(frame)} rows x {len(schema.columns)} columns ({kinds['numeric']} numeric, "
+          f"{kinds['categorical']} categorical), {int(encoded.missing.sum())} missing cells; label "
+          f"{table.label_name or 'none'}; excluded {list(exclude) or 'none'}; "
+          f"{cfg.steps} steps of {cfg.batch_size}")  # fmt: skip
+    info = {"data": data, "exclude": list(exclude), "label": table.label_name, "rows": len(table.frame),
+            "rows_used": len(frame)}  # fmt: skip
+    result = train_run(run, model, rows, cfg, model_config=saved_config(model), recipe="pretrain_table",
+                       arguments=arguments, sidecars={TABLE_FILE: info}, resume=resume)  # fmt: skip
+    import os
+
+    if os.environ.get("RANK", "0") == "0":  # rank 0 only: the scoring state (error models, threshold)
+        calibrate_run(out, frame)
+    loss = result.last_metrics.get("loss", float("nan"))
+    print(f"masklab: wrote {result.out_dir} (step {result.step}, loss {loss:.4f})")
+    return result
+
+
+def inference_table(
+    run: str | Path,
+    source: str,
+    *,
+    exclude: Sequence[str] = (),
+    label: str | None = None,
+    names: Sequence[str] | None = None,
+):
+    """The input of ``impute`` / ``score`` as a :class:`masklab.data.tables.Table`, checked against the run.
+
+    ``source`` is a file or ``builtin:NAME``. Columns that training kept out of the features (its ``exclude``
+    and label, from ``table.json``) are set aside again when present; a column the model does not know is an
+    error naming it (set it aside with ``exclude``); so is a training column that is absent. ``names``: the
+    model's columns (default: from the run's ``config.json``; a saved detector directory has none).
+    """
+    from masklab.data.tables import load_table, read_table_file, split_columns
+
+    r = Run(run)
+    if names is None:
+        names = [c["name"] for c in r.config()["model"]["schema"]["columns"]]
+    names = list(names)
+    info = r.read_sidecar(TABLE_FILE) if (Path(run) / TABLE_FILE).is_file() else {}
+    exclude = tuple(exclude)
+    if source.startswith("builtin:"):
+        table = load_table(source, exclude=exclude, label=label)
+    else:
+        frame = read_table_file(source)
+        columns = [str(c) for c in frame.columns]
+        if label is None and info.get("label") in columns:
+            label = info["label"]
+        trained_out = [c for c in info.get("exclude", []) if c in columns and c not in exclude]
+        table = split_columns(frame, exclude=(*exclude, *trained_out), label=label)
+        table = type(table)(table.frame, str(source), table.labels)
+    unknown = [c for c in table.frame.columns if c not in names]
+    if unknown:
+        raise ValueError(f"{source}: unknown column(s) {unknown}; the model was trained on {names} "
+                         "(pass --exclude COL,... for columns that are not features)")  # fmt: skip
+    absent = [n for n in names if n not in table.frame.columns]
+    if absent:
+        raise ValueError(f"{source}: column(s) {absent} the model was trained on are missing")
+    return table
+
+
+def _format(value: object) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def fill_text_cells(text: pd.DataFrame, filled: pd.DataFrame, fill: dict[str, np.ndarray], source: str) -> pd.DataFrame:
+    """``text`` (every cell its original string, as read with ``as_text=True``) with the cells that ``fill``
+    marks (``bool (N,)`` per column, True = was missing) replaced by ``filled``'s values written as text; the
+    other cells keep their exact original text. ``source`` names the table in errors."""
+    if len(text) != len(filled):
+        raise ValueError(f"{source}: rows differ between the text and typed reads ({len(text)} vs {len(filled)})")
+    out = text.copy()
+    for column, rows in fill.items():
+        if rows.any():
+            out.loc[rows, column] = [_format(v) for v in filled.loc[rows, column]]
+    return out
+
+
+def impute(run: str | Path, source: str | Path, output: str | Path, *, exclude: Sequence[str] = (),
+           handle_unknown: str = "error", device: str = "cpu") -> dict[str, Any]:  # fmt: skip
+    """Fill the missing cells of ``source`` (CSV / Parquet) into ``output``; only missing cells change (CSV
+    to CSV keeps every other cell's original text), non-feature columns pass through. Never writes the input.
+    Returns ``{"filled": {column: count}, "rows", "passthrough"}``."""
+    from masklab.data.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, _suffix, read_table_file
+    from masklab.estimators import MaskedImputer
+    from masklab.tokenizers.table import missing_cells
+
+    source, target = Path(source), Path(output)
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: no such file")
+    if target.exists() and target.resolve() == source.resolve():
+        raise ValueError(f"-o {target} is the input file; impute never modifies its input, pick another path")
+    out_suffix = _suffix(target)
+    if out_suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
+        raise ValueError(f"-o {target}: unknown output format {out_suffix!r} (use .csv or .parquet)")
+    features = inference_table(run, str(source), exclude=exclude).frame
+    imputer = MaskedImputer.from_run(run, handle_unknown=handle_unknown, device=device)
+    filled = imputer.transform(features)
+    fill = {c: missing_cells(features[c]) for c in features.columns}
+    if _suffix(source) in CSV_SUFFIXES and out_suffix in CSV_SUFFIXES:
+        out = fill_text_cells(read_table_file(source, as_text=True), filled, fill, str(source))
+        out.to_csv(target, index=False, sep="\t" if out_suffix == ".tsv" else ",")
+    else:
+        out = read_table_file(source)
+        for column in features.columns:
+            out[column] = filled[column]
+        out.to_csv(target, index=False) if out_suffix in CSV_SUFFIXES else out.to_parquet(target, index=False)
+    return {"filled": {column: int(rows.sum()) for column, rows in fill.items()}, "rows": len(features),
+            "passthrough": [c for c in out.columns if c not in features.columns]}  # fmt: skip
+
+
+def load_detector(path: str | Path, *, threshold: float | None = None, handle_unknown: str = "error",
+                  device: str = "cpu"):  # fmt: skip
+    """A saved detector (``estimator.json``) or a table run (with its ``scoring.json``): either way it scores
+    as the fitted estimator does. ``threshold`` overrides the stored one."""
+    from masklab.estimators import MaskedAnomalyDetector
+
+    if (Path(path) / "estimator.json").is_file():
+        detector = MaskedAnomalyDetector.load(path).set_params(handle_unknown=handle_unknown, device=device)
+        if threshold is not None:
+            detector.threshold_, detector.offset_ = float(threshold), -float(threshold)
+        return detector
+    return MaskedAnomalyDetector.from_run(path, threshold=threshold, handle_unknown=handle_unknown, device=device)
+
+
+def score(run: str | Path, source: str, output: str | Path, *, histogram: str | Path | None = None,
+          exclude: Sequence[str] = (), label: str | None = None, threshold: float | None = None,
+          explain: bool = False, explain_rows: int = 12, handle_unknown: str = "error",
+          device: str = "cpu") -> dict[str, Any]:  # fmt: skip
+    """Anomaly score of each row, exactly as :class:`~masklab.estimators.MaskedAnomalyDetector` scores it
+    (``run``: a ``pretrain table`` run or a saved detector) -> ``output`` CSV (``row``, ``anomaly_score``, the
+    label, ``is_anomaly`` against the stored threshold or ``threshold``) and a histogram PNG. ``explain``: also
+    ``OUTPUT.explain.csv`` (every row's cells ranked by share of the score, observed and expected value) and
+    ``OUTPUT.explain.png`` (the ``explain_rows`` highest-scoring rows). Returns the scores and, with a 0/1
+    label, ROC-AUC and PR-AUC."""
+    import math
+
+    import pandas as pd
+
+    from masklab.viz.histogram import plot_score_histogram
+
+    target = Path(output)
+    if not source.startswith("builtin:"):
+        src = Path(source)
+        if target.exists() and src.exists() and target.resolve() == src.resolve():
+            raise ValueError(f"-o {target} is the input file; score never modifies its input, pick another path")
+    if explain_rows < 1:
+        raise ValueError(f"--explain-rows must be >= 1, got {explain_rows}")
+    detector = load_detector(run, threshold=threshold, handle_unknown=handle_unknown, device=device)
+    names = detector.schema_.names
+    table = inference_table(run, source, exclude=exclude, label=label, names=names)
+    frame = table.frame[names]  # the model's column order
+    scores = detector.anomaly_score(frame)
+    out = pd.DataFrame({"row": np.arange(1, len(scores) + 1), "anomaly_score": scores})
+    labels = None
+    if table.labels is not None:
+        out[table.label_name] = table.labels.to_numpy()
+        values = set(pd.unique(table.labels.dropna()))
+        if values <= {0, 1} and len(values) == 2:
+            labels = table.labels.to_numpy().astype(int)
+    limit = detector.threshold_ if math.isfinite(detector.threshold_) else None
+    if limit is not None:
+        out["is_anomaly"] = (scores > limit).astype(int)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(target, index=False)
+    png = Path(histogram) if histogram else target.with_suffix(".png")
+    plot_score_histogram(scores, png, labels=labels, threshold=limit, title=f"{table.name}: anomaly scores")
+    result: dict[str, Any] = {"name": table.name, "scores": scores, "output": target, "histogram": png,
+                              "label": table.label_name, "has_label": table.labels is not None,
+                              "threshold": limit, "flagged": None, "explained": None}  # fmt: skip
+    if limit is not None:
+        result["flagged"] = int(out["is_anomaly"].sum())
+    if explain:
+        from masklab.viz.explain import plot_explanations
+
+        top = np.argsort(-scores, kind="stable")[:explain_rows]
+        explanation = detector.explain(frame)
+        explanation.insert(0, "data_row", explanation.pop("row") + 1)  # 1-based, as in the scores CSV
+        csv_path, png_path = target.with_suffix(".explain.csv"), target.with_suffix(".explain.png")
+        explanation.to_csv(csv_path, index=False)
+        shown = explanation[explanation["data_row"].isin(top + 1)]
+        plot_explanations(shown, png_path, title=f"{table.name}: the {len(top)} highest-scoring rows")
+        result["explained"] = (csv_path, png_path)
+    if labels is not None:
+        from sklearn.metrics import average_precision_score, roc_auc_score
+
+        result.update(positive=float(labels.mean()), roc_auc=float(roc_auc_score(labels, scores)),
+                      pr_auc=float(average_precision_score(labels, scores)))  # fmt: skip
+    return result

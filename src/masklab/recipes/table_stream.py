@@ -1,0 +1,73 @@
+"""``impute`` / ``score`` on tables bigger than memory: the file is read in chunks (CSV) or row groups
+(Parquet) and the output written as it goes (:mod:`masklab.data.table_stream`); results equal the whole-file
+recipes' (:mod:`masklab.recipes.table`) because masked-table inference is row-independent."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _features(estimator, exclude: Sequence[str], source):
+    names = [n for n in estimator.feature_names_in_ if n not in exclude]
+
+    def check(chunk) -> None:
+        absent = [n for n in names if n not in chunk.columns]
+        if absent:
+            raise ValueError(f"{source}: column(s) {absent} the model was trained on are missing")
+
+    return names, check
+
+
+def impute_chunked(run: str | Path, source: str | Path, output: str | Path, *, chunk_rows: int,
+                   exclude: Sequence[str] = (), handle_unknown: str = "error",
+                   device: str = "cpu") -> dict[str, Any]:  # fmt: skip
+    """Fill the missing feature cells of ``source`` chunk by chunk into ``output`` (other columns pass through;
+    cells are re-written by pandas, not kept as their original text). Returns ``{"rows"}``."""
+    from masklab.data.table_stream import map_table
+    from masklab.estimators import MaskedImputer
+
+    if Path(output).exists() and Path(output).resolve() == Path(source).resolve():
+        raise ValueError(f"-o {output} is the input file; impute never modifies its input, pick another path")
+    imputer = MaskedImputer.from_run(run, handle_unknown=handle_unknown, device=device)
+    names, check = _features(imputer, exclude, source)
+
+    def fill(chunk):
+        check(chunk)
+        out, filled = chunk.copy(), imputer.transform(chunk[names])
+        for name in names:
+            out[name] = filled[name]
+        return out
+
+    return {"rows": map_table(source, output, fill, chunk_rows=chunk_rows)}
+
+
+def score_chunked(run: str | Path, source: str | Path, output: str | Path, *, chunk_rows: int,
+                  exclude: Sequence[str] = (), threshold: float | None = None,
+                  handle_unknown: str = "error", device: str = "cpu") -> dict[str, Any]:  # fmt: skip
+    """Anomaly scores of ``source`` chunk by chunk -> ``output`` CSV (``row``, ``anomaly_score``[, ``is_anomaly``]);
+    no histogram or label metrics (they need every score). Returns ``{"rows"}``."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    from masklab.data.table_stream import map_table
+    from masklab.recipes.table import load_detector
+
+    # The same detector as the whole-file score (stored scoring, threshold), so chunked == whole file.
+    detector = load_detector(run, threshold=threshold, handle_unknown=handle_unknown, device=device)
+    names, check = _features(detector, exclude, source)
+    done = [0]
+
+    def score(chunk):
+        check(chunk)
+        scores = detector.anomaly_score(chunk[names])
+        out = pd.DataFrame({"row": np.arange(done[0] + 1, done[0] + len(chunk) + 1), "anomaly_score": scores})
+        if math.isfinite(detector.threshold_):
+            out["is_anomaly"] = (scores > detector.threshold_).astype(int)
+        done[0] += len(chunk)
+        return out
+
+    return {"rows": map_table(source, output, score, chunk_rows=chunk_rows)}

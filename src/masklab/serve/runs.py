@@ -1,0 +1,134 @@
+"""Load the runs a server shows, once, at start-up: the same loaders the CLI commands use.
+
+Each run becomes a :class:`LoadedRun` named after its directory (made URL-safe and unique) with a lock: a
+model is called by one request at a time (PyTorch modules are not re-entrant under concurrent forwards with
+caches, and CPU threads are better spent inside one forward than across two). A run that cannot be loaded
+is a :class:`RunLoadError` naming the directory and the reason, for every bad run at once.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+KINDS = ("mae", "mlm", "clm", "table")
+EXAMPLES = 12  # held-out images offered by an MAE panel
+
+
+@dataclass
+class LoadedRun:
+    """One served run. ``model`` is the network (MAE, BertForMLM, GPT) or, for ``table``, the
+    :class:`~masklab.estimators.MaskedImputer`; ``detector`` is the table run's anomaly detector;
+    ``examples`` ``(N, C, H, W)`` held-out images of an MAE run's own data (None when that data is not here)."""
+
+    name: str
+    kind: str
+    path: Path
+    model: Any
+    tokenizer: Any = None
+    detector: Any = None
+    examples: Any = None
+    notes: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class RunLoadError(ValueError):
+    """One or more runs could not be loaded; the message has a line per run."""
+
+
+def run_kind_of(path: Path) -> str:
+    """``mae`` | ``mlm`` | ``clm`` | ``table`` of a masklab run or a Hugging Face GPT-2 / BERT folder."""
+    from masklab.recipes.clm import hf_model_type
+    from masklab.train.run import Run
+
+    hf = hf_model_type(path)
+    if hf is not None:
+        if hf not in ("gpt2", "bert"):
+            raise ValueError(f"a Hugging Face {hf!r} folder; only GPT-2 (clm) and BertForMaskedLM (mlm) are served")
+        return "clm" if hf == "gpt2" else "mlm"
+    kind = Run(path).kind()
+    if kind not in KINDS:
+        raise ValueError(f"a {kind!r} run; masklab serve shows {', '.join(KINDS)} runs")
+    return kind
+
+
+def _examples(path: Path, model) -> tuple[Any, list[str]]:
+    """Up to :data:`EXAMPLES` held-out images of the run's own data, or None and a note saying why not."""
+    import torch
+
+    from masklab.recipes.mae import DATA_FILE, load_split
+    from masklab.train.run import Run
+
+    spec = Run(path).read_sidecar(DATA_FILE).get("spec")
+    if spec is None:
+        return None, [f"no built-in examples: {path / DATA_FILE} does not name the run's data"]
+    try:
+        dataset, _, test_idx = load_split(spec, path, model)
+    except (OSError, ValueError, ImportError) as err:
+        return None, [f"no built-in examples: the run's data cannot be loaded here ({err})"]
+    pick = torch.randperm(len(test_idx), generator=torch.Generator().manual_seed(0))[:EXAMPLES]
+    return dataset.images(test_idx[pick.sort().values]), []
+
+
+def load_one(path: Path, name: str, device: str) -> LoadedRun:
+    """Load the run at ``path`` for serving (``ValueError`` / ``FileNotFoundError`` saying why it cannot be)."""
+    from masklab.core.device import resolve_device
+
+    if not path.is_dir():
+        raise FileNotFoundError("no such directory")
+    kind = run_kind_of(path)
+    device = str(resolve_device(device))
+    if kind == "mae":
+        from masklab.recipes.mae import load_mae_run
+
+        model = load_mae_run(path, device)
+        if model.config.objective != "reconstruct":
+            raise ValueError("a fine-tuned classifier; serve needs a pretrained MAE run (it reconstructs images)")
+        examples, notes = _examples(path, model)
+        return LoadedRun(name, kind, path, model, examples=examples, notes=notes)
+    if kind == "mlm":
+        from masklab.recipes.mlm_tasks import load_fill_model
+
+        model, tokenizer = load_fill_model(path, device)
+        return LoadedRun(name, kind, path, model, tokenizer=tokenizer)
+    if kind == "clm":
+        from masklab.recipes.clm import load_lm_run
+
+        model, tokenizer, _ = load_lm_run(path, device)
+        return LoadedRun(name, kind, path, model.eval(), tokenizer=tokenizer)
+    from masklab.estimators import MaskedAnomalyDetector, MaskedImputer
+
+    imputer = MaskedImputer.from_run(path, device=device)
+    detector = MaskedAnomalyDetector.from_run(path, n_masks=4, random_state=0, device=device)
+    return LoadedRun(name, kind, path, imputer, detector=detector)
+
+
+def run_names(paths: list[Path]) -> list[str]:
+    """URL-safe, unique names from the directory names (``runs/demo mae`` -> ``demo-mae``; repeats get -2, -3)."""
+    names: list[str] = []
+    for path in paths:
+        base = re.sub(r"[^A-Za-z0-9._-]+", "-", path.resolve().name).strip("-.") or "run"
+        name, n = base, 2
+        while name in names:
+            name, n = f"{base}-{n}", n + 1
+        names.append(name)
+    return names
+
+
+def load_runs(paths: list[str | Path], device: str = "cpu") -> list[LoadedRun]:
+    """Every run in ``paths`` loaded, or :class:`RunLoadError` listing each one that could not be (and why)."""
+    if not paths:
+        raise RunLoadError("give at least one run directory to serve")
+    dirs = [Path(p) for p in paths]
+    runs, problems = [], []
+    for path, name in zip(dirs, run_names(dirs), strict=True):
+        try:
+            runs.append(load_one(path, name, device))
+        except (OSError, ValueError, KeyError, RuntimeError) as err:
+            problems.append(f"cannot serve {path}: {err}")
+    if problems:
+        raise RunLoadError("\n".join(problems))
+    return runs

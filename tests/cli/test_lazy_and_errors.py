@@ -1,0 +1,99 @@
+"""The CLI builds only the chosen subcommand's parser (``--help`` loads no other modality), and one error
+handler turns user errors into ``masklab: error: ...`` / exit 2 and Ctrl-C into one line / exit 130."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from masklab.cli import COMMANDS, main
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+LOADED = """
+import json, sys
+from masklab.cli import main
+try:
+    main({argv!r})
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("masklab"))))
+"""
+
+
+def loaded_modules(argv: list[str]) -> list[str]:
+    """masklab modules imported by ``masklab ARGV`` in a fresh interpreter (its stdout's last line)."""
+    env = {"PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "PATH": ""}
+    result = subprocess.run([sys.executable, "-c", LOADED.format(argv=argv)], capture_output=True, text=True,
+                            timeout=120, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_pretrain_mae_help_loads_no_other_modality():
+    loaded = loaded_modules(["pretrain", "mae", "--help"])
+    assert "masklab.cli.pretrain_mae" in loaded  # the check can fail: the chosen module is there
+    others = [
+        "masklab.models.mlm", "masklab.models.clm", "masklab.models.table", "masklab.data.text", "masklab.data.lm",
+        "masklab.data.tables", "masklab.recipes.mlm", "masklab.recipes.clm", "masklab.recipes.table",
+        "masklab.cli.pretrain_mlm", "masklab.cli.pretrain_clm", "masklab.cli.pretrain_table", "masklab.cli.text",
+        "masklab.cli.table", "masklab.estimators",
+    ]  # fmt: skip
+    assert [m for m in loaded if any(m == o or m.startswith(o + ".") for o in others)] == []
+
+
+def test_top_level_help_imports_no_command_module():
+    loaded = loaded_modules(["--help"])
+    assert [m for m in loaded if m.startswith("masklab.cli.")] == []
+    assert not any(m.startswith(("masklab.recipes", "masklab.models", "masklab.train")) for m in loaded)
+
+
+def test_every_command_is_listed_and_builds(capsys):
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0, name
+        assert "usage: masklab " + name in capsys.readouterr().out
+    for kind in ("mae", "mlm", "clm", "table"):
+        with pytest.raises(SystemExit):
+            main(["pretrain", kind, "--help"])
+        out = capsys.readouterr().out
+        assert "--mask-ratio" in out or kind == "clm", kind
+        assert "--minutes" in out and "--resume" in out, kind
+
+
+def test_one_name_per_concept_on_pretrain(capsys):
+    for kind in ("mae", "mlm"):
+        with pytest.raises(SystemExit):
+            main(["pretrain", kind, "--help"])
+        out = capsys.readouterr().out
+        assert "--mask " in out or "--mask {" in out, kind
+        assert "--masking" not in out and "--mask-rate" not in out and "--mask-kind" not in out
+
+
+def test_keyboard_interrupt_is_one_line_exit_130(monkeypatch, capsys):
+    import masklab.cli.info
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(masklab.cli.info, "_run", interrupted)
+    assert main(["info", "anything"]) == 130
+    captured = capsys.readouterr()
+    assert captured.err == "masklab: interrupted\n" and captured.out == ""
+
+
+def test_user_error_is_one_line_exit_2(capsys):
+    assert main(["embed", "/nonexistent/run", "-o", "x.npy"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("masklab: error: ") and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_python_dash_m_masklab_runs_the_cli():
+    env = {"PYTHONPATH": str(SRC), "PATH": ""}
+    result = subprocess.run([sys.executable, "-m", "masklab", "info", "/nonexistent/run"], capture_output=True,
+                            text=True, timeout=120, env=env)  # fmt: skip
+    assert result.returncode == 2 and result.stderr.startswith("masklab: error: ")

@@ -1,0 +1,135 @@
+"""masklab prepare: byte-identical shards across runs and worker counts; rows equal the in-memory packing."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from masklab.data.shards import PreparedCorpus, ShardError
+from masklab.data.shards.datasets import ShardBlocksData
+from masklab.data.shards.prepare import prepare_corpus
+from masklab.data.text import TextBlocksData, pack_sequences, read_corpus
+from masklab.tokenizers.text import TextTokenizer
+
+SMALL = dict(shard_mb=0.002, progress=False)
+
+
+def folder_bytes(root):
+    return {p.name: p.read_bytes() for p in sorted(root.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tokenizer_file(corpus_file, tmp_path_factory):
+    # Hugging Face `tokenizers` breaks count ties in hash order, so two trainings on one sample can differ:
+    # byte-identity is a property of the encoding given a tokenizer (a prepare keeps the one it trained).
+    tokenizer = TextTokenizer.train(read_corpus(corpus_file).texts, vocab_size=60)
+    return tokenizer.save(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture(scope="module")
+def prepared(corpus_file, tokenizer_file, tmp_path_factory):
+    return prepare_corpus(
+        corpus_file, tmp_path_factory.mktemp("p") / "one", tokenizer=tokenizer_file, workers=1, **SMALL
+    )
+
+
+def test_prepare_is_byte_identical_across_runs_and_worker_counts(corpus_file, tokenizer_file, prepared, tmp_path):
+    index = json.loads((prepared / "index.json").read_text())
+    assert len(index["shards"]) >= 4 and index["token_dtype"] == "<u2"
+    again = prepare_corpus(corpus_file, tmp_path / "again", tokenizer=tokenizer_file, workers=1, **SMALL)
+    two = prepare_corpus(corpus_file, tmp_path / "two", tokenizer=tokenizer_file, workers=2, **SMALL)
+    reference = folder_bytes(prepared)
+    assert folder_bytes(again) == reference
+    assert folder_bytes(two) == reference
+
+
+def test_shard_rows_equal_in_memory_packing(corpus_file, prepared):
+    tokenizer = TextTokenizer.load(prepared / "tokenizer.json")
+    texts = read_corpus(corpus_file).texts
+    pack = dict(sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id, cls_id=tokenizer.cls_id)
+    blocks = pack_sequences(tokenizer.encode_batch(texts, add_special_tokens=False), 24, **pack)
+    memory = TextBlocksData(blocks)
+    shards = ShardBlocksData(PreparedCorpus(prepared), 24, **pack)
+    assert len(shards) == len(memory)
+    everything = torch.arange(len(memory))
+    for batch in (everything, torch.tensor([len(memory) - 1, 0, 5]), torch.tensor([3, 1])):
+        want, got = memory.get_batch(batch), shards.get_batch(batch)
+        assert want.keys() == got.keys()
+        for key in want:
+            assert torch.equal(want[key], got[key]), key
+
+
+def test_stream_equals_token_stream(corpus_file, prepared):
+    from masklab.data.lm import token_stream
+
+    tokenizer = TextTokenizer.load(prepared / "tokenizer.json")
+    want = token_stream(tokenizer, read_corpus(corpus_file).texts, separator=tokenizer.sep_id)
+    corpus = PreparedCorpus(prepared)
+    got, _ = corpus.read(0, len(corpus))
+    assert np.array_equal(got, want.numpy())
+    starts = corpus.document_starts()
+    assert len(starts) == len(read_corpus(corpus_file).texts) and starts[0] == 0
+
+
+def test_corrupt_or_truncated_shard_is_named(prepared, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(prepared, copy)
+    shard = copy / "shard-00001.bin"
+    data = bytearray(shard.read_bytes())
+    data[10] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ShardError, match=r"shard-00001\.bin is corrupted"):
+        PreparedCorpus(copy)
+    shard.write_bytes(bytes(data[:-4]))
+    with pytest.raises(ShardError, match=r"shard-00001\.bin is truncated"):
+        PreparedCorpus(copy)
+    (copy / "index.json").unlink()
+    with pytest.raises(ShardError, match="not a prepared corpus"):
+        PreparedCorpus(copy)
+
+
+def test_sigkill_during_prepare_then_rerun_gives_the_same_shards(corpus_file, tokenizer_file, prepared, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = Path(__file__).with_name("prepare_script.py")
+    out = tmp_path / "killed"
+    cmd = [sys.executable, str(script), str(corpus_file), str(out), "--tokenizer", str(tokenizer_file)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    victim = subprocess.Popen([*cmd, "--shard-delay", "0.3"], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(out.glob("shard-*.json"))) < 2:
+            assert victim.poll() is None, "prepare ended before it could be killed"
+            assert time.monotonic() < deadline, "no shard appeared within 60 s"
+            time.sleep(0.02)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=30)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+    assert not (out / "index.json").exists(), "the kill landed after prepare finished; the test would be vacuous"
+    done_before = len(list(out.glob("shard-*.json")))
+    with pytest.raises(ShardError, match=r"no index\.json"):
+        PreparedCorpus(out)
+    assert subprocess.run(cmd, env=env, timeout=120).returncode == 0
+    assert done_before < len(json.loads((out / "index.json").read_text())["shards"])
+    assert folder_bytes(out) == folder_bytes(prepared)
+
+
+def test_large_dataset_sampler_visits_every_example_once_per_epoch(monkeypatch):
+    import masklab.train.batches as batches
+
+    monkeypatch.setattr(batches, "MAX_MATERIALISED", 10)
+    sampler = batches.EpochSampler(97, seed=1)
+    order = torch.cat([sampler.next_indices(7) for _ in range(28)])  # 196 = 2 epochs + 2
+    assert sorted(order[:97].tolist()) == list(range(97)) and sorted(order[97:194].tolist()) == list(range(97))
+    assert not torch.equal(order[:97], order[97:194])

@@ -1,0 +1,52 @@
+"""``masklab serve`` start-up: runs load once or are refused with the reason, and a non-local bind warns."""
+
+import json
+
+import pytest
+
+import masklab.serve.runs as serve_runs
+from masklab.cli import main
+
+
+@pytest.fixture
+def no_server(monkeypatch):
+    """Record uvicorn.run's arguments instead of serving."""
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append((app, kwargs)))
+    return calls
+
+
+def test_serve_loads_the_runs_and_binds_localhost(run_dirs, no_server, capsys):
+    assert main(["serve", str(run_dirs / "mlm"), str(run_dirs / "table"), "--port", "8123"]) == 0
+    ((_, kwargs),) = no_server
+    assert kwargs["host"] == "127.0.0.1" and kwargs["port"] == 8123
+    out, err = capsys.readouterr()
+    assert "mlm (mlm)" in out and "table (table)" in out and "http://127.0.0.1:8123/" in out
+    assert "WARNING" not in err
+
+
+def test_serve_warns_when_bound_elsewhere(run_dirs, no_server, capsys):
+    assert main(["serve", str(run_dirs / "mlm"), "--host", "0.0.0.0"]) == 0
+    assert "WARNING: binding 0.0.0.0" in capsys.readouterr().err
+
+
+def test_runs_that_fail_to_load_are_reported_at_start_up(run_dirs, tmp_path, no_server, capsys):
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "config.json").write_text(json.dumps({"kind": "series"}))
+    code = main(["serve", str(run_dirs / "mlm"), str(tmp_path / "missing"), str(tmp_path / "odd")])
+    err = capsys.readouterr().err
+    assert code == 2 and not no_server and "Traceback" not in err
+    assert f"cannot serve {tmp_path / 'missing'}: no such directory" in err
+    assert f"cannot serve {tmp_path / 'odd'}: a 'series' run" in err
+
+
+def test_run_names_are_unique_and_url_safe(tmp_path):
+    paths = [tmp_path / "a" / "my run", tmp_path / "b" / "my run", tmp_path / "x?y"]
+    assert serve_runs.run_names(paths) == ["my-run", "my-run-2", "x-y"]
+
+
+def test_bad_port_is_a_usage_error(run_dirs, no_server, capsys):
+    assert main(["serve", str(run_dirs / "mlm"), "--port", "0"]) == 2
+    assert "--port" in capsys.readouterr().err

@@ -1,0 +1,86 @@
+"""MaskedAnomalyDetector: scikit-learn conventions, refit, error models, save / load, runs scored like fits."""
+
+import numpy as np
+import pytest
+import torch
+from table_helpers import FAST, correlated, mixed_frame
+
+from masklab.estimators import MaskedAnomalyDetector
+from masklab.estimators.detector import FIT_SCORE_ROWS, SCORE_RATIOS
+
+
+def test_anomaly_detector_conventions(tmp_path, no_pickle):
+    x, _ = correlated(n=200, missing=0.0)
+    outliers = x[:10].copy()
+    outliers[:, 1] = -outliers[:, 1] * 3  # break the column-1 = 2 * column-0 relation
+    detector = MaskedAnomalyDetector(preset="table-tiny", steps=200, batch_size=32, contamination=0.05).fit(x)
+    scores = detector.anomaly_score(np.vstack([x[10:], outliers]))
+    assert scores[-10:].mean() > np.quantile(scores[:-10], 0.9)
+    np.testing.assert_array_equal(detector.score_samples(x), -detector.anomaly_score(x))
+    np.testing.assert_allclose(detector.decision_function(x), detector.score_samples(x) - detector.offset_)
+    predicted = detector.predict(x)
+    assert set(np.unique(predicted)) <= {-1, 1}
+    assert abs((predicted == -1).mean() - 0.05) <= 0.01  # contamination sets the training quantile
+    errors = detector.cell_errors(x)  # (R, N, C), one matrix per score ratio
+    assert errors.shape == (len(SCORE_RATIOS), 200, 4)
+    np.testing.assert_allclose(detector.anomaly_score(x), errors.mean(axis=(0, 2)))
+    fixed = MaskedAnomalyDetector(**FAST, threshold=1e9).fit(x)
+    assert (fixed.predict(x) == 1).all() and fixed.threshold_ == 1e9
+    detector.save(tmp_path / "det")
+    restored = MaskedAnomalyDetector.load(tmp_path / "det")
+    np.testing.assert_array_equal(restored.anomaly_score(x), detector.anomaly_score(x))
+    assert restored.threshold_ == detector.threshold_
+    with pytest.raises(ValueError, match="n_masks"):
+        MaskedAnomalyDetector(**FAST, n_masks=0).fit(x)
+
+
+def test_refit_continues_on_the_first_halfs_inliers(tmp_path, no_pickle):
+    x, _ = correlated(n=120, missing=0.0)
+    x[:6] += 8.0  # six rows far from the rest
+    params = dict(preset="table-tiny", batch_size=32, n_masks=2, contamination=0.1)
+    refit = MaskedAnomalyDetector(**params, steps=80).fit(x)
+    first = MaskedAnomalyDetector(**params, steps=40, refit=False).fit(x)  # the same first half (same seed)
+    scores = first._aggregate(first._errors(first._raw_errors(x), choose=True))
+    inliers = scores <= np.quantile(scores, 0.9)
+    assert refit.n_refit_rows_ == inliers.sum() == 108 and not inliers[:6].any()
+    assert refit.n_steps_ == 80
+    # The second half starts from the first half's weights: replay it by hand.
+    replay = MaskedAnomalyDetector(**params, steps=40, refit=False).fit(x)
+    replay._fit_model(x[inliers], steps=40, initial=replay.model_)
+    for key, value in replay.model_.state_dict().items():
+        torch.testing.assert_close(refit.model_.state_dict()[key], value, rtol=0, atol=0)
+    assert refit.threshold_ == np.quantile(refit.anomaly_score(x), 0.9)  # threshold on the training rows
+    refit.save(tmp_path / "det")
+    assert MaskedAnomalyDetector.load(tmp_path / "det").n_refit_rows_ == 108
+    frame = mixed_frame()
+    framed = MaskedAnomalyDetector(**{**FAST, "n_masks": 2}).fit(frame)  # refit is the default
+    assert framed.n_refit_rows_ == 54 and list(framed.feature_names_in_) == list(frame.columns)
+    assert MaskedAnomalyDetector(**params, refit=False).fit(x).n_refit_rows_ is None
+    with pytest.raises(ValueError, match="contamination"):
+        MaskedAnomalyDetector(**FAST, threshold=1.0, contamination=0.9).fit(x)
+
+
+def test_fit_scores_a_seeded_sample_of_large_tables():
+    detector = MaskedAnomalyDetector(random_state=3)
+    detector.seed_ = 3
+    sample = detector._sample(FIT_SCORE_ROWS + 500)
+    assert len(sample) == FIT_SCORE_ROWS and (np.diff(sample) > 0).all()
+    np.testing.assert_array_equal(sample, detector._sample(FIT_SCORE_ROWS + 500))
+    np.testing.assert_array_equal(detector._sample(10), np.arange(10))
+
+
+def test_auto_error_models(tmp_path, no_pickle):
+    rng = np.random.default_rng(0)
+    frame = mixed_frame(n=200)
+    frame["spiky"] = rng.normal(size=200) * np.where(rng.random(200) < 0.03, 100.0, 1.0)  # heavy-tailed
+    detector = MaskedAnomalyDetector(**FAST, n_masks=2, refit=False).fit(frame)
+    assert detector.cauchy_.shape == (len(SCORE_RATIOS), 4)
+    assert not detector.cauchy_[:, 1].any()  # "kind" is categorical: cross-entropy, never log1p
+    assert detector.cauchy_[:, 3].all()  # the heavy-tailed column gets the Cauchy error
+    raw = detector._raw_errors(frame)  # squared errors / cross-entropies
+    expected = np.where(detector.cauchy_[:, None, :], np.log1p(raw), raw)
+    np.testing.assert_allclose(detector.cell_errors(frame), expected, rtol=1e-12)
+    detector.save(tmp_path / "det")
+    restored = MaskedAnomalyDetector.load(tmp_path / "det")
+    np.testing.assert_array_equal(restored.cauchy_, detector.cauchy_)
+    np.testing.assert_array_equal(restored.anomaly_score(frame), detector.anomaly_score(frame))
