@@ -99,10 +99,11 @@ def load_one(path: Path, name: str, device: str) -> LoadedRun:
 
         model, tokenizer, _ = load_lm_run(path, device)
         return LoadedRun(name, kind, path, model.eval(), tokenizer=tokenizer)
-    from masklab.estimators import MaskedAnomalyDetector, MaskedImputer
+    from masklab.estimators import MaskedImputer
+    from masklab.recipes.table import load_detector
 
     imputer = MaskedImputer.from_run(path, device=device)
-    detector = MaskedAnomalyDetector.from_run(path, n_masks=4, random_state=0, device=device)
+    detector = load_detector(path, device=device)  # the run's stored scoring: the same scores as `masklab score`
     return LoadedRun(name, kind, path, imputer, detector=detector)
 
 
