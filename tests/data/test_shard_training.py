@@ -4,6 +4,7 @@ import sys
 
 import torch
 
+from masklab.core.contract import saved_config
 from masklab.data.lm import LMWindows, split_by_position, token_stream
 from masklab.data.shards import PreparedCorpus, ShardBlocksData, TokenSpan
 from masklab.data.shards.prepare import prepare_corpus
@@ -37,7 +38,7 @@ def test_mlm_from_shards_equals_in_memory(corpus_file, tmp_path, monkeypatch):
     models = {}
     for name, data in datasets.items():
         models[name] = _bert(tokenizer)
-        fit(models[name], data, cfg, tmp_path / name, model_config=models[name].config(), progress=False)
+        fit(models[name], data, cfg, tmp_path / name, model_config=saved_config(models[name]), progress=False)
     losses = {name: [r["loss"] for r in read_metrics(tmp_path / name / "metrics.jsonl")] for name in datasets}
     assert losses["shards"] == losses["memory"] and len(losses["memory"]) == 6
     for key, value in models["memory"].state_dict().items():

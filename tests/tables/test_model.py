@@ -141,12 +141,12 @@ def test_config_round_trip_through_registry():
 
 def test_configs_with_removed_options_load_when_they_used_the_defaults():
     model = tiny_model()
-    saved = {**model.model_config(), "numeric_loss": "mse", "nll_beta": 0.5, "trim_fraction": 0.0}  # 0.x runs
+    saved = {**saved_config(model), "numeric_loss": "mse", "nll_beta": 0.5, "trim_fraction": 0.0}  # 0.x runs
     loaded = TableMAE.from_config(saved)
     assert loaded.config == model.config
     loaded.load_state_dict(model.state_dict())  # strict: same keys
     with pytest.raises(ValueError, match="trim_fraction, which masklab no longer supports"):
-        TableMAE.from_config({**model.model_config(), "trim_fraction": 0.1})
+        TableMAE.from_config({**saved_config(model), "trim_fraction": 0.1})
 
 
 def test_all_hidden_pattern_is_broadcast_from_one_row(gen):

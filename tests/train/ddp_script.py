@@ -123,8 +123,8 @@ def build_mlm_shards(root: str):
     bert = BertConfig(vocab_size=tok.vocab_size, dim=32, depth=1, heads=2, max_len=16)
     model = BertForMLM(MLMConfig(bert=bert, mask_id=tok.mask_id, special_ids=tok.special_ids, masking="whole_word"))
     data = ShardBlocksData(PreparedCorpus(root), 16, cls_id=tok.cls_id, sep_id=tok.sep_id, pad_id=tok.pad_id)
-    with_mask_digest(model, lambda batch, g: model.mask_batch(batch, g)[1])
-    return model, data, model.config()
+    with_mask_digest(model, lambda batch, g: model.draw(batch, g).masked)
+    return model, data, saved_config(model)
 
 
 def build(name: str, shards: str | None = None):

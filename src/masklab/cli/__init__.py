@@ -27,14 +27,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("downstream", "features of a trained run for every example of a dataset (no random masking)"),
     "fill": ("text", "predict the [MASK] tokens of a text with a trained MLM"),
     "finetune": ("downstream", "fine-tune a pretrained run on a labelled task"),
+    "forecast": ("series", "forecast the next H steps of series with a series run (held-out tail MSE first)"),
     "generate": ("text", "continue text prompts with a trained causal LM run"),
-    "impute": ("table", "fill missing cells of a CSV / Parquet table with a trained table run"),
+    "impute": ("table", "fill missing cells of a CSV / Parquet table (or NaN steps of series) with a trained run"),
     "info": ("info", "describe a training run directory"),
     "inpaint": ("images", "fill the white region of MASK.png in IMAGE with an MAE run"),
     "masks": ("masks", "render example masks of each generator as a PNG"),
     "perplexity": ("text", "next-token loss / perplexity of a causal LM run on text"),
     "prepare": ("prepare", "tokenise a text corpus once into memory-mapped shards (for pretrain mlm / clm --data)"),
-    "pretrain": ("pretrain", "masked pretraining (mae, mlm, clm, table)"),
+    "pretrain": ("pretrain", "masked pretraining (mae, mlm, clm, table, series)"),
     "probe": ("downstream", "linear-probe and k-NN accuracy of frozen features vs raw-input and random-encoder "
               "baselines"),
     "reconstruct": ("images", "grid of original | masked | reconstruction | reconstruction + visible (MAE runs)"),
@@ -57,7 +58,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The parser for ``argv``: every subcommand listed, only the chosen one's arguments added."""
     parser = argparse.ArgumentParser(
         prog="masklab",
-        description="Masked modeling for images, text and tables (True = masked/hidden everywhere).",
+        description="Masked modeling for images, text, tables and time series (True = masked/hidden everywhere).",
     )
     parser.add_argument("--version", action="version", version=f"masklab {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -13,6 +13,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "mlm": ("pretrain_mlm", "BERT masked language modeling on text"),
     "clm": ("pretrain_clm", "GPT causal language modeling on text"),
     "table": ("pretrain_table", "Tabular masked autoencoder (TableMAE) on CSV / Parquet / built-in tables"),
+    "series": ("pretrain_series", "Masked patch transformer (PatchTST) on variable-length time series"),
 }
 
 

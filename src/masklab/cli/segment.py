@@ -23,7 +23,7 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
         parts = ()
     if len(parts) != 4:
         raise argparse.ArgumentTypeError(f"expected a box x0,y0,x1,y1 in pixels, got {text!r}")
-    return parts  # type: ignore[return-value]
+    return parts
 
 
 def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> None:
@@ -122,8 +122,10 @@ def _edit(args: argparse.Namespace) -> int:
         out = edit.blur_background(image, subject, args.radius)
     elif args.replace_background is not None:
         out = edit.replace_background(image, subject, edit.read_image(args.replace_background, image.shape[2]))
-    else:
+    elif mae is not None:  # --remove-subject (the action group is required, so it is the one left)
         out = edit.remove_subject(mae, image, subject)
+    else:
+        raise ValueError("choose one of --remove-background, --blur-background, --replace-background, --remove-subject")
     path = edit.save_png(args.output, out)
     print(f"wrote {path} ({int(subject.sum())} subject pixels of {subject.size})")
     return 0

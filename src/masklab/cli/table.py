@@ -1,4 +1,5 @@
-"""``masklab impute`` and ``masklab score``: table runs (:mod:`masklab.recipes.table`)."""
+"""``masklab impute`` and ``masklab score``: table runs (:mod:`masklab.recipes.table`); ``impute`` on a series
+run goes to :mod:`masklab.cli.series`."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ OUTPUT.explain.png (the --explain-rows highest-scoring rows)."""
 
 def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("run", metavar="RUN", help="run of 'masklab pretrain table' (score: or a saved detector)")
+    parser.add_argument(
+        "run", metavar="RUN", help="run of 'masklab pretrain table' (impute: or 'series'; score: or a saved detector)"
+    )
     if name == "impute":
         parser.description = IMPUTE_HELP
         parser.add_argument("input", metavar="INPUT", help="CSV or Parquet file with missing cells (empty / NA / NaN)")
@@ -63,7 +66,13 @@ def _chunked(args: argparse.Namespace, name: str) -> int:
 
 def _impute(args: argparse.Namespace) -> int:
     from masklab.recipes.table import impute
+    from masklab.train.run import Run
 
+    run = Run(args.run)
+    if run.config_path.is_file() and run.kind() == "series":  # a series file in, .npz (values + lengths) out
+        from masklab.cli.series import impute as impute_series
+
+        return impute_series(args)
     if args.chunk_rows is not None:
         return _chunked(args, "impute")
     r = impute(args.run, args.input, args.output, exclude=names(args.exclude), handle_unknown=args.handle_unknown,

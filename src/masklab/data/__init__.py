@@ -14,6 +14,12 @@ class DataSpec:
     builtin: str | None = None
     path: Path | None = None
 
+    def require_path(self) -> Path:
+        """The filesystem path; a ``ValueError`` for a built-in dataset (which has none)."""
+        if self.path is None:
+            raise ValueError(f"--data builtin:{self.builtin}: expected a filesystem path here, not a built-in dataset")
+        return self.path
+
 
 def parse_data_spec(spec: str, *, known_builtins: tuple[str, ...] = ()) -> DataSpec:
     """Parse ``builtin:NAME`` or a path. Unknown built-in names and missing paths raise a clear error."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from torch import Tensor
 
 from masklab.data.image_augment import Augment, ImageBatch, random_resized_crop
 from masklab.data.image_files import IMAGE_SUFFIXES, image_to_array, is_gray, open_image
+
+if TYPE_CHECKING:
+    import tarfile
 
 INDEX_VERSION = 1
 
@@ -50,9 +54,9 @@ def index_image_folder(root: str | Path, *, cache: str | Path | None = None, ski
     if cache is not None and Path(cache).is_file():
         saved = json.loads(Path(cache).read_text(encoding="utf-8"))
         if saved.get("key") == key and sorted(saved["paths"] + saved["skipped"]) == paths:
-            labels = saved["labels"]
+            saved_labels = saved["labels"]
             return ImageIndex(str(root), tuple(saved["paths"]), tuple(saved["gray"]),
-                              None if labels is None else tuple(labels), tuple(saved["class_names"]),
+                              None if saved_labels is None else tuple(saved_labels), tuple(saved["class_names"]),
                               tuple(saved["skipped"]))  # fmt: skip
     kept, gray, skipped = [], [], []
     for path in paths:
@@ -67,7 +71,8 @@ def index_image_folder(root: str | Path, *, cache: str | Path | None = None, ski
     if not kept:
         raise ValueError(f"{root}: none of the {len(paths)} image files could be read")
     rel = [Path(p).relative_to(root) for p in kept]
-    labels, names = None, ()
+    labels: tuple[int, ...] | None = None
+    names: tuple[str, ...] = ()
     if all(len(r.parts) > 1 for r in rel):
         names = tuple(sorted({r.parts[0] for r in rel}))
         labels = tuple(names.index(r.parts[0]) for r in rel)
@@ -108,7 +113,7 @@ def index_tar_shards(tars: list[Path], *, skip_bad: bool = False) -> ImageIndex:
                     continue
                 name = f"{tar_path}{TAR_SEP}{image.offset_data}:{image.size}:{image.name}"
                 try:
-                    with Image.open(io.BytesIO(tar.extractfile(image).read())) as img:
+                    with Image.open(io.BytesIO(_member_bytes(tar, image, tar_path))) as img:
                         gray.append(is_gray(img))
                 except (OSError, UnidentifiedImageError, ValueError) as err:
                     if not skip_bad:
@@ -117,13 +122,22 @@ def index_tar_shards(tars: list[Path], *, skip_bad: bool = False) -> ImageIndex:
                     continue
                 paths.append(name)
                 cls = parts.get("cls")
-                labels.append(int(tar.extractfile(cls).read().decode().strip()) if cls is not None else None)
+                labels.append(int(_member_bytes(tar, cls, tar_path).decode().strip()) if cls is not None else None)
     if not paths:
         raise ValueError(f"no images found in {', '.join(map(str, tars))}")
-    labelled = all(label is not None for label in labels)
-    names = tuple(str(c) for c in sorted(set(labels))) if labelled else ()
+    known = [label for label in labels if label is not None]
+    labelled = len(known) == len(labels)
+    names = tuple(str(c) for c in sorted(set(known))) if labelled else ()
     root = str(tars[0].parent if len(tars) > 1 else tars[0])
-    return ImageIndex(root, tuple(paths), tuple(gray), tuple(labels) if labelled else None, names, tuple(skipped))
+    return ImageIndex(root, tuple(paths), tuple(gray), tuple(known) if labelled else None, names, tuple(skipped))
+
+
+def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo, tar_path: Path) -> bytes:
+    """The bytes of a regular-file member of ``tar`` (``extractfile`` gives None for anything else)."""
+    handle = tar.extractfile(member)
+    if handle is None:
+        raise ValueError(f"{tar_path}: member {member.name} is not a regular file")
+    return handle.read()
 
 
 def _open_member(name: str):
@@ -168,7 +182,8 @@ class ImageFolderStream:
             raise ValueError(f"the model takes 1-channel (gray) images but {colour[0]} has 3 colour channels")
         labels = None if index.labels is None else torch.tensor(index.labels)
         note = f" ({len(index.skipped)} unreadable skipped)" if index.skipped else ""
-        return cls(index.paths, tuple(image_size), channels, labels, index.class_names, f"{index.root}{note}",
+        height, width = image_size
+        return cls(index.paths, (height, width), channels, labels, index.class_names, f"{index.root}{note}",
                    min_side=min_side)  # fmt: skip
 
     def __len__(self) -> int:

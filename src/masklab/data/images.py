@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -36,6 +37,9 @@ from masklab.data.image_files import (
     is_gray,
     open_image,
 )
+
+if TYPE_CHECKING:
+    from masklab.data.image_stream import ImageFolderStream
 
 BUILTINS = ("mnist5k", "digits", "photos", "synthetic-subjects")
 # scikit-image photos that ship inside the wheel (others need pooch and a download).
@@ -330,7 +334,7 @@ def load_images(
     min_side: int = 1,
     stream: bool = False,
     index_cache: str | Path | None = None,
-) -> ImageDataset:
+) -> ImageDataset | ImageFolderStream:
     """Load ``--data`` (a folder, ``.npy``/``.npz`` file or ``builtin:NAME``) as an :class:`ImageDataset`.
 
     ``stream=True`` reads a folder lazily instead (:class:`masklab.data.image_stream.ImageFolderStream`, same
@@ -342,21 +346,23 @@ def load_images(
     parsed = parse_data_spec(spec, known_builtins=BUILTINS)
     if parsed.builtin is not None:
         dataset = load_builtin(parsed.builtin)
-    elif stream and image_size is not None and (parsed.path.is_dir() or parsed.path.suffix == ".tar"):
-        from masklab.data import image_stream as lazy
-
-        tars = [parsed.path] if parsed.path.suffix == ".tar" else sorted(parsed.path.glob("*.tar"))
-        if tars:  # WebDataset shards: a .tar, or a folder of them
-            index = lazy.index_tar_shards(tars, skip_bad=skip_bad)
-        else:
-            index = lazy.index_image_folder(parsed.path, cache=index_cache, skip_bad=skip_bad)
-        return lazy.ImageFolderStream.from_index(index, image_size=image_size, channels=channels, min_side=min_side)
-    elif parsed.path.is_dir():
-        dataset = load_image_folder(
-            parsed.path, image_size=image_size, channels=channels, skip_bad=skip_bad, min_side=min_side
-        )
     else:
-        dataset = load_array_file(parsed.path)
+        path = parsed.require_path()
+        if stream and image_size is not None and (path.is_dir() or path.suffix == ".tar"):
+            from masklab.data import image_stream as lazy
+
+            tars = [path] if path.suffix == ".tar" else sorted(path.glob("*.tar"))
+            if tars:  # WebDataset shards: a .tar, or a folder of them
+                index = lazy.index_tar_shards(tars, skip_bad=skip_bad)
+            else:
+                index = lazy.index_image_folder(path, cache=index_cache, skip_bad=skip_bad)
+            return lazy.ImageFolderStream.from_index(index, image_size=image_size, channels=channels, min_side=min_side)
+        if path.is_dir():
+            dataset = load_image_folder(
+                path, image_size=image_size, channels=channels, skip_bad=skip_bad, min_side=min_side
+            )
+        else:
+            dataset = load_array_file(path)
     if channels is not None and dataset.channels != channels:
         raise ValueError(f"--data {spec} has {dataset.channels}-channel images; the model takes {channels} channel(s)")
     if min(dataset.image_size) < min_side:

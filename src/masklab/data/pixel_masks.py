@@ -60,7 +60,7 @@ def read_mask(path: str | Path, *, kind: str = "binary", allow_empty: bool = Fal
             shown = ", ".join(str(v) for v in found[:6]) + (", ..." if len(found) > 6 else "")
             raise ValueError(f"mask {path} is not binary: it holds {len(found)} distinct values ({shown}); "
                              "expected only 0 and 255 (or 0 and 1)")  # fmt: skip
-        out = values > 0
+        out: np.ndarray = values > 0
     else:
         out = values
     if not allow_empty and not (out > 0).any():
@@ -258,7 +258,7 @@ def load_segmentation(
         if image_size is not None and tuple(image_size) != dataset.image_size:
             raise ValueError(f"builtin:{parsed.builtin} is {dataset.image_size[0]}x{dataset.image_size[1]}; "
                              f"the model takes {image_size[0]}x{image_size[1]}")  # fmt: skip
-    elif parsed.path.is_dir():
+    elif parsed.path is not None and parsed.path.is_dir():
         dataset = load_mask_folder(parsed.path, image_size=image_size, channels=channels, kind=kind,
                                    min_side=min_side)  # fmt: skip
     else:

@@ -18,6 +18,7 @@ from masklab.data.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, _suffix
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow.parquet as pq
 
 
 def iter_table_chunks(path: str | Path, chunk_rows: int = 100_000) -> Iterator[pd.DataFrame]:
@@ -62,7 +63,7 @@ class ChunkWriter:
             raise ValueError(f"-o {self.target}: unknown output format {self.suffix!r} (use .csv or .parquet)")
         self.target.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.target.parent / f".{self.target.name}.{secrets.token_hex(6)}.tmp"
-        self._parquet = None
+        self._parquet: pq.ParquetWriter | None = None
         self.rows = 0
 
     def write(self, frame: pd.DataFrame) -> None:

@@ -128,13 +128,13 @@ def read_corpus(
     for file in files:
         folder_label = file.parent.name if by_folder else None
         if file.suffix == ".jsonl":
-            docs, labels = _read_jsonl(file, text_field, label_field)
-            labels = [folder_label if lab is None else lab for lab in labels]
+            docs, doc_labels = _read_jsonl(file, text_field, label_field)
+            doc_labels = [folder_label if lab is None else lab for lab in doc_labels]
         else:
             content = read_text_file(file)
             docs = content.splitlines() if per == "line" else [content]
-            labels = [folder_label] * len(docs)
-        for i, (doc, label) in enumerate(zip(docs, labels, strict=True)):
+            doc_labels = [folder_label] * len(docs)
+        for i, (doc, label) in enumerate(zip(docs, doc_labels, strict=True)):
             if doc.strip():
                 texts.append(doc)
                 raw_labels.append(label)
@@ -169,7 +169,7 @@ def load_text_corpus(spec: str, **read_kwargs) -> TextCorpus:
     parsed = parse_data_spec(spec, known_builtins=TEXT_BUILTINS)
     if parsed.builtin is not None:
         return load_builtin(parsed.builtin)
-    return read_corpus(parsed.path, **read_kwargs)
+    return read_corpus(parsed.require_path(), **read_kwargs)
 
 
 # ------------------------------------------------------------------------------------------------- splits
@@ -188,10 +188,11 @@ def stratified_split(labels: Sequence[int], test_fraction: float, seed: int) -> 
         raise ValueError(f"test fraction must be in (0, 1), got {test_fraction}")
     g = torch.Generator().manual_seed(seed)
     labels_t = torch.as_tensor(list(labels))
-    train, test = [], []
+    train: list[int] = []
+    test: list[int] = []
     for c in sorted(set(labels_t.tolist())):
-        members = torch.nonzero(labels_t == c).flatten()
-        members = members[torch.randperm(len(members), generator=g)].tolist()
+        in_class = torch.nonzero(labels_t == c).flatten()
+        members: list[int] = in_class[torch.randperm(len(in_class), generator=g)].tolist()
         cut = round(len(members) * test_fraction)
         if cut == 0 or cut == len(members):
             raise ValueError(f"class {c} has {len(members)} examples: too few to put some in both train and test")

@@ -19,6 +19,8 @@ MODEL_KINDS: dict[str, tuple[str, str]] = {
     "table": ("masklab.models.table.model", "TableMAE"),
     "mlm": ("masklab.models.mlm.model", "BertForMLM"),
     "mae": ("masklab.models.mae.model", "MAE"),
+    "series": ("masklab.models.series.model", "PatchTST"),
+    "series-classifier": ("masklab.models.series.classifier", "SeriesClassifier"),
     "segment": ("masklab.models.segment.model", "Segmenter"),
 }
 

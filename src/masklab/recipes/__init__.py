@@ -44,6 +44,12 @@ _EXPORTS = {
     "blur_background": "edit",
     "replace_background": "edit",
     "remove_subject": "edit",
+    "pretrain_series": "series_tasks",
+    "forecast_series": "series_tasks",
+    "impute_series": "series_tasks",
+    "embed_series": "series_tasks",
+    "probe_series": "series_tasks",
+    "finetune_series": "series_tasks",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -12,7 +12,7 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,6 +21,9 @@ from masklab.recipes.common import TrainOptions, train_config, train_run
 from masklab.tokenizers.text import TokenizerKind
 from masklab.train import FitResult
 from masklab.train.run import Run
+
+if TYPE_CHECKING:
+    from masklab.data.shards import TokenSpan
 
 LM_INFO = "lm.json"
 DEFAULT_DATA = "builtin:shakespeare"
@@ -110,7 +113,7 @@ def pretrain_clm(
     """
     from masklab.core.contract import preset_config, saved_config
     from masklab.data.lm import LMWindows, split_by_position
-    from masklab.data.text import load_text_corpus
+    from masklab.data.text import TextCorpus, load_text_corpus
     from masklab.models.clm import GPT, GPTConfig, evaluate_nll
     from masklab.models.clm.model import PRESETS
     from masklab.tokenizers.text import TextTokenizer
@@ -125,14 +128,15 @@ def pretrain_clm(
     }  # fmt: skip
     if not resume:
         run.check_fresh()
-    shards = None
+    source: Path | TextCorpus  # the prepared folder (shards), or a built-in corpus in memory
     if not data.startswith("builtin:"):  # tokenised once into RUN/prepared, then memory-mapped
         from masklab.data.shards import prepared_for_run
 
         tok_file = Path(init_from) / "tokenizer.json" if init_from else tokenizer
-        shards = prepared_for_run(data, run.path, tokenizer=tok_file, tokenizer_kind=tokenizer_kind,
+        source = prepared_for_run(data, run.path, tokenizer=tok_file, tokenizer_kind=tokenizer_kind,
                                   vocab_size=vocab_size, lowercase=False, workers=train.workers)  # fmt: skip
-    corpus = load_text_corpus(data) if shards is None else None
+    else:
+        source = load_text_corpus(data)
     if init_from:
         given = {"dim": dim, "depth": depth, "heads": heads, "dropout": dropout, "tokenizer": tokenizer}
         clash = [f"--{k}" for k, v in given.items() if v is not None]
@@ -144,14 +148,14 @@ def pretrain_clm(
             raise ValueError(f"--context {context} exceeds the {model.config.context} positions of {init_from}")
         print(f"masklab: starting from {init_from}")
     else:
-        if shards is not None:
-            tok = TextTokenizer.load(shards / "tokenizer.json")
+        if isinstance(source, Path):
+            tok = TextTokenizer.load(source / "tokenizer.json")
         elif resume and (run.path / "tokenizer.json").is_file():
             tok = TextTokenizer.load(run.path / "tokenizer.json")
         elif tokenizer:
             tok = TextTokenizer.load(tokenizer)
         else:  # character LMs keep case: capitals carry speaker names and sentence starts in Shakespeare
-            tok = TextTokenizer.train(corpus.texts, tokenizer_kind, vocab_size=vocab_size, lowercase=False)
+            tok = TextTokenizer.train(source.texts, tokenizer_kind, vocab_size=vocab_size, lowercase=False)
         if preset not in PRESETS:
             raise ValueError(f"--preset {preset!r} is unknown; known: {', '.join(PRESETS)}")
         sizes = {"context": context, "dim": dim, "depth": depth, "heads": heads, "dropout": dropout}
@@ -166,18 +170,22 @@ def pretrain_clm(
         )
         context = model.config.context
     model.train()
-    if shards is None:
-        stream = encode_stream(tok, corpus.texts)
+    train_tokens: torch.Tensor | TokenSpan  # an in-memory stream, or one read from the shards on demand
+    val_tokens: torch.Tensor | TokenSpan
+    if isinstance(source, TextCorpus):
+        stream = encode_stream(tok, source.texts)
         train_tokens, val_tokens = split_by_position(stream, val_fraction)
-        documents = len(corpus)
+        documents = len(source)
+        n_tokens = len(stream)
     else:
         from masklab.data.shards import PreparedCorpus, TokenSpan
 
-        stream = TokenSpan(PreparedCorpus(shards))
-        train_tokens, val_tokens = stream.split(val_fraction)
-        documents = stream.corpus.index["documents"]
+        span = TokenSpan(PreparedCorpus(source))
+        train_tokens, val_tokens = span.split(val_fraction)
+        documents = span.corpus.index["documents"]
+        n_tokens = len(span)
     windows = LMWindows(train_tokens, context)
-    print(f"masklab: {documents} documents -> {len(stream):,} tokens ({len(val_tokens):,} held out); vocab "
+    print(f"masklab: {documents} documents -> {n_tokens:,} tokens ({len(val_tokens):,} held out); vocab "
           f"{tok.vocab_size}; {model.num_parameters():,} parameters")  # fmt: skip
     options = train.with_defaults(batch_size=12, lr=1e-3, min_lr=1e-4, weight_decay=0.1, warmup=100, log_every=50,
                                   ckpt_every=250, seed=0, device="auto")  # fmt: skip
@@ -185,7 +193,7 @@ def pretrain_clm(
     if cfg.warmup_steps > cfg.steps // 2:  # short runs (tests, small budgets) still get a decay phase
         cfg = dataclasses.replace(cfg, warmup_steps=cfg.steps // 10)
     info = {"data": data, "val_fraction": val_fraction, "tokenizer_sha256": tok.fingerprint, "context": context,
-            "init_from": init_from, "tokens": len(stream), "train_tokens": len(train_tokens),
+            "init_from": init_from, "tokens": n_tokens, "train_tokens": len(train_tokens),
             "val_tokens": len(val_tokens)}  # fmt: skip
     with run.lock():  # eval.json too is written under the run's lock
         result = train_run(run, model, windows, cfg, model_config=saved_config(model), recipe="pretrain_clm",

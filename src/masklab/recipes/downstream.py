@@ -11,9 +11,21 @@ from masklab.train.run import Run
 
 # task -> kind -> (module, function)
 _TASKS: dict[str, dict[str, tuple[str, str]]] = {
-    "embed": {"mae": ("mae_tasks", "embed_mae"), "mlm": ("mlm_tasks", "embed_mlm")},
-    "probe": {"mae": ("mae_tasks", "probe_mae"), "mlm": ("mlm_tasks", "probe_mlm")},
-    "finetune": {"mae": ("mae_tasks", "finetune_mae"), "mlm": ("mlm_tasks", "finetune_mlm")},
+    "embed": {
+        "mae": ("mae_tasks", "embed_mae"),
+        "mlm": ("mlm_tasks", "embed_mlm"),
+        "series": ("series_tasks", "embed_series"),
+    },
+    "probe": {
+        "mae": ("mae_tasks", "probe_mae"),
+        "mlm": ("mlm_tasks", "probe_mlm"),
+        "series": ("series_tasks", "probe_series"),
+    },
+    "finetune": {
+        "mae": ("mae_tasks", "finetune_mae"),
+        "mlm": ("mlm_tasks", "finetune_mlm"),
+        "series": ("series_tasks", "finetune_series"),
+    },
 }
 
 

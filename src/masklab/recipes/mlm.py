@@ -128,7 +128,7 @@ def pretrain_mlm(
     from masklab.core.contract import preset_config, saved_config
     from masklab.core.device import resolve_device
     from masklab.data.shards import PreparedCorpus, ShardBlocksData, prepared_for_run
-    from masklab.data.text import TextBlocksData, holdout_split, load_text_corpus, pack_sequences
+    from masklab.data.text import TextBlocksData, TokenBlocks, holdout_split, load_text_corpus, pack_sequences
     from masklab.interop.hf.masked_lm import load_hf_mlm, save_hf_mlm
     from masklab.models.mlm import PRESETS as BERT_PRESETS
     from masklab.models.mlm import BertConfig, BertForMLM, MLMConfig
@@ -180,6 +180,8 @@ def pretrain_mlm(
         raise ValueError(f"--seq-len {seq_len} exceeds the model's {model.config.bert.max_tokens} positions")
 
     pack = dict(sep_id=tok.sep_id, pad_id=tok.pad_id, cls_id=tok.cls_id)
+    blocks: TextBlocksData | ShardBlocksData  # training rows: packed in memory, or read from the shards
+    held: ShardBlocksData | TokenBlocks  # held-out rows: the end of the shards, or held-out documents packed
     if shards is None:
         encoded = tok.encode_batch(corpus.subset(train_idx).texts, add_special_tokens=False)
         blocks, source = TextBlocksData(pack_sequences(encoded, seq_len, **pack)), f"{len(corpus)} documents"

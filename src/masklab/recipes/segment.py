@@ -172,9 +172,10 @@ def train_segmenter(
     seg = Segmenter(config)
     if not random_init:
         seg.load_encoder(mae)
-    train = dataset.subset(train_idx).with_flip(flip)
+    subset = dataset.subset(train_idx).with_flip(flip)
+    train: SegmentationDataset | CachedTokens = subset
     if config.freeze_encoder:  # the encoder never changes: encode every training image once, not every step
-        train = CachedTokens(seg, train)
+        train = CachedTokens(seg, subset)
     batch_size = min(batch_size, len(train))
     if steps is None:
         if not epochs > 0:

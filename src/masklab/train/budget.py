@@ -8,7 +8,7 @@ import time
 import torch
 from torch import nn
 
-from masklab.core.contract import TrainData
+from masklab.core.contract import Trainable, TrainData
 from masklab.core.device import resolve_device
 from masklab.train.config import TrainConfig
 from masklab.train.loop import move_to, resolve_precision
@@ -31,6 +31,8 @@ def seconds_per_step(model: nn.Module, data: TrainData, cfg: TrainConfig, *, tri
     device = resolve_device(cfg.device)
     amp_dtype = resolve_precision(cfg.precision, device)
     probe = copy.deepcopy(model).to(device).train()
+    if not isinstance(probe, Trainable):
+        raise TypeError(f"{type(model).__name__} has no training_loss(batch, generator) method")
     optimizer = build_optimizer(probe, cfg)
     generator = torch.Generator().manual_seed(0)
     micro = cfg.batch_size // cfg.grad_accum

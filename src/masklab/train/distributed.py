@@ -36,11 +36,15 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+if TYPE_CHECKING:
+    from torch.distributed.fsdp import FSDPModule
+    from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass(frozen=True)
@@ -171,7 +175,7 @@ def _fsdp_root(wrapped: nn.Module) -> nn.Module | None:
         return None
     from torch.distributed.fsdp import FSDPModule
 
-    root = getattr(wrapped, "_orig_mod", wrapped)
+    root: nn.Module = getattr(wrapped, "_orig_mod", wrapped)
     return root if isinstance(root, FSDPModule) else None
 
 
@@ -184,14 +188,18 @@ def gradient_sync(wrapped: nn.Module, info: DistInfo, enabled: bool) -> Iterator
         return
     root = _fsdp_root(wrapped)
     if root is None:
-        with wrapped.no_sync():
+        # DDP, possibly behind torch.compile's OptimizedModule (which forwards attribute reads to it); the cast
+        # is for nn.Module.__getattr__'s stub, which types every attribute as ``Tensor | Module``.
+        with cast("DistributedDataParallel", wrapped).no_sync():
             yield
         return
-    root.set_requires_gradient_sync(False)
+    # _fsdp_root only returns FSDPModule instances; the cast is for nn.Module.__getattr__'s stub.
+    fsdp_root = cast("FSDPModule", root)
+    fsdp_root.set_requires_gradient_sync(False)
     try:
         yield
     finally:
-        root.set_requires_gradient_sync(True)
+        fsdp_root.set_requires_gradient_sync(True)
 
 
 def local_value(value: Any) -> Any:
@@ -242,7 +250,10 @@ def full_state(wrapped: nn.Module, model: nn.Module, optimizer: torch.optim.Opti
     model_state = {name.removeprefix(_PREFIX): tensor for name, tensor in weights.items()}
     # Hyper-parameters and the index lists come from the local optimizer: identical on every rank.
     groups = optimizer.state_dict()["param_groups"]
-    optim_state = {"state": {index[name]: entries for name, entries in optim.get("state", {}).items()},
+    state = optim.get("state", {})
+    if not isinstance(state, dict):
+        raise TypeError(f"get_optimizer_state_dict returned a 'state' of type {type(state).__name__}, expected a dict")
+    optim_state = {"state": {index[name]: entries for name, entries in state.items()},
                    "param_groups": groups}  # fmt: skip
     return _StateView(model_state), _StateView(optim_state)
 

@@ -22,7 +22,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -150,6 +150,10 @@ class PreparedCorpus:
             self._maps[k] = (ids, words, docs)
         return self._maps[k]
 
+    @overload
+    def read(self, start: int, stop: int, *, words: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
+    @overload
+    def read(self, start: int, stop: int, *, words: bool = False) -> tuple[np.ndarray, np.ndarray | None]: ...
     def read(self, start: int, stop: int, *, words: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Stream positions ``[start, stop)`` -> (ids int64, word ids int64 or None); may span shards."""
         if not 0 <= start <= stop <= self.length:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from masklab.data.shards.format import (
     shard_name,
     token_dtype,
 )
+
+if TYPE_CHECKING:
+    from masklab.tokenizers.text import TokenizerKind
 
 SETTINGS_NAME = "prepare.json"
 
@@ -201,7 +204,7 @@ def prepare_corpus(
     out: str | Path,
     *,
     tokenizer: str | Path | None = None,
-    tokenizer_kind: str = "wordpiece",
+    tokenizer_kind: TokenizerKind = "wordpiece",
     vocab_size: int = 8000,
     lowercase: bool = True,
     doc_per: str = "auto",

@@ -4,8 +4,12 @@ prepared once into the run's cache (``<run>/prepared``), so every text run train
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from masklab.data.shards.format import is_prepared
+
+if TYPE_CHECKING:
+    from masklab.tokenizers.text import TokenizerKind
 
 CACHE_NAME = "prepared"
 
@@ -15,7 +19,7 @@ def prepared_for_run(
     run_dir: str | Path,
     *,
     tokenizer: str | Path | None = None,
-    tokenizer_kind: str = "wordpiece",
+    tokenizer_kind: TokenizerKind = "wordpiece",
     vocab_size: int = 8000,
     lowercase: bool = True,
     doc_per: str = "auto",

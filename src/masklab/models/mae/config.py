@@ -45,7 +45,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # per-pixel head can draw subject boundaries; a one-block decoder keeps pretraining to minutes on a CPU.
     "mae-seg-32": dict(
         image_size=(32, 32), patch_size=4, dim=96, depth=4, heads=4,
-        decoder_dim=64, decoder_depth=1, decoder_heads=4, mlp_ratio=4.0,
+        decoder_dim=64, decoder_depth=1, decoder_heads=4,
     ),
     "mae-vit-t": dict(
         image_size=(224, 224), patch_size=16, dim=192, depth=12, heads=3,

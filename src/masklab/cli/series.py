@@ -1,0 +1,47 @@
+"""``masklab forecast RUN --horizon H``: continue each series with a series (PatchTST) run
+(:func:`masklab.recipes.series_tasks.forecast_series`). ``masklab impute`` on a series run is dispatched from
+:mod:`masklab.cli.table`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+FORECAST_HELP = """Scores the model on held-out tails first (the last H steps of every series long enough, forecast
+from the rest; MSE in the data's units against the last-value baseline), then forecasts H steps past the end of
+every series: -o OUT.npz saves them (values (N, H, C)), --plot PNG draws held-out forecasts with the horizon
+shaded."""
+
+
+def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = FORECAST_HELP
+    parser.add_argument("run", metavar="RUN", help="run directory of 'masklab pretrain series'")
+    parser.add_argument("--horizon", type=int, required=True, help="steps to forecast")
+    parser.add_argument("--data", default=None, help="series file or builtin:NAME (default: the run's data)")
+    parser.add_argument("-o", "--output", default=None, help="save the forecasts past each series' end (.npz)")
+    parser.add_argument("--plot", default=None, help="PNG of held-out forecasts with the horizon shaded")
+    parser.add_argument("--count", type=int, default=4, help="series in the plot (default 4)")
+    parser.add_argument("--device", default="cpu")
+    parser.set_defaults(func=_forecast)
+
+
+def _forecast(args: argparse.Namespace) -> int:
+    from masklab.recipes.series_tasks import forecast_series
+
+    r = forecast_series(args.run, args.horizon, data=args.data, output=args.output, plot=args.plot,
+                        count=args.count, device=args.device)  # fmt: skip
+    print(f"{r['name']}: {r['series']} series with more than {args.horizon} steps; held-out tail MSE "
+          f"model {r['mse']:.4g}, last value {r['mse_last_value']:.4g}")  # fmt: skip
+    if args.output:
+        print(f"masklab: wrote {r['forecasts']} forecasts of {args.horizon} steps -> {args.output}")
+    return 0
+
+
+def impute(args: argparse.Namespace) -> int:
+    """``masklab impute RUN INPUT -o OUT.npz`` on a series run: fill the NaN steps of a series file."""
+    from masklab.recipes.series_tasks import impute_series
+
+    r = impute_series(args.run, args.input, args.output, device=args.device)
+    print(f"masklab: filled {r['filled']} missing values in {r['series']} series -> {args.output}")
+    return 0

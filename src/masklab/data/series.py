@@ -1,0 +1,300 @@
+"""Variable-length multivariate time series: readers, the built-ins and the training dataset.
+
+Shape legend: ``N`` series, ``B`` batch, ``T`` time steps (the longest in the batch), ``C`` channels.
+
+A series is a float32 array ``(T_i, C)``; NaN marks a step that was not observed (never read as zero).
+A batch pads every series to the longest one and carries three tensors:
+
+* ``values``   float (B, T, C): the series, 0.0 where not observed or padded (the value is never used there);
+* ``padding``  bool (B, T), True = padded step past the series' end (not a real time step);
+* ``observed`` bool (B, T, C), True = a real, observed value (False for NaN and for padded steps).
+
+Sources (``--data``):
+
+* ``builtin:NAME``: UCR/UEA sets shipped in the ``sktime`` wheel (read offline, by path, from its ``.ts``
+  files): ``japanese-vowels`` (12 channels, lengths 7-29, 9 classes), ``basic-motions`` (6 channels, length
+  100, 4 classes), ``plaid`` (1 channel, lengths 100-1344, 11 classes). Train and test splits are kept.
+* ``.npy``: an object array of ``(T_i,)`` / ``(T_i, C)`` arrays, or a numeric ``(N, T)`` / ``(N, T, C)`` array.
+* ``.npz``: ``values`` as above, optional ``lengths`` (N,) (steps past a length are padding) and ``labels``.
+* ``.csv`` / ``.parquet`` in long format: one row per (series id, time step), a column per channel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from masklab.data import package_file, parse_data_spec
+
+BUILTINS = {"japanese-vowels": "JapaneseVowels", "basic-motions": "BasicMotions", "plaid": "PLAID"}
+DEFAULT_BUILTIN = "japanese-vowels"
+_SKTIME_HINT = "pip install --no-deps sktime scikit-base"
+
+
+@dataclass(frozen=True)
+class SeriesSet:
+    """``series``: N float32 arrays ``(T_i, C)`` (NaN = not observed); ``labels``: int (N,) or None;
+    ``classes``: the label names behind the ints; ``split``: ``"train"``/``"test"`` per series (built-ins)."""
+
+    series: list[np.ndarray]
+    name: str
+    labels: np.ndarray | None = None
+    classes: tuple[str, ...] = ()
+    split: np.ndarray | None = None
+    channels: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.series:
+            raise ValueError(f"{self.name}: no series")
+        widths = {s.shape[1] for s in self.series}
+        if len(widths) != 1:
+            raise ValueError(f"{self.name}: series have different channel counts {sorted(widths)}")
+        if self.labels is not None and len(self.labels) != len(self.series):
+            raise ValueError(f"{self.name}: {len(self.labels)} labels for {len(self.series)} series")
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    @property
+    def num_channels(self) -> int:
+        return self.series[0].shape[1]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([len(s) for s in self.series])
+
+    def subset(self, indices: np.ndarray | list[int]) -> SeriesSet:
+        idx = np.asarray(indices, dtype=int)
+        pick = lambda a: None if a is None else a[idx]  # noqa: E731
+        return SeriesSet([self.series[i] for i in idx], self.name, pick(self.labels), self.classes,
+                         pick(self.split), self.channels)  # fmt: skip
+
+    def part(self, split: str) -> SeriesSet:
+        """The ``"train"`` or ``"test"`` series of a built-in (ValueError for a set without splits)."""
+        if self.split is None:
+            raise ValueError(f"{self.name} has no train/test split; split it yourself (SeriesSet.subset)")
+        return self.subset(np.flatnonzero(self.split == split))
+
+
+def _as_series(array: np.ndarray, where: str) -> np.ndarray:
+    out = np.asarray(array, dtype=np.float32)
+    if out.ndim == 1:
+        out = out[:, None]
+    if out.ndim != 2 or out.shape[0] < 1:
+        raise ValueError(f"{where}: expected a (T,) or (T, C) array with T >= 1, got shape {out.shape}")
+    if np.isinf(out).any():
+        raise ValueError(f"{where}: infinite values (use NaN for steps that were not observed)")
+    return out
+
+
+def _encode_labels(raw: list | np.ndarray | None) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    if raw is None:
+        return None, ()
+    names = [str(v) for v in raw]
+    classes = tuple(sorted(set(names), key=lambda s: (len(s), s) if s.lstrip("-").isdigit() else (math.inf, s)))
+    lookup = {c: i for i, c in enumerate(classes)}
+    return np.array([lookup[n] for n in names], dtype=np.int64), classes
+
+
+# ------------------------------------------------------------------------------------------------ readers
+def read_ts(path: str | Path) -> tuple[list[np.ndarray], list[str]]:
+    """Series and class labels of a UCR/UEA ``.ts`` file (``@data`` rows ``c1 values:c2 values:label``;
+    ``?`` = missing). Only the plain layout (no timestamps) is read; anything else is an error naming the file."""
+    series, labels = [], []
+    in_data = False
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if not in_data:
+                if line.lower().startswith("@timestamps true"):
+                    raise ValueError(f"{path}: .ts files with timestamps are not supported")
+                in_data = line.lower() == "@data"
+                continue
+            *channels, label = line.split(":")
+            try:
+                rows = [[float("nan") if v == "?" else float(v) for v in c.split(",")] for c in channels]
+            except ValueError as err:
+                raise ValueError(f"{path}:{number}: not a number ({err})") from None
+            if len({len(r) for r in rows}) != 1:
+                raise ValueError(f"{path}:{number}: channels have different lengths")
+            series.append(_as_series(np.array(rows).T, f"{path}:{number}"))
+            labels.append(label.strip())
+    if not series:
+        raise ValueError(f"{path}: no @data rows")
+    return series, labels
+
+
+def _builtin(name: str) -> SeriesSet:
+    folder = BUILTINS[name]
+    series, labels, split = [], [], []
+    for part in ("train", "test"):
+        path = package_file("sktime", "datasets", "data", folder, f"{folder}_{part.upper()}.ts",
+                            install_hint=_SKTIME_HINT)  # fmt: skip
+        s, y = read_ts(path)
+        series += s
+        labels += y
+        split += [part] * len(s)
+    codes, classes = _encode_labels(labels)
+    return SeriesSet(series, f"builtin:{name}", codes, classes, np.array(split))
+
+
+def _from_array(values: np.ndarray, lengths: np.ndarray | None, where: str) -> list[np.ndarray]:
+    if values.dtype == object:
+        if lengths is not None:
+            raise ValueError(f"{where}: 'lengths' is only for a padded numeric array, not an object array")
+        return [_as_series(v, f"{where}[{i}]") for i, v in enumerate(values)]
+    if values.ndim not in (2, 3):
+        raise ValueError(f"{where}: expected (N, T) or (N, T, C) values, got shape {values.shape}")
+    values = values if values.ndim == 3 else values[..., None]
+    if lengths is None:
+        return [_as_series(v, f"{where}[{i}]") for i, v in enumerate(values)]
+    lengths = np.asarray(lengths)
+    if lengths.shape != (len(values),) or (lengths < 1).any() or (lengths > values.shape[1]).any():
+        raise ValueError(f"{where}: lengths must be ({len(values)},) ints in [1, {values.shape[1]}]")
+    return [_as_series(v[: int(n)], f"{where}[{i}]") for i, (v, n) in enumerate(zip(values, lengths, strict=True))]
+
+
+def _read_numpy(path: Path) -> SeriesSet:
+    if path.suffix == ".npy":
+        return SeriesSet(_from_array(np.load(path, allow_pickle=False), None, str(path)), str(path))
+    with np.load(path, allow_pickle=False) as archive:
+        if "values" not in archive:
+            raise ValueError(f"{path}: an .npz needs a 'values' array (found {sorted(archive.files)})")
+        lengths = archive.get("lengths")
+        series = _from_array(archive["values"], lengths, f"{path}:values")
+        raw = archive.get("labels")
+    codes, classes = _encode_labels(None if raw is None else list(raw))
+    return SeriesSet(series, str(path), codes, classes)
+
+
+def _read_object_npy(path: Path) -> SeriesSet:
+    # Object arrays need pickle to load; only ever for a file the user named, never for a run's own files.
+    values = np.load(path, allow_pickle=True)
+    return SeriesSet(_from_array(values, None, str(path)), str(path))
+
+
+def read_long_frame(frame, *, id_column: str, time_column: str, label: str | None, where: str) -> SeriesSet:
+    """Long-format rows (one per series id and time step) -> one series per id, ordered by time."""
+    missing = [c for c in (id_column, time_column, label) if c is not None and c not in frame.columns]
+    if missing:
+        raise ValueError(f"{where}: column(s) {missing} not found (columns: {list(frame.columns)})")
+    channels = [c for c in frame.columns if c not in (id_column, time_column, label)]
+    if not channels:
+        raise ValueError(f"{where}: no channel columns besides {id_column!r}, {time_column!r}")
+    bad = [c for c in channels if not np.issubdtype(frame[c].dtype, np.number)]
+    if bad:
+        raise ValueError(f"{where}: channel column(s) {bad} are not numeric")
+    series, labels = [], []
+    for key, group in frame.sort_values([id_column, time_column], kind="stable").groupby(id_column, sort=False):
+        if group[time_column].duplicated().any():
+            raise ValueError(f"{where}: series {key!r} has repeated {time_column!r} values")
+        series.append(_as_series(group[channels].to_numpy(np.float64), f"{where}: series {key!r}"))
+        if label is not None:
+            values = group[label].unique()
+            if len(values) != 1:
+                raise ValueError(f"{where}: series {key!r} has {len(values)} different {label!r} values")
+            labels.append(values[0])
+    codes, classes = _encode_labels(labels if label is not None else None)
+    return SeriesSet(series, where, codes, classes, channels=tuple(str(c) for c in channels))
+
+
+def load_series(
+    source: str, *, id_column: str = "id", time_column: str = "time", label: str | None = None, pickle: bool = False
+) -> SeriesSet:
+    """Read ``builtin:NAME`` or a ``.npy`` / ``.npz`` / ``.csv`` / ``.parquet`` file (see the module doc).
+
+    ``id_column``, ``time_column``, ``label``: the long-format columns (CSV / Parquet). ``pickle=True``
+    allows an object ``.npy`` (object arrays are stored with pickle: only for files you trust).
+    """
+    spec = parse_data_spec(source, known_builtins=tuple(BUILTINS))
+    if spec.builtin is not None:
+        return _builtin(spec.builtin)
+    path = spec.path
+    assert path is not None
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".csv.gz") else path.suffix.lower()
+    if suffix in (".npy", ".npz"):
+        try:
+            return _read_numpy(path)
+        except ValueError as err:
+            if "allow_pickle" not in str(err):
+                raise
+            if not pickle or suffix == ".npz":
+                raise ValueError(
+                    f"{path}: holds an object array (stored with pickle); pass pickle=True "
+                    "for a file you trust, or save padded values + lengths in .npz"
+                ) from None
+            return _read_object_npy(path)
+    if suffix in (".csv", ".csv.gz", ".parquet", ".pq"):
+        import pandas as pd
+
+        frame = pd.read_csv(path) if "csv" in suffix else pd.read_parquet(path)
+        return read_long_frame(frame, id_column=id_column, time_column=time_column, label=label, where=str(path))
+    raise ValueError(f"--data {path}: unknown series format {suffix!r} (use .npy, .npz, .csv or .parquet)")
+
+
+# ------------------------------------------------------------------------------------------------ batches
+@dataclass
+class SeriesBatch:
+    """values float (B, T, C) (0 where not observed / padded); padding bool (B, T) True = padded step;
+    observed bool (B, T, C) True = real observed value; labels long (B,) or None."""
+
+    values: torch.Tensor
+    padding: torch.Tensor
+    observed: torch.Tensor
+    labels: torch.Tensor | None = None
+
+
+def collate(series: list[np.ndarray], labels: np.ndarray | None = None, *, length: int | None = None) -> SeriesBatch:
+    """Pad ``series`` (each ``(T_i, C)``, NaN = not observed) to ``length`` (default: the longest)."""
+    longest = max(len(s) for s in series)
+    length = longest if length is None else length
+    if length < longest:
+        raise ValueError(f"length={length} is shorter than the longest series ({longest})")
+    channels = series[0].shape[1]
+    values = np.zeros((len(series), length, channels), dtype=np.float32)
+    observed = np.zeros((len(series), length, channels), dtype=bool)
+    padding = np.ones((len(series), length), dtype=bool)
+    for i, s in enumerate(series):
+        seen = ~np.isnan(s)
+        values[i, : len(s)] = np.where(seen, s, 0.0)
+        observed[i, : len(s)] = seen
+        padding[i, : len(s)] = False
+    y = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    return SeriesBatch(torch.from_numpy(values), torch.from_numpy(padding), torch.from_numpy(observed), y)
+
+
+class SeriesTrainData:
+    """A :class:`masklab.train.TrainData` over a :class:`SeriesSet`: each batch padded to its longest series.
+
+    ``max_length`` crops longer series to a random window of that many steps (drawn with the loop's generator)."""
+
+    def __init__(self, data: SeriesSet, *, max_length: int | None = None, with_labels: bool = False) -> None:
+        if with_labels and data.labels is None:
+            raise ValueError(f"{data.name}: has no labels to train a classifier on")
+        self.data = data
+        self.max_length = max_length
+        self.with_labels = with_labels
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def get_batch(self, indices: torch.Tensor, generator: torch.Generator) -> SeriesBatch:
+        picked = [self.data.series[int(i)] for i in indices]
+        if self.max_length is not None:
+            crops = []
+            for s in picked:
+                start = 0
+                if len(s) > self.max_length:
+                    start = int(torch.randint(len(s) - self.max_length + 1, (1,), generator=generator))
+                crops.append(s[start : start + self.max_length])
+            picked = crops
+        labels = None
+        if self.with_labels and self.data.labels is not None:
+            labels = self.data.labels[indices.numpy()]
+        return collate(picked, labels)

@@ -1,0 +1,84 @@
+"""Configuration of the masked series model (:class:`~masklab.models.series.model.PatchTST`) and its presets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from masklab.core.contract import ModelConfig
+from masklab.nn import TransformerConfig
+
+MASK_KINDS = ("random", "tail", "mixed")
+MISSING_FILLS = ("mean", "zero")
+
+# Non-overlapping patches (stride = patch_len) for masked pretraining, as PatchTST §3.3 prescribes: overlapping
+# patches would show a hidden patch's steps inside its visible neighbours.
+PRESETS: dict[str, dict[str, Any]] = {
+    "series-tiny": dict(patch_len=4, stride=4, dim=32, depth=2, heads=2, mlp_hidden=64, max_patches=64),
+    "series-small": dict(patch_len=8, stride=8, dim=64, depth=3, heads=4, mlp_hidden=128, max_patches=256),
+}
+
+
+@dataclass(frozen=True)
+class SeriesConfig(ModelConfig):
+    """Shape and masking of a channel-independent masked patch transformer (PatchTST).
+
+    ``channels``: C of the data; ``max_patches``: the longest series the position table covers
+    (``1 + ceil((T - patch_len) / stride)`` patches). ``mask_kind``: ``random`` (``mask_ratio`` of each
+    channel's real patches, PatchTST's 40%), ``tail`` (the last ``tail_patches`` real patches: forecasting)
+    or ``mixed`` (each series draws one of the two). ``missing``: what an unobserved step becomes, ``mean``
+    (0 after normalisation) or ``zero`` (raw 0, HF PatchTST's convention); ``loss_on_missing``: HF also
+    scores the reconstruction of unobserved steps, masklab by default does not.
+    """
+
+    mlp_widths: ClassVar[Mapping[str, str]] = {"mlp_hidden": "dim"}
+
+    channels: int
+    patch_len: int = 8
+    stride: int = 8
+    max_patches: int = 256
+    dim: int = 64
+    depth: int = 3
+    heads: int = 4
+    mlp_hidden: int | None = None  # MLP hidden width (HF PatchTST ffn_dim); None = 2 * dim
+    dropout: float = 0.0
+    norm_eps: float = 1e-5
+    final_norm: bool = False  # PatchTST (pre-norm) has none
+    scaling: bool = True  # reversible instance normalisation
+    min_scale: float = 1e-5
+    mask_kind: str = "random"
+    mask_ratio: float = 0.4
+    tail_patches: int = 2
+    missing: str = "mean"
+    loss_on_missing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mlp_hidden is None:
+            object.__setattr__(self, "mlp_hidden", 2 * self.dim)
+        for name in ("channels", "patch_len", "stride", "max_patches", "dim", "depth", "heads"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"SeriesConfig.{name} must be an int >= 1, got {getattr(self, name)!r}")
+        if self.stride > self.patch_len:
+            raise ValueError(f"stride ({self.stride}) must be <= patch_len ({self.patch_len}): no step may be skipped")
+        if self.mask_kind not in MASK_KINDS:
+            raise ValueError(f"mask_kind must be one of {MASK_KINDS}, got {self.mask_kind!r}")
+        if self.missing not in MISSING_FILLS:
+            raise ValueError(f"missing must be one of {MISSING_FILLS}, got {self.missing!r}")
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if self.tail_patches < 1:
+            raise ValueError(f"tail_patches must be >= 1, got {self.tail_patches}")
+
+    def encoder_config(self) -> TransformerConfig:
+        return TransformerConfig(
+            dim=self.dim, depth=self.depth, heads=self.heads, mlp_hidden=self.mlp_hidden, dropout=self.dropout,
+            norm_first=True, norm_eps=self.norm_eps, activation="gelu", final_norm=self.final_norm,
+        )  # fmt: skip
+
+
+def from_preset(name: str, *, channels: int, **overrides: Any) -> SeriesConfig:
+    """The :class:`SeriesConfig` of preset ``name`` for data with ``channels`` channels, with ``overrides``."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown series preset {name!r}; known: {', '.join(PRESETS)}")
+    return SeriesConfig(channels=channels, **{**PRESETS[name], **overrides})

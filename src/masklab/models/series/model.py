@@ -1,0 +1,199 @@
+"""PatchTST (Nie et al. 2023) masked pretraining on variable-length series with padded time steps.
+
+Shape legend: ``B`` batch, ``T`` steps, ``C`` channels, ``L`` patches per channel, ``P`` steps per patch,
+``D`` width. Masks: ``masked`` True = hidden patch; ``padding`` True = padded step / patch; ``observed`` True =
+a real observed value.
+
+The algorithm: ``prepare`` (instance-normalise over real observed steps, patchify each channel) ->
+``sample_mask`` (random or tail patches) -> ``encode`` (hidden patches zeroed, as HF's ``mask_value=0``;
+each channel a separate sequence; padded patches blocked as attention keys) -> ``head`` (patch values) ->
+loss on hidden, real steps. Padded steps are replaced before anything reads them, so they change no output
+and get exactly zero gradient; padded patches never enter attention, losses, statistics or pooling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
+
+from masklab.core.contract import LossOutput, saved_config
+from masklab.data.series import SeriesBatch
+from masklab.masks import random_masking, visible_mean
+from masklab.masks.convert import padding_to_blocked
+from masklab.masks.tail import tail_masking
+from masklab.models.series.config import SeriesConfig
+from masklab.nn import Encoder
+from masklab.tokenizers.series import InstanceNorm, instance_norm, patch_padding, patchify, unpatchify
+
+
+def sincos_table(length: int, dim: int) -> Tensor:
+    """HF ``PatchTSTPositionalEncoding`` "sincos" init: sin/cos interleaved, then standardised to std 0.1."""
+    pe = torch.zeros(length, dim)
+    position = torch.arange(length).unsqueeze(1)
+    div = torch.exp(torch.arange(0, dim, 2) * -(torch.log(torch.tensor(10000.0)) / dim))
+    pe[:, 0::2] = torch.sin(position * div)
+    pe[:, 1::2] = torch.cos(position * div)
+    pe = pe - pe.mean()
+    return pe / (pe.std() * 10)
+
+
+@dataclass(frozen=True)
+class SeriesInput:
+    """A batch ready for the encoder: ``patches`` float (B, C, L, P) normalised; ``target_steps`` bool
+    (B, C, L, P) True = a step whose reconstruction is scored; ``padding`` bool (B, L) True = padded patch;
+    ``norm`` the statistics to undo the normalisation; ``length`` T."""
+
+    patches: Tensor
+    target_steps: Tensor
+    padding: Tensor
+    norm: InstanceNorm
+    length: int
+
+
+@dataclass(frozen=True)
+class SeriesOutput:
+    """``loss`` scalar; ``pred`` float (B, C, L, P) normalised patch values; ``masked`` bool (B, C, L)."""
+
+    loss: Tensor
+    pred: Tensor
+    masked: Tensor
+
+
+class PatchTST(nn.Module):
+    """Channel-independent masked patch transformer (PatchTST's self-supervised model)."""
+
+    kind = "series"
+
+    def __init__(self, config: SeriesConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.patch_embed = Linear(config.patch_len, config.dim)
+        self.pos_embed = nn.Parameter(sincos_table(config.max_patches, config.dim))  # (Lmax, D), learned
+        self.encoder = Encoder(config.encoder_config())
+        self.head = Linear(config.dim, config.patch_len)
+
+    @classmethod
+    def from_config(cls, values: SeriesConfig | dict[str, Any]) -> PatchTST:
+        return cls(SeriesConfig.from_dict(values))
+
+    @classmethod
+    def from_preset(cls, name: str, *, channels: int, **overrides: Any) -> PatchTST:
+        from masklab.models.series.config import from_preset
+
+        return cls(from_preset(name, channels=channels, **overrides))
+
+    def model_config(self) -> dict[str, Any]:
+        """``config.json["model"]`` of a run (:func:`masklab.core.contract.saved_config`)."""
+        return saved_config(self)
+
+    # ----------------------------------------------------------------------------------------- the algorithm
+    def prepare(self, batch: SeriesBatch) -> SeriesInput:
+        """Normalise each series and channel over its real observed steps and cut it into patches."""
+        cfg = self.config
+        values, padding, observed = batch.values, batch.padding, batch.observed
+        if values.ndim != 3 or values.shape[-1] != cfg.channels:
+            raise ValueError(f"values must be (B, T, {cfg.channels}), got {tuple(values.shape)}")
+        if padding.shape != values.shape[:2] or observed.shape != values.shape:
+            raise ValueError(f"padding must be (B, T) and observed (B, T, C) for values {tuple(values.shape)}")
+        real = ~padding[..., None]  # (B, T, 1)
+        seen = observed & real  # (B, T, C)
+        values = torch.where(seen, values, 0.0)  # nothing unobserved or padded is read past this line
+        norm = instance_norm(values, seen, min_scale=cfg.min_scale, enabled=cfg.scaling)
+        x = norm.normed if cfg.missing == "zero" else torch.where(seen, norm.normed, 0.0)
+        x = torch.where(real, x, 0.0)  # (B, T, C)
+        patches = patchify(x, cfg.patch_len, cfg.stride)  # (B, C, L, P)
+        scored = seen if not cfg.loss_on_missing else real.expand_as(seen)
+        target_steps = patchify(scored, cfg.patch_len, cfg.stride)  # (B, C, L, P)
+        pad = patch_padding(padding, cfg.patch_len, cfg.stride)  # (B, L)
+        if pad.shape[1] > cfg.max_patches:
+            raise ValueError(
+                f"series of {values.shape[1]} steps make {pad.shape[1]} patches; this model covers at most "
+                f"max_patches={cfg.max_patches} (crop the series or train with a larger max_patches)"
+            )
+        return SeriesInput(patches, target_steps, pad, norm, values.shape[1])
+
+    def sample_mask(self, inputs: SeriesInput, generator: torch.Generator | None, kind: str | None = None) -> Tensor:
+        """``masked`` bool (B, C, L), True = hidden; padded patches are never hidden.
+
+        Random noise is drawn for all ``max_patches`` positions and cut to ``L``, so a series' mask does not
+        depend on how far its batch is padded (and equals HF's draw when ``L == max_patches``)."""
+        cfg = self.config
+        kind = kind or cfg.mask_kind
+        B, C, L, _ = inputs.patches.shape
+        pad_rows = inputs.padding.repeat_interleave(C, dim=0)  # (B*C, L)
+        noise = torch.rand(B, C, cfg.max_patches, generator=generator)[..., :L].reshape(B * C, L)
+        device = inputs.patches.device
+        if kind == "random":
+            masked = random_masking(B * C, L, cfg.mask_ratio, noise=noise, protected=pad_rows).masked
+        elif kind == "tail":
+            masked = tail_masking(B * C, L, cfg.tail_patches, padding=pad_rows).masked
+        elif kind == "mixed":  # one coin per series: all its channels share the kind
+            use_tail = (torch.rand(B, generator=generator) < 0.5).repeat_interleave(C)[:, None].to(pad_rows.device)
+            rand = random_masking(B * C, L, cfg.mask_ratio, noise=noise, protected=pad_rows).masked
+            tail = tail_masking(B * C, L, cfg.tail_patches, padding=pad_rows).masked
+            masked = torch.where(use_tail, tail, rand)
+        else:
+            raise ValueError(f"mask kind must be random, tail or mixed, got {kind!r}")
+        return masked.reshape(B, C, L).to(device)
+
+    def encode(self, patches: Tensor, padding: Tensor, masked: Tensor | None = None) -> Tensor:
+        """``patches (B, C, L, P)``, ``padding (B, L)``, ``masked (B, C, L)`` -> tokens ``(B, C, L, D)``."""
+        B, C, L, _ = patches.shape
+        if masked is not None:
+            patches = patches.masked_fill(masked[..., None], 0.0)  # HF mask_value = 0
+        x = self.patch_embed(patches) + self.pos_embed[:L]  # (B, C, L, D)
+        x = x.reshape(B * C, L, -1)  # (B*C, L, D): every channel its own sequence
+        pad = padding.repeat_interleave(C, dim=0)  # (B*C, L)
+        x = self.encoder(x, blocked=padding_to_blocked(pad) if bool(pad.any()) else None)
+        return x.reshape(B, C, L, -1)
+
+    def forward_loss(self, inputs: SeriesInput, pred: Tensor, masked: Tensor) -> Tensor:
+        """Mean squared error over the scored steps of hidden, real patches (normalised units)."""
+        scored = inputs.target_steps & (masked & ~inputs.padding[:, None])[..., None]  # (B, C, L, P)
+        err = torch.where(scored, (pred - inputs.patches) ** 2, 0.0)
+        return err.sum() / scored.sum().clamp_min(1)
+
+    def forward(self, batch: SeriesBatch, masked: Tensor) -> SeriesOutput:
+        inputs = self.prepare(batch)
+        pred = self.head(self.encode(inputs.patches, inputs.padding, masked))  # (B, C, L, P)
+        return SeriesOutput(self.forward_loss(inputs, pred, masked), pred, masked)
+
+    def training_loss(self, batch: SeriesBatch, generator: torch.Generator) -> LossOutput:
+        inputs = self.prepare(batch)
+        masked = self.sample_mask(inputs, generator)
+        pred = self.head(self.encode(inputs.patches, inputs.padding, masked))
+        loss = self.forward_loss(inputs, pred, masked)
+        share = masked.float().sum() / (~inputs.padding).float().sum().clamp_min(1) / masked.shape[1]
+        return LossOutput(loss, {"masked_share": share.detach()})
+
+    # --------------------------------------------------------------------------------------- inference
+    @property
+    def embed_dim(self) -> int:
+        """Width of :meth:`embed`: ``C * (D + 2)``."""
+        return self.config.channels * (self.config.dim + 2)
+
+    def embed(self, batch: SeriesBatch) -> Tensor:
+        """Features ``(B, C * (D + 2))``: each channel's tokens averaged over its real patches (no masking),
+        then per channel the instance-normalisation statistics the encoder never sees (signed ``log1p`` of
+        the mean, ``log`` of the scale): level and amplitude often tell classes apart."""
+        inputs = self.prepare(batch)
+        tokens = self.encode(inputs.patches, inputs.padding)  # (B, C, L, D)
+        pooled = visible_mean(tokens, inputs.padding[:, None, :, None].expand(-1, tokens.shape[1], -1, 1), dim=2)
+        loc, scale = inputs.norm.loc[:, 0], inputs.norm.scale[:, 0]  # (B, C)
+        stats = torch.cat([torch.sign(loc) * torch.log1p(loc.abs()), torch.log(scale)], dim=1)  # (B, 2C)
+        return torch.cat([pooled.flatten(1), stats], dim=1)  # (B, C*D + 2C)
+
+    def reconstruct(self, batch: SeriesBatch, masked: Tensor) -> Tensor:
+        """Predicted values ``(B, T, C)`` in the data's units with ``masked (B, C, L)`` patches hidden
+        (visible patches are reconstructed too; callers choose which steps to use)."""
+        inputs = self.prepare(batch)
+        pred = self.head(self.encode(inputs.patches, inputs.padding, masked))  # (B, C, L, P)
+        return inputs.norm.invert(unpatchify(pred, inputs.length, self.config.stride, inputs.padding))
+
+    def steps_to_patches(self, steps: Tensor) -> Tensor:
+        """``steps`` bool (B, T, C) -> bool (B, C, L): True for every patch holding a True step."""
+        return patchify(steps, self.config.patch_len, self.config.stride).any(dim=-1)

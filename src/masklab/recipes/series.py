@@ -1,0 +1,306 @@
+"""Series tasks as typed functions (callable from a notebook; the CLI only parses arguments and calls these):
+:func:`pretrain`, :func:`probe`, :func:`finetune_classify`, :func:`forecast`, :func:`impute`,
+:func:`anomaly_scores`, plus the loaders of a trained run.
+
+Inference runs in batches of series of similar length (sorted by length), so little compute goes to padding;
+results come back in the input order, one array per series.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from masklab.core.io import atomic_write_json
+from masklab.data.series import SeriesBatch, SeriesSet, SeriesTrainData, collate, load_series
+from masklab.models.series import PatchTST, SeriesClassifier, SeriesConfig, from_preset, tasks
+from masklab.train import FitResult, TrainConfig, fit
+
+SERIES_FILE = "series.json"  # sidecar of a pretraining run: where its data came from
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _batches(data: SeriesSet, batch_size: int) -> Iterator[np.ndarray]:
+    order = np.argsort(data.lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def _batch(data: SeriesSet, idx: np.ndarray, device: torch.device) -> SeriesBatch:
+    b = collate([data.series[i] for i in idx])
+    return SeriesBatch(b.values.to(device), b.padding.to(device), b.observed.to(device))
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def train_config(
+    *, steps: int | None, minutes: float | None, batch_size: int, lr: float, seed: int, device: str = "auto",
+    warmup_fraction: float = 0.05, weight_decay: float = 0.05,
+) -> TrainConfig:  # fmt: skip
+    """A :class:`TrainConfig` for ``steps`` optimizer steps or a ``minutes`` wall-clock budget (then the
+    learning-rate schedule follows the clock)."""
+    if (steps is None) == (minutes is None):
+        raise ValueError("give exactly one of steps or minutes")
+    total = steps if steps is not None else 1_000_000
+    return TrainConfig(
+        steps=total, batch_size=batch_size, lr=lr, warmup_steps=int(total * warmup_fraction) if steps else 20,
+        weight_decay=weight_decay, seed=seed, device=device, log_every=max(1, min(50, total // 10)),
+        ckpt_every=max(1, min(1000, total)), max_seconds=None if minutes is None else minutes * 60,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------- pretraining
+@dataclass(frozen=True)
+class Pretrained:
+    model: PatchTST
+    result: FitResult
+
+
+def auto_patch_len(data: SeriesSet) -> int:
+    """A patch length giving the median series about 8 patches: ``2 ** round(log2(median / 8))`` in [2, 16]
+    (JapaneseVowels 2, BasicMotions 16, PLAID 16). A rule fixed before any benchmark was run."""
+    median = float(np.median(data.lengths))
+    return int(np.clip(2 ** round(np.log2(max(median / 8, 1))), 2, 16))
+
+
+def build_model(data: SeriesSet, preset: str = "series-small", *, seed: int = 0,
+                max_length: int | None = None, **overrides: Any) -> PatchTST:  # fmt: skip
+    """An untrained :class:`PatchTST` for ``data``: preset ``preset`` with ``overrides`` (``mask_kind``,
+    ``mask_ratio``, ``patch_len``, ...); ``max_patches`` is raised to fit the longest series (or ``max_length``)."""
+    longest = int(max_length or data.lengths.max())
+    config = from_preset(preset, channels=data.num_channels, **overrides)
+    needed = 1 + -(-max(longest - config.patch_len, 0) // config.stride)
+    if needed > config.max_patches and "max_patches" not in overrides:
+        config = dataclasses.replace(config, max_patches=needed)
+    torch.manual_seed(seed)
+    return PatchTST(config)
+
+
+def pretrain(
+    model: PatchTST,
+    data: SeriesSet,
+    out: str | Path,
+    *,
+    train: TrainConfig,
+    source: str | None = None,
+    max_length: int | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+) -> Pretrained:
+    """Masked pretraining of ``model`` (:func:`build_model`) on ``data`` (all of it: pass the training split),
+    writing the run directory ``out`` (+ ``series.json``). ``max_length``: train on random crops of that many
+    steps (default: whole series)."""
+    result = fit(model, SeriesTrainData(data, max_length=max_length), train, out, model_config=model.model_config(),
+                 resume=resume, progress=progress)  # fmt: skip
+    atomic_write_json(Path(out) / SERIES_FILE, {"data": source or data.name, "series": len(data),
+                                                "channels": data.num_channels, "max_length": max_length})  # fmt: skip
+    return Pretrained(model.eval(), result)
+
+
+def load_pretrained(run: str | Path, device: str = "cpu") -> PatchTST:
+    """The :class:`PatchTST` of a pretraining run directory (eval mode)."""
+    from masklab.train.checkpoint import load_model
+
+    model = load_model(run, device=device)
+    if not isinstance(model, PatchTST):
+        raise ValueError(f"{run} is a {type(model).__name__} run, not a series pretraining run")
+    return model
+
+
+def run_data(run: str | Path, data: str | None) -> SeriesSet:
+    """``data`` (a path or ``builtin:NAME``), else the data the run was pretrained on (``series.json``)."""
+    import json
+
+    if data is None:
+        sidecar = Path(run) / SERIES_FILE
+        if not sidecar.is_file():
+            raise ValueError(f"{run}: no {SERIES_FILE}; pass --data")
+        data = json.loads(sidecar.read_text())["data"]
+    return load_series(data)
+
+
+# --------------------------------------------------------------------------------------------- downstream
+@torch.no_grad()
+def embed(model: PatchTST, data: SeriesSet, *, batch_size: int = 64) -> np.ndarray:
+    """Features ``(N, C * (D + 2))`` (:meth:`PatchTST.embed`) in the input order."""
+    model.eval()
+    out = np.zeros((len(data), model.embed_dim), dtype=np.float32)
+    for idx in _batches(data, batch_size):
+        out[idx] = model.embed(_batch(data, idx, _device(model))).float().cpu().numpy()
+    return out
+
+
+def probe(model: PatchTST, train: SeriesSet, test: SeriesSet, *, seed: int = 0) -> list:
+    """Linear-probe and k-NN accuracy of the pretrained features vs the same architecture at random init."""
+    from masklab.eval.probe import probe_features
+
+    torch.manual_seed(seed)
+    random_model = PatchTST(model.config).to(_device(model)).eval()
+    rows = []
+    for name, m in (("masklab PatchTST", model), ("random-init PatchTST", random_model)):
+        rows.append(probe_features(name, embed(m, train), train.labels, embed(m, test), test.labels, seed=seed))
+    return rows
+
+
+def finetune_classify(
+    pretrained: PatchTST | SeriesConfig,
+    train: SeriesSet,
+    *,
+    num_classes: int,
+    config: TrainConfig,
+    out: str | Path | None = None,
+    head_dropout: float = 0.1,
+    progress: bool | None = False,
+) -> SeriesClassifier:
+    """Fine-tune the encoder of ``pretrained`` (a model, or a config for training from scratch) with a linear
+    head on the labelled ``train`` series, starting from a logistic-regression probe on its (standardised)
+    initial features (LP-FT). ``out``: the run directory (default: a temporary one)."""
+    from sklearn.linear_model import LogisticRegression
+
+    base = pretrained.config if isinstance(pretrained, PatchTST) else pretrained
+    torch.manual_seed(config.seed)
+    classifier = SeriesClassifier(base, num_classes, head_dropout)
+    if isinstance(pretrained, PatchTST):
+        classifier.backbone.load_state_dict(pretrained.state_dict())
+    features = embed(classifier.backbone, train).astype(np.float64)
+    mean, scale = features.mean(axis=0), features.std(axis=0)
+    scale[scale < 1e-8] = 1.0
+    probe = LogisticRegression(max_iter=1000, random_state=config.seed).fit((features - mean) / scale, train.labels)
+    weight = np.zeros((num_classes, features.shape[1]))
+    bias = np.zeros(num_classes)
+    if len(probe.classes_) == 2:  # sklearn's binary model: one row, the logit of the second class
+        weight[probe.classes_[1]], bias[probe.classes_[1]] = probe.coef_[0], probe.intercept_[0]
+    else:
+        weight[probe.classes_], bias[probe.classes_] = probe.coef_, probe.intercept_
+    as_t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    classifier.set_head(as_t(mean), as_t(scale), as_t(weight), as_t(bias))
+    data = SeriesTrainData(train, with_labels=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        fit(classifier, data, config, out or scratch, model_config=classifier.model_config(), progress=progress)
+    return classifier.eval()
+
+
+@torch.no_grad()
+def predict_classes(classifier: SeriesClassifier, data: SeriesSet, *, batch_size: int = 64) -> np.ndarray:
+    """Predicted class per series ``(N,)``."""
+    classifier.eval()
+    out = np.zeros(len(data), dtype=np.int64)
+    for idx in _batches(data, batch_size):
+        out[idx] = classifier.logits(_batch(data, idx, _device(classifier))).argmax(-1).cpu().numpy()
+    return out
+
+
+def forecast(model: PatchTST, data: SeriesSet, horizon: int, *, batch_size: int = 64) -> list[np.ndarray]:
+    """The next ``horizon`` steps of each series, ``(H, C)`` arrays in the data's units."""
+    model.eval()
+    out: list[np.ndarray] = [np.empty(0)] * len(data)
+    for idx in _batches(data, batch_size):
+        pred = tasks.forecast(model, _batch(data, idx, _device(model)), horizon).cpu().numpy()
+        for row, i in enumerate(idx):
+            out[i] = pred[row]
+    return out
+
+
+def impute(model: PatchTST, data: SeriesSet, *, batch_size: int = 64) -> list[np.ndarray]:
+    """Each series with its missing (NaN) steps filled; observed values are returned unchanged."""
+    model.eval()
+    out: list[np.ndarray] = [np.empty(0)] * len(data)
+    for idx in _batches(data, batch_size):
+        filled = tasks.impute(model, _batch(data, idx, _device(model))).cpu().numpy()
+        for row, i in enumerate(idx):
+            out[i] = np.where(np.isnan(data.series[i]), filled[row, : len(data.series[i])], data.series[i])
+    return out
+
+
+def anomaly_scores(model: PatchTST, data: SeriesSet, *, batch_size: int = 64) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``(per_series (N,), per_step [(T_i,)])``: reconstruction error with each patch hidden once (normalised
+    units; NaN for a step with nothing observed). Higher = more anomalous."""
+    model.eval()
+    per_series = np.zeros(len(data))
+    per_step: list[np.ndarray] = [np.empty(0)] * len(data)
+    for idx in _batches(data, batch_size):
+        scores = tasks.anomaly_scores(model, _batch(data, idx, _device(model)))
+        per_series[idx] = scores.per_series.cpu().numpy()
+        steps = scores.per_step.cpu().numpy()
+        for row, i in enumerate(idx):
+            per_step[i] = steps[row, : len(data.series[i])]
+    return per_series, per_step
+
+
+# ------------------------------------------------------------------------------------------------- pictures
+@torch.no_grad()
+def show_reconstructions(model: PatchTST, data: SeriesSet, path: str | Path, *, count: int = 4,
+                         seed: int = 0, channels: int = 2) -> Path:  # fmt: skip
+    """PNG of ``count`` series (seeded pick) with randomly hidden patches and their reconstructions."""
+    from masklab.tokenizers.series import unpatchify
+    from masklab.viz.series import plot_reconstructions
+
+    model.eval()
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(data), size=min(count, len(data)), replace=False))
+    batch = _batch(data, idx, _device(model))
+    inputs = model.prepare(batch)
+    masked = model.sample_mask(inputs, torch.Generator().manual_seed(seed), "random")
+    recon = model.reconstruct(batch, masked).cpu().numpy()
+    cover = masked[..., None].expand(*masked.shape, model.config.patch_len).to(inputs.patches.dtype)
+    hidden = (unpatchify(cover, inputs.length, model.config.stride, inputs.padding) > 0).cpu().numpy()
+    series = [data.series[i] for i in idx]
+    return plot_reconstructions(series, [hidden[k, : len(s)] for k, s in enumerate(series)],
+                                [recon[k, : len(s)] for k, s in enumerate(series)], path,
+                                titles=[f"{data.name} #{i}" for i in idx], channels=channels)  # fmt: skip
+
+
+def summary_features(data: SeriesSet) -> np.ndarray:
+    """Per channel: mean, std, min, max, first, last and slope, plus the length -> ``(N, 7 * C + 1)`` (the
+    logistic-regression baseline's features; NaN steps are skipped)."""
+    rows = []
+    for s in data.series:
+        t = np.arange(len(s), dtype=np.float64)
+        feats = []
+        for c in range(s.shape[1]):
+            x = s[:, c].astype(np.float64)
+            ok = ~np.isnan(x)
+            v, tt = (x[ok], t[ok]) if ok.any() else (np.zeros(1), np.zeros(1))
+            slope = np.polyfit(tt, v, 1)[0] if len(v) > 1 else 0.0
+            feats += [v.mean(), v.std(), v.min(), v.max(), v[0], v[-1], slope]
+        rows.append([*feats, len(s)])
+    return np.nan_to_num(np.array(rows, dtype=np.float64))
+
+
+def holdout_forecast(model: PatchTST, data: SeriesSet, horizon: int, *, plot: str | Path | None = None,
+                     count: int = 4) -> dict[str, Any]:  # fmt: skip
+    """Forecast the last ``horizon`` steps of every series longer than ``horizon + 1`` from the rest; MSE in
+    the data's units (observed steps only) for the model and the last-observed-value baseline."""
+    keep = [i for i, n in enumerate(data.lengths) if n > horizon + 1]
+    if not keep:
+        raise ValueError(f"{data.name}: no series is longer than horizon + 1 = {horizon + 1} steps")
+    history = data.subset(keep)
+    history = SeriesSet([s[:-horizon] for s in history.series], data.name, history.labels, history.classes)
+    truth = [data.series[i][-horizon:] for i in keep]
+    pred = forecast(model, history, horizon)
+    last = []
+    for s in history.series:
+        filled = s.copy()
+        for c in range(s.shape[1]):  # carry the last observed value forward
+            seen = np.flatnonzero(~np.isnan(s[:, c]))
+            filled[:, c] = s[seen[-1], c] if len(seen) else 0.0
+        last.append(np.repeat(filled[-1:], horizon, axis=0))
+    y = np.concatenate(truth)
+    scores = {"series": len(keep), "mse": float(np.nanmean((np.concatenate(pred) - y) ** 2)),
+              "mse_last_value": float(np.nanmean((np.concatenate(last) - y) ** 2))}  # fmt: skip
+    if plot:
+        from masklab.viz.series import plot_forecasts
+
+        pick = np.linspace(0, len(keep) - 1, min(count, len(keep))).astype(int)
+        plot_forecasts([history.series[k] for k in pick], [pred[k] for k in pick], plot,
+                       truth=[truth[k] for k in pick], titles=[f"{data.name} #{keep[k]}" for k in pick])  # fmt: skip
+    return scores

@@ -1,0 +1,187 @@
+"""Series tasks on a run directory (what ``masklab pretrain series``, ``forecast``, ``impute``, ``probe`` and
+``finetune`` call): :func:`pretrain_series`, :func:`forecast_series`, :func:`impute_series`,
+:func:`embed_series`, :func:`probe_series`, :func:`finetune_series`. The model-level functions they use live
+in :mod:`masklab.recipes.series`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from masklab.recipes.common import TrainOptions, train_config, train_run
+from masklab.train import FitResult
+from masklab.train.run import Run
+
+DEFAULT_DATA = "builtin:japanese-vowels"
+
+
+def _split(data, part: str):
+    return data if data.split is None else data.part(part)
+
+
+def pretrain_series(
+    out: str | Path,
+    *,
+    data: str = DEFAULT_DATA,
+    preset: str = "series-small",
+    mask_kind: str = "mixed",
+    mask_ratio: float = 0.4,
+    patch_len: int | None = None,
+    max_length: int | None = None,
+    train: TrainOptions | None = None,
+    resume: bool = False,
+) -> FitResult:
+    """Pretrain a PatchTST on the training split of a built-in (every series of a file), writing the run
+    directory ``out`` plus ``series.json`` (where the data came from) and ``reconstruction.png``.
+
+    ``patch_len`` (= stride) defaults to about 8 patches per median series (2..16); ``max_length`` trains on
+    random crops of that many steps. Steps default to 1000; warmup to 5% of the steps.
+    """
+    from masklab.core.contract import saved_config
+    from masklab.data.series import SeriesTrainData, load_series
+    from masklab.recipes import series as recipes
+
+    run = Run(out)
+    train = train or TrainOptions()
+    arguments = {"data": data, "preset": preset, "mask_kind": mask_kind, "mask_ratio": mask_ratio,
+                 "patch_len": patch_len, "max_length": max_length, "train": train.to_dict()}  # fmt: skip
+    if not resume:
+        run.check_fresh()
+    options = train.with_defaults(batch_size=64, lr=1e-3, weight_decay=0.05, log_every=20, ckpt_every=500, seed=0,
+                                  device="auto")  # fmt: skip
+    loaded = load_series(data)
+    series = _split(loaded, "train")
+    patch = patch_len or recipes.auto_patch_len(series)
+    model = recipes.build_model(series, preset, seed=options.seed_or_0, max_length=max_length, mask_kind=mask_kind,
+                                mask_ratio=mask_ratio, patch_len=patch, stride=patch)  # fmt: skip
+    rows = SeriesTrainData(series, max_length=max_length)
+    batch = min(options.batch_size or 64, len(series))
+    cfg = train_config(options, model, rows, default_steps=1000, batch_size=batch, warmup=lambda steps: steps // 20)
+    print(f"masklab: {loaded.name}: {len(series)} series x {series.num_channels} channels, lengths "
+          f"{series.lengths.min()}-{series.lengths.max()}; {cfg.steps} steps of {cfg.batch_size}")  # fmt: skip
+    info = {"data": data, "series": len(series), "channels": series.num_channels, "max_length": max_length}
+    result = train_run(run, model, rows, cfg, model_config=saved_config(model), recipe="pretrain_series",
+                       arguments=arguments, sidecars={recipes.SERIES_FILE: info}, resume=resume)  # fmt: skip
+    png = recipes.show_reconstructions(model.eval(), series, Path(out) / "reconstruction.png", seed=options.seed_or_0)
+    loss = result.last_metrics.get("loss", float("nan"))
+    print(f"masklab: wrote {result.out_dir} (step {result.step}, loss {loss:.4f}); picture {png}")
+    return result
+
+
+def forecast_series(run: str | Path, horizon: int, *, data: str | None = None, output: str | Path | None = None,
+                    plot: str | Path | None = None, count: int = 4, device: str = "cpu") -> dict[str, Any]:  # fmt: skip
+    """Score held-out tails (the last ``horizon`` steps of every long-enough series, forecast from the rest;
+    MSE in the data's units vs the last-value baseline), then forecast ``horizon`` steps past every series'
+    end: ``output`` (``.npz``, ``values (N, H, C)``). Returns the scores plus ``name`` and ``forecasts``."""
+    from masklab.core.io import atomic_write_bytes
+    from masklab.recipes import series as recipes
+
+    if horizon < 1:
+        raise ValueError(f"--horizon must be >= 1, got {horizon}")
+    if output is not None and Path(output).suffix != ".npz":
+        raise ValueError(f"-o {output}: forecasts are written as .npz")
+    model = recipes.load_pretrained(run, device=device)
+    series = recipes.run_data(run, data)
+    scores = recipes.holdout_forecast(model, series, horizon, plot=plot, count=count)
+    scores["name"] = series.name
+    scores["forecasts"] = len(series)
+    if output is not None:
+        import io
+
+        buffer = io.BytesIO()
+        np.savez(buffer, values=np.stack(recipes.forecast(model, series, horizon)))
+        atomic_write_bytes(output, buffer.getvalue())
+    return scores
+
+
+def impute_series(run: str | Path, source: str | Path, output: str | Path, *, device: str = "cpu") -> dict[str, Any]:
+    """Fill the NaN steps of a series file with a series run; writes ``output`` (``.npz``: ``values (N, T, C)``
+    NaN-padded, ``lengths (N,)``). Observed values are unchanged. Returns ``{"series", "filled"}``."""
+    import io
+
+    from masklab.core.io import atomic_write_bytes
+    from masklab.data.series import load_series
+    from masklab.recipes import series as recipes
+
+    out = Path(output)
+    if out.suffix != ".npz":
+        raise ValueError(f"-o {out}: series imputations are written as .npz (values + lengths)")
+    model = recipes.load_pretrained(run, device=device)
+    data = load_series(str(source))
+    filled = recipes.impute(model, data)
+    lengths = data.lengths
+    values = np.full((len(data), lengths.max(), data.num_channels), np.nan, dtype=np.float32)
+    for i, s in enumerate(filled):
+        values[i, : len(s)] = s
+    buffer = io.BytesIO()
+    np.savez(buffer, values=values, lengths=lengths)
+    atomic_write_bytes(out, buffer.getvalue())
+    return {"series": len(data), "filled": int(sum(np.isnan(s).sum() for s in data.series))}
+
+
+def _labelled_split(run: str | Path, data: str | None):
+    from masklab.recipes import series as recipes
+
+    series = recipes.run_data(run, data)
+    if series.labels is None or series.split is None:
+        raise ValueError(f"{series.name}: classification needs labelled series with a train/test split (a built-in)")
+    return series.part("train"), series.part("test")
+
+
+def embed_series(run: str | Path, *, data: str | None = None, batch_size: int | None = None,
+                 device: str = "cpu") -> np.ndarray:  # fmt: skip
+    """Features ``(N, C * (D + 2))`` float32 of every series of ``data`` (default: the run's)."""
+    from masklab.core.device import resolve_device
+    from masklab.recipes import series as recipes
+
+    model = recipes.load_pretrained(run, device=str(resolve_device(device)))
+    return recipes.embed(model, recipes.run_data(run, data), batch_size=batch_size or 64)
+
+
+def probe_series(run: str | Path, *, data: str | None = None, max_examples: int | None = None, seed: int = 0,
+                 batch_size: int | None = None, device: str = "cpu") -> list:  # fmt: skip
+    """Linear-probe and k-NN accuracy of the run's features on the built-in's test split, vs a random-init
+    PatchTST and summary statistics (a list of ``ProbeResult``)."""
+    from masklab.core.device import resolve_device
+    from masklab.eval.probe import probe_features
+    from masklab.recipes import series as recipes
+
+    model = recipes.load_pretrained(run, device=str(resolve_device(device)))
+    train, test = _labelled_split(run, data)
+    if max_examples is not None:
+        train = train.subset(list(range(min(max_examples, len(train)))))
+    rows = recipes.probe(model, train, test, seed=seed)
+    stats = [recipes.summary_features(s) for s in (train, test)]
+    rows.append(probe_features("summary statistics", stats[0], train.labels, stats[1], test.labels, seed=seed))
+    print(f"{train.name}: probe trained on {len(train)} series, scored on {len(test)} held-out series")
+    return rows
+
+
+def finetune_series(run: str | Path, *, data: str | None = None, task: str = "classify", steps: int | None = None,
+                    epochs: float | None = None, lr: float | None = None, batch_size: int | None = None,
+                    augment: str | None = None, out: str | Path | None = None, seed: int = 0,
+                    device: str = "cpu") -> dict[str, Any]:  # fmt: skip
+    """Fine-tune the run's encoder with a linear head (LP-FT) on the built-in's train split; test accuracy."""
+    from masklab.core.device import resolve_device
+    from masklab.recipes import series as recipes
+
+    if task != "classify":
+        raise ValueError(f"--task {task!r} is not available for series runs; use --task classify")
+    if augment is not None:
+        raise ValueError("--augment is not available for series runs")
+    if epochs is not None:
+        raise ValueError("--epochs is not available for series runs; use --steps")
+    dev = str(resolve_device(device))
+    model = recipes.load_pretrained(run, device=dev)
+    train, test = _labelled_split(run, data)
+    steps = steps or 300
+    cfg = recipes.train_config(steps=steps, minutes=None, batch_size=batch_size or 32, lr=lr or 5e-4, seed=seed,
+                               device=dev)  # fmt: skip
+    classifier = recipes.finetune_classify(model, train, num_classes=len(train.classes), config=cfg, out=out)
+    accuracy = float((recipes.predict_classes(classifier, test) == test.labels).mean())
+    print(f"{train.name}: fine-tuned {steps} steps on {len(train)} series; test accuracy {100 * accuracy:.2f}%"
+          f" on {len(test)} series")  # fmt: skip
+    return {"task": task, "steps": steps, "train": len(train), "test": len(test), "accuracy": accuracy}

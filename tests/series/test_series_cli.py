@@ -1,0 +1,78 @@
+"""``masklab pretrain series`` -> probe / finetune / forecast / impute end to end on a small .npz, and the
+errors (exit 2, no traceback) on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from masklab.cli import main
+
+
+def write_npz(path, n: int = 24, seed: int = 0):
+    """Noisy sines of two frequencies (the label), lengths 20-40, some values missing."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(20, 41, size=n)
+    labels = np.arange(n) % 2
+    values = np.full((n, 40, 2), np.nan, dtype=np.float32)
+    for i, (length, y) in enumerate(zip(lengths, labels, strict=True)):
+        t = np.arange(length)
+        values[i, :length, 0] = np.sin(t * (0.3 + 0.4 * y)) + 0.1 * rng.normal(size=length)
+        values[i, :length, 1] = np.cos(t * 0.2) * (1 + y) + 0.1 * rng.normal(size=length)
+    values[0, 5:8, 0] = np.nan
+    np.savez(path, values=values, lengths=lengths, labels=labels)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("series")
+    data = write_npz(root / "s.npz")
+    out = root / "run"
+    code = main(["pretrain", "series", "--data", str(data), "--preset", "series-tiny", "--steps", "6",
+                 "--batch-size", "8", "--out", str(out), "--device", "cpu"])  # fmt: skip
+    assert code == 0
+    return root, out
+
+
+@pytest.mark.slow
+def test_pretrain_writes_a_run(run) -> None:
+    _, out = run
+    config = json.loads((out / "config.json").read_text())
+    assert config["kind"] == "series" and config["model"]["channels"] == 2
+    assert json.loads((out / "series.json").read_text())["series"] == 24
+    assert (out / "reconstruction.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_forecast_and_impute(run, capsys) -> None:
+    root, out = run
+    assert main(["forecast", str(out), "--horizon", "5", "-o", str(root / "f.npz"), "--plot", str(root / "f.png")]) == 0
+    assert np.load(root / "f.npz")["values"].shape == (24, 5, 2)
+    assert "held-out tail MSE" in capsys.readouterr().out
+    assert main(["impute", str(out), str(root / "s.npz"), "-o", str(root / "filled.npz")]) == 0
+    filled = np.load(root / "filled.npz")
+    original = np.load(root / "s.npz")
+    assert not np.isnan(filled["values"][0, :8]).any()
+    seen = ~np.isnan(original["values"])
+    np.testing.assert_array_equal(filled["values"][seen], original["values"][seen])
+
+
+@pytest.mark.slow
+def test_bad_input_to_a_run_exits_2(run, tmp_path, capsys) -> None:
+    root, out = run
+    assert main(["forecast", str(out), "--horizon", "0"]) == 2
+    assert "--horizon" in capsys.readouterr().err
+    assert main(["impute", str(out), str(root / "s.npz"), "-o", str(tmp_path / "x.csv")]) == 2
+    assert ".npz" in capsys.readouterr().err
+
+
+def test_bad_input_exits_2(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, other=np.zeros(3))
+    assert main(["pretrain", "series", "--data", str(bad), "--steps", "1", "--out", str(tmp_path / "r")]) == 2
+    assert "'values'" in capsys.readouterr().err
+    assert main(["forecast", str(tmp_path / "nope"), "--horizon", "3"]) == 2
+    assert "nope" in capsys.readouterr().err

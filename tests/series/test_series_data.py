@@ -1,0 +1,94 @@
+"""Series readers: every source gives the same series; NaN is 'not observed', never zero; bad input is named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from masklab.data.series import collate, load_series, read_ts
+
+pytest.importorskip("sktime")
+
+
+def _series() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    out = [rng.normal(size=(n, 2)).astype(np.float32) for n in (5, 9, 3)]
+    out[1][4, 0] = np.nan
+    return out
+
+
+def _same(a: list[np.ndarray], b: list[np.ndarray]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_npz_padded_with_lengths_and_labels(tmp_path) -> None:
+    series = _series()
+    padded = np.full((3, 9, 2), 123.0, dtype=np.float32)  # the padding value must never leak in
+    for i, s in enumerate(series):
+        padded[i, : len(s)] = s
+    np.savez(tmp_path / "s.npz", values=padded, lengths=[5, 9, 3], labels=["b", "a", "b"])
+    data = load_series(str(tmp_path / "s.npz"))
+    _same(data.series, series)
+    assert data.classes == ("a", "b") and data.labels.tolist() == [1, 0, 1]
+
+
+def test_object_npy_needs_explicit_pickle(tmp_path) -> None:
+    series = _series()
+    array = np.empty(3, dtype=object)
+    array[:] = series
+    np.save(tmp_path / "s.npy", array, allow_pickle=True)
+    with pytest.raises(ValueError, match="pickle"):
+        load_series(str(tmp_path / "s.npy"))
+    _same(load_series(str(tmp_path / "s.npy"), pickle=True).series, series)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_long_format(tmp_path, suffix: str) -> None:
+    pd = pytest.importorskip("pandas")
+    series = _series()
+    rows = [
+        dict(id=f"s{i}", time=t, a=s[t, 0], b=s[t, 1], y=i % 2) for i, s in enumerate(series) for t in range(len(s))
+    ]
+    frame = pd.DataFrame(rows).sample(frac=1.0, random_state=0)  # order must come from id and time
+    path = tmp_path / f"s{suffix}"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
+    data = load_series(str(path), label="y")
+    _same(data.series, series)
+    assert data.channels == ("a", "b") and data.labels.tolist() == [0, 1, 0]
+    with pytest.raises(ValueError, match="'when'"):
+        load_series(str(path), time_column="when")
+
+
+def test_collate_marks_padding_and_missing() -> None:
+    batch = collate(_series(), np.array([0, 1, 0]))
+    assert batch.values.shape == (3, 9, 2)
+    assert batch.padding.sum(dim=1).tolist() == [4, 0, 6]
+    assert not bool(batch.observed[1, 4, 0]) and bool(batch.observed[1, 4, 1])
+    assert not bool(batch.observed[batch.padding].any())
+    assert not bool(batch.values.isnan().any())
+    assert batch.labels.dtype == torch.long
+
+
+def test_builtins_read_offline_from_the_sktime_wheel() -> None:
+    vowels = load_series("builtin:japanese-vowels")
+    assert len(vowels) == 640 and vowels.num_channels == 12
+    assert (vowels.lengths.min(), vowels.lengths.max()) == (7, 29)
+    assert len(vowels.part("train")) == 270 and len(vowels.classes) == 9
+    plaid = load_series("builtin:plaid")
+    assert plaid.num_channels == 1 and (plaid.lengths.min(), plaid.lengths.max()) == (100, 1344)
+    assert len(plaid.classes) == 11
+
+
+def test_ts_reader_missing_values_and_errors(tmp_path) -> None:
+    path = tmp_path / "x.ts"
+    path.write_text("@problemName x\n@data\n1,2,?:4,5,6:cat\n1,2:3,4:dog\n")
+    series, labels = read_ts(path)
+    assert labels == ["cat", "dog"] and np.isnan(series[0][2, 0]) and series[0].shape == (3, 2)
+    path.write_text("@data\n1,2,x:cat\n")
+    with pytest.raises(ValueError, match=r"x.ts:2"):
+        read_ts(path)
+    with pytest.raises(ValueError, match="unknown built-in"):
+        load_series("builtin:nope")

@@ -1,0 +1,53 @@
+"""Recipes on a tiny untrained model: shapes, input order, observed values passed through, LP-FT head."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from masklab.data.series import SeriesSet
+from masklab.recipes import series as recipes
+
+
+def _data(n: int = 7) -> SeriesSet:
+    rng = np.random.default_rng(0)
+    series = [rng.normal(size=(int(t), 2)).astype(np.float32) for t in rng.integers(5, 30, size=n)]
+    series[2][3:6, 1] = np.nan
+    return SeriesSet(series, "toy", np.arange(n) % 3, ("a", "b", "c"))
+
+
+def _model(data: SeriesSet):
+    return recipes.build_model(data, "series-tiny", seed=0, patch_len=4, stride=4).eval()
+
+
+def test_inference_keeps_input_order_and_observed_values() -> None:
+    data = _data()
+    model = _model(data)
+    feats = recipes.embed(model, data, batch_size=3)
+    alone = np.concatenate([recipes.embed(model, data.subset([i])) for i in range(len(data))])
+    np.testing.assert_allclose(feats, alone, atol=1e-5)
+    filled = recipes.impute(model, data, batch_size=3)
+    for s, f in zip(data.series, filled, strict=True):
+        assert f.shape == s.shape and not np.isnan(f).any()
+        np.testing.assert_array_equal(f[~np.isnan(s)], s[~np.isnan(s)])
+    assert [f.shape for f in recipes.forecast(model, data, 6)] == [(6, 2)] * len(data)
+    per_series, per_step = recipes.anomaly_scores(model, data)
+    assert per_series.shape == (7,) and [len(p) for p in per_step] == list(data.lengths)
+    assert np.isfinite(per_series).all()
+
+
+@pytest.mark.slow
+def test_finetune_starts_from_the_probe() -> None:
+    data = _data(30)
+    model = _model(data)
+    cfg = recipes.train_config(steps=1, minutes=None, batch_size=8, lr=0.0, seed=0, device="cpu")
+    classifier = recipes.finetune_classify(model, data, num_classes=3, config=cfg, head_dropout=0.0)
+    from sklearn.linear_model import LogisticRegression
+
+    x = recipes.embed(model, data).astype(np.float64)
+    scale = x.std(axis=0)
+    scale[scale < 1e-8] = 1.0
+    probe = LogisticRegression(max_iter=1000, random_state=0).fit((x - x.mean(axis=0)) / scale, data.labels)
+    np.testing.assert_array_equal(recipes.predict_classes(classifier, data), probe.predict((x - x.mean(0)) / scale))
+    assert torch.equal(classifier.backbone.patch_embed.weight, model.patch_embed.weight)  # lr 0: unchanged
