@@ -4,9 +4,8 @@ Training: tokens/s of forward + backward + AdamW step on random token windows (t
 optimizer for both models, so only the models differ). Generation: new tokens/s of greedy decoding with a KV
 cache (HF ``generate(do_sample=False)`` vs ``masklab.models.generation.generate``), checking both produce the
 same tokens. Runs are interleaved (ours, HF, ours, HF, ...) and the median is reported, because the machine may
-be shared. A third arm runs masklab's model with ``MASKLAB_CPU_LINEAR=torch`` — its linears on the same ``F.linear``
-(MKL) as HF instead of oneDNN (:mod:`masklab.nn.cpu_linear`) — so the table separates the GEMM library's share of the
-speed-up from the model code's.
+be shared. masklab runs as ``auto`` picks on this machine (GEMM library and precision; the probes' reasons
+are printed) and with each forced choice; decoding uses the fp32 arms.
 
     python bench/clm.py                         # gpt-char and gpt-6x384 on 1 thread
     python bench/clm.py --configs gpt-char --repeats 3 --train-steps 10 --gen-tokens 32   # quick check
@@ -16,12 +15,12 @@ speed-up from the model code's.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +29,11 @@ from masklab.core.contract import preset_config
 from masklab.interop.hf.gpt2 import hf_config_dict, to_hf_state_dict
 from masklab.models.clm import GPT, GPTConfig
 from masklab.models.clm.model import PRESETS
-from masklab.nn.cpu_linear import cpu_linear_backend, get_cpu_linear_backend
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cpu_arms import default_and_forced_arms, run_arm
+
+HF = "HF GPT2LMHeadModel"
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,9 @@ def generate_tokens_per_s(model, kind: str, prompt: torch.Tensor, new: int) -> t
     model.eval()
     start = time.perf_counter()
     if kind == "ours":
-        out = model.generate(prompt.tolist(), max_new_tokens=new)
+        from masklab.models.clm.generation import generate
+
+        out = generate(model, prompt.tolist(), max_new_tokens=new)
     else:
         ids = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new,
                              min_new_tokens=new, do_sample=False, eos_token_id=None, pad_token_id=0)  # fmt: skip
@@ -94,51 +99,52 @@ def generate_tokens_per_s(model, kind: str, prompt: torch.Tensor, new: int) -> t
     return prompt.shape[0] * new / (time.perf_counter() - start), out
 
 
-# Arm -> (model it times, CPU linear backend): "ours_mkl" is masklab's model on torch's own GEMM.
-ARMS = {"ours": ("ours", None), "hf": ("hf", None), "ours_mkl": ("ours", "torch")}
-
-
-def _arm(kind: str) -> tuple[str, contextlib.AbstractContextManager]:
-    """The model kind an arm times and the CPU-linear context it runs in."""
-    model_kind, backend = ARMS[kind]
-    return model_kind, cpu_linear_backend(backend or get_cpu_linear_backend())
-
-
 def bench(name: str, setting: Setting, *, repeats: int, train_steps: int, gen_batches: list[int]) -> list[dict]:
     cfg = setting.model
     ours, hf = make_pair(cfg)
     g = torch.Generator().manual_seed(0)
-    rows = []
     ids = torch.randint(0, cfg.vocab_size, (setting.batch, cfg.context + 1), generator=g)
-    speeds: dict[str, list[float]] = {kind: [] for kind in ARMS}
+
+    def probe_step(dtype) -> None:  # what fit's probes time: forward + backward of one batch
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            logits = ours(ids[:, :-1])
+        F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1)).backward()
+        ours.zero_grad(set_to_none=True)
+
+    arms, notes = default_and_forced_arms(ours, probe_step, f"bench/clm {name} batch={setting.batch}")
+    for note in notes:
+        print(f"# {name}: {note}", file=sys.stderr)
+    rows = []
+    speeds: dict[str, list[float]] = {HF: [], **{arm[0]: [] for arm in arms}}
     for _ in range(repeats):
-        for kind, model in (("ours", ours), ("hf", hf), ("ours_mkl", ours)):
-            model_kind, gemm = _arm(kind)
-            with gemm:
-                speeds[kind].append(train_tokens_per_s(model, model_kind, ids, train_steps))
-    rows.append(_row(name, f"train B={setting.batch} T={cfg.context}", speeds, same=None))
+        speeds[HF].append(train_tokens_per_s(hf, "hf", ids, train_steps))
+        for arm in arms:
+            speeds[arm[0]].append(run_arm(ours, arm, lambda: train_tokens_per_s(ours, "ours", ids, train_steps)))
+    rows += _rows(name, f"train B={setting.batch} T={cfg.context}", speeds, None)
     ours, hf = make_pair(cfg)  # fresh, identical weights for generation
+    gen_arms = [arm for arm in arms if arm[2] is None]  # decoding runs fp32: the default's GEMM and each forced
     for batch in gen_batches:
         prompt = torch.randint(0, cfg.vocab_size, (batch, setting.prompt), generator=g)
-        speeds, outs = {kind: [] for kind in ARMS}, {}
+        speeds, outs = {HF: [], **{arm[0]: [] for arm in gen_arms}}, {}
         generate_tokens_per_s(ours, "ours", prompt, 4)  # warm-up
         generate_tokens_per_s(hf, "hf", prompt, 4)
         for _ in range(repeats):
-            for kind, model in (("ours", ours), ("hf", hf), ("ours_mkl", ours)):
-                model_kind, gemm = _arm(kind)
-                with gemm:
-                    speed, outs[kind] = generate_tokens_per_s(model, model_kind, prompt, setting.new_tokens)
-                speeds[kind].append(speed)
+            speed, outs[HF] = generate_tokens_per_s(hf, "hf", prompt, setting.new_tokens)
+            speeds[HF].append(speed)
+            for arm in gen_arms:
+                speed, outs[arm[0]] = run_arm(
+                    ours, arm, lambda p=prompt: generate_tokens_per_s(ours, "ours", p, setting.new_tokens)
+                )
+                speeds[arm[0]].append(speed)
         label = f"generate B={batch} prompt={setting.prompt} new={setting.new_tokens}"
-        same = outs["ours"] == outs["hf"] and outs["ours_mkl"] == outs["hf"]
-        rows.append(_row(name, label, speeds, same=same))
+        rows += _rows(name, label, speeds, all(out == outs[HF] for out in outs.values()))
     return rows
 
 
-def _row(name: str, what: str, speeds: dict[str, list[float]], same: bool | None) -> dict:
-    ours, hf, mkl = (statistics.median(speeds[k]) for k in ("ours", "hf", "ours_mkl"))
-    return {"config": name, "what": what, "masklab_tok_s": ours, "hf_tok_s": hf, "speedup": ours / hf,
-            "masklab_torch_gemm_tok_s": mkl, "speedup_torch_gemm": mkl / hf, "same_tokens": same}  # fmt: skip
+def _rows(name: str, what: str, speeds: dict[str, list[float]], same: bool | None) -> list[dict]:
+    hf = statistics.median(speeds[HF])
+    return [{"config": name, "what": what, "arm": arm, "tok_s": statistics.median(v),
+             "vs_hf": statistics.median(v) / hf, "same_tokens": same} for arm, v in speeds.items()]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -155,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     import transformers
 
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {args.threads} thread(s), "
-          f"median of {args.repeats} interleaved runs; masklab CPU linears: {get_cpu_linear_backend()}",
+          f"median of {args.repeats} interleaved runs",
           file=sys.stderr)  # fmt: skip
     rows = []
     for name in args.configs:
@@ -164,15 +170,11 @@ def main(argv: list[str] | None = None) -> None:
             new = min(args.gen_tokens, setting.model.context - setting.prompt)
             setting = Setting(setting.model, setting.batch, setting.prompt, new)
         rows += bench(name, setting, repeats=args.repeats, train_steps=args.train_steps, gen_batches=args.gen_batches)
-    print(
-        "| config | measurement | masklab tok/s | HF tok/s | speedup | masklab on torch GEMM | speedup | same tokens |"
-    )
-    print("|---|---|---:|---:|---:|---:|---:|---|")
+    print("| config | measurement | arm | tok/s | vs HF | same tokens |")
+    print("|---|---|---|---:|---:|---|")
     for r in rows:
         same = "" if r["same_tokens"] is None else ("yes" if r["same_tokens"] else "NO")
-        print(f"| {r['config']} | {r['what']} | {r['masklab_tok_s']:,.0f} | {r['hf_tok_s']:,.0f} | "
-              f"{r['speedup']:.2f}x | {r['masklab_torch_gemm_tok_s']:,.0f} | {r['speedup_torch_gemm']:.2f}x | "
-              f"{same} |")  # fmt: skip
+        print(f"| {r['config']} | {r['what']} | {r['arm']} | {r['tok_s']:,.0f} | {r['vs_hf']:.2f}x | {same} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

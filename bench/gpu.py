@@ -130,7 +130,7 @@ def mae_train_flops(cfg) -> float:
     V = int(L * (1 - cfg.mask_ratio))  # MAE's len_keep
     enc, dec = 1 + V, 1 + L  # + CLS
     D, Dd = cfg.dim, cfg.decoder_dim
-    block, dblock = 4 * D * D + 2 * D * int(D * cfg.mlp_ratio), 4 * Dd * Dd + 2 * Dd * int(Dd * cfg.mlp_ratio)
+    block, dblock = 4 * D * D + 2 * D * cfg.mlp_hidden, 4 * Dd * Dd + 2 * Dd * cfg.decoder_mlp_hidden
     dense = V * P * D + enc * cfg.depth * block + enc * D * Dd + dec * cfg.decoder_depth * dblock + L * Dd * P
     attention = cfg.depth * enc**2 * D + cfg.decoder_depth * dec**2 * Dd
     return 6.0 * dense + 12.0 * attention

@@ -7,9 +7,9 @@ One training step = forward + backward + AdamW update on a fixed batch, CPU fp32
   and the *same weights* (masklab's copy is made with the converter), fed the same images and masking noise;
 - ``masklab SimMIM-style``: the same network but the encoder runs on all L tokens (hidden ones replaced by a
   mask token) — what MAE's "encode only visible patches" saves (He et al. 2021, Sec. 3);
-- ``masklab MAE, torch GEMM``: masklab's model with ``MASKLAB_CPU_LINEAR=torch``, i.e. its linears on the same
-  ``F.linear`` (MKL) as HF instead of oneDNN (:mod:`masklab.nn.cpu_linear`) — so the table shows how much of the
-  speed-up is the GEMM library and how much the model code.
+- ``masklab default (auto: ...)``: masklab's model with the GEMM library and precision ``auto`` picks on this
+  machine (the probes ``fit`` runs, :mod:`masklab.train.cpu_probe`; their reasons are printed), then each forced
+  choice (``onednn``/``torch`` fp32, and bf16 autocast on CPUs with native bf16).
 
 Steps of the models are interleaved round by round so a busy shared machine slows all of them alike; the
 median step time is reported. Usage::
@@ -22,14 +22,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from masklab.models.mae import MAE
-from masklab.nn.cpu_linear import cpu_linear_backend, get_cpu_linear_backend
 
-TORCH_GEMM = "masklab MAE, torch GEMM (MKL)"
+sys.path.insert(0, str(Path(__file__).parent))
+from cpu_arms import default_and_forced_arms, run_arm
+
+HF = "HF ViTMAE (sdpa)"
+SIMMIM = "masklab SimMIM-style (all tokens, default)"
 DEFAULT_BATCH = {"mae-tiny": 64, "mae-small-28": 128, "mae-vit-t": 8, "mae-vit-b": 4}
 
 
@@ -45,11 +50,11 @@ def hf_model(cfg):
         hidden_size=cfg.dim,
         num_hidden_layers=cfg.depth,
         num_attention_heads=cfg.heads,
-        intermediate_size=int(cfg.dim * cfg.mlp_ratio),
+        intermediate_size=cfg.mlp_hidden,
         decoder_hidden_size=cfg.decoder_dim,
         decoder_num_hidden_layers=cfg.decoder_depth,
         decoder_num_attention_heads=cfg.decoder_heads,
-        decoder_intermediate_size=int(cfg.decoder_dim * cfg.mlp_ratio),
+        decoder_intermediate_size=cfg.decoder_mlp_hidden,
         layer_norm_eps=cfg.norm_eps,
         mask_ratio=cfg.mask_ratio,
         attn_implementation="sdpa",
@@ -62,44 +67,51 @@ def hf_model(cfg):
     return model
 
 
-def step_fn(model, optimizer, images, noise, hf: bool, gemm: str | None = None):
+def step_fn(model, optimizer, images, noise, hf: bool):
     def step() -> float:
-        with cpu_linear_backend(gemm or get_cpu_linear_backend()):
-            t0 = time.perf_counter()
-            loss = model(pixel_values=images, noise=noise).loss if hf else model(images, noise=noise).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            return time.perf_counter() - t0
+        t0 = time.perf_counter()
+        loss = model(pixel_values=images, noise=noise).loss if hf else model(images, noise=noise).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return time.perf_counter() - t0
 
     return step
 
 
-def bench_preset(name: str, batch: int, steps: int, warmup: int) -> list[tuple[str, float]]:
+def bench_preset(name: str, batch: int, steps: int, warmup: int) -> tuple[list[tuple[str, float]], list[str]]:
     from masklab.interop.hf.mae import mae_from_hf
 
     cfg = MAE.from_preset(name, channels=3).config
     torch.manual_seed(0)
     hf = hf_model(cfg).train()
-    ours = mae_from_hf(hf).train()
-    simmim = MAE.from_preset(name, channels=3, variant="simmim").train()
     g = torch.Generator().manual_seed(0)
     images = torch.rand(batch, 3, *cfg.image_size, generator=g)
     noise = torch.rand(batch, cfg.num_patches, generator=g)
-    ours_mkl = mae_from_hf(hf).train()
-    models = {"masklab MAE (visible only)": ours, "HF ViTMAE (sdpa)": hf, "masklab SimMIM-style (all tokens)": simmim}
-    runners = {
-        key: step_fn(m, torch.optim.AdamW(m.parameters(), lr=1e-4), images, noise, m is hf) for key, m in models.items()
-    }
-    mkl_opt = torch.optim.AdamW(ours_mkl.parameters(), lr=1e-4)
-    runners[TORCH_GEMM] = step_fn(ours_mkl, mkl_opt, images, noise, False, gemm="torch")
+    probe = mae_from_hf(hf).train()
+
+    def probe_step(dtype) -> None:  # what fit's probes time: forward + backward of one batch
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            loss = probe(images, noise=noise).loss
+        loss.backward()
+        probe.zero_grad(set_to_none=True)
+
+    arms, notes = default_and_forced_arms(probe, probe_step, f"bench/mae {name} batch={batch}")
+    runners = {HF: step_fn(hf, torch.optim.AdamW(hf.parameters(), lr=1e-4), images, noise, True)}
+    for arm in arms:
+        model = mae_from_hf(hf).train()
+        step = step_fn(model, torch.optim.AdamW(model.parameters(), lr=1e-4), images, noise, False)
+        runners[arm[0]] = lambda model=model, arm=arm, step=step: run_arm(model, arm, step)
+    simmim = MAE.from_preset(name, channels=3, variant="simmim").train()
+    simmim_step = step_fn(simmim, torch.optim.AdamW(simmim.parameters(), lr=1e-4), images, noise, False)
+    runners[SIMMIM] = lambda: run_arm(simmim, arms[0], simmim_step)
     times: dict[str, list[float]] = {k: [] for k in runners}
     for i in range(warmup + steps):
         for key, run in runners.items():
             t = run()
             if i >= warmup:
                 times[key].append(t)
-    return [(key, batch / statistics.median(ts)) for key, ts in times.items()]
+    return [(key, batch / statistics.median(ts)) for key, ts in times.items()], notes
 
 
 def main() -> None:
@@ -113,24 +125,24 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     import transformers
 
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {args.threads} thread(s), CPU fp32, "
-          f"median of {args.steps} steps after {args.warmup} warm-up, forward + backward + AdamW; "
-          f"masklab CPU linears: {get_cpu_linear_backend()}")  # fmt: skip
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {args.threads} thread(s), "
+          f"median of {args.steps} steps after {args.warmup} warm-up, forward + backward + AdamW")  # fmt: skip
     for name in args.presets:
         batch = args.batch_size or DEFAULT_BATCH.get(name, 8)
         cfg = MAE.from_preset(name, channels=3).config
-        rows = bench_preset(name, batch, args.steps, args.warmup)
+        rows, notes = bench_preset(name, batch, args.steps, args.warmup)
         print(
             f"\n{name}: {cfg.image_size[0]}x{cfg.image_size[1]}x3, patch {cfg.patch_size} (L={cfg.num_patches}), "
             f"enc {cfg.dim}x{cfg.depth}, dec {cfg.decoder_dim}x{cfg.decoder_depth}, mask 0.75, batch {batch}"
         )
-        base = dict(rows)["HF ViTMAE (sdpa)"]
-        print(f"  {'model':<36} {'samples/s':>10} {'vs HF':>7}")
+        for note in notes:
+            print(f"  {note}")
+        base = dict(rows)[HF]
+        print(f"  {'arm':<44} {'samples/s':>10} {'vs HF':>7}")
         for key, rate in rows:
-            print(f"  {key:<36} {rate:>10.1f} {rate / base:>6.2f}x")
-        ours, simmim = dict(rows)["masklab MAE (visible only)"], dict(rows)["masklab SimMIM-style (all tokens)"]
-        print(f"  visible-only vs encode-all speed-up: {ours / simmim:.2f}x")
-        print(f"  masklab's linears on oneDNN vs on torch's GEMM: {ours / dict(rows)[TORCH_GEMM]:.2f}x")
+            print(f"  {key:<44} {rate:>10.1f} {rate / base:>6.2f}x")
+        default = next(rate for key, rate in rows if key.startswith("masklab default"))
+        print(f"  visible-only vs encode-all speed-up: {default / dict(rows)[SIMMIM]:.2f}x")
 
 
 if __name__ == "__main__":

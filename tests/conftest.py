@@ -1,7 +1,11 @@
 import os
+import tempfile
 
 import pytest
 import torch
+
+# Per-machine probe verdicts (masklab.core.probe) go to a throwaway cache, not ~/.cache/masklab.
+os.environ.setdefault("MASKLAB_CACHE_DIR", tempfile.mkdtemp(prefix="masklab-cache-"))
 
 # Tests are sized for a 2-core CI machine; more threads only add contention.
 torch.set_num_threads(min(2, os.cpu_count() or 1))

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from masklab.models.clm import GPT, GPTConfig, positions_from_padding
-from masklab.models.clm.generation import DecodeStep, StaticKVCache, generate, left_pad, new_caches
+from masklab.models.clm.generation import StaticKVCache, decode_step, generate, left_pad, new_caches
 from masklab.nn import KVCache
+from masklab.nn.attention import AttentionPlan
 
 VOCAB = 53
 
@@ -40,14 +41,15 @@ def test_incremental_logits_equal_full_forward(model, cache_cls):
 
 @torch.no_grad()
 def test_decode_step_equals_module_path(model):
-    """generate()'s fast single-token step is the same computation as GPT.forward with a cache."""
+    """generate()'s single-token step (the model's own blocks, planned as plain SDPA) equals the full forward."""
     ids = ids_of(15, seed=2)
     full = model(ids)
     caches = new_caches(model, 2)
-    step = DecodeStep(model)
     got = [model(ids[:, :1], caches=caches)[:, 0]]
     for t in range(1, ids.shape[1]):
-        got.append(step(ids[:, t], torch.full((2,), t), caches, None))
+        got.append(decode_step(model, ids[:, t], torch.full((2,), t), caches, None))
+    expected = AttentionPlan("sdpa", "one new query after the cache: causal blocks nothing")
+    assert model.decoder.blocks[0].attn.last_plan == expected
     torch.testing.assert_close(torch.stack(got, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
@@ -75,11 +77,10 @@ def test_padded_incremental_equals_padded_full_forward(model):
     positions = positions_from_padding(padding)
     full = model(ids, padding=padding, positions=positions)
     caches = new_caches(model, 2)
-    step = DecodeStep(model)
     prefix = 8
     got = [model(ids[:, :prefix], padding=padding[:, :prefix], positions=positions[:, :prefix], caches=caches)]
     for t in range(prefix, ids.shape[1]):
-        got.append(step(ids[:, t], positions[:, t], caches, padding[:, : t + 1])[:, None])
+        got.append(decode_step(model, ids[:, t], positions[:, t], caches, padding[:, : t + 1])[:, None])
     real = ~padding
     torch.testing.assert_close(torch.cat(got, dim=1)[real], full[real], atol=1e-5, rtol=1e-5)
 
@@ -111,21 +112,19 @@ def test_positions_past_context_are_an_error(model):
 
 
 @torch.no_grad()
-def test_decode_step_with_packed_weights_equals_module_path():
-    """At 8 rows and width 256 the layers' weights are packed for oneDNN (frozen_linear); same numbers."""
+@pytest.mark.parametrize("backend", ["torch", "onednn"])
+def test_decode_step_equals_full_forward_on_either_gemm_library(backend):
     from masklab.nn import cpu_linear
 
+    if backend == "onednn" and not cpu_linear._onednn_available():
+        pytest.skip("PyTorch built without oneDNN")
     torch.manual_seed(0)
     wide = GPT(GPTConfig(vocab_size=VOCAB, context=24, dim=256, depth=2, heads=4)).eval()
     ids = ids_of(12, seed=6, batch=8)
-    full = wide(ids)
-    probe = torch.empty(8, 256)
-    qkv = wide.decoder.blocks[0].attn.qkv
-    packs = cpu_linear._onednn_available() and cpu_linear._fast_path_ok(probe, qkv.weight, qkv.bias)
-    assert packs == (cpu_linear.get_cpu_linear_backend() == "onednn" and cpu_linear._onednn_available())
-    caches = new_caches(wide, 8)
-    step = DecodeStep(wide, batch=8)
-    got = [wide(ids[:, :1], caches=caches)[:, 0]]
-    for t in range(1, ids.shape[1]):
-        got.append(step(ids[:, t], torch.full((8,), t), caches, None))
+    with cpu_linear.cpu_linear_backend(backend, wide):
+        full = wide(ids)
+        caches = new_caches(wide, 8)
+        got = [wide(ids[:, :1], caches=caches)[:, 0]]
+        for t in range(1, ids.shape[1]):
+            got.append(decode_step(wide, ids[:, t], torch.full((8,), t), caches))
     torch.testing.assert_close(torch.stack(got, dim=1), full, atol=1e-5, rtol=1e-5)

@@ -39,7 +39,7 @@ def test_logits_match_hf():
 def test_logits_match_hf_with_activation_and_inner_size():
     hf = hf_gpt2(activation_function="gelu", n_inner=48, layer_norm_epsilon=1e-6)
     ours = from_hf_model(hf)
-    assert ours.config.activation == "gelu" and ours.config.mlp_ratio == 1.5 and ours.config.norm_eps == 1e-6
+    assert ours.config.activation == "gelu" and ours.config.mlp_hidden == 48 and ours.config.norm_eps == 1e-6
     ids = torch.randint(0, VOCAB, (2, 17), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         torch.testing.assert_close(ours(ids), hf(ids).logits, atol=1e-5, rtol=1e-5)

@@ -13,7 +13,7 @@ from masklab.models.registry import build_model
 from masklab.tokenizers.patches import patchify, pixel_mask_from_patches
 
 TINY = dict(image_size=(8, 12), patch_size=4, channels=3, dim=32, depth=2, heads=2, decoder_dim=32,
-            decoder_depth=1, decoder_heads=2, mlp_ratio=2.0)  # fmt: skip
+            decoder_depth=1, decoder_heads=2, mlp_hidden=64, decoder_mlp_hidden=64)  # fmt: skip
 
 
 def tiny(**overrides) -> MAE:

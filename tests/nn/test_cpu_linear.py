@@ -15,6 +15,17 @@ from masklab.nn.cpu_linear import Linear, cpu_linear_backend, get_cpu_linear_bac
 needs_onednn = pytest.mark.skipif(not lin_mod._onednn_available(), reason="PyTorch built without oneDNN")
 
 
+@pytest.fixture(autouse=True)
+def _onednn_selected():
+    """These tests exercise the oneDNN path itself: select it (the default is chosen per machine, see
+    test_cpu_linear_choice.py)."""
+    if not lin_mod._onednn_available():
+        yield
+        return
+    with cpu_linear_backend("onednn"):
+        yield
+
+
 def _reference_grads(x, weight, bias, grad_out):
     """Float64 forward and gradients of ``x @ weight.T + bias``."""
     leaves = [t.detach().double().requires_grad_() for t in (x, weight, bias) if t is not None]
@@ -133,7 +144,8 @@ def test_models_agree_across_backends():
     ids = torch.randint(0, 70, (8, 32))
     results = {}
     for backend in ("torch", "onednn"):
-        with cpu_linear_backend(backend):
+        with cpu_linear_backend(backend, mae, gpt):
+            assert type(mae.encoder.blocks[0].mlp.fc1) is (Linear if backend == "onednn" else nn.Linear)
             mae.zero_grad(set_to_none=True)
             loss = mae(images, noise=noise).loss
             loss.backward()

@@ -12,7 +12,7 @@ from masklab.models.segment import SegmentConfig, Segmenter
 from masklab.models.segment.model import foreground_iou
 
 ENCODER = MAEConfig(image_size=(16, 16), patch_size=4, channels=3, dim=32, depth=2, heads=2, decoder_dim=32,
-                    decoder_depth=1, decoder_heads=2, mlp_ratio=2.0)  # fmt: skip
+                    decoder_depth=1, decoder_heads=2, mlp_hidden=64, decoder_mlp_hidden=64)  # fmt: skip
 
 
 def separable(n: int, seed: int) -> SegmentationDataset:

@@ -82,7 +82,7 @@ def test_errors(tmp_path):
         TextTokenizer.train(["", "   "])
     with pytest.raises(ValueError, match="wordpiece, bpe or char"):
         TextTokenizer.train(CORPUS, "sentencepiece")
-    with pytest.raises(FileNotFoundError, match=r"neither tokenizer\.json nor vocab\.txt"):
+    with pytest.raises(FileNotFoundError, match=r"none of tokenizer\.json, vocab\.txt"):
         TextTokenizer.load(tmp_path)
     bad = tmp_path / "tokenizer.json"
     bad.write_text("{not json")

@@ -80,6 +80,9 @@ class ModelConfig:
     """
 
     nested: ClassVar[Mapping[str, type]] = {}
+    # Integer MLP width field -> the width it was a multiple of, for configs saved with a float ``mlp_ratio``
+    # (see :func:`upgrade_mlp_ratio`); e.g. ``{"mlp_hidden": "dim"}``.
+    mlp_widths: ClassVar[Mapping[str, str]] = {}
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(dataclasses.asdict(self))  # type: ignore[call-overload]
@@ -91,6 +94,8 @@ class ModelConfig:
         if not isinstance(values, Mapping):
             raise ValueError(f"a {cls.__name__} needs a mapping of fields, got {type(values).__name__}")
         values = {k: v for k, v in values.items() if k != "kind"}
+        if cls.mlp_widths:
+            values = upgrade_mlp_ratio(values, cls.mlp_widths)
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(values) - known)
         if unknown:
@@ -99,6 +104,23 @@ class ModelConfig:
             if name in values and not isinstance(values[name], sub):
                 values[name] = sub.from_dict(values[name])  # type: ignore[attr-defined]
         return cls(**values)
+
+
+def upgrade_mlp_ratio(values: Mapping[str, Any], widths: Mapping[str, str]) -> dict[str, Any]:
+    """A saved model config from before MLP widths were integers -> today's fields.
+
+    Old configs stored ``mlp_ratio`` (a float) and built ``int(dim * mlp_ratio)`` hidden units; ``widths`` maps
+    each integer width field to the width it was a multiple of (``{"mlp_hidden": "dim"}``). The result builds
+    exactly the model the old config built, so its checkpoint still loads.
+    """
+    values = dict(values)
+    if "mlp_ratio" not in values:
+        return values
+    ratio = float(values.pop("mlp_ratio"))
+    for name, dim_field in widths.items():
+        if values.get(name) is None and dim_field in values:
+            values[name] = int(values[dim_field] * ratio)
+    return values
 
 
 def _jsonable(value: Any) -> Any:

@@ -63,6 +63,8 @@ def _describe(value: object) -> str:
 
 
 def _check_int(name: str, value: int, why: str = "") -> None:
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and torch.jit.is_tracing():
+        return  # torch.jit.trace records sizes as 0-d tensors; the traced values are the real sizes
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be an int >= 1{why}, got {value!r}")
 

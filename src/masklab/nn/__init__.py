@@ -7,7 +7,14 @@ from masklab.nn.attention import (
     sdpa_attention,
 )
 from masklab.nn.blocks import MLP, Block, DropPath, Encoder, TransformerConfig
-from masklab.nn.cpu_linear import Linear, cpu_linear_backend, get_cpu_linear_backend, linear, set_cpu_linear_backend
+from masklab.nn.cpu_linear import (
+    Linear,
+    cpu_linear_backend,
+    get_cpu_linear_backend,
+    linear,
+    set_cpu_linear_backend,
+    use_cpu_linear,
+)
 from masklab.nn.pos_embed import LearnedPositionEmbedding, sincos_1d, sincos_2d
 
 __all__ = [
@@ -28,4 +35,5 @@ __all__ = [
     "set_cpu_linear_backend",
     "sincos_1d",
     "sincos_2d",
+    "use_cpu_linear",
 ]

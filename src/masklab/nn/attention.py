@@ -33,10 +33,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
 
 from masklab.masks.attention import AttnMask
 from masklab.masks.convert import sdpa_safe
-from masklab.nn.cpu_linear import Linear
 
 Backend = Literal["sdpa", "reference"]
 Kernel = Literal["reference", "sdpa", "sdpa_causal", "sdpa_mask", "flex"]

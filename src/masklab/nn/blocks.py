@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
+from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
 
+from masklab.core.contract import upgrade_mlp_ratio  # noqa: F401  (re-exported: old import path)
 from masklab.masks.attention import AttnMask
 from masklab.nn.attention import Backend, KVCache, MaskedSelfAttention
-from masklab.nn.cpu_linear import Linear
 
 Activation = Literal["gelu", "gelu_tanh", "relu"]
 
@@ -29,12 +30,14 @@ class TransformerConfig:
 
     ``norm_first=True`` is pre-norm (ViT, GPT-2); ``False`` is post-norm (original BERT).
     ``final_norm`` adds a LayerNorm after the last block (only meaningful for pre-norm).
+    ``mlp_hidden`` is the MLP's hidden width as an integer (``None``: ``4 * dim``), so any width a checkpoint
+    has (BERT ``intermediate_size``, GPT-2 ``n_inner``) is built exactly.
     """
 
     dim: int
     depth: int
     heads: int
-    mlp_ratio: float = 4.0
+    mlp_hidden: int | None = None
     dropout: float = 0.0
     attn_dropout: float = 0.0
     drop_path: float = 0.0
@@ -45,17 +48,20 @@ class TransformerConfig:
     final_norm: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("dim", "depth", "heads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.mlp_hidden is None:
+            object.__setattr__(self, "mlp_hidden", 4 * self.dim)
+        for name in ("dim", "depth", "heads", "mlp_hidden"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if self.dim % self.heads:
             raise ValueError(f"dim={self.dim} must be divisible by heads={self.heads}")
         if self.activation not in ("gelu", "gelu_tanh", "relu"):
             raise ValueError(f"activation must be gelu, gelu_tanh or relu, got {self.activation!r}")
 
-    @property
-    def mlp_hidden(self) -> int:
-        return int(self.dim * self.mlp_ratio)
+
+def _identity(x: Tensor) -> Tensor:
+    return x
 
 
 class DropPath(nn.Module):
@@ -87,7 +93,8 @@ class MLP(nn.Module):
             h = F.relu(h)
         else:  # "gelu_tanh" is GPT-2's gelu_new
             h = F.gelu(h, approximate="tanh" if self.activation == "gelu_tanh" else "none")
-        return self.drop(self.fc2(h))
+        h = self.fc2(h)
+        return self.drop(h) if self.drop.p else h
 
 
 class Block(nn.Module):
@@ -125,12 +132,14 @@ class Block(nn.Module):
         h = self.norm1(x) if self.norm_first else x
         a = self.attn(h, blocked=blocked, cache=cache, return_weights=return_weights)
         a, weights = a if return_weights else (a, None)
+        # A zero drop-path rate skips the module call: one-token decoding runs this per layer per token.
+        drop = self.drop_path if self.drop_path.p else _identity
         if self.norm_first:
-            x = x + self.drop_path(a)
-            x = x + self.drop_path(self.mlp(self.norm2(x)))
+            x = x + drop(a)
+            x = x + drop(self.mlp(self.norm2(x)))
         else:
-            x = self.norm1(x + self.drop_path(a))
-            x = self.norm2(x + self.drop_path(self.mlp(x)))
+            x = self.norm1(x + drop(a))
+            x = self.norm2(x + drop(self.mlp(x)))
         return (x, weights) if return_weights else x
 
 

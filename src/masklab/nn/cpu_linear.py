@@ -19,9 +19,14 @@ For inference loops that call the same weights many times at a fixed small row c
 :func:`frozen_linear` reorders a weight once into oneDNN's blocked layout; on the 6-layer 384-wide GPT at 8 rows
 that cuts the per-token GEMM time from 3.4 ms (plain oneDNN; 4.9 ms on ``F.linear``) to 2.4 ms.
 
-Backend choice: ``"onednn"`` (default when PyTorch was built with it) or ``"torch"``; set it with the
-``MASKLAB_CPU_LINEAR`` environment variable, :func:`set_cpu_linear_backend`, or the :func:`cpu_linear_backend`
-context manager.
+Backend choice, per machine: ``MASKLAB_CPU_LINEAR=onednn|torch|auto`` (default ``auto``). Models build plain
+``nn.Linear`` layers, so a model fresh from its config traces, exports and quantizes (``quantize_dynamic``) like
+any PyTorch model; :func:`use_cpu_linear` (or ``cpu_linear_backend(backend, model)``) turns a model's
+``nn.Linear`` layers into :class:`Linear` (same parameters and state-dict keys) for a training or inference
+loop, and back. ``auto`` starts on ``torch``; :mod:`masklab.nn.cpu_linear_probe` measures the model's own step
+on both libraries once per machine (cached on disk) and switches to ``onednn`` only where it is faster. Whatever
+the setting, the oneDNN path steps aside under ``torch.jit.trace`` / scripting, ``torch.export``,
+``torch.compile``, autocast and ``torch.func`` transforms.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 CpuLinearBackend = Literal["onednn", "torch"]
+CpuLinearSetting = Literal["onednn", "torch", "auto"]
+ENV_VAR = "MASKLAB_CPU_LINEAR"
 
 MIN_ROWS = 4
 MIN_MACS = 2**20
@@ -45,11 +52,18 @@ def _onednn_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
+def cpu_linear_setting() -> CpuLinearSetting:
+    """``MASKLAB_CPU_LINEAR`` (``onednn``, ``torch`` or ``auto``; default ``auto``), validated."""
+    value = os.environ.get(ENV_VAR, "auto").strip().lower()
+    if value not in ("onednn", "torch", "auto"):
+        raise ValueError(f"{ENV_VAR} must be 'onednn', 'torch' or 'auto', got {value!r}")
+    return value  # type: ignore[return-value]
+
+
 def _backend_from_env() -> CpuLinearBackend:
-    value = os.environ.get("MASKLAB_CPU_LINEAR", "onednn").strip().lower()
-    if value not in ("onednn", "torch"):
-        raise ValueError(f"MASKLAB_CPU_LINEAR must be 'onednn' or 'torch', got {value!r}")
-    return value if value == "torch" or _onednn_available() else "torch"  # type: ignore[return-value]
+    """The backend before any probe: the forced one, or ``torch`` (``auto`` until a probe says otherwise)."""
+    value = cpu_linear_setting()
+    return "onednn" if value == "onednn" and _onednn_available() else "torch"
 
 
 _BACKEND: CpuLinearBackend = _backend_from_env()
@@ -70,14 +84,32 @@ def set_cpu_linear_backend(backend: CpuLinearBackend) -> None:
     _BACKEND = backend
 
 
+def use_cpu_linear(model: nn.Module, backend: CpuLinearBackend) -> nn.Module:
+    """Switch ``model``'s linear layers (in place; same parameters) and the global backend to ``backend``:
+    ``"onednn"`` makes every plain ``nn.Linear`` a :class:`Linear`, ``"torch"`` makes them plain again (what
+    ``torch.ao.quantization.quantize_dynamic`` and other type-based tools expect). Returns ``model``."""
+    set_cpu_linear_backend(backend)
+    for module in model.modules():
+        if backend == "onednn" and type(module) is nn.Linear:
+            module.__class__ = Linear
+        elif backend == "torch" and type(module) is Linear:
+            module.__class__ = nn.Linear
+    return model
+
+
 @contextmanager
-def cpu_linear_backend(backend: CpuLinearBackend) -> Iterator[None]:
-    """Context manager: :func:`set_cpu_linear_backend` inside the ``with`` block, the previous one after it."""
+def cpu_linear_backend(backend: CpuLinearBackend, *models: nn.Module) -> Iterator[None]:
+    """Context manager: :func:`set_cpu_linear_backend` (and :func:`use_cpu_linear` on ``models``) inside the
+    ``with`` block, the previous backend (and plain ``nn.Linear`` layers) after it."""
     previous = _BACKEND
     set_cpu_linear_backend(backend)
+    for model in models:
+        use_cpu_linear(model, backend)
     try:
         yield
     finally:
+        for model in models:
+            use_cpu_linear(model, "torch")
         set_cpu_linear_backend(previous)
 
 
@@ -120,6 +152,17 @@ class _OneDNNLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
+def _tracing() -> bool:
+    """True while TorchScript, ``torch.jit.trace``, ``torch.export`` or ``torch.compile`` records the model: the
+    oneDNN op is not part of the graphs they build, so ``F.linear`` is used there."""
+    return (
+        torch.jit.is_scripting()
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+    )
+
+
 def _fast_path_ok(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
     # Cheapest tests first: this runs on every linear call, including single-token decoding steps.
     if _BACKEND != "onednn" or x.dim() < 2 or weight.dim() != 2:
@@ -131,7 +174,7 @@ def _fast_path_ok(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
         return False
     if bias is not None and bias.dtype != torch.float32:
         return False
-    if torch.jit.is_scripting() or torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu"):
+    if _tracing() or torch.is_autocast_enabled("cpu"):
         return False
     tensors = (x, weight) if bias is None else (x, weight, bias)
     if any(type(t) not in (Tensor, nn.Parameter) or t.layout != torch.strided for t in tensors):
@@ -153,7 +196,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 class Linear(nn.Linear):
-    """``nn.Linear`` (same parameters, state-dict keys and init) whose forward is :func:`linear`."""
+    """``nn.Linear`` (same parameters, state-dict keys and init) whose forward is :func:`linear`; models build
+    plain ``nn.Linear`` and :func:`use_cpu_linear` swaps the class for a loop."""
 
     def forward(self, x: Tensor) -> Tensor:
         return linear(x, self.weight, self.bias)

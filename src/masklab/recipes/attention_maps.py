@@ -97,7 +97,7 @@ def save_weights(path: str | Path, weights, metadata: dict[str, str]) -> Path:
 # ------------------------------------------------------------------------------------------------- text
 def text_limits(model: Any, kind: str) -> tuple[int, int]:
     """(most tokens the model reads, special tokens framing a text) of an ``mlm`` or ``clm`` model."""
-    return (model.config.bert.max_len, 2) if kind == "mlm" else (model.config.context, 0)
+    return (model.config.bert.max_tokens, 2) if kind == "mlm" else (model.config.context, 0)
 
 
 def text_attention_weights(

@@ -129,7 +129,7 @@ def pretrain_mlm(
     from masklab.core.device import resolve_device
     from masklab.data.shards import PreparedCorpus, ShardBlocksData, prepared_for_run
     from masklab.data.text import TextBlocksData, TokenBlocks, holdout_split, load_text_corpus, pack_sequences
-    from masklab.interop.hf.bert import load_bert_mlm, save_bert_mlm
+    from masklab.interop.hf.masked_lm import load_hf_mlm, save_hf_mlm
     from masklab.models.mlm import PRESETS as BERT_PRESETS
     from masklab.models.mlm import BertConfig, BertForMLM, MLMConfig
     from masklab.tokenizers.text import TextTokenizer
@@ -169,15 +169,15 @@ def pretrain_mlm(
         tok = TextTokenizer.load(shards / "tokenizer.json")
     mlm_kwargs = dict(special_ids=tok.special_ids, masking=mask, mask_ratio=mask_ratio)
     if init_from:
-        model, unused = load_bert_mlm(init_from, mask_id=tok.mask_id, **mlm_kwargs)
+        model, unused = load_hf_mlm(init_from, mask_id=tok.mask_id, **mlm_kwargs)
         print(f"masklab: loaded {init_from} (unused HF tensors: {', '.join(unused) or 'none'})")
     else:
         bert = preset_config(BertConfig, BERT_PRESETS, preset, vocab_size=tok.vocab_size, pad_id=tok.pad_id,
                              norm_first=norm == "pre", max_len=max(512, seq_len))  # fmt: skip
         model = BertForMLM(MLMConfig(bert=bert, mask_id=tok.mask_id, **mlm_kwargs))
     check_vocab(tok, model.config.bert.vocab_size, tokenizer or init_from or "the trained tokenizer")
-    if seq_len > model.config.bert.max_len:
-        raise ValueError(f"--seq-len {seq_len} exceeds the model's max_len {model.config.bert.max_len}")
+    if seq_len > model.config.bert.max_tokens:
+        raise ValueError(f"--seq-len {seq_len} exceeds the model's {model.config.bert.max_tokens} positions")
 
     pack = dict(sep_id=tok.sep_id, pad_id=tok.pad_id, cls_id=tok.cls_id)
     blocks: TextBlocksData | ShardBlocksData  # training rows: packed in memory, or read from the shards
@@ -211,7 +211,7 @@ def pretrain_mlm(
             print(f"masklab: held-out masked-token top-1 {scores['mlm_top1']:.4f}, loss {scores['mlm_loss']:.4f} "
                   f"({scores['masked_tokens']} masked tokens, step {result.step})")  # fmt: skip
     if export_hf:
-        save_bert_mlm(model.cpu(), export_hf, tok)
+        save_hf_mlm(model.cpu(), export_hf, tok)
         print(f"masklab: wrote HF BertForMaskedLM folder {export_hf}")
     print(f"masklab: run written to {run.path}")
     return result

@@ -13,7 +13,7 @@ import torch
 
 from masklab.core.device import resolve_device
 from masklab.eval.probe import ProbeResult, probe_features
-from masklab.recipes.mlm import TEXT_INFO, check_vocab, encode_docs, load_mlm_run, text_corpus
+from masklab.recipes.mlm import TEXT_INFO, encode_docs, load_mlm_run, text_corpus
 from masklab.train.run import Run
 
 
@@ -167,9 +167,8 @@ def finetune_mlm(
 
 # ------------------------------------------------------------------------------------------- fill-mask
 def load_fill_model(run: str | Path, device: str = "cpu"):
-    """(model, tokenizer) from a masklab ``mlm`` run or a Hugging Face ``BertForMaskedLM`` folder."""
-    from masklab.interop.hf.bert import load_bert_mlm
-    from masklab.tokenizers.text import TextTokenizer
+    """(model, tokenizer) from a masklab ``mlm`` run or a Hugging Face ``BertForMaskedLM`` /
+    ``RobertaForMaskedLM`` folder."""
 
     run = Path(run)
     config_path = run / "config.json"
@@ -179,18 +178,9 @@ def load_fill_model(run: str | Path, device: str = "cpu"):
     if config.get("kind") == "mlm":
         model, tokenizer, _ = load_mlm_run(run, device)
         return model, tokenizer
-    if config.get("model_type") != "bert":
-        raise ValueError(f"{run} is neither an mlm run nor an HF BERT folder (kind={config.get('kind')!r})")
-    from safetensors import safe_open
+    from masklab.interop.hf.masked_lm import load_hf_masked_lm
 
-    if not (run / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{run} has no model.safetensors (only safetensors weights are loaded)")
-    with safe_open(str(run / "model.safetensors"), "pt") as f:
-        if "cls.predictions.transform.dense.weight" not in f.keys():  # noqa: SIM118 - safe_open has no __contains__
-            raise ValueError(f"{run} holds a BertModel without an MLM head (cls.predictions.*): it cannot fill masks")
-    tokenizer = TextTokenizer.load(run)
-    check_vocab(tokenizer, int(config.get("vocab_size", -1)), str(run))
-    model, _ = load_bert_mlm(run, mask_id=tokenizer.mask_id, special_ids=tokenizer.special_ids)
+    model, tokenizer, _ = load_hf_masked_lm(run)
     return model.to(device).eval(), tokenizer
 
 
@@ -201,8 +191,8 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[dict]:
     # Let users write [MASK] whatever the tokenizer's spelling (<mask> for BPE).
     text = text.replace("[MASK]", tokenizer.mask_token)
     ids = torch.tensor([tokenizer.encode(text).ids], device=next(model.parameters()).device)  # (1, L)
-    if ids.shape[1] > model.config.bert.max_len:
-        raise ValueError(f"the text is {ids.shape[1]} tokens; the model reads at most {model.config.bert.max_len}")
+    if ids.shape[1] > model.config.bert.max_tokens:
+        raise ValueError(f"the text is {ids.shape[1]} tokens; the model reads at most {model.config.bert.max_tokens}")
     masked = ids == tokenizer.mask_id  # (1, L) the positions to predict: exactly the [MASK] tokens
     if not bool(masked.any()):
         raise ValueError(f"the text has no {tokenizer.mask_token} token to fill")

@@ -126,6 +126,24 @@ def _wordpiece_from_vocab_txt(path: Path, lowercase: bool | None) -> Tokenizer:
     return _with_template(tok, "[CLS]", "[SEP]")
 
 
+def _bpe_from_vocab_merges(vocab: Path, merges: Path) -> Tokenizer:
+    """RoBERTa / GPT-2 ``vocab.json`` + ``merges.txt`` -> the byte-level BPE pipeline ``RobertaTokenizerFast``
+    builds (no prefix space, ``<s> A </s>`` framing, ``<mask>`` swallowing the space before it)."""
+    try:
+        tok = Tokenizer(models.BPE.from_file(str(vocab), str(merges)))
+    except Exception as err:  # the Rust side raises a bare Exception with its own parse message
+        raise ValueError(f"{vocab.parent}: not a byte-level BPE vocab.json + merges.txt ({err})") from err
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    present = [t for t in _ROBERTA_SPECIALS if tok.token_to_id(t) is not None and t != "<mask>"]
+    tok.add_special_tokens([AddedToken(t, special=True) for t in present])
+    if tok.token_to_id("<mask>") is not None:
+        tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])
+    if tok.token_to_id("<s>") is None or tok.token_to_id("</s>") is None:
+        raise ValueError(f"{vocab}: a RoBERTa vocab.json needs <s> and </s>")
+    return _with_template(tok, "<s>", "</s>")
+
+
 class TextTokenizer:
     """A trained subword / character tokenizer with special-token roles and word ids.
 
@@ -175,7 +193,8 @@ class TextTokenizer:
 
     @classmethod
     def load(cls, path: str | Path, *, lowercase: bool | None = None) -> TextTokenizer:
-        """Load ``tokenizer.json``, BERT ``vocab.txt``, or a folder holding one (``tokenizer.json`` preferred).
+        """Load ``tokenizer.json``, BERT ``vocab.txt``, or a folder holding one of them or RoBERTa's
+        ``vocab.json`` + ``merges.txt`` (``tokenizer.json`` preferred).
 
         ``lowercase`` applies to ``vocab.txt`` only (default: ``do_lower_case`` from a ``tokenizer_config.json``
         beside it, else True).
@@ -185,7 +204,9 @@ class TextTokenizer:
             for name in (TOKENIZER_FILE, "vocab.txt"):
                 if (path / name).is_file():
                     return cls.load(path / name, lowercase=lowercase)
-            raise FileNotFoundError(f"{path} holds neither {TOKENIZER_FILE} nor vocab.txt")
+            if (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
+                return cls(_bpe_from_vocab_merges(path / "vocab.json", path / "merges.txt"))
+            raise FileNotFoundError(f"{path} holds none of {TOKENIZER_FILE}, vocab.txt, vocab.json + merges.txt")
         if not path.is_file():
             raise FileNotFoundError(f"tokenizer file {path} does not exist")
         if path.suffix == ".txt":

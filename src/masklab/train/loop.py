@@ -38,11 +38,13 @@ from masklab import __version__
 from masklab.core.contract import LossOutput, TrainData
 from masklab.core.device import resolve_device
 from masklab.core.io import atomic_write_json, remove_stale_temp_files
+from masklab.nn.cpu_linear import use_cpu_linear
 from masklab.train import checkpoint as ckpt
 from masklab.train import distributed
 from masklab.train.batches import BatchSource, EpochSampler, micro_seed
 from masklab.train.batches import derived_seed as _derived_seed
 from masklab.train.config import TrainConfig
+from masklab.train.cpu_probe import choose_cpu_speedups, resolve_precision
 from masklab.train.optim import build_optimizer, lr_at
 from masklab.train.progress import MetricsLog, MetricWindow, Reporter, read_metrics
 
@@ -78,19 +80,6 @@ def move_to(batch: Any, device: torch.device | str) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(move_to(v, device) for v in batch)
     return batch
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32."""
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return None
-    if precision == "fp16":
-        return torch.float16
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        if precision == "bf16":
-            raise ValueError(f"precision='bf16' but {torch.cuda.get_device_name(device)} has no bf16 support")
-        return None
-    return torch.bfloat16
 
 
 _RESERVED_METRICS = frozenset({"step", "loss", "lr", "grad_norm", "samples_per_s", "elapsed_s"})
@@ -192,6 +181,7 @@ def fit(
         distributed.wait_for_all(dist_info)  # only on success: a rank that failed must not wait for the others
         return result
     finally:
+        use_cpu_linear(model, "torch")  # hand the model back with plain nn.Linear layers
         if dist_info.enabled:
             # DDP's reducer sits in reference cycles: free it now, while the process group is alive, not during
             # interpreter teardown (where a gloo abort at exit has been seen; see masklab.cli.run).
@@ -231,6 +221,11 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
     amp_dtype = resolve_precision(cfg.precision, device)
     model.to(device)
     model.train()
+    if device.type == "cpu":  # bf16 or fp32, oneDNN or torch GEMMs: measured once per machine (train.cpu_probe)
+        probe_batch = data.get_batch(torch.arange(cfg.batch_size // n_micro), torch.Generator().manual_seed(cfg.seed))
+        amp_dtype, notes = choose_cpu_speedups(model, probe_batch, cfg.precision, compiled=cfg.compile)
+        for note in notes if main else ():
+            print(f"masklab: {note}", file=sys.stderr, flush=True)
     wrapped = distributed.wrap(model, dist_info, device, fsdp=cfg.fsdp)
     optimizer = build_optimizer(model, cfg)  # after wrap: FSDP replaces the parameters with sharded ones
     if cfg.compile:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,19 +40,19 @@ _LAYER_KEYS = {  # HF name inside encoder.layer.{i}. -> ours inside encoder.bloc
 }
 
 
-def bert_config_from_hf(hf: Mapping) -> BertConfig:
-    """An HF ``BertConfig`` dict (``config.json``) -> :class:`BertConfig`; unsupported variants are errors."""
-    if hf.get("model_type") != "bert":
-        raise ValueError(f"expected an HF BERT config (model_type 'bert'), got model_type={hf.get('model_type')!r}")
+def _common_config(hf: Mapping, family: str) -> dict[str, Any]:
+    """The BertConfig fields BERT and RoBERTa configs share; variants masklab cannot build are refused by name."""
     unsupported = {
         "hidden_act": ("gelu", hf.get("hidden_act", "gelu")),
         "position_embedding_type": ("absolute", hf.get("position_embedding_type", "absolute")),
         "is_decoder": (False, bool(hf.get("is_decoder", False))),
+        "add_cross_attention": (False, bool(hf.get("add_cross_attention", False))),
     }
     for name, (want, got) in unsupported.items():
         if got != want:
-            raise ValueError(f"HF BERT config {name}={got!r} is not supported (masklab BERT needs {want!r})")
-    return BertConfig(
+            raise ValueError(f"HF {family} config {name}={got!r} is not supported (masklab BERT needs {want!r})")
+    pad = hf.get("pad_token_id")
+    return dict(
         vocab_size=int(hf["vocab_size"]),
         dim=int(hf["hidden_size"]),
         depth=int(hf["num_hidden_layers"]),
@@ -59,20 +60,25 @@ def bert_config_from_hf(hf: Mapping) -> BertConfig:
         intermediate=int(hf["intermediate_size"]),
         max_len=int(hf.get("max_position_embeddings", 512)),
         type_vocab_size=int(hf.get("type_vocab_size", 2)),
-        pad_id=int(hf.get("pad_token_id") or 0),
+        pad_id=None if pad is None else int(pad),  # null: HF builds no padding row, so neither do we
         norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
         dropout=float(hf.get("hidden_dropout_prob", 0.1)),
         attn_dropout=float(hf.get("attention_probs_dropout_prob", 0.1)),
     )
 
 
-def bert_config_to_hf(cfg: BertConfig) -> dict:
-    """:class:`BertConfig` -> an HF ``config.json`` dict for ``BertForMaskedLM``."""
+def bert_config_from_hf(hf: Mapping) -> BertConfig:
+    """An HF ``BertConfig`` dict (``config.json``) -> :class:`BertConfig`; unsupported variants are errors."""
+    if hf.get("model_type") != "bert":
+        raise ValueError(f"expected an HF BERT config (model_type 'bert'), got model_type={hf.get('model_type')!r}")
+    return BertConfig(**_common_config(hf, "BERT"))
+
+
+def common_config_to_hf(cfg: BertConfig, tie_embeddings: bool = True) -> dict[str, Any]:
+    """The ``config.json`` entries BERT and RoBERTa share."""
     if cfg.norm_first:
-        raise ValueError("a pre-norm (norm_first=True) BERT has no Hugging Face BertModel equivalent to export to")
+        raise ValueError("a pre-norm (norm_first=True) BERT has no Hugging Face equivalent to export to")
     return {
-        "architectures": ["BertForMaskedLM"],
-        "model_type": "bert",
         "vocab_size": cfg.vocab_size,
         "hidden_size": cfg.dim,
         "num_hidden_layers": cfg.depth,
@@ -87,22 +93,32 @@ def bert_config_to_hf(cfg: BertConfig) -> dict:
         "layer_norm_eps": cfg.norm_eps,
         "pad_token_id": cfg.pad_id,
         "position_embedding_type": "absolute",
-        "tie_word_embeddings": True,
+        "tie_word_embeddings": tie_embeddings,
     }
 
 
-def bert_state_from_hf(hf_state: Mapping[str, Tensor], cfg: BertConfig) -> tuple[dict[str, Tensor], list[str]]:
-    """HF ``BertModel`` tensors (an optional ``bert.`` prefix is stripped) -> :class:`Bert` state dict.
+def bert_config_to_hf(cfg: BertConfig, tie_embeddings: bool = True) -> dict:
+    """:class:`BertConfig` -> an HF ``config.json`` dict for ``BertForMaskedLM``."""
+    if cfg.positions != "absolute":
+        raise ValueError(f"BertConfig.positions={cfg.positions!r} is RoBERTa's layout: export it as RoBERTa")
+    return {"architectures": ["BertForMaskedLM"], "model_type": "bert", **common_config_to_hf(cfg, tie_embeddings)}
+
+
+def bert_state_from_hf(
+    hf_state: Mapping[str, Tensor], cfg: BertConfig, prefix: str = "bert."
+) -> tuple[dict[str, Tensor], list[str]]:
+    """HF ``BertModel`` tensors (an optional ``prefix``, ``bert.`` or ``roberta.``, is stripped) -> :class:`Bert`
+    state dict.
 
     Returns the state dict and the HF keys it did not use (pooler, MLM head, ``position_ids`` ...); missing
     encoder keys are a ``ValueError``.
     """
-    src = {k.removeprefix("bert."): v for k, v in hf_state.items()}
+    src = {k.removeprefix(prefix): v for k, v in hf_state.items()}
     used: set[str] = set()
 
     def take(name: str) -> Tensor:
         if name not in src:
-            raise ValueError(f"HF weights lack {name!r} (is this a BERT checkpoint with {cfg.depth} layers?)")
+            raise ValueError(f"HF weights lack {prefix}{name} (is this a checkpoint with {cfg.depth} layers?)")
         used.add(name)
         return src[name]
 
@@ -114,7 +130,7 @@ def bert_state_from_hf(hf_state: Mapping[str, Tensor], cfg: BertConfig) -> tuple
             state[f"{me}attn.qkv.{part}"] = torch.cat(qkv, dim=0)  # (3D, D) / (3D,): rows [q; k; v]
             for theirs, ours in _LAYER_KEYS.items():
                 state[f"{me}{ours}.{part}"] = take(f"{hf}{theirs}.{part}")
-    unused = sorted(k for k, v in hf_state.items() if k.removeprefix("bert.") not in used)
+    unused = sorted(k for k in hf_state if k.removeprefix(prefix) not in used)
     return state, unused
 
 
@@ -156,64 +172,130 @@ def read_hf_folder(folder: str | Path) -> tuple[dict, dict[str, Tensor]]:
     return hf_config, load_file(str(weights))
 
 
-def load_bert_mlm(folder: str | Path, *, mask_id: int | None = None, **overrides: Any) -> tuple[BertForMLM, list[str]]:
-    """Load an HF ``BertForMaskedLM`` / ``BertModel`` folder (config.json + model.safetensors).
+@dataclass(frozen=True)
+class HFMaskedLM:
+    """How one HF ``*ForMaskedLM`` family names its tensors: the encoder prefix and the MLM head's tensors."""
 
-    Without ``cls.predictions.*`` tensors (a ``BertModel``) the MLM head keeps its fresh init. ``mask_id``
-    defaults to 103 (uncased BERT's [MASK]); pass the tokenizer's. Returns the model and the HF keys left
-    unused (e.g. the pooler), so a caller can report them.
-    """
-    hf_config, tensors = read_hf_folder(folder)
-    bert_cfg = bert_config_from_hf(hf_config)
-    mlm_cfg = MLMConfig(bert=bert_cfg, mask_id=103 if mask_id is None else mask_id, **overrides)
-    model = BertForMLM(mlm_cfg)
-    state, unused = bert_state_from_hf(tensors, bert_cfg)
-    head = {
+    architecture: str
+    prefix: str
+    head: Mapping[str, str]  # HF name -> ours (dense, LayerNorm, output bias)
+    decoder_weight: str
+    decoder_bias: str
+
+
+BERT_MLM = HFMaskedLM(
+    architecture="BertForMaskedLM",
+    prefix="bert.",
+    head={
         "cls.predictions.transform.dense.weight": "head.dense.weight",
         "cls.predictions.transform.dense.bias": "head.dense.bias",
         "cls.predictions.transform.LayerNorm.weight": "head.norm.weight",
         "cls.predictions.transform.LayerNorm.bias": "head.norm.bias",
         "cls.predictions.bias": "head.bias",
-    }
+    },
+    decoder_weight="cls.predictions.decoder.weight",
+    decoder_bias="cls.predictions.decoder.bias",
+)
+
+
+def _same(tensors: Mapping[str, Tensor], name: str, expected: Tensor, why: str) -> None:
+    if not torch.equal(tensors[name], expected):
+        raise ValueError(f"HF tensor {name} differs from {why}; masklab would silently drop it")
+
+
+def mlm_from_hf_tensors(
+    tensors: Mapping[str, Tensor], bert_cfg: BertConfig, mlm_cfg: MLMConfig, family: HFMaskedLM = BERT_MLM
+) -> tuple[BertForMLM, list[str]]:
+    """A :class:`BertForMLM` holding HF ``*ForMaskedLM`` (or bare encoder) tensors; returns it and every HF key
+    it did not use.
+
+    Without head tensors (a ``BertModel``) the MLM head keeps its fresh init. A tied head's
+    ``decoder.weight`` (if saved) must equal the word embeddings and ``decoder.bias`` the head bias, otherwise
+    it is an error naming the tensor: nothing is dropped silently.
+    """
+    model = BertForMLM(mlm_cfg)
+    state, not_encoder = bert_state_from_hf(tensors, bert_cfg, family.prefix)
     state = {f"bert.{k}": v for k, v in state.items()}
-    state.update({ours: tensors[theirs] for theirs, ours in head.items() if theirs in tensors})
-    # The decoder is tied to the word embeddings (and its bias to cls.predictions.bias): nothing to load.
-    tied = {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
-    unused = [k for k in unused if k not in head and k not in tied]
+    head = {theirs: ours for theirs, ours in family.head.items() if theirs in tensors}
+    has_head = bool(head)
+    bias = next(theirs for theirs, ours in family.head.items() if ours == "head.bias")
+    if mlm_cfg.tie_embeddings:
+        if family.decoder_weight in tensors:
+            _same(tensors, family.decoder_weight, state["bert.embeddings.word.weight"], "the word embeddings, "
+                  "but the config ties them (tie_word_embeddings=true)")  # fmt: skip
+            head[family.decoder_weight] = ""
+        if family.decoder_bias in tensors and bias in tensors:
+            _same(tensors, family.decoder_bias, tensors[bias], f"{bias}, but the config ties them")
+            head[family.decoder_bias] = ""
+    elif has_head:
+        # Untied, HF's forward adds decoder.bias; the head's own bias is then a copy that only counts if equal.
+        for name in (family.decoder_weight, family.decoder_bias):
+            if name not in tensors:
+                raise ValueError(f"tie_word_embeddings is false but the weights have no {name}")
+        head[family.decoder_weight] = "head.decoder.weight"
+        head[family.decoder_bias] = "head.bias"
+        if bias in head and not torch.equal(tensors[bias], tensors[family.decoder_bias]):
+            del head[bias]  # HF ignores it too: reported as unused below
+    state.update({ours: tensors[theirs] for theirs, ours in head.items() if ours})
+    used = (set(tensors) - set(not_encoder)) | set(head)
     missing, unexpected = model.load_state_dict(state, strict=False)
-    allowed_missing = {v for v in head.values()} | {"classifier.weight", "classifier.bias"}
-    if unexpected or set(missing) - allowed_missing:
-        raise ValueError(f"{folder}: weights do not fit (missing {missing}, unexpected {unexpected})")
-    return model, unused
+    allowed_missing = set(family.head.values()) | {"head.decoder.weight", "classifier.weight", "classifier.bias"}
+    if unexpected or set(missing) - allowed_missing or (has_head and set(missing) & set(family.head.values())):
+        raise ValueError(f"weights do not fit (missing {missing}, unexpected {unexpected})")
+    return model, sorted(set(tensors) - used)
 
 
-def bert_mlm_state_to_hf(model: BertForMLM) -> dict[str, Tensor]:
-    """Tensors named as HF ``BertForMaskedLM`` saves them (tied decoder weights left out, as HF does)."""
+def load_bert_mlm(folder: str | Path, *, mask_id: int | None = None, **overrides: Any) -> tuple[BertForMLM, list[str]]:
+    """Load an HF ``BertForMaskedLM`` / ``BertModel`` folder (config.json + model.safetensors); for either BERT or
+    RoBERTa use :func:`masklab.interop.hf.masked_lm.load_hf_mlm`.
+
+    Without ``cls.predictions.*`` tensors (a ``BertModel``) the MLM head keeps its fresh init. ``mask_id``
+    defaults to 103 (uncased BERT's [MASK]); pass the tokenizer's. Returns the model and every HF key left
+    unused (e.g. the pooler), so a caller can report them.
+    """
+    hf_config, tensors = read_hf_folder(folder)
+    bert_cfg = bert_config_from_hf(hf_config)
+    tie = bool(hf_config.get("tie_word_embeddings", True))
+    mlm_cfg = MLMConfig(bert=bert_cfg, mask_id=103 if mask_id is None else mask_id, tie_embeddings=tie, **overrides)
+    try:
+        return mlm_from_hf_tensors(tensors, bert_cfg, mlm_cfg, BERT_MLM)
+    except ValueError as err:
+        raise ValueError(f"{folder}: {err}") from None
+
+
+def mlm_state_to_hf(model: BertForMLM, family: HFMaskedLM = BERT_MLM) -> dict[str, Tensor]:
+    """Tensors named as HF ``*ForMaskedLM`` saves them (a tied decoder left out, as HF does; an untied one
+    saved with its bias copy, as HF does)."""
     ours = {k.removeprefix("bert."): v for k, v in model.state_dict().items() if k.startswith("bert.")}
-    out = bert_state_to_hf(ours, model.config.bert, prefix="bert.")
-    out.update(
-        {
-            "cls.predictions.transform.dense.weight": model.head.dense.weight,
-            "cls.predictions.transform.dense.bias": model.head.dense.bias,
-            "cls.predictions.transform.LayerNorm.weight": model.head.norm.weight,
-            "cls.predictions.transform.LayerNorm.bias": model.head.norm.bias,
-            "cls.predictions.bias": model.head.bias,
-        }
-    )
+    out = bert_state_to_hf(ours, model.config.bert, prefix=family.prefix)
+    out.update({theirs: model.get_parameter(name) for theirs, name in family.head.items()})
+    if model.head.decoder is not None:
+        out[family.decoder_weight] = model.head.decoder.weight
+        out[family.decoder_bias] = model.head.bias
     return {k: v.detach().cpu().contiguous().clone() for k, v in out.items()}
 
 
-def save_bert_mlm(model: BertForMLM, folder: str | Path, tokenizer: Any = None) -> Path:
-    """Write an HF ``BertForMaskedLM`` folder: ``config.json``, ``model.safetensors`` (atomic writes) and,
-    if given, the tokenizer's ``tokenizer.json``; ``transformers`` loads it with ``from_pretrained``."""
+def bert_mlm_state_to_hf(model: BertForMLM) -> dict[str, Tensor]:
+    """:func:`mlm_state_to_hf` with BERT's names."""
+    return mlm_state_to_hf(model, BERT_MLM)
+
+
+def save_hf_folder(folder: str | Path, hf_config: dict, tensors: dict[str, Tensor], tokenizer: Any, vocab: int) -> Path:
+    """Write an HF model folder: ``config.json``, ``model.safetensors`` (atomic writes) and, if given, the
+    tokenizer's ``tokenizer.json``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    hf_config = bert_config_to_hf(model.config.bert)
     if tokenizer is not None:
-        if tokenizer.vocab_size != model.config.bert.vocab_size:
-            raise ValueError(f"tokenizer has {tokenizer.vocab_size} ids but the model {model.config.bert.vocab_size}")
+        if tokenizer.vocab_size != vocab:
+            raise ValueError(f"tokenizer has {tokenizer.vocab_size} ids but the model {vocab}")
         tokenizer.save(folder)
     # transformers refuses safetensors without format=pt metadata; the hash entry is masklab's integrity check.
-    save_checkpoint(folder / HF_WEIGHTS, bert_mlm_state_to_hf(model), {"format": "pt"})
+    save_checkpoint(folder / HF_WEIGHTS, tensors, {"format": "pt"})
     atomic_write_json(folder / HF_CONFIG, hf_config)
     return folder
+
+
+def save_bert_mlm(model: BertForMLM, folder: str | Path, tokenizer: Any = None) -> Path:
+    """Write an HF ``BertForMaskedLM`` folder that ``transformers`` loads with ``from_pretrained``."""
+    hf_config = bert_config_to_hf(model.config.bert, model.config.tie_embeddings)
+    return save_hf_folder(folder, hf_config, bert_mlm_state_to_hf(model), tokenizer, model.config.bert.vocab_size)

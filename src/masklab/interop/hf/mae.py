@@ -37,16 +37,17 @@ def _pair(value: Any) -> tuple[int, int]:
 
 
 def mae_config_from_hf(hf_config: Any, **overrides: Any) -> MAEConfig:
-    """The :class:`MAEConfig` of a ``transformers.ViTMAEConfig`` (square patches; GELU MLP of any width ratio)."""
+    """The :class:`MAEConfig` of a ``transformers.ViTMAEConfig`` (square patches; GELU MLPs of any integer width)."""
     patch = _pair(hf_config.patch_size)
     if patch[0] != patch[1]:
         raise ValueError(f"only square patches are supported, got patch_size={hf_config.patch_size}")
     if hf_config.hidden_act != "gelu":
         raise ValueError(f"only hidden_act='gelu' maps onto masklab blocks, got {hf_config.hidden_act!r}")
-    ratio = hf_config.intermediate_size / hf_config.hidden_size
-    decoder_ratio = hf_config.decoder_intermediate_size / hf_config.decoder_hidden_size
-    if ratio != decoder_ratio:
-        raise ValueError(f"encoder and decoder MLP ratios differ ({ratio} vs {decoder_ratio}); masklab shares one")
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        # masklab MAE has no dropout (MAE pretrains without it); a silent drop would change training.
+        value = float(getattr(hf_config, name, 0.0) or 0.0)
+        if value != 0.0:
+            raise ValueError(f"ViTMAE config {name}={value} is not supported: masklab MAE has no dropout (needs 0.0)")
     if not hf_config.qkv_bias:
         raise ValueError("masklab MAE blocks always have a qkv bias; qkv_bias=False is not supported")
     values = {
@@ -59,7 +60,8 @@ def mae_config_from_hf(hf_config: Any, **overrides: Any) -> MAEConfig:
         "decoder_dim": hf_config.decoder_hidden_size,
         "decoder_depth": hf_config.decoder_num_hidden_layers,
         "decoder_heads": hf_config.decoder_num_attention_heads,
-        "mlp_ratio": ratio,
+        "mlp_hidden": int(hf_config.intermediate_size),
+        "decoder_mlp_hidden": int(hf_config.decoder_intermediate_size),
         "norm_eps": hf_config.layer_norm_eps,
         "mask_ratio": hf_config.mask_ratio,
         "norm_pix_loss": bool(hf_config.norm_pix_loss),
@@ -130,3 +132,68 @@ def mae_from_hf(hf_model: Any, **overrides: Any) -> MAE:
     model = MAE(config)
     model.load_state_dict(mae_from_hf_state_dict(hf_model.state_dict(), config))
     return model.eval()
+
+
+def mae_config_to_hf(config: MAEConfig) -> dict[str, Any]:
+    """``ViTMAEConfig`` keyword arguments for the architecture of ``config`` (dropout off, as masklab MAE)."""
+    if config.variant != "mae" or config.objective != "reconstruct":
+        raise ValueError(f"only variant='mae' objective='reconstruct' exports to ViTMAEForPreTraining, got "
+                         f"variant={config.variant!r} objective={config.objective!r}")  # fmt: skip
+    if config.image_size[0] != config.image_size[1]:
+        raise ValueError(f"ViTMAE needs a square image, got image_size={config.image_size}")
+    if config.pixel_mean is not None or config.pixel_std is not None:
+        raise ValueError("pixel_mean/pixel_std normalise inside masklab MAE; ViTMAE expects normalised pixels")
+    return {
+        "image_size": config.image_size[0],
+        "patch_size": config.patch_size,
+        "num_channels": config.channels,
+        "hidden_size": config.dim,
+        "num_hidden_layers": config.depth,
+        "num_attention_heads": config.heads,
+        "intermediate_size": config.mlp_hidden,
+        "decoder_hidden_size": config.decoder_dim,
+        "decoder_num_hidden_layers": config.decoder_depth,
+        "decoder_num_attention_heads": config.decoder_heads,
+        "decoder_intermediate_size": config.decoder_mlp_hidden,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "layer_norm_eps": config.norm_eps,
+        "qkv_bias": True,
+        "mask_ratio": config.mask_ratio,
+        "norm_pix_loss": config.norm_pix_loss,
+    }
+
+
+def mae_to_hf_state_dict(model: MAE) -> dict[str, Tensor]:
+    """The inverse of :func:`mae_from_hf_state_dict`: ``ViTMAEForPreTraining`` tensor names for ``model``."""
+    config, ours = model.config, model.state_dict()
+    gh, gw = config.grid
+    p, c = config.patch_size, config.channels
+    patch = ours["patch_embed.weight"]  # (D, p*p*C) laid out (row, col, channel)
+    out = {
+        "vit.embeddings.cls_token": ours["cls_token"],
+        "vit.embeddings.position_embeddings": sincos_2d(gh, gw, config.dim, cls_token=True)[None],
+        "vit.embeddings.patch_embeddings.projection.weight": patch.reshape(-1, p, p, c).permute(0, 3, 1, 2),
+        "vit.embeddings.patch_embeddings.projection.bias": ours["patch_embed.bias"],
+        "decoder.decoder_pos_embed": sincos_2d(gh, gw, config.decoder_dim, cls_token=True)[None],
+        "decoder.mask_token": ours["mask_token"],
+    }
+
+    def blocks(hf_prefix: str, prefix: str, depth: int) -> None:
+        for i in range(depth):
+            src, dst = f"{prefix}.blocks.{i}", f"{hf_prefix}.{i}"
+            for part in ("weight", "bias"):
+                for name, t in zip("qkv", ours[f"{src}.attn.qkv.{part}"].chunk(3, dim=0), strict=True):
+                    out[f"{dst}.attention.{name}_proj.{part}"] = t
+                for hf_name, our_name in _BLOCK_RENAMES.items():
+                    out[f"{dst}.{hf_name}.{part}"] = ours[f"{src}.{our_name}.{part}"]
+
+    blocks("vit.layers", "encoder", config.depth)
+    blocks("decoder.decoder_layers", "decoder", config.decoder_depth)
+    for part in ("weight", "bias"):
+        out[f"vit.layernorm.{part}"] = ours[f"encoder.norm.{part}"]
+        out[f"decoder.decoder_embed.{part}"] = ours[f"decoder_embed.{part}"]
+        out[f"decoder.decoder_norm.{part}"] = ours[f"decoder.norm.{part}"]
+        out[f"decoder.decoder_pred.{part}"] = ours[f"decoder_pred.{part}"]
+    return {k: v.detach().contiguous().clone() for k, v in out.items()}

@@ -46,8 +46,6 @@ def config_from_hf(hf_config: Any) -> SeriesConfig:
     if (c.context_length - c.patch_length) % c.patch_stride:
         _refuse("context_length", c.context_length,
                 "(context_length - patch_length) % patch_stride == 0 (HF drops leading steps)")  # fmt: skip
-    if c.ffn_dim % c.d_model:
-        _refuse("ffn_dim", c.ffn_dim, f"a multiple of d_model={c.d_model}")
     mask: dict[str, Any]
     if c.mask_type == "random":
         mask = dict(mask_kind="random", mask_ratio=float(c.random_mask_ratio))
@@ -62,7 +60,7 @@ def config_from_hf(hf_config: Any) -> SeriesConfig:
     num_patches = (c.context_length - c.patch_length) // c.patch_stride + 1
     return SeriesConfig(
         channels=c.num_input_channels, patch_len=c.patch_length, stride=c.patch_stride, max_patches=num_patches,
-        dim=c.d_model, depth=c.num_hidden_layers, heads=c.num_attention_heads, mlp_ratio=c.ffn_dim / c.d_model,
+        dim=c.d_model, depth=c.num_hidden_layers, heads=c.num_attention_heads, mlp_hidden=c.ffn_dim,
         dropout=0.0, norm_eps=c.norm_eps, final_norm=False, scaling=c.scaling == "std",
         min_scale=float(getattr(c, "minimum_scale", 1e-5)), missing="zero", loss_on_missing=True, **mask,
     )  # fmt: skip

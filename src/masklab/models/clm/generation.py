@@ -13,12 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from masklab.masks.convert import padding_to_blocked, to_sdpa
 from masklab.models.clm import GPT, positions_from_padding
-from masklab.nn.cpu_linear import frozen_linear, linear
 
 
 class StaticKVCache:
@@ -57,56 +54,16 @@ def new_caches(model: GPT, batch: int, capacity: int | None = None) -> list[Stat
     ]
 
 
-class DecodeStep:
-    """One incremental decoding step of a :class:`GPT` as plain tensor ops over its own parameters.
+def decode_step(
+    model: GPT, token: Tensor, positions: Tensor, caches: Sequence, padding: Tensor | None = None
+) -> Tensor:
+    """One incremental decoding step through the model's own blocks: ``token (B,)`` at ``positions (B,)``,
+    ``caches`` holding the earlier keys/values, ``padding bool (B, Tk)`` over cached + new keys -> ``(B, V)``.
 
-    Per new token the model's work is a handful of tiny matmuls, so on CPU the ~50 ``nn.Module`` calls of a
-    regular forward cost more than the arithmetic. This path does the same computation as ``GPT.forward`` in eval
-    mode for ``(B, 1)`` inputs (tests hold it equal to that path) on the model's own parameters, except that on
-    CPU the layers' weight matrices may be copied once into oneDNN's layout for ``batch`` rows
-    (:func:`~masklab.nn.cpu_linear.frozen_linear`): build a new ``DecodeStep`` after changing the weights.
+    Attention plans a single query over the cache (:func:`masklab.nn.attention.plan_attention`: plain SDPA when
+    nothing is padded), so there is no second copy of the block to keep in step with the model.
     """
-
-    def __init__(self, model: GPT, batch: int = 1) -> None:
-        cfg = model.config
-        self.dim, self.heads, self.eps = cfg.dim, cfg.heads, cfg.norm_eps
-        self.approximate = "tanh" if cfg.activation == "gelu_tanh" else "none"
-        self.relu = cfg.activation == "relu"
-        self.tok = model.tok_embed.weight
-        self.pos = model.pos_embed.weight
-        self.head = model.tok_embed.weight if model.lm_head is None else model.lm_head.weight
-        self.final_norm = (model.decoder.norm.weight, model.decoder.norm.bias)
-
-        # On CPU the four matmuls of a layer may run on weights pre-packed for ``batch`` rows (frozen_linear);
-        # everything else reads the parameters themselves.
-        def frozen(layer: torch.nn.Linear) -> Callable[[Tensor], Tensor]:
-            return frozen_linear(layer.weight, layer.bias, batch)
-
-        with torch.no_grad():
-            self.layers = [
-                (b.norm1.weight, b.norm1.bias, frozen(b.attn.qkv), frozen(b.attn.proj), b.norm2.weight, b.norm2.bias,
-                 frozen(b.mlp.fc1), frozen(b.mlp.fc2))
-                for b in model.decoder.blocks
-            ]  # fmt: skip
-
-    def __call__(self, token: Tensor, positions: Tensor, caches: Sequence, padding: Tensor | None) -> Tensor:
-        """``token (B,)`` at ``positions (B,)``; ``padding bool (B, Tk)`` covers cached + new keys -> ``(B, V)``."""
-        B, D, H = token.shape[0], self.dim, self.heads
-        # The new token is real, so no query row is fully blocked and SDPA needs no NaN guard here.
-        attn_mask = None if padding is None else to_sdpa(padding_to_blocked(padding))  # (B, 1, 1, Tk)
-        x = (F.embedding(token, self.tok) + self.pos[positions])[:, None]  # (B, 1, D)
-        for layer, cache in zip(self.layers, caches, strict=True):
-            n1w, n1b, qkv, proj, n2w, n2b, fc1, fc2 = layer
-            h = F.layer_norm(x, (D,), n1w, n1b, self.eps)
-            q, k, v = qkv(h).view(B, 1, 3, H, D // H).permute(2, 0, 3, 1, 4).unbind(0)
-            k, v = cache.update(k, v)  # (B, H, Tk, Dh)
-            a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, H, 1, Dh)
-            x = x + proj(a.transpose(1, 2).reshape(B, 1, D))
-            h = fc1(F.layer_norm(x, (D,), n2w, n2b, self.eps))
-            h = F.relu(h) if self.relu else F.gelu(h, approximate=self.approximate)
-            x = x + fc2(h)
-        x = F.layer_norm(x, (D,), *self.final_norm, self.eps)
-        return linear(x[:, 0], self.head)  # (B, V)
+    return model(token[:, None], positions=positions[:, None], caches=caches, padding=padding)[:, -1]
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[Tensor, Tensor]:
@@ -214,7 +171,6 @@ def _generate(model, prompts, max_new_tokens, temperature, top_k, top_p, eos_id,
     out: list[list[int]] = [[] for _ in range(B)]
     done = [False] * B
     window = max(1, (3 * context) // 4)
-    step = DecodeStep(model, batch=B)
 
     def prefill(ids: Tensor, padding: Tensor) -> tuple[Tensor, list[StaticKVCache], Tensor | None, Tensor]:
         """Read ``ids (B, T)`` into fresh caches -> last logits (B, V), caches, key padding buffer, positions."""
@@ -257,7 +213,8 @@ def _generate(model, prompts, max_new_tokens, temperature, top_k, top_p, eos_id,
             logits, caches, pad_buf, last_pos = prefill(ids, padding)
             continue
         last_pos = last_pos + 1
-        logits = step(token, last_pos, caches, None if pad_buf is None else pad_buf[:, : cached + 1])  # (B, V)
+        key_padding = None if pad_buf is None else pad_buf[:, : cached + 1]
+        logits = decode_step(model, token.to(device), last_pos, caches, key_padding)  # (B, V)
     return out
 
 

@@ -20,12 +20,13 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
 
 from masklab.core.contract import LossOutput, ModelConfig, preset_config
 from masklab.masks.attention import causal, key_padding
 from masklab.masks.ops import last_token
 from masklab.nn import Encoder, KVCache, LearnedPositionEmbedding, TransformerConfig
-from masklab.nn.cpu_linear import Linear, linear
+from masklab.nn.cpu_linear import linear
 
 # Named sizes. gpt-char is nanoGPT's CPU recipe for character-level Shakespeare (4 layers x 4 heads x 128 wide,
 # context 64, no dropout); gpt2-small is GPT-2's 124M model (vocab 50257, context 1024).
@@ -40,18 +41,22 @@ PRESETS: dict[str, dict[str, Any]] = {
 class GPTConfig(ModelConfig):
     """Shape of a GPT. Defaults are GPT-2's choices (pre-norm, tanh GELU, LayerNorm eps 1e-5, tied embeddings)."""
 
+    mlp_widths: ClassVar[Mapping[str, str]] = {"mlp_hidden": "dim"}
+
     vocab_size: int
     context: int = 256  # number of learned positions: the longest sequence the model can read
     dim: int = 128
     depth: int = 4
     heads: int = 4
-    mlp_ratio: float = 4.0
+    mlp_hidden: int | None = None  # MLP hidden width (GPT-2's n_inner); None = 4 * dim
     dropout: float = 0.0
     norm_eps: float = 1e-5
     activation: str = "gelu_tanh"
     tie_embeddings: bool = True
 
     def __post_init__(self) -> None:
+        if self.mlp_hidden is None:
+            object.__setattr__(self, "mlp_hidden", 4 * self.dim)
         for name in ("vocab_size", "context", "dim", "depth", "heads"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"GPTConfig.{name} must be a positive int, got {getattr(self, name)!r}")
@@ -64,7 +69,7 @@ class GPTConfig(ModelConfig):
             dim=self.dim,
             depth=self.depth,
             heads=self.heads,
-            mlp_ratio=self.mlp_ratio,
+            mlp_hidden=self.mlp_hidden,
             dropout=self.dropout,
             attn_dropout=self.dropout,
             norm_first=True,

@@ -9,8 +9,9 @@ Mask polarity: ``masked: bool (B, L)``, True = hidden / to be predicted.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from masklab.core.contract import ModelConfig
 from masklab.masks.generators import grid_cell
@@ -31,28 +32,28 @@ POOLS = ("mean", "cls")
 PRESETS: dict[str, dict[str, Any]] = {
     "mae-tiny": dict(
         image_size=(16, 16), patch_size=4, dim=32, depth=2, heads=2,
-        decoder_dim=32, decoder_depth=1, decoder_heads=2, mlp_ratio=2.0,
+        decoder_dim=32, decoder_depth=1, decoder_heads=2, mlp_hidden=64, decoder_mlp_hidden=64,
     ),
     # 28x28 digits as a 4x4 grid of 7x7 patches: 16 tokens, 4 visible at 75% masking. Sized so a few
     # minutes on 2 CPU cores reach ~50 epochs of mnist5k (4x4 patches cost 3x more per image and learned
     # less in the same time in our runs).
     "mae-small-28": dict(
         image_size=(28, 28), patch_size=7, dim=128, depth=4, heads=4,
-        decoder_dim=128, decoder_depth=2, decoder_heads=4, mlp_ratio=4.0,
+        decoder_dim=128, decoder_depth=2, decoder_heads=4,
     ),
     # 32x32 colour images as an 8x8 grid of 4x4 patches (the segmentation built-in): small patches so a
     # per-pixel head can draw subject boundaries; a one-block decoder keeps pretraining to minutes on a CPU.
     "mae-seg-32": dict(
         image_size=(32, 32), patch_size=4, dim=96, depth=4, heads=4,
-        decoder_dim=64, decoder_depth=1, decoder_heads=4, mlp_ratio=4.0,
+        decoder_dim=64, decoder_depth=1, decoder_heads=4,
     ),
     "mae-vit-t": dict(
         image_size=(224, 224), patch_size=16, dim=192, depth=12, heads=3,
-        decoder_dim=256, decoder_depth=4, decoder_heads=8, mlp_ratio=4.0,
+        decoder_dim=256, decoder_depth=4, decoder_heads=8,
     ),
     "mae-vit-b": dict(
         image_size=(224, 224), patch_size=16, dim=768, depth=12, heads=12,
-        decoder_dim=512, decoder_depth=8, decoder_heads=16, mlp_ratio=4.0,
+        decoder_dim=512, decoder_depth=8, decoder_heads=16,
     ),
 }  # fmt: skip
 
@@ -71,6 +72,8 @@ TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
 class MAEConfig(ModelConfig):
     """Everything that rebuilds an :class:`~masklab.models.mae.model.MAE` (saved as ``config.json["model"]``)."""
 
+    mlp_widths: ClassVar[Mapping[str, str]] = {"mlp_hidden": "dim", "decoder_mlp_hidden": "decoder_dim"}
+
     image_size: tuple[int, int] = (28, 28)  # (H, W), multiples of patch_size
     patch_size: int = 4
     channels: int = 1
@@ -80,7 +83,8 @@ class MAEConfig(ModelConfig):
     decoder_dim: int = 64
     decoder_depth: int = 2
     decoder_heads: int = 4
-    mlp_ratio: float = 4.0
+    mlp_hidden: int | None = None  # encoder MLP hidden width; None = 4 * dim
+    decoder_mlp_hidden: int | None = None  # decoder MLP hidden width; None = 4 * decoder_dim
     norm_eps: float = 1e-6
     drop_path: float = 0.0
     mask_ratio: float = 0.75  # fraction of patches hidden from the encoder while training
@@ -97,6 +101,10 @@ class MAEConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
+        if self.mlp_hidden is None:
+            object.__setattr__(self, "mlp_hidden", 4 * self.dim)
+        if self.decoder_mlp_hidden is None:
+            object.__setattr__(self, "decoder_mlp_hidden", 4 * self.decoder_dim)
         for name in ("pixel_mean", "pixel_std"):
             value = getattr(self, name)
             if value is not None:
@@ -176,7 +184,7 @@ class MAEConfig(ModelConfig):
             dim=self.dim,
             depth=self.depth,
             heads=self.heads,
-            mlp_ratio=self.mlp_ratio,
+            mlp_hidden=self.mlp_hidden,
             drop_path=self.drop_path,
             norm_eps=self.norm_eps,
         )
@@ -186,6 +194,6 @@ class MAEConfig(ModelConfig):
             dim=self.decoder_dim,
             depth=self.decoder_depth,
             heads=self.decoder_heads,
-            mlp_ratio=self.mlp_ratio,
+            mlp_hidden=self.decoder_mlp_hidden,
             norm_eps=self.norm_eps,
         )

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
 
 from masklab.core.contract import ModelConfig
 from masklab.masks.convert import padding_to_blocked
@@ -24,7 +25,6 @@ from masklab.masks.learned import (
     sample,
 )
 from masklab.nn.blocks import Encoder, TransformerConfig
-from masklab.nn.cpu_linear import Linear
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,12 @@ class LearnedMaskerConfig(ModelConfig):
     dim: int = 32
     depth: int = 1
     heads: int = 2
-    mlp_ratio: float = 2.0
+    mlp_hidden: int = 64  # the MLP's hidden width
     temperature: float = 1.0
     entropy_weight: float = 0.0
     spread_weight: float = 0.1
+
+    mlp_widths: ClassVar[Mapping[str, str]] = {"mlp_hidden": "dim"}
 
     def __post_init__(self) -> None:
         for name in ("in_dim", "max_tokens", "dim", "depth", "heads"):
@@ -55,7 +57,7 @@ class LearnedMaskerConfig(ModelConfig):
         self.transformer()  # validates dim / heads
 
     def transformer(self) -> TransformerConfig:
-        return TransformerConfig(dim=self.dim, depth=self.depth, heads=self.heads, mlp_ratio=self.mlp_ratio)
+        return TransformerConfig(dim=self.dim, depth=self.depth, heads=self.heads, mlp_hidden=self.mlp_hidden)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> LearnedMaskerConfig:  # type: ignore[override]

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
 
 from masklab.core.contract import LossOutput, preset_config
 from masklab.masks.attention_guided import token_importance
@@ -33,7 +34,6 @@ from masklab.masks.strategies import MaskRequest, resolve
 from masklab.models.mae.config import PRESETS, MAEConfig
 from masklab.models.mae.masker import AdversarialMasking
 from masklab.nn.blocks import Encoder
-from masklab.nn.cpu_linear import Linear
 from masklab.nn.pos_embed import sincos_2d
 from masklab.tokenizers.patches import patchify, unpatchify
 

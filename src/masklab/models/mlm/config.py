@@ -13,7 +13,7 @@ from masklab.core.contract import ModelConfig, preset_config
 from masklab.masks.strategies import resolve
 from masklab.models.mlm.bert import BertConfig
 
-# Google's BERT miniatures (Turc et al. 2019) and BERT-base; intermediate = 4 * dim. BertConfig fields.
+# Google's BERT miniatures (Turc et al. 2019) and BERT-base; mlp_hidden (intermediate) = 4 * dim. BertConfig fields.
 PRESETS: dict[str, dict[str, Any]] = {
     "bert-tiny": {"dim": 128, "depth": 2, "heads": 2},
     "bert-mini": {"dim": 256, "depth": 4, "heads": 4},
@@ -35,6 +35,8 @@ class MLMConfig(ModelConfig):
     ``replace_mask`` become ``mask_id``, ``replace_random`` a random non-special token, the rest stay unchanged.
     ``special_ids`` are never masked nor drawn as random tokens. ``task="classify"`` trains the
     ``num_labels``-way head on ``pooling``. Every ``masking`` resolves through :mod:`masklab.masks.strategies`.
+    ``tie_embeddings=False`` gives the MLM head its own ``V x D`` output matrix instead of the input embeddings
+    (HF ``tie_word_embeddings=False``).
     """
 
     nested: ClassVar[Mapping[str, type]] = {"bert": BertConfig}
@@ -52,6 +54,7 @@ class MLMConfig(ModelConfig):
     num_labels: int = 0
     pooling: Literal["mean", "cls"] = "mean"
     classifier_dropout: float = 0.1
+    tie_embeddings: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "special_ids", tuple(sorted({int(i) for i in self.special_ids})))

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
 
 from masklab.core.contract import LossOutput
 from masklab.masks.ops import first_token, mean_pool
@@ -27,7 +28,7 @@ from masklab.masks.strategies import STRATEGIES, MaskRequest
 from masklab.models.mlm.bert import Bert, init_bert_weights
 from masklab.models.mlm.config import MLMConfig, mlm_preset
 from masklab.nn.attention import Backend
-from masklab.nn.cpu_linear import Linear, linear
+from masklab.nn.cpu_linear import linear
 
 
 # ---------------------------------------------------------------------------------------------- masking
@@ -69,17 +70,23 @@ def corrupt(config: MLMConfig, ids: Tensor, masked: Tensor, generator: torch.Gen
 
 # ------------------------------------------------------------------------------------------------ heads
 class MLMHead(nn.Module):
-    """BERT's prediction head: dense + GELU + LayerNorm, then the tied ``D x V`` projection plus its own bias."""
+    """BERT's prediction head: dense + GELU + LayerNorm, then a ``D x V`` projection plus its own bias.
 
-    def __init__(self, dim: int, vocab_size: int, eps: float) -> None:
+    The projection is the input embedding matrix (tied, BERT's default) or, with ``tied=False``, the head's
+    own ``decoder`` weight ``(V, D)``.
+    """
+
+    def __init__(self, dim: int, vocab_size: int, eps: float, tied: bool = True) -> None:
         super().__init__()
         self.dense = Linear(dim, dim)
         self.norm = nn.LayerNorm(dim, eps=eps)
+        self.decoder = None if tied else Linear(dim, vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(vocab_size))
 
     def forward(self, h: Tensor, word_weight: Tensor) -> Tensor:
-        """``h (M, D)``, ``word_weight (V, D)`` (the input embedding matrix) -> logits ``(M, V)``."""
-        return linear(self.norm(F.gelu(self.dense(h))), word_weight, self.bias)
+        """``h (M, D)``, ``word_weight (V, D)`` (the input embedding matrix, used when tied) -> logits ``(M, V)``."""
+        weight = word_weight if self.decoder is None else self.decoder.weight
+        return linear(self.norm(F.gelu(self.dense(h))), weight, self.bias)
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,7 @@ class BertForMLM(nn.Module):
         super().__init__()
         self.config = config
         self.bert = Bert(config.bert, backend)
-        self.head = MLMHead(config.bert.dim, config.bert.vocab_size, config.bert.norm_eps)
+        self.head = MLMHead(config.bert.dim, config.bert.vocab_size, config.bert.norm_eps, config.tie_embeddings)
         self.classifier = Linear(config.bert.dim, config.num_labels) if config.num_labels else None
         self.classifier_drop = nn.Dropout(config.classifier_dropout)
         init_bert_weights(self)

@@ -11,12 +11,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
 
 from masklab.core.contract import LossOutput
 from masklab.data.series import SeriesBatch
 from masklab.models.series.config import SeriesConfig
 from masklab.models.series.model import PatchTST
-from masklab.nn.cpu_linear import Linear
 
 
 class SeriesClassifier(nn.Module):

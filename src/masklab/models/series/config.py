@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from masklab.core.contract import ModelConfig
 from masklab.nn import TransformerConfig
@@ -14,8 +15,8 @@ MISSING_FILLS = ("mean", "zero")
 # Non-overlapping patches (stride = patch_len) for masked pretraining, as PatchTST §3.3 prescribes: overlapping
 # patches would show a hidden patch's steps inside its visible neighbours.
 PRESETS: dict[str, dict[str, Any]] = {
-    "series-tiny": dict(patch_len=4, stride=4, dim=32, depth=2, heads=2, mlp_ratio=2.0, max_patches=64),
-    "series-small": dict(patch_len=8, stride=8, dim=64, depth=3, heads=4, mlp_ratio=2.0, max_patches=256),
+    "series-tiny": dict(patch_len=4, stride=4, dim=32, depth=2, heads=2, mlp_hidden=64, max_patches=64),
+    "series-small": dict(patch_len=8, stride=8, dim=64, depth=3, heads=4, mlp_hidden=128, max_patches=256),
 }
 
 
@@ -31,6 +32,8 @@ class SeriesConfig(ModelConfig):
     scores the reconstruction of unobserved steps, masklab by default does not.
     """
 
+    mlp_widths: ClassVar[Mapping[str, str]] = {"mlp_hidden": "dim"}
+
     channels: int
     patch_len: int = 8
     stride: int = 8
@@ -38,7 +41,7 @@ class SeriesConfig(ModelConfig):
     dim: int = 64
     depth: int = 3
     heads: int = 4
-    mlp_ratio: float = 2.0
+    mlp_hidden: int | None = None  # MLP hidden width (HF PatchTST ffn_dim); None = 2 * dim
     dropout: float = 0.0
     norm_eps: float = 1e-5
     final_norm: bool = False  # PatchTST (pre-norm) has none
@@ -51,6 +54,8 @@ class SeriesConfig(ModelConfig):
     loss_on_missing: bool = False
 
     def __post_init__(self) -> None:
+        if self.mlp_hidden is None:
+            object.__setattr__(self, "mlp_hidden", 2 * self.dim)
         for name in ("channels", "patch_len", "stride", "max_patches", "dim", "depth", "heads"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"SeriesConfig.{name} must be an int >= 1, got {getattr(self, name)!r}")
@@ -67,7 +72,7 @@ class SeriesConfig(ModelConfig):
 
     def encoder_config(self) -> TransformerConfig:
         return TransformerConfig(
-            dim=self.dim, depth=self.depth, heads=self.heads, mlp_ratio=self.mlp_ratio, dropout=self.dropout,
+            dim=self.dim, depth=self.depth, heads=self.heads, mlp_hidden=self.mlp_hidden, dropout=self.dropout,
             norm_first=True, norm_eps=self.norm_eps, activation="gelu", final_norm=self.final_norm,
         )  # fmt: skip
 

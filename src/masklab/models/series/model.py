@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
 
 from masklab.core.contract import LossOutput, saved_config
 from masklab.data.series import SeriesBatch
@@ -26,7 +27,6 @@ from masklab.masks.convert import padding_to_blocked
 from masklab.masks.tail import tail_masking
 from masklab.models.series.config import SeriesConfig
 from masklab.nn import Encoder
-from masklab.nn.cpu_linear import Linear
 from masklab.tokenizers.series import InstanceNorm, instance_norm, patch_padding, patchify, unpatchify
 
 

@@ -34,13 +34,13 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
 
 from masklab.core.contract import LossOutput, ModelConfig, preset_config
 from masklab.masks.convert import padding_to_blocked
 from masklab.masks.ops import loss_on_masked, visible_mean
 from masklab.masks.strategies import MaskRequest, resolve
 from masklab.nn import Encoder, TransformerConfig
-from masklab.nn.cpu_linear import Linear
 from masklab.tokenizers.table import CellTokenizer, TableSchema
 
 _INFERENCE_ROWS = 4096  # rows per forward pass at inference
@@ -59,6 +59,8 @@ class TableMAEConfig(ModelConfig):
     """Shape of a :class:`TableMAE`; the schema (column names, kinds, statistics) travels with it so a saved
     run can encode new data exactly as in training."""
 
+    mlp_widths: ClassVar[Mapping[str, str]] = {"mlp_hidden": "dim", "decoder_mlp_hidden": "decoder_dim"}
+
     schema: TableSchema
     dim: int = 64
     depth: int = 4
@@ -66,12 +68,17 @@ class TableMAEConfig(ModelConfig):
     decoder_dim: int = 64
     decoder_depth: int = 2
     decoder_heads: int = 4
-    mlp_ratio: float = 4.0
+    mlp_hidden: int | None = None  # encoder MLP hidden width; None = 4 * dim
+    decoder_mlp_hidden: int | None = None  # decoder MLP hidden width; None = 4 * decoder_dim
     dropout: float = 0.0
     mask_ratio: float = 0.5  # share of each row's observed cells hidden in training (ReMasker's default)
     mask_ratio_jitter: float = 0.25  # per-row share ~ U(mask_ratio - jitter, mask_ratio + jitter)
 
     def __post_init__(self) -> None:
+        if self.mlp_hidden is None:
+            object.__setattr__(self, "mlp_hidden", 4 * self.dim)
+        if self.decoder_mlp_hidden is None:
+            object.__setattr__(self, "decoder_mlp_hidden", 4 * self.decoder_dim)
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
         low, high = self.mask_ratio - self.mask_ratio_jitter, self.mask_ratio + self.mask_ratio_jitter
@@ -156,10 +163,14 @@ class TableMAE(nn.Module):
         cards = config.schema.cardinalities
         n_columns = len(cards)
         self.tokenizer = CellTokenizer(cards, config.dim)
-        enc = TransformerConfig(config.dim, config.depth, config.heads, config.mlp_ratio, dropout=config.dropout)
+        enc = TransformerConfig(config.dim, config.depth, config.heads, config.mlp_hidden, dropout=config.dropout)
         self.encoder = Encoder(enc)
         dec = TransformerConfig(
-            config.decoder_dim, config.decoder_depth, config.decoder_heads, config.mlp_ratio, dropout=config.dropout
+            config.decoder_dim,
+            config.decoder_depth,
+            config.decoder_heads,
+            config.decoder_mlp_hidden,
+            dropout=config.dropout,
         )
         self.decoder_embed = Linear(config.dim, config.decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(config.decoder_dim))
