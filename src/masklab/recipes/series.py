@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from masklab.core.contract import saved_config
 from masklab.core.io import atomic_write_json
 from masklab.data.series import SeriesBatch, SeriesSet, SeriesTrainData, collate, load_series
 from masklab.models.series import PatchTST, SeriesClassifier, SeriesConfig, from_preset, tasks
@@ -99,7 +100,7 @@ def pretrain(
     """Masked pretraining of ``model`` (:func:`build_model`) on ``data`` (all of it: pass the training split),
     writing the run directory ``out`` (+ ``series.json``). ``max_length``: train on random crops of that many
     steps (default: whole series)."""
-    result = fit(model, SeriesTrainData(data, max_length=max_length), train, out, model_config=model.model_config(),
+    result = fit(model, SeriesTrainData(data, max_length=max_length), train, out, model_config=saved_config(model),
                  resume=resume, progress=progress)  # fmt: skip
     atomic_write_json(Path(out) / SERIES_FILE, {"data": source or data.name, "series": len(data),
                                                 "channels": data.num_channels, "max_length": max_length})  # fmt: skip
@@ -185,7 +186,7 @@ def finetune_classify(
     classifier.set_head(as_t(mean), as_t(scale), as_t(weight), as_t(bias))
     data = SeriesTrainData(train, with_labels=True)
     with tempfile.TemporaryDirectory() as scratch:
-        fit(classifier, data, config, out or scratch, model_config=classifier.model_config(), progress=progress)
+        fit(classifier, data, config, out or scratch, model_config=saved_config(classifier), progress=progress)
     return classifier.eval()
 
 
