@@ -38,7 +38,7 @@ def test_config_round_trip_and_presets():
         SegmentConfig.from_preset("nope", encoder=ENCODER.to_dict())
     with pytest.raises(ValueError, match="num_classes"):
         SegmentConfig(encoder=ENCODER.to_dict(), num_classes=1)
-    with pytest.raises(ValueError, match="unknown segment config fields"):
+    with pytest.raises(ValueError, match="unknown SegmentConfig fields"):
         SegmentConfig.from_dict({**config.to_dict(), "extra": 1})
 
 
