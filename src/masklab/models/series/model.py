@@ -14,6 +14,7 @@ losses, statistics or pooling.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -78,9 +79,9 @@ class PatchTST(nn.Module):
         self.head = Linear(config.dim, config.patch_len)
 
     @classmethod
-    def from_config(cls, config: SeriesConfig | dict[str, Any]) -> PatchTST:
+    def from_config(cls, config: SeriesConfig | Mapping[str, Any]) -> PatchTST:
         """An untrained model from its config or the dict a run saved (``config.json["model"]``)."""
-        return cls(SeriesConfig.from_dict(config))
+        return cls(config if isinstance(config, SeriesConfig) else SeriesConfig.from_dict(config))
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> PatchTST:
