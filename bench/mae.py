@@ -138,9 +138,9 @@ def main() -> None:
         for note in notes:
             print(f"  {note}")
         base = dict(rows)[HF]
-        print(f"  {'arm':<44} {'samples/s':>10} {'vs HF':>7}")
+        print(f"  {'arm':<66} {'samples/s':>10} {'vs HF':>7}")
         for key, rate in rows:
-            print(f"  {key:<44} {rate:>10.1f} {rate / base:>6.2f}x")
+            print(f"  {key:<66} {rate:>10.1f} {rate / base:>6.2f}x")
         default = next(rate for key, rate in rows if key.startswith("masklab default"))
         print(f"  visible-only vs encode-all speed-up: {default / dict(rows)[SIMMIM]:.2f}x")
 
