@@ -214,3 +214,24 @@ def test_help_shows_every_default_and_no_markup(kind):
         assert "default" in (action.help or ""), (kind, flag, action.help)
     for flag in ("--steps", "--batch-size", "--seed", "--ckpt-every", "--lr", "--warmup"):
         assert re.search(rf"{flag} \S+\s+[^-]*?\(default [^)]+\)", text), (kind, flag)
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (FloatingPointError("loss became nan by step 5; no checkpoint was written yet"),
+         "masklab: error: loss became nan by step 5; no checkpoint was written yet"),
+        (OSError(28, "No space left on device", "runs/x/metrics.jsonl"),
+         "masklab: error: runs/x/metrics.jsonl: No space left on device"),
+        (PermissionError(13, "Permission denied", "runs/x"), "masklab: error: runs/x: Permission denied"),
+    ],
+)  # fmt: skip
+def test_ordinary_failures_are_one_line_exit_2(monkeypatch, capsys, error, line):
+    import masklab.cli.info
+
+    def failing(args):
+        raise error
+
+    monkeypatch.setattr(masklab.cli.info, "_run", failing)
+    assert main(["info", "anything"]) == 2
+    assert capsys.readouterr().err == line + "\n"
