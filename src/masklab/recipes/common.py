@@ -63,8 +63,9 @@ def check_numbers(values: Mapping[str, Any]) -> None:
 class TrainOptions:
     """How long and how to train; ``None`` = the recipe's default for its model kind.
 
-    Give at most one of ``steps``, ``epochs`` (passes over the training data) and ``minutes`` (wall clock:
-    steps are calibrated on this machine, with the time as a hard stop).
+    Give at most one of ``steps``, ``epochs`` (passes over the training data) and ``minutes`` (a deadline
+    ``minutes`` after ``started``, when these options were made: the recipe's data preparation counts, training
+    stops in time to save and return). Numbers out of range are a ``ValueError`` naming the flag.
     """
 
     steps: int | None = None
