@@ -35,7 +35,7 @@ def embed_mae(run: str | Path, *, data: str | None = None, batch_size: int | Non
     spec = data or read_data_info(run).get("spec") or DEFAULT_DATA
     dataset = load_images(spec, image_size=cfg.image_size, channels=cfg.channels, skip_bad=skip_bad,
                           min_side=cfg.patch_size)  # fmt: skip
-    note_skipped(dataset.skipped, "image")
+    note_skipped(getattr(dataset, "skipped", ()), "image")
     features = encode_all(model, dataset.images, len(dataset), batch_size or 256)
     sources = dataset.sources or tuple(f"{spec}[{i}]" for i in range(len(dataset)))
     return Embedding.of(features, sources, None if dataset.labels is None else dataset.labels.tolist(),

@@ -15,6 +15,7 @@ import io
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -153,7 +154,7 @@ def predict(
         raise ValueError(f"{directory} holds no fine-tuned classifier (a {kind!r} run): predict reads what "
                          f"'masklab finetune' writes for mae, mlm and series runs{hint}")  # fmt: skip
     dev = str(resolve_device(device))
-    model = load_finetuned(directory, dev)
+    model: Any = load_finetuned(directory, dev)  # an MAE, BertForMLM or SeriesClassifier (checked above)
     skipped: list[str] = []
     if kind == "mae":
         images, sources, skipped = _image_inputs(str(inputs), model.config, skip_bad)
