@@ -53,8 +53,8 @@ class Predictions:
 
     def summary(self) -> str:
         counts = Counter(self.labels)
-        spread = ", ".join(f"{c} {counts[c]}" for c in self.classes if counts[c])
-        return f"{len(self.sources)} inputs -> {spread}"
+        spread = ", ".join(f"{c}: {counts[c]}" for c in self.classes if counts[c])
+        return f"{len(self.sources)} inputs, predicted {spread}"
 
 
 def _image_inputs(source: str, cfg, skip_bad: bool) -> tuple[torch.Tensor, list[str], list[str]]:
