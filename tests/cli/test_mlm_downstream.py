@@ -113,3 +113,15 @@ def test_embed_index_has_documents_and_labels(run, tmp_path):
     assert np.load(out).shape[0] == len(index) == 20
     assert [r["label"] for r in index] == ["business"] * 10 + ["sport"] * 10
     assert index[3]["source"].endswith("[3]")
+
+
+def test_skip_bad_text_file(run, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(run.parent / "data", data)
+    (data / "sport" / "latin.txt").write_bytes("caf\xe9 goal".encode("latin-1"))
+    argv = ["embed", str(run), "--data", str(data), "-o", str(tmp_path / "e.npy"), "--device", "cpu"]
+    assert main(argv) == 2
+    assert "latin.txt is not UTF-8" in capsys.readouterr().err
+    assert main([*argv, "--skip-bad"]) == 0
+    assert "skipped 1 unreadable text file (--skip-bad): " in capsys.readouterr().err
+    assert np.load(tmp_path / "e.npy").shape[0] == 20
