@@ -79,6 +79,8 @@ def test_predict_txt_and_csv_match_the_models_argmax(run, tmp_path, capsys):
     assert "no 'text' column" in capsys.readouterr().err
     assert main([*argv, "--text-column", "body"]) == 0
     assert [r["prediction"] for r in read_csv(out)] == want
+    assert main(["predict", str(run), str(tmp_path / "docs.csv"), "-o", str(tmp_path / "docs.csv")]) == 2
+    assert "is the input itself" in capsys.readouterr().err
 
 
 def test_an_old_finetune_classify_folder_still_predicts(run, tmp_path):

@@ -142,6 +142,8 @@ def predict(
 
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    if output is not None and Path(output).resolve() == Path(inputs).resolve():
+        raise ValueError(f"-o {output} is the input itself; write the predictions elsewhere")
     directory = finetune_directory(run)
     kind, model_cfg = Run(directory).kind(), Run(directory).config()["model"]
     classifier = (
