@@ -32,7 +32,9 @@ def embed_mae(run: str | Path, *, data: str | None = None, batch_size: int | Non
     model = load_mae_run(run, device)
     cfg = model.config
     spec = data or read_data_info(run).get("spec") or DEFAULT_DATA
-    dataset = load_images(spec, image_size=cfg.image_size, channels=cfg.channels, min_side=cfg.patch_size)
+    column = None if data else read_data_info(run).get("column")
+    dataset = load_images(spec, image_size=cfg.image_size, channels=cfg.channels, min_side=cfg.patch_size,
+                          column=column)  # fmt: skip
     return encode_all(model, dataset.images, len(dataset), batch_size or 256)
 
 
