@@ -7,7 +7,7 @@ import argparse
 from masklab.cli._args import add_train_args, pretrain_call
 
 FIELDS = ("data", "preset", "context", "dim", "depth", "heads", "dropout", "tokenizer", "init_from",
-          "tokenizer_kind", "vocab_size", "val_fraction", "eval_batches")  # fmt: skip
+          "tokenizer_kind", "vocab_size", "val_fraction", "eval_batches", "text_field")  # fmt: skip
 
 
 def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> None:
@@ -26,6 +26,11 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("--vocab-size", type=int, help="vocabulary of a trained BPE tokenizer (default 2000)")
     parser.add_argument("--val-fraction", type=float, help="the end of the token stream held out (default 0.1)")
     parser.add_argument("--eval-batches", type=int, help="cap on validation batches (default: all)")
+    parser.add_argument(
+        "--text-field",
+        "--column",
+        help="the text field of .jsonl records or the column of a datasets folder (default text)",
+    )
     # Defaults are nanoGPT's shakespeare_char recipe run on CPU (4 layers x 4 heads x 128, context 64, batch 12,
     # lr 1e-3 -> 1e-4 cosine, 100 warmup steps, beta2 0.99, weight decay 0.1, 2000 iterations).
     add_train_args(parser, steps=2000, batch_size=12, lr=1e-3, min_lr=1e-4, weight_decay=0.1,

@@ -8,7 +8,7 @@ from masklab.cli._args import add_train_args, parse_hw, pretrain_call
 
 MASK_KINDS = ("random", "block", "grid", "learned", "attention-high", "attention-low")
 FIELDS = ("data", "preset", "image_size", "patch_size", "mask", "mask_ratio", "variant", "norm_pix_loss",
-          "crop_scale", "flip", "no_augment", "skip_bad")  # fmt: skip
+          "crop_scale", "flip", "no_augment", "skip_bad", "column")  # fmt: skip
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -16,7 +16,9 @@ def _image_size(text: str) -> tuple[int, int]:
 
 
 def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> None:
-    parser.add_argument("--data", help="folder, .npy/.npz, or builtin:NAME (default builtin:mnist5k)")
+    parser.add_argument("--data", help="folder, .tar shards, .npy/.npz, a datasets save_to_disk folder, or "
+                        "builtin:NAME (default builtin:mnist5k)")  # fmt: skip
+    parser.add_argument("--column", help="the Image column of a datasets folder (default: its only one)")
     parser.add_argument(
         "--preset", help="mae-tiny | mae-small-28 | mae-seg-32 | mae-vit-t | mae-vit-b (default mae-small-28)"
     )

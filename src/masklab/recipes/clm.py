@@ -101,6 +101,7 @@ def pretrain_clm(
     vocab_size: int = 2000,
     val_fraction: float = 0.1,
     eval_batches: int | None = None,
+    text_field: str = "text",
     train: TrainOptions | None = None,
     resume: bool = False,
 ) -> FitResult:
@@ -123,7 +124,7 @@ def pretrain_clm(
         "data": data, "preset": preset, "context": context, "dim": dim, "depth": depth, "heads": heads,
         "dropout": dropout, "tokenizer": tokenizer, "init_from": init_from, "tokenizer_kind": tokenizer_kind,
         "vocab_size": vocab_size, "val_fraction": val_fraction, "eval_batches": eval_batches,
-        "train": train.to_dict(),
+        "text_field": text_field, "train": train.to_dict(),
     }  # fmt: skip
     if not resume:
         run.check_fresh()
@@ -133,7 +134,8 @@ def pretrain_clm(
 
         tok_file = Path(init_from) / "tokenizer.json" if init_from else tokenizer
         source = prepared_for_run(data, run.path, tokenizer=tok_file, tokenizer_kind=tokenizer_kind,
-                                  vocab_size=vocab_size, lowercase=False, workers=train.workers)  # fmt: skip
+                                  vocab_size=vocab_size, lowercase=False, text_field=text_field,
+                                  workers=train.workers)  # fmt: skip
     else:
         source = load_text_corpus(data)
     if init_from:
