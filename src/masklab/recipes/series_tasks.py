@@ -195,7 +195,7 @@ def finetune_series(run: str | Path, *, data: str | None = None, task: str = "cl
                                                out=target.path)  # fmt: skip
         print(f"{train.name}: fine-tuned {steps} steps on {len(train)} series")
         return write_finetune_outputs(
-            target, classifier, y_true=test.labels, y_pred=recipes.predict_classes(classifier, test),
+            target, classifier, y_true=test.labels, y_pred=recipes.predict_classes(classifier, test).tolist(),
             names=[str(c) for c in train.classes], title=train.name,
             extra={"data": train.name, "train_size": len(train), "steps": steps},
         )  # fmt: skip
