@@ -86,9 +86,10 @@ def use_cpu_linear(model: nn.Module, backend: CpuLinearBackend) -> nn.Module:
     ``torch.ao.quantization.quantize_dynamic`` and other type-based tools expect). Returns ``model``."""
     set_cpu_linear_backend(backend)
     for module in model.modules():
-        if backend == "onednn" and type(module) is nn.Linear:
+        cls = type(module)
+        if backend == "onednn" and cls is nn.Linear:
             module.__class__ = Linear
-        elif backend == "torch" and type(module) is Linear:
+        elif backend == "torch" and cls is Linear:
             module.__class__ = nn.Linear
     return model
 
@@ -127,14 +128,14 @@ def _mm(a: Tensor, b_t: Tensor) -> Tensor:
 
 class _OneDNNLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
         return _dnn(x, weight, bias)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # type: ignore[override]
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         x, weight = ctx.saved_tensors
         n, k = weight.shape
         g = grad_out.reshape(-1, n)  # (M, N)
