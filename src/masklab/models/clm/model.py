@@ -13,6 +13,7 @@ is not scored). With a KV cache, ``padding`` covers the cached positions plus th
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -203,9 +204,11 @@ class GPT(nn.Module):
 
 
 @torch.no_grad()
-def evaluate_nll(model: GPT, data: Any, *, batch_size: int = 32, max_batches: int | None = None) -> dict[str, float]:
+def evaluate_nll(model: GPT, data: Any, *, batch_size: int = 32, max_batches: int | None = None,
+                 deadline: float | None = None) -> dict[str, float]:  # fmt: skip
     """Mean next-token negative log-likelihood over ``data`` (``len`` + ``get_batch``, e.g. non-overlapping
-    :class:`masklab.data.lm.LMWindows`), in eval mode, deterministically in order.
+    :class:`masklab.data.lm.LMWindows`), in eval mode, deterministically in order. With ``deadline`` (a
+    ``time.monotonic()`` value) it stops after the first batch that ends past it (``tokens`` says how many).
 
     Returns ``{"loss": nats per token, "perplexity": exp(loss), "bits_per_token": loss / ln 2, "tokens": n}``.
     """
@@ -215,7 +218,7 @@ def evaluate_nll(model: GPT, data: Any, *, batch_size: int = 32, max_batches: in
     total, count = 0.0, 0
     try:
         for b, start in enumerate(range(0, len(data), batch_size)):
-            if max_batches is not None and b >= max_batches:
+            if (max_batches is not None and b >= max_batches) or (b and deadline and time.monotonic() >= deadline):
                 break
             batch = data.get_batch(torch.arange(start, min(start + batch_size, len(data))))
             ids = batch["ids"].to(device)  # (B, T + 1)
