@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -71,8 +71,9 @@ def move_to(batch: Any, device: torch.device | str) -> Any:
         return dataclasses.replace(batch, **moved)
     if isinstance(batch, Mapping):
         items = {k: move_to(v, device) for k, v in batch.items()}
+        rebuild = cast("Callable[[dict[Any, Any]], Mapping[Any, Any]]", type(batch))  # most mapping types take one
         try:
-            return items if type(batch) is dict else type(batch)(items)
+            return items if type(batch) is dict else rebuild(items)
         except TypeError:  # a mapping type that cannot be built from a dict (e.g. defaultdict)
             return items
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
@@ -259,7 +260,7 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
     wrapped = distributed.wrap(model, dist_info, device, fsdp=cfg.fsdp)
     optimizer = build_optimizer(model, cfg)  # after wrap: FSDP replaces the parameters with sharded ones
     if cfg.compile:
-        wrapped = torch.compile(wrapped)
+        wrapped = cast(nn.Module, torch.compile(wrapped))  # an OptimizedModule; the stubs say only Callable
     # fp16 needs loss scaling against underflow; for bf16/fp32 the disabled scaler is a pass-through.
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     generator = torch.Generator().manual_seed(_derived_seed(cfg.seed, "loop-generator"))
@@ -273,7 +274,7 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
             ckpt_path, model=model_in, optimizer=optimizer_in, generator=generator, device=device
         )
         try:
-            sampler.load_state_dict({"epoch": meta["sampler_epoch"], "cursor": meta["sampler_cursor"]})
+            sampler.load_state_dict({"epoch": int(meta["sampler_epoch"]), "cursor": int(meta["sampler_cursor"])})
             window.load_json(meta.get("log_window", '{"steps": 0, "sums": {}}'))
             step, elapsed_before = int(meta["step"]), float(meta.get("elapsed_s", "0"))
         except (KeyError, ValueError) as err:

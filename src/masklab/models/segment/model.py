@@ -57,7 +57,7 @@ class Segmenter(nn.Module):
     @classmethod
     def from_config(cls, config: SegmentConfig | Mapping[str, Any]) -> Segmenter:
         """An untrained segmenter from its config or the dict a run saved (``config.json["model"]``)."""
-        return cls(config if isinstance(config, SegmentConfig) else SegmentConfig.from_dict(config))
+        return cls(SegmentConfig.from_dict(config))
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> Segmenter:

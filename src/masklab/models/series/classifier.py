@@ -46,7 +46,7 @@ class SeriesClassifier(nn.Module):
     @classmethod
     def from_config(cls, config: SeriesClassifierConfig | Mapping[str, Any]) -> SeriesClassifier:
         """An untrained classifier from its config or the dict a run saved (``config.json["model"]``)."""
-        built = config if isinstance(config, SeriesClassifierConfig) else SeriesClassifierConfig.from_dict(config)
+        built = SeriesClassifierConfig.from_dict(config)
         return cls(built.series, built.num_classes, built.head_dropout)
 
     @classmethod

@@ -81,7 +81,7 @@ class PatchTST(nn.Module):
     @classmethod
     def from_config(cls, config: SeriesConfig | Mapping[str, Any]) -> PatchTST:
         """An untrained model from its config or the dict a run saved (``config.json["model"]``)."""
-        return cls(config if isinstance(config, SeriesConfig) else SeriesConfig.from_dict(config))
+        return cls(SeriesConfig.from_dict(config))
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> PatchTST:

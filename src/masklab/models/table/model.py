@@ -92,7 +92,7 @@ class TableMAEConfig(ModelConfig):
         return {**super().to_dict(), "schema": self.schema.to_dict()}
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> TableMAEConfig:
+    def from_dict(cls, values: Mapping[str, Any] | TableMAEConfig) -> TableMAEConfig:
         """As :meth:`ModelConfig.from_dict`; ``schema`` may be a :class:`TableSchema` or its dict. Options
         removed in issue 18 (rejected by the benchmarks) load when they hold their old default."""
         if isinstance(values, Mapping):
@@ -187,7 +187,7 @@ class TableMAE(nn.Module):
     @classmethod
     def from_config(cls, config: TableMAEConfig | Mapping[str, Any]) -> TableMAE:
         """An untrained model from a config or its dict (``config.json["model"]``)."""
-        return cls(config if isinstance(config, TableMAEConfig) else TableMAEConfig.from_dict(config))
+        return cls(TableMAEConfig.from_dict(config))
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> TableMAE:
