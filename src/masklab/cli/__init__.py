@@ -24,7 +24,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attention": ("attention", "attention maps of a trained encoder on one input (token heatmaps, or [CLS] "
                   "rollout on an image)"),
     "edit": ("segment", "mask-guided edits: cut out / blur / replace the background, remove the subject (MAE fill)"),
-    "embed": ("downstream", "features of a trained run for every example of a dataset (no random masking)"),
+    "embed": ("downstream", "features of a trained run for every example of a dataset (no random masking) + a row "
+              "index CSV"),
+    "export-hf": ("export", "write an mae / mlm / clm run as a Hugging Face folder (from_pretrained loads it)"),
     "fill": ("text", "predict the [MASK] tokens of a text with a trained MLM"),
     "finetune": ("downstream", "fine-tune a pretrained run on a labelled task"),
     "forecast": ("series", "forecast the next H steps of series with a series run (held-out tail MSE first)"),
@@ -34,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inpaint": ("images", "fill the white region of MASK.png in IMAGE with an MAE run"),
     "masks": ("masks", "render example masks of each generator as a PNG"),
     "perplexity": ("text", "next-token loss / perplexity of a causal LM run on text"),
+    "predict": ("predict", "apply a fine-tuned image or text classifier to new inputs (CSV of class probabilities)"),
     "prepare": ("prepare", "tokenise a text corpus once into memory-mapped shards (for pretrain mlm / clm --data)"),
     "pretrain": ("pretrain", "masked pretraining (mae, mlm, clm, table, series)"),
     "probe": ("downstream", "linear-probe and k-NN accuracy of frozen features vs raw-input and random-encoder "

@@ -52,7 +52,8 @@ _PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "imm
 class ImageDataset:
     """In-memory images ``pixels (N, C, H, W)`` (uint8 0..255 or float in [0, 1]) with optional labels ``(N,)``.
 
-    ``sources[i]`` names where example i came from (a file path, or ``name[i]``) for error messages.
+    ``sources[i]`` names where example i came from (a file path, or ``name[i]``) for error messages and
+    indexes; ``skipped`` lists the files a ``skip_bad`` read left out.
     """
 
     pixels: Tensor
@@ -61,6 +62,7 @@ class ImageDataset:
     sources: tuple[str, ...] = ()
     name: str = ""
     augment: Augment | None = None
+    skipped: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.pixels.ndim != 4:
@@ -204,8 +206,8 @@ def load_image_files(
     pixels, sources, skipped = decode_image_files(
         paths, image_size=image_size, channels=channels, skip_bad=skip_bad, min_side=min_side, name=name
     )
-    note = f" ({skipped} unreadable skipped)" if skipped else ""
-    return ImageDataset(torch.from_numpy(pixels), sources=sources, name=f"{name}{note}")
+    note = f" ({len(skipped)} unreadable skipped)" if skipped else ""
+    return ImageDataset(torch.from_numpy(pixels), sources=sources, name=f"{name}{note}", skipped=skipped)
 
 
 def to_channels(images: Tensor, channels: int) -> Tensor:
@@ -260,14 +262,16 @@ def load_image_folder(
 
 
 def read_image_paths(
-    paths: Sequence[str | Path], *, image_size: tuple[int, int] | None, channels: int, min_side: int = 1
-) -> ImageDataset:
-    """Image files named on a command line, resized to ``image_size`` if given (``FileNotFoundError`` if missing)."""
+    paths: Sequence[str | Path], *, image_size: tuple[int, int] | None, channels: int, min_side: int = 1,
+    skip_bad: bool = False,
+) -> ImageDataset:  # fmt: skip
+    """Image files named on a command line, resized to ``image_size`` if given (``FileNotFoundError`` if missing;
+    ``skip_bad`` leaves unreadable ones out, listed in ``skipped``)."""
     files = [Path(p) for p in paths]
     for p in files:
         if not p.is_file():
             raise FileNotFoundError(f"image {p} does not exist")
-    return load_image_files(files, image_size=image_size, channels=channels, min_side=min_side)
+    return load_image_files(files, image_size=image_size, channels=channels, min_side=min_side, skip_bad=skip_bad)
 
 
 # -------------------------------------------------------------------------------------------- built-ins
@@ -355,7 +359,7 @@ def load_images(
             if tars:  # WebDataset shards: a .tar, or a folder of them
                 index = lazy.index_tar_shards(tars, skip_bad=skip_bad)
             else:
-                index = lazy.index_image_folder(path, cache=index_cache, skip_bad=skip_bad)
+                index = lazy.index_image_folder(path, cache=index_cache, skip_bad=skip_bad, min_side=min_side)
             return lazy.ImageFolderStream.from_index(index, image_size=image_size, channels=channels, min_side=min_side)
         if path.is_dir():
             dataset = load_image_folder(

@@ -129,7 +129,7 @@ def pretrain_mlm(
     from masklab.core.device import resolve_device
     from masklab.data.shards import PreparedCorpus, ShardBlocksData, prepared_for_run
     from masklab.data.text import TextBlocksData, TokenBlocks, holdout_split, load_text_corpus, pack_sequences
-    from masklab.interop.hf.masked_lm import load_hf_mlm, save_hf_mlm
+    from masklab.interop.hf.masked_lm import load_hf_mlm
     from masklab.models.mlm import PRESETS as BERT_PRESETS
     from masklab.models.mlm import BertConfig, BertForMLM, MLMConfig
     from masklab.tokenizers.text import TextTokenizer
@@ -210,16 +210,23 @@ def pretrain_mlm(
             run.write_sidecar("eval.json", {"step": result.step, "heldout": scores, "heldout_documents": held_out})
             print(f"masklab: held-out masked-token top-1 {scores['mlm_top1']:.4f}, loss {scores['mlm_loss']:.4f} "
                   f"({scores['masked_tokens']} masked tokens, step {result.step})")  # fmt: skip
-    if export_hf:
-        save_hf_mlm(model.cpu(), export_hf, tok)
-        print(f"masklab: wrote HF BertForMaskedLM folder {export_hf}")
+    if export_hf:  # the code behind `masklab export-hf RUN DIR`
+        from masklab.recipes.export import export_hf as export_run
+
+        exported = export_run(run.path, export_hf)
+        print(f"masklab: wrote HF {exported['architecture']} folder {export_hf}")
     print(f"masklab: run written to {run.path}")
     return result
 
 
-def text_corpus(data: str | None, info: dict[str, Any]):
-    """``(spec, corpus)``: ``data`` or the run's own data, read as the run read it."""
-    from masklab.data.text import load_text_corpus
+def text_corpus(data: str | None, info: dict[str, Any], *, skip_bad: bool = False):
+    """``(spec, corpus)``: ``data`` or the run's own data, read as the run read it. ``skip_bad``: leave
+    unreadable files out (named once on stderr)."""
+    from masklab.data.text import UNREADABLE, load_text_corpus
+    from masklab.recipes.embedding import note_skipped
 
     spec = data or info.get("data") or DEFAULT_DATA
-    return spec, load_text_corpus(spec, doc_per=info.get("doc_per", "auto"), text_field=info.get("text_field", "text"))
+    corpus = load_text_corpus(spec, doc_per=info.get("doc_per", "auto"), text_field=info.get("text_field", "text"),
+                              skip_bad=skip_bad)  # fmt: skip
+    note_skipped([s.removesuffix(f" {UNREADABLE}") for s in corpus.skipped if s.endswith(UNREADABLE)], "text file")
+    return spec, corpus
