@@ -15,6 +15,7 @@ import argparse
 import importlib
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 from masklab import __version__
@@ -76,6 +77,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand and return its exit code."""
+    started = time.monotonic()  # a --minutes budget counts from here
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser(argv)
@@ -85,20 +87,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "func", None) is None:
             parser.print_help()
             return 0
+        args.started_at = started
         code = args.func(args)
-    except KeyboardInterrupt:
-        print("masklab: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:  # training says which step its checkpoint holds
+        print(f"masklab: {str(err) or 'interrupted'}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # `masklab info RUN --json | head`: the reader left; exit quietly like other Unix tools.
         sys.stderr.close()
         return 0
-    except (UsageError, ValueError, OSError) as err:
-        # User-facing errors (bad values, missing files, a locked run) carry their own clear message;
-        # tracebacks are for bugs.
-        print(f"masklab: error: {err}", file=sys.stderr)
+    except (UsageError, ValueError, OSError, FloatingPointError) as err:
+        # User-facing errors (bad values, missing files, a locked run, a full disk, a diverged loss) carry their
+        # own clear message; tracebacks are for bugs.
+        print(f"masklab: error: {_message(err)}", file=sys.stderr)
         return 2
     return 0 if code is None else int(code)
+
+
+def _message(err: BaseException) -> str:
+    """One line for ``err``: an ``OSError`` as ``PATH: reason`` (not ``[Errno 28] ...``)."""
+    if isinstance(err, OSError) and err.errno is not None and err.strerror:
+        where = f"{err.filename}: " if err.filename is not None else ""
+        where += f"{err.filename2}: " if err.filename2 is not None else ""
+        return f"{where}{err.strerror}"
+    return str(err) or type(err).__name__
 
 
 def run() -> None:

@@ -338,8 +338,11 @@ def load_images(
     min_side: int = 1,
     stream: bool = False,
     index_cache: str | Path | None = None,
+    column: str | None = None,
 ) -> ImageDataset | ImageFolderStream:
-    """Load ``--data`` (a folder, ``.npy``/``.npz`` file or ``builtin:NAME``) as an :class:`ImageDataset`.
+    """Load ``--data`` (a folder, ``.npy``/``.npz`` file, Hugging Face ``datasets`` folder or ``builtin:NAME``)
+    as an :class:`ImageDataset`. For a ``datasets`` folder ``column`` names the ``Image`` column (default: the
+    only one; see :mod:`masklab.data.hf_datasets`).
 
     ``stream=True`` reads a folder lazily instead (:class:`masklab.data.image_stream.ImageFolderStream`, same
     methods, decoded per batch; needs ``image_size``), indexed once into ``index_cache`` when given.
@@ -352,7 +355,18 @@ def load_images(
         dataset = load_builtin(parsed.builtin)
     else:
         path = parsed.require_path()
-        if stream and image_size is not None and (path.is_dir() or path.suffix == ".tar"):
+        from masklab.data.hf_datasets import is_hf_dataset
+
+        if is_hf_dataset(path):  # memory-mapped Arrow rows, decoded per batch (or all now, without workers)
+            from masklab.data.hf_datasets import hf_image_stream, materialize
+
+            hf = hf_image_stream(path, image_size=image_size, column=column, channels=channels, skip_bad=skip_bad,
+                                 min_side=min_side)  # fmt: skip
+            if stream and image_size is not None:
+                return hf
+            pixels, labels = materialize(hf)
+            dataset = ImageDataset(pixels, labels, hf.class_names, hf.paths, hf.name)
+        elif stream and image_size is not None and (path.is_dir() or path.suffix == ".tar"):
             from masklab.data import image_stream as lazy
 
             tars = [path] if path.suffix == ".tar" else sorted(path.glob("*.tar"))
@@ -361,7 +375,7 @@ def load_images(
             else:
                 index = lazy.index_image_folder(path, cache=index_cache, skip_bad=skip_bad, min_side=min_side)
             return lazy.ImageFolderStream.from_index(index, image_size=image_size, channels=channels, min_side=min_side)
-        if path.is_dir():
+        elif path.is_dir():
             dataset = load_image_folder(
                 path, image_size=image_size, channels=channels, skip_bad=skip_bad, min_side=min_side
             )

@@ -111,13 +111,21 @@ def read_corpus(
     ``label_field`` gives labels when present. In a folder whose files all sit in first-level subfolders,
     the subfolder name is the label (``data/<class>/*.txt``). Blank documents and files that are neither
     .txt nor .jsonl are listed in ``skipped``. Non-UTF-8 input and an empty corpus are ``ValueError``; with
-    ``skip_bad`` an unreadable file (not UTF-8, bad JSON) is left out and listed as ``"FILE (unreadable)"``.
+    ``skip_bad`` an unreadable file (not UTF-8, bad JSON) is left out and listed as ``"FILE (unreadable)"``. A
+    Hugging Face ``datasets`` folder gives one document per row of the ``text_field`` column (unlabelled).
     """
     root = Path(path).expanduser()
     if not root.exists():
         raise FileNotFoundError(f"--data {path}: no such file or directory")
     if doc_per not in ("auto", "file", "line"):
         raise ValueError(f"doc_per must be auto, file or line, got {doc_per!r}")
+    from masklab.data.hf_datasets import is_hf_dataset, iter_hf_texts
+
+    if is_hf_dataset(root):  # one document per non-blank row of the text column
+        rows = list(iter_hf_texts(root, text_field))
+        if not rows:
+            raise ValueError(f"--data {root}: the corpus is empty (every row of the text column is blank)")
+        return TextCorpus(rows, source=str(root))
     if root.is_dir():
         files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
         per = "file" if doc_per == "auto" else doc_per

@@ -35,8 +35,9 @@ def embed_mae(run: str | Path, *, data: str | None = None, batch_size: int | Non
     cfg = model.config
     spec = data or read_data_info(run).get("spec") or DEFAULT_DATA
     say(progress, f"reading {spec}")
+    column = None if data else read_data_info(run).get("column")
     dataset = load_images(spec, image_size=cfg.image_size, channels=cfg.channels, skip_bad=skip_bad,
-                          min_side=cfg.patch_size)  # fmt: skip
+                          min_side=cfg.patch_size, column=column)  # fmt: skip
     note_skipped(getattr(dataset, "skipped", ()), "image")
     features = encode_all(model, dataset.images, len(dataset), batch_size or 256, progress,
                           f"encoding {len(dataset)} images")  # fmt: skip
