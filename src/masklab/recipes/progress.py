@@ -28,7 +28,7 @@ def say(progress: Progress | None, stage: str) -> None:
 def batches(count: int, batch_size: int, progress: Progress | None, stage: str) -> Iterator[slice]:
     """``slice``s of ``batch_size`` over ``range(count)``, reporting ``stage`` as ``done`` of ``count`` items."""
     if batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+        raise ValueError(f"--batch-size must be an integer >= 1, got {batch_size}")
     if progress is not None:
         progress(stage, 0, count)
     for start in range(0, count, batch_size):
