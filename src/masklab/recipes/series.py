@@ -22,6 +22,7 @@ from masklab.core.contract import saved_config
 from masklab.core.io import atomic_write_json
 from masklab.data.series import SeriesBatch, SeriesSet, SeriesTrainData, collate, load_series
 from masklab.models.series import PatchTST, SeriesClassifier, SeriesConfig, from_preset, tasks
+from masklab.recipes.progress import Progress, say
 from masklab.train import FitResult, TrainConfig, fit
 
 SERIES_FILE = "series.json"  # sidecar of a pretraining run: where its data came from
@@ -131,16 +132,22 @@ def run_data(run: str | Path, data: str | None) -> SeriesSet:
 
 # --------------------------------------------------------------------------------------------- downstream
 @torch.no_grad()
-def embed(model: PatchTST, data: SeriesSet, *, batch_size: int = 64) -> np.ndarray:
-    """Features ``(N, C * (D + 2))`` (:meth:`PatchTST.embed`) in the input order."""
+def embed(model: PatchTST, data: SeriesSet, *, batch_size: int = 64, progress: Progress | None = None,
+          stage: str = "encoding series") -> np.ndarray:  # fmt: skip
+    """Features ``(N, C * (D + 2))`` (:meth:`PatchTST.embed`) in the input order; ``progress`` hears ``stage``."""
     model.eval()
     out = np.zeros((len(data), model.embed_dim), dtype=np.float32)
+    done = 0
     for idx in _batches(data, batch_size):
         out[idx] = model.embed(_batch(data, idx, _device(model))).float().cpu().numpy()
+        done += len(idx)
+        if progress is not None:
+            progress(stage, done, len(data))
     return out
 
 
-def probe(model: PatchTST, train: SeriesSet, test: SeriesSet, *, seed: int = 0) -> list:
+def probe(model: PatchTST, train: SeriesSet, test: SeriesSet, *, seed: int = 0,
+          progress: Progress | None = None) -> list:  # fmt: skip
     """Linear-probe and k-NN accuracy of the pretrained features vs the same architecture at random init."""
     from masklab.eval.probe import probe_features
 
@@ -148,7 +155,10 @@ def probe(model: PatchTST, train: SeriesSet, test: SeriesSet, *, seed: int = 0) 
     random_model = PatchTST(model.config).to(_device(model)).eval()
     rows = []
     for name, m in (("masklab PatchTST", model), ("random-init PatchTST", random_model)):
-        rows.append(probe_features(name, embed(m, train), train.labels, embed(m, test), test.labels, seed=seed))
+        tx = embed(m, train, progress=progress, stage=f"{name}: encoding {len(train)} training series")
+        vx = embed(m, test, progress=progress, stage=f"{name}: encoding {len(test)} held-out series")
+        say(progress, f"{name}: fitting the linear probe and k-NN")
+        rows.append(probe_features(name, tx, train.labels, vx, test.labels, seed=seed))
     return rows
 
 
