@@ -10,6 +10,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 QUIET_HELP = "print no progress on stderr (results still go to stdout)"
@@ -66,7 +67,9 @@ def reporting(args: argparse.Namespace, command: str) -> Iterator[Any]:
         yield silent
         return
     progress = StderrProgress(command)
-    progress(f"loading {getattr(args, 'run', '')}".rstrip(), 0, None)
+    run = getattr(args, "run", None)
+    if run is None or (Path(run) / "config.json").is_file():  # not a run: the recipe's one-line error comes alone
+        progress(f"loading {run or ''}".rstrip(), 0, None)
     try:
         yield progress
     finally:
