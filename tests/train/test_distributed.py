@@ -122,7 +122,7 @@ def test_fsdp_two_ranks_equal_one_process_and_resume_on_one(tmp_path, model, sin
 
 def test_fsdp_option_and_flag():
     parser = argparse.ArgumentParser()
-    add_train_args(parser, batch_size=8, lr=1e-3)
+    add_train_args(parser, steps=100, batch_size=8, lr=1e-3)
     from masklab.recipes.common import TrainOptions, train_config
 
     def options(argv):

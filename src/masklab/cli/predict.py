@@ -1,5 +1,5 @@
 """``masklab predict RUN INPUT``: a fine-tuned classifier's predictions for new inputs
-(:func:`masklab.recipes.predict.predict`)."""
+(:func:`masklab.recipes.prediction.predict`)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
 
 def _predict(args: argparse.Namespace) -> int:
     with reporting(args, "predict") as progress:
-        from masklab.recipes.predict import predict
+        from masklab.recipes.prediction import predict
 
         result = predict(args.run, args.input, output=args.output, batch_size=args.batch_size, device=args.device,
                          skip_bad=args.skip_bad, text_column=args.text_column, progress=progress)  # fmt: skip
