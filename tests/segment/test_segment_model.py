@@ -67,6 +67,7 @@ def test_probe_keeps_the_pretrained_encoder_fixed(gen):
     assert not seg.mae.training  # a probe keeps the encoder in eval mode
 
 
+@pytest.mark.slow  # the conv decoder at full resolution: ~10 s per preset on an idle core, 90 s under load
 @pytest.mark.parametrize("preset", ["probe", "finetune"])
 def test_head_learns_a_trivially_separable_set(preset, gen):
     torch.manual_seed(0)
