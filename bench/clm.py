@@ -31,7 +31,7 @@ from masklab.models.clm import GPT, GPTConfig
 from masklab.models.clm.model import PRESETS
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cpu_arms import default_and_forced_arms, run_arm
+from cpu_arms import default_and_forced_arms, rotated, run_arm
 
 HF = "HF GPT2LMHeadModel"
 
@@ -116,10 +116,12 @@ def bench(name: str, setting: Setting, *, repeats: int, train_steps: int, gen_ba
         print(f"# {name}: {note}", file=sys.stderr)
     rows = []
     speeds: dict[str, list[float]] = {HF: [], **{arm[0]: [] for arm in arms}}
-    for _ in range(repeats):
-        speeds[HF].append(train_tokens_per_s(hf, "hf", ids, train_steps))
-        for arm in arms:
-            speeds[arm[0]].append(run_arm(ours, arm, lambda: train_tokens_per_s(ours, "ours", ids, train_steps)))
+    for r in range(repeats):
+        for arm in rotated([None, *arms], r):  # None: HF
+            if arm is None:
+                speeds[HF].append(train_tokens_per_s(hf, "hf", ids, train_steps))
+            else:
+                speeds[arm[0]].append(run_arm(ours, arm, lambda: train_tokens_per_s(ours, "ours", ids, train_steps)))
     rows += _rows(name, f"train B={setting.batch} T={cfg.context}", speeds, None)
     ours, hf = make_pair(cfg)  # fresh, identical weights for generation
     gen_arms = [arm for arm in arms if arm[2] is None]  # decoding runs fp32: the default's GEMM and each forced
@@ -128,10 +130,12 @@ def bench(name: str, setting: Setting, *, repeats: int, train_steps: int, gen_ba
         speeds, outs = {HF: [], **{arm[0]: [] for arm in gen_arms}}, {}
         generate_tokens_per_s(ours, "ours", prompt, 4)  # warm-up
         generate_tokens_per_s(hf, "hf", prompt, 4)
-        for _ in range(repeats):
-            speed, outs[HF] = generate_tokens_per_s(hf, "hf", prompt, setting.new_tokens)
-            speeds[HF].append(speed)
-            for arm in gen_arms:
+        for r in range(repeats):
+            for arm in rotated([None, *gen_arms], r):  # None: HF
+                if arm is None:
+                    speed, outs[HF] = generate_tokens_per_s(hf, "hf", prompt, setting.new_tokens)
+                    speeds[HF].append(speed)
+                    continue
                 speed, outs[arm[0]] = run_arm(
                     ours, arm, lambda p=prompt: generate_tokens_per_s(ours, "ours", p, setting.new_tokens)
                 )

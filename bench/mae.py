@@ -11,8 +11,8 @@ One training step = forward + backward + AdamW update on a fixed batch, CPU fp32
   machine (the probes ``fit`` runs, :mod:`masklab.train.cpu_probe`; their reasons are printed), then each forced
   choice (``onednn``/``torch`` fp32, and bf16 autocast on CPUs with native bf16).
 
-Steps of the models are interleaved round by round so a busy shared machine slows all of them alike; the
-median step time is reported. Usage::
+Steps of the models are interleaved round by round (each round starting with the next arm) so a busy shared
+machine slows all of them alike; the median step time is reported. Usage::
 
     python bench/mae.py                                  # mae-small-28 (batch 128) and mae-vit-t (batch 8)
     python bench/mae.py --presets mae-vit-b --batch-size 4 --steps 6 --threads 2
@@ -31,7 +31,7 @@ import torch
 from masklab.models.mae import MAE
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cpu_arms import default_and_forced_arms, run_arm
+from cpu_arms import default_and_forced_arms, rotated, run_arm
 
 HF = "HF ViTMAE (sdpa)"
 SIMMIM = "masklab SimMIM-style (all tokens, default)"
@@ -107,8 +107,8 @@ def bench_preset(name: str, batch: int, steps: int, warmup: int) -> tuple[list[t
     runners[SIMMIM] = lambda: run_arm(simmim, arms[0], simmim_step)
     times: dict[str, list[float]] = {k: [] for k in runners}
     for i in range(warmup + steps):
-        for key, run in runners.items():
-            t = run()
+        for key in rotated(list(runners), i):
+            t = runners[key]()
             if i >= warmup:
                 times[key].append(t)
     return [(key, batch / statistics.median(ts)) for key, ts in times.items()], notes
@@ -138,9 +138,9 @@ def main() -> None:
         for note in notes:
             print(f"  {note}")
         base = dict(rows)[HF]
-        print(f"  {'arm':<44} {'samples/s':>10} {'vs HF':>7}")
+        print(f"  {'arm':<66} {'samples/s':>10} {'vs HF':>7}")
         for key, rate in rows:
-            print(f"  {key:<44} {rate:>10.1f} {rate / base:>6.2f}x")
+            print(f"  {key:<66} {rate:>10.1f} {rate / base:>6.2f}x")
         default = next(rate for key, rate in rows if key.startswith("masklab default"))
         print(f"  visible-only vs encode-all speed-up: {default / dict(rows)[SIMMIM]:.2f}x")
 

@@ -148,12 +148,12 @@ def main() -> None:
     )
     for note in notes:
         print(f"# {note}")
-    print(f"| {'arm':<44} | {'median step ms':>14} | {'tokens/s':>9} | {'vs HF':>6} |")
-    print(f"|{'-' * 46}|{'-' * 16}|{'-' * 11}|{'-' * 8}|")
+    print(f"| {'arm':<66} | {'median step ms':>14} | {'tokens/s':>9} | {'vs HF':>6} |")
+    print(f"|{'-' * 68}|{'-' * 16}|{'-' * 11}|{'-' * 8}|")
     medians = {name: statistics.median(t) for name, t in times.items()}
     for name, median in medians.items():
         label = f"{HF} (attn={attn})" if name == HF else name
-        print(f"| {label:<44} | {median * 1e3:>14.1f} | {tokens / median:>9.0f} | {medians[HF] / median:>5.2f}x |")
+        print(f"| {label:<66} | {median * 1e3:>14.1f} | {tokens / median:>9.0f} | {medians[HF] / median:>5.2f}x |")
 
 
 if __name__ == "__main__":

@@ -85,8 +85,8 @@ def test_finetune(run, tmp_path, capsys):
     out = tmp_path / "ft"
     assert main(["finetune", str(run), "--steps", "3", "--batch-size", "16", "--device", "cpu",
                  "--augment", "mask:0.25", "--out", str(out)]) == 0  # fmt: skip
-    result = json.loads((out / "finetune.json").read_text())
-    assert 0 <= result["test_accuracy"] <= 1 and "test accuracy" in capsys.readouterr().out
+    result = json.loads((out / "metrics.json").read_text())
+    assert 0 <= result["accuracy"] <= 1 and "test accuracy" in capsys.readouterr().out
     assert main(["embed", str(out), "-o", str(tmp_path / "e.npy")]) == 0  # a fine-tuned run embeds too
 
 

@@ -133,3 +133,45 @@ def test_large_dataset_sampler_visits_every_example_once_per_epoch(monkeypatch):
     order = torch.cat([sampler.next_indices(7) for _ in range(28)])  # 196 = 2 epochs + 2
     assert sorted(order[:97].tolist()) == list(range(97)) and sorted(order[97:194].tolist()) == list(range(97))
     assert not torch.equal(order[:97], order[97:194])
+
+
+def test_full_disk_stops_prepare_with_one_line_and_a_rerun_resumes(
+    corpus_file, tokenizer_file, prepared, tmp_path, monkeypatch, capsys
+):
+    import errno
+
+    import masklab.core.io as io
+    from masklab.cli import main
+    from masklab.data.shards.format import file_sha256, shard_name
+
+    write = io.atomic_write_bytes
+    failing = shard_name(3)
+
+    def full_disk(path, data):  # runs in the (forked) prepare workers
+        if path.name == failing:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write(path, data)
+
+    monkeypatch.setattr(io, "atomic_write_bytes", full_disk)
+    out = tmp_path / "full"
+    argv = ["prepare", "--data", str(corpus_file), "--out", str(out), "--tokenizer", str(tokenizer_file),
+            "--workers", "2", "--shard-mb", "0.002"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("masklab: error: cannot write ")
+    assert str(out / failing) in err and "No space left on device" in err and "rerun" in err
+    assert not (out / "index.json").exists() and not (out / failing).exists()
+    assert not list(out.glob(".*.tmp")), "a half-written temp file was left behind"
+    finished = sorted(out.glob("shard-*.json"))
+    assert {p.stem for p in finished} >= {shard_name(k)[:-4] for k in range(3)}
+    for marker in finished:  # every shard that has its marker is complete and matches its sha256
+        info = json.loads(marker.read_text())
+        assert (
+            file_sha256(marker.with_suffix(".bin"))
+            == info["sha256"]
+            == json.loads((prepared / marker.name).read_text())["sha256"]
+        )
+    monkeypatch.setattr(io, "atomic_write_bytes", write)  # space freed
+    assert main(argv) == 0
+    assert folder_bytes(out) == folder_bytes(prepared)
+    PreparedCorpus(out)  # every sha256 in the index verifies

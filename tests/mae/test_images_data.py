@@ -52,6 +52,22 @@ def test_corrupt_image_names_the_file_or_is_skipped(folder):
     assert len(ds) == 6 and "1 unreadable skipped" in ds.name
 
 
+def test_an_image_smaller_than_a_patch_is_bad(folder, tmp_path):
+    """A 1x1 file names itself as an error, or with skip_bad is left out and listed (folder and stream index)."""
+    from masklab.data.image_stream import index_image_folder
+
+    _save(folder / "dogs" / "dot.png", np.zeros((1, 1, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"dot\.png is 1x1 pixels, smaller than one 4x4 patch"):
+        load_images(str(folder), image_size=(16, 16), min_side=4)
+    ds = load_images(str(folder), image_size=(16, 16), min_side=4, skip_bad=True)
+    assert len(ds) == 6 and ds.skipped == (str(folder / "dogs" / "dot.png"),)
+    assert len(ds.subset(torch.arange(2)).skipped) == 1
+    with pytest.raises(ValueError, match=r"dot\.png"):
+        index_image_folder(folder, min_side=4)
+    index = index_image_folder(folder, min_side=4, skip_bad=True, cache=tmp_path / "index.json")
+    assert index.skipped == (str(folder / "dogs" / "dot.png"),) and len(index.paths) == 6
+
+
 def test_empty_folder_is_a_clear_error(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "notes.txt").write_text("no images here")

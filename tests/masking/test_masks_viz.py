@@ -69,3 +69,18 @@ def test_masks_of_a_trained_run(tmp_path, capsys):
     assert Image.open(out).size[0] > 100
     assert main(["masks", "--run", str(tmp_path), "-o", str(out)]) == 2
     assert "no config.json there" in capsys.readouterr().err
+
+
+def test_masks_of_an_rgb_run_default_to_the_runs_own_images(tmp_path, capsys):
+    import numpy as np
+
+    from masklab.cli import main
+
+    np.save(tmp_path / "rgb.npy", np.random.default_rng(0).integers(0, 255, (20, 8, 8, 3), dtype=np.uint8))
+    run = tmp_path / "run"
+    assert main(["pretrain", "mae", "--data", str(tmp_path / "rgb.npy"), "--preset", "mae-tiny", "--steps", "1",
+                 "--batch-size", "8", "--device", "cpu", "--out", str(run)]) == 0  # fmt: skip
+    capsys.readouterr()
+    # No --data: the run's own (3-channel) images, not MNIST's single channel.
+    assert main(["masks", "--run", str(run), "--count", "2", "-o", str(tmp_path / "m.png")]) == 0
+    assert "2 rows x 2 masks on a 2x2 grid" in capsys.readouterr().out

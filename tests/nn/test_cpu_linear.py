@@ -157,24 +157,3 @@ def test_models_agree_across_backends():
     assert len(grads_a) == len(grads_b)
     for a, b in zip(grads_a, grads_b, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
-
-
-@needs_onednn
-def test_frozen_linear_packs_and_matches():
-    from masklab.nn.cpu_linear import frozen_linear
-
-    torch.manual_seed(0)
-    layer = Linear(384, 1152)
-    x = torch.randn(8, 384)
-    with torch.no_grad():
-        fn = frozen_linear(layer.weight, layer.bias, rows=8)
-        got, small = fn(x), fn(torch.randn(3, 384))  # any row count works, 8 is the layout's hint
-    ref = F.linear(x.double(), layer.weight.double(), layer.bias.double())
-    torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-6 * ref.abs().max().item())
-    assert small.shape == (3, 1152)
-    with torch.no_grad(), cpu_linear_backend("torch"):
-        plain = frozen_linear(layer.weight, layer.bias, rows=8)
-        torch.testing.assert_close(plain(x), F.linear(x, layer.weight, layer.bias), rtol=0, atol=0)
-    fn_grad = frozen_linear(layer.weight, layer.bias, rows=8)  # grad mode: no packing, gradients flow
-    fn_grad(x).sum().backward()
-    assert layer.weight.grad is not None

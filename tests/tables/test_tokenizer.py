@@ -135,3 +135,36 @@ def test_schema_rejects_duplicates_and_bad_kinds():
     with pytest.raises(ValueError, match="kind must be numeric or categorical"):
         ColumnSpec.from_config({"name": "a", "kind": "text"})
     assert math.isclose(infer_schema(pd.DataFrame({"c": [2.0, 2.0]})).columns[0].std, 1.0)
+
+
+def test_integer_columns_are_recorded_and_decoded_whole():
+    frame = pd.DataFrame({"n": [1.0, np.nan, 3.0, 4.0], "x": [0.5, 1.0, 2.0, 3.0], "t": ["2", "", "7", "9"]})
+    schema = infer_schema(frame)
+    assert [c.integer for c in schema.columns] == [True, False, True]
+    assert schema.to_dict()["columns"][0]["integer"] is True and "integer" not in schema.to_dict()["columns"][1]
+    assert TableSchema.from_config(schema.to_dict()) == schema
+    old = {"columns": [{"name": "n", "kind": "numeric", "mean": 0.0, "std": 1.0}]}  # written before the field
+    assert TableSchema.from_config(old).columns[0].integer is False
+    standardised = torch.tensor([[(61.688 - schema.columns[0].mean) / schema.columns[0].std, 0.25, 0.0]])
+    decoded = decode_columns(standardised.double(), torch.zeros(1, 3, dtype=torch.long), schema)
+    assert decoded["n"][0] == 62.0 and decoded["x"][0] != round(decoded["x"][0])
+
+
+def test_identifier_columns():
+    from masklab.tokenizers.table import identifier_columns
+
+    n = 12
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(100, 100 + n),  # a contiguous range
+            "order": np.cumsum(np.arange(1, n + 1)),  # whole, distinct, increasing
+            "key": [f"k{i:03d}" for i in np.random.default_rng(0).permutation(n)],  # distinct text
+            "text_id": [str(i) for i in range(n)],  # numbers written as text
+            "x": np.linspace(0.0, 1.0, n),  # distinct but not whole: a measurement
+            "count": [5, 1, 9, 3, 7, 2, 8, 4, 6, 12, 11, 30],  # distinct, whole, neither ordered nor a range
+            "city": ["Oslo", "Lima"] * (n // 2),
+            "gappy": [*range(n - 1), None],  # one missing cell: not an id
+        }
+    )
+    assert identifier_columns(frame) == ["id", "order", "key", "text_id"]
+    assert identifier_columns(frame.iloc[:5]) == []  # too few rows to tell

@@ -227,6 +227,36 @@ def test_non_finite_loss_stops_before_checkpointing(tmp_path):
     assert not (tmp_path / "checkpoint.safetensors").exists()
 
 
+def test_non_finite_loss_names_the_step_the_checkpoint_really_holds(tmp_path):
+    class ExplodingLater(TinyModel):
+        explode = False
+
+        def training_loss(self, batch, generator):
+            out = super().training_loss(batch, generator)
+            return LossOutput(out.loss * (float("nan") if self.explode else 1.0))
+
+    model = ExplodingLater()
+
+    def after(step: int, values: dict) -> None:
+        model.explode = step >= 12  # steps 13.. diverge; the checkpoint of step 10 is the last good one
+
+    ckpt = tmp_path / "checkpoint.safetensors"
+    with pytest.raises(FloatingPointError, match=rf"loss became nan by step 15; {ckpt} holds step 10"):
+        fit(model, TinyData(), make_config(), tmp_path, model_config={"kind": "t"}, progress=False, on_step=after)
+    assert load_checkpoint(ckpt)[1]["step"] == "10"
+
+
+def test_deadline_stops_in_time_and_is_not_recorded(tmp_path):
+    import time
+
+    model = TinyModel()
+    cfg = make_config(steps=100_000, max_seconds=60.0, deadline=time.monotonic() + 1.5)
+    result = fit(model, TinyData(), cfg, tmp_path, model_config=model.config(), progress=False)
+    assert time.monotonic() < cfg.deadline + 0.5 and 0 < result.step < cfg.steps
+    assert load_checkpoint(result.checkpoint_path)[1]["stop_reason"] == "time budget"
+    assert "deadline" not in json.loads((tmp_path / "config.json").read_text())["train"]
+
+
 def test_time_budget_stops_checkpoints_and_finishes_the_schedule(tmp_path):
     model = TinyModel()
     seen: list[tuple[int, float]] = []

@@ -15,6 +15,7 @@ import argparse
 import importlib
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 from masklab import __version__
@@ -24,7 +25,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attention": ("attention", "attention maps of a trained encoder on one input (token heatmaps, or [CLS] "
                   "rollout on an image)"),
     "edit": ("segment", "mask-guided edits: cut out / blur / replace the background, remove the subject (MAE fill)"),
-    "embed": ("downstream", "features of a trained run for every example of a dataset (no random masking)"),
+    "embed": ("downstream", "features of a trained run for every example of a dataset (no random masking) + a row "
+              "index CSV"),
+    "export-hf": ("export", "write an mae / mlm / clm run as a Hugging Face folder (from_pretrained loads it)"),
     "fill": ("text", "predict the [MASK] tokens of a text with a trained MLM"),
     "finetune": ("downstream", "fine-tune a pretrained run on a labelled task"),
     "forecast": ("series", "forecast the next H steps of series with a series run (held-out tail MSE first)"),
@@ -34,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inpaint": ("images", "fill the white region of MASK.png in IMAGE with an MAE run"),
     "masks": ("masks", "render example masks of each generator as a PNG"),
     "perplexity": ("text", "next-token loss / perplexity of a causal LM run on text"),
+    "predict": ("predict", "apply a fine-tuned image or text classifier to new inputs (CSV of class probabilities)"),
     "prepare": ("prepare", "tokenise a text corpus once into memory-mapped shards (for pretrain mlm / clm --data)"),
     "pretrain": ("pretrain", "masked pretraining (mae, mlm, clm, table, series)"),
     "probe": ("downstream", "linear-probe and k-NN accuracy of frozen features vs raw-input and random-encoder "
@@ -73,6 +77,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand and return its exit code."""
+    started = time.monotonic()  # a --minutes budget counts from here
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser(argv)
@@ -82,20 +87,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "func", None) is None:
             parser.print_help()
             return 0
+        args.started_at = started
         code = args.func(args)
-    except KeyboardInterrupt:
-        print("masklab: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:  # training says which step its checkpoint holds
+        print(f"masklab: {str(err) or 'interrupted'}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # `masklab info RUN --json | head`: the reader left; exit quietly like other Unix tools.
         sys.stderr.close()
         return 0
-    except (UsageError, ValueError, OSError) as err:
-        # User-facing errors (bad values, missing files, a locked run) carry their own clear message;
-        # tracebacks are for bugs.
-        print(f"masklab: error: {err}", file=sys.stderr)
+    except (UsageError, ValueError, OSError, FloatingPointError) as err:
+        # User-facing errors (bad values, missing files, a locked run, a full disk, a diverged loss) carry their
+        # own clear message; tracebacks are for bugs.
+        print(f"masklab: error: {_message(err)}", file=sys.stderr)
         return 2
     return 0 if code is None else int(code)
+
+
+def _message(err: BaseException) -> str:
+    """One line for ``err``: an ``OSError`` as ``PATH: reason`` (not ``[Errno 28] ...``)."""
+    if isinstance(err, OSError) and err.errno is not None and err.strerror:
+        where = f"{err.filename}: " if err.filename is not None else ""
+        where += f"{err.filename2}: " if err.filename2 is not None else ""
+        return f"{where}{err.strerror}"
+    return str(err) or type(err).__name__
 
 
 def run() -> None:

@@ -4,6 +4,8 @@ run-dispatched commands' options, and small argument types. Standard library onl
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 from typing import Any
 
 # TrainOptions field names (masklab.recipes.common.TrainOptions); kept here so --help imports no torch.
@@ -30,53 +32,76 @@ def names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
-def add_train_args(parser: argparse.ArgumentParser, *, batch_size: Any, lr: Any, weight_decay: Any = 0.05,
-                   warmup: Any = 0, log_every: Any = 10, ckpt_every: Any = 200) -> None:  # fmt: skip
+def add_train_args(parser: argparse.ArgumentParser, *, steps: Any, batch_size: Any, lr: Any, min_lr: Any = 0,
+                   weight_decay: Any = 0.05, warmup: Any = 0, log_every: Any = 10,
+                   ckpt_every: Any = 200) -> None:  # fmt: skip
     """Budget, optimiser, run-directory and engine options. Every default is ``None`` (= the recipe's default
     for the kind, shown in the help), so the options a user gave are exactly the ones that are not None:
-    ``--resume`` compares those against the recorded run."""
-    budget = parser.add_argument_group("budget (pick one; --minutes calibrates steps on this machine)")
-    budget.add_argument("--steps", type=int, help="optimizer steps")
-    budget.add_argument("--epochs", type=float, help="passes over the training data")
-    budget.add_argument("--minutes", type=float, help="wall-clock budget (steps timed on this machine, 0.9x fit)")
+    ``--resume`` compares those against the recorded run. Their ranges are checked in one place for every kind
+    (:func:`masklab.recipes.common.check_numbers`)."""
+    budget = parser.add_argument_group("budget (pick one)")
+    budget.add_argument("--steps", type=int, help=f"optimizer steps (default {steps})")
+    budget.add_argument("--epochs", type=float, help="passes over the training data (default: --steps's default)")
+    budget.add_argument("--minutes", type=float,
+                        help="wall-clock budget for the whole command, data preparation included: steps are timed "
+                        "on this machine and training stops in time to save and exit (default: none)")  # fmt: skip
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--batch-size", type=int, help=f"global batch (default {batch_size})")
     opt.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {lr})")
-    opt.add_argument("--min-lr", type=float, help="end of the cosine schedule")
+    opt.add_argument("--min-lr", type=float, help=f"end of the cosine schedule (default {min_lr})")
     opt.add_argument("--warmup", type=int, help=f"linear warmup steps (default {warmup})")
-    opt.add_argument("--weight-decay", type=float, help=f"(default {weight_decay})")
-    opt.add_argument("--grad-clip", type=float, help="(default 1.0)")
+    opt.add_argument("--weight-decay", type=float, help=f"AdamW weight decay (default {weight_decay})")
+    opt.add_argument("--grad-clip", type=float, help="gradient norm clip (default 1.0)")
     run = parser.add_argument_group("run")
     run.add_argument("--out", required=True, help="run directory to write (or continue with --resume)")
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out from its last checkpoint with its recorded arguments; options "
                      "given again must match them (a larger --steps extends the run)")  # fmt: skip
-    run.add_argument("--seed", type=int, help="(default 0)")
+    run.add_argument("--seed", type=int, help="seed of the initial weights, batches and masks (default 0)")
     run.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
-    run.add_argument("--log-every", type=int, help=f"(default {log_every})")
-    run.add_argument("--ckpt-every", type=int, help=f"(default {ckpt_every})")
+    run.add_argument("--log-every", type=int, help=f"steps between metrics records (default {log_every})")
+    run.add_argument("--ckpt-every", type=int,
+                     help=f"steps between checkpoints; the last is always saved (default {ckpt_every})")  # fmt: skip
     engine = parser.add_argument_group("engine")
     engine.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step (default 1)")
     engine.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
-                        help="auto = bf16 autocast on CUDA, fp32 on CPU; fp16 adds a GradScaler")  # fmt: skip
-    engine.add_argument("--compile", action="store_true", default=None, help="torch.compile the training step")
+                        help="auto = bf16 autocast on CUDA, fp32 on CPU; fp16 adds a GradScaler "
+                        "(default auto)")  # fmt: skip
+    engine.add_argument("--compile", action="store_true", default=None,
+                        help="torch.compile the training step (default off)")  # fmt: skip
     engine.add_argument("--fsdp", action="store_true", default=None,
-                        help="under torchrun: shard the model (FSDP2) instead of DDP")  # fmt: skip
+                        help="under torchrun: shard the model (FSDP2) instead of DDP (default off)")  # fmt: skip
     engine.add_argument("--grad-checkpointing", action="store_true", default=None,
-                        help="recompute activations (saves memory)")  # fmt: skip
+                        help="recompute activations (saves memory; default off)")  # fmt: skip
     engine.add_argument("--workers", type=int,
                         help="processes that build batches ahead of the step (DataLoader workers; results do not "
                         "depend on it) and tokenise a text --data on first use (default: 0 / all cores)")  # fmt: skip
 
 
+def check_out(out: str) -> None:
+    """``--out`` must be a directory this process can create or write (``ValueError`` naming it otherwise),
+    checked before any data is read."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} is a file, not a run directory; choose another --out")
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise ValueError(f"--out {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {path}: cannot write in {existing} (read-only or permission denied)")
+
+
 def pretrain_call(recipe, args: argparse.Namespace, fields: tuple[str, ...]) -> Any:
     """Call ``recipe(out, **given, train=TrainOptions(**given train options), resume=...)`` with the options the
-    user gave (not None). On ``--resume`` the run's recorded arguments fill the ones not given."""
-    from masklab.recipes.common import TrainOptions
+    user gave (not None). On ``--resume`` the run's recorded arguments fill the ones not given. The numbers are
+    checked (:class:`~masklab.recipes.common.TrainOptions`) and ``--out`` too before any data is read."""
+    from masklab.recipes.common import TooFewExamplesError, TrainOptions, check_numbers
     from masklab.train.run import Run
 
     given = {k: getattr(args, k) for k in fields if getattr(args, k, None) is not None}
     train = {k: getattr(args, k) for k in TRAIN_FIELDS if getattr(args, k, None) is not None}
+    check_numbers(train)
+    check_out(args.out)
     if args.resume:
         recorded = Run(args.out).recorded_arguments()
         recorded_train = recorded.pop("train", {}) or {}
@@ -84,7 +109,14 @@ def pretrain_call(recipe, args: argparse.Namespace, fields: tuple[str, ...]) -> 
             recorded_train = {k: v for k, v in recorded_train.items() if k not in ("steps", "epochs", "minutes")}
         given = {**{k: v for k, v in recorded.items() if k in fields}, **given}
         train = {**recorded_train, **train}
-    return recipe(args.out, **given, train=TrainOptions(**train), resume=args.resume)
+    options = TrainOptions(**train, **({"started": args.started_at} if hasattr(args, "started_at") else {}))
+    try:
+        return recipe(args.out, **given, train=options, resume=args.resume)
+    except TooFewExamplesError as err:
+        import inspect
+
+        data = given.get("data") or inspect.signature(recipe).parameters["data"].default
+        raise ValueError(f"--data {data}: {err}") from None
 
 
 def add_run_data_args(parser: argparse.ArgumentParser, command: str) -> None:

@@ -6,25 +6,23 @@ import argparse
 
 from masklab.cli._args import add_run_data_args
 
+SKIP_BAD_HELP = "leave out unreadable input files (and images smaller than one patch), named once; default: an error"
+
 
 def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> None:
     add_run_data_args(parser, name)
+    parser.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
     parser.set_defaults(func={"embed": _embed, "probe": _probe, "finetune": _finetune}[name])
 
 
 def _embed(args: argparse.Namespace) -> int:
-    import io
-
-    import numpy as np
-
-    from masklab.core.io import atomic_write_bytes
     from masklab.recipes.downstream import embed
+    from masklab.recipes.embedding import write_embedding
 
-    features = embed(args.run, data=args.data, batch_size=args.batch_size, device=args.device)  # (N, D)
-    buffer = io.BytesIO()
-    np.save(buffer, features)
-    path = atomic_write_bytes(args.output, buffer.getvalue())
-    print(f"masklab: wrote {features.shape[0]} x {features.shape[1]} features (no masking) to {path}")
+    result = embed(args.run, data=args.data, batch_size=args.batch_size, device=args.device, skip_bad=args.skip_bad)
+    npy, index = write_embedding(result, args.output)
+    rows, dim = result.features.shape
+    print(f"masklab: wrote {rows} x {dim} features (no masking) to {npy}; row index (row, source, label) {index}")
     return 0
 
 
@@ -33,7 +31,7 @@ def _probe(args: argparse.Namespace) -> int:
     from masklab.recipes.downstream import probe
 
     rows = probe(args.run, data=args.data, max_examples=args.max_examples, seed=args.seed,
-                 batch_size=args.batch_size, device=args.device)  # fmt: skip
+                 batch_size=args.batch_size, device=args.device, skip_bad=args.skip_bad)  # fmt: skip
     print(format_probe_table(rows))
     return 0
 
@@ -43,5 +41,5 @@ def _finetune(args: argparse.Namespace) -> int:
 
     finetune(args.run, data=args.data, task=args.task, steps=args.steps, epochs=args.epochs, lr=args.lr,
              batch_size=args.batch_size, augment=args.augment, out=args.out, seed=args.seed,
-             device=args.device)  # fmt: skip
+             device=args.device, skip_bad=args.skip_bad)  # fmt: skip
     return 0

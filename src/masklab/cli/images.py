@@ -21,6 +21,8 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
         parser.add_argument("--count", type=int, default=8, help="held-out examples to show (default 8)")
         parser.add_argument("--mask-ratio", type=float, default=None, help="override the run's mask ratio")
         parser.add_argument("--seed", type=int, default=0, help="seed of the masks and of the example choice")
+        parser.add_argument("--skip-bad", action="store_true",
+                            help="leave out unreadable images (and ones smaller than a patch), named once")  # fmt: skip
         parser.set_defaults(func=_reconstruct)
     else:
         parser.description = (
@@ -40,7 +42,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
     from masklab.recipes.images import reconstruct
 
     result = reconstruct(args.run, args.output, images=args.images, data=args.data, count=args.count,
-                         mask_ratio=args.mask_ratio, seed=args.seed, device=args.device)  # fmt: skip
+                         mask_ratio=args.mask_ratio, seed=args.seed, device=args.device,
+                         skip_bad=args.skip_bad)  # fmt: skip
     print(f"wrote {result['path']}: {result['images']} images, {100 * result['hidden_fraction']:.0f}% of patches "
           f"hidden, mean PSNR on hidden pixels {result['psnr']:.2f} dB")  # fmt: skip
     return 0

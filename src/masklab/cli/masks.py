@@ -23,8 +23,9 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("--ratio", type=float, default=0.75, help="fraction hidden (default 0.75)")
     parser.add_argument("--count", type=int, default=8, help="examples per kind (default 8)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", default="builtin:mnist5k",
-                        help="images under the masks: a path, builtin:NAME, or 'none'")  # fmt: skip
+    parser.add_argument("--data", default=None,
+                        help="images under the masks: a path, builtin:NAME, or 'none' (default: the --run's own "
+                        "data, else builtin:mnist5k)")  # fmt: skip
     parser.add_argument("--run", default=None,
                         help="an MAE run: add a row of its own training masks (e.g. its trained learned masker) "
                         "over --data images; the grid and ratio become the run's")  # fmt: skip

@@ -7,11 +7,14 @@ import argparse
 
 def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> None:
     parser.description = (
-        "Tokenise a .txt/.jsonl file or folder in parallel worker processes into shards of token ids "
-        "(uint16/uint32), word ids and document starts, with an index.json holding each shard's sha256. Rerun "
-        "the same command to continue a killed prepare. Train with 'masklab pretrain mlm|clm --data OUT'."
+        "Tokenise a .txt/.jsonl file or folder, or a Hugging Face datasets folder (save_to_disk), in parallel "
+        "worker processes into shards of token ids (uint16/uint32), word ids and document starts, with an "
+        "index.json holding each shard's sha256. Rerun the same command to continue a killed prepare (or one "
+        "stopped by a full disk). Train with 'masklab pretrain mlm|clm --data OUT'."
     )
-    parser.add_argument("--data", required=True, help="a .txt/.jsonl file or folder, or builtin:NAME")
+    parser.add_argument(
+        "--data", required=True, help="a .txt/.jsonl file or folder, a datasets save_to_disk folder, or builtin:NAME"
+    )
     parser.add_argument("--out", required=True, help="folder to write (or continue)")
     parser.add_argument("--tokenizer", default=None, help="tokenizer.json, vocab.txt or a folder (default: train)")
     parser.add_argument("--tokenizer-kind", choices=("wordpiece", "bpe", "char"), default="wordpiece")
@@ -20,7 +23,9 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("--sample-mb", type=float, default=50.0, help="text the tokenizer trains on (the start)")
     parser.add_argument("--shard-mb", type=float, default=64.0, help="input text per shard")
     parser.add_argument("--doc-per", choices=("auto", "file", "line"), default="auto")
-    parser.add_argument("--text-field", default="text", help="the text field of .jsonl records")
+    parser.add_argument("--text-field", "--column", default="text",
+                        help="the text field of .jsonl records, or the column of a datasets folder (default: text, "
+                        "else its only string column)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=None, help="tokenising processes (default: every core)")
     parser.set_defaults(func=_run)
 

@@ -8,7 +8,7 @@ from masklab.cli._args import add_train_args, parse_hw, pretrain_call
 
 MASK_KINDS = ("random", "block", "grid", "learned", "attention-high", "attention-low")
 FIELDS = ("data", "preset", "image_size", "patch_size", "mask", "mask_ratio", "variant", "norm_pix_loss",
-          "crop_scale", "flip", "no_augment", "skip_bad")  # fmt: skip
+          "crop_scale", "flip", "no_augment", "skip_bad", "column")  # fmt: skip
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -16,12 +16,14 @@ def _image_size(text: str) -> tuple[int, int]:
 
 
 def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> None:
-    parser.add_argument("--data", help="folder, .npy/.npz, or builtin:NAME (default builtin:mnist5k)")
+    parser.add_argument("--data", help="folder, .tar shards, .npy/.npz, a datasets save_to_disk folder, or "
+                        "builtin:NAME (default builtin:mnist5k)")  # fmt: skip
+    parser.add_argument("--column", help="the Image column of a datasets folder (default: its only one)")
     parser.add_argument(
         "--preset", help="mae-tiny | mae-small-28 | mae-seg-32 | mae-vit-t | mae-vit-b (default mae-small-28)"
     )
     parser.add_argument("--image-size", type=_image_size, help="resize to HxW (default: data/preset)")
-    parser.add_argument("--patch-size", type=int, help="override the preset's patch size")
+    parser.add_argument("--patch-size", type=int, help="pixels per patch side (default: the preset's)")
     parser.add_argument("--mask-ratio", type=float, help="fraction of patches hidden (default 0.75)")
     parser.add_argument("--mask", choices=MASK_KINDS,
                         help="which patches to hide (default random): random (MAE), block (BEiT), grid, learned (an "
@@ -39,7 +41,8 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("--no-augment", action="store_true", default=None, help="no crop/flip augmentation")
     parser.add_argument("--skip-bad", action="store_true", default=None,
                         help="skip unreadable images (counted) instead of failing")  # fmt: skip
-    add_train_args(parser, batch_size="per preset", lr="per preset", warmup="5%% of the steps", ckpt_every=100)
+    add_train_args(parser, steps="20 epochs", batch_size="per preset", lr="per preset", warmup="5%% of the steps",
+                   ckpt_every=100)  # fmt: skip
     parser.set_defaults(func=_run)
 
 

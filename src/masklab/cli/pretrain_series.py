@@ -18,9 +18,10 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("--mask-ratio", type=float, help="share of real patches hidden (default 0.4)")
     parser.add_argument("--patch-len", type=int,
                         help="steps per patch = stride (default: ~8 patches per median series, 2..16)")  # fmt: skip
-    parser.add_argument("--max-length", type=int, help="train on random crops of this many steps")
-    add_train_args(parser, batch_size=64, lr=1e-3, weight_decay=0.05, warmup="5%% of the steps", log_every=20,
-                   ckpt_every=500)  # fmt: skip
+    parser.add_argument("--max-length", type=int,
+                        help="train on random crops of this many steps (default: whole series)")  # fmt: skip
+    add_train_args(parser, steps=1000, batch_size=64, lr=1e-3, weight_decay=0.05, warmup="5%% of the steps",
+                   log_every=20, ckpt_every=500)  # fmt: skip
     parser.set_defaults(func=_run)
 
 

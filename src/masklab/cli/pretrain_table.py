@@ -13,20 +13,23 @@ FIELDS = ("data", "preset", "categorical", "numeric", "exclude", "label", "max_r
 def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> None:
     parser.add_argument("--data", help="CSV / Parquet file or builtin:NAME (default builtin:shuttle)")
     parser.add_argument("--preset", help="table-tiny | table-small (default table-small)")
-    parser.add_argument("--categorical", type=names, metavar="COL,...", help="force categorical columns")
-    parser.add_argument("--numeric", type=names, metavar="COL,...", help="force numeric columns")
+    parser.add_argument("--categorical", type=names, metavar="COL,...",
+                        help="force categorical columns (default: inferred)")  # fmt: skip
+    parser.add_argument("--numeric", type=names, metavar="COL,...", help="force numeric columns (default: inferred)")
     parser.add_argument("--exclude", type=names, metavar="COL,...",
-                        help="columns that are not features (ids, leaks); kept out of training")  # fmt: skip
+                        help="columns that are not features (ids, leaks), kept out of training "
+                        "(default: none)")  # fmt: skip
     parser.add_argument("--label", metavar="COL",
-                        help="a label column kept aside for evaluation (built-ins have their own)")  # fmt: skip
+                        help="a label column kept aside for evaluation (default: none; built-ins have "
+                        "their own)")  # fmt: skip
     parser.add_argument("--max-rows", type=int,
                         help="train on a seeded random subset of this many rows (default: all)")  # fmt: skip
     parser.add_argument("--mask-ratio", type=float, help="share of observed cells hidden (default 0.5)")
     parser.add_argument("--mask-ratio-jitter", type=float,
                         help="per-row share: mask-ratio ± this (default 0.25; 0 = ReMasker's fixed share)")  # fmt: skip
     parser.add_argument("--dropout", type=float, help="(default 0)")
-    add_train_args(parser, batch_size=64, lr=1e-3, weight_decay=0.05, warmup="5%% of the steps", log_every=50,
-                   ckpt_every=500)  # fmt: skip
+    add_train_args(parser, steps="400 epochs, clipped to 1000..4000", batch_size=64, lr=1e-3, weight_decay=0.05,
+                   warmup="5%% of the steps", log_every=50, ckpt_every=500)  # fmt: skip
     parser.set_defaults(func=_run)
 
 

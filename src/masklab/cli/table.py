@@ -4,18 +4,22 @@ run goes to :mod:`masklab.cli.series`."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from masklab.cli._args import names
 
 IMPUTE_HELP = """Only missing cells change: for CSV in and CSV out every other cell is written back as its original
-text. Columns the run kept out of its features (table.json) and --exclude columns pass through untouched.
-Prints how many cells were filled per column. The input file is never written to."""
+text. INPUT needs the columns the run was trained on ('pretrain table' printed them), in any order. Columns the
+run kept out of its features (table.json) and --exclude columns pass through untouched. A numeric column whose
+training values were all whole numbers gets whole numbers. Prints how many cells were filled per column. The
+input file is never written to."""
 
 SCORE_HELP = """RUN is a 'masklab pretrain table' run or a directory written by MaskedAnomalyDetector.save; the
 scores are exactly the estimator's (masked reconstruction error over the detector's masking scales, with the error
 models and threshold stored in RUN: scoring.json of a run, chosen on its training rows). Writes scores.csv (row =
-1-based data row, anomaly_score, the label when the input has one, is_anomaly against the stored threshold or
---threshold) and a histogram PNG. With a 0/1 label it prints ROC-AUC and PR-AUC. --explain also writes
+1-based data row, the --id-column, anomaly_score, the label when the input has one, is_anomaly against the
+stored threshold or --threshold) and a histogram PNG. A row whose every cell is missing gets no score (empty
+anomaly_score and is_anomaly). With a 0/1 label it prints ROC-AUC and PR-AUC. --explain also writes
 OUTPUT.explain.csv (every row's cells ranked by share of the score, observed and expected value) and
 OUTPUT.explain.png (the --explain-rows highest-scoring rows)."""
 
@@ -27,7 +31,7 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     )
     if name == "impute":
         parser.description = IMPUTE_HELP
-        parser.add_argument("input", metavar="INPUT", help="CSV or Parquet file with missing cells (empty / NA / NaN)")
+        parser.add_argument("input", metavar="INPUT", help="CSV / Parquet file with missing cells, or builtin:NAME")
         parser.add_argument("-o", "--output", required=True, help="output file (.csv or .parquet); never the input")
         parser.add_argument("--exclude", default="", metavar="COL,...", help="columns to pass through unchanged")
         parser.set_defaults(func=_impute)
@@ -38,6 +42,8 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
         parser.add_argument("--histogram", default=None, help="histogram PNG (default: OUTPUT with .png)")
         parser.add_argument("--exclude", default="", metavar="COL,...", help="columns that are not features")
         parser.add_argument("--label", default=None, metavar="COL", help="0/1 label column for ROC-AUC / PR-AUC")
+        parser.add_argument("--id-column", default=None, metavar="COL",
+                            help="a row identifier (not a feature): written beside each score")  # fmt: skip
         parser.add_argument("--threshold", type=float, default=None, help="flag rows above this (default: stored)")
         parser.add_argument("--explain", action="store_true", help="write OUTPUT.explain.csv and .explain.png")
         parser.add_argument("--explain-rows", type=int, default=12, help="rows in the explanation picture")
@@ -61,6 +67,9 @@ def _chunked(args: argparse.Namespace, name: str) -> int:
     else:
         r = table_stream.score_chunked(args.run, args.input, args.output, threshold=args.threshold, **common)
     print(f"masklab: {name} {r['rows']} rows in chunks of {args.chunk_rows}: {args.input} -> {args.output}")
+    if r.get("unscored"):
+        print(f"masklab: warning: {r['unscored']} row(s) have every cell missing: no score (empty in the CSV)",
+              file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -94,13 +103,18 @@ def _score(args: argparse.Namespace) -> int:
     from masklab.recipes.table import score
 
     if args.chunk_rows is not None:
+        if args.id_column is not None:
+            raise ValueError("--id-column is not available with --chunk-rows")
         return _chunked(args, "score")
     r = score(args.run, args.input, args.output, histogram=args.histogram, exclude=names(args.exclude),
               label=args.label, threshold=args.threshold, explain=args.explain, explain_rows=args.explain_rows,
-              handle_unknown=args.handle_unknown, device=args.device)  # fmt: skip
-    scores = r["scores"]
+              handle_unknown=args.handle_unknown, id_column=args.id_column, device=args.device)  # fmt: skip
+    scores = r["scores"][np.isfinite(r["scores"])]
     q = np.quantile(scores, [0.5, 0.9, 0.99])
     print(f"masklab: scored {len(scores)} rows of {r['name']} -> {r['output']} (histogram {r['histogram']})")
+    if r["unscored"]:
+        print(f"masklab: warning: {r['unscored']} row(s) have every cell missing: no score (empty in the CSV)",
+              file=sys.stderr)  # fmt: skip
     print(f"anomaly score: median {q[0]:.4g}  p90 {q[1]:.4g}  p99 {q[2]:.4g}  max {scores.max():.4g}")
     if r["threshold"] is not None:
         print(f"rows above the threshold {r['threshold']:.4g}: {r['flagged']}")

@@ -88,7 +88,7 @@ class ModelConfig:
         return _jsonable(dataclasses.asdict(self))  # type: ignore[call-overload]
 
     @classmethod
-    def from_dict(cls: type[C], values: Mapping[str, Any]) -> C:
+    def from_dict(cls: type[C], values: Mapping[str, Any] | C) -> C:
         if isinstance(values, cls):
             return values
         if not isinstance(values, Mapping):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -113,7 +114,20 @@ def save_checkpoint(path: str | Path, tensors: Mapping[str, torch.Tensor], metad
         raise ValueError(f"metadata key {HASH_KEY!r} is reserved for the integrity hash")
     cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta = {**metadata, HASH_KEY: tensors_sha256(cpu)}
-    return _atomic_write(path, lambda tmp: save_file(cpu, tmp, metadata=meta))
+
+    def write(tmp: Path) -> None:
+        try:
+            save_file(cpu, tmp, metadata=meta)
+        except OSError:
+            raise
+        except Exception as err:  # safetensors reports a failed write (disk full, ...) as its own error type
+            found = re.search(r"os error (\d+)|code: (\d+)", str(err))
+            if found is None:
+                raise
+            code = int(found.group(1) or found.group(2))
+            raise OSError(code, os.strerror(code), str(path)) from err
+
+    return _atomic_write(path, write)
 
 
 def _check_layout(path: Path, data: bytes) -> dict[str, str]:

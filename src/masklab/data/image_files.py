@@ -82,18 +82,24 @@ def decode_image_files(
     skip_bad: bool = False,
     min_side: int = 1,
     name: str = "images",
-) -> tuple[np.ndarray, tuple[str, ...], int]:
-    """Decode image files -> (uint8 pixels ``(N, C, H, W)``, the paths kept, how many were skipped); sizes must
+) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """Decode image files -> (uint8 pixels ``(N, C, H, W)``, the paths kept, the paths skipped); sizes must
     agree unless ``image_size`` resizes them.
 
     ``channels=None`` picks 3 when any image has colour, else 1. A given ``channels`` must match the files
     (a colour image for a 1-channel model is an error, not a silent conversion); gray files are widened to 3.
-    Unreadable files raise ``ValueError`` naming the file, or with ``skip_bad`` are left out and counted.
+    Unreadable files, and images smaller than ``min_side`` (one patch), raise ``ValueError`` naming the file,
+    or with ``skip_bad`` are left out and returned.
     """
     opened, skipped = [], []
     for path in paths:
         try:
-            opened.append((path, open_image(path)))
+            img = open_image(path)
+            if min(img.width, img.height) < min_side:
+                raise ValueError(
+                    f"image {path} is {img.height}x{img.width} pixels, smaller than one {min_side}x{min_side} patch"
+                )
+            opened.append((path, img))
         except ValueError:
             if not skip_bad:
                 raise
@@ -112,4 +118,4 @@ def decode_image_files(
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise ValueError(f"{name}: images have different sizes {sorted(shapes)[:3]}…; pass an image size to resize")
-    return np.stack(arrays), tuple(str(p) for p, _ in opened), len(skipped)
+    return np.stack(arrays), tuple(str(p) for p, _ in opened), tuple(str(p) for p in skipped)

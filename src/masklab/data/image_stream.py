@@ -40,17 +40,20 @@ class ImageIndex:
     skipped: tuple[str, ...]
 
 
-def index_image_folder(root: str | Path, *, cache: str | Path | None = None, skip_bad: bool = False) -> ImageIndex:
+def index_image_folder(root: str | Path, *, cache: str | Path | None = None, skip_bad: bool = False,
+                       min_side: int = 1) -> ImageIndex:  # fmt: skip
     """Index ``root`` once: open each file's header (closed at once) for its colour mode. A header that cannot
-    be read is a ``ValueError`` naming the file, or with ``skip_bad`` is counted in ``skipped``. ``cache``: a
-    JSON file reused when it lists the same root, file names and ``skip_bad`` setting."""
+    be read, or an image smaller than ``min_side`` (one patch), is a ``ValueError`` naming the file, or with
+    ``skip_bad`` is counted in ``skipped``. ``cache``: a JSON file reused when it lists the same root, file
+    names, ``skip_bad`` and ``min_side`` settings."""
     from PIL import Image, UnidentifiedImageError
 
     root = Path(root)
     paths = sorted(str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise ValueError(f"no images found under {root} (looked for {', '.join(IMAGE_SUFFIXES)})")
-    key = {"version": INDEX_VERSION, "root": str(root.resolve()), "files": len(paths), "skip_bad": skip_bad}
+    key = {"version": INDEX_VERSION, "root": str(root.resolve()), "files": len(paths), "skip_bad": skip_bad,
+           "min_side": min_side}  # fmt: skip
     if cache is not None and Path(cache).is_file():
         saved = json.loads(Path(cache).read_text(encoding="utf-8"))
         if saved.get("key") == key and sorted(saved["paths"] + saved["skipped"]) == paths:
@@ -62,6 +65,8 @@ def index_image_folder(root: str | Path, *, cache: str | Path | None = None, ski
     for path in paths:
         try:
             with Image.open(path) as img:
+                if min(img.width, img.height) < min_side:
+                    raise ValueError(f"{img.height}x{img.width} pixels, smaller than one {min_side}x{min_side} patch")
                 gray.append(is_gray(img))
             kept.append(path)
         except (OSError, UnidentifiedImageError, ValueError) as err:

@@ -52,7 +52,8 @@ _PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "imm
 class ImageDataset:
     """In-memory images ``pixels (N, C, H, W)`` (uint8 0..255 or float in [0, 1]) with optional labels ``(N,)``.
 
-    ``sources[i]`` names where example i came from (a file path, or ``name[i]``) for error messages.
+    ``sources[i]`` names where example i came from (a file path, or ``name[i]``) for error messages and
+    indexes; ``skipped`` lists the files a ``skip_bad`` read left out.
     """
 
     pixels: Tensor
@@ -61,6 +62,7 @@ class ImageDataset:
     sources: tuple[str, ...] = ()
     name: str = ""
     augment: Augment | None = None
+    skipped: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.pixels.ndim != 4:
@@ -204,8 +206,8 @@ def load_image_files(
     pixels, sources, skipped = decode_image_files(
         paths, image_size=image_size, channels=channels, skip_bad=skip_bad, min_side=min_side, name=name
     )
-    note = f" ({skipped} unreadable skipped)" if skipped else ""
-    return ImageDataset(torch.from_numpy(pixels), sources=sources, name=f"{name}{note}")
+    note = f" ({len(skipped)} unreadable skipped)" if skipped else ""
+    return ImageDataset(torch.from_numpy(pixels), sources=sources, name=f"{name}{note}", skipped=skipped)
 
 
 def to_channels(images: Tensor, channels: int) -> Tensor:
@@ -260,14 +262,16 @@ def load_image_folder(
 
 
 def read_image_paths(
-    paths: Sequence[str | Path], *, image_size: tuple[int, int] | None, channels: int, min_side: int = 1
-) -> ImageDataset:
-    """Image files named on a command line, resized to ``image_size`` if given (``FileNotFoundError`` if missing)."""
+    paths: Sequence[str | Path], *, image_size: tuple[int, int] | None, channels: int, min_side: int = 1,
+    skip_bad: bool = False,
+) -> ImageDataset:  # fmt: skip
+    """Image files named on a command line, resized to ``image_size`` if given (``FileNotFoundError`` if missing;
+    ``skip_bad`` leaves unreadable ones out, listed in ``skipped``)."""
     files = [Path(p) for p in paths]
     for p in files:
         if not p.is_file():
             raise FileNotFoundError(f"image {p} does not exist")
-    return load_image_files(files, image_size=image_size, channels=channels, min_side=min_side)
+    return load_image_files(files, image_size=image_size, channels=channels, min_side=min_side, skip_bad=skip_bad)
 
 
 # -------------------------------------------------------------------------------------------- built-ins
@@ -334,8 +338,11 @@ def load_images(
     min_side: int = 1,
     stream: bool = False,
     index_cache: str | Path | None = None,
+    column: str | None = None,
 ) -> ImageDataset | ImageFolderStream:
-    """Load ``--data`` (a folder, ``.npy``/``.npz`` file or ``builtin:NAME``) as an :class:`ImageDataset`.
+    """Load ``--data`` (a folder, ``.npy``/``.npz`` file, Hugging Face ``datasets`` folder or ``builtin:NAME``)
+    as an :class:`ImageDataset`. For a ``datasets`` folder ``column`` names the ``Image`` column (default: the
+    only one; see :mod:`masklab.data.hf_datasets`).
 
     ``stream=True`` reads a folder lazily instead (:class:`masklab.data.image_stream.ImageFolderStream`, same
     methods, decoded per batch; needs ``image_size``), indexed once into ``index_cache`` when given.
@@ -348,16 +355,27 @@ def load_images(
         dataset = load_builtin(parsed.builtin)
     else:
         path = parsed.require_path()
-        if stream and image_size is not None and (path.is_dir() or path.suffix == ".tar"):
+        from masklab.data.hf_datasets import is_hf_dataset
+
+        if is_hf_dataset(path):  # memory-mapped Arrow rows, decoded per batch (or all now, without workers)
+            from masklab.data.hf_datasets import hf_image_stream, materialize
+
+            hf = hf_image_stream(path, image_size=image_size, column=column, channels=channels, skip_bad=skip_bad,
+                                 min_side=min_side)  # fmt: skip
+            if stream and image_size is not None:
+                return hf
+            pixels, labels = materialize(hf)
+            dataset = ImageDataset(pixels, labels, hf.class_names, hf.paths, hf.name)
+        elif stream and image_size is not None and (path.is_dir() or path.suffix == ".tar"):
             from masklab.data import image_stream as lazy
 
             tars = [path] if path.suffix == ".tar" else sorted(path.glob("*.tar"))
             if tars:  # WebDataset shards: a .tar, or a folder of them
                 index = lazy.index_tar_shards(tars, skip_bad=skip_bad)
             else:
-                index = lazy.index_image_folder(path, cache=index_cache, skip_bad=skip_bad)
+                index = lazy.index_image_folder(path, cache=index_cache, skip_bad=skip_bad, min_side=min_side)
             return lazy.ImageFolderStream.from_index(index, image_size=image_size, channels=channels, min_side=min_side)
-        if path.is_dir():
+        elif path.is_dir():
             dataset = load_image_folder(
                 path, image_size=image_size, channels=channels, skip_bad=skip_bad, min_side=min_side
             )

@@ -47,6 +47,9 @@ class TextCorpus:
 
 
 # ------------------------------------------------------------------------------------------------ readers
+UNREADABLE = "(unreadable)"  # how a file left out by skip_bad is listed in TextCorpus.skipped
+
+
 def read_text_file(path: Path, *, fallback_encoding: str | None = None) -> str:
     """The UTF-8 text of ``path`` (a BOM is dropped). Invalid UTF-8 is a ``ValueError`` naming the file and
     the byte offset, unless ``fallback_encoding`` is given (used only for a known built-in file)."""
@@ -99,6 +102,7 @@ def read_corpus(
     doc_per: DocPer = "auto",
     text_field: str = "text",
     label_field: str = "label",
+    skip_bad: bool = False,
 ) -> TextCorpus:
     """Read a ``.txt`` file, a ``.jsonl`` file, or a folder of them (recursively, sorted by path).
 
@@ -106,13 +110,22 @@ def read_corpus(
     (file for a folder, line for a single .txt). A .jsonl holds one document per record (``text_field``);
     ``label_field`` gives labels when present. In a folder whose files all sit in first-level subfolders,
     the subfolder name is the label (``data/<class>/*.txt``). Blank documents and files that are neither
-    .txt nor .jsonl are listed in ``skipped``. Non-UTF-8 input and an empty corpus are ``ValueError``.
+    .txt nor .jsonl are listed in ``skipped``. Non-UTF-8 input and an empty corpus are ``ValueError``; with
+    ``skip_bad`` an unreadable file (not UTF-8, bad JSON) is left out and listed as ``"FILE (unreadable)"``. A
+    Hugging Face ``datasets`` folder gives one document per row of the ``text_field`` column (unlabelled).
     """
     root = Path(path).expanduser()
     if not root.exists():
         raise FileNotFoundError(f"--data {path}: no such file or directory")
     if doc_per not in ("auto", "file", "line"):
         raise ValueError(f"doc_per must be auto, file or line, got {doc_per!r}")
+    from masklab.data.hf_datasets import is_hf_dataset, iter_hf_texts
+
+    if is_hf_dataset(root):  # one document per non-blank row of the text column
+        rows = list(iter_hf_texts(root, text_field))
+        if not rows:
+            raise ValueError(f"--data {root}: the corpus is empty (every row of the text column is blank)")
+        return TextCorpus(rows, source=str(root))
     if root.is_dir():
         files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
         per = "file" if doc_per == "auto" else doc_per
@@ -127,13 +140,19 @@ def read_corpus(
     raw_labels: list[str | None] = []
     for file in files:
         folder_label = file.parent.name if by_folder else None
-        if file.suffix == ".jsonl":
-            docs, doc_labels = _read_jsonl(file, text_field, label_field)
-            doc_labels = [folder_label if lab is None else lab for lab in doc_labels]
-        else:
-            content = read_text_file(file)
-            docs = content.splitlines() if per == "line" else [content]
-            doc_labels = [folder_label] * len(docs)
+        try:
+            if file.suffix == ".jsonl":
+                docs, doc_labels = _read_jsonl(file, text_field, label_field)
+                doc_labels = [folder_label if lab is None else lab for lab in doc_labels]
+            else:
+                content = read_text_file(file)
+                docs = content.splitlines() if per == "line" else [content]
+                doc_labels = [folder_label] * len(docs)
+        except ValueError:
+            if not skip_bad:
+                raise
+            skipped.append(f"{file} {UNREADABLE}")
+            continue
         for i, (doc, label) in enumerate(zip(docs, doc_labels, strict=True)):
             if doc.strip():
                 texts.append(doc)

@@ -14,6 +14,7 @@ Input: a DataFrame (numeric and categorical columns; categorical ones are inferr
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from masklab.core.contract import preset_config, saved_config
 from masklab.models.table import PRESETS as TABLE_PRESETS
 from masklab.models.table import TableMAE, TableMAEConfig
 from masklab.models.table.model import column_patterns
-from masklab.tokenizers.table import TableSchema, encode_frame, infer_schema
+from masklab.tokenizers.table import TableSchema, encode_frame, identifier_columns, infer_schema
 from masklab.train.in_memory import train_in_memory
 
 FORMAT = "masklab.estimator/1"
@@ -73,7 +74,13 @@ class _TableEstimator(BaseEstimator):
         import pandas as pd
 
         if isinstance(X, pd.DataFrame):
-            validate_data(self, X, skip_check_array=True, reset=reset)
+            try:
+                validate_data(self, X, skip_check_array=True, reset=reset)
+            except ValueError as err:  # scikit-learn's words (its checks expect them), then the columns by name
+                if reset or not hasattr(self, "feature_names_in_"):
+                    raise
+                given, fitted = [str(c) for c in X.columns], [str(n) for n in self.feature_names_in_]
+                raise ValueError(f"{err}\n{_columns_hint(given, fitted)}") from None
             frame = X.copy(deep=False)
             frame.columns = [str(c) for c in X.columns]
             return frame, True
@@ -112,6 +119,10 @@ class _TableEstimator(BaseEstimator):
         if initial is None:
             self.seed_ = self._seed()
             self.schema_ = infer_schema(frame, categorical=self.categorical or ())
+            ids = identifier_columns(frame)
+            if ids:
+                warnings.warn(f"column(s) {ids} look like row identifiers (every value distinct, none missing) and "
+                              "are used as features; drop them from X", stacklevel=3)  # fmt: skip
         encoded = encode_frame(frame, self.schema_)
         held = None
         if training.early_stopping:
@@ -255,6 +266,16 @@ class _TableEstimator(BaseEstimator):
 
         self.model_ = model.to(resolve_device(self.device)).eval()
         self.schema_ = model.config.schema
+
+
+def _columns_hint(given: list[str], fitted: list[str]) -> str:
+    """What to do when a DataFrame's columns differ from those seen in fit, naming them."""
+    unknown = [c for c in given if c not in fitted]
+    absent = [c for c in fitted if c not in given]
+    if unknown or absent:
+        return f"X's columns differ from those seen in fit: unknown {unknown}, missing {absent}; expected {fitted}"
+    return (f"X has the columns seen in fit in another order: {given}; expected {fitted} (reorder with "
+            "X[estimator.feature_names_in_])")  # fmt: skip
 
 
 def _table_model(model: torch.nn.Module) -> TableMAE:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +111,7 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
             self._fit_model(X, steps=first)
             sample = _rows(X, self._sample(n_rows))
             scores = self._aggregate(self._errors(self._raw_errors(sample), choose=True))
-            inliers = scores <= np.quantile(scores, 1.0 - self.contamination)
+            inliers = scores <= np.nanquantile(scores, 1.0 - self.contamination)  # NaN (no observed cell): out
             self._fit_model(_rows(sample, np.flatnonzero(inliers)), steps=max(1, total - first), initial=self.model_)
             self.n_refit_rows_ = int(inliers.sum())
         return self.calibrate(_rows(X, self._sample(n_rows)))
@@ -131,7 +132,7 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         if self.threshold is not None:
             self.threshold_ = float(self.threshold)
         else:
-            self.threshold_ = float(np.quantile(scores, 1.0 - self.contamination))
+            self.threshold_ = float(np.nanquantile(scores, 1.0 - self.contamination))
         self.offset_ = -self.threshold_
         return self
 
@@ -158,10 +159,13 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         """Each cell's part of its row's score ``(N, C)`` (0 where missing); a row's parts sum to its score."""
         observed = np.isfinite(errors)  # (R, N, C)
         per_cell = np.where(observed, errors, 0.0) / np.maximum(observed.sum(axis=2, keepdims=True), 1)
-        return per_cell.mean(axis=0)  # a row with no observed cell scores 0
+        return per_cell.mean(axis=0)  # a row with no observed cell: all 0 (its score is NaN, see _aggregate)
 
     def _aggregate(self, errors: np.ndarray) -> np.ndarray:
-        return self._contributions(errors).sum(axis=1)
+        """Row scores ``(N,)``; NaN for a row with no observed cell (nothing to judge it by)."""
+        scores = self._contributions(errors).sum(axis=1)
+        scores[~np.isfinite(errors).any(axis=(0, 2))] = np.nan
+        return scores
 
     def cell_errors(self, X) -> np.ndarray:
         """Error of every cell at every scale ``(R, N, C)`` (NaN where missing): squared error (standardised
@@ -170,8 +174,13 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         return self._errors(self._raw_errors(X))
 
     def anomaly_score(self, X) -> np.ndarray:
-        """Mean masked reconstruction error per row ``(N,)``; higher = more anomalous."""
-        return self._aggregate(self.cell_errors(X))
+        """Mean masked reconstruction error per row ``(N,)``; higher = more anomalous. A row whose every cell
+        is missing has no score: NaN, with a ``UserWarning`` counting such rows."""
+        scores = self._aggregate(self.cell_errors(X))
+        empty = int(np.isnan(scores).sum())
+        if empty:
+            warnings.warn(f"{empty} row(s) have no observed cell: their anomaly score is NaN", stacklevel=2)
+        return scores
 
     def score_samples(self, X) -> np.ndarray:
         """``-anomaly_score(X)``: scikit-learn's sign (the lower, the more abnormal)."""
@@ -182,7 +191,8 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         return self.score_samples(X) - self.offset_
 
     def predict(self, X) -> np.ndarray:
-        """-1 for outliers (anomaly score above ``threshold_``), 1 for inliers."""
+        """-1 for outliers (anomaly score above ``threshold_``), 1 for inliers (and for rows with no observed
+        cell, whose score is NaN: nothing flags them)."""
         return np.where(self.decision_function(X) < 0, -1, 1)
 
     def explain(self, X, *, top: int | None = None):

@@ -16,7 +16,9 @@ class MaskedImputer(OneToOneFeatureMixin, TransformerMixin, _TableEstimator):
 
     ``transform`` returns a copy of ``X`` (a DataFrame for a DataFrame, else a float array) in which only the
     missing cells changed: each is the model's prediction from its row's observed cells (categorical cells:
-    the most likely category). Usable in a scikit-learn ``Pipeline``.
+    the most likely category; numeric columns whose training values were all whole numbers: a whole number,
+    and a float column of them comes back as int64 once no cell is missing). Usable in a scikit-learn
+    ``Pipeline``.
 
     preset: ``table-tiny`` | ``table-small``; steps: optimizer steps (None = :func:`~masklab.estimators.
     budget.auto_steps`); batch_size, lr, weight_decay: AdamW with 5% warmup + cosine; mask_ratio ±
@@ -109,4 +111,7 @@ class MaskedImputer(OneToOneFeatureMixin, TransformerMixin, _TableEstimator):
             elif spec.kind == "categorical" and not pd.api.types.is_numeric_dtype(out[column].dtype):
                 out[column] = out[column].astype(object)
             out.loc[fill, column] = filled
+            values = out[column]
+            if spec.integer and pd.api.types.is_float_dtype(values.dtype) and (values == values.round()).all():
+                out[column] = values.astype(np.int64)  # a column of whole numbers is float only for its NaN
         return out

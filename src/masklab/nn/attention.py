@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -106,10 +107,10 @@ def flex_available() -> bool:
     return True
 
 
-_COMPILED_FLEX = None
+_COMPILED_FLEX: Callable[..., Tensor] | None = None
 
 
-def flex_attention(q: Tensor, k: Tensor, v: Tensor, block_mask) -> Tensor:
+def flex_attention(q: Tensor, k: Tensor, v: Tensor, block_mask: Any) -> Tensor:
     """FlexAttention, compiled once per process on CUDA (eager elsewhere: correct, unfused)."""
     global _COMPILED_FLEX
     from torch.nn.attention.flex_attention import flex_attention as flex
@@ -295,7 +296,7 @@ class MaskedSelfAttention(nn.Module):
             return_weights=return_weights, reference=self.backend == "reference",
         )  # fmt: skip
         self.last_plan: AttentionPlan = plan
-        weights = None
+        weights: Tensor | None = None
         if plan.kernel == "flex":
             assert isinstance(blocked, AttnMask)
             out = flex_attention(q, k, v, BLOCK_MASKS.get(blocked, L, kv_len, x.device))
@@ -308,4 +309,7 @@ class MaskedSelfAttention(nn.Module):
             else:
                 out = sdpa_attention(q, k, v, dense, dropout_p=dropout_p)
         out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, L, D)))  # (B, L, D)
-        return (out, weights) if return_weights else out
+        if return_weights:
+            assert weights is not None  # return_weights always plans the reference kernel
+            return out, weights
+        return out

@@ -8,8 +8,9 @@ into it).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -117,6 +118,7 @@ class Block(nn.Module):
             backend=backend,
         )
         self.norm2 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+        assert cfg.mlp_hidden is not None  # TransformerConfig.__post_init__ fills it in
         self.mlp = MLP(cfg.dim, cfg.mlp_hidden, cfg.activation, cfg.dropout)
         self.drop_path = DropPath(drop_path)
 
@@ -131,16 +133,20 @@ class Block(nn.Module):
         """``x (B, L, D)`` -> ``(B, L, D)`` (and attention weights ``(B, H, L, Lk)`` if asked)."""
         h = self.norm1(x) if self.norm_first else x
         a = self.attn(h, blocked=blocked, cache=cache, return_weights=return_weights)
-        a, weights = a if return_weights else (a, None)
+        weights: Tensor | None = None
+        if return_weights:
+            a, weights = a
         # A zero drop-path rate skips the module call: one-token decoding runs this per layer per token.
-        drop = self.drop_path if self.drop_path.p else _identity
+        drop: Callable[[Tensor], Tensor] = self.drop_path if self.drop_path.p else _identity
         if self.norm_first:
             x = x + drop(a)
             x = x + drop(self.mlp(self.norm2(x)))
         else:
             x = self.norm1(x + drop(a))
             x = self.norm2(x + drop(self.mlp(x)))
-        return (x, weights) if return_weights else x
+        if weights is not None:  # return_weights
+            return x, weights
+        return x
 
 
 class Encoder(nn.Module):
@@ -157,6 +163,11 @@ class Encoder(nn.Module):
         self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps) if cfg.norm_first and cfg.final_norm else nn.Identity()
         self.grad_checkpointing = False
 
+    @property
+    def layers(self) -> list[Block]:
+        """The blocks in order, typed (iterating the ``nn.ModuleList`` ``blocks`` gives plain ``nn.Module``)."""
+        return cast("list[Block]", list(self.blocks))
+
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         """Recompute each block's activations in the backward pass instead of storing them (Chen et al. 2016):
         activation memory drops from O(depth) blocks to one, for about a third more compute."""
@@ -164,7 +175,7 @@ class Encoder(nn.Module):
 
     def set_backend(self, backend: Backend) -> None:
         """Switch every layer between the fused (``"sdpa"``) and reference attention paths."""
-        for block in self.blocks:
+        for block in self.layers:
             block.attn.backend = backend
 
     def forward(
@@ -184,7 +195,7 @@ class Encoder(nn.Module):
             raise ValueError(f"caches has {len(caches)} entries for {len(self.blocks)} layers")
         all_weights: list[Tensor] = []
         for i, block in enumerate(self.blocks):
-            run = block
+            run: Callable[..., Any] = block
             if self.grad_checkpointing and self.training and torch.is_grad_enabled() and caches is None:
                 run = functools.partial(torch.utils.checkpoint.checkpoint, block, use_reentrant=False)
             out = run(x, blocked=blocked, cache=None if caches is None else caches[i], return_weights=return_weights)

@@ -15,10 +15,6 @@ MKL's GEMV, which is faster there). Everything else is ``F.linear``. Its backwar
 same way; double backward is not supported on that path (use ``cpu_linear_backend("torch")`` for gradient
 penalties).
 
-For inference loops that call the same weights many times at a fixed small row count (KV-cache decoding),
-:func:`frozen_linear` reorders a weight once into oneDNN's blocked layout; on the 6-layer 384-wide GPT at 8 rows
-that cuts the per-token GEMM time from 3.4 ms (plain oneDNN; 4.9 ms on ``F.linear``) to 2.4 ms.
-
 Backend choice, per machine: ``MASKLAB_CPU_LINEAR=onednn|torch|auto`` (default ``auto``). Models build plain
 ``nn.Linear`` layers, so a model fresh from its config traces, exports and quantizes (``quantize_dynamic``) like
 any PyTorch model; :func:`use_cpu_linear` (or ``cpu_linear_backend(backend, model)``) turns a model's
@@ -32,7 +28,7 @@ the setting, the oneDNN path steps aside under ``torch.jit.trace`` / scripting, 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
@@ -90,9 +86,10 @@ def use_cpu_linear(model: nn.Module, backend: CpuLinearBackend) -> nn.Module:
     ``torch.ao.quantization.quantize_dynamic`` and other type-based tools expect). Returns ``model``."""
     set_cpu_linear_backend(backend)
     for module in model.modules():
-        if backend == "onednn" and type(module) is nn.Linear:
+        cls = type(module)
+        if backend == "onednn" and cls is nn.Linear:
             module.__class__ = Linear
-        elif backend == "torch" and type(module) is Linear:
+        elif backend == "torch" and cls is Linear:
             module.__class__ = nn.Linear
     return model
 
@@ -131,14 +128,14 @@ def _mm(a: Tensor, b_t: Tensor) -> Tensor:
 
 class _OneDNNLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
         return _dnn(x, weight, bias)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # type: ignore[override]
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         x, weight = ctx.saved_tensors
         n, k = weight.shape
         g = grad_out.reshape(-1, n)  # (M, N)
@@ -201,19 +198,3 @@ class Linear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         return linear(x, self.weight, self.bias)
-
-
-def frozen_linear(weight: Tensor, bias: Tensor | None, rows: int) -> Callable[[Tensor], Tensor]:
-    """``x -> x @ weight.T + bias`` for no-grad calls at about ``rows`` rows with weights that do not change.
-
-    Where :func:`linear` would use oneDNN for ``rows`` rows, the weight is copied once into oneDNN's blocked
-    layout for that row count (``torch.ops.mkldnn._reorder_linear_weight``), so each call skips the reorder that an
-    unpacked call repeats; elsewhere it is :func:`linear`. The copy is taken now: later in-place updates of
-    ``weight`` are not seen. ``x (..., K)`` -> ``(..., N)``.
-    """
-    packable = not torch.is_grad_enabled() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
-    if not (packable and _fast_path_ok(weight.new_empty(rows, weight.shape[1]), weight, bias)):
-        return lambda x: linear(x, weight, bias)
-    packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows)
-    bias = None if bias is None else bias.detach()
-    return lambda x: _dnn(x, packed, bias)

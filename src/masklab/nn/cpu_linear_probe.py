@@ -34,6 +34,19 @@ class LinearChoice:
     reason: str
 
 
+_BACKENDS: tuple[CpuLinearBackend, ...] = ("torch", "onednn")
+
+
+def _arm(model: nn.Module, backend: CpuLinearBackend, step: Callable[[], None]) -> Callable[[], None]:
+    """One timed call: ``model``'s linears (and the global backend) on ``backend``, then ``step``."""
+
+    def run() -> None:
+        use_cpu_linear(model, backend)
+        step()
+
+    return run
+
+
 def linear_shapes(model: nn.Module) -> list[list[int]]:
     """``[in, out]`` of every linear layer of ``model``, sorted: the shape part of the probe's cache key."""
     return sorted([m.in_features, m.out_features] for m in model.modules() if isinstance(m, nn.Linear))
@@ -69,8 +82,7 @@ def choose_cpu_linear(
     key = {**machine_key(), "workload": workload, "linears": linear_shapes(model)}
     cached = read_cached(PROBE_KIND, key) if use_cache else None
     if cached is None:
-        arms = {b: (lambda b=b: (use_cpu_linear(model, b), step())) for b in ("torch", "onednn")}
-        times = time_interleaved(arms, repeats=repeats)  # type: ignore[arg-type]
+        times = time_interleaved({b: _arm(model, b, step) for b in _BACKENDS}, repeats=repeats)
         winner = "onednn" if times["onednn"] < (1 - margin) * times["torch"] else "torch"
         cached = {"backend": winner, "onednn_s": times["onednn"], "torch_s": times["torch"]}
         if use_cache:

@@ -8,7 +8,6 @@ for validation and trains a GPT on random windows. A run directory holds fit's f
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,6 +101,7 @@ def pretrain_clm(
     vocab_size: int = 2000,
     val_fraction: float = 0.1,
     eval_batches: int | None = None,
+    text_field: str = "text",
     train: TrainOptions | None = None,
     resume: bool = False,
 ) -> FitResult:
@@ -124,7 +124,7 @@ def pretrain_clm(
         "data": data, "preset": preset, "context": context, "dim": dim, "depth": depth, "heads": heads,
         "dropout": dropout, "tokenizer": tokenizer, "init_from": init_from, "tokenizer_kind": tokenizer_kind,
         "vocab_size": vocab_size, "val_fraction": val_fraction, "eval_batches": eval_batches,
-        "train": train.to_dict(),
+        "text_field": text_field, "train": train.to_dict(),
     }  # fmt: skip
     if not resume:
         run.check_fresh()
@@ -134,7 +134,8 @@ def pretrain_clm(
 
         tok_file = Path(init_from) / "tokenizer.json" if init_from else tokenizer
         source = prepared_for_run(data, run.path, tokenizer=tok_file, tokenizer_kind=tokenizer_kind,
-                                  vocab_size=vocab_size, lowercase=False, workers=train.workers)  # fmt: skip
+                                  vocab_size=vocab_size, lowercase=False, text_field=text_field,
+                                  workers=train.workers)  # fmt: skip
     else:
         source = load_text_corpus(data)
     if init_from:
@@ -187,11 +188,11 @@ def pretrain_clm(
     windows = LMWindows(train_tokens, context)
     print(f"masklab: {documents} documents -> {n_tokens:,} tokens ({len(val_tokens):,} held out); vocab "
           f"{tok.vocab_size}; {model.num_parameters():,} parameters")  # fmt: skip
-    options = train.with_defaults(batch_size=12, lr=1e-3, min_lr=1e-4, weight_decay=0.1, warmup=100, log_every=50,
+    options = train.with_defaults(batch_size=12, lr=1e-3, min_lr=1e-4, weight_decay=0.1, log_every=50,
                                   ckpt_every=250, seed=0, device="auto")  # fmt: skip
-    cfg = train_config(options, model, windows, default_steps=2000, betas=(0.9, 0.99))
-    if cfg.warmup_steps > cfg.steps // 2:  # short runs (tests, small budgets) still get a decay phase
-        cfg = dataclasses.replace(cfg, warmup_steps=cfg.steps // 10)
+    # 100 warmup steps; short runs (tests, small budgets) warm up for a tenth and still get a decay phase.
+    cfg = train_config(options, model, windows, default_steps=2000, betas=(0.9, 0.99),
+                       warmup=lambda steps: 100 if steps // 2 >= 100 else steps // 10)  # fmt: skip
     info = {"data": data, "val_fraction": val_fraction, "tokenizer_sha256": tok.fingerprint, "context": context,
             "init_from": init_from, "tokens": n_tokens, "train_tokens": len(train_tokens),
             "val_tokens": len(val_tokens)}  # fmt: skip
@@ -202,7 +203,10 @@ def pretrain_clm(
 
         scores: dict[str, Any] = {"step": result.step, "train_seconds": result.last_metrics.get("elapsed_s")}
         if len(val_tokens) > context:
-            val = evaluate_nll(model.eval(), LMWindows(val_tokens, context, stride=context), max_batches=eval_batches)
+            # Under --minutes the validation ends with the budget (the tokens it covered are reported).
+            deadline = None if options.minutes is None else options.started + 60 * options.minutes - 1.0
+            val = evaluate_nll(model.eval(), LMWindows(val_tokens, context, stride=context), max_batches=eval_batches,
+                               deadline=deadline)  # fmt: skip
             scores["val"] = val
             print(f"masklab: validation loss {val['loss']:.4f} nats/token (perplexity {val['perplexity']:.2f}) on "
                   f"{val['tokens']:,} held-out tokens after {result.step} steps")  # fmt: skip

@@ -8,8 +8,9 @@ import dataclasses
 import math
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -18,16 +19,53 @@ from masklab.core.contract import TrainData
 from masklab.train import FitResult, TrainConfig, fit
 from masklab.train.run import RESUME_OVERRIDES, Run
 
-# --minutes: steps are calibrated on this machine (masklab.train.budget.calibrate_steps: 0.9x the steps that fit,
-# 10% headroom) and TrainConfig.max_seconds stays as a hard stop. Same factor for every model kind.
+# --minutes is a deadline for the whole call, counted from TrainOptions.started (the CLI: the command's start), so
+# loading and preparing the data count. One second plus EXIT_SHARE of the budget (at most EXIT_MAX_SECONDS) is
+# kept for the work after fit (loss.png, evaluation, process exit); fit stops before the rest runs out, its final
+# checkpoint included, and the learning rate schedule follows the clock. Same rule for every model kind.
+EXIT_SHARE, EXIT_MAX_SECONDS = 0.1, 30.0
+MIN_EXAMPLES = 2  # a model fit to one example learns nothing worth reusing (and its loss falls to 0 silently)
+
+# TrainOptions field -> (smallest valid value, True when the value must exceed it, integer); one place for
+# every numeric training flag, so each kind refuses a bad value with the same words.
+_LIMITS: dict[str, tuple[float, bool, bool]] = {
+    "steps": (1, False, True), "epochs": (0, True, False), "minutes": (0, True, False),
+    "batch_size": (1, False, True), "lr": (0, True, False), "min_lr": (0, False, False),
+    "warmup": (0, False, True), "weight_decay": (0, False, False), "grad_clip": (0, True, False),
+    "seed": (0, False, True), "log_every": (1, False, True), "ckpt_every": (1, False, True),
+    "grad_accum": (1, False, True), "workers": (0, False, True),
+}  # fmt: skip
+
+
+class TooFewExamplesError(ValueError):
+    """The training data has fewer than :data:`MIN_EXAMPLES` examples (the CLI adds the ``--data`` it read)."""
+
+
+def check_numbers(values: Mapping[str, Any]) -> None:
+    """``ValueError`` naming the flag (``--batch-size must be an integer >= 1, got 0``) for the first numeric
+    training option out of range; ``None`` values are skipped."""
+    for name, (low, strict, integer) in _LIMITS.items():
+        value = values.get(name)
+        if value is None:
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = number and math.isfinite(value) and (value > low if strict else value >= low)
+        if integer:
+            ok = ok and float(value).is_integer() and (name != "seed" or value < 2**32)
+            what = f"an integer >= {low}" + (" and < 2**32" if name == "seed" else "")
+        else:
+            what = f"a finite number {'>' if strict else '>='} {low}"
+        if not ok:
+            raise ValueError(f"--{name.replace('_', '-')} must be {what}, got {value!r}")
 
 
 @dataclass(frozen=True)
 class TrainOptions:
     """How long and how to train; ``None`` = the recipe's default for its model kind.
 
-    Give at most one of ``steps``, ``epochs`` (passes over the training data) and ``minutes`` (wall clock:
-    steps are calibrated on this machine, with the time as a hard stop).
+    Give at most one of ``steps``, ``epochs`` (passes over the training data) and ``minutes`` (a deadline
+    ``minutes`` after ``started``, when these options were made: the recipe's data preparation counts, training
+    stops in time to save and return). Numbers out of range are a ``ValueError`` naming the flag.
     """
 
     steps: int | None = None
@@ -49,6 +87,11 @@ class TrainOptions:
     fsdp: bool | None = None
     grad_checkpointing: bool | None = None
     workers: int | None = None  # DataLoader worker processes (fit's batches; also a text --data's prepare)
+    # When the call began (time.monotonic()); a `minutes` budget is a deadline counted from here. Not recorded.
+    started: float = field(default_factory=time.monotonic, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_numbers(self.to_dict())
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> TrainOptions:
@@ -59,7 +102,8 @@ class TrainOptions:
         return cls(**dict(values or {}))
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        """The options given (not None), as recorded in ``arguments.json`` (``started`` is not)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k != "started"}
 
     def with_defaults(self, **defaults: Any) -> TrainOptions:
         """These options, with ``defaults`` filling the ones left ``None``."""
@@ -74,9 +118,6 @@ def _check_budget(options: TrainOptions) -> None:
     chosen = [name for name in ("steps", "epochs", "minutes") if getattr(options, name) is not None]
     if len(chosen) > 1:
         raise ValueError(f"give one of --steps, --epochs, --minutes (got {', '.join('--' + c for c in chosen)})")
-    for name in chosen:
-        if not getattr(options, name) > 0:
-            raise ValueError(f"--{name} must be > 0, got {getattr(options, name)}")
 
 
 def train_config(
@@ -95,9 +136,13 @@ def train_config(
     needed to time steps for ``minutes`` and to count epochs. Gradient checkpointing is switched on in
     every module of ``model`` that supports it when asked.
     """
-    from masklab.train.budget import calibrate_steps
+    from masklab.train.budget import seconds_per_step
 
     _check_budget(options)
+    if data is not None and len(data) < MIN_EXAMPLES:
+        raise TooFewExamplesError(
+            f"the training data has {len(data)} example(s); at least {MIN_EXAMPLES} are needed to train"
+        )
     if options.grad_checkpointing and model is not None:
         for module in model.modules():
             switch = getattr(module, "set_grad_checkpointing", None)
@@ -120,11 +165,20 @@ def train_config(
         steps = default_steps(fields["batch_size"]) if callable(default_steps) else default_steps
     cfg = TrainConfig(steps=steps, **fields)
     if o.minutes is not None:
-        seconds = o.minutes * 60
-        steps = calibrate_steps(model, data, cfg, seconds)  # type: ignore[arg-type]
-        print(f"masklab: --minutes {o.minutes:g} -> {steps} steps (timed on this machine)")
-        # max_seconds stays as a hard stop in case the machine slows down after calibration.
-        cfg = dataclasses.replace(cfg, steps=steps, max_seconds=seconds)
+        budget = o.minutes * 60
+        deadline = o.started + budget - min(1.0 + EXIT_SHARE * budget, EXIT_MAX_SECONDS)  # fit returns by then
+        per_step = seconds_per_step(model, data, cfg)  # type: ignore[arg-type]
+        left = deadline - time.monotonic()
+        # A generous step count: the deadline, not the count, ends the run, and the schedule follows the clock.
+        steps = max(1, math.ceil(1.2 * left / per_step))
+        spent = time.monotonic() - o.started
+        print(f"masklab: --minutes {o.minutes:g}: training until the deadline (about {max(1, int(left / per_step))} "
+              f"steps; {spent:.1f} s of the budget went to starting, preparing the data and timing steps)")  # fmt: skip
+        if left <= per_step:
+            print(f"masklab: warning: --minutes {o.minutes:g} leaves no time to train after preparing the data; "
+                  "training 1 step", file=sys.stderr)  # fmt: skip
+        # The schedule follows the clock (max_seconds); fit stops before the deadline, final checkpoint included.
+        cfg = dataclasses.replace(cfg, steps=steps, max_seconds=max(left, 1e-3), deadline=deadline)
     if o.warmup is not None:
         cfg = dataclasses.replace(cfg, warmup_steps=o.warmup)
         if cfg.warmup_steps > cfg.steps // 2 and o.minutes is not None:
@@ -168,7 +222,7 @@ def train_run(
     save a tokenizer) and :func:`fit_run` trains."""
     with run.lock():
         if resume:
-            config = {"kind": model_config["kind"], "model": model_config, "train": dataclasses.asdict(cfg)}
+            config = {"kind": model_config["kind"], "model": model_config, "train": cfg.to_dict()}
             run.check_resume(config, sidecars, allow=RESUME_OVERRIDES, ignore=ignore)
         else:
             run.check_fresh()

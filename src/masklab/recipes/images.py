@@ -21,19 +21,23 @@ def _pretrained(run: str | Path, device: str, task: str):
     return model
 
 
-def _images(run, model, images: Sequence[str], data: str | None, count: int, seed: int) -> torch.Tensor:
+def _images(run, model, images: Sequence[str], data: str | None, count: int, seed: int,
+            skip_bad: bool = False) -> torch.Tensor:  # fmt: skip
     from masklab.data.images import read_image_paths
+    from masklab.recipes.embedding import note_skipped
 
     cfg = model.config
     if images:
         if data is not None:
             raise ValueError("give IMAGE files or --data, not both")
         dataset = read_image_paths(list(images), image_size=cfg.image_size, channels=cfg.channels,
-                                   min_side=cfg.patch_size)  # fmt: skip
+                                   min_side=cfg.patch_size, skip_bad=skip_bad)  # fmt: skip
+        note_skipped(dataset.skipped, "image")
         return dataset.images()
     if count < 1:
         raise ValueError(f"--count must be >= 1, got {count}")
-    dataset, _, test_idx = load_split(data, run, model)
+    dataset, _, test_idx = load_split(data, run, model, skip_bad=skip_bad)
+    note_skipped(dataset.skipped, "image")
     pick = torch.randperm(len(test_idx), generator=torch.Generator().manual_seed(seed))[:count]
     return dataset.images(test_idx[pick.sort().values])
 
@@ -48,18 +52,20 @@ def reconstruct(
     mask_ratio: float | None = None,
     seed: int = 0,
     device: str = "cpu",
+    skip_bad: bool = False,
 ) -> dict[str, Any]:
     """Write a PNG grid, one row per image: original | masked input | reconstruction | reconstruction with the
     visible patches pasted back. Images are ``images`` files or ``count`` held-out examples of ``data``
     (default: the run's). Masks come from the run's generator (or random at ``mask_ratio``), seeded by
-    ``seed``. Returns ``{"path", "images", "hidden_fraction", "psnr"}`` (mean PSNR on hidden pixels, dB)."""
+    ``seed``. ``skip_bad`` leaves unreadable (or smaller than one patch) files out, named once. Returns
+    ``{"path", "images", "hidden_fraction", "psnr"}`` (mean PSNR on hidden pixels, dB)."""
     from masklab.eval.reconstruction import reconstruction_views
     from masklab.masks.generators import random_masking
     from masklab.viz.grids import save_grid
 
     model = _pretrained(run, device, "reconstruct")
     cfg = model.config
-    batch = _images(run, model, images, data, count, seed)  # (B, C, H, W) in [0, 1]
+    batch = _images(run, model, images, data, count, seed, skip_bad)  # (B, C, H, W) in [0, 1]
     generator = torch.Generator().manual_seed(seed)
     dev = next(model.parameters()).device
     if mask_ratio is not None:

@@ -96,10 +96,12 @@ def pretrain_mae(
     flip: bool | None = None,
     no_augment: bool = False,
     skip_bad: bool = False,
+    column: str | None = None,
     train: TrainOptions | None = None,
     resume: bool = False,
 ) -> FitResult:
-    """Pretrain an MAE on ``data`` (folder, ``.npy``/``.npz`` or ``builtin:NAME``) into the run ``out``.
+    """Pretrain an MAE on ``data`` (folder, ``.npy``/``.npz``, Hugging Face ``datasets`` folder with ``column``
+    its Image column, or ``builtin:NAME``) into the run ``out``.
 
     ``mask`` picks which patches are hidden (``random`` MAE, ``block`` BEiT, ``grid``, ``learned``,
     ``attention-high``/``-low``), ``mask_ratio`` the fraction hidden (in [0, 1)). ``variant="simmim"`` feeds
@@ -119,7 +121,7 @@ def pretrain_mae(
     arguments = {
         "data": data, "preset": preset, "image_size": image_size, "patch_size": patch_size, "mask": mask,
         "mask_ratio": mask_ratio, "variant": variant, "norm_pix_loss": norm_pix_loss, "crop_scale": crop_scale,
-        "flip": flip, "no_augment": no_augment, "skip_bad": skip_bad, "train": train.to_dict(),
+        "flip": flip, "no_augment": no_augment, "skip_bad": skip_bad, "column": column, "train": train.to_dict(),
     }  # fmt: skip
     if not resume:
         run.check_fresh()
@@ -135,7 +137,8 @@ def pretrain_mae(
     patch = patch_size or MAE_PRESETS[preset]["patch_size"]
     # With --workers a folder (or WebDataset tars) is indexed once and decoded per batch in the workers.
     dataset = load_images(data, image_size=size, channels=None, skip_bad=skip_bad, min_side=patch,
-                          stream=bool(train and train.workers), index_cache=Path(out) / "image_index.json")  # fmt: skip
+                          stream=bool(train and train.workers), index_cache=Path(out) / "image_index.json",
+                          column=column)  # fmt: skip
     train_idx, test_idx = split_indices(len(dataset), dataset.labels, TEST_FRACTION, SPLIT_SEED)
     augment = _augment(no_augment, crop_scale, flip, data)
     train_data = dataset.subset(train_idx).with_augment(augment)
@@ -161,7 +164,7 @@ def pretrain_mae(
     )  # fmt: skip
     info = {
         "spec": data, "image_size": list(dataset.image_size), "channels": dataset.channels,
-        "test_fraction": TEST_FRACTION, "split_seed": SPLIT_SEED, "skip_bad": skip_bad,
+        "test_fraction": TEST_FRACTION, "split_seed": SPLIT_SEED, "skip_bad": skip_bad, "column": column,
         "num_train": len(train_data), "num_test": len(test_idx),
         "augment": None if augment is None else dataclasses.asdict(augment),
     }  # fmt: skip

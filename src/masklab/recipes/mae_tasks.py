@@ -8,10 +8,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from masklab.eval.probe import ProbeResult, probe_features
+from masklab.recipes.embedding import Embedding, note_skipped
 from masklab.recipes.mae import (
     DATA_FILE,
     DEFAULT_DATA,
@@ -24,16 +24,23 @@ from masklab.recipes.mae import (
 from masklab.train.run import Run
 
 
-def embed_mae(run: str | Path, *, data: str | None = None, batch_size: int | None = None,
-              device: str = "auto") -> np.ndarray:  # fmt: skip
-    """Features ``(N, D)`` float32 of every image of ``data`` (default: the run's), no masking."""
+def embed_mae(run: str | Path, *, data: str | None = None, batch_size: int | None = None, device: str = "auto",
+              skip_bad: bool = False) -> Embedding:  # fmt: skip
+    """Features ``(N, D)`` float32 of every image of ``data`` (default: the run's), no masking, with each
+    image's source (file path, or ``data[i]``) and label. ``skip_bad``: leave unreadable / too-small files out."""
     from masklab.data.images import load_images
 
     model = load_mae_run(run, device)
     cfg = model.config
     spec = data or read_data_info(run).get("spec") or DEFAULT_DATA
-    dataset = load_images(spec, image_size=cfg.image_size, channels=cfg.channels, min_side=cfg.patch_size)
-    return encode_all(model, dataset.images, len(dataset), batch_size or 256)
+    column = None if data else read_data_info(run).get("column")
+    dataset = load_images(spec, image_size=cfg.image_size, channels=cfg.channels, skip_bad=skip_bad,
+                          min_side=cfg.patch_size, column=column)  # fmt: skip
+    note_skipped(getattr(dataset, "skipped", ()), "image")
+    features = encode_all(model, dataset.images, len(dataset), batch_size or 256)
+    sources = dataset.sources or tuple(f"{spec}[{i}]" for i in range(len(dataset)))
+    return Embedding.of(features, sources, None if dataset.labels is None else dataset.labels.tolist(),
+                        dataset.class_names)  # fmt: skip
 
 
 def _limit(train_idx, test_idx, max_examples: int | None, seed: int):
@@ -48,13 +55,15 @@ def _limit(train_idx, test_idx, max_examples: int | None, seed: int):
 
 
 def probe_mae(run: str | Path, *, data: str | None = None, max_examples: int | None = None, seed: int = 0,
-              batch_size: int | None = None, device: str = "auto") -> list[ProbeResult]:  # fmt: skip
+              batch_size: int | None = None, device: str = "auto",
+              skip_bad: bool = False) -> list[ProbeResult]:  # fmt: skip
     """Linear-probe and k-NN accuracy of the frozen encoder's features on the run's held-out split, next to a
     random encoder of the same shape and raw pixels."""
     from masklab.models.mae import MAE
 
     model = load_mae_run(run, device)
-    dataset, train_idx, test_idx = load_split(data, run, model)
+    dataset, train_idx, test_idx = load_split(data, run, model, skip_bad=skip_bad)
+    note_skipped(dataset.skipped, "image")
     if dataset.labels is None:
         raise ValueError(f"{dataset.name} has no labels; a probe needs class subfolders or a label array")
     train_idx, test_idx = _limit(train_idx, test_idx, max_examples, seed)
@@ -85,20 +94,24 @@ def finetune_mae(
     out: str | Path | None = None,
     seed: int = 0,
     device: str = "auto",
+    skip_bad: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune the pretrained encoder with a linear head on the run's training split (10 epochs by default);
     ``augment`` masks the training inputs (``mask:F``, ``cutout:F``, ``erase:P``). Writes ``out`` (default
-    ``RUN/finetune``) and returns its ``finetune.json`` record (test accuracy)."""
+    ``RUN/finetune``, the layout of :mod:`masklab.recipes.finetune_outputs`) and returns its ``metrics.json``
+    record (test accuracy, confusion matrix)."""
     from masklab.core.contract import saved_config
     from masklab.data.images import Augment
     from masklab.models.mae import MAE
     from masklab.recipes.common import fit_run
+    from masklab.recipes.finetune_outputs import default_out, write_finetune_outputs
     from masklab.train import TrainConfig
 
     if task != "classify":
         raise ValueError(f"--task {task!r} is not available for MAE runs; use --task classify")
     pretrained = load_mae_run(run, "cpu")
-    dataset, train_idx, test_idx = load_split(data, run, pretrained)
+    dataset, train_idx, test_idx = load_split(data, run, pretrained, skip_bad=skip_bad)
+    note_skipped(dataset.skipped, "image")
     if dataset.labels is None:
         raise ValueError(f"{dataset.name} has no labels; fine-tuning needs class subfolders or a label array")
     transform = None
@@ -126,24 +139,23 @@ def finetune_mae(
         steps = max(1, math.ceil((epochs if epochs is not None else 10) * len(train) / batch_size))
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr or 5e-4, warmup_steps=steps // 10,
                       seed=seed, device=device, ckpt_every=max(steps, 1))  # fmt: skip
-    target = Run(out if out else Path(run) / "finetune")
+    target = Run(default_out(run, out))
     print(f"fine-tuning {run} on {len(train)} {dataset.name} images ({dataset.num_classes} classes), "
           f"{steps} steps of {batch_size} -> {target.path}")  # fmt: skip
     with target.lock():
         target.write_sidecar(DATA_FILE, {**read_data_info(run), "spec": spec, "finetuned_from": str(run),
-                                         "finetune_augment": augment})  # fmt: skip
+                                         "finetune_augment": augment, "skip_bad": skip_bad})  # fmt: skip
         fit_run(target, model, train, cfg, model_config=saved_config(model))
         model.eval()
-        correct = 0
+        preds = []
         with torch.inference_mode():
+            dev = next(model.parameters()).device
             for start in range(0, len(test_idx), 256):
                 idx = test_idx[start : start + 256]
-                dev = next(model.parameters()).device
-                correct += int(
-                    (model.logits(dataset.images(idx).to(dev)).argmax(-1).cpu() == dataset.labels[idx]).sum()
-                )
-        accuracy = correct / len(test_idx)
-        record = {"test_accuracy": accuracy, "num_test": len(test_idx), "steps": steps}
-        target.write_sidecar("finetune.json", record)
-    print(f"test accuracy {100 * accuracy:.2f}% on {len(test_idx)} held-out images")
+                preds.append(model.logits(dataset.images(idx).to(dev)).argmax(-1).cpu())
+        names = dataset.class_names or tuple(str(i) for i in range(dataset.num_classes))
+        record = write_finetune_outputs(
+            target, model, y_true=dataset.labels[test_idx], y_pred=torch.cat(preds), names=names, title=spec,
+            extra={"data": spec, "train_size": len(train), "steps": steps, "augment": augment},
+        )  # fmt: skip
     return record

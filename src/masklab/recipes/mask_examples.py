@@ -30,12 +30,13 @@ def masks(
     ratio: float = 0.75,
     count: int = 8,
     seed: int = 0,
-    data: str = "builtin:mnist5k",
+    data: str | None = None,
     run: str | None = None,
 ) -> list[str]:
     """Draw ``count`` masks per generator kind (default: all that fit the grid and ratio), a row each, on a
-    ``grid`` token grid, over ``data`` images (``"none"``: bare grids). With ``run`` (an MAE run) a row of the
-    run's own training masks is added and the grid and ratio become the run's. Returns the report lines."""
+    ``grid`` token grid, over ``data`` images (``"none"``: bare grids; default: the run's own data with ``run``,
+    else ``builtin:mnist5k``). With ``run`` (an MAE run) a row of the run's own training masks is added and the
+    grid and ratio become the run's. Returns the report lines."""
     from masklab.viz.masks import grid_cell_for, render_masks
 
     if not 0 <= ratio < 1:
@@ -45,10 +46,14 @@ def masks(
     lines: list[str] = []
     model = None
     if run is not None:
+        from masklab.recipes.mae import DEFAULT_DATA, read_data_info
+
         model = _run_model(run)
         grid, ratio = model.config.grid, model.config.mask_ratio
+        data = data or read_data_info(run).get("spec") or DEFAULT_DATA  # images the run can read (size, channels)
         if data == "none":
             raise ValueError("--run draws the run's masks of real images: give --data, not 'none'")
+    data = data or "builtin:mnist5k"
     kinds = list(kinds) if kinds is not None else None
     if kinds is None and model is not None:
         kinds = ["random"]  # the reference row next to the run's own masks

@@ -123,13 +123,11 @@ def pretrain_mlm(
     from a Hugging Face BERT folder; ``export_hf`` also writes an HF ``BertForMaskedLM`` folder. Training
     defaults: 600 steps of 32, lr 1e-3, 40 warmup steps, betas (0.9, 0.98), weight decay 0.01.
     """
-    import dataclasses
-
     from masklab.core.contract import preset_config, saved_config
     from masklab.core.device import resolve_device
     from masklab.data.shards import PreparedCorpus, ShardBlocksData, prepared_for_run
     from masklab.data.text import TextBlocksData, TokenBlocks, holdout_split, load_text_corpus, pack_sequences
-    from masklab.interop.hf.masked_lm import load_hf_mlm, save_hf_mlm
+    from masklab.interop.hf.masked_lm import load_hf_mlm
     from masklab.models.mlm import PRESETS as BERT_PRESETS
     from masklab.models.mlm import BertConfig, BertForMLM, MLMConfig
     from masklab.tokenizers.text import TextTokenizer
@@ -148,8 +146,8 @@ def pretrain_mlm(
         raise ValueError(f"unknown --mask {mask!r} for mlm; known: {', '.join(MASK_KINDS)}")
     if not resume:
         run.check_fresh()
-    options = train.with_defaults(batch_size=32, lr=1e-3, weight_decay=0.01, warmup=40, log_every=20,
-                                  ckpt_every=200, seed=0, device="auto")  # fmt: skip
+    options = train.with_defaults(batch_size=32, lr=1e-3, weight_decay=0.01, log_every=20, ckpt_every=200, seed=0,
+                                  device="auto")  # fmt: skip
     seed = options.seed_or_0
     info = {"data": data, "seq_len": seq_len, "holdout": holdout, "seed": seed, "doc_per": doc_per,
             "text_field": text_field}  # fmt: skip
@@ -192,9 +190,9 @@ def pretrain_mlm(
     n_params = sum(p.numel() for p in model.parameters())
     print(f"masklab: {source} ({held_out} held out) -> {len(blocks)} sequences of {seq_len} tokens; "
           f"vocab {tok.vocab_size}; {n_params:,} parameters")  # fmt: skip
-    cfg = train_config(options, model, blocks, default_steps=600, betas=(0.9, 0.98))
-    if cfg.warmup_steps > cfg.steps // 2:  # short runs (tests, small budgets) still get a decay phase
-        cfg = dataclasses.replace(cfg, warmup_steps=cfg.steps // 10)
+    # 40 warmup steps; short runs (tests, small budgets) warm up for a tenth and still get a decay phase.
+    cfg = train_config(options, model, blocks, default_steps=600, betas=(0.9, 0.98),
+                       warmup=lambda steps: 40 if steps // 2 >= 40 else steps // 10)  # fmt: skip
     with run.lock():  # eval.json too is written under the run's lock
         result = train_run(run, model, blocks, cfg, model_config=saved_config(model), recipe="pretrain_mlm",
                            arguments=arguments, sidecars={TEXT_INFO: {**info, "tokenizer_sha256": tok.fingerprint}},
@@ -210,16 +208,23 @@ def pretrain_mlm(
             run.write_sidecar("eval.json", {"step": result.step, "heldout": scores, "heldout_documents": held_out})
             print(f"masklab: held-out masked-token top-1 {scores['mlm_top1']:.4f}, loss {scores['mlm_loss']:.4f} "
                   f"({scores['masked_tokens']} masked tokens, step {result.step})")  # fmt: skip
-    if export_hf:
-        save_hf_mlm(model.cpu(), export_hf, tok)
-        print(f"masklab: wrote HF BertForMaskedLM folder {export_hf}")
+    if export_hf:  # the code behind `masklab export-hf RUN DIR`
+        from masklab.recipes.export import export_hf as export_run
+
+        exported = export_run(run.path, export_hf)
+        print(f"masklab: wrote HF {exported['architecture']} folder {export_hf}")
     print(f"masklab: run written to {run.path}")
     return result
 
 
-def text_corpus(data: str | None, info: dict[str, Any]):
-    """``(spec, corpus)``: ``data`` or the run's own data, read as the run read it."""
-    from masklab.data.text import load_text_corpus
+def text_corpus(data: str | None, info: dict[str, Any], *, skip_bad: bool = False):
+    """``(spec, corpus)``: ``data`` or the run's own data, read as the run read it. ``skip_bad``: leave
+    unreadable files out (named once on stderr)."""
+    from masklab.data.text import UNREADABLE, load_text_corpus
+    from masklab.recipes.embedding import note_skipped
 
     spec = data or info.get("data") or DEFAULT_DATA
-    return spec, load_text_corpus(spec, doc_per=info.get("doc_per", "auto"), text_field=info.get("text_field", "text"))
+    corpus = load_text_corpus(spec, doc_per=info.get("doc_per", "auto"), text_field=info.get("text_field", "text"),
+                              skip_bad=skip_bad)  # fmt: skip
+    note_skipped([s.removesuffix(f" {UNREADABLE}") for s in corpus.skipped if s.endswith(UNREADABLE)], "text file")
+    return spec, corpus

@@ -13,6 +13,7 @@ import torch
 
 from masklab.core.device import resolve_device
 from masklab.eval.probe import ProbeResult, probe_features
+from masklab.recipes.embedding import Embedding
 from masklab.recipes.mlm import TEXT_INFO, encode_docs, load_mlm_run, text_corpus
 from masklab.train.run import Run
 
@@ -29,18 +30,21 @@ def embed_blocks(model, blocks, *, batch_size: int = 64, device: str = "cpu") ->
     return torch.cat(feats).numpy()
 
 
-def embed_mlm(run: str | Path, *, data: str | None = None, batch_size: int | None = None,
-              device: str = "auto") -> np.ndarray:  # fmt: skip
-    """Mean-pooled last hidden states ``(N, D)`` of every document of ``data`` (default: the run's)."""
+def embed_mlm(run: str | Path, *, data: str | None = None, batch_size: int | None = None, device: str = "auto",
+              skip_bad: bool = False) -> Embedding:  # fmt: skip
+    """Mean-pooled last hidden states ``(N, D)`` of every document of ``data`` (default: the run's); sources
+    ``data[i]`` (the i-th document as read) and labels (class names) when the data has them."""
     dev = str(resolve_device(device))
     model, tokenizer, info = load_mlm_run(run, dev)
-    _, corpus = text_corpus(data, info)
+    spec, corpus = text_corpus(data, info, skip_bad=skip_bad)
     blocks = encode_docs(tokenizer, corpus.texts, info.get("seq_len", 128))
-    return embed_blocks(model, blocks, batch_size=batch_size or 64, device=dev)
+    features = embed_blocks(model, blocks, batch_size=batch_size or 64, device=dev)
+    return Embedding.of(features, [f"{spec}[{i}]" for i in range(len(corpus))], corpus.labels, corpus.label_names)
 
 
 def probe_mlm(run: str | Path, *, data: str | None = None, max_examples: int | None = None, seed: int = 0,
-              batch_size: int | None = None, device: str = "auto") -> list[ProbeResult]:  # fmt: skip
+              batch_size: int | None = None, device: str = "auto",
+              skip_bad: bool = False) -> list[ProbeResult]:  # fmt: skip
     """Linear-probe and k-NN accuracy of the frozen encoder's pooled features on a stratified 80/20 split,
     next to a random encoder of the same shape and a bag-of-tokens baseline (counts over the vocabulary)."""
     from masklab.data.text import stratified_split
@@ -48,7 +52,7 @@ def probe_mlm(run: str | Path, *, data: str | None = None, max_examples: int | N
 
     dev = str(resolve_device(device))
     model, tokenizer, info = load_mlm_run(run, dev)
-    spec, corpus = text_corpus(data, info)
+    spec, corpus = text_corpus(data, info, skip_bad=skip_bad)
     if corpus.labels is None:
         raise ValueError(f"--data {spec} has no labels; a probe needs class subfolders, a 'label' field or bbc-news")
     train_idx, test_idx = stratified_split(corpus.labels, 0.2, seed)
@@ -91,24 +95,26 @@ def finetune_mlm(
     out: str | Path | None = None,
     seed: int = 0,
     device: str = "auto",
+    skip_bad: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune the whole encoder plus a linear head on labelled documents (stratified, seeded 80/20 split;
     3 epochs by default); ``augment`` e.g. ``mask:0.15,tokendrop:0.1``. Writes ``out`` (default
-    ``RUN/finetune-classify``) with a confusion-matrix PNG and returns its ``finetune.json`` record."""
+    ``RUN/finetune``, the layout of :mod:`masklab.recipes.finetune_outputs`) and returns its ``metrics.json``
+    record (accuracy, class names, confusion matrix)."""
     import dataclasses
 
     from masklab.core.contract import saved_config
     from masklab.data.text import TextBlocksData, stratified_split
     from masklab.models.mlm import BertForMLM
     from masklab.recipes.common import fit_run
+    from masklab.recipes.finetune_outputs import default_out, write_finetune_outputs
     from masklab.train import TrainConfig
-    from masklab.viz.confusion import confusion_matrix, format_confusion, plot_confusion
 
     if task != "classify":
         raise ValueError(f"--task {task!r} is not supported for mlm runs (supported: classify)")
     dev = str(resolve_device(device))
     pretrained, tokenizer, info = load_mlm_run(run, "cpu")
-    spec, corpus = text_corpus(data, info)
+    spec, corpus = text_corpus(data, info, skip_bad=skip_bad)
     if corpus.labels is None:
         raise ValueError(
             f"--data {spec} has no labels (use class subfolders, a .jsonl 'label' field, or builtin:bbc-news)"
@@ -130,7 +136,7 @@ def finetune_mlm(
         warmup_steps=steps // 10, weight_decay=0.01, betas=(0.9, 0.999), seed=seed, device=device,
         log_every=max(1, min(20, steps // 10)), ckpt_every=steps,
     )  # fmt: skip
-    target = Run(out or Path(run) / "finetune-classify")
+    target = Run(default_out(run, out))
     print(f"masklab: fine-tuning on {len(train)} documents ({steps} steps), testing on {len(test)}")
     blocks: Any = TextBlocksData(train)
     if augment:  # e.g. mask:0.25 ([MASK] substitution), tokendrop:0.1, or both: mask:0.15,tokendrop:0.1
@@ -149,19 +155,10 @@ def finetune_mlm(
             for start in range(0, len(test), 64):
                 ids, padding = test.ids[start : start + 64].to(dev), test.padding[start : start + 64].to(dev)
                 preds.append(model.classify(ids, padding).argmax(-1).cpu())
-        pred = torch.cat(preds)
-        matrix = confusion_matrix(test.labels, pred, len(corpus.label_names))
-        accuracy = float((pred == test.labels).float().mean())
-        png = target.path / "confusion.png"
-        plot_confusion(matrix, corpus.label_names, png, title=f"{spec}: accuracy {accuracy:.3f}")
-        record = {
-            "task": "classify", "data": spec, "accuracy": accuracy, "test_size": len(test),
-            "train_size": len(train), "augment": augment, "labels": list(corpus.label_names),
-            "confusion": matrix.tolist(),
-        }  # fmt: skip
-        target.write_sidecar("finetune.json", record)
-    print(format_confusion(matrix, corpus.label_names))
-    print(f"masklab: test accuracy {accuracy:.4f} on {len(test)} documents; wrote {png}")
+        record = write_finetune_outputs(
+            target, model, y_true=test.labels, y_pred=torch.cat(preds), names=corpus.label_names, title=spec,
+            extra={"data": spec, "train_size": len(train), "steps": steps, "augment": augment},
+        )  # fmt: skip
     return record
 
 

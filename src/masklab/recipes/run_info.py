@@ -18,24 +18,67 @@ def describe_run(run_dir: str | Path) -> dict[str, Any]:
     state = run.model_state
     records = read_metrics(run_dir / METRICS_NAME)
     losses = [r["loss"] for r in records if isinstance(r.get("loss"), (int, float))]
+    train = run.config.get("train", {})
+    minutes = _recorded_minutes(run_dir)
+    if minutes is None and isinstance(train.get("max_seconds"), (int, float)):
+        minutes = train["max_seconds"] / 60
     return {
         "run_dir": str(run_dir.resolve()),
         "kind": run.config["kind"],
         "masklab_version": run.metadata.get("masklab_version", run.config.get("masklab_version")),
         "step": run.step,
-        "total_steps": run.config.get("train", {}).get("steps"),
+        "total_steps": train.get("steps"),
+        "stop_reason": run.metadata.get("stop_reason"),  # "time budget", or None: it ran its steps (or is running)
+        "budget_minutes": minutes,
         "num_parameters": sum(t.numel() for t in state.values()),
         "num_tensors": len(state),
         "checkpoint_bytes": (run_dir / CHECKPOINT_NAME).stat().st_size,
         "dtypes": dict(Counter(str(t.dtype).removeprefix("torch.") for t in state.values())),
         "model": run.config["model"],
-        "train": run.config.get("train", {}),
+        "train": train,
+        "evaluation": _evaluation(run_dir),
         "metrics": {
             "records": len(records),
             "last": records[-1] if records else None,
             "min_loss": min(losses) if losses else None,
         },
     }
+
+
+def _recorded_minutes(run_dir: Path) -> float | None:
+    """The ``--minutes`` the run was started with (``arguments.json``), if any."""
+    try:
+        minutes = json.loads((run_dir / "arguments.json").read_text(encoding="utf-8"))["arguments"]["train"]["minutes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return float(minutes) if isinstance(minutes, (int, float)) else None
+
+
+def _evaluation(run_dir: Path) -> dict[str, Any] | None:
+    """``eval.json`` (the evaluation a recipe recorded after training), or None."""
+    try:
+        values = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return values if isinstance(values, dict) else None
+
+
+def _numbers(values: Any, prefix: str = "") -> list[str]:
+    """``name value`` for every number in a nested dict (``val.loss 1.52``); the step and time left out."""
+    if isinstance(values, dict):
+        skip = ("step", "train_seconds")
+        return [x for k, v in values.items() if k not in skip for x in _numbers(v, f"{prefix}{k}.")]
+    if isinstance(values, (int, float)) and not isinstance(values, bool):
+        return [f"{prefix[:-1]} {values:.6g}"]
+    return []
+
+
+def _step_line(info: dict[str, Any]) -> str:
+    if info.get("stop_reason") == "time budget":
+        budget = f" {info['budget_minutes']:g} min" if info.get("budget_minutes") is not None else ""
+        return f"stopped at step {info['step']}: time budget{budget} reached"
+    total = f" / {info['total_steps']}" if info["total_steps"] is not None else ""
+    return f"{info['step']}{total}"
 
 
 def _size(num_bytes: int) -> str:
@@ -49,7 +92,6 @@ def _size(num_bytes: int) -> str:
 
 def format_info(info: dict[str, Any]) -> str:
     """The human-readable rendering of :func:`describe_run`."""
-    total = f" / {info['total_steps']}" if info["total_steps"] is not None else ""
     dtypes = ", ".join(f"{name} x{count}" for name, count in sorted(info["dtypes"].items()))
     metrics = info["metrics"]
     if metrics["last"] is not None:
@@ -61,11 +103,16 @@ def format_info(info: dict[str, Any]) -> str:
     lines = [
         f"run          {info['run_dir']}",
         f"kind         {info['kind']}   (masklab {info['masklab_version']})",
-        f"step         {info['step']}{total}",
+        f"step         {_step_line(info)}",
         f"parameters   {info['num_parameters']:,} in {info['num_tensors']} tensors",
         f"dtypes       {dtypes}",
         f"checkpoint   {_size(info['checkpoint_bytes'])} (integrity hash verified)",
         f"last loss    {loss_line}",
+        *(
+            [f"evaluation   {', '.join(_numbers(info['evaluation']))} (step {info['evaluation'].get('step', '?')})"]
+            if info.get("evaluation") and _numbers(info["evaluation"])
+            else []
+        ),
         "model        " + json.dumps(info["model"], sort_keys=True),
         "train        " + " ".join(f"{k}={v}" for k, v in info["train"].items()),
     ]

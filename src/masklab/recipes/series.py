@@ -199,6 +199,16 @@ def predict_classes(classifier: SeriesClassifier, data: SeriesSet, *, batch_size
     return out
 
 
+@torch.no_grad()
+def predict_proba(classifier: SeriesClassifier, data: SeriesSet, *, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities per series ``(N, K)`` float32."""
+    classifier.eval()
+    out = np.zeros((len(data), classifier.num_classes), dtype=np.float32)
+    for idx in _batches(data, batch_size):
+        out[idx] = classifier.logits(_batch(data, idx, _device(classifier))).float().softmax(-1).cpu().numpy()
+    return out
+
+
 def forecast(model: PatchTST, data: SeriesSet, horizon: int, *, batch_size: int = 64) -> list[np.ndarray]:
     """The next ``horizon`` steps of each series, ``(H, C)`` arrays in the data's units."""
     model.eval()

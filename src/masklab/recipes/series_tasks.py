@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from masklab.recipes.common import TrainOptions, train_config, train_run
+from masklab.recipes.embedding import Embedding
 from masklab.train import FitResult
 from masklab.train.run import Run
 
@@ -132,17 +133,22 @@ def _labelled_split(run: str | Path, data: str | None):
 
 
 def embed_series(run: str | Path, *, data: str | None = None, batch_size: int | None = None,
-                 device: str = "cpu") -> np.ndarray:  # fmt: skip
-    """Features ``(N, C * (D + 2))`` float32 of every series of ``data`` (default: the run's)."""
+                 device: str = "cpu", skip_bad: bool = False) -> Embedding:  # fmt: skip
+    """Features ``(N, C * (D + 2))`` float32 of every series of ``data`` (default: the run's), sources
+    ``name[i]`` and labels when the data has them. (``skip_bad``: a series file is read whole.)"""
     from masklab.core.device import resolve_device
     from masklab.recipes import series as recipes
 
     model = recipes.load_pretrained(run, device=str(resolve_device(device)))
-    return recipes.embed(model, recipes.run_data(run, data), batch_size=batch_size or 64)
+    series = recipes.run_data(run, data)
+    features = recipes.embed(model, series, batch_size=batch_size or 64)
+    names = [str(c) for c in series.classes]
+    return Embedding.of(features, [f"{series.name}[{i}]" for i in range(len(series))],
+                        None if series.labels is None else series.labels.tolist(), names)  # fmt: skip
 
 
 def probe_series(run: str | Path, *, data: str | None = None, max_examples: int | None = None, seed: int = 0,
-                 batch_size: int | None = None, device: str = "cpu") -> list:  # fmt: skip
+                 batch_size: int | None = None, device: str = "cpu", skip_bad: bool = False) -> list:  # fmt: skip
     """Linear-probe and k-NN accuracy of the run's features on the built-in's test split, vs a random-init
     PatchTST and summary statistics (a list of ``ProbeResult``)."""
     from masklab.core.device import resolve_device
@@ -163,10 +169,13 @@ def probe_series(run: str | Path, *, data: str | None = None, max_examples: int 
 def finetune_series(run: str | Path, *, data: str | None = None, task: str = "classify", steps: int | None = None,
                     epochs: float | None = None, lr: float | None = None, batch_size: int | None = None,
                     augment: str | None = None, out: str | Path | None = None, seed: int = 0,
-                    device: str = "cpu") -> dict[str, Any]:  # fmt: skip
-    """Fine-tune the run's encoder with a linear head (LP-FT) on the built-in's train split; test accuracy."""
+                    device: str = "cpu", skip_bad: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Fine-tune the run's encoder with a linear head (LP-FT) on the built-in's train split; writes ``out``
+    (default ``RUN/finetune``, the layout of :mod:`masklab.recipes.finetune_outputs`) and returns its
+    ``metrics.json`` record (test accuracy, confusion matrix)."""
     from masklab.core.device import resolve_device
     from masklab.recipes import series as recipes
+    from masklab.recipes.finetune_outputs import default_out, write_finetune_outputs
 
     if task != "classify":
         raise ValueError(f"--task {task!r} is not available for series runs; use --task classify")
@@ -180,8 +189,13 @@ def finetune_series(run: str | Path, *, data: str | None = None, task: str = "cl
     steps = steps or 300
     cfg = recipes.train_config(steps=steps, minutes=None, batch_size=batch_size or 32, lr=lr or 5e-4, seed=seed,
                                device=dev)  # fmt: skip
-    classifier = recipes.finetune_classify(model, train, num_classes=len(train.classes), config=cfg, out=out)
-    accuracy = float((recipes.predict_classes(classifier, test) == test.labels).mean())
-    print(f"{train.name}: fine-tuned {steps} steps on {len(train)} series; test accuracy {100 * accuracy:.2f}%"
-          f" on {len(test)} series")  # fmt: skip
-    return {"task": task, "steps": steps, "train": len(train), "test": len(test), "accuracy": accuracy}
+    target = Run(default_out(run, out))
+    with target.lock():
+        classifier = recipes.finetune_classify(model, train, num_classes=len(train.classes), config=cfg,
+                                               out=target.path)  # fmt: skip
+        print(f"{train.name}: fine-tuned {steps} steps on {len(train)} series")
+        return write_finetune_outputs(
+            target, classifier, y_true=test.labels, y_pred=recipes.predict_classes(classifier, test),
+            names=[str(c) for c in train.classes], title=train.name,
+            extra={"data": train.name, "train_size": len(train), "steps": steps},
+        )  # fmt: skip

@@ -81,6 +81,7 @@ def pretrain_table(
         if max_rows < len(frame):
             frame = frame.sample(n=max_rows, random_state=seed).sort_index()
     schema = infer_schema(frame, categorical=tuple(categorical), numeric=tuple(numeric))
+    warn_identifiers(frame)
     encoded = encode_frame(frame, schema)
     config = preset_config(TableMAEConfig, PRESETS, preset, schema=schema, mask_ratio=mask_ratio,
                            mask_ratio_jitter=mask_ratio_jitter, dropout=dropout)  # fmt: skip
@@ -95,6 +96,8 @@ def pretrain_table(
           f"{kinds['categorical']} categorical), {int(encoded.missing.sum())} missing cells; label "
           f"{table.label_name or 'none'}; excluded {list(exclude) or 'none'}; "
           f"{cfg.steps} steps of {cfg.batch_size}")  # fmt: skip
+    print("masklab: columns (impute / score need these, in any order): "
+          + ", ".join(f"{c.name} ({'integer' if c.integer else c.kind})" for c in schema.columns))  # fmt: skip
     info = {"data": data, "exclude": list(exclude), "label": table.label_name, "rows": len(table.frame),
             "rows_used": len(frame)}  # fmt: skip
     result = train_run(run, model, rows, cfg, model_config=saved_config(model), recipe="pretrain_table",
@@ -106,6 +109,21 @@ def pretrain_table(
     loss = result.last_metrics.get("loss", float("nan"))
     print(f"masklab: wrote {result.out_dir} (step {result.step}, loss {loss:.4f})")
     return result
+
+
+def warn_identifiers(frame: pd.DataFrame) -> list[str]:
+    """Print a warning (stderr) naming the columns of ``frame`` that look like row identifiers
+    (:func:`masklab.tokenizers.table.identifier_columns`): they are about to be used as features."""
+    import sys
+
+    from masklab.tokenizers.table import identifier_columns
+
+    ids = identifier_columns(frame)
+    if ids:
+        print(f"masklab: warning: column(s) {ids} look like row identifiers (every value distinct, none missing) "
+              f"and are used as features; keep them out with --exclude {','.join(ids)} (impute then passes them "
+              "through; score --id-column COL writes one beside each score)", file=sys.stderr)  # fmt: skip
+    return ids
 
 
 def inference_table(
@@ -147,7 +165,8 @@ def inference_table(
                          "(pass --exclude COL,... for columns that are not features)")  # fmt: skip
     absent = [n for n in names if n not in table.frame.columns]
     if absent:
-        raise ValueError(f"{source}: column(s) {absent} the model was trained on are missing")
+        raise ValueError(f"{source}: column(s) {absent} the model was trained on are missing; it needs the "
+                         f"columns {names} (in any order)")  # fmt: skip
     return table
 
 
@@ -170,35 +189,57 @@ def fill_text_cells(text: pd.DataFrame, filled: pd.DataFrame, fill: dict[str, np
 
 def impute(run: str | Path, source: str | Path, output: str | Path, *, exclude: Sequence[str] = (),
            handle_unknown: str = "error", device: str = "cpu") -> dict[str, Any]:  # fmt: skip
-    """Fill the missing cells of ``source`` (CSV / Parquet) into ``output``; only missing cells change (CSV
-    to CSV keeps every other cell's original text), non-feature columns pass through. Never writes the input.
+    """Fill the missing cells of ``source`` (CSV / Parquet, or ``builtin:NAME``) into ``output``; only missing
+    cells change (CSV to CSV keeps every other cell's original text), non-feature columns pass through, the
+    model's columns may come in any order. Never writes the input.
     Returns ``{"filled": {column: count}, "rows", "passthrough"}``."""
     from masklab.data.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, _suffix, read_table_file
     from masklab.estimators import MaskedImputer
     from masklab.tokenizers.table import missing_cells
 
+    builtin = str(source).startswith("builtin:")
     source, target = Path(source), Path(output)
-    if not source.is_file():
+    if not builtin and not source.is_file():
         raise FileNotFoundError(f"{source}: no such file")
     if target.exists() and target.resolve() == source.resolve():
         raise ValueError(f"-o {target} is the input file; impute never modifies its input, pick another path")
     out_suffix = _suffix(target)
     if out_suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
         raise ValueError(f"-o {target}: unknown output format {out_suffix!r} (use .csv or .parquet)")
-    features = inference_table(run, str(source), exclude=exclude).frame
     imputer = MaskedImputer.from_run(run, handle_unknown=handle_unknown, device=device)
+    table = inference_table(run, str(source), exclude=exclude, names=imputer.schema_.names)
+    features = table.frame[imputer.schema_.names]  # the model's column order; written back by name
     filled = imputer.transform(features)
-    fill = {c: missing_cells(features[c]) for c in features.columns}
-    if _suffix(source) in CSV_SUFFIXES and out_suffix in CSV_SUFFIXES:
+    fill = {c: missing_cells(features[c]) for c in table.frame.columns}
+    if builtin:
+        out = table.frame.copy()
+        if table.labels is not None:
+            out[table.label_name] = table.labels.to_numpy()
+    elif _suffix(source) in CSV_SUFFIXES and out_suffix in CSV_SUFFIXES:
         out = fill_text_cells(read_table_file(source, as_text=True), filled, fill, str(source))
-        out.to_csv(target, index=False, sep="\t" if out_suffix == ".tsv" else ",")
     else:
         out = read_table_file(source)
+    if builtin or not (_suffix(source) in CSV_SUFFIXES and out_suffix in CSV_SUFFIXES):
         for column in features.columns:
             out[column] = filled[column]
-        out.to_csv(target, index=False) if out_suffix in CSV_SUFFIXES else out.to_parquet(target, index=False)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if out_suffix in PARQUET_SUFFIXES:
+        out.to_parquet(target, index=False)
+    else:
+        out.to_csv(target, index=False, sep="\t" if out_suffix == ".tsv" else ",")
     return {"filled": {column: int(rows.sum()) for column, rows in fill.items()}, "rows": len(features),
             "passthrough": [c for c in out.columns if c not in features.columns]}  # fmt: skip
+
+
+def _column_of(source: str, name: str) -> np.ndarray:
+    """The values of column ``name`` of ``source`` (a file or ``builtin:NAME``), in row order."""
+    from masklab.data.tables import load_table
+
+    table = load_table(source)
+    frame = table.frame if table.labels is None else table.frame.assign(**{str(table.label_name): table.labels})
+    if name not in frame.columns:
+        raise ValueError(f"--id-column {name!r} is not a column of {source} (columns: {list(frame.columns)})")
+    return frame[name].to_numpy()
 
 
 def load_detector(path: str | Path, *, threshold: float | None = None, handle_unknown: str = "error",
@@ -218,14 +259,17 @@ def load_detector(path: str | Path, *, threshold: float | None = None, handle_un
 def score(run: str | Path, source: str, output: str | Path, *, histogram: str | Path | None = None,
           exclude: Sequence[str] = (), label: str | None = None, threshold: float | None = None,
           explain: bool = False, explain_rows: int = 12, handle_unknown: str = "error",
-          device: str = "cpu") -> dict[str, Any]:  # fmt: skip
+          id_column: str | None = None, device: str = "cpu") -> dict[str, Any]:  # fmt: skip
     """Anomaly score of each row, exactly as :class:`~masklab.estimators.MaskedAnomalyDetector` scores it
-    (``run``: a ``pretrain table`` run or a saved detector) -> ``output`` CSV (``row``, ``anomaly_score``, the
-    label, ``is_anomaly`` against the stored threshold or ``threshold``) and a histogram PNG. ``explain``: also
-    ``OUTPUT.explain.csv`` (every row's cells ranked by share of the score, observed and expected value) and
-    ``OUTPUT.explain.png`` (the ``explain_rows`` highest-scoring rows). Returns the scores and, with a 0/1
-    label, ROC-AUC and PR-AUC."""
+    (``run``: a ``pretrain table`` run or a saved detector) -> ``output`` CSV (``row``, the ``id_column`` when
+    given (kept out of the features), ``anomaly_score``, the label, ``is_anomaly`` against the stored threshold
+    or ``threshold``) and a histogram PNG. A row with no observed cell has no score: NaN (an empty cell in the
+    CSV, ``is_anomaly`` empty too), counted in ``unscored``. ``explain``: also ``OUTPUT.explain.csv`` (every
+    row's cells ranked by share of the score, observed and expected value) and ``OUTPUT.explain.png`` (the
+    ``explain_rows`` highest-scoring rows). Returns the scores and, with a 0/1 label, ROC-AUC and PR-AUC (over
+    the scored rows)."""
     import math
+    import warnings
 
     import pandas as pd
 
@@ -240,10 +284,23 @@ def score(run: str | Path, source: str, output: str | Path, *, histogram: str | 
         raise ValueError(f"--explain-rows must be >= 1, got {explain_rows}")
     detector = load_detector(run, threshold=threshold, handle_unknown=handle_unknown, device=device)
     names = detector.schema_.names
-    table = inference_table(run, source, exclude=exclude, label=label, names=names)
+    if id_column is not None and id_column in names:
+        raise ValueError(f"--id-column {id_column!r} is one of the model's features {names}; an id column must "
+                         "have been kept out of training (pretrain table --exclude)")  # fmt: skip
+    ids = None if id_column is None else _column_of(source, id_column)
+    table = inference_table(run, source, exclude=(*exclude, *([id_column] if id_column else [])), label=label,
+                            names=names)  # fmt: skip
     frame = table.frame[names]  # the model's column order
-    scores = detector.anomaly_score(frame)
-    out = pd.DataFrame({"row": np.arange(1, len(scores) + 1), "anomaly_score": scores})
+    with warnings.catch_warnings():  # the rows without an observed cell are reported in the result instead
+        warnings.simplefilter("ignore", UserWarning)
+        scores = detector.anomaly_score(frame)
+    scored = np.isfinite(scores)
+    if not scored.any():
+        raise ValueError(f"{source}: every row has every feature cell missing; there is nothing to score")
+    out = pd.DataFrame({"row": np.arange(1, len(scores) + 1)})
+    if id_column is not None:
+        out[id_column] = ids
+    out["anomaly_score"] = scores
     labels = None
     if table.labels is not None:
         out[table.label_name] = table.labels.to_numpy()
@@ -252,14 +309,17 @@ def score(run: str | Path, source: str, output: str | Path, *, histogram: str | 
             labels = table.labels.to_numpy().astype(int)
     limit = detector.threshold_ if math.isfinite(detector.threshold_) else None
     if limit is not None:
-        out["is_anomaly"] = (scores > limit).astype(int)
+        out["is_anomaly"] = pd.array(np.where(scored, scores > limit, 0).astype(int), dtype="Int64")
+        out.loc[~scored, "is_anomaly"] = pd.NA
     target.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(target, index=False)
     png = Path(histogram) if histogram else target.with_suffix(".png")
-    plot_score_histogram(scores, png, labels=labels, threshold=limit, title=f"{table.name}: anomaly scores")
+    plot_score_histogram(scores[scored], png, labels=None if labels is None else labels[scored], threshold=limit,
+                         title=f"{table.name}: anomaly scores")  # fmt: skip
     result: dict[str, Any] = {"name": table.name, "scores": scores, "output": target, "histogram": png,
                               "label": table.label_name, "has_label": table.labels is not None,
-                              "threshold": limit, "flagged": None, "explained": None}  # fmt: skip
+                              "threshold": limit, "flagged": None, "explained": None,
+                              "unscored": int((~scored).sum())}  # fmt: skip
     if limit is not None:
         result["flagged"] = int(out["is_anomaly"].sum())
     if explain:
@@ -273,9 +333,10 @@ def score(run: str | Path, source: str, output: str | Path, *, histogram: str | 
         shown = explanation[explanation["data_row"].isin(top + 1)]
         plot_explanations(shown, png_path, title=f"{table.name}: the {len(top)} highest-scoring rows")
         result["explained"] = (csv_path, png_path)
-    if labels is not None:
+    if labels is not None and len(set(labels[scored])) == 2:
         from sklearn.metrics import average_precision_score, roc_auc_score
 
+        labels, scores = labels[scored], scores[scored]
         result.update(positive=float(labels.mean()), roc_auc=float(roc_auc_score(labels, scores)),
                       pr_auc=float(average_precision_score(labels, scores)))  # fmt: skip
     return result

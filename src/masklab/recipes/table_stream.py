@@ -10,6 +10,8 @@ from typing import Any
 
 
 def _features(estimator, exclude: Sequence[str], source):
+    if str(source).startswith("builtin:"):
+        raise ValueError(f"--chunk-rows streams a file; {source} is a built-in table (drop --chunk-rows)")
     names = [n for n in estimator.feature_names_in_ if n not in exclude]
 
     def check(chunk) -> None:
@@ -47,8 +49,10 @@ def score_chunked(run: str | Path, source: str | Path, output: str | Path, *, ch
                   exclude: Sequence[str] = (), threshold: float | None = None,
                   handle_unknown: str = "error", device: str = "cpu") -> dict[str, Any]:  # fmt: skip
     """Anomaly scores of ``source`` chunk by chunk -> ``output`` CSV (``row``, ``anomaly_score``[, ``is_anomaly``]);
-    no histogram or label metrics (they need every score). Returns ``{"rows"}``."""
+    no histogram or label metrics (they need every score). A row with no observed cell scores NaN (empty
+    cells). Returns ``{"rows", "unscored"}``."""
     import math
+    import warnings
 
     import numpy as np
     import pandas as pd
@@ -59,15 +63,21 @@ def score_chunked(run: str | Path, source: str | Path, output: str | Path, *, ch
     # The same detector as the whole-file score (stored scoring, threshold), so chunked == whole file.
     detector = load_detector(run, threshold=threshold, handle_unknown=handle_unknown, device=device)
     names, check = _features(detector, exclude, source)
-    done = [0]
+    done, unscored = [0], [0]
 
     def score(chunk):
         check(chunk)
-        scores = detector.anomaly_score(chunk[names])
+        with warnings.catch_warnings():  # rows without an observed cell are counted in "unscored" instead
+            warnings.simplefilter("ignore", UserWarning)
+            scores = detector.anomaly_score(chunk[names])
         out = pd.DataFrame({"row": np.arange(done[0] + 1, done[0] + len(chunk) + 1), "anomaly_score": scores})
         if math.isfinite(detector.threshold_):
-            out["is_anomaly"] = (scores > detector.threshold_).astype(int)
+            flags = pd.array((scores > detector.threshold_).astype(int), dtype="Int64")
+            flags[np.isnan(scores)] = pd.NA
+            out["is_anomaly"] = flags
         done[0] += len(chunk)
+        unscored[0] += int(np.isnan(scores).sum())
         return out
 
-    return {"rows": map_table(source, output, score, chunk_rows=chunk_rows)}
+    rows = map_table(source, output, score, chunk_rows=chunk_rows)
+    return {"rows": rows, "unscored": unscored[0]}

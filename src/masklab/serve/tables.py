@@ -61,7 +61,7 @@ def impute(run: LoadedRun, data: bytes, exclude: str) -> tuple[str, dict[str, in
 
     upload = read_upload(run, data, exclude)
     try:
-        filled = run.model.transform(upload.features)
+        filled = run.model.transform(upload.features[list(run.model.feature_names_in_)])  # the model's order
     except ValueError as err:  # e.g. a category the run never saw
         raise InputError("file", str(err)) from None
     fill = {c: missing_cells(upload.features[c]) for c in upload.features.columns}
@@ -73,6 +73,7 @@ def score(run: LoadedRun, data: bytes, exclude: str) -> dict:
     """Row anomaly scores (higher = more anomalous) and per-cell errors of the highest-scoring rows."""
     upload = read_upload(run, data, exclude)
     detector = run.detector
+    upload = Upload(upload.features[list(detector.feature_names_in_)], upload.text)  # the model's column order
     try:
         scores = detector.anomaly_score(upload.features)  # (N,)
         with warnings.catch_warnings():  # a missing cell is NaN at every scale: its mean is NaN, as wanted

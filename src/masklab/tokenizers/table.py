@@ -61,11 +61,11 @@ def _first_bad(column: pd.Series, bad: np.ndarray) -> tuple[int, object]:
     return pos + 1, value.item() if isinstance(value, np.generic) else value
 
 
-def parse_numeric(column: pd.Series, name: str) -> np.ndarray:
+def parse_numeric(column: pd.Series, name: str, hint: str = "fix the value") -> np.ndarray:
     """float64 (N,) values of a numeric column, NaN where missing.
 
-    Raises ValueError naming the column and the first offending row for text that is not a number and for
-    infinite values (an infinite value cannot be standardised).
+    Raises ValueError naming the column and the first offending row for text that is not a number (ending
+    with ``hint``: what the caller can do about it) and for infinite values (they cannot be standardised).
     """
     import pandas as pd
 
@@ -80,10 +80,8 @@ def parse_numeric(column: pd.Series, name: str) -> np.ndarray:
         bad = ~missing & np.isnan(values)
         if bad.any():
             row, value = _first_bad(column, bad)
-            raise ValueError(
-                f"column {name!r} is numeric but row {row} holds {value!r}, which is not a number "
-                f"(fix the value, or treat the column as categorical with --categorical {name})"
-            )
+            raise ValueError(f"column {name!r} is numeric but row {row} holds {value!r}, which is not a number "
+                             f"({hint})")  # fmt: skip
     inf = np.isinf(values)
     if inf.any():
         row, value = _first_bad(column, inf)
@@ -92,16 +90,43 @@ def parse_numeric(column: pd.Series, name: str) -> np.ndarray:
     return values
 
 
+CATEGORICAL_HINT = "fix the value, or treat the column as categorical: --categorical {name} / categorical=['{name}']"
+
+
+def identifier_columns(frame: pd.DataFrame, min_rows: int = 10) -> list[str]:
+    """Columns that look like row identifiers, not features: no missing cell, every value distinct, and
+    either text or whole numbers that run in order (increasing, or a contiguous range such as 1..N). Tables
+    of fewer than ``min_rows`` rows have none (too few to tell)."""
+    import pandas as pd
+
+    if len(frame) < min_rows:
+        return []
+    found = []
+    for name, column in frame.items():
+        if missing_cells(column).any() or column.dtype == bool or column.nunique() != len(column):
+            continue
+        numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        if not np.isnan(numbers).any():  # numbers (or text that is all numbers): whole and in order
+            ordered = bool(np.all(np.diff(numbers) > 0)) or numbers.max() - numbers.min() == len(numbers) - 1
+            if not (np.all(numbers == np.round(numbers)) and ordered):
+                continue
+        found.append(str(name))
+    return found
+
+
 # ---------------------------------------------------------------------------------------------- schema
 @dataclass(frozen=True)
 class ColumnSpec:
-    """One column: its kind and what encoding needs (numeric mean/std, or the category vocabulary)."""
+    """One column: its kind and what encoding needs (numeric mean/std, or the category vocabulary).
+    ``integer``: a numeric column whose every training value was a whole number; its imputed values are
+    rounded to whole numbers."""
 
     name: str
     kind: ColumnKind
     mean: float = 0.0
     std: float = 1.0
     categories: tuple[str, ...] = ()
+    integer: bool = False
 
     @property
     def cardinality(self) -> int:
@@ -110,7 +135,8 @@ class ColumnSpec:
 
     def to_dict(self) -> dict:
         if self.kind == "numeric":
-            return {"name": self.name, "kind": self.kind, "mean": self.mean, "std": self.std}
+            integer = {"integer": True} if self.integer else {}  # absent = False (configs written before it)
+            return {"name": self.name, "kind": self.kind, "mean": self.mean, "std": self.std, **integer}
         return {"name": self.name, "kind": self.kind, "categories": list(self.categories)}
 
     @classmethod
@@ -119,7 +145,8 @@ class ColumnSpec:
         if kind not in ("numeric", "categorical"):
             raise ValueError(f"column {config.get('name')!r}: kind must be numeric or categorical, got {kind!r}")
         if kind == "numeric":
-            return cls(str(config["name"]), kind, float(config["mean"]), float(config["std"]))
+            integer = bool(config.get("integer", False))
+            return cls(str(config["name"]), kind, float(config["mean"]), float(config["std"]), integer=integer)
         return cls(str(config["name"]), kind, categories=tuple(str(c) for c in config["categories"]))
 
 
@@ -208,16 +235,17 @@ def infer_schema(
             if n_numbers == len(parsed):
                 kind = "numeric"
             elif n_numbers > len(parsed) // 2:
-                parse_numeric(column, name)  # raises, naming the first non-number
+                parse_numeric(column, name, CATEGORICAL_HINT.format(name=name))  # raises, naming the first
                 raise AssertionError("unreachable")
             else:
                 kind = "categorical"
         if kind == "numeric":
-            values = parse_numeric(column, name)
+            values = parse_numeric(column, name, CATEGORICAL_HINT.format(name=name))
             observed = values[~np.isnan(values)]
             std = float(observed.std())
+            integer = column.dtype != bool and bool(np.all(observed == np.round(observed)))
             # A constant column carries no information; std 1 keeps its encoding finite (always 0).
-            specs.append(ColumnSpec(name, "numeric", float(observed.mean()), std if std > 0 else 1.0))
+            specs.append(ColumnSpec(name, "numeric", float(observed.mean()), std if std > 0 else 1.0, integer=integer))
         else:
             categories = sorted({category_key(v) for v in column[~missing]})
             if len(categories) > max_categories:
@@ -274,7 +302,7 @@ def encode_frame(frame: pd.DataFrame, schema: TableSchema, *, handle_unknown: Ha
     for j, spec in enumerate(schema.columns):
         column = frame[by_name[spec.name]]
         if spec.kind == "numeric":
-            raw = parse_numeric(column, spec.name)
+            raw = parse_numeric(column, spec.name, "the model was trained on numbers there: fix the value")
             missing[:, j] = np.isnan(raw)
             values[:, j] = np.where(missing[:, j], 0.0, (raw - spec.mean) / spec.std)
             continue
@@ -287,7 +315,8 @@ def encode_frame(frame: pd.DataFrame, schema: TableSchema, *, handle_unknown: Ha
             row, value = _first_bad(column, unseen)
             raise ValueError(
                 f"column {spec.name!r}: row {row} holds {value!r}, a category not seen in training "
-                f"(known: {list(spec.categories)[:20]}); use handle_unknown='missing' to treat it as missing"
+                f"(known: {list(spec.categories)[:20]}); to treat it as a missing cell pass --handle-unknown "
+                "missing (Python: handle_unknown='missing')"
             )
         missing[:, j] |= unseen
         categories[:, j] = np.maximum(codes, 0)
@@ -307,7 +336,8 @@ def decode_columns(numeric: Tensor, categories: Tensor, schema: TableSchema) -> 
     out: dict[str, np.ndarray] = {}
     for j, spec in enumerate(schema.columns):
         if spec.kind == "numeric":
-            out[spec.name] = numeric_np[:, j] * spec.std + spec.mean
+            values = numeric_np[:, j] * spec.std + spec.mean
+            out[spec.name] = np.round(values) if spec.integer else values
         else:
             out[spec.name] = np.asarray(spec.categories, dtype=object)[categories_np[:, j]]
     return out

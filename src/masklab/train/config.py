@@ -45,6 +45,9 @@ class TrainConfig:
     # DataLoader worker processes that build (decode, augment) batches ahead of the step; 0 = in this process.
     # Results do not depend on it (each micro-batch's randomness is seeded by its step and index).
     workers: int = 0
+    # time.monotonic() by which fit must have returned, its final checkpoint written (a command's --minutes
+    # deadline; None: none). It belongs to one process, so config.json and the resume check leave it out.
+    deadline: float | None = None
 
     def __post_init__(self) -> None:
         # JSON turns the tuple into a list; normalise so a config read back from config.json compares equal.
@@ -73,9 +76,15 @@ class TrainConfig:
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 
+    def to_dict(self) -> dict[str, Any]:
+        """The recorded settings (``config.json["train"]``): every field but the process-local ``deadline``."""
+        values = dataclasses.asdict(self)
+        del values["deadline"]
+        return values
+
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
-        """Rebuild from ``asdict(cfg)`` (e.g. ``config.json["train"]``); unknown keys are an error."""
+        """Rebuild from :meth:`to_dict` (e.g. ``config.json["train"]``); unknown keys are an error."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from masklab.core.contract import Trainable
 from masklab.core.probe import cpu_model_name, machine_key, read_cached, time_interleaved, write_cached
 from masklab.nn.cpu_linear import use_cpu_linear
 from masklab.nn.cpu_linear_probe import choose_cpu_linear, linear_shapes
@@ -74,6 +75,8 @@ def cpu_training_step(model: nn.Module, batch: Any, seed: int = 0) -> Callable[[
     forked, a private generator draws the masks and the gradients are cleared afterwards."""
 
     def step(dtype: torch.dtype | None) -> None:
+        if not isinstance(model, Trainable):
+            raise TypeError(f"{type(model).__name__} has no training_loss(batch, generator) method")
         autocast = torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
         with torch.random.fork_rng(devices=[]), autocast:
             out = model.training_loss(batch, torch.Generator().manual_seed(seed))

@@ -42,6 +42,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from masklab.core.contract import LossOutput, Trainable
+
 if TYPE_CHECKING:
     from torch.distributed.fsdp import FSDPModule
     from torch.nn.parallel import DistributedDataParallel
@@ -131,8 +133,8 @@ class LossModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch, generator):  # -> LossOutput
-        return self.model.training_loss(batch, generator)
+    def forward(self, batch: Any, generator: torch.Generator) -> LossOutput:
+        return cast(Trainable, self.model).training_loss(batch, generator)  # fit checked it has training_loss
 
 
 def wrap(model: nn.Module, info: DistInfo, device: torch.device, *, fsdp: bool = False) -> nn.Module:

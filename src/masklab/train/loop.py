@@ -27,9 +27,9 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -71,8 +71,9 @@ def move_to(batch: Any, device: torch.device | str) -> Any:
         return dataclasses.replace(batch, **moved)
     if isinstance(batch, Mapping):
         items = {k: move_to(v, device) for k, v in batch.items()}
+        rebuild = cast("Callable[[dict[Any, Any]], Mapping[Any, Any]]", type(batch))  # most mapping types take one
         try:
-            return items if type(batch) is dict else type(batch)(items)
+            return items if type(batch) is dict else rebuild(items)
         except TypeError:  # a mapping type that cannot be built from a dict (e.g. defaultdict)
             return items
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
@@ -89,7 +90,10 @@ def _schedule_step(step: int, elapsed: float, cfg: TrainConfig) -> int:
     """The step the lr schedule sees: the real one, or the time-equivalent one if the time budget binds."""
     if cfg.max_seconds is None:
         return step
-    return min(cfg.steps, max(step, math.ceil(cfg.steps * elapsed / cfg.max_seconds)))
+    total = cfg.max_seconds
+    if cfg.deadline is not None:  # the time this run has: what it used plus what is left before the deadline
+        total = min(total, elapsed + max(cfg.deadline - time.monotonic(), 0.0))
+    return min(cfg.steps, max(step, math.ceil(cfg.steps * elapsed / max(total, 1e-9))))
 
 
 def _check_resume_config(out: Path, kind: str, model_config: dict) -> None:
@@ -146,6 +150,33 @@ def _optimizer_step(wrapped, source, sampler, generator, optimizer, cfg, step, d
 
 def _device(wrapped: nn.Module) -> torch.device:
     return next(wrapped.parameters()).device
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`fit`; its message names the step reached and the step the checkpoint holds."""
+
+
+def _held_step(ckpt_path: Path) -> int | None:
+    """The step ``ckpt_path`` holds, read from its header now (None: no checkpoint, or unreadable)."""
+    try:
+        with open(ckpt_path, "rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        return int(header["__metadata__"]["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _saved(ckpt_path: Path) -> str:
+    """What the run directory holds, for a message about a stop (read from the checkpoint, not assumed)."""
+    held = _held_step(ckpt_path)
+    return "no checkpoint was written yet" if held is None else f"{ckpt_path} holds step {held}"
+
+
+def _checkpoint_seconds(model: nn.Module) -> float:
+    """A generous first guess of one checkpoint write (weights + two AdamW moments, hashed and fsync'ed);
+    replaced by 1.5x the measured time after the first one."""
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    return 0.25 + 3 * size / 100e6
 
 
 # ------------------------------------------------------------------------------------------------- fit
@@ -229,7 +260,7 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
     wrapped = distributed.wrap(model, dist_info, device, fsdp=cfg.fsdp)
     optimizer = build_optimizer(model, cfg)  # after wrap: FSDP replaces the parameters with sharded ones
     if cfg.compile:
-        wrapped = torch.compile(wrapped)
+        wrapped = cast(nn.Module, torch.compile(wrapped))  # an OptimizedModule; the stubs say only Callable
     # fp16 needs loss scaling against underflow; for bf16/fp32 the disabled scaler is a pass-through.
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     generator = torch.Generator().manual_seed(_derived_seed(cfg.seed, "loop-generator"))
@@ -243,7 +274,7 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
             ckpt_path, model=model_in, optimizer=optimizer_in, generator=generator, device=device
         )
         try:
-            sampler.load_state_dict({"epoch": meta["sampler_epoch"], "cursor": meta["sampler_cursor"]})
+            sampler.load_state_dict({"epoch": int(meta["sampler_epoch"]), "cursor": int(meta["sampler_cursor"])})
             window.load_json(meta.get("log_window", '{"steps": 0, "sums": {}}'))
             step, elapsed_before = int(meta["step"]), float(meta.get("elapsed_s", "0"))
         except (KeyError, ValueError) as err:
@@ -255,7 +286,7 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
     if main:
         atomic_write_json(
             out / ckpt.CONFIG_NAME,
-            {"masklab_version": __version__, "kind": kind, "model": model_config, "train": asdict(cfg)},
+            {"masklab_version": __version__, "kind": kind, "model": model_config, "train": cfg.to_dict()},
         )
     metrics = MetricsLog(metrics_path)
     if main and resume:
@@ -268,6 +299,7 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
     reporter = Reporter(bar=show_bar and main, total=cfg.steps, initial=step, quiet=not main)
     start, start_step = time.perf_counter(), step
     last_record: dict[str, Any] = {}
+    ckpt_seconds = _checkpoint_seconds(model)
     source = BatchSource(data, cfg.workers, pin_memory=device.type == "cuda")
     source.start(cfg, sampler, step, dist_info.rank, dist_info.world)
     try:
@@ -285,6 +317,9 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
             reporter.advance()
             now = time.perf_counter()
             out_of_time = cfg.max_seconds is not None and elapsed_before + now - start >= cfg.max_seconds
+            if cfg.deadline is not None:  # stop while the next step and the final checkpoint still fit
+                per_step = (now - start) / (step - start_step)
+                out_of_time = out_of_time or time.monotonic() + per_step + ckpt_seconds >= cfg.deadline
             last_step = step == cfg.steps or out_of_time
             if dist_info.enabled:  # every rank must agree on stopping, or the others wait forever
                 out_of_time = bool(distributed.any_rank(out_of_time, dist_info))
@@ -306,35 +341,38 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
                 reporter.log(last_record, eta)
                 window.reset()
                 if not math.isfinite(last_record["loss"]):
-                    raise FloatingPointError(
-                        f"loss became {last_record['loss']} by step {step}; {ckpt_path} still holds the last "
-                        "good checkpoint (lower lr, or check the data)"
-                    )
+                    raise FloatingPointError(f"loss became {last_record['loss']} by step {step}; "
+                                             f"{_saved(ckpt_path)} (lower --lr, or check the data)")  # fmt: skip
             if step % cfg.ckpt_every == 0 or last_step:
                 if "loss" in window.sums and not torch.isfinite(window.sums["loss"]):
-                    raise FloatingPointError(f"loss became non-finite before step {step}; checkpoint not written")
+                    raise FloatingPointError(f"loss became non-finite before step {step}; "
+                                             f"{_saved(ckpt_path)} (lower --lr, or check the data)")  # fmt: skip
                 loop_state = {
                     "grad_scaler": json.dumps(scaler.state_dict()),
                     "sampler_epoch": str(sampler.epoch),
                     "sampler_cursor": str(sampler.cursor),
                     "log_window": window.state_json(),
                     "elapsed_s": repr(elapsed_before + time.perf_counter() - start),
+                    **({"stop_reason": "time budget"} if out_of_time else {}),
                 }
                 # Under FSDP gathering the full state is a collective, so every rank takes part.
                 model_out, optimizer_out = distributed.full_state(wrapped, model, optimizer)
                 if main:
-                    ckpt.save_training_state(
-                        ckpt_path,
-                        model=model_out,
-                        optimizer=optimizer_out,
-                        generator=generator,
-                        device=device,
-                        step=step,
-                        extra_metadata=loop_state,
-                    )
+                    began = time.monotonic()
+                    try:
+                        ckpt.save_training_state(ckpt_path, model=model_out, optimizer=optimizer_out,
+                                                 generator=generator, device=device, step=step,
+                                                 extra_metadata=loop_state)  # fmt: skip
+                    except OSError as err:  # disk full, permissions: the previous checkpoint is untouched
+                        raise OSError(err.errno, f"could not write {ckpt_path} at step {step}: "
+                                      f"{err.strerror or err}; {_saved(ckpt_path)}") from None  # fmt: skip
+                    ckpt_seconds = 1.5 * (time.monotonic() - began)
             if out_of_time:
-                reporter.message(f"masklab: time budget of {cfg.max_seconds:.0f}s spent at step {step}/{cfg.steps}")
+                reporter.message(f"masklab: time budget reached: stopped at step {step}")
                 break
+    except KeyboardInterrupt:
+        hint = " — resume with --resume" if _held_step(ckpt_path) is not None else ""
+        raise TrainingInterrupted(f"interrupted at step {step}; {_saved(ckpt_path)}{hint}") from None
     finally:
         source.close()
         reporter.close()

@@ -60,7 +60,8 @@ def _text_files(root: Path) -> list[Path]:
 def iter_documents(path: str | Path, *, doc_per: str = "auto", text_field: str = "text") -> Iterator[str]:
     """Stream the non-blank documents of ``path`` in the order :func:`masklab.data.text.read_corpus` reads
     them (same ``doc_per`` / ``text_field`` rules), holding one document (or one file, for ``doc_per=file``)
-    at a time. ``builtin:NAME`` loads the (small) built-in corpus."""
+    at a time. ``builtin:NAME`` loads the (small) built-in corpus. A Hugging Face ``datasets`` folder gives
+    one document per row of its text column (``text_field`` names it; see :mod:`masklab.data.hf_datasets`)."""
     spec = str(path)
     if spec.startswith("builtin:"):
         from masklab.data.text import load_text_corpus
@@ -70,6 +71,13 @@ def iter_documents(path: str | Path, *, doc_per: str = "auto", text_field: str =
     root = Path(path).expanduser()
     if not root.exists():
         raise FileNotFoundError(f"--data {path}: no such file or directory")
+    from masklab.data.hf_datasets import is_hf_dataset
+
+    if is_hf_dataset(root):  # a save_to_disk folder: one document per row of the text column
+        from masklab.data.hf_datasets import iter_hf_texts
+
+        yield from iter_hf_texts(root, text_field)
+        return
     per = ("file" if root.is_dir() else "line") if doc_per == "auto" else doc_per
     for file in _text_files(root):
         try:
@@ -103,6 +111,10 @@ def iter_documents(path: str | Path, *, doc_per: str = "auto", text_field: str =
 def _input_bytes(path: str | Path) -> int | None:
     if str(path).startswith("builtin:"):
         return None
+    from masklab.data.hf_datasets import is_hf_dataset
+
+    if is_hf_dataset(Path(path).expanduser()):
+        return None  # the text column's UTF-8 size is not known before reading it
     return sum(p.stat().st_size for p in _text_files(Path(path).expanduser()))
 
 
@@ -306,7 +318,18 @@ def _run_pool(ctx, workers, tok, out, data, doc_per, text_field, settings, dtype
 
     def collect_oldest() -> None:
         k, size, future = pending.popleft()
-        records.append(future.result())
+        try:
+            records.append(future.result())
+        except OSError as err:  # a full disk, a lost mount: every shard with its .json marker stays valid
+            for _, _, later in pending:
+                later.cancel()
+            message = (
+                f"cannot write {out / shard_name(k)}: {err.strerror or err}; the {len(records)} shards before it "
+                "are complete and kept: free space and rerun the same command to continue"
+            )
+            stop = OSError(message)
+            stop.errno = err.errno
+            raise stop from err
         bar.update(size)
         if on_shard is not None:
             on_shard(k)

@@ -102,7 +102,7 @@ def state_dict_from_hf(hf_state: Mapping[str, Tensor], cfg: GPTConfig) -> dict[s
     return out
 
 
-def from_hf_model(hf_model: torch.nn.Module) -> GPT:
+def from_hf_model(hf_model: Any) -> GPT:
     """A live ``transformers.GPT2LMHeadModel`` (or ``GPT2Model``) -> an equivalent masklab ``GPT`` (eval mode)."""
     cfg = config_from_hf(hf_model.config.to_dict())
     model = GPT(cfg)

@@ -13,6 +13,7 @@ is not scored). With a KV cache, ``padding`` covers the cached positions plus th
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -121,10 +122,10 @@ class GPT(nn.Module):
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, mean=0.0, std=0.02)
-                if getattr(module, "bias", None) is not None:
-                    nn.init.zeros_(module.bias)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
         residual_std = 0.02 / math.sqrt(2 * self.config.depth)
-        for block in self.decoder.blocks:
+        for block in self.decoder.layers:
             nn.init.normal_(block.attn.proj.weight, mean=0.0, std=residual_std)
             nn.init.normal_(block.mlp.fc2.weight, mean=0.0, std=residual_std)
         nn.init.normal_(self.pos_embed.weight, mean=0.0, std=0.02)
@@ -203,9 +204,11 @@ class GPT(nn.Module):
 
 
 @torch.no_grad()
-def evaluate_nll(model: GPT, data: Any, *, batch_size: int = 32, max_batches: int | None = None) -> dict[str, float]:
+def evaluate_nll(model: GPT, data: Any, *, batch_size: int = 32, max_batches: int | None = None,
+                 deadline: float | None = None) -> dict[str, float]:  # fmt: skip
     """Mean next-token negative log-likelihood over ``data`` (``len`` + ``get_batch``, e.g. non-overlapping
-    :class:`masklab.data.lm.LMWindows`), in eval mode, deterministically in order.
+    :class:`masklab.data.lm.LMWindows`), in eval mode, deterministically in order. With ``deadline`` (a
+    ``time.monotonic()`` value) it stops after the first batch that ends past it (``tokens`` says how many).
 
     Returns ``{"loss": nats per token, "perplexity": exp(loss), "bits_per_token": loss / ln 2, "tokens": n}``.
     """
@@ -215,7 +218,7 @@ def evaluate_nll(model: GPT, data: Any, *, batch_size: int = 32, max_batches: in
     total, count = 0.0, 0
     try:
         for b, start in enumerate(range(0, len(data), batch_size)):
-            if max_batches is not None and b >= max_batches:
+            if (max_batches is not None and b >= max_batches) or (b and deadline and time.monotonic() >= deadline):
                 break
             batch = data.get_batch(torch.arange(start, min(start + batch_size, len(data))))
             ids = batch["ids"].to(device)  # (B, T + 1)

@@ -60,7 +60,7 @@ class LearnedMaskerConfig(ModelConfig):
         return TransformerConfig(dim=self.dim, depth=self.depth, heads=self.heads, mlp_hidden=self.mlp_hidden)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> LearnedMaskerConfig:  # type: ignore[override]
+    def from_dict(cls, values: Mapping[str, Any] | LearnedMaskerConfig) -> LearnedMaskerConfig:
         """As :meth:`ModelConfig.from_dict`; the ``lr`` of the masker's former separate optimizer is ignored."""
         if isinstance(values, Mapping):
             values = {k: v for k, v in values.items() if k != "lr"}

@@ -43,12 +43,13 @@ NORM_PIX_EPS = 1e-6  # MAE forward_loss: (var + 1e-6) ** 0.5
 @dataclass
 class MAEOutput:
     """One masked forward pass: ``loss`` scalar, ``pred (B, L, P)`` (model space, per-patch normalised when
-    ``norm_pix_loss``), ``masked bool (B, L)`` True = hidden, ``ids_restore long (B, L)``."""
+    ``norm_pix_loss``), ``masked bool (B, L)`` True = hidden, ``ids_restore long (B, L)`` (None for a ``simmim``
+    mask whose rows hide different counts)."""
 
     loss: Tensor
     pred: Tensor
     masked: Tensor
-    ids_restore: Tensor
+    ids_restore: Tensor | None
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -66,6 +67,11 @@ class MAE(nn.Module):
     """Masked autoencoder (or, with ``objective="classify"``, its encoder with a linear head)."""
 
     kind: ClassVar[str] = "mae"
+    # Buffers (register_buffer, not saved): declared so they type as tensors, not nn.Module.__getattr__'s union.
+    pixel_mean: Tensor  # (1, C, 1, 1)
+    pixel_std: Tensor  # (1, C, 1, 1)
+    pos_embed: Tensor  # (L, D) fixed 2-D sin-cos
+    decoder_pos_embed: Tensor  # (L, Dd); reconstruct only
 
     def __init__(self, config: MAEConfig) -> None:
         super().__init__()
@@ -236,6 +242,7 @@ class MAE(nn.Module):
         if V1 == L + 1:  # simmim: already one token per patch, in position order
             restored = x[:, 1:]
         else:
+            assert mask.ids_restore is not None  # encoder_input refused a mask without ids_keep / ids_restore
             fill = self.mask_token.to(x.dtype).expand(B, L + 1 - V1, Dd)  # (B, M, Dd)
             restored = torch.cat([x[:, 1:], fill], dim=1)  # (B, L, Dd) visible then hidden
             restored = restored.gather(1, mask.ids_restore[..., None].expand(-1, -1, Dd))  # position order
@@ -322,7 +329,10 @@ class MAE(nn.Module):
         loss = loss_on_masked(per_patch, proposal.masked)
         objective = self.adversary.loss(patches, per_patch.detach(), proposal, logits=logits)
         hidden_ink = loss_on_masked((patches.amax(-1) > patches.amin(-1)).float(), proposal.masked)
-        metrics = {"masker_objective": objective.detach(), "masker_nonflat_hidden": hidden_ink}
+        metrics: dict[str, float | Tensor] = {
+            "masker_objective": objective.detach(),
+            "masker_nonflat_hidden": hidden_ink,
+        }
         return LossOutput(loss + (objective - objective.detach()), metrics)
 
     # ------------------------------------------------------------------------------------------ inference

@@ -66,7 +66,9 @@ class BertConfig(ModelConfig):
     @property
     def max_tokens(self) -> int:
         """The longest sequence the position table can read (RoBERTa's table starts after ``pad_id``)."""
-        return self.max_len - (self.pad_id + 1 if self.positions == "roberta" else 0)  # type: ignore[operator]
+        if self.positions == "roberta" and self.pad_id is not None:  # __post_init__ refuses roberta without pad_id
+            return self.max_len - (self.pad_id + 1)
+        return self.max_len
 
     def transformer(self) -> TransformerConfig:
         return TransformerConfig(
@@ -98,6 +100,7 @@ class BertEmbeddings(nn.Module):
 
     def forward(self, ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
         if self.positions == "roberta":
+            assert self.pad_id is not None  # BertConfig refuses positions="roberta" without pad_id
             real = (ids != self.pad_id).long()  # (B, L)
             x = self.word(ids) + self.position.weight[real.cumsum(1) * real + self.pad_id]  # (B, L, D)
         else:

@@ -83,7 +83,7 @@ class MLMConfig(ModelConfig):
             raise ValueError("invalid MLMConfig: " + "; ".join(problems))
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> MLMConfig:  # type: ignore[override]
+    def from_dict(cls, values: Mapping[str, Any] | MLMConfig) -> MLMConfig:
         """As :meth:`ModelConfig.from_dict`; runs saved before ``mask_ratio`` spell it ``mask_rate``."""
         if isinstance(values, Mapping) and "mask_rate" in values:
             if "mask_ratio" in values:

@@ -1,0 +1,187 @@
+"""``predict``: apply a fine-tuned classifier to new inputs.
+
+``run`` is a fine-tune output directory (``RUN/finetune``; a pretraining run whose ``finetune`` or legacy
+``finetune-classify`` folder holds one is followed there). Image classifiers (fine-tuned MAE) read an image
+file, a folder of images (recursive, sorted), a ``.npy``/``.npz`` array or ``builtin:NAME``; text classifiers
+(fine-tuned MLM) read a ``.txt`` file (one document per non-blank line), a ``.csv`` with a text column, or a
+folder of ``.txt`` files (one document each); series classifiers a series file or ``builtin:NAME`` (as
+``--data``). Every input row gets the class probabilities ``(N, K)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from masklab.recipes.embedding import note_skipped
+from masklab.recipes.finetune_outputs import class_names, finetune_directory, load_finetuned
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """``probabilities (N, K)`` float32 over ``classes`` for the inputs ``sources`` (in input order)."""
+
+    sources: tuple[str, ...]
+    classes: tuple[str, ...]
+    probabilities: np.ndarray
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """Class index per input ``(N,)`` (the argmax of the probabilities)."""
+        return self.probabilities.argmax(axis=1)
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.classes[i] for i in self.predicted]
+
+    def to_csv(self) -> str:
+        """Header ``row,source,prediction,p_<class>...``; one line per input."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["row", "source", "prediction", *(f"p_{c}" for c in self.classes)])
+        for i, (source, label) in enumerate(zip(self.sources, self.labels, strict=True)):
+            writer.writerow([i, source, label, *(f"{p:.6g}" for p in self.probabilities[i])])
+        return buffer.getvalue()
+
+    def summary(self) -> str:
+        counts = Counter(self.labels)
+        spread = ", ".join(f"{c}: {counts[c]}" for c in self.classes if counts[c])
+        return f"{len(self.sources)} inputs, predicted {spread}"
+
+
+def _image_inputs(source: str, cfg, skip_bad: bool) -> tuple[torch.Tensor, list[str], list[str]]:
+    """``(images (N, C, H, W) in [0, 1], sources, skipped)`` at the model's size and channels."""
+    from masklab.data.image_files import IMAGE_SUFFIXES
+    from masklab.data.images import decode_image, load_images
+
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"no images found under {path} (looked for {', '.join(IMAGE_SUFFIXES)})")
+    elif path.suffix.lower() in IMAGE_SUFFIXES:
+        if not path.is_file():
+            raise FileNotFoundError(f"image {path} does not exist")
+        files = [path]
+    else:  # an array file or builtin:NAME, as --data reads it
+        data = load_images(source, image_size=cfg.image_size, channels=cfg.channels, min_side=cfg.patch_size)
+        return data.images(), list(data.sources or (f"{source}[{i}]" for i in range(len(data)))), []
+    images, kept, skipped = [], [], []
+    for file in files:  # one at a time, like a user's pictures: colour becomes luma for a gray model
+        try:
+            images.append(decode_image(file.read_bytes(), image_size=cfg.image_size, channels=cfg.channels,
+                                       min_side=cfg.patch_size, name=str(file)))  # fmt: skip
+            kept.append(str(file))
+        except (ValueError, OSError):
+            if not skip_bad:
+                raise
+            skipped.append(str(file))
+    if not images:
+        raise ValueError(f"{source}: none of the {len(files)} image files could be read")
+    return torch.cat(images), kept, skipped
+
+
+def _text_inputs(source: str, text_column: str) -> tuple[list[str], list[str]]:
+    """``(documents, sources)`` of a .txt (one per non-blank line), a .csv (``text_column``) or a folder of .txt."""
+    from masklab.data.text import read_text_file
+
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+        if not files:
+            raise ValueError(f"no .txt files under {path}")
+        return [read_text_file(p) for p in files], [str(p) for p in files]
+    if path.suffix.lower() == ".txt":
+        lines = read_text_file(path).splitlines()
+        pairs = [(line, f"{path}:{n}") for n, line in enumerate(lines, start=1) if line.strip()]
+        if not pairs:
+            raise ValueError(f"{path} has no non-blank line to classify")
+        return [t for t, _ in pairs], [s for _, s in pairs]
+    if path.suffix.lower() == ".csv":
+        import pandas as pd
+
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if text_column not in frame.columns:
+            raise ValueError(f"{path} has no {text_column!r} column (columns: {list(frame.columns)}); "
+                             "name the text column with --text-column")  # fmt: skip
+        return frame[text_column].tolist(), [f"{path}[{i}]" for i in range(len(frame))]
+    raise ValueError(f"{path}: text classifiers read a .txt (one document per line), a .csv or a folder of .txt")
+
+
+def _batched(fn, count: int, batch_size: int) -> np.ndarray:
+    with torch.inference_mode():
+        parts = [fn(slice(s, s + batch_size)).float().softmax(-1).cpu() for s in range(0, count, batch_size)]
+    return torch.cat(parts).numpy()
+
+
+def predict(
+    run: str | Path,
+    inputs: str | Path,
+    *,
+    output: str | Path | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    skip_bad: bool = False,
+    text_column: str = "text",
+) -> Predictions:
+    """Class probabilities of every input under the fine-tuned classifier of ``run``; writes ``output`` (CSV:
+    row, source, prediction, ``p_<class>`` per class) when given. ``skip_bad``: leave unreadable images (or
+    ones smaller than one patch) out, named once; otherwise such a file is an error naming it."""
+    from masklab.core.device import resolve_device
+    from masklab.train.run import Run
+
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    if output is not None and Path(output).resolve() == Path(inputs).resolve():
+        raise ValueError(f"-o {output} is the input itself; write the predictions elsewhere")
+    directory = finetune_directory(run)
+    kind, model_cfg = Run(directory).kind(), Run(directory).config()["model"]
+    classifier = (
+        (kind == "mae" and model_cfg.get("objective") == "classify")
+        or (kind == "mlm" and model_cfg.get("task") == "classify")
+        or kind == "series-classifier"
+    )
+    if not classifier:
+        hint = f"; fine-tune it first: masklab finetune {run}" if kind in ("mae", "mlm", "series") else ""
+        raise ValueError(f"{directory} holds no fine-tuned classifier (a {kind!r} run): predict reads what "
+                         f"'masklab finetune' writes for mae, mlm and series runs{hint}")  # fmt: skip
+    dev = str(resolve_device(device))
+    model: Any = load_finetuned(directory, dev)  # an MAE, BertForMLM or SeriesClassifier (checked above)
+    skipped: list[str] = []
+    if kind == "mae":
+        images, sources, skipped = _image_inputs(str(inputs), model.config, skip_bad)
+        note_skipped(skipped, "image")
+        probs = _batched(lambda s: model.logits(images[s].to(dev)), len(images), batch_size or 256)
+    elif kind == "series-classifier":
+        from masklab.data.series import load_series
+        from masklab.recipes.series import predict_proba
+
+        series = load_series(str(inputs))
+        probs = predict_proba(model, series, batch_size=batch_size or 64)
+        sources = [f"{inputs}[{i}]" for i in range(len(series))]
+    else:
+        from masklab.recipes.mlm import TEXT_INFO, check_vocab, encode_docs
+        from masklab.tokenizers.text import TextTokenizer
+
+        tokenizer = TextTokenizer.load(directory / "tokenizer.json")
+        check_vocab(tokenizer, model.config.bert.vocab_size, f"{directory}/tokenizer.json")
+        texts, sources = _text_inputs(str(inputs), text_column)
+        blocks = encode_docs(tokenizer, texts, Run(directory).read_sidecar(TEXT_INFO).get("seq_len", 128))
+        probs = _batched(lambda s: model.classify(blocks.ids[s].to(dev), blocks.padding[s].to(dev)), len(texts),
+                         batch_size or 64)  # fmt: skip
+    result = Predictions(tuple(sources), tuple(class_names(directory, probs.shape[1])), probs, tuple(skipped))
+    if output is not None:
+        from masklab.core.io import atomic_write_bytes
+
+        atomic_write_bytes(output, result.to_csv().encode("utf-8"))
+    return result
