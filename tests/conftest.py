@@ -4,7 +4,7 @@ import tempfile
 import pytest
 import torch
 
-# Per-machine probe verdicts (masklab.core.probe) go to a throwaway cache, not ~/.cache/masklab.
+# Every cache (probe verdicts, generated built-in sets: masklab.core.cache) goes to a throwaway directory.
 os.environ.setdefault("MASKLAB_CACHE_DIR", tempfile.mkdtemp(prefix="masklab-cache-"))
 
 # Tests are sized for a 2-core CI machine; more threads only add contention.

@@ -38,7 +38,7 @@ def test_config_round_trip_and_presets():
         SegmentConfig.from_preset("nope", encoder=ENCODER.to_dict())
     with pytest.raises(ValueError, match="num_classes"):
         SegmentConfig(encoder=ENCODER.to_dict(), num_classes=1)
-    with pytest.raises(ValueError, match="unknown segment config fields"):
+    with pytest.raises(ValueError, match="unknown SegmentConfig fields"):
         SegmentConfig.from_dict({**config.to_dict(), "extra": 1})
 
 
@@ -134,3 +134,15 @@ def test_layers_concatenate_block_outputs():
         SegmentConfig.from_preset("probe", encoder=ENCODER.to_dict(), layers=3)
     with pytest.raises(ValueError, match="decoder must be one of"):
         SegmentConfig.from_preset("probe", encoder=ENCODER.to_dict(), decoder="unet")
+
+
+def test_a_config_saved_before_the_conv_decoder_rebuilds_the_pixel_mlp_head():
+    from masklab.models.mae import MAE
+    from masklab.models.segment.config import SegmentConfig
+
+    encoder = MAE.from_preset("mae-tiny", channels=3).config.to_dict()
+    old = {"kind": "segment", "encoder": encoder, "num_classes": 2, "head_dim": 32, "pixel_dim": 64,
+           "freeze_encoder": True}  # fmt: skip
+    cfg = SegmentConfig.from_dict(old)
+    assert cfg.decoder == "pixel-mlp" and cfg.pixel_dim == 64
+    assert SegmentConfig.from_dict(cfg.to_dict()) == cfg  # today's saved dicts name their decoder

@@ -54,3 +54,14 @@ def test_tail_masking_hides_each_rows_last_real_tokens() -> None:
     assert tail_masking(1, 5, 2).masked.int().tolist() == [[0, 0, 0, 1, 1]]
     with pytest.raises(ValueError, match="count"):
         tail_masking(1, 5, -1)
+
+
+def test_the_registry_tail_strategy_is_tail_masking() -> None:
+    from masklab.masks.strategies import MaskRequest, draw_mask
+
+    padding = torch.arange(6)[None, :] >= torch.tensor([[6], [4], [2], [1]])
+    direct = tail_masking(4, 6, 2, padding=padding).masked
+    drawn = draw_mask("tail", MaskRequest(4, 6, 0.5, protected=padding, options={"count": 2}))
+    assert torch.equal(drawn.masked, direct)
+    # Without a count the tail is as long as the random strategy's hidden share: 6 - int(6 * 0.5) = 3.
+    assert draw_mask("tail", MaskRequest(1, 6, 0.5)).masked.int().tolist() == [[0, 0, 0, 1, 1, 1]]

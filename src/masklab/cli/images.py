@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from masklab.cli.progress import add_quiet, reporting
+
 
 def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> None:
     parser.add_argument("run", metavar="RUN", help="MAE training run directory")
@@ -35,15 +37,17 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
         parser.add_argument("--mask", dest="mask_image", help=argparse.SUPPRESS)  # the old spelling
         parser.set_defaults(func=_inpaint)
     parser.add_argument("--device", default="cpu")
+    add_quiet(parser)
     parser.add_argument("-o", "--output", required=True, help="output PNG")
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
-    from masklab.recipes.images import reconstruct
+    with reporting(args, "reconstruct") as progress:
+        from masklab.recipes.images import reconstruct
 
-    result = reconstruct(args.run, args.output, images=args.images, data=args.data, count=args.count,
-                         mask_ratio=args.mask_ratio, seed=args.seed, device=args.device,
-                         skip_bad=args.skip_bad)  # fmt: skip
+        result = reconstruct(args.run, args.output, images=args.images, data=args.data, count=args.count,
+                             mask_ratio=args.mask_ratio, seed=args.seed, device=args.device,
+                             skip_bad=args.skip_bad, progress=progress)  # fmt: skip
     print(f"wrote {result['path']}: {result['images']} images, {100 * result['hidden_fraction']:.0f}% of patches "
           f"hidden, mean PSNR on hidden pixels {result['psnr']:.2f} dB")  # fmt: skip
     return 0
@@ -55,7 +59,8 @@ def _inpaint(args: argparse.Namespace) -> int:
 
     if args.mask_image is None:
         raise UsageError("inpaint needs --mask-image MASK.png (white = fill)")
-    r = inpaint(args.run, args.image, args.mask_image, args.output, device=args.device)
+    with reporting(args, "inpaint"):
+        r = inpaint(args.run, args.image, args.mask_image, args.output, device=args.device)
     print(f"wrote {r['path']}: {r['pixels']} pixels filled ({r['patches']} of {r['num_patches']} patches hidden "
           f"at the model's {r['image_size'][0]}x{r['image_size'][1]} resolution)")  # fmt: skip
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from masklab.cli.progress import add_quiet, reporting
+
 
 def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> None:
     parser.description = (
@@ -21,13 +23,15 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="leave out unreadable images (and images smaller than one patch), named once")  # fmt: skip
+    add_quiet(parser)
     parser.set_defaults(func=_predict)
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from masklab.recipes.predict import predict
+    with reporting(args, "predict") as progress:
+        from masklab.recipes.predict import predict
 
-    result = predict(args.run, args.input, output=args.output, batch_size=args.batch_size, device=args.device,
-                     skip_bad=args.skip_bad, text_column=args.text_column)  # fmt: skip
+        result = predict(args.run, args.input, output=args.output, batch_size=args.batch_size, device=args.device,
+                         skip_bad=args.skip_bad, text_column=args.text_column, progress=progress)  # fmt: skip
     print(f"masklab: {result.summary()}; wrote {args.output}")
     return 0

@@ -2,14 +2,14 @@
 
 A probe's verdict holds for one machine and one software stack, so the cache key always includes the CPU model,
 the torch version and the thread count (:func:`machine_key`); callers add what they measured (the model's
-shapes). The cache is one JSON file per probe kind under ``$MASKLAB_CACHE_DIR`` or ``~/.cache/masklab``.
+shapes). The cache is one JSON file per probe kind under :func:`masklab.core.cache.cache_dir`
+(``$MASKLAB_CACHE_DIR``, default ``~/.cache/masklab``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import statistics
 import time
@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from masklab.core.cache import cache_dir
 from masklab.core.io import atomic_write_json
 
 
@@ -39,8 +40,8 @@ def machine_key() -> dict[str, Any]:
 
 
 def cache_path(kind: str) -> Path:
-    root = os.environ.get("MASKLAB_CACHE_DIR") or Path.home() / ".cache" / "masklab"
-    return Path(root) / f"{kind}.json"
+    """The cache file of probe ``kind`` (under :func:`~masklab.core.cache.cache_dir`)."""
+    return cache_dir() / f"{kind}.json"
 
 
 def _digest(key: Mapping[str, Any]) -> str:

@@ -9,7 +9,8 @@ colours overlap and neither a global threshold nor a colour model separates it w
 
 The set is synthetic (no natural-photo mask dataset ships offline); bring your own photos as a folder with
 ``images/`` + ``masks/`` (see :mod:`masklab.data.pixel_masks`). It is generated on first use (about a second)
-from a fixed seed and cached on disk under ``$MASKLAB_CACHE`` (default ``~/.cache/masklab``) and in memory.
+from a fixed seed and cached on disk under ``$MASKLAB_CACHE_DIR`` (default ``~/.cache/masklab``;
+:func:`masklab.core.cache.cache_dir`) and in memory.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from masklab.core.cache import cache_dir
 from masklab.data import package_file
 
 VERSION = 1
@@ -127,7 +129,7 @@ def generate(count: int = COUNT, seed: int = SEED) -> tuple[np.ndarray, np.ndarr
 
 
 def _cache_path(count: int, seed: int) -> Path:
-    root = Path(os.environ.get("MASKLAB_CACHE", Path.home() / ".cache" / "masklab"))
+    root = cache_dir()
     key = hashlib.sha256(f"synthetic-subjects v{VERSION} {SIZE} {count} {seed}".encode()).hexdigest()[:12]
     return root / f"synthetic-subjects-{key}.npz"
 

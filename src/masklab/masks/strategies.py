@@ -1,7 +1,8 @@
 """The masking-strategy registry: one table from a mask kind's name to the pure function that draws it.
 
 Every model resolves its mask kind here (MAE ``mask_kind``, MLM ``masking``, the table model's observed-cell
-masking), so a new kind is one function and one line below, and every model can name it.
+masking, the series model's ``random`` / ``tail`` patches), so a new kind is one function and one line below,
+and every model can name it.
 
 A strategy is ``draw(request, generator) -> MaskSample``: a pure tensor function of a :class:`MaskRequest`
 (what is being masked) and an explicit CPU ``torch.Generator``. ``masked: bool (B, L)`` True = hidden;
@@ -23,6 +24,7 @@ from masklab.masks.attention_guided import attention_high_strategy, attention_lo
 from masklab.masks.generators import MaskSample, bernoulli_strategy, grid_strategy, random_strategy
 from masklab.masks.learned import learned_strategy
 from masklab.masks.regions import block_strategy, span_strategy, whole_word_strategy
+from masklab.masks.tail import tail_strategy
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class MaskRequest:
     word_ids: long (B, L), pieces of a word share an id, -1 = not in a word; scores: float (B, L), higher =
     more important (attention-guided, learned); noise: float (B, L) replaying MAE's random masking;
     device: where the mask goes (draws stay on CPU); options: kind-specific settings (``span_p``,
-    ``span_max``, ``jitter``, ``noise_scale``, ``temperature``).
+    ``span_max``, ``jitter``, ``noise_scale``, ``temperature``, ``count``, ``keep_first``).
     """
 
     batch: int
@@ -82,6 +84,7 @@ STRATEGIES: dict[str, MaskStrategy] = {
         _strategy("attention-high", attention_high_strategy, ("scores",), True, "AttMask: hide the most attended"),
         _strategy("attention-low", attention_low_strategy, ("scores",), True, "AttMask: hide the least attended"),
         _strategy("learned", learned_strategy, ("scores",), True, "ADIOS/AutoMAE: top-k of a masker's logits"),
+        _strategy("tail", tail_strategy, (), False, "PatchTST forecast: the last options['count'] real tokens"),
     )
 }  # fmt: skip
 

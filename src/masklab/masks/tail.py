@@ -8,10 +8,14 @@ positions (``padding`` bool (B, L), True = padded) are never hidden and do not c
 from __future__ import annotations
 
 import numbers
+from typing import TYPE_CHECKING
 
 import torch
 
 from masklab.masks.generators import MaskSample, _describe, _device, _finish
+
+if TYPE_CHECKING:  # the registry imports this module
+    from masklab.masks.strategies import MaskRequest
 
 
 def tail_masking(
@@ -45,3 +49,13 @@ def tail_masking(
     from_end = n_real - real.long().cumsum(dim=1)  # (B, L)
     masked = real & (from_end < hide)
     return _finish(masked, device)
+
+
+def tail_strategy(request: MaskRequest, generator: torch.Generator | None) -> MaskSample:
+    """``tail``: :func:`tail_masking` of ``options["count"]`` positions (default: the ``L - int(L (1 - ratio))``
+    that ``random`` hides); ``protected`` rows are the padding (never hidden, not part of the tail);
+    ``options["keep_first"]`` (default 1). Deterministic: ``generator`` is not used."""
+    r = request
+    count = r.options.get("count", r.length - int(r.length * (1 - r.ratio)))
+    keep_first = r.options.get("keep_first", 1)
+    return tail_masking(r.batch, r.length, count, padding=r.protected, keep_first=keep_first, device=r.device)

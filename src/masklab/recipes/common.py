@@ -4,7 +4,9 @@ arguments and sidecars, fit, draw ``loss.png``)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import math
 import os
 import sys
@@ -189,12 +191,13 @@ def train_config(
 
 
 def fit_run(run: Run, model: nn.Module, data: TrainData, cfg: TrainConfig, *, model_config: dict,
-            resume: bool = False) -> FitResult:  # fmt: skip
+            resume: bool = False, quiet: bool = False) -> FitResult:  # fmt: skip
     """:func:`masklab.train.fit` into ``run``, then ``RUN/loss.png`` (rank 0 only; a missing matplotlib is a
-    note, not an error)."""
+    note, not an error). ``quiet``: the training loop's stderr (bar, log lines, warnings) is dropped (``--quiet``)."""
     from masklab.viz.curves import write_run_loss_plot
 
-    result = fit(model, data, cfg, run.path, model_config=model_config, resume=resume)
+    with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
+        result = fit(model, data, cfg, run.path, model_config=model_config, resume=resume)
     if os.environ.get("RANK", "0") == "0":
         note = write_run_loss_plot(result.out_dir)
         if note:

@@ -12,6 +12,7 @@ import torch
 
 from masklab.eval.probe import ProbeResult, probe_features
 from masklab.recipes.embedding import Embedding
+from masklab.recipes.progress import Progress, batches, say
 
 
 def _corpus(run: str | Path, data: str | None, skip_bad: bool):
@@ -38,33 +39,34 @@ def _blocks(tokenizer, texts, context: int) -> tuple[torch.Tensor, torch.Tensor]
     return ids, padding
 
 
-def _features(model, ids: torch.Tensor, padding: torch.Tensor, batch_size: int) -> np.ndarray:
+def _features(model, ids: torch.Tensor, padding: torch.Tensor, batch_size: int, progress: Progress | None,
+              stage: str) -> np.ndarray:  # fmt: skip
     device = next(model.parameters()).device
     chunks = []
     with torch.inference_mode():
-        for start in range(0, len(ids), batch_size):
-            part = slice(start, start + batch_size)
+        for part in batches(len(ids), batch_size, progress, stage):
             chunks.append(model.embed(ids[part].to(device), padding[part].to(device)).float().cpu())
     return torch.cat(chunks).numpy()
 
 
 def embed_clm(run: str | Path, *, data: str | None = None, batch_size: int | None = None, device: str = "auto",
-              skip_bad: bool = False) -> Embedding:  # fmt: skip
+              skip_bad: bool = False, progress: Progress | None = None) -> Embedding:  # fmt: skip
     """Features ``(N, D)`` float32 of every document of ``data`` (default: the run's), sources ``data[i]``,
     labels when the data has them."""
     from masklab.core.device import resolve_device
     from masklab.recipes.clm import load_lm_run
 
     model, tokenizer, _ = load_lm_run(run, str(resolve_device(device)))
+    say(progress, "reading and tokenising the documents")
     spec, corpus = _corpus(run, data, skip_bad)
     ids, padding = _blocks(tokenizer, corpus.texts, model.config.context)
-    features = _features(model, ids, padding, batch_size or 32)
+    features = _features(model, ids, padding, batch_size or 32, progress, f"encoding {len(ids)} documents")
     return Embedding.of(features, [f"{spec}[{i}]" for i in range(len(corpus))], corpus.labels, corpus.label_names)
 
 
 def probe_clm(run: str | Path, *, data: str | None = None, max_examples: int | None = None, seed: int = 0,
-              batch_size: int | None = None, device: str = "auto",
-              skip_bad: bool = False) -> list[ProbeResult]:  # fmt: skip
+              batch_size: int | None = None, device: str = "auto", skip_bad: bool = False,
+              progress: Progress | None = None) -> list[ProbeResult]:  # fmt: skip
     """Linear-probe and k-NN accuracy of the frozen features on a stratified 80/20 split of labelled documents,
     next to a random-init GPT of the same shape and a bag-of-tokens baseline."""
     from masklab.core.device import resolve_device
@@ -73,6 +75,7 @@ def probe_clm(run: str | Path, *, data: str | None = None, max_examples: int | N
     from masklab.recipes.clm import load_lm_run
 
     model, tokenizer, _ = load_lm_run(run, str(resolve_device(device)))
+    say(progress, "reading the documents")
     spec, corpus = _corpus(run, data, skip_bad)
     if corpus.labels is None:
         raise ValueError(f"--data {spec} has no labels; a probe needs class subfolders or a .jsonl 'label' field "
@@ -82,14 +85,17 @@ def probe_clm(run: str | Path, *, data: str | None = None, max_examples: int | N
         keep = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(seed))[:max_examples]
         train_idx = sorted(train_idx[i] for i in keep.tolist())
     labels = np.asarray(corpus.labels)
+    say(progress, f"tokenising {len(corpus)} documents")
     ids, padding = _blocks(tokenizer, corpus.texts, model.config.context)
     torch.manual_seed(seed)
     random_model = GPT(model.config).to(next(model.parameters()).device).eval()
     rows = []
     for name, m in (("GPT decoder", model), ("random decoder", random_model)):
-        feats = _features(m, ids, padding, batch_size or 32)
+        feats = _features(m, ids, padding, batch_size or 32, progress, f"{name}: encoding {len(ids)} documents")
+        say(progress, f"{name}: fitting the linear probe and k-NN")
         rows.append(probe_features(name, feats[train_idx], labels[train_idx], feats[test_idx], labels[test_idx],
                                    seed=seed))  # fmt: skip
+    say(progress, "bag of tokens: fitting the linear probe and k-NN")
     counts = np.zeros((len(ids), model.config.vocab_size), dtype=np.float32)  # (N, V) counts of real tokens
     np.add.at(counts, (np.nonzero(~padding.numpy())[0], ids[~padding].numpy()), 1.0)
     rows.append(probe_features("bag of tokens", counts[train_idx], labels[train_idx], counts[test_idx],

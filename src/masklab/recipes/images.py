@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from masklab.recipes.mae import load_mae_run, load_split
+from masklab.recipes.progress import Progress, say
 
 
 def _pretrained(run: str | Path, device: str, task: str):
@@ -53,19 +54,23 @@ def reconstruct(
     seed: int = 0,
     device: str = "cpu",
     skip_bad: bool = False,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Write a PNG grid, one row per image: original | masked input | reconstruction | reconstruction with the
     visible patches pasted back. Images are ``images`` files or ``count`` held-out examples of ``data``
     (default: the run's). Masks come from the run's generator (or random at ``mask_ratio``), seeded by
     ``seed``. ``skip_bad`` leaves unreadable (or smaller than one patch) files out, named once. Returns
-    ``{"path", "images", "hidden_fraction", "psnr"}`` (mean PSNR on hidden pixels, dB)."""
+    ``{"path", "images", "hidden_fraction", "psnr"}`` (mean PSNR on hidden pixels, dB). ``progress``: see
+    :mod:`masklab.recipes.progress`."""
     from masklab.eval.reconstruction import reconstruction_views
     from masklab.masks.generators import random_masking
     from masklab.viz.grids import save_grid
 
     model = _pretrained(run, device, "reconstruct")
     cfg = model.config
+    say(progress, f"reading {len(images) or count} images")
     batch = _images(run, model, images, data, count, seed, skip_bad)  # (B, C, H, W) in [0, 1]
+    say(progress, f"reconstructing {len(batch)} images -> {output}")
     generator = torch.Generator().manual_seed(seed)
     dev = next(model.parameters()).device
     if mask_ratio is not None:

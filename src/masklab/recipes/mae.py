@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from masklab.recipes.common import TrainOptions, train_config, train_run
+from masklab.recipes.progress import Progress, batches
 from masklab.train import FitResult
 from masklab.train.run import Run
 
@@ -60,13 +61,15 @@ def load_split(spec: str | None, run: str | Path, model, *, skip_bad: bool = Fal
     return dataset, train_idx, test_idx
 
 
-def encode_all(model, images_of: Callable[[slice], torch.Tensor], count: int, batch_size: int = 256) -> np.ndarray:
-    """Features ``(count, D)`` float32: ``images_of(slice)`` yields CPU image batches ``(b, C, H, W)``."""
+def encode_all(model, images_of: Callable[[slice], torch.Tensor], count: int, batch_size: int = 256,
+               progress: Progress | None = None, stage: str = "encoding images") -> np.ndarray:  # fmt: skip
+    """Features ``(count, D)`` float32: ``images_of(slice)`` yields CPU image batches ``(b, C, H, W)``;
+    ``progress`` hears ``stage`` per batch (:mod:`masklab.recipes.progress`)."""
     device = next(model.parameters()).device
     chunks = []
     with torch.inference_mode():
-        for start in range(0, count, batch_size):
-            chunks.append(model.embed(images_of(slice(start, start + batch_size)).to(device)).float().cpu())
+        for part in batches(count, batch_size, progress, stage):
+            chunks.append(model.embed(images_of(part).to(device)).float().cpu())
     return torch.cat(chunks).numpy()
 
 

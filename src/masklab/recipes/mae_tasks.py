@@ -21,11 +21,12 @@ from masklab.recipes.mae import (
     load_split,
     read_data_info,
 )
+from masklab.recipes.progress import Progress, batches, say, silent
 from masklab.train.run import Run
 
 
 def embed_mae(run: str | Path, *, data: str | None = None, batch_size: int | None = None, device: str = "auto",
-              skip_bad: bool = False) -> Embedding:  # fmt: skip
+              skip_bad: bool = False, progress: Progress | None = None) -> Embedding:  # fmt: skip
     """Features ``(N, D)`` float32 of every image of ``data`` (default: the run's), no masking, with each
     image's source (file path, or ``data[i]``) and label. ``skip_bad``: leave unreadable / too-small files out."""
     from masklab.data.images import load_images
@@ -33,11 +34,13 @@ def embed_mae(run: str | Path, *, data: str | None = None, batch_size: int | Non
     model = load_mae_run(run, device)
     cfg = model.config
     spec = data or read_data_info(run).get("spec") or DEFAULT_DATA
+    say(progress, f"reading {spec}")
     column = None if data else read_data_info(run).get("column")
     dataset = load_images(spec, image_size=cfg.image_size, channels=cfg.channels, skip_bad=skip_bad,
                           min_side=cfg.patch_size, column=column)  # fmt: skip
     note_skipped(getattr(dataset, "skipped", ()), "image")
-    features = encode_all(model, dataset.images, len(dataset), batch_size or 256)
+    features = encode_all(model, dataset.images, len(dataset), batch_size or 256, progress,
+                          f"encoding {len(dataset)} images")  # fmt: skip
     sources = dataset.sources or tuple(f"{spec}[{i}]" for i in range(len(dataset)))
     return Embedding.of(features, sources, None if dataset.labels is None else dataset.labels.tolist(),
                         dataset.class_names)  # fmt: skip
@@ -55,13 +58,14 @@ def _limit(train_idx, test_idx, max_examples: int | None, seed: int):
 
 
 def probe_mae(run: str | Path, *, data: str | None = None, max_examples: int | None = None, seed: int = 0,
-              batch_size: int | None = None, device: str = "auto",
-              skip_bad: bool = False) -> list[ProbeResult]:  # fmt: skip
+              batch_size: int | None = None, device: str = "auto", skip_bad: bool = False,
+              progress: Progress | None = None) -> list[ProbeResult]:  # fmt: skip
     """Linear-probe and k-NN accuracy of the frozen encoder's features on the run's held-out split, next to a
     random encoder of the same shape and raw pixels."""
     from masklab.models.mae import MAE
 
     model = load_mae_run(run, device)
+    say(progress, f"reading {data or read_data_info(run).get('spec') or DEFAULT_DATA}")
     dataset, train_idx, test_idx = load_split(data, run, model, skip_bad=skip_bad)
     note_skipped(dataset.skipped, "image")
     if dataset.labels is None:
@@ -72,9 +76,13 @@ def probe_mae(run: str | Path, *, data: str | None = None, max_examples: int | N
     random_model = MAE(model.config).to(next(model.parameters()).device).eval()
     rows = []
     for name, m in (("MAE encoder", model), ("random encoder", random_model)):
-        tx = encode_all(m, lambda s: dataset.images(train_idx[s]), len(train_idx), batch_size or 256)
-        vx = encode_all(m, lambda s: dataset.images(test_idx[s]), len(test_idx), batch_size or 256)
+        tx = encode_all(m, lambda s: dataset.images(train_idx[s]), len(train_idx), batch_size or 256, progress,
+                        f"{name}: encoding {len(train_idx)} training images")  # fmt: skip
+        vx = encode_all(m, lambda s: dataset.images(test_idx[s]), len(test_idx), batch_size or 256, progress,
+                        f"{name}: encoding {len(test_idx)} held-out images")  # fmt: skip
+        say(progress, f"{name}: fitting the linear probe and k-NN")
         rows.append(probe_features(name, tx, ty, vx, vy, seed=seed))
+    say(progress, "raw pixels: fitting the linear probe and k-NN")
     raw = dataset.images(train_idx).flatten(1).numpy(), dataset.images(test_idx).flatten(1).numpy()
     rows.append(probe_features("raw pixels", raw[0], ty, raw[1], vy, seed=seed))
     print(f"{dataset.name}: probe trained on {len(train_idx)} images, scored on {len(test_idx)} held-out images")
@@ -95,6 +103,7 @@ def finetune_mae(
     seed: int = 0,
     device: str = "auto",
     skip_bad: bool = False,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the pretrained encoder with a linear head on the run's training split (10 epochs by default);
     ``augment`` masks the training inputs (``mask:F``, ``cutout:F``, ``erase:P``). Writes ``out`` (default
@@ -110,6 +119,7 @@ def finetune_mae(
     if task != "classify":
         raise ValueError(f"--task {task!r} is not available for MAE runs; use --task classify")
     pretrained = load_mae_run(run, "cpu")
+    say(progress, f"reading {data or read_data_info(run).get('spec') or DEFAULT_DATA}")
     dataset, train_idx, test_idx = load_split(data, run, pretrained, skip_bad=skip_bad)
     note_skipped(dataset.skipped, "image")
     if dataset.labels is None:
@@ -140,18 +150,18 @@ def finetune_mae(
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr or 5e-4, warmup_steps=steps // 10,
                       seed=seed, device=device, ckpt_every=max(steps, 1))  # fmt: skip
     target = Run(default_out(run, out))
-    print(f"fine-tuning {run} on {len(train)} {dataset.name} images ({dataset.num_classes} classes), "
-          f"{steps} steps of {batch_size} -> {target.path}")  # fmt: skip
+    say(progress, f"fine-tuning {run} on {len(train)} {dataset.name} images ({dataset.num_classes} classes), "
+        f"{steps} steps of {batch_size} -> {target.path}")  # fmt: skip
     with target.lock():
         target.write_sidecar(DATA_FILE, {**read_data_info(run), "spec": spec, "finetuned_from": str(run),
                                          "finetune_augment": augment, "skip_bad": skip_bad})  # fmt: skip
-        fit_run(target, model, train, cfg, model_config=saved_config(model))
+        fit_run(target, model, train, cfg, model_config=saved_config(model), quiet=progress is silent)
         model.eval()
         preds = []
         with torch.inference_mode():
             dev = next(model.parameters()).device
-            for start in range(0, len(test_idx), 256):
-                idx = test_idx[start : start + 256]
+            for part in batches(len(test_idx), 256, progress, f"testing on {len(test_idx)} held-out images"):
+                idx = test_idx[part]
                 preds.append(model.logits(dataset.images(idx).to(dev)).argmax(-1).cpu())
         names = dataset.class_names or tuple(str(i) for i in range(dataset.num_classes))
         record = write_finetune_outputs(

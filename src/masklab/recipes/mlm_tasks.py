@@ -14,37 +14,42 @@ import torch
 from masklab.core.device import resolve_device
 from masklab.eval.probe import ProbeResult, probe_features
 from masklab.recipes.embedding import Embedding
-from masklab.recipes.mlm import TEXT_INFO, encode_docs, load_mlm_run, text_corpus
+from masklab.recipes.mlm import DEFAULT_DATA, TEXT_INFO, encode_docs, load_mlm_run, text_corpus
+from masklab.recipes.progress import Progress, batches, say, silent
 from masklab.train.run import Run
 
 
-def embed_blocks(model, blocks, *, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
-    """Pooled features ``(N, D)`` float32 of encoded documents; deterministic (no masking)."""
+def embed_blocks(model, blocks, *, batch_size: int = 64, device: str = "cpu", progress: Progress | None = None,
+                 stage: str = "encoding documents") -> np.ndarray:  # fmt: skip
+    """Pooled features ``(N, D)`` float32 of encoded documents; deterministic (no masking). ``progress`` hears
+    ``stage`` per batch."""
     feats = []
     model.eval()
     with torch.no_grad():
-        for start in range(0, len(blocks), batch_size):
-            ids = blocks.ids[start : start + batch_size].to(device)
-            padding = blocks.padding[start : start + batch_size].to(device)
+        for part in batches(len(blocks), batch_size, progress, stage):
+            ids, padding = blocks.ids[part].to(device), blocks.padding[part].to(device)
             feats.append(model.pooled(model(ids, padding), padding).float().cpu())
     return torch.cat(feats).numpy()
 
 
 def embed_mlm(run: str | Path, *, data: str | None = None, batch_size: int | None = None, device: str = "auto",
-              skip_bad: bool = False) -> Embedding:  # fmt: skip
+              skip_bad: bool = False, progress: Progress | None = None) -> Embedding:  # fmt: skip
     """Mean-pooled last hidden states ``(N, D)`` of every document of ``data`` (default: the run's); sources
     ``data[i]`` (the i-th document as read) and labels (class names) when the data has them."""
     dev = str(resolve_device(device))
     model, tokenizer, info = load_mlm_run(run, dev)
+    say(progress, f"reading {data or info.get('data') or DEFAULT_DATA}")
     spec, corpus = text_corpus(data, info, skip_bad=skip_bad)
+    say(progress, f"tokenising {len(corpus)} documents")
     blocks = encode_docs(tokenizer, corpus.texts, info.get("seq_len", 128))
-    features = embed_blocks(model, blocks, batch_size=batch_size or 64, device=dev)
+    features = embed_blocks(model, blocks, batch_size=batch_size or 64, device=dev, progress=progress,
+                            stage=f"encoding {len(blocks)} documents")  # fmt: skip
     return Embedding.of(features, [f"{spec}[{i}]" for i in range(len(corpus))], corpus.labels, corpus.label_names)
 
 
 def probe_mlm(run: str | Path, *, data: str | None = None, max_examples: int | None = None, seed: int = 0,
-              batch_size: int | None = None, device: str = "auto",
-              skip_bad: bool = False) -> list[ProbeResult]:  # fmt: skip
+              batch_size: int | None = None, device: str = "auto", skip_bad: bool = False,
+              progress: Progress | None = None) -> list[ProbeResult]:  # fmt: skip
     """Linear-probe and k-NN accuracy of the frozen encoder's pooled features on a stratified 80/20 split,
     next to a random encoder of the same shape and a bag-of-tokens baseline (counts over the vocabulary)."""
     from masklab.data.text import stratified_split
@@ -52,6 +57,7 @@ def probe_mlm(run: str | Path, *, data: str | None = None, max_examples: int | N
 
     dev = str(resolve_device(device))
     model, tokenizer, info = load_mlm_run(run, dev)
+    say(progress, f"reading {data or info.get('data') or DEFAULT_DATA}")
     spec, corpus = text_corpus(data, info, skip_bad=skip_bad)
     if corpus.labels is None:
         raise ValueError(f"--data {spec} has no labels; a probe needs class subfolders, a 'label' field or bbc-news")
@@ -60,6 +66,7 @@ def probe_mlm(run: str | Path, *, data: str | None = None, max_examples: int | N
         keep = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(seed))[:max_examples]
         train_idx = sorted(train_idx[i] for i in keep.tolist())
     labels = np.asarray(corpus.labels)
+    say(progress, f"tokenising {len(train_idx) + len(test_idx)} documents")
     blocks = {
         n: encode_docs(tokenizer, corpus.subset(i).texts, info.get("seq_len", 128))
         for n, i in (("train", train_idx), ("test", test_idx))
@@ -68,7 +75,9 @@ def probe_mlm(run: str | Path, *, data: str | None = None, max_examples: int | N
     random_model = BertForMLM(model.config).to(dev)
     rows = []
     for name, m in (("MLM encoder", model), ("random encoder", random_model)):
-        tx, vx = (embed_blocks(m, blocks[s], batch_size=batch_size or 64, device=dev) for s in blocks)
+        tx, vx = (embed_blocks(m, blocks[s], batch_size=batch_size or 64, device=dev, progress=progress,
+                               stage=f"{name}: encoding {len(blocks[s])} {s} documents") for s in blocks)  # fmt: skip
+        say(progress, f"{name}: fitting the linear probe and k-NN")
         rows.append(probe_features(name, tx, labels[train_idx], vx, labels[test_idx], seed=seed))
 
     def bag(b):  # (N, V) token counts of the real tokens
@@ -76,6 +85,7 @@ def probe_mlm(run: str | Path, *, data: str | None = None, max_examples: int | N
         np.add.at(counts, (np.nonzero(~b.padding.numpy())[0], b.ids[~b.padding].numpy()), 1.0)
         return counts
 
+    say(progress, "bag of tokens: fitting the linear probe and k-NN")
     tx, vx = bag(blocks["train"]), bag(blocks["test"])
     rows.append(probe_features("bag of tokens", tx, labels[train_idx], vx, labels[test_idx], seed=seed))
     print(f"{spec}: probe trained on {len(train_idx)} documents, scored on {len(test_idx)} held-out documents")
@@ -96,6 +106,7 @@ def finetune_mlm(
     seed: int = 0,
     device: str = "auto",
     skip_bad: bool = False,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the whole encoder plus a linear head on labelled documents (stratified, seeded 80/20 split;
     3 epochs by default); ``augment`` e.g. ``mask:0.15,tokendrop:0.1``. Writes ``out`` (default
@@ -114,6 +125,7 @@ def finetune_mlm(
         raise ValueError(f"--task {task!r} is not supported for mlm runs (supported: classify)")
     dev = str(resolve_device(device))
     pretrained, tokenizer, info = load_mlm_run(run, "cpu")
+    say(progress, f"reading {data or info.get('data') or DEFAULT_DATA}")
     spec, corpus = text_corpus(data, info, skip_bad=skip_bad)
     if corpus.labels is None:
         raise ValueError(
@@ -121,6 +133,7 @@ def finetune_mlm(
         )
     train_idx, test_idx = stratified_split(corpus.labels, 0.2, seed)
     seq_len = info.get("seq_len", 128)
+    say(progress, f"tokenising {len(corpus)} documents")
     train = encode_docs(tokenizer, corpus.subset(train_idx).texts, seq_len, corpus.subset(train_idx).labels)
     test = encode_docs(tokenizer, corpus.subset(test_idx).texts, seq_len, corpus.subset(test_idx).labels)
     cfg = dataclasses.replace(pretrained.config, task="classify", num_labels=len(corpus.label_names))
@@ -137,7 +150,7 @@ def finetune_mlm(
         log_every=max(1, min(20, steps // 10)), ckpt_every=steps,
     )  # fmt: skip
     target = Run(default_out(run, out))
-    print(f"masklab: fine-tuning on {len(train)} documents ({steps} steps), testing on {len(test)}")
+    say(progress, f"fine-tuning on {len(train)} documents ({steps} steps of {batch_size}) -> {target.path}")
     blocks: Any = TextBlocksData(train)
     if augment:  # e.g. mask:0.25 ([MASK] substitution), tokendrop:0.1, or both: mask:0.15,tokendrop:0.1
         from masklab.data.augment import AugmentedData, parse_augment
@@ -148,12 +161,12 @@ def finetune_mlm(
     with target.lock():
         tokenizer.save(target.path)
         target.write_sidecar(TEXT_INFO, {**info, "data": spec})
-        fit_run(target, model, blocks, train_cfg, model_config=saved_config(model))
+        fit_run(target, model, blocks, train_cfg, model_config=saved_config(model), quiet=progress is silent)
         model.eval()
         preds = []
         with torch.no_grad():
-            for start in range(0, len(test), 64):
-                ids, padding = test.ids[start : start + 64].to(dev), test.padding[start : start + 64].to(dev)
+            for part in batches(len(test), 64, progress, f"testing on {len(test)} held-out documents"):
+                ids, padding = test.ids[part].to(dev), test.padding[part].to(dev)
                 preds.append(model.classify(ids, padding).argmax(-1).cpu())
         record = write_finetune_outputs(
             target, model, y_true=test.labels, y_pred=torch.cat(preds), names=corpus.label_names, title=spec,

@@ -22,6 +22,7 @@ import torch
 
 from masklab.recipes.embedding import note_skipped
 from masklab.recipes.finetune_outputs import class_names, finetune_directory, load_finetuned
+from masklab.recipes.progress import Progress, batches, say
 
 
 @dataclass(frozen=True)
@@ -118,9 +119,9 @@ def _text_inputs(source: str, text_column: str) -> tuple[list[str], list[str]]:
     raise ValueError(f"{path}: text classifiers read a .txt (one document per line), a .csv or a folder of .txt")
 
 
-def _batched(fn, count: int, batch_size: int) -> np.ndarray:
+def _batched(fn, count: int, batch_size: int, progress: Progress | None) -> np.ndarray:
     with torch.inference_mode():
-        parts = [fn(slice(s, s + batch_size)).float().softmax(-1).cpu() for s in range(0, count, batch_size)]
+        parts = [fn(s).float().softmax(-1).cpu() for s in batches(count, batch_size, progress, f"classifying {count}")]
     return torch.cat(parts).numpy()
 
 
@@ -133,10 +134,12 @@ def predict(
     device: str = "auto",
     skip_bad: bool = False,
     text_column: str = "text",
+    progress: Progress | None = None,
 ) -> Predictions:
     """Class probabilities of every input under the fine-tuned classifier of ``run``; writes ``output`` (CSV:
     row, source, prediction, ``p_<class>`` per class) when given. ``skip_bad``: leave unreadable images (or
-    ones smaller than one patch) out, named once; otherwise such a file is an error naming it."""
+    ones smaller than one patch) out, named once; otherwise such a file is an error naming it. ``progress``: see
+    :mod:`masklab.recipes.progress`."""
     from masklab.core.device import resolve_device
     from masklab.train.run import Run
 
@@ -158,15 +161,17 @@ def predict(
     dev = str(resolve_device(device))
     model: Any = load_finetuned(directory, dev)  # an MAE, BertForMLM or SeriesClassifier (checked above)
     skipped: list[str] = []
+    say(progress, f"reading {inputs}")
     if kind == "mae":
         images, sources, skipped = _image_inputs(str(inputs), model.config, skip_bad)
         note_skipped(skipped, "image")
-        probs = _batched(lambda s: model.logits(images[s].to(dev)), len(images), batch_size or 256)
+        probs = _batched(lambda s: model.logits(images[s].to(dev)), len(images), batch_size or 256, progress)
     elif kind == "series-classifier":
         from masklab.data.series import load_series
         from masklab.recipes.series import predict_proba
 
         series = load_series(str(inputs))
+        say(progress, f"classifying {len(series)} series")
         probs = predict_proba(model, series, batch_size=batch_size or 64)
         sources = [f"{inputs}[{i}]" for i in range(len(series))]
     else:
@@ -176,9 +181,10 @@ def predict(
         tokenizer = TextTokenizer.load(directory / "tokenizer.json")
         check_vocab(tokenizer, model.config.bert.vocab_size, f"{directory}/tokenizer.json")
         texts, sources = _text_inputs(str(inputs), text_column)
+        say(progress, f"tokenising {len(texts)} documents")
         blocks = encode_docs(tokenizer, texts, Run(directory).read_sidecar(TEXT_INFO).get("seq_len", 128))
         probs = _batched(lambda s: model.classify(blocks.ids[s].to(dev), blocks.padding[s].to(dev)), len(texts),
-                         batch_size or 64)  # fmt: skip
+                         batch_size or 64, progress)  # fmt: skip
     result = Predictions(tuple(sources), tuple(class_names(directory, probs.shape[1])), probs, tuple(skipped))
     if output is not None:
         from masklab.core.io import atomic_write_bytes

@@ -24,12 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from masklab.core.contract import saved_config
 from masklab.core.io import atomic_write_json
 from masklab.data.images import split_indices
 from masklab.data.pixel_masks import SegmentationDataset, SegmentBatch, load_segmentation
 from masklab.eval.segmentation import segmentation_scores
 from masklab.models.mae import MAE
-from masklab.models.segment import SEGMENT_PRESETS, SegmentConfig, Segmenter
+from masklab.models.segment import PRESETS, SegmentConfig, Segmenter
 from masklab.train import TrainConfig, fit, load_model
 
 DEFAULT_DATA = "builtin:synthetic-subjects"
@@ -172,8 +173,8 @@ def train_segmenter(
     instead of the test split (for choosing settings). ``overrides``: :class:`SegmentConfig` fields over the
     preset. Writes ``out`` (default ``run/segment``) as a run directory plus ``segment.json`` with the scores.
     """
-    if preset not in SEGMENT_PRESETS:
-        raise ValueError(f"unknown segment preset {preset!r}; known: {', '.join(SEGMENT_PRESETS)}")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown segment preset {preset!r}; known: {', '.join(PRESETS)}")
     mae = load_mae(run)
     cfg = mae.config
     dataset = load_segmentation(data, image_size=cfg.image_size, channels=cfg.channels, min_side=cfg.patch_size)
@@ -201,7 +202,7 @@ def train_segmenter(
                             seed=seed, device=device, ckpt_every=steps, log_every=max(1, steps // 10),
                             max_seconds=max_seconds)  # fmt: skip
     out_dir = Path(out) if out is not None else Path(run) / SEGMENT_DIR
-    result = fit(seg, train, train_cfg, out_dir, model_config=seg.to_dict(), progress=progress)
+    result = fit(seg, train, train_cfg, out_dir, model_config=saved_config(seg), progress=progress)
     seg.eval()
     scores = evaluate(seg, dataset, test_idx)
     info: dict[str, Any] = {

@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from masklab.core.contract import saved_config
 from masklab.core.io import atomic_write_json
 from masklab.data.series import SeriesBatch, SeriesSet, SeriesTrainData, collate, load_series
 from masklab.models.series import PatchTST, SeriesClassifier, SeriesConfig, from_preset, tasks
+from masklab.recipes.progress import Progress, say
 from masklab.train import FitResult, TrainConfig, fit
 
 SERIES_FILE = "series.json"  # sidecar of a pretraining run: where its data came from
@@ -99,7 +101,7 @@ def pretrain(
     """Masked pretraining of ``model`` (:func:`build_model`) on ``data`` (all of it: pass the training split),
     writing the run directory ``out`` (+ ``series.json``). ``max_length``: train on random crops of that many
     steps (default: whole series)."""
-    result = fit(model, SeriesTrainData(data, max_length=max_length), train, out, model_config=model.model_config(),
+    result = fit(model, SeriesTrainData(data, max_length=max_length), train, out, model_config=saved_config(model),
                  resume=resume, progress=progress)  # fmt: skip
     atomic_write_json(Path(out) / SERIES_FILE, {"data": source or data.name, "series": len(data),
                                                 "channels": data.num_channels, "max_length": max_length})  # fmt: skip
@@ -130,16 +132,22 @@ def run_data(run: str | Path, data: str | None) -> SeriesSet:
 
 # --------------------------------------------------------------------------------------------- downstream
 @torch.no_grad()
-def embed(model: PatchTST, data: SeriesSet, *, batch_size: int = 64) -> np.ndarray:
-    """Features ``(N, C * (D + 2))`` (:meth:`PatchTST.embed`) in the input order."""
+def embed(model: PatchTST, data: SeriesSet, *, batch_size: int = 64, progress: Progress | None = None,
+          stage: str = "encoding series") -> np.ndarray:  # fmt: skip
+    """Features ``(N, C * (D + 2))`` (:meth:`PatchTST.embed`) in the input order; ``progress`` hears ``stage``."""
     model.eval()
     out = np.zeros((len(data), model.embed_dim), dtype=np.float32)
+    done = 0
     for idx in _batches(data, batch_size):
         out[idx] = model.embed(_batch(data, idx, _device(model))).float().cpu().numpy()
+        done += len(idx)
+        if progress is not None:
+            progress(stage, done, len(data))
     return out
 
 
-def probe(model: PatchTST, train: SeriesSet, test: SeriesSet, *, seed: int = 0) -> list:
+def probe(model: PatchTST, train: SeriesSet, test: SeriesSet, *, seed: int = 0,
+          progress: Progress | None = None) -> list:  # fmt: skip
     """Linear-probe and k-NN accuracy of the pretrained features vs the same architecture at random init."""
     from masklab.eval.probe import probe_features
 
@@ -147,7 +155,10 @@ def probe(model: PatchTST, train: SeriesSet, test: SeriesSet, *, seed: int = 0) 
     random_model = PatchTST(model.config).to(_device(model)).eval()
     rows = []
     for name, m in (("masklab PatchTST", model), ("random-init PatchTST", random_model)):
-        rows.append(probe_features(name, embed(m, train), train.labels, embed(m, test), test.labels, seed=seed))
+        tx = embed(m, train, progress=progress, stage=f"{name}: encoding {len(train)} training series")
+        vx = embed(m, test, progress=progress, stage=f"{name}: encoding {len(test)} held-out series")
+        say(progress, f"{name}: fitting the linear probe and k-NN")
+        rows.append(probe_features(name, tx, train.labels, vx, test.labels, seed=seed))
     return rows
 
 
@@ -185,7 +196,7 @@ def finetune_classify(
     classifier.set_head(as_t(mean), as_t(scale), as_t(weight), as_t(bias))
     data = SeriesTrainData(train, with_labels=True)
     with tempfile.TemporaryDirectory() as scratch:
-        fit(classifier, data, config, out or scratch, model_config=classifier.model_config(), progress=progress)
+        fit(classifier, data, config, out or scratch, model_config=saved_config(classifier), progress=progress)
     return classifier.eval()
 
 

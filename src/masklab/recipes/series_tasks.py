@@ -6,6 +6,8 @@ in :mod:`masklab.recipes.series`.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import numpy as np
 
 from masklab.recipes.common import TrainOptions, train_config, train_run
 from masklab.recipes.embedding import Embedding
+from masklab.recipes.progress import Progress, say, silent
 from masklab.train import FitResult
 from masklab.train.run import Run
 
@@ -133,22 +136,26 @@ def _labelled_split(run: str | Path, data: str | None):
 
 
 def embed_series(run: str | Path, *, data: str | None = None, batch_size: int | None = None,
-                 device: str = "cpu", skip_bad: bool = False) -> Embedding:  # fmt: skip
+                 device: str = "cpu", skip_bad: bool = False,
+                 progress: Progress | None = None) -> Embedding:  # fmt: skip
     """Features ``(N, C * (D + 2))`` float32 of every series of ``data`` (default: the run's), sources
     ``name[i]`` and labels when the data has them. (``skip_bad``: a series file is read whole.)"""
     from masklab.core.device import resolve_device
     from masklab.recipes import series as recipes
 
     model = recipes.load_pretrained(run, device=str(resolve_device(device)))
+    say(progress, f"reading {data or 'the run data'}")
     series = recipes.run_data(run, data)
-    features = recipes.embed(model, series, batch_size=batch_size or 64)
+    features = recipes.embed(model, series, batch_size=batch_size or 64, progress=progress,
+                             stage=f"encoding {len(series)} series")  # fmt: skip
     names = [str(c) for c in series.classes]
     return Embedding.of(features, [f"{series.name}[{i}]" for i in range(len(series))],
                         None if series.labels is None else series.labels.tolist(), names)  # fmt: skip
 
 
 def probe_series(run: str | Path, *, data: str | None = None, max_examples: int | None = None, seed: int = 0,
-                 batch_size: int | None = None, device: str = "cpu", skip_bad: bool = False) -> list:  # fmt: skip
+                 batch_size: int | None = None, device: str = "cpu", skip_bad: bool = False,
+                 progress: Progress | None = None) -> list:  # fmt: skip
     """Linear-probe and k-NN accuracy of the run's features on the built-in's test split, vs a random-init
     PatchTST and summary statistics (a list of ``ProbeResult``)."""
     from masklab.core.device import resolve_device
@@ -156,10 +163,12 @@ def probe_series(run: str | Path, *, data: str | None = None, max_examples: int 
     from masklab.recipes import series as recipes
 
     model = recipes.load_pretrained(run, device=str(resolve_device(device)))
+    say(progress, f"reading {data or 'the run data'}")
     train, test = _labelled_split(run, data)
     if max_examples is not None:
         train = train.subset(list(range(min(max_examples, len(train)))))
-    rows = recipes.probe(model, train, test, seed=seed)
+    rows = recipes.probe(model, train, test, seed=seed, progress=progress)
+    say(progress, "summary statistics: fitting the linear probe and k-NN")
     stats = [recipes.summary_features(s) for s in (train, test)]
     rows.append(probe_features("summary statistics", stats[0], train.labels, stats[1], test.labels, seed=seed))
     print(f"{train.name}: probe trained on {len(train)} series, scored on {len(test)} held-out series")
@@ -169,7 +178,8 @@ def probe_series(run: str | Path, *, data: str | None = None, max_examples: int 
 def finetune_series(run: str | Path, *, data: str | None = None, task: str = "classify", steps: int | None = None,
                     epochs: float | None = None, lr: float | None = None, batch_size: int | None = None,
                     augment: str | None = None, out: str | Path | None = None, seed: int = 0,
-                    device: str = "cpu", skip_bad: bool = False) -> dict[str, Any]:  # fmt: skip
+                    device: str = "cpu", skip_bad: bool = False,
+                    progress: Progress | None = None) -> dict[str, Any]:  # fmt: skip
     """Fine-tune the run's encoder with a linear head (LP-FT) on the built-in's train split; writes ``out``
     (default ``RUN/finetune``, the layout of :mod:`masklab.recipes.finetune_outputs`) and returns its
     ``metrics.json`` record (test accuracy, confusion matrix)."""
@@ -185,17 +195,19 @@ def finetune_series(run: str | Path, *, data: str | None = None, task: str = "cl
         raise ValueError("--epochs is not available for series runs; use --steps")
     dev = str(resolve_device(device))
     model = recipes.load_pretrained(run, device=dev)
+    say(progress, f"reading {data or 'the run data'}")
     train, test = _labelled_split(run, data)
     steps = steps or 300
     cfg = recipes.train_config(steps=steps, minutes=None, batch_size=batch_size or 32, lr=lr or 5e-4, seed=seed,
                                device=dev)  # fmt: skip
     target = Run(default_out(run, out))
-    with target.lock():
+    say(progress, f"fine-tuning on {len(train)} {train.name} series ({steps} steps) -> {target.path}")
+    with target.lock(), contextlib.redirect_stderr(io.StringIO()) if progress is silent else contextlib.nullcontext():
         classifier = recipes.finetune_classify(model, train, num_classes=len(train.classes), config=cfg,
                                                out=target.path)  # fmt: skip
-        print(f"{train.name}: fine-tuned {steps} steps on {len(train)} series")
+        say(progress, f"testing on {len(test)} held-out series")
         return write_finetune_outputs(
-            target, classifier, y_true=test.labels, y_pred=recipes.predict_classes(classifier, test),
+            target, classifier, y_true=test.labels, y_pred=recipes.predict_classes(classifier, test).tolist(),
             names=[str(c) for c in train.classes], title=train.name,
             extra={"data": train.name, "train_size": len(train), "steps": steps},
         )  # fmt: skip

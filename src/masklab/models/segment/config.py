@@ -6,22 +6,27 @@ without the pretraining run; the encoder weights come from the segmenter's check
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from masklab.core.contract import ModelConfig, preset_config
+
+if TYPE_CHECKING:
+    from masklab.models.mae import MAEConfig
 
 from masklab.models.segment.heads import DECODERS
 
 # Named head settings. "probe": frozen encoder, only the head learns; "finetune": the same head with the
 # encoder trained too.
-SEGMENT_PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, dict[str, Any]] = {
     "probe": dict(freeze_encoder=True),
     "finetune": dict(freeze_encoder=False),
 }
 
 
 @dataclass(frozen=True)
-class SegmentConfig:
+class SegmentConfig(ModelConfig):
     """Everything that rebuilds a :class:`~masklab.models.segment.model.Segmenter`.
 
     ``num_classes`` counts background: 2 = binary subject/background, K = classes ``0..K-1`` (0 = background).
@@ -32,6 +37,9 @@ class SegmentConfig:
     ``layers``: outputs of the last ``layers`` encoder blocks are concatenated as token features.
     ``dice_weight``: the loss is cross-entropy + ``dice_weight`` x (1 - soft Dice of the subject classes).
     ``freeze_encoder``: train the head only (a probe) or fine-tune the encoder with it.
+    ``to_dict`` gives the fields (``encoder`` as the MAE config dict); a run saves
+    ``{"kind": "segment", **to_dict()}``. A saved config without ``decoder`` (written before the conv decoder)
+    rebuilds the ``"pixel-mlp"`` head it was trained with.
     """
 
     encoder: dict[str, Any] = field(default_factory=dict)
@@ -60,29 +68,31 @@ class SegmentConfig:
         if not 1 <= self.layers <= depth:
             raise ValueError(f"layers must be in [1, {depth}] (the encoder's depth), got {self.layers}")
 
-    def encoder_config(self):
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | SegmentConfig) -> SegmentConfig:  # type: ignore[override]
+        """Rebuild from :meth:`to_dict`. A saved config without ``decoder`` predates the conv decoder: it
+        rebuilds the ``"pixel-mlp"`` head its checkpoint holds."""
+        if isinstance(values, Mapping) and "encoder" in values and "decoder" not in values:
+            values = {**values, "decoder": "pixel-mlp"}
+        return super().from_dict(values)
+
+    def encoder_config(self) -> MAEConfig:
         """The encoder's :class:`~masklab.models.mae.MAEConfig`."""
         from masklab.models.mae import MAEConfig
 
         return MAEConfig.from_dict(self.encoder)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SegmentConfig:
-        """Rebuild from :meth:`to_dict` (the ``"kind"`` entry is ignored; unknown keys are an error)."""
-        values = {k: v for k, v in values.items() if k != "kind"}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown segment config fields {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict with ``"kind": "segment"`` (what ``fit`` stores as ``config.json["model"]``)."""
-        return {"kind": "segment", **dataclasses.asdict(self)}
-
-    @classmethod
-    def from_preset(cls, name: str, *, encoder: dict[str, Any], **overrides: Any) -> SegmentConfig:
-        """Preset ``name`` (see :data:`SEGMENT_PRESETS`) on ``encoder``, with ``overrides`` applied."""
-        if name not in SEGMENT_PRESETS:
-            raise ValueError(f"unknown segment preset {name!r}; known: {', '.join(SEGMENT_PRESETS)}")
-        return cls(encoder=encoder, **{**SEGMENT_PRESETS[name], **overrides})
+    def from_preset(cls, name: str, **overrides: Any) -> SegmentConfig:
+        """Preset ``name`` (see :data:`PRESETS`) with ``overrides``; ``encoder`` (an ``MAEConfig`` or its dict)
+        is required."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown segment preset {name!r}; known: {', '.join(PRESETS)}")
+        if "encoder" not in overrides:
+            raise ValueError("a segment preset needs encoder= (the MAE config the head sits on)")
+        encoder = overrides["encoder"]
+        if isinstance(encoder, ModelConfig):
+            overrides["encoder"] = encoder.to_dict()
+        elif isinstance(encoder, Mapping):
+            overrides["encoder"] = dict(encoder)
+        return preset_config(cls, PRESETS, name, **overrides)

@@ -1,6 +1,9 @@
 """A light segmentation head on an MAE encoder: patch tokens -> a pixel decoder -> per-pixel logits.
 
-The encoder sees every patch (no masking: inference is deterministic). The outputs of its last
+The encoder sees every patch, in training too: the segmenter hides nothing (no mask generator; it learns from
+per-pixel labels, and the only randomness of a step is the data's flips), so it resolves no mask kind through
+:mod:`masklab.masks.strategies` and its ``training_loss`` draws nothing from the generator (and has no
+``draw``). The outputs of its last
 ``config.layers`` blocks are layer-normalised, concatenated and projected to ``Dh`` features per token; the
 ``(gh, gw)`` feature map goes to a pixel decoder (:mod:`masklab.models.segment.heads`: full-resolution convs
 of the image, or a per-pixel MLP) that gives ``K`` logits per pixel. The loss is the per-pixel cross-entropy
@@ -12,7 +15,8 @@ Shape legend: ``B`` batch, ``C`` channels, ``H``/``W`` image size, ``L`` patches
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +40,8 @@ def foreground_iou(pred: Tensor, target: Tensor) -> Tensor:
 class Segmenter(nn.Module):
     """MAE encoder (all patches) + a pixel decoder -> per-pixel logits ``(B, K, H, W)``."""
 
+    kind: ClassVar[str] = "segment"
+
     def __init__(self, config: SegmentConfig) -> None:
         super().__init__()
         self.config = config
@@ -51,11 +57,15 @@ class Segmenter(nn.Module):
         self.mae.requires_grad_(not config.freeze_encoder)
 
     @classmethod
-    def from_config(cls, values: dict[str, Any]) -> Segmenter:
-        return cls(SegmentConfig.from_dict(values))
+    def from_config(cls, config: SegmentConfig | Mapping[str, Any]) -> Segmenter:
+        """An untrained segmenter from its config or the dict a run saved (``config.json["model"]``)."""
+        return cls(SegmentConfig.from_dict(config))
 
-    def to_dict(self) -> dict[str, Any]:
-        return self.config.to_dict()
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> Segmenter:
+        """An untrained segmenter of preset ``name`` (:data:`~masklab.models.segment.config.PRESETS`) with
+        ``overrides``; ``encoder`` (the MAE's config or its dict) is required."""
+        return cls(SegmentConfig.from_preset(name, **overrides))
 
     def load_encoder(self, mae: MAE) -> Segmenter:
         """Copy a pretrained MAE's weights into the encoder (configs must agree); returns ``self``."""
@@ -91,6 +101,11 @@ class Segmenter(nn.Module):
             outputs[-1] = encoder.norm(outputs[-1])
             return torch.cat(outputs[-self.config.layers :], dim=-1)[:, 1:]  # (B, L, layers * D)
 
+    def embed(self, images: Tensor) -> Tensor:
+        """Pooled encoder features ``(B, D)`` of ``images (B, C, H, W)`` in [0, 1] (:meth:`MAE.embed`)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoder):
+            return self.mae.embed(images)
+
     def forward(self, images: Tensor, tokens: Tensor | None = None) -> Tensor:
         """``images (B, C, H, W)`` in [0, 1] at the encoder's size -> logits ``(B, K, H, W)``.
 
@@ -107,7 +122,8 @@ class Segmenter(nn.Module):
 
     def training_loss(self, batch: Any, generator: torch.Generator) -> LossOutput:
         """``fit`` hook: ``batch.images (B, C, H, W)``, ``batch.targets (B, H, W)`` long (and, for a frozen
-        encoder, optionally cached ``batch.tokens (B, L, layers * D)``) -> per-pixel cross-entropy (+ soft Dice)."""
+        encoder, optionally cached ``batch.tokens (B, L, layers * D)``) -> per-pixel cross-entropy (+ soft Dice). Nothing is hidden
+        or drawn (``generator`` is unused), so a compiled step needs no ``draw``."""
         targets = batch.targets
         if targets.shape != (batch.images.shape[0], *batch.images.shape[2:]):
             raise ValueError(f"targets {tuple(targets.shape)} do not match images {tuple(batch.images.shape)}")

@@ -6,7 +6,8 @@ Shape legend: ``B`` batch, ``C`` channels, ``D`` width, ``K`` classes.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may s
 
 from masklab.core.contract import LossOutput
 from masklab.data.series import SeriesBatch
-from masklab.models.series.config import SeriesConfig
+from masklab.models.series.config import SeriesClassifierConfig, SeriesConfig, classifier_from_preset
 from masklab.models.series.model import PatchTST
 
 
@@ -27,31 +28,32 @@ class SeriesClassifier(nn.Module):
     one footing, as a linear probe does; :meth:`set_head` starts fine-tuning from a fitted probe (LP-FT,
     Kumar et al. 2022)."""
 
-    kind = "series-classifier"
+    kind: ClassVar[str] = "series-classifier"
     feature_mean: Tensor
     feature_scale: Tensor
 
-    def __init__(self, config: SeriesConfig, num_classes: int, head_dropout: float = 0.0) -> None:
+    def __init__(self, series: SeriesConfig, num_classes: int, head_dropout: float = 0.0) -> None:
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-        self.config = config
-        self.num_classes = num_classes
-        self.head_dropout = head_dropout
-        self.backbone = PatchTST(config)
-        self.drop = nn.Dropout(head_dropout)
-        self.classifier = Linear(self.backbone.embed_dim, num_classes)
+        self.config = SeriesClassifierConfig(series, num_classes, head_dropout)
+        self.num_classes = self.config.num_classes
+        self.head_dropout = self.config.head_dropout
+        self.backbone = PatchTST(series)
+        self.drop = nn.Dropout(self.head_dropout)
+        self.classifier = Linear(self.backbone.embed_dim, self.num_classes)
         self.register_buffer("feature_mean", torch.zeros(self.backbone.embed_dim))
         self.register_buffer("feature_scale", torch.ones(self.backbone.embed_dim))
 
     @classmethod
-    def from_config(cls, values: dict[str, Any]) -> SeriesClassifier:
-        return cls(SeriesConfig.from_dict(values["series"]), int(values["num_classes"]),
-                   float(values.get("head_dropout", 0.0)))  # fmt: skip
+    def from_config(cls, config: SeriesClassifierConfig | Mapping[str, Any]) -> SeriesClassifier:
+        """An untrained classifier from its config or the dict a run saved (``config.json["model"]``)."""
+        built = SeriesClassifierConfig.from_dict(config)
+        return cls(built.series, built.num_classes, built.head_dropout)
 
-    def model_config(self) -> dict[str, Any]:
-        return {"kind": self.kind, "series": self.config.to_dict(), "num_classes": self.num_classes,
-                "head_dropout": self.head_dropout}  # fmt: skip
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> SeriesClassifier:
+        """An untrained classifier on series preset ``name``: ``channels`` and ``num_classes`` are required,
+        ``head_dropout`` and the series overrides are optional."""
+        return cls.from_config(classifier_from_preset(name, **overrides))
 
     @torch.no_grad()
     def set_head(self, mean: Tensor, scale: Tensor, weight: Tensor, bias: Tensor) -> None:
@@ -61,12 +63,18 @@ class SeriesClassifier(nn.Module):
         self.classifier.weight.copy_(weight)
         self.classifier.bias.copy_(bias)
 
+    def embed(self, batch: SeriesBatch) -> Tensor:
+        """The encoder's features ``(B, C * (D + 2))`` (:meth:`PatchTST.embed`; no patch hidden)."""
+        return self.backbone.embed(batch)
+
     def logits(self, batch: SeriesBatch) -> Tensor:
         """``(B, K)`` class scores."""
-        features = (self.backbone.embed(batch) - self.feature_mean) / self.feature_scale
+        features = (self.embed(batch) - self.feature_mean) / self.feature_scale
         return self.classifier(self.drop(features))
 
     def training_loss(self, batch: SeriesBatch, generator: torch.Generator) -> LossOutput:
+        """``fit`` hook: cross-entropy on ``batch.labels (B,)``. Fine-tuning hides no patch, so nothing is
+        drawn (``generator`` is unused; head dropout uses torch's global generator)."""
         if batch.labels is None:
             raise ValueError("fine-tuning a series classifier needs labelled series")
         logits = self.logits(batch)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from masklab.core.contract import ModelConfig
+from masklab.core.contract import ModelConfig, preset_config
 from masklab.nn import TransformerConfig
 
+# "random" and "tail" are strategies of masklab.masks.strategies; "mixed" draws one of the two per series.
 MASK_KINDS = ("random", "tail", "mixed")
 MISSING_FILLS = ("mean", "zero")
 
@@ -77,8 +79,43 @@ class SeriesConfig(ModelConfig):
         )  # fmt: skip
 
 
-def from_preset(name: str, *, channels: int, **overrides: Any) -> SeriesConfig:
-    """The :class:`SeriesConfig` of preset ``name`` for data with ``channels`` channels, with ``overrides``."""
+def from_preset(name: str, **overrides: Any) -> SeriesConfig:
+    """The :class:`SeriesConfig` of preset ``name`` with ``overrides``; ``channels`` (C of the data) is required."""
     if name not in PRESETS:
         raise ValueError(f"unknown series preset {name!r}; known: {', '.join(PRESETS)}")
-    return SeriesConfig(channels=channels, **{**PRESETS[name], **overrides})
+    if "channels" not in overrides:
+        raise ValueError("a series preset needs channels= (the number of channels of the data)")
+    return preset_config(SeriesConfig, PRESETS, name, **overrides)
+
+
+@dataclass(frozen=True)
+class SeriesClassifierConfig(ModelConfig):
+    """A :class:`~masklab.models.series.classifier.SeriesClassifier`: its encoder's :class:`SeriesConfig`
+    (``series``), ``num_classes`` K >= 2 and the dropout before the linear head. ``to_dict`` gives
+    ``{"series": {...}, "num_classes": K, "head_dropout": p}``, the layout runs have always saved."""
+
+    nested: ClassVar[Mapping[str, type]] = {"series": SeriesConfig}
+
+    series: SeriesConfig
+    num_classes: int
+    head_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, numbers.Integral):
+            raise ValueError(f"num_classes must be an int >= 2, got {self.num_classes!r}")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+        if not 0.0 <= self.head_dropout <= 1.0:
+            raise ValueError(f"head_dropout must be in [0, 1], got {self.head_dropout}")
+        object.__setattr__(self, "num_classes", int(self.num_classes))
+        object.__setattr__(self, "head_dropout", float(self.head_dropout))
+
+
+def classifier_from_preset(name: str, **overrides: Any) -> SeriesClassifierConfig:
+    """A classifier on the encoder of series preset ``name``: ``num_classes`` is required, ``head_dropout``
+    optional, the other ``overrides`` go to :func:`from_preset` (``channels`` required)."""
+    head = {k: overrides.pop(k) for k in ("num_classes", "head_dropout") if k in overrides}
+    series = from_preset(name, **overrides)
+    if "num_classes" not in head:
+        raise ValueError("a series classifier preset needs num_classes= (the number of classes, >= 2)")
+    return SeriesClassifierConfig(series, **head)

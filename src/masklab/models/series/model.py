@@ -5,27 +5,29 @@ Shape legend: ``B`` batch, ``T`` steps, ``C`` channels, ``L`` patches per channe
 a real observed value.
 
 The algorithm: ``prepare`` (instance-normalise over real observed steps, patchify each channel) ->
-``sample_mask`` (random or tail patches) -> ``encode`` (hidden patches zeroed, as HF's ``mask_value=0``;
-each channel a separate sequence; padded patches blocked as attention keys) -> ``head`` (patch values) ->
-loss on hidden, real steps. Padded steps are replaced before anything reads them, so they change no output
-and get exactly zero gradient; padded patches never enter attention, losses, statistics or pooling.
+``sample_mask`` (random or tail patches, drawn through :mod:`masklab.masks.strategies`) -> ``encode`` (hidden
+patches zeroed, as HF's ``mask_value=0``; each channel a separate sequence; padded patches blocked as attention
+keys) -> ``head`` (patch values) -> loss on hidden, real steps. Padded steps are replaced before anything
+reads them, so they change no output and get exactly zero gradient; padded patches never enter attention,
+losses, statistics or pooling.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
 
-from masklab.core.contract import LossOutput, saved_config
+from masklab.core.contract import LossOutput
 from masklab.data.series import SeriesBatch
-from masklab.masks import random_masking, visible_mean
+from masklab.masks import visible_mean
 from masklab.masks.convert import padding_to_blocked
-from masklab.masks.tail import tail_masking
-from masklab.models.series.config import SeriesConfig
+from masklab.masks.strategies import MaskRequest, resolve
+from masklab.models.series.config import MASK_KINDS, SeriesConfig, from_preset
 from masklab.nn import Encoder
 from masklab.tokenizers.series import InstanceNorm, instance_norm, patch_padding, patchify, unpatchify
 
@@ -66,7 +68,7 @@ class SeriesOutput:
 class PatchTST(nn.Module):
     """Channel-independent masked patch transformer (PatchTST's self-supervised model)."""
 
-    kind = "series"
+    kind: ClassVar[str] = "series"
 
     def __init__(self, config: SeriesConfig) -> None:
         super().__init__()
@@ -77,18 +79,15 @@ class PatchTST(nn.Module):
         self.head = Linear(config.dim, config.patch_len)
 
     @classmethod
-    def from_config(cls, values: SeriesConfig | dict[str, Any]) -> PatchTST:
-        return cls(SeriesConfig.from_dict(values))
+    def from_config(cls, config: SeriesConfig | Mapping[str, Any]) -> PatchTST:
+        """An untrained model from its config or the dict a run saved (``config.json["model"]``)."""
+        return cls(SeriesConfig.from_dict(config))
 
     @classmethod
-    def from_preset(cls, name: str, *, channels: int, **overrides: Any) -> PatchTST:
-        from masklab.models.series.config import from_preset
-
-        return cls(from_preset(name, channels=channels, **overrides))
-
-    def model_config(self) -> dict[str, Any]:
-        """``config.json["model"]`` of a run (:func:`masklab.core.contract.saved_config`)."""
-        return saved_config(self)
+    def from_preset(cls, name: str, **overrides: Any) -> PatchTST:
+        """An untrained model of preset ``name`` (:data:`~masklab.models.series.config.PRESETS`) with
+        ``overrides``; ``channels`` (C of the data) is required."""
+        return cls(from_preset(name, **overrides))
 
     # ----------------------------------------------------------------------------------------- the algorithm
     def prepare(self, batch: SeriesBatch) -> SeriesInput:
@@ -119,26 +118,36 @@ class PatchTST(nn.Module):
     def sample_mask(self, inputs: SeriesInput, generator: torch.Generator | None, kind: str | None = None) -> Tensor:
         """``masked`` bool (B, C, L), True = hidden; padded patches are never hidden.
 
-        Random noise is drawn for all ``max_patches`` positions and cut to ``L``, so a series' mask does not
-        depend on how far its batch is padded (and equals HF's draw when ``L == max_patches``)."""
+        ``kind`` (default ``config.mask_kind``): ``random`` and ``tail`` resolve through
+        :mod:`masklab.masks.strategies` (each channel a row, the padded patches protected); ``mixed`` draws one
+        of the two per series (all its channels share it). Random noise is drawn for all ``max_patches``
+        positions and cut to ``L``, so a series' mask does not depend on how far its batch is padded (and
+        equals HF's draw when ``L == max_patches``); the noise is drawn first whatever the kind."""
         cfg = self.config
         kind = kind or cfg.mask_kind
         B, C, L, _ = inputs.patches.shape
         pad_rows = inputs.padding.repeat_interleave(C, dim=0)  # (B*C, L)
         noise = torch.rand(B, C, cfg.max_patches, generator=generator)[..., :L].reshape(B * C, L)
         device = inputs.patches.device
-        if kind == "random":
-            masked = random_masking(B * C, L, cfg.mask_ratio, noise=noise, protected=pad_rows).masked
-        elif kind == "tail":
-            masked = tail_masking(B * C, L, cfg.tail_patches, padding=pad_rows).masked
-        elif kind == "mixed":  # one coin per series: all its channels share the kind
-            use_tail = (torch.rand(B, generator=generator) < 0.5).repeat_interleave(C)[:, None].to(pad_rows.device)
-            rand = random_masking(B * C, L, cfg.mask_ratio, noise=noise, protected=pad_rows).masked
-            tail = tail_masking(B * C, L, cfg.tail_patches, padding=pad_rows).masked
-            masked = torch.where(use_tail, tail, rand)
-        else:
+        if kind not in MASK_KINDS:
             raise ValueError(f"mask kind must be random, tail or mixed, got {kind!r}")
-        return masked.reshape(B, C, L).to(device)
+
+        def draw(name: str) -> Tensor:  # (B*C, L) on ``device``
+            options = {"count": cfg.tail_patches} if name == "tail" else {}  # tail: the last real patches
+            request = MaskRequest(B * C, L, cfg.mask_ratio, protected=pad_rows, device=device, options=options,
+                                  noise=noise if name == "random" else None)  # fmt: skip
+            return resolve(name).draw(request, generator).masked
+
+        if kind == "mixed":  # one coin per series: all its channels share the kind
+            use_tail = (torch.rand(B, generator=generator) < 0.5).repeat_interleave(C)[:, None].to(device)
+            masked = torch.where(use_tail, draw("tail"), draw("random"))
+        else:
+            masked = draw(kind)
+        return masked.reshape(B, C, L)
+
+    def draw(self, batch: SeriesBatch, generator: torch.Generator) -> Tensor:
+        """This step's random draws, made eagerly on the host: the training mask ``masked`` bool (B, C, L)."""
+        return self.sample_mask(self.prepare(batch), generator)
 
     def encode(self, patches: Tensor, padding: Tensor, masked: Tensor | None = None) -> Tensor:
         """``patches (B, C, L, P)``, ``padding (B, L)``, ``masked (B, C, L)`` -> tokens ``(B, C, L, D)``."""
@@ -148,7 +157,10 @@ class PatchTST(nn.Module):
         x = self.patch_embed(patches) + self.pos_embed[:L]  # (B, C, L, D)
         x = x.reshape(B * C, L, -1)  # (B*C, L, D): every channel its own sequence
         pad = padding.repeat_interleave(C, dim=0)  # (B*C, L)
-        x = self.encoder(x, blocked=padding_to_blocked(pad) if bool(pad.any()) else None)
+        # Eager only: an all-False mask would keep SDPA off its fastest (mask-free) kernel. Compiled, exported or
+        # traced, the mask is always built: no host sync, and nothing of this batch's padding is baked in.
+        padded = torch.compiler.is_compiling() or torch.jit.is_tracing() or bool(pad.any())
+        x = self.encoder(x, blocked=padding_to_blocked(pad) if padded else None)
         return x.reshape(B, C, L, -1)
 
     def forward_loss(self, inputs: SeriesInput, pred: Tensor, masked: Tensor) -> Tensor:
@@ -162,9 +174,16 @@ class PatchTST(nn.Module):
         pred = self.head(self.encode(inputs.patches, inputs.padding, masked))  # (B, C, L, P)
         return SeriesOutput(self.forward_loss(inputs, pred, masked), pred, masked)
 
-    def training_loss(self, batch: SeriesBatch, generator: torch.Generator) -> LossOutput:
+    def training_loss(
+        self, batch: SeriesBatch, generator: torch.Generator, *, drawn: Tensor | None = None
+    ) -> LossOutput:
+        """``fit`` hook: the masked-patch MSE and the share of real patches hidden.
+
+        ``drawn``: this step's :meth:`draw`, if made outside (``torch.compile`` cannot trace a
+        ``torch.Generator``, so a compiled step takes its draws as an argument); drawn here otherwise.
+        """
         inputs = self.prepare(batch)
-        masked = self.sample_mask(inputs, generator)
+        masked = self.sample_mask(inputs, generator) if drawn is None else drawn
         pred = self.head(self.encode(inputs.patches, inputs.padding, masked))
         loss = self.forward_loss(inputs, pred, masked)
         share = masked.float().sum() / (~inputs.padding).float().sum().clamp_min(1) / masked.shape[1]

@@ -92,7 +92,7 @@ class TableMAEConfig(ModelConfig):
         return {**super().to_dict(), "schema": self.schema.to_dict()}
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> TableMAEConfig:  # type: ignore[override]
+    def from_dict(cls, values: Mapping[str, Any] | TableMAEConfig) -> TableMAEConfig:
         """As :meth:`ModelConfig.from_dict`; ``schema`` may be a :class:`TableSchema` or its dict. Options
         removed in issue 18 (rejected by the benchmarks) load when they hold their old default."""
         if isinstance(values, Mapping):
@@ -243,7 +243,9 @@ class TableMAE(nn.Module):
 
     def heads(self, h: Tensor) -> TablePrediction:
         numeric = (h * self.numeric_head_weight).sum(-1) + self.numeric_head_bias  # (B, C)
-        logits_all = self.categorical_head(h) if self.category_slices else None  # (B, C, sum K)
+        if self.categorical_head is None:  # no categorical column
+            return TablePrediction(numeric, {})
+        logits_all = self.categorical_head(h)  # (B, C, sum K)
         logits = {j: logits_all[:, j, lo:hi] for j, (lo, hi) in self.category_slices.items()}  # (B, K_c) each
         return TablePrediction(numeric, logits)
 
@@ -279,7 +281,7 @@ class TableMAE(nn.Module):
         masked = drawn.masked  # (B, C) observed cells we hide
         pred = self(batch["values"], batch["categories"], missing | masked, drawn.layout)
         errors = self.cell_errors(pred, batch["values"], batch["categories"])
-        metrics = {"masked_cells": masked.float().sum(1).mean()}
+        metrics: dict[str, float | Tensor] = {"masked_cells": masked.float().sum(1).mean()}
         return LossOutput(loss_on_masked(errors, masked), metrics)
 
 
@@ -321,7 +323,7 @@ def impute_cells(
     for rows in _chunks(len(values)):
         v, c, m = values[rows].to(device), categories[rows].to(device), missing[rows].to(device)
         numeric = torch.zeros(v.shape, dtype=torch.float64, device=device)
-        probs = {j: 0.0 for j in model.category_slices}
+        probs: dict[int, Tensor] = {}  # column -> summed class probabilities (B, K_c)
         hiddens = [m] + [m | p.to(device) for p in patterns]
         for hidden in hiddens:
             lost_all = hidden.all(1, keepdim=True) & ~m.all(1, keepdim=True)  # (B, 1) pattern hid the last cell
@@ -329,7 +331,8 @@ def impute_cells(
             pred = model(v, c, hidden)
             numeric += pred.numeric.double()
             for j, logits in pred.logits.items():
-                probs[j] = probs[j] + logits.float().softmax(-1)
+                prob = logits.float().softmax(-1)
+                probs[j] = probs[j] + prob if j in probs else prob
         numeric_out[rows] = (numeric / len(hiddens)).cpu()
         for j, p in probs.items():
             category_out[rows, j] = p.argmax(-1).cpu()
