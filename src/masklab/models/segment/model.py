@@ -122,8 +122,8 @@ class Segmenter(nn.Module):
 
     def training_loss(self, batch: Any, generator: torch.Generator) -> LossOutput:
         """``fit`` hook: ``batch.images (B, C, H, W)``, ``batch.targets (B, H, W)`` long (and, for a frozen
-        encoder, optionally cached ``batch.tokens (B, L, layers * D)``) -> per-pixel cross-entropy (+ soft Dice). Nothing is hidden
-        or drawn (``generator`` is unused), so a compiled step needs no ``draw``."""
+        encoder, optionally cached ``batch.tokens (B, L, layers * D)``) -> per-pixel cross-entropy (+ soft Dice).
+        Nothing is hidden or drawn (``generator`` is unused), so a compiled step needs no ``draw``."""
         targets = batch.targets
         if targets.shape != (batch.images.shape[0], *batch.images.shape[2:]):
             raise ValueError(f"targets {tuple(targets.shape)} do not match images {tuple(batch.images.shape)}")
