@@ -30,7 +30,7 @@ def separable(n: int, seed: int) -> SegmentationDataset:
 
 def test_config_round_trip_and_presets():
     config = SegmentConfig.from_preset("finetune", encoder=ENCODER.to_dict(), num_classes=3)
-    assert config.freeze_encoder is False and config.head_dim == 32
+    assert config.freeze_encoder is False and config.head_dim == 32 and config.decoder == "conv"
     assert SegmentConfig.from_dict(config.to_dict()) == config
     model = build_model({"kind": "segment", "model": config.to_dict()})
     assert isinstance(model, Segmenter) and model(torch.rand(2, 3, 16, 16)).shape == (2, 3, 16, 16)
@@ -67,6 +67,7 @@ def test_probe_keeps_the_pretrained_encoder_fixed(gen):
     assert not seg.mae.training  # a probe keeps the encoder in eval mode
 
 
+@pytest.mark.slow  # the conv decoder at full resolution: ~10 s per preset on an idle core, 90 s under load
 @pytest.mark.parametrize("preset", ["probe", "finetune"])
 def test_head_learns_a_trivially_separable_set(preset, gen):
     torch.manual_seed(0)
@@ -103,3 +104,45 @@ def test_cached_tokens_give_the_same_batches_and_loss():
     torch.testing.assert_close(fast.tokens, seg.encode(plain.images))
     g = torch.Generator()
     torch.testing.assert_close(seg.training_loss(fast, g).loss, seg.training_loss(plain, g).loss)
+
+
+def test_soft_dice_loss_by_hand():
+    from masklab.models.segment.heads import soft_dice_loss
+
+    # Two pixels, binary: subject probabilities 0.5 and 0.5 (zero logits), targets [1, 0].
+    logits = torch.zeros(1, 2, 1, 2)
+    targets = torch.tensor([[[1, 0]]])
+    # inter = 0.5, total = (0.5 + 0.5) + 1 = 2 -> dice (2 * 0.5 + 1) / (2 + 1) = 2/3 -> loss 1/3
+    assert soft_dice_loss(logits, targets).item() == pytest.approx(1 / 3)
+    sure = torch.tensor([[[[-20.0, 20.0]], [[20.0, -20.0]]]])  # (1, 2, 1, 2): class 1 at pixel 0
+    assert soft_dice_loss(sure, targets).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_layers_concatenate_block_outputs():
+    torch.manual_seed(0)
+    mae = MAE(ENCODER).eval()
+    one = Segmenter(SegmentConfig.from_preset("probe", encoder=ENCODER.to_dict())).load_encoder(mae)
+    two = Segmenter(SegmentConfig.from_preset("probe", encoder=ENCODER.to_dict(), layers=2)).load_encoder(mae)
+    images = torch.rand(3, 3, 16, 16)
+    tokens = two.encode(images)
+    assert tokens.shape == (3, 16, 2 * ENCODER.dim)
+    torch.testing.assert_close(tokens[..., ENCODER.dim :], one.encode(images))  # the last block, final norm
+    x = mae.encoder_input(mae.normalize(images))
+    torch.testing.assert_close(tokens[..., : ENCODER.dim], mae.encoder.blocks[0](x)[:, 1:])
+    assert two(images).shape == (3, 2, 16, 16)
+    with pytest.raises(ValueError, match="layers must be in"):
+        SegmentConfig.from_preset("probe", encoder=ENCODER.to_dict(), layers=3)
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        SegmentConfig.from_preset("probe", encoder=ENCODER.to_dict(), decoder="unet")
+
+
+def test_a_config_saved_before_the_conv_decoder_rebuilds_the_pixel_mlp_head():
+    from masklab.models.mae import MAE
+    from masklab.models.segment.config import SegmentConfig
+
+    encoder = MAE.from_preset("mae-tiny", channels=3).config.to_dict()
+    old = {"kind": "segment", "encoder": encoder, "num_classes": 2, "head_dim": 32, "pixel_dim": 64,
+           "freeze_encoder": True}  # fmt: skip
+    cfg = SegmentConfig.from_dict(old)
+    assert cfg.decoder == "pixel-mlp" and cfg.pixel_dim == 64
+    assert SegmentConfig.from_dict(cfg.to_dict()) == cfg  # today's saved dicts name their decoder

@@ -87,6 +87,13 @@ def split(dataset: SegmentationDataset, fraction: float = TEST_FRACTION, seed: i
     return split_indices(len(dataset), None, fraction, seed)
 
 
+def validation_split(train_idx: Tensor, fraction: float, seed: int = SPLIT_SEED) -> tuple[Tensor, Tensor]:
+    """``(fit_idx, val_idx)``: a seeded ``fraction`` of the training split held out for choosing settings, so
+    the test split is scored only once, with settings fixed beforehand."""
+    fit_pos, val_pos = split_indices(len(train_idx), None, fraction, seed + 1)
+    return train_idx[fit_pos], train_idx[val_pos]
+
+
 class CachedTokens:
     """Training data for a frozen encoder: each image's tokens (and its mirror image's) computed once.
 
@@ -152,6 +159,8 @@ def train_segmenter(
     device: str = "cpu",
     random_init: bool = False,
     flip: bool = True,
+    validation: float | None = None,
+    overrides: dict[str, Any] | None = None,
     max_seconds: float | None = None,
     progress: bool | None = None,
 ) -> SegmentTrainResult:
@@ -159,8 +168,10 @@ def train_segmenter(
 
     ``preset``: ``probe`` (frozen encoder, only the head learns) or ``finetune`` (encoder trained with the
     head, one learning rate). ``random_init`` keeps the encoder's
-    architecture but not its weights (the baseline that shows what pretraining adds). Writes ``out``
-    (default ``run/segment``) as a run directory plus ``segment.json`` with the scores.
+    architecture but not its weights (the baseline that shows what pretraining adds). ``validation``: hold
+    out that fraction of the *training* split (:func:`validation_split`), train on the rest and score on it
+    instead of the test split (for choosing settings). ``overrides``: :class:`SegmentConfig` fields over the
+    preset. Writes ``out`` (default ``run/segment``) as a run directory plus ``segment.json`` with the scores.
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown segment preset {preset!r}; known: {', '.join(PRESETS)}")
@@ -168,8 +179,11 @@ def train_segmenter(
     cfg = mae.config
     dataset = load_segmentation(data, image_size=cfg.image_size, channels=cfg.channels, min_side=cfg.patch_size)
     train_idx, test_idx = split(dataset)
+    if validation is not None:
+        train_idx, test_idx = validation_split(train_idx, validation)
     torch.manual_seed(seed)
-    config = SegmentConfig.from_preset(preset, encoder=cfg.to_dict(), num_classes=dataset.num_classes)
+    config = SegmentConfig.from_preset(preset, encoder=cfg.to_dict(), num_classes=dataset.num_classes,
+                                       **(overrides or {}))  # fmt: skip
     seg = Segmenter(config)
     if not random_init:
         seg.load_encoder(mae)
@@ -193,8 +207,9 @@ def train_segmenter(
     scores = evaluate(seg, dataset, test_idx)
     info: dict[str, Any] = {
         "data": data, "mae_run": str(run), "preset": preset, "random_init": random_init,
-        "test_fraction": TEST_FRACTION, "split_seed": SPLIT_SEED, "num_train": len(train_idx),
-        "num_test": len(test_idx), "steps": result.step, "test_scores": scores,
+        "test_fraction": TEST_FRACTION, "split_seed": SPLIT_SEED, "validation": validation,
+        "num_train": len(train_idx), "num_test": len(test_idx), "steps": result.step,
+        ("validation_scores" if validation is not None else "test_scores"): scores,
     }  # fmt: skip
     atomic_write_json(out_dir / INFO_FILE, info)
     return SegmentTrainResult(out_dir, scores, len(train_idx), len(test_idx), result.step)

@@ -15,11 +15,13 @@ from masklab.core.contract import ModelConfig, preset_config
 if TYPE_CHECKING:
     from masklab.models.mae import MAEConfig
 
+from masklab.models.segment.heads import DECODERS
+
 # Named head settings. "probe": frozen encoder, only the head learns; "finetune": the same head with the
 # encoder trained too.
 PRESETS: dict[str, dict[str, Any]] = {
-    "probe": dict(head_dim=32, pixel_dim=64, freeze_encoder=True),
-    "finetune": dict(head_dim=32, pixel_dim=64, freeze_encoder=False),
+    "probe": dict(freeze_encoder=True),
+    "finetune": dict(freeze_encoder=False),
 }
 
 
@@ -28,15 +30,26 @@ class SegmentConfig(ModelConfig):
     """Everything that rebuilds a :class:`~masklab.models.segment.model.Segmenter`.
 
     ``num_classes`` counts background: 2 = binary subject/background, K = classes ``0..K-1`` (0 = background).
-    ``head_dim``: token features per pixel after projection; ``pixel_dim``: hidden width of the per-pixel MLP.
-    ``freeze_encoder``: train the head only (a probe) or fine-tune the encoder with it. ``to_dict`` gives the
-    fields (``encoder`` as the MAE config dict); a run saves ``{"kind": "segment", **to_dict()}``.
+    ``decoder``: ``"conv"`` (token features upsampled + full-resolution 3x3 convs of the image) or
+    ``"pixel-mlp"`` (upsampled token features + the pixel's colour through a 1x1 MLP); see
+    :mod:`masklab.models.segment.heads`. ``head_dim``: token features after projection; ``pixel_dim``: width
+    of the decoder's fused layers; ``pixel_features``: channels of the conv decoder's raw-image branch.
+    ``layers``: outputs of the last ``layers`` encoder blocks are concatenated as token features.
+    ``dice_weight``: the loss is cross-entropy + ``dice_weight`` x (1 - soft Dice of the subject classes).
+    ``freeze_encoder``: train the head only (a probe) or fine-tune the encoder with it.
+    ``to_dict`` gives the fields (``encoder`` as the MAE config dict); a run saves
+    ``{"kind": "segment", **to_dict()}``. A saved config without ``decoder`` (written before the conv decoder)
+    rebuilds the ``"pixel-mlp"`` head it was trained with.
     """
 
     encoder: dict[str, Any] = field(default_factory=dict)
     num_classes: int = 2
+    decoder: str = "conv"
     head_dim: int = 32
-    pixel_dim: int = 64
+    pixel_dim: int = 32
+    pixel_features: int = 16
+    layers: int = 1
+    dice_weight: float = 0.0
     freeze_encoder: bool = True
 
     def __post_init__(self) -> None:
@@ -44,9 +57,24 @@ class SegmentConfig(ModelConfig):
             raise ValueError(f"encoder must be an MAE config dict (kind 'mae'), got {self.encoder!r:.80}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2 (background + at least one class), got {self.num_classes}")
-        if self.head_dim < 1 or self.pixel_dim < 1:
-            raise ValueError(f"head_dim and pixel_dim must be >= 1, got {self.head_dim} and {self.pixel_dim}")
-        self.encoder_config()  # validates the encoder fields
+        if min(self.head_dim, self.pixel_dim, self.pixel_features) < 1:
+            raise ValueError(f"head_dim, pixel_dim and pixel_features must be >= 1, got {self.head_dim}, "
+                             f"{self.pixel_dim} and {self.pixel_features}")  # fmt: skip
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
+        if self.dice_weight < 0:
+            raise ValueError(f"dice_weight must be >= 0, got {self.dice_weight}")
+        depth = self.encoder_config().depth  # validates the encoder fields
+        if not 1 <= self.layers <= depth:
+            raise ValueError(f"layers must be in [1, {depth}] (the encoder's depth), got {self.layers}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | SegmentConfig) -> SegmentConfig:  # type: ignore[override]
+        """Rebuild from :meth:`to_dict`. A saved config without ``decoder`` predates the conv decoder: it
+        rebuilds the ``"pixel-mlp"`` head its checkpoint holds."""
+        if isinstance(values, Mapping) and "encoder" in values and "decoder" not in values:
+            values = {**values, "decoder": "pixel-mlp"}
+        return super().from_dict(values)
 
     def encoder_config(self) -> MAEConfig:
         """The encoder's :class:`~masklab.models.mae.MAEConfig`."""

@@ -1,11 +1,13 @@
-"""A light segmentation head on an MAE encoder: tokens -> bilinear upsampling -> a per-pixel MLP.
+"""A light segmentation head on an MAE encoder: patch tokens -> a pixel decoder -> per-pixel logits.
 
 The encoder sees every patch, in training too: the segmenter hides nothing (no mask generator; it learns from
 per-pixel labels, and the only randomness of a step is the data's flips), so it resolves no mask kind through
 :mod:`masklab.masks.strategies` and its ``training_loss`` draws nothing from the generator (and has no
-``draw``). Each token is projected to ``Dh`` features, the ``(gh, gw)`` feature map is upsampled bilinearly to
-the image size, concatenated with the pixel's own (normalised) colour, and a two-layer 1x1-conv MLP gives ``K``
-logits per pixel. The loss is the per-pixel cross-entropy.
+``draw``). The outputs of its last
+``config.layers`` blocks are layer-normalised, concatenated and projected to ``Dh`` features per token; the
+``(gh, gw)`` feature map goes to a pixel decoder (:mod:`masklab.models.segment.heads`: full-resolution convs
+of the image, or a per-pixel MLP) that gives ``K`` logits per pixel. The loss is the per-pixel cross-entropy
+plus, with ``config.dice_weight``, a soft Dice term on the subject classes.
 
 Shape legend: ``B`` batch, ``C`` channels, ``H``/``W`` image size, ``L`` patches, ``D`` encoder width,
 ``K`` classes (0 = background; binary = 2), ``p`` patch side. Targets ``(B, H, W)`` are class indices.
@@ -23,6 +25,7 @@ from torch import Tensor, nn
 from masklab.core.contract import LossOutput
 from masklab.models.mae import MAE
 from masklab.models.segment.config import SegmentConfig
+from masklab.models.segment.heads import ConvDecoder, PixelMLPDecoder, soft_dice_loss
 
 
 def foreground_iou(pred: Tensor, target: Tensor) -> Tensor:
@@ -35,7 +38,7 @@ def foreground_iou(pred: Tensor, target: Tensor) -> Tensor:
 
 
 class Segmenter(nn.Module):
-    """MAE encoder (all patches) + per-patch head -> per-pixel logits ``(B, K, H, W)``."""
+    """MAE encoder (all patches) + a pixel decoder -> per-pixel logits ``(B, K, H, W)``."""
 
     kind: ClassVar[str] = "segment"
 
@@ -44,14 +47,13 @@ class Segmenter(nn.Module):
         self.config = config
         self.mae = MAE(config.encoder_config())
         cfg = self.mae.config
-        self.norm = nn.LayerNorm(cfg.dim)
-        self.proj = nn.Linear(cfg.dim, config.head_dim)
-        # A 1x1-conv MLP per pixel on [upsampled token features, the pixel's own normalised colour]: the tokens
-        # say what subject and background look like around the pixel, the colour says which one it is.
-        self.pixel_mlp = nn.Sequential(
-            nn.Conv2d(config.head_dim + cfg.channels, config.pixel_dim, 1), nn.GELU(),
-            nn.Conv2d(config.pixel_dim, config.num_classes, 1),
-        )  # fmt: skip
+        self.proj = nn.Linear(config.layers * cfg.dim, config.head_dim)  # after a per-layer LayerNorm
+        self.decoder: nn.Module
+        if config.decoder == "conv":
+            self.decoder = ConvDecoder(config.head_dim, cfg.channels, config.pixel_features, config.pixel_dim,
+                                       config.num_classes)  # fmt: skip
+        else:
+            self.decoder = PixelMLPDecoder(config.head_dim, cfg.channels, config.pixel_dim, config.num_classes)
         self.mae.requires_grad_(not config.freeze_encoder)
 
     @classmethod
@@ -83,9 +85,21 @@ class Segmenter(nn.Module):
         return self.mae.config.image_size
 
     def encode(self, images: Tensor) -> Tensor:
-        """Patch tokens ``(B, L, D)`` of ``images (B, C, H, W)`` in [0, 1] (every patch visible, CLS dropped)."""
+        """Patch tokens ``(B, L, layers * D)`` of ``images (B, C, H, W)`` in [0, 1]: the outputs of the last
+        ``config.layers`` encoder blocks (the last one after the encoder's final norm), every patch visible,
+        CLS dropped."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoder):
-            return self.mae.encode(images)[:, 1:]
+            if self.config.layers == 1:
+                return self.mae.encode(images)[:, 1:]
+            self.mae.check_images(images)
+            encoder = self.mae.encoder
+            x = self.mae.encoder_input(self.mae.normalize(images))  # (B, 1 + L, D)
+            outputs = []
+            for block in encoder.blocks:
+                x = block(x)
+                outputs.append(x)
+            outputs[-1] = encoder.norm(outputs[-1])
+            return torch.cat(outputs[-self.config.layers :], dim=-1)[:, 1:]  # (B, L, layers * D)
 
     def embed(self, images: Tensor) -> Tensor:
         """Pooled encoder features ``(B, D)`` of ``images (B, C, H, W)`` in [0, 1] (:meth:`MAE.embed`)."""
@@ -95,21 +109,21 @@ class Segmenter(nn.Module):
     def forward(self, images: Tensor, tokens: Tensor | None = None) -> Tensor:
         """``images (B, C, H, W)`` in [0, 1] at the encoder's size -> logits ``(B, K, H, W)``.
 
-        ``tokens (B, L, D)``: :meth:`encode`'s output computed beforehand (a frozen encoder's tokens do not
+        ``tokens (B, L, layers * D)``: :meth:`encode`'s output computed beforehand (a frozen encoder's tokens do not
         change, so a probe can cache them)."""
         cfg = self.mae.config
         if tokens is None:
             tokens = self.encode(images)
-        B = tokens.shape[0]
+        B, L, _ = tokens.shape
         gh, gw = cfg.grid
-        features = self.proj(self.norm(tokens)).transpose(1, 2).reshape(B, -1, gh, gw)  # (B, Dh, gh, gw)
-        features = F.interpolate(features, size=cfg.image_size, mode="bilinear", align_corners=False)  # (B, Dh, H, W)
-        return self.pixel_mlp(torch.cat([features, self.mae.normalize(images)], dim=1))  # (B, K, H, W)
+        normed = F.layer_norm(tokens.reshape(B, L, self.config.layers, cfg.dim), (cfg.dim,))  # per layer, no affine
+        features = self.proj(normed.flatten(2)).transpose(1, 2).reshape(B, -1, gh, gw)  # (B, Dh, gh, gw)
+        return self.decoder(features, self.mae.normalize(images))  # (B, K, H, W)
 
     def training_loss(self, batch: Any, generator: torch.Generator) -> LossOutput:
         """``fit`` hook: ``batch.images (B, C, H, W)``, ``batch.targets (B, H, W)`` long (and, for a frozen
-        encoder, optionally cached ``batch.tokens (B, L, D)``) -> per-pixel cross-entropy. Nothing is hidden
-        or drawn (``generator`` is unused), so a compiled step needs no ``draw``."""
+        encoder, optionally cached ``batch.tokens (B, L, layers * D)``) -> per-pixel cross-entropy (+ soft Dice).
+        Nothing is hidden or drawn (``generator`` is unused), so a compiled step needs no ``draw``."""
         targets = batch.targets
         if targets.shape != (batch.images.shape[0], *batch.images.shape[2:]):
             raise ValueError(f"targets {tuple(targets.shape)} do not match images {tuple(batch.images.shape)}")
@@ -118,6 +132,8 @@ class Segmenter(nn.Module):
             raise ValueError("cached tokens only apply to a frozen encoder; this segmenter fine-tunes it")
         logits = self(batch.images, tokens)  # (B, K, H, W)
         loss = F.cross_entropy(logits, targets)
+        if self.config.dice_weight > 0:
+            loss = loss + self.config.dice_weight * soft_dice_loss(logits, targets)
         pred = logits.detach().argmax(1)  # (B, H, W)
         metrics = {"pixel_accuracy": (pred == targets).float().mean(), "iou": foreground_iou(pred, targets)}
         return LossOutput(loss, metrics)
