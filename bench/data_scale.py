@@ -294,7 +294,7 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="prepare again even where a prepared corpus exists")
     parser.add_argument("--steps", type=int, default=3, help="training steps of the text and images parts")
     parser.add_argument("--text-mb", type=float, nargs="+", default=[100, 400])
-    parser.add_argument("--throughput-mb", type=float, default=50, help="corpus of the 1 vs 2 prepare workers runs")
+    parser.add_argument("--throughput-mb", type=float, default=200, help="corpus of the 1 vs 2 prepare workers runs")
     parser.add_argument("--images", type=int, nargs="+", default=[8000, 32000], help="PNG folder sizes (files)")
     parser.add_argument("--image-workers", type=int, nargs="+", default=[2], help="--workers of the images part")
     parser.add_argument("--loader-images", type=int, default=400)
