@@ -69,7 +69,7 @@ class SegmentConfig(ModelConfig):
             raise ValueError(f"layers must be in [1, {depth}] (the encoder's depth), got {self.layers}")
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | SegmentConfig) -> SegmentConfig:  # type: ignore[override]
+    def from_dict(cls, values: Mapping[str, Any] | SegmentConfig) -> SegmentConfig:
         """Rebuild from :meth:`to_dict`. A saved config without ``decoder`` predates the conv decoder: it
         rebuilds the ``"pixel-mlp"`` head its checkpoint holds."""
         if isinstance(values, Mapping) and "encoder" in values and "decoder" not in values:
