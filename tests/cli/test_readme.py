@@ -69,6 +69,20 @@ def user_files(root: Path) -> None:
     for i in range(12):
         lines = [" ".join(rng.choice(words, size=12)) + "." for _ in range(40)]
         (corpus / f"doc{i}.txt").write_text("\n".join(lines) + "\n")
+    hf_folders(root, rng, words)
+
+
+def hf_folders(root: Path, rng: np.random.Generator, words: list[str]) -> None:
+    """Stand-ins for the Hugging Face ``save_to_disk`` folders the README names (``wiki_hf/``, ``imagenet_hf/``)."""
+    datasets = pytest.importorskip("datasets")
+    from PIL import Image
+
+    texts = [" ".join(rng.choice(words, size=30)) + "." for _ in range(200)]
+    datasets.Dataset.from_dict({"text": texts}).save_to_disk(str(root / "wiki_hf"))
+    images = [Image.fromarray((rng.random((40, 48, 3)) * 255).astype(np.uint8)) for _ in range(64)]
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+    data = {"image": images, "label": [i % 2 for i in range(64)]}
+    datasets.Dataset.from_dict(data, features=features).save_to_disk(str(root / "imagenet_hf"))
 
 
 def readme_blocks(text: str) -> list[str]:
