@@ -72,7 +72,12 @@ class SegmentConfig(ModelConfig):
     def from_dict(cls, values: Mapping[str, Any] | SegmentConfig) -> SegmentConfig:
         """Rebuild from :meth:`to_dict`. A saved config without ``decoder`` predates the conv decoder: it
         rebuilds the ``"pixel-mlp"`` head its checkpoint holds."""
-        if isinstance(values, Mapping) and "encoder" in values and "decoder" not in values:
+        # Every saved config has all its fields; presets name the decoder (from_preset).
+        if (
+            isinstance(values, Mapping)
+            and {"encoder", "head_dim", "pixel_dim"} <= set(values)
+            and "decoder" not in values
+        ):
             values = {**values, "decoder": "pixel-mlp"}
         return super().from_dict(values)
 
@@ -95,4 +100,5 @@ class SegmentConfig(ModelConfig):
             overrides["encoder"] = encoder.to_dict()
         elif isinstance(encoder, Mapping):
             overrides["encoder"] = dict(encoder)
+        overrides.setdefault("decoder", "conv")  # a preset builds today's default head (see from_dict)
         return preset_config(cls, PRESETS, name, **overrides)
