@@ -45,6 +45,11 @@ def _unpadded(x: np.ndarray) -> SeriesBatch:
 CONFIGS = {
     "non-overlapping": dict(patch_len=4, stride=4),
     "overlapping": dict(patch_len=4, stride=2),
+    # the options of issue 20's accuracy work: mean+max pooling, statistics of visible steps, channel mixing
+    "mean-max, visible-step statistics": dict(patch_len=4, stride=4, pool="mean-max", norm_visible=True),
+    "channel mixing": dict(patch_len=4, stride=2, channel_mixing=True, pool="mean-max", norm_visible=True),
+    "channel mixing, statistics in the tokens": dict(patch_len=2, stride=2, channel_mixing=True, stats_input=True),
+    "statistics in the tokens": dict(patch_len=4, stride=4, stats_input=True, norm_visible=True),
 }
 
 
@@ -91,8 +96,9 @@ def test_embedding_and_classifier_ignore_padding(config: str) -> None:
     _assert_zero_padded_grad(b)
 
 
-def test_reconstruction_gradient_is_zero_on_padded_steps() -> None:
-    model = _model("overlapping")
+@pytest.mark.parametrize("config", ["overlapping", "channel mixing"])
+def test_reconstruction_gradient_is_zero_on_padded_steps(config: str) -> None:
+    model = _model(config)
     x = _series(10, 3)
     a, b = _unpadded(x), _padded(x, 23)
     masked_a = model.sample_mask(model.prepare(a), torch.Generator().manual_seed(1))
@@ -120,8 +126,9 @@ def test_forecast_impute_and_anomaly_scores_ignore_padding(config: str) -> None:
     torch.testing.assert_close(sb.per_series, sa.per_series, atol=ATOL, rtol=1e-6)
 
 
-def test_a_mixed_length_batch_embeds_each_series_as_alone() -> None:
-    model = _model("non-overlapping")
+@pytest.mark.parametrize("config", ["non-overlapping", "channel mixing"])
+def test_a_mixed_length_batch_embeds_each_series_as_alone(config: str) -> None:
+    model = _model(config)
     series = [_series(n, 10 + n) for n in (5, 17, 9, 30)]
 
     def embed(batch: SeriesBatch) -> torch.Tensor:

@@ -74,6 +74,37 @@ def auto_patch_len(data: SeriesSet) -> int:
     return int(np.clip(2 ** round(np.log2(max(median / 8, 1))), 2, 16))
 
 
+def classifier_overrides(data: SeriesSet) -> dict[str, Any]:
+    """Encoder settings for classifying ``data`` (chosen on validation splits carved from the training splits
+    of the built-ins, never on a test split; docs/benchmarks.md, series):
+
+    * ``channel_mixing``: one token per patch carrying every channel (channel-independent tokens lose how the
+      channels line up in time);
+    * patches of ``2 ** floor(log2(median length / 32))`` steps in [1, 16], so the median series has at least
+      32 patches (JapaneseVowels 1, PLAID 8);
+    * ``scaling`` (instance normalisation) only when the series' scales differ by more than an order of
+      magnitude (in some channel, the 90th percentile of the per-series standard deviations over the 10th
+      exceeds 10): otherwise the raw values are fed, keeping the level and amplitude that tell classes apart
+      (JapaneseVowels, ratio 4: raw; PLAID, ratio ~1e5: normalised).
+    """
+    median = float(np.median(data.lengths))
+    patch = int(np.clip(2 ** np.floor(np.log2(max(median / 32, 1))), 1, 16))
+    stds = np.stack([np.nanstd(s.astype(np.float64), axis=0) for s in data.series])  # (N, C)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.nanpercentile(stds, 90, axis=0) / np.nanpercentile(stds, 10, axis=0)  # (C,)
+    uniform = bool(np.all(np.isfinite(ratio) & (ratio <= 10)))
+    return dict(patch_len=patch, stride=patch, channel_mixing=True, scaling=not uniform)
+
+
+def forecast_overrides(horizon: int) -> dict[str, Any]:
+    """Pretraining settings for forecasting ``horizon`` steps (chosen on a validation stretch of the training
+    part of the co2 series, docs/benchmarks.md): patches of ``max(2, horizon // 2)`` steps, the tail patches
+    covering the horizon hidden (``mask_kind="tail"``) and the normalisation statistics taken from the visible
+    steps only (``norm_visible``), as a forecast's context is normalised."""
+    patch = max(2, horizon // 2)
+    return dict(patch_len=patch, stride=patch, mask_kind="tail", tail_patches=-(-horizon // patch), norm_visible=True)
+
+
 def build_model(data: SeriesSet, preset: str = "series-small", *, seed: int = 0,
                 max_length: int | None = None, **overrides: Any) -> PatchTST:  # fmt: skip
     """An untrained :class:`PatchTST` for ``data``: preset ``preset`` with ``overrides`` (``mask_kind``,

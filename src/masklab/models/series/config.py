@@ -13,6 +13,7 @@ from masklab.nn import TransformerConfig
 # "random" and "tail" are strategies of masklab.masks.strategies; "mixed" draws one of the two per series.
 MASK_KINDS = ("random", "tail", "mixed")
 MISSING_FILLS = ("mean", "zero")
+POOLS = ("mean", "mean-max")
 
 # Non-overlapping patches (stride = patch_len) for masked pretraining, as PatchTST §3.3 prescribes: overlapping
 # patches would show a hidden patch's steps inside its visible neighbours.
@@ -32,6 +33,16 @@ class SeriesConfig(ModelConfig):
     or ``mixed`` (each series draws one of the two). ``missing``: what an unobserved step becomes, ``mean``
     (0 after normalisation) or ``zero`` (raw 0, HF PatchTST's convention); ``loss_on_missing``: HF also
     scores the reconstruction of unobserved steps, masklab by default does not.
+
+    ``channel_mixing``: one token per patch carrying all ``C`` channels (``Linear(C * P, D)``, one sequence
+    per series, a patch hidden in all channels at once) instead of PatchTST's channel-independent tokens;
+    ``pool``: how :meth:`~masklab.models.series.model.PatchTST.embed` pools the real patches, ``mean`` or
+    ``mean-max`` (both concatenated); ``norm_visible``: the instance-normalisation statistics of a masked
+    series leave out its hidden steps (so a tail-masked training window is normalised as a forecast's context
+    is); ``stats_input``: every token's input also carries its channels' normalisation statistics (signed
+    ``log1p`` of the mean, ``log`` of the scale), so the encoder sees the level and amplitude that instance
+    normalisation removes. The four default to the original model, which is what a saved config without them
+    builds.
     """
 
     mlp_widths: ClassVar[Mapping[str, str]] = {"mlp_hidden": "dim"}
@@ -54,6 +65,10 @@ class SeriesConfig(ModelConfig):
     tail_patches: int = 2
     missing: str = "mean"
     loss_on_missing: bool = False
+    channel_mixing: bool = False
+    pool: str = "mean"
+    norm_visible: bool = False
+    stats_input: bool = False
 
     def __post_init__(self) -> None:
         if self.mlp_hidden is None:
@@ -67,6 +82,8 @@ class SeriesConfig(ModelConfig):
             raise ValueError(f"mask_kind must be one of {MASK_KINDS}, got {self.mask_kind!r}")
         if self.missing not in MISSING_FILLS:
             raise ValueError(f"missing must be one of {MISSING_FILLS}, got {self.missing!r}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
         if self.tail_patches < 1:

@@ -43,6 +43,10 @@ def sincos_table(length: int, dim: int) -> Tensor:
     return pe / (pe.std() * 10)
 
 
+def _signed_log(x: Tensor) -> Tensor:
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
 @dataclass(frozen=True)
 class SeriesInput:
     """A batch ready for the encoder: ``patches`` float (B, C, L, P) normalised; ``target_steps`` bool
@@ -73,10 +77,12 @@ class PatchTST(nn.Module):
     def __init__(self, config: SeriesConfig) -> None:
         super().__init__()
         self.config = config
-        self.patch_embed = Linear(config.patch_len, config.dim)
+        group = config.channels if config.channel_mixing else 1  # channels per token
+        width = config.patch_len * group  # P, or C * P when mixing
+        self.patch_embed = Linear(width + (2 * group if config.stats_input else 0), config.dim)
         self.pos_embed = nn.Parameter(sincos_table(config.max_patches, config.dim))  # (Lmax, D), learned
         self.encoder = Encoder(config.encoder_config())
-        self.head = Linear(config.dim, config.patch_len)
+        self.head = Linear(config.dim, width)
 
     @classmethod
     def from_config(cls, config: SeriesConfig | Mapping[str, Any]) -> PatchTST:
@@ -90,8 +96,11 @@ class PatchTST(nn.Module):
         return cls(from_preset(name, **overrides))
 
     # ----------------------------------------------------------------------------------------- the algorithm
-    def prepare(self, batch: SeriesBatch) -> SeriesInput:
-        """Normalise each series and channel over its real observed steps and cut it into patches."""
+    def prepare(self, batch: SeriesBatch, masked: Tensor | None = None) -> SeriesInput:
+        """Normalise each series and channel over its real observed steps and cut it into patches.
+
+        ``masked`` bool (B, C, L), True = hidden: with ``config.norm_visible`` the steps of hidden patches
+        leave the normalisation statistics (ignored otherwise)."""
         cfg = self.config
         values, padding, observed = batch.values, batch.padding, batch.observed
         if values.ndim != 3 or values.shape[-1] != cfg.channels:
@@ -101,7 +110,12 @@ class PatchTST(nn.Module):
         real = ~padding[..., None]  # (B, T, 1)
         seen = observed & real  # (B, T, C)
         values = torch.where(seen, values, 0.0)  # nothing unobserved or padded is read past this line
-        norm = instance_norm(values, seen, min_scale=cfg.min_scale, enabled=cfg.scaling)
+        stats = seen
+        if masked is not None and cfg.norm_visible:
+            cover = masked[..., None].expand(*masked.shape, cfg.patch_len).to(values.dtype)  # (B, C, L, P)
+            pad = patch_padding(padding, cfg.patch_len, cfg.stride)
+            stats = seen & ~(unpatchify(cover, values.shape[1], cfg.stride, pad) > 0)  # (B, T, C)
+        norm = instance_norm(values, stats, min_scale=cfg.min_scale, enabled=cfg.scaling)
         x = norm.normed if cfg.missing == "zero" else torch.where(seen, norm.normed, 0.0)
         x = torch.where(real, x, 0.0)  # (B, T, C)
         patches = patchify(x, cfg.patch_len, cfg.stride)  # (B, C, L, P)
@@ -132,36 +146,65 @@ class PatchTST(nn.Module):
         if kind not in MASK_KINDS:
             raise ValueError(f"mask kind must be random, tail or mixed, got {kind!r}")
 
-        def draw(name: str) -> Tensor:  # (B*C, L) on ``device``
+        rows = C
+        if cfg.channel_mixing:  # one row per series (its first channel's noise): a patch hides all channels
+            rows, pad_rows, noise = 1, inputs.padding, noise.reshape(B, C, L)[:, 0]
+
+        def draw(name: str) -> Tensor:  # (B*rows, L) on ``device``
             options = {"count": cfg.tail_patches} if name == "tail" else {}  # tail: the last real patches
-            request = MaskRequest(B * C, L, cfg.mask_ratio, protected=pad_rows, device=device, options=options,
+            request = MaskRequest(B * rows, L, cfg.mask_ratio, protected=pad_rows, device=device, options=options,
                                   noise=noise if name == "random" else None)  # fmt: skip
             return resolve(name).draw(request, generator).masked
 
         if kind == "mixed":  # one coin per series: all its channels share the kind
-            use_tail = (torch.rand(B, generator=generator) < 0.5).repeat_interleave(C)[:, None].to(device)
+            use_tail = (torch.rand(B, generator=generator) < 0.5).repeat_interleave(rows)[:, None].to(device)
             masked = torch.where(use_tail, draw("tail"), draw("random"))
         else:
             masked = draw(kind)
-        return masked.reshape(B, C, L)
+        return masked.reshape(B, rows, L).expand(B, C, L)
 
     def draw(self, batch: SeriesBatch, generator: torch.Generator) -> Tensor:
         """This step's random draws, made eagerly on the host: the training mask ``masked`` bool (B, C, L)."""
         return self.sample_mask(self.prepare(batch), generator)
 
-    def encode(self, patches: Tensor, padding: Tensor, masked: Tensor | None = None) -> Tensor:
-        """``patches (B, C, L, P)``, ``padding (B, L)``, ``masked (B, C, L)`` -> tokens ``(B, C, L, D)``."""
+    def encode(self, patches: Tensor, padding: Tensor, masked: Tensor | None = None,
+               norm: InstanceNorm | None = None) -> Tensor:  # fmt: skip
+        """``patches (B, C, L, P)``, ``padding (B, L)``, ``masked (B, C, L)`` -> tokens ``(B, C', L, D)``:
+        ``C' = C`` channel-independent tokens, ``C' = 1`` with ``channel_mixing`` (a patch hidden in any channel
+        is hidden in all). ``norm``: the statistics ``config.stats_input`` appends to every token's input."""
         B, C, L, _ = patches.shape
         if masked is not None:
+            if self.config.channel_mixing:  # one token per patch: hidden in any channel = hidden in all
+                masked = masked.any(dim=1, keepdim=True).expand(B, C, L)
             patches = patches.masked_fill(masked[..., None], 0.0)  # HF mask_value = 0
+        if self.config.stats_input:
+            if norm is None:
+                raise ValueError("this model (stats_input=True) needs the normalisation statistics: pass norm=")
+            stats = torch.stack([_signed_log(norm.loc[:, 0]), torch.log(norm.scale[:, 0])], dim=-1)  # (B, C, 2)
+            patches = torch.cat([patches, stats[:, :, None].expand(B, C, L, 2)], dim=-1)  # (B, C, L, P + 2)
+        if self.config.channel_mixing:
+            patches = patches.permute(0, 2, 1, 3).reshape(B, 1, L, -1)  # (B, 1, L, C * (P [+ 2]))
+            C = 1
         x = self.patch_embed(patches) + self.pos_embed[:L]  # (B, C, L, D)
-        x = x.reshape(B * C, L, -1)  # (B*C, L, D): every channel its own sequence
+        x = x.reshape(B * C, L, -1)  # (B*C, L, D): every channel (or every series, when mixing) a sequence
         pad = padding.repeat_interleave(C, dim=0)  # (B*C, L)
         # Eager only: an all-False mask would keep SDPA off its fastest (mask-free) kernel. Compiled, exported or
         # traced, the mask is always built: no host sync, and nothing of this batch's padding is baked in.
         padded = torch.compiler.is_compiling() or torch.jit.is_tracing() or bool(pad.any())
         x = self.encoder(x, blocked=padding_to_blocked(pad) if padded else None)
         return x.reshape(B, C, L, -1)
+
+    def decode(self, tokens: Tensor) -> Tensor:
+        """Tokens ``(B, C', L, D)`` (:meth:`encode`) -> normalised patch values ``(B, C, L, P)``."""
+        pred = self.head(tokens)  # (B, C', L, P) or (B, 1, L, C * P)
+        if not self.config.channel_mixing:
+            return pred
+        B, _, L, _ = pred.shape
+        return pred.reshape(B, L, self.config.channels, -1).permute(0, 2, 1, 3)
+
+    def predict(self, inputs: SeriesInput, masked: Tensor | None) -> Tensor:
+        """Normalised patch values ``(B, C, L, P)`` of ``inputs`` with ``masked (B, C, L)`` patches hidden."""
+        return self.decode(self.encode(inputs.patches, inputs.padding, masked, inputs.norm))
 
     def forward_loss(self, inputs: SeriesInput, pred: Tensor, masked: Tensor) -> Tensor:
         """Mean squared error over the scored steps of hidden, real patches (normalised units)."""
@@ -170,8 +213,8 @@ class PatchTST(nn.Module):
         return err.sum() / scored.sum().clamp_min(1)
 
     def forward(self, batch: SeriesBatch, masked: Tensor) -> SeriesOutput:
-        inputs = self.prepare(batch)
-        pred = self.head(self.encode(inputs.patches, inputs.padding, masked))  # (B, C, L, P)
+        inputs = self.prepare(batch, masked)
+        pred = self.predict(inputs, masked)  # (B, C, L, P)
         return SeriesOutput(self.forward_loss(inputs, pred, masked), pred, masked)
 
     def training_loss(
@@ -184,7 +227,9 @@ class PatchTST(nn.Module):
         """
         inputs = self.prepare(batch)
         masked = self.sample_mask(inputs, generator) if drawn is None else drawn
-        pred = self.head(self.encode(inputs.patches, inputs.padding, masked))
+        if self.config.norm_visible:  # the statistics of the visible steps only (the draw reads no value)
+            inputs = self.prepare(batch, masked)
+        pred = self.predict(inputs, masked)
         loss = self.forward_loss(inputs, pred, masked)
         share = masked.float().sum() / (~inputs.padding).float().sum().clamp_min(1) / masked.shape[1]
         return LossOutput(loss, {"masked_share": share.detach()})
@@ -192,25 +237,32 @@ class PatchTST(nn.Module):
     # --------------------------------------------------------------------------------------- inference
     @property
     def embed_dim(self) -> int:
-        """Width of :meth:`embed`: ``C * (D + 2)``."""
-        return self.config.channels * (self.config.dim + 2)
+        """Width of :meth:`embed`: ``C' * D * k + 2 * C`` (``C' = 1`` with channel mixing, else ``C``;
+        ``k = 2`` for ``mean-max`` pooling, else 1); ``C * (D + 2)`` for the original model."""
+        cfg = self.config
+        sequences = 1 if cfg.channel_mixing else cfg.channels
+        return sequences * cfg.dim * (2 if cfg.pool == "mean-max" else 1) + 2 * cfg.channels
 
     def embed(self, batch: SeriesBatch) -> Tensor:
-        """Features ``(B, C * (D + 2))``: each channel's tokens averaged over its real patches (no masking),
-        then per channel the instance-normalisation statistics the encoder never sees (signed ``log1p`` of
-        the mean, ``log`` of the scale): level and amplitude often tell classes apart."""
+        """Features ``(B, embed_dim)``: the tokens of each sequence (channel, or series when mixing) pooled over
+        its real patches (no masking: mean, or mean and max), then per channel the instance-normalisation
+        statistics the encoder never sees (signed ``log1p`` of the mean, ``log`` of the scale): level and
+        amplitude often tell classes apart."""
         inputs = self.prepare(batch)
-        tokens = self.encode(inputs.patches, inputs.padding)  # (B, C, L, D)
-        pooled = visible_mean(tokens, inputs.padding[:, None, :, None].expand(-1, tokens.shape[1], -1, 1), dim=2)
+        tokens = self.encode(inputs.patches, inputs.padding, norm=inputs.norm)  # (B, C', L, D)
+        pad = inputs.padding[:, None, :, None].expand(-1, tokens.shape[1], -1, 1)  # (B, C', L, 1)
+        pooled = [visible_mean(tokens, pad, dim=2).flatten(1)]  # (B, C' * D)
+        if self.config.pool == "mean-max":  # padded tokens are replaced, never compared: zero gradient there
+            pooled.append(torch.where(pad, float("-inf"), tokens).amax(dim=2).flatten(1))
         loc, scale = inputs.norm.loc[:, 0], inputs.norm.scale[:, 0]  # (B, C)
-        stats = torch.cat([torch.sign(loc) * torch.log1p(loc.abs()), torch.log(scale)], dim=1)  # (B, 2C)
-        return torch.cat([pooled.flatten(1), stats], dim=1)  # (B, C*D + 2C)
+        stats = torch.cat([_signed_log(loc), torch.log(scale)], dim=1)  # (B, 2C)
+        return torch.cat([*pooled, stats], dim=1)  # (B, embed_dim)
 
     def reconstruct(self, batch: SeriesBatch, masked: Tensor) -> Tensor:
         """Predicted values ``(B, T, C)`` in the data's units with ``masked (B, C, L)`` patches hidden
         (visible patches are reconstructed too; callers choose which steps to use)."""
-        inputs = self.prepare(batch)
-        pred = self.head(self.encode(inputs.patches, inputs.padding, masked))  # (B, C, L, P)
+        inputs = self.prepare(batch, masked)
+        pred = self.predict(inputs, masked)  # (B, C, L, P)
         return inputs.norm.invert(unpatchify(pred, inputs.length, self.config.stride, inputs.padding))
 
     def steps_to_patches(self, steps: Tensor) -> Tensor:

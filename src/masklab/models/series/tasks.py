@@ -73,8 +73,9 @@ def anomaly_scores(model: PatchTST, batch: SeriesBatch, rounds: int | None = Non
     err = torch.zeros_like(inputs.patches)
     for r in range(rounds):
         masked = (which == r).expand(B, C, L) & ~inputs.padding[:, None]
-        pred = model.head(model.encode(inputs.patches, inputs.padding, masked))
-        err = torch.where(masked[..., None], (pred - inputs.patches) ** 2, err)
+        normed = model.prepare(batch, masked) if model.config.norm_visible else inputs
+        pred = model.predict(normed, masked)
+        err = torch.where(masked[..., None], (pred - normed.patches) ** 2, err)
     per_step_c = unpatchify(err, inputs.length, model.config.stride, inputs.padding)  # (B, T, C)
     seen = batch.observed & ~batch.padding[..., None]
     count = seen.sum(dim=-1)  # (B, T)

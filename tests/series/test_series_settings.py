@@ -1,0 +1,35 @@
+"""The documented rules behind the series benchmark's settings (``classifier_overrides``, ``forecast_overrides``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from masklab.data.series import SeriesSet
+from masklab.recipes.series import classifier_overrides, forecast_overrides
+
+
+def _set(lengths: list[int], scales: list[float]) -> SeriesSet:
+    rng = np.random.default_rng(0)
+    pairs = zip(lengths, scales, strict=True)
+    return SeriesSet([(rng.normal(size=(n, 2)) * s).astype(np.float32) for n, s in pairs], "t")
+
+
+@pytest.mark.parametrize(("median", "patch"), [(15, 1), (40, 1), (64, 2), (300, 8), (5000, 16)])
+def test_patch_length_gives_the_median_series_32_patches(median: int, patch: int) -> None:
+    settings = classifier_overrides(_set([median // 2, median, median * 2], [1.0, 1.0, 1.0]))
+    assert settings["patch_len"] == settings["stride"] == patch
+    assert settings["channel_mixing"] is True
+
+
+def test_scaling_only_when_series_scales_differ_by_an_order_of_magnitude() -> None:
+    similar = _set([20] * 10, list(np.linspace(0.5, 1.5, 10)))
+    spread = _set([20] * 10, list(np.logspace(-2, 2, 10)))
+    assert classifier_overrides(similar)["scaling"] is False
+    assert classifier_overrides(spread)["scaling"] is True
+
+
+def test_forecast_settings_hide_the_horizon() -> None:
+    settings = forecast_overrides(26)
+    assert settings == dict(patch_len=13, stride=13, mask_kind="tail", tail_patches=2, norm_visible=True)
+    assert forecast_overrides(3)["tail_patches"] * forecast_overrides(3)["patch_len"] >= 3
