@@ -3,9 +3,10 @@
 1. Pretrain an MAE (``--preset``, default ``mae-seg-32``) on the training split's images for ``--mae-steps``
    (or reuse ``--run``).
 2. Train the segmentation head (``--head``: ``probe`` = frozen encoder, ``finetune`` = encoder trained too; the
-   ``unet`` decoder of :mod:`masklab.models.segment.heads`, CE + soft Dice) on the training split's masks; the *same* head on a
-   randomly initialised encoder of the same shape (what pretraining adds); and a class-balanced per-patch linear
-   probe on raw pixels (each patch's pixels -> its p x p subject/background logits).
+   ``unet`` decoder of :mod:`masklab.models.segment.heads`, CE + soft Dice) on the training split's masks; the
+   *same* head on a randomly initialised encoder of the same shape (what pretraining adds); and a
+   class-balanced per-patch linear probe on raw pixels (each patch's pixels -> its p x p subject/background
+   logits).
 3. Classical baselines on the evaluation split: Otsu, watershed, and GrabCut given the true bounding box of the
    image's subject pixels (an oracle prompt the learned methods do not get).
 
