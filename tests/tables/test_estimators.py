@@ -55,6 +55,22 @@ def test_imputer_leaves_observed_cells_untouched():
     assert set(filled["kind"]) <= {"a", "b", "c"}
 
 
+def test_imputer_rounds_whole_number_columns_of_frames_only():
+    """A 0/1 column: an array comes back with the unrounded least-squares fill (as scikit-learn's imputers);
+    a DataFrame with whole numbers, the same predictions rounded."""
+    _, x_miss = correlated()
+    x_miss = x_miss.copy()
+    observed = ~np.isnan(x_miss[:, 0])
+    x_miss[observed, 0] = (x_miss[observed, 0] > np.median(x_miss[observed, 0])).astype(float)  # binary 0/1
+    imputer = MaskedImputer(**FAST).fit(x_miss)
+    fill = np.isnan(x_miss[:, 0])
+    from_array = imputer.transform(x_miss)[fill, 0]
+    assert np.any(from_array != np.round(from_array))  # not rounded
+    frame = pd.DataFrame(x_miss, columns=[f"x{j}" for j in range(x_miss.shape[1])])
+    from_frame = MaskedImputer(**FAST).fit(frame).transform(frame)["x0"].to_numpy()[fill]
+    np.testing.assert_array_equal(from_frame, np.round(from_array))
+
+
 def test_imputer_is_deterministic_and_batch_independent():
     _, x_miss = correlated()
     first = MaskedImputer(**FAST, random_state=7).fit(x_miss)

@@ -16,9 +16,10 @@ class MaskedImputer(OneToOneFeatureMixin, TransformerMixin, _TableEstimator):
 
     ``transform`` returns a copy of ``X`` (a DataFrame for a DataFrame, else a float array) in which only the
     missing cells changed: each is the model's prediction from its row's observed cells (categorical cells:
-    the most likely category; numeric columns whose training values were all whole numbers: a whole number,
-    and a float column of them comes back as int64 once no cell is missing). Usable in a scikit-learn
-    ``Pipeline``.
+    the most likely category). A DataFrame's numeric columns whose training values were all whole numbers
+    get whole numbers, and a float column of them comes back as int64 once no cell is missing; an array
+    comes back as floats, unrounded (as scikit-learn's imputers return it: the least-squares fill of a 0/1
+    column is a share, not a 0 or 1). Usable in a scikit-learn ``Pipeline``.
 
     preset: ``table-tiny`` | ``table-small``; steps: optimizer steps (None = :func:`~masklab.estimators.
     budget.auto_steps`); batch_size, lr, weight_decay: AdamW with 5% warmup + cosine; mask_ratio ±
@@ -92,7 +93,7 @@ class MaskedImputer(OneToOneFeatureMixin, TransformerMixin, _TableEstimator):
         numeric, categories = impute_cells(
             self.model_, encoded.values, encoded.categories, encoded.missing, no_patterns
         )
-        decoded = decode_columns(numeric, categories, self.schema_)
+        decoded = decode_columns(numeric, categories, self.schema_, round_integers=was_frame)
         if not was_frame:
             out = frame.to_numpy(dtype=np.float64, copy=True)
             fill = np.isnan(out)

@@ -327,17 +327,20 @@ def encode_frame(frame: pd.DataFrame, schema: TableSchema, *, handle_unknown: Ha
     )
 
 
-def decode_columns(numeric: Tensor, categories: Tensor, schema: TableSchema) -> dict[str, np.ndarray]:
+def decode_columns(
+    numeric: Tensor, categories: Tensor, schema: TableSchema, *, round_integers: bool = True
+) -> dict[str, np.ndarray]:
     """Model outputs back to column values: ``numeric`` float (N, C) standardised predictions and
     ``categories`` long (N, C) predicted category indices -> ``{name: (N,) array}`` (float64 numeric values
-    in original units, object arrays of category strings)."""
+    in original units, rounded to whole numbers in ``integer`` columns when ``round_integers``; object
+    arrays of category strings)."""
     numeric_np = numeric.detach().double().cpu().numpy()
     categories_np = categories.detach().cpu().numpy()
     out: dict[str, np.ndarray] = {}
     for j, spec in enumerate(schema.columns):
         if spec.kind == "numeric":
             values = numeric_np[:, j] * spec.std + spec.mean
-            out[spec.name] = np.round(values) if spec.integer else values
+            out[spec.name] = np.round(values) if spec.integer and round_integers else values
         else:
             out[spec.name] = np.asarray(spec.categories, dtype=object)[categories_np[:, j]]
     return out
