@@ -30,7 +30,7 @@ def separable(n: int, seed: int) -> SegmentationDataset:
 
 def test_config_round_trip_and_presets():
     config = SegmentConfig.from_preset("finetune", encoder=ENCODER.to_dict(), num_classes=3)
-    assert config.freeze_encoder is False and config.head_dim == 32 and config.decoder == "conv"
+    assert config.freeze_encoder is False and config.head_dim == 32 and config.decoder == "unet"
     assert SegmentConfig.from_dict(config.to_dict()) == config
     model = build_model({"kind": "segment", "model": config.to_dict()})
     assert isinstance(model, Segmenter) and model(torch.rand(2, 3, 16, 16)).shape == (2, 3, 16, 16)
@@ -133,7 +133,7 @@ def test_layers_concatenate_block_outputs():
     with pytest.raises(ValueError, match="layers must be in"):
         SegmentConfig.from_preset("probe", encoder=ENCODER.to_dict(), layers=3)
     with pytest.raises(ValueError, match="decoder must be one of"):
-        SegmentConfig.from_preset("probe", encoder=ENCODER.to_dict(), decoder="unet")
+        SegmentConfig.from_preset("probe", encoder=ENCODER.to_dict(), decoder="nope")
 
 
 def test_a_config_saved_before_the_conv_decoder_rebuilds_the_pixel_mlp_head():
@@ -146,3 +146,58 @@ def test_a_config_saved_before_the_conv_decoder_rebuilds_the_pixel_mlp_head():
     cfg = SegmentConfig.from_dict(old)
     assert cfg.decoder == "pixel-mlp" and cfg.pixel_dim == 64
     assert SegmentConfig.from_dict(cfg.to_dict()) == cfg  # today's saved dicts name their decoder
+
+
+def test_unet_decoder_shapes_and_skips():
+    from masklab.models.segment.heads import UNetDecoder
+
+    torch.manual_seed(0)
+    dec = UNetDecoder(token_dim=8, channels=3, width=4, num_classes=3, patch=4).eval()
+    features, image = torch.randn(2, 8, 4, 4), torch.randn(2, 3, 16, 16)
+    out = dec(features, image)
+    assert out.shape == (2, 3, 16, 16)
+    # Each output pixel sees its own token's features and the full-resolution image (the skip connection).
+    moved = image.clone()
+    moved[:, :, 0, 0] += 1.0
+    assert (dec(features, moved) - out)[:, :, :4, :4].abs().amax() > 0
+    other = features.clone()
+    other[:, :, 3, 3] += 1.0
+    assert (dec(other, image) - out)[:, :, 12:, 12:].abs().amax() > 0
+    with pytest.raises(ValueError, match="power-of-two patch"):
+        UNetDecoder(token_dim=8, channels=3, width=4, num_classes=2, patch=3)
+
+
+def test_layer_decay_scales_the_encoder_groups():
+    from masklab.train.optim import param_groups
+
+    seg = Segmenter(SegmentConfig.from_preset("finetune", encoder=ENCODER.to_dict(), layer_decay=0.5))
+    assert seg.lr_scale("decoder.logits.weight") == 1.0 and seg.lr_scale("mae.encoder.norm.weight") == 1.0
+    assert seg.lr_scale("mae.encoder.blocks.1.attn.qkv.weight") == 0.5  # the last of depth 2
+    assert seg.lr_scale("mae.encoder.blocks.0.attn.qkv.weight") == 0.25
+    assert seg.lr_scale("mae.patch_embed.weight") == 0.125
+    groups = param_groups(seg, 0.01)
+    names = {id(p): n for n, p in seg.named_parameters()}
+    for group in groups:
+        for p in group["params"]:
+            assert seg.lr_scale(names[id(p)]) == group["lr_scale"]
+            assert group["weight_decay"] == (0.01 if p.ndim >= 2 and "token" not in names[id(p)] else 0.0)
+    assert sum(len(g["params"]) for g in groups) == sum(1 for p in seg.parameters() if p.requires_grad)
+    plain = Segmenter(SegmentConfig.from_preset("finetune", encoder=ENCODER.to_dict(), layer_decay=1.0))
+    assert {g["lr_scale"] for g in param_groups(plain, 0.01)} == {1.0}
+    with pytest.raises(ValueError, match="layer_decay"):
+        SegmentConfig.from_preset("finetune", encoder=ENCODER.to_dict(), layer_decay=0.0)
+
+
+def test_a_config_saved_before_the_unet_decoder_rebuilds_the_conv_head():
+    from masklab.models.segment.heads import ConvDecoder
+
+    torch.manual_seed(0)
+    old_fields = {"encoder": ENCODER.to_dict(), "num_classes": 2, "decoder": "conv", "head_dim": 32, "pixel_dim": 32,
+                  "pixel_features": 16, "layers": 1, "dice_weight": 0.0, "freeze_encoder": True}  # fmt: skip
+    old = Segmenter(SegmentConfig(**old_fields))
+    saved = {"kind": "segment", "model": {"kind": "segment", **old_fields}}  # before layer_decay existed
+    rebuilt = build_model(saved)
+    assert isinstance(rebuilt.decoder, ConvDecoder) and rebuilt.config.layer_decay == 1.0
+    rebuilt.load_state_dict(old.state_dict())  # the old checkpoint's keys and shapes
+    images = torch.rand(2, 3, 16, 16)
+    torch.testing.assert_close(rebuilt.eval()(images), old.eval()(images))

@@ -167,7 +167,8 @@ def train_segmenter(
     """Train a segmentation head on the MAE of ``run`` and score it on the held-out split.
 
     ``preset``: ``probe`` (frozen encoder, only the head learns) or ``finetune`` (encoder trained with the
-    head, one learning rate). ``random_init`` keeps the encoder's
+    head, layer-wise learning-rate decay ``SegmentConfig.layer_decay``); ``lr`` (default 2e-3 for a probe,
+    1e-3 to fine-tune) is the head's peak rate. ``random_init`` keeps the encoder's
     architecture but not its weights (the baseline that shows what pretraining adds). ``validation``: hold
     out that fraction of the *training* split (:func:`validation_split`), train on the rest and score on it
     instead of the test split (for choosing settings). ``overrides``: :class:`SegmentConfig` fields over the
@@ -197,7 +198,7 @@ def train_segmenter(
             raise ValueError(f"epochs must be > 0, got {epochs}")
         steps = max(1, math.ceil(epochs * len(train) / batch_size))
     if lr is None:
-        lr = 1e-3 if config.freeze_encoder else 5e-4
+        lr = 2e-3 if config.freeze_encoder else 1e-3  # chosen on the validation split (docs/benchmarks.md)
     train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=steps // 20, weight_decay=0.01,
                             seed=seed, device=device, ckpt_every=steps, log_every=max(1, steps // 10),
                             max_seconds=max_seconds)  # fmt: skip

@@ -306,7 +306,7 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
         while step < cfg.steps:
             lr = lr_at(_schedule_step(step + 1, elapsed_before + time.perf_counter() - start, cfg), cfg)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)  # layer-wise decay (optim.param_groups)
             values = _optimizer_step(
                 wrapped, source, sampler, generator, optimizer, cfg, step, dist_info, autocast, scaler
             )

@@ -34,7 +34,20 @@ def uses_weight_decay(name: str, param: torch.Tensor) -> bool:
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Two AdamW groups by :func:`uses_weight_decay`: ``[decay, no_decay]``; frozen parameters are left
-    out, and an empty group is dropped."""
+    out, and an empty group is dropped.
+
+    A model with an ``lr_scale(name) -> float`` method (layer-wise learning-rate decay, e.g. a fine-tuned
+    segmenter) gets one such pair per scale, each group carrying ``"lr_scale"``: the training loop sets that
+    group's rate to ``lr_scale`` x the scheduled rate."""
+    lr_scale = getattr(model, "lr_scale", None)
+    if callable(lr_scale):
+        scaled: dict[tuple[float, bool], list[nn.Parameter]] = {}
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                scaled.setdefault((float(lr_scale(name)), uses_weight_decay(name, param)), []).append(param)
+        order = sorted(scaled, key=lambda key: (-key[0], not key[1]))  # by scale, decay before no-decay
+        return [{"params": scaled[key], "weight_decay": weight_decay if key[1] else 0.0, "lr_scale": key[0]}
+                for key in order]  # fmt: skip
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     for name, param in model.named_parameters():

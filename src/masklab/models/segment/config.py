@@ -18,10 +18,10 @@ if TYPE_CHECKING:
 from masklab.models.segment.heads import DECODERS
 
 # Named head settings. "probe": frozen encoder, only the head learns; "finetune": the same head with the
-# encoder trained too.
+# encoder trained too (layer-wise learning-rate decay). Chosen on the validation split (docs/benchmarks.md).
 PRESETS: dict[str, dict[str, Any]] = {
-    "probe": dict(freeze_encoder=True),
-    "finetune": dict(freeze_encoder=False),
+    "probe": dict(freeze_encoder=True, decoder="unet", dice_weight=1.0),
+    "finetune": dict(freeze_encoder=False, decoder="unet", dice_weight=1.0, layer_decay=0.75),
 }
 
 
@@ -30,13 +30,19 @@ class SegmentConfig(ModelConfig):
     """Everything that rebuilds a :class:`~masklab.models.segment.model.Segmenter`.
 
     ``num_classes`` counts background: 2 = binary subject/background, K = classes ``0..K-1`` (0 = background).
-    ``decoder``: ``"conv"`` (token features upsampled + full-resolution 3x3 convs of the image) or
+    ``decoder``: ``"unet"`` (a small U-Net: conv stem skips at 1, 1/2, ... resolution, token features at the
+    token grid; the presets' decoder), ``"conv"`` (token features upsampled + full-resolution 3x3 convs of the
+    image; the field's default, so a config saved before ``"unet"`` rebuilds its head) or
     ``"pixel-mlp"`` (upsampled token features + the pixel's colour through a 1x1 MLP); see
     :mod:`masklab.models.segment.heads`. ``head_dim``: token features after projection; ``pixel_dim``: width
-    of the decoder's fused layers; ``pixel_features``: channels of the conv decoder's raw-image branch.
+    of the decoder's fused layers; ``pixel_features``: channels of the conv decoder's raw-image branch
+    (the U-Net's full-resolution width; it doubles per stage, at most 4x).
     ``layers``: outputs of the last ``layers`` encoder blocks are concatenated as token features.
     ``dice_weight``: the loss is cross-entropy + ``dice_weight`` x (1 - soft Dice of the subject classes).
     ``freeze_encoder``: train the head only (a probe) or fine-tune the encoder with it.
+    ``layer_decay``: fine-tuning's layer-wise learning-rate decay (BEiT / MAE): encoder block ``i`` of ``d``
+    learns at ``layer_decay ** (d - i)`` x the head's rate, the patch embedding at ``layer_decay ** (d + 1)``;
+    1.0 = one rate for all (what a config saved without this field trained with).
     ``to_dict`` gives the fields (``encoder`` as the MAE config dict); a run saves
     ``{"kind": "segment", **to_dict()}``. A saved config without ``decoder`` (written before the conv decoder)
     rebuilds the ``"pixel-mlp"`` head it was trained with.
@@ -51,6 +57,7 @@ class SegmentConfig(ModelConfig):
     layers: int = 1
     dice_weight: float = 0.0
     freeze_encoder: bool = True
+    layer_decay: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.encoder, dict) or self.encoder.get("kind", "mae") != "mae":
@@ -62,6 +69,8 @@ class SegmentConfig(ModelConfig):
                              f"{self.pixel_dim} and {self.pixel_features}")  # fmt: skip
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
+        if not 0 < self.layer_decay <= 1:
+            raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
         if self.dice_weight < 0:
             raise ValueError(f"dice_weight must be >= 0, got {self.dice_weight}")
         depth = self.encoder_config().depth  # validates the encoder fields
@@ -100,5 +109,4 @@ class SegmentConfig(ModelConfig):
             overrides["encoder"] = encoder.to_dict()
         elif isinstance(encoder, Mapping):
             overrides["encoder"] = dict(encoder)
-        overrides.setdefault("decoder", "conv")  # a preset builds today's default head (see from_dict)
         return preset_config(cls, PRESETS, name, **overrides)

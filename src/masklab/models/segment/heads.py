@@ -4,6 +4,10 @@ Two decoders (``SegmentConfig.decoder``):
 
 - ``"pixel-mlp"``: the token map is upsampled bilinearly to the image size and a two-layer 1x1-conv MLP sees
   [features, the pixel's own colour]: each pixel is classified from its own colour and smooth token context.
+- ``"unet"``: a small U-Net around the token grid. A conv stem encodes the image at full, 1/2 and 1/4
+  resolution; at the token grid (1/p of the image, p = 4) the token features are concatenated with the stem's
+  deepest map, then upsampled in stages (x2 each), each stage concatenated with the stem's skip at that
+  resolution and refined by two 3x3 convs (BatchNorm + GELU), down to full-resolution logits.
 - ``"conv"``: a light full-resolution decoder. The token map gets one 3x3 conv at the token grid (context
   between neighbouring patches), is upsampled bilinearly, and is concatenated with a few 3x3 conv features of
   the raw image at full resolution (edges and local texture, which 4x4 patch tokens blur); two 3x3 convs and
@@ -20,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-DECODERS = ("pixel-mlp", "conv")
+DECODERS = ("pixel-mlp", "conv", "unet")
 
 
 class PixelMLPDecoder(nn.Module):
@@ -57,6 +61,48 @@ class ConvDecoder(nn.Module):
         context = features + self.context(features)  # (B, Dt, gh, gw)
         up = F.interpolate(context, size=image.shape[-2:], mode="bilinear", align_corners=False)  # (B, Dt, H, W)
         return self.fuse(torch.cat([up, self.pixels(image)], dim=1))
+
+
+def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """3x3 conv (``stride``) + BatchNorm + GELU, then 3x3 conv + BatchNorm + GELU."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.GELU(),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.GELU(),
+    )  # fmt: skip
+
+
+class UNetDecoder(nn.Module):
+    """Conv stem at 1, 1/2, ..., 1/p resolution (widths ``width * 2**s``, capped at ``4 * width``); token
+    features join at the token grid; x2 upsampling stages with skips back to full resolution.
+
+    ``levels`` = log2(p) stages (p = patch side, a power of two)."""
+
+    def __init__(self, token_dim: int, channels: int, width: int, num_classes: int, patch: int) -> None:
+        super().__init__()
+        levels = patch.bit_length() - 1
+        if patch != 1 << levels:
+            raise ValueError(f"the unet decoder needs a power-of-two patch side, got {patch}")
+        widths = [width * min(2**s, 4) for s in range(levels + 1)]  # full res ... token grid
+        self.stem = nn.ModuleList(
+            [_block(channels, widths[0])] + [_block(widths[s - 1], widths[s], stride=2) for s in range(1, levels + 1)]
+        )
+        self.bottom = _block(widths[-1] + token_dim, widths[-1])
+        self.up = nn.ModuleList([_block(widths[s + 1] + widths[s], widths[s]) for s in reversed(range(levels))])
+        self.logits = nn.Conv2d(widths[0], num_classes, 1)
+
+    def forward(self, features: Tensor, image: Tensor) -> Tensor:
+        """``features (B, Dt, gh, gw)``, normalised ``image (B, C, H, W)`` -> logits ``(B, K, H, W)``."""
+        skips = []
+        x = image
+        for stage in self.stem:
+            x = stage(x)
+            skips.append(x)  # (B, w_s, H / 2**s, W / 2**s)
+        x = self.bottom(torch.cat([skips.pop(), features], dim=1))  # (B, w_L, gh, gw)
+        for stage in self.up:
+            skip = skips.pop()
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = stage(torch.cat([x, skip], dim=1))
+        return self.logits(x)  # (B, K, H, W)
 
 
 def soft_dice_loss(logits: Tensor, targets: Tensor) -> Tensor:

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from masklab.core.contract import LossOutput
 from masklab.models.mae import MAE
 from masklab.models.segment.config import SegmentConfig
-from masklab.models.segment.heads import ConvDecoder, PixelMLPDecoder, soft_dice_loss
+from masklab.models.segment.heads import ConvDecoder, PixelMLPDecoder, UNetDecoder, soft_dice_loss
 
 
 def foreground_iou(pred: Tensor, target: Tensor) -> Tensor:
@@ -49,7 +49,10 @@ class Segmenter(nn.Module):
         cfg = self.mae.config
         self.proj = nn.Linear(config.layers * cfg.dim, config.head_dim)  # after a per-layer LayerNorm
         self.decoder: nn.Module
-        if config.decoder == "conv":
+        if config.decoder == "unet":
+            self.decoder = UNetDecoder(config.head_dim, cfg.channels, config.pixel_features, config.num_classes,
+                                       cfg.patch_size)  # fmt: skip
+        elif config.decoder == "conv":
             self.decoder = ConvDecoder(config.head_dim, cfg.channels, config.pixel_features, config.pixel_dim,
                                        config.num_classes)  # fmt: skip
         else:
@@ -73,6 +76,19 @@ class Segmenter(nn.Module):
             raise ValueError("the pretrained MAE's config differs from this segmenter's encoder config")
         self.mae.load_state_dict(mae.state_dict())
         return self
+
+    def lr_scale(self, name: str) -> float:
+        """Learning-rate factor of parameter ``name`` (``config.layer_decay``; read by
+        :func:`masklab.train.optim.param_groups`): 1 for the head and the encoder's final norm,
+        ``layer_decay ** (depth - i)`` for encoder block ``i``, ``layer_decay ** (depth + 1)`` for the patch
+        embedding, position and CLS parameters (the MAE's own decoder gets no gradient)."""
+        decay, depth = self.config.layer_decay, self.mae.config.depth
+        if decay == 1.0 or not name.startswith("mae.") or name.startswith("mae.encoder.norm"):
+            return 1.0
+        parts = name.split(".")
+        if parts[1:3] == ["encoder", "blocks"]:
+            return decay ** (depth - int(parts[3]))
+        return decay ** (depth + 1)
 
     def train(self, mode: bool = True) -> Segmenter:
         super().train(mode)
