@@ -37,6 +37,7 @@ TINY_EXTRA: dict[tuple[str, ...], dict[str, str]] = {
     ("pretrain", "mlm"): {"--preset": "bert-tiny", "--steps": "2", "--batch-size": "8"},
     ("pretrain", "clm"): {"--preset": "gpt-tiny", "--steps": "2", "--batch-size": "8"},
     ("pretrain", "table"): {"--preset": "table-tiny", "--steps": "2", "--max-rows": "300"},
+    ("pretrain", "series"): {"--preset": "series-tiny", "--steps": "2", "--batch-size": "8"},
     ("probe",): {"--max-examples": "200"},
     ("finetune",): {"--steps": "2"},
     ("segment", "train"): {"--steps": "2"},

@@ -76,3 +76,35 @@ def test_bad_input_exits_2(tmp_path, capsys) -> None:
     assert "'values'" in capsys.readouterr().err
     assert main(["forecast", str(tmp_path / "nope"), "--horizon", "3"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_task_flags_build_the_validated_encoders(tmp_path, capsys) -> None:
+    """``--task classify`` / ``--task forecast --horizon H`` pretrain with the settings of
+    ``classifier_overrides`` / ``forecast_overrides`` (an explicit flag still wins), and the run serves."""
+    from masklab.data.series import load_series
+    from masklab.recipes.series import classifier_overrides, forecast_overrides
+
+    data = write_npz(tmp_path / "s.npz")
+    common = ["--data", str(data), "--preset", "series-tiny", "--steps", "4", "--batch-size", "8", "--device", "cpu"]
+    assert main(["pretrain", "series", *common, "--task", "classify", "--out", str(tmp_path / "c")]) == 0
+    model = json.loads((tmp_path / "c" / "config.json").read_text())["model"]
+    expected = classifier_overrides(load_series(str(data)))
+    assert {k: model[k] for k in expected} == expected and model["mask_kind"] == "random"
+    assert main(["embed", str(tmp_path / "c"), "--data", str(data), "-o", str(tmp_path / "c.npy")]) == 0
+    assert np.load(tmp_path / "c.npy").shape[0] == 24
+
+    forecast = ["--task", "forecast", "--horizon", "6"]
+    assert main(["pretrain", "series", *common, *forecast, "--out", str(tmp_path / "f")]) == 0
+    model = json.loads((tmp_path / "f" / "config.json").read_text())["model"]
+    assert {k: model[k] for k in forecast_overrides(6)} == forecast_overrides(6)
+    assert main(["forecast", str(tmp_path / "f"), "--horizon", "6"]) == 0
+
+    assert main(["pretrain", "series", *common, "--task", "forecast", "--mask-kind", "random", "--horizon", "6",
+                 "--out", str(tmp_path / "r")]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["model"]["mask_kind"] == "random"
+    capsys.readouterr()
+    assert main(["pretrain", "series", *common, "--task", "forecast", "--out", str(tmp_path / "x")]) == 2
+    assert main(["pretrain", "series", *common, "--horizon", "3", "--out", str(tmp_path / "y")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("--horizon") == 2 and "Traceback" not in err

@@ -31,36 +31,59 @@ def pretrain_series(
     *,
     data: str = DEFAULT_DATA,
     preset: str = "series-small",
-    mask_kind: str = "mixed",
+    mask_kind: str | None = None,
     mask_ratio: float = 0.4,
     patch_len: int | None = None,
     max_length: int | None = None,
+    task: str = "general",
+    horizon: int | None = None,
     train: TrainOptions | None = None,
     resume: bool = False,
 ) -> FitResult:
     """Pretrain a PatchTST on the training split of a built-in (every series of a file), writing the run
     directory ``out`` plus ``series.json`` (where the data came from) and ``reconstruction.png``.
 
-    ``patch_len`` (= stride) defaults to about 8 patches per median series (2..16); ``max_length`` trains on
-    random crops of that many steps. Steps default to 1000; warmup to 5% of the steps.
+    ``task``: ``general`` (one model for probing, forecasting and imputing: channel-independent patches,
+    ``mixed`` masking), ``classify`` (the encoder settings validated for classification,
+    :func:`masklab.recipes.series.classifier_overrides`) or ``forecast`` (those validated for forecasting
+    ``horizon`` steps, :func:`masklab.recipes.series.forecast_overrides`); ``mask_kind`` and ``patch_len``,
+    when given, override the task's. ``patch_len`` (= stride) defaults to about 8 patches per median series
+    (2..16) for ``general``; ``max_length`` trains on random crops of that many steps. Steps default to 1000;
+    warmup to 5% of the steps.
     """
     from masklab.core.contract import saved_config
     from masklab.data.series import SeriesTrainData, load_series
     from masklab.recipes import series as recipes
 
+    if task not in ("general", "classify", "forecast"):
+        raise ValueError(f"--task must be general, classify or forecast, got {task!r}")
+    if (task == "forecast") != (horizon is not None):
+        raise ValueError("--horizon goes with --task forecast (the steps to forecast), and only with it")
+    if horizon is not None and horizon < 1:
+        raise ValueError(f"--horizon must be >= 1, got {horizon}")
     run = Run(out)
     train = train or TrainOptions()
-    arguments = {"data": data, "preset": preset, "mask_kind": mask_kind, "mask_ratio": mask_ratio,
+    arguments = {"data": data, "preset": preset, "mask_kind": mask_kind or "mixed", "mask_ratio": mask_ratio,
                  "patch_len": patch_len, "max_length": max_length, "train": train.to_dict()}  # fmt: skip
+    if task != "general":  # runs recorded before --task existed are general ones: their arguments stay as they were
+        arguments = {**arguments, "mask_kind": mask_kind, "task": task, "horizon": horizon}
     if not resume:
         run.check_fresh()
     options = train.with_defaults(batch_size=64, lr=1e-3, weight_decay=0.05, log_every=20, ckpt_every=500, seed=0,
                                   device="auto")  # fmt: skip
     loaded = load_series(data)
     series = _split(loaded, "train")
-    patch = patch_len or recipes.auto_patch_len(series)
-    model = recipes.build_model(series, preset, seed=options.seed_or_0, max_length=max_length, mask_kind=mask_kind,
-                                mask_ratio=mask_ratio, patch_len=patch, stride=patch)  # fmt: skip
+    settings: dict[str, Any] = {"mask_kind": "mixed"}
+    if task == "classify":
+        settings = {**recipes.classifier_overrides(series), "mask_kind": "random"}  # as bench/series.py pretrains
+    elif task == "forecast" and horizon is not None:
+        settings = recipes.forecast_overrides(horizon)
+    if mask_kind is not None:
+        settings["mask_kind"] = mask_kind
+    patch = patch_len or settings.pop("patch_len", None) or recipes.auto_patch_len(series)
+    settings.update(patch_len=patch, stride=patch)
+    model = recipes.build_model(series, preset, seed=options.seed_or_0, max_length=max_length, mask_ratio=mask_ratio,
+                                **settings)  # fmt: skip
     rows = SeriesTrainData(series, max_length=max_length)
     batch = min(options.batch_size or 64, len(series))
     cfg = train_config(options, model, rows, default_steps=1000, batch_size=batch, warmup=lambda steps: steps // 20)
