@@ -21,7 +21,8 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("--task", choices=("general", "classify", "forecast"),
                         help="general: one model for probe, forecast and impute; classify / forecast: the encoder "
                         "settings validated for that use (docs/benchmarks.md, series) (default general)")  # fmt: skip
-    parser.add_argument("--horizon", type=int, help="with --task forecast: the steps to forecast")
+    parser.add_argument("--horizon", type=int,
+                        help="with --task forecast: the steps to forecast (default: none; required there)")  # fmt: skip
     parser.add_argument("--max-length", type=int,
                         help="train on random crops of this many steps (default: whole series)")  # fmt: skip
     add_train_args(parser, steps=1000, batch_size=64, lr=1e-3, weight_decay=0.05, warmup="5%% of the steps",
