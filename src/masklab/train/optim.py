@@ -40,21 +40,15 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     segmenter) gets one such pair per scale, each group carrying ``"lr_scale"``: the training loop sets that
     group's rate to ``lr_scale`` x the scheduled rate."""
     lr_scale = getattr(model, "lr_scale", None)
-    if callable(lr_scale):
-        scaled: dict[tuple[float, bool], list[nn.Parameter]] = {}
-        for name, param in model.named_parameters():
-            if param.requires_grad:
-                scaled.setdefault((float(lr_scale(name)), uses_weight_decay(name, param)), []).append(param)
-        order = sorted(scaled, key=lambda key: (-key[0], not key[1]))  # by scale, decay before no-decay
-        return [{"params": scaled[key], "weight_decay": weight_decay if key[1] else 0.0, "lr_scale": key[0]}
-                for key in order]  # fmt: skip
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
+    scaled = callable(lr_scale)
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}  # (scale, decays) -> parameters; none empty
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (decay if uses_weight_decay(name, param) else no_decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [group for group in groups if group["params"]]
+            scale = float(lr_scale(name)) if scaled else 1.0
+            groups.setdefault((scale, uses_weight_decay(name, param)), []).append(param)
+    order = sorted(groups, key=lambda key: (-key[0], not key[1]))  # by scale, decay before no-decay
+    return [{"params": groups[key], "weight_decay": weight_decay if key[1] else 0.0,
+             **({"lr_scale": key[0]} if scaled else {})} for key in order]  # fmt: skip
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
