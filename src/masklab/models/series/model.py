@@ -110,10 +110,10 @@ class PatchTST(nn.Module):
         real = ~padding[..., None]  # (B, T, 1)
         seen = observed & real  # (B, T, C)
         values = torch.where(seen, values, 0.0)  # nothing unobserved or padded is read past this line
+        pad = patch_padding(padding, cfg.patch_len, cfg.stride)  # (B, L)
         stats = seen
         if masked is not None and cfg.norm_visible:
             cover = masked[..., None].expand(*masked.shape, cfg.patch_len).to(values.dtype)  # (B, C, L, P)
-            pad = patch_padding(padding, cfg.patch_len, cfg.stride)
             stats = seen & ~(unpatchify(cover, values.shape[1], cfg.stride, pad) > 0)  # (B, T, C)
         norm = instance_norm(values, stats, min_scale=cfg.min_scale, enabled=cfg.scaling)
         x = norm.normed if cfg.missing == "zero" else torch.where(seen, norm.normed, 0.0)
@@ -121,7 +121,6 @@ class PatchTST(nn.Module):
         patches = patchify(x, cfg.patch_len, cfg.stride)  # (B, C, L, P)
         scored = seen if not cfg.loss_on_missing else real.expand_as(seen)
         target_steps = patchify(scored, cfg.patch_len, cfg.stride)  # (B, C, L, P)
-        pad = patch_padding(padding, cfg.patch_len, cfg.stride)  # (B, L)
         if pad.shape[1] > cfg.max_patches:
             raise ValueError(
                 f"series of {values.shape[1]} steps make {pad.shape[1]} patches; this model covers at most "
