@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -40,15 +41,15 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     segmenter) gets one such pair per scale, each group carrying ``"lr_scale"``: the training loop sets that
     group's rate to ``lr_scale`` x the scheduled rate."""
     lr_scale = getattr(model, "lr_scale", None)
-    scaled = callable(lr_scale)
+    scale_of: Callable[[str], float] | None = lr_scale if callable(lr_scale) else None
     groups: dict[tuple[float, bool], list[nn.Parameter]] = {}  # (scale, decays) -> parameters; none empty
     for name, param in model.named_parameters():
         if param.requires_grad:
-            scale = float(lr_scale(name)) if scaled else 1.0
+            scale = float(scale_of(name)) if scale_of is not None else 1.0
             groups.setdefault((scale, uses_weight_decay(name, param)), []).append(param)
     order = sorted(groups, key=lambda key: (-key[0], not key[1]))  # by scale, decay before no-decay
     return [{"params": groups[key], "weight_decay": weight_decay if key[1] else 0.0,
-             **({"lr_scale": key[0]} if scaled else {})} for key in order]  # fmt: skip
+             **({"lr_scale": key[0]} if scale_of is not None else {})} for key in order]  # fmt: skip
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
