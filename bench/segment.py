@@ -15,8 +15,9 @@ subject pixels, mean per-image boundary F-score (1-pixel tolerance). CPU seconds
 (user + system), one thread, and are inflated when other processes share the cores.
 
 ``--validate`` scores on 20% of the *training* split instead (heads train on the other 80%): settings are
-chosen there, and the defaults below (MAE_STEPS, HEAD, HEAD_EPOCHS, HEAD_LR; the presets' ``unet`` decoder and
-Dice weight) were fixed on it and committed before the held-out split was scored (docs/benchmarks.md).
+chosen there, and the defaults below (MAE_STEPS, MAE_NORM_PIX, MAE_MASK_RATIO, HEAD, HEAD_EPOCHS, HEAD_LR,
+HEAD_OVERRIDES; the presets' ``unet`` decoder and Dice weight) were fixed on it and committed before the
+held-out split was scored (docs/benchmarks.md).
 
 Usage::
 
@@ -39,9 +40,12 @@ import torch.nn.functional as F
 
 # Defaults, chosen on the validation split (``--validate``) before the test split was scored.
 MAE_STEPS = 500
+MAE_NORM_PIX = True  # per-patch normalised pixel targets (MAE paper, Sec. 3)
+MAE_MASK_RATIO = 0.75
 HEAD = "probe"
 HEAD_EPOCHS = 20.0
 HEAD_LR = 2e-3  # peak AdamW rate of the head (the encoder's blocks get layer_decay powers of it when fine-tuned)
+HEAD_OVERRIDES = {"layers": 4}  # SegmentConfig fields over the head preset: every block of mae-seg-32's encoder
 
 
 def cpu_seconds() -> float:
@@ -118,12 +122,16 @@ def main() -> None:
     parser.add_argument("--run", default=None, help="existing MAE run (skips pretraining)")
     parser.add_argument("--preset", default="mae-seg-32")
     parser.add_argument("--mae-steps", type=int, default=MAE_STEPS)
+    parser.add_argument("--mask-ratio", type=float, default=MAE_MASK_RATIO, help="MAE pretraining's mask ratio")
+    parser.add_argument("--norm-pix-loss", action=argparse.BooleanOptionalAction, default=MAE_NORM_PIX,
+                        help="MAE pretraining on per-patch normalised pixel targets")  # fmt: skip
     parser.add_argument("--head", default=HEAD, help="the head scored against the goals: probe | finetune")
     parser.add_argument("--heads", default=None, help="comma-separated heads to run (default: --head only)")
     parser.add_argument("--head-epochs", type=float, default=HEAD_EPOCHS)
     parser.add_argument("--lr", type=float, default=HEAD_LR, help="peak learning rate of the heads")
     parser.add_argument("--override", action="append", default=[], metavar="FIELD=JSON",
-                        help="SegmentConfig field over the head preset, e.g. layers=2 (repeatable)")  # fmt: skip
+                        help=f"SegmentConfig field over the preset and {HEAD_OVERRIDES}, e.g. layers=1 "
+                        "(repeatable)")  # fmt: skip
     parser.add_argument("--raw-steps", type=int, default=300, help="steps of the raw-pixel linear probe")
     parser.add_argument(
         "--validate",
@@ -143,7 +151,7 @@ def main() -> None:
 
     out = Path(args.out)
     print(f"cpu: {cpu_model()}; torch {torch.__version__}, 1 thread")
-    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.override)}
+    overrides = {**HEAD_OVERRIDES, **{k: json.loads(v) for k, v in (item.split("=", 1) for item in args.override)}}
     heads = args.heads.split(",") if args.heads else [args.head]
     seconds: dict[str, float] = {}
     run = args.run
@@ -152,7 +160,8 @@ def main() -> None:
         t0 = cpu_seconds()
         code = cli(["pretrain", "mae", "--data", "builtin:synthetic-subjects", "--preset", args.preset,
                     "--steps", str(args.mae_steps), "--seed", str(args.seed), "--device", "cpu", "--out", run,
-                    "--log-every", "100"])  # fmt: skip
+                    "--log-every", "100", "--mask-ratio", str(args.mask_ratio),
+                    *(["--norm-pix-loss"] if args.norm_pix_loss else [])])  # fmt: skip
         if code != 0:
             raise SystemExit(code)
         seconds["pretrain"] = cpu_seconds() - t0
