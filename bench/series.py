@@ -107,7 +107,7 @@ def minirocket(train: SeriesSet, test: SeriesSet, seed: int) -> float | None:
 
 # ------------------------------------------------------------------------------------------------- masklab
 def pretrained_model(train: SeriesSet, seed: int, args: argparse.Namespace):
-    overrides = dict(recipes.classifier_overrides(train), mask_kind="random", mask_ratio=0.4)
+    overrides = dict(recipes.classifier_overrides(train), mask_kind="random", mask_ratio=0.4, **args.set)
     model = recipes.build_model(train, args.preset, seed=seed, max_length=args.max_length, **overrides)
     pre = recipes.train_config(steps=args.pretrain_steps, minutes=None, batch_size=args.batch_size, lr=1e-3,
                                seed=seed, device="cpu")  # fmt: skip
@@ -115,13 +115,28 @@ def pretrained_model(train: SeriesSet, seed: int, args: argparse.Namespace):
         return recipes.pretrain(model, train, out, train=pre, max_length=args.max_length, progress=False).model
 
 
-def choose_finetune_lr(model, train: SeriesSet, args: argparse.Namespace) -> float:
-    """The fine-tuning learning rate with the best accuracy on a stratified quarter of the TRAINING split
-    (fine-tuned on the other three quarters); the test split is never looked at."""
+def validation_split(train: SeriesSet) -> tuple[SeriesSet, SeriesSet]:
+    """A stratified 3/4 - 1/4 split of the TRAINING split (seeded: the same split every run)."""
     from sklearn.model_selection import train_test_split
 
     fit_idx, val_idx = train_test_split(np.arange(len(train)), test_size=0.25, stratify=train.labels, random_state=0)
-    fit_part, val_part = train.subset(fit_idx), train.subset(val_idx)
+    return train.subset(fit_idx), train.subset(val_idx)
+
+
+def _setting(text: str) -> tuple[str, object]:
+    key, _, raw = text.partition("=")
+    for kind in (int, float):
+        try:
+            return key, kind(raw)
+        except ValueError:
+            pass
+    return key, {"true": True, "false": False}.get(raw.lower(), raw)
+
+
+def choose_finetune_lr(model, train: SeriesSet, args: argparse.Namespace) -> float:
+    """The fine-tuning learning rate with the best accuracy on a stratified quarter of the TRAINING split
+    (fine-tuned on the other three quarters); the test split is never looked at."""
+    fit_part, val_part = validation_split(train)
     scores = {}
     for lr in args.finetune_lrs:
         cfg = recipes.train_config(steps=args.finetune_steps, minutes=None, batch_size=args.batch_size, lr=lr,
@@ -155,9 +170,12 @@ def classification(name: str, args: argparse.Namespace) -> list[tuple[str, str]]
     args.finetune_lr = args.fixed_finetune_lr  # chosen per dataset unless fixed
     data = load_series(f"builtin:{name}")
     train, test = data.part("train"), data.part("test")
+    if args.validation:  # the test split is not read: a stratified quarter of train stands in for it
+        train, test = validation_split(train)
+        print("\n** VALIDATION: trained on 3/4 of the training split, scored on its other quarter **")
     print(f"\n== {name}: {len(train)} train / {len(test)} test series, {data.num_channels} channels, lengths "
           f"{data.lengths.min()}-{data.lengths.max()}, {len(data.classes)} classes, settings "
-          f"{recipes.classifier_overrides(train)}")  # fmt: skip
+          f"{dict(recipes.classifier_overrides(train), **args.set)}")  # fmt: skip
     rows: list[tuple[str, str]] = []
     accs: dict[str, list[float]] = {}
     for seed in range(0 if args.baselines_only else args.seeds):
@@ -269,7 +287,20 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=156)
     parser.add_argument("--horizon", type=int, default=26)
     parser.add_argument("--plot", default=None, help="PNG of co2 forecasts (seed 0)")
+    parser.add_argument(
+        "--validation",
+        action="store_true",
+        help="score on a stratified quarter of the training split instead of the test split",
+    )
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="encoder settings over the rule's (recipes.classifier_overrides), for experiments",
+    )
     args = parser.parse_args()
+    args.set = dict(_setting(t) for t in args.set)
     torch.set_num_threads(1)
     print(f"CPU: {cpu_name()}; torch {torch.__version__}; {args.seeds} seeds; pretrain {args.pretrain_steps} "
           f"steps, fine-tune {args.finetune_steps} steps, batch {args.batch_size}, preset {args.preset}")  # fmt: skip

@@ -2,7 +2,8 @@
 
 Prints wall-clock and process CPU seconds of each fit (``--repeat`` fits in one process: the first also pays
 one-time imports, e.g. torch's optimizer pulling in torch._dynamo), with scikit-learn's counterparts beside
-them: IsolationForest for the detector, IterativeImputer (BayesianRidge) for the imputer. For the imputers it
+them: IsolationForest for the detector, IterativeImputer (BayesianRidge) and the Gaussian-EM baseline of
+``bench/imputation.py`` for the imputer. For the imputers it
 also prints the RMSE on the cells it filled (30% MCAR; the truth is known), so a shorter training budget
 (``--imputer-steps``) shows what it costs in accuracy. On a shared machine the wall clock is inflated by other
 processes; CPU time is closer to what an idle machine would take.
@@ -39,6 +40,7 @@ def main() -> None:
     parser.add_argument("--imputer-steps", default="default", help="comma list of step budgets; 'default' = auto")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    from imputation import GaussianEMImputer  # bench/imputation.py (this script's folder is on sys.path)
     from sklearn.ensemble import IsolationForest
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401
     from sklearn.impute import IterativeImputer
@@ -77,6 +79,9 @@ def main() -> None:
                     fitted, wall, cpu_s = timed(lambda: IterativeImputer(max_iter=10, random_state=0).fit(x_missing))
                     error = rmse(fitted.transform(x_missing))
                 print(f"  IterativeImputer fit {i + 1}: {wall:.1f} s wall, {cpu_s:.1f} s CPU, RMSE {error:.4f}")
+                filled, wall, cpu_s = timed(lambda: GaussianEMImputer().fit_transform(x_missing))
+                print(f"  Gaussian EM (bench/imputation.py 'em') {i + 1}: {wall:.1f} s wall, {cpu_s:.1f} s CPU "
+                      f"(fit + fill), RMSE {rmse(filled):.4f}")  # fmt: skip
             else:
                 raise ValueError(f"unknown estimator {name!r}; known: detector, imputer")
 

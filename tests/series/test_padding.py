@@ -50,6 +50,11 @@ CONFIGS = {
     "channel mixing": dict(patch_len=4, stride=2, channel_mixing=True, pool="mean-max", norm_visible=True),
     "channel mixing, statistics in the tokens": dict(patch_len=2, stride=2, channel_mixing=True, stats_input=True),
     "statistics in the tokens": dict(patch_len=4, stride=4, stats_input=True, norm_visible=True),
+    # asinh-compressed input (issue 20, PLAID), with and without instance normalisation after it
+    "asinh input": dict(
+        patch_len=4, stride=2, channel_mixing=True, scaling=False, input_transform="asinh", input_scale=3.0
+    ),
+    "asinh input, normalised": dict(patch_len=4, stride=4, input_transform="asinh", input_scale=0.5),
 }
 
 
@@ -96,7 +101,7 @@ def test_embedding_and_classifier_ignore_padding(config: str) -> None:
     _assert_zero_padded_grad(b)
 
 
-@pytest.mark.parametrize("config", ["overlapping", "channel mixing"])
+@pytest.mark.parametrize("config", ["overlapping", "channel mixing", "asinh input", "asinh input, normalised"])
 def test_reconstruction_gradient_is_zero_on_padded_steps(config: str) -> None:
     model = _model(config)
     x = _series(10, 3)

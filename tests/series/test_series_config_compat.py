@@ -29,6 +29,7 @@ def test_an_old_config_defaults_to_the_original_model() -> None:
     assert (config.channel_mixing, config.pool, config.norm_visible, config.stats_input) == (
         False, "mean", False, False,
     )  # fmt: skip
+    assert (config.input_transform, config.input_scale) == ("none", 1.0)
     model = PatchTST.from_config(OLD)
     assert model.embed_dim == 2 * (32 + 2)
     assert tuple(model.patch_embed.weight.shape) == (32, 4) and tuple(model.head.weight.shape) == (4, 32)

@@ -29,6 +29,17 @@ def test_scaling_only_when_series_scales_differ_by_an_order_of_magnitude() -> No
     assert classifier_overrides(spread)["scaling"] is True
 
 
+def test_spread_scales_are_asinh_compressed_at_the_median_scale() -> None:
+    similar = _set([20] * 10, list(np.linspace(0.5, 1.5, 10)))
+    assert "input_transform" not in classifier_overrides(similar)  # the original model: raw values
+    scales = list(np.logspace(-3, 3, 9))
+    settings = classifier_overrides(_set([400] * 9, scales))
+    assert settings["input_transform"] == "asinh"
+    stds = [np.std(s.astype(np.float64), axis=0) for s in _set([400] * 9, scales).series]
+    assert settings["input_scale"] == pytest.approx(float(np.median(stds)))
+    assert 0.5 < settings["input_scale"] < 2.0  # the median of 1e-3..1e3 (the middle series has scale 1)
+
+
 def test_forecast_settings_hide_the_horizon() -> None:
     settings = forecast_overrides(26)
     assert settings == dict(patch_len=13, stride=13, mask_kind="tail", tail_patches=2, norm_visible=True)

@@ -85,7 +85,10 @@ def classifier_overrides(data: SeriesSet) -> dict[str, Any]:
     * ``scaling`` (instance normalisation) only when the series' scales differ by more than an order of
       magnitude (in some channel, the 90th percentile of the per-series standard deviations over the 10th
       exceeds 10): otherwise the raw values are fed, keeping the level and amplitude that tell classes apart
-      (JapaneseVowels, ratio 4: raw; PLAID, ratio ~1e5: normalised).
+      (JapaneseVowels, ratio 4: raw; PLAID, ratio ~1e5: normalised);
+    * with such spread scales, the values are first compressed by ``asinh(x / s)``, ``s`` the median of the
+      per-series standard deviations (PLAID ~0.09): linear below ``s``, logarithmic above, so the shape the
+      normalisation keeps still carries the absolute amplitude (issue 20's third run).
     """
     median = float(np.median(data.lengths))
     patch = int(np.clip(2 ** np.floor(np.log2(max(median / 32, 1))), 1, 16))
@@ -93,7 +96,11 @@ def classifier_overrides(data: SeriesSet) -> dict[str, Any]:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.nanpercentile(stds, 90, axis=0) / np.nanpercentile(stds, 10, axis=0)  # (C,)
     uniform = bool(np.all(np.isfinite(ratio) & (ratio <= 10)))
-    return dict(patch_len=patch, stride=patch, channel_mixing=True, scaling=not uniform)
+    settings: dict[str, Any] = dict(patch_len=patch, stride=patch, channel_mixing=True, scaling=not uniform)
+    scale = float(np.nanmedian(stds))
+    if not uniform and np.isfinite(scale) and scale > 0:
+        settings.update(input_transform="asinh", input_scale=scale)
+    return settings
 
 
 def forecast_overrides(horizon: int) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from masklab.nn import TransformerConfig
 MASK_KINDS = ("random", "tail", "mixed")
 MISSING_FILLS = ("mean", "zero")
 POOLS = ("mean", "mean-max")
+INPUT_TRANSFORMS = ("none", "asinh")
 
 # Non-overlapping patches (stride = patch_len) for masked pretraining, as PatchTST §3.3 prescribes: overlapping
 # patches would show a hidden patch's steps inside its visible neighbours.
@@ -41,8 +43,11 @@ class SeriesConfig(ModelConfig):
     series leave out its hidden steps (so a tail-masked training window is normalised as a forecast's context
     is); ``stats_input``: every token's input also carries its channels' normalisation statistics (signed
     ``log1p`` of the mean, ``log`` of the scale), so the encoder sees the level and amplitude that instance
-    normalisation removes. The four default to the original model, which is what a saved config without them
-    builds.
+    normalisation removes; ``input_transform``: ``asinh`` feeds ``asinh(x / input_scale)`` instead of ``x``
+    (before any normalisation; ``input_scale`` a dataset-level constant), linear for ``|x| << input_scale``
+    and logarithmic beyond, so series whose amplitudes span orders of magnitude share one range while keeping
+    their absolute amplitude (reconstructions are mapped back with ``sinh``). These options default to the
+    original model, which is what a saved config without them builds.
     """
 
     mlp_widths: ClassVar[Mapping[str, str]] = {"mlp_hidden": "dim"}
@@ -69,6 +74,8 @@ class SeriesConfig(ModelConfig):
     pool: str = "mean"
     norm_visible: bool = False
     stats_input: bool = False
+    input_transform: str = "none"
+    input_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.mlp_hidden is None:
@@ -84,6 +91,13 @@ class SeriesConfig(ModelConfig):
             raise ValueError(f"missing must be one of {MISSING_FILLS}, got {self.missing!r}")
         if self.pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
+        if self.input_transform not in INPUT_TRANSFORMS:
+            raise ValueError(f"input_transform must be one of {INPUT_TRANSFORMS}, got {self.input_transform!r}")
+        if isinstance(self.input_scale, bool) or not isinstance(self.input_scale, numbers.Real):
+            raise ValueError(f"input_scale must be a number > 0, got {self.input_scale!r}")
+        if not (math.isfinite(self.input_scale) and self.input_scale > 0):
+            raise ValueError(f"input_scale must be a finite number > 0, got {self.input_scale!r}")
+        object.__setattr__(self, "input_scale", float(self.input_scale))
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
         if self.tail_patches < 1:

@@ -4,7 +4,8 @@ Shape legend: ``B`` batch, ``T`` steps, ``C`` channels, ``L`` patches per channe
 ``D`` width. Masks: ``masked`` True = hidden patch; ``padding`` True = padded step / patch; ``observed`` True =
 a real observed value.
 
-The algorithm: ``prepare`` (instance-normalise over real observed steps, patchify each channel) ->
+The algorithm: ``prepare`` (optionally ``asinh``-compress, instance-normalise over real observed steps, patchify
+each channel) ->
 ``sample_mask`` (random or tail patches, drawn through :mod:`masklab.masks.strategies`) -> ``encode`` (hidden
 patches zeroed, as HF's ``mask_value=0``; each channel a separate sequence; padded patches blocked as attention
 keys) -> ``head`` (patch values) -> loss on hidden, real steps. Padded steps are replaced before anything
@@ -110,6 +111,8 @@ class PatchTST(nn.Module):
         real = ~padding[..., None]  # (B, T, 1)
         seen = observed & real  # (B, T, C)
         values = torch.where(seen, values, 0.0)  # nothing unobserved or padded is read past this line
+        if cfg.input_transform == "asinh":  # elementwise, after the replacement: padded steps stay 0
+            values = torch.asinh(values / cfg.input_scale)
         pad = patch_padding(padding, cfg.patch_len, cfg.stride)  # (B, L)
         stats = seen
         if masked is not None and cfg.norm_visible:
@@ -262,7 +265,8 @@ class PatchTST(nn.Module):
         (visible patches are reconstructed too; callers choose which steps to use)."""
         inputs = self.prepare(batch, masked)
         pred = self.predict(inputs, masked)  # (B, C, L, P)
-        return inputs.norm.invert(unpatchify(pred, inputs.length, self.config.stride, inputs.padding))
+        out = inputs.norm.invert(unpatchify(pred, inputs.length, self.config.stride, inputs.padding))
+        return torch.sinh(out) * self.config.input_scale if self.config.input_transform == "asinh" else out
 
     def steps_to_patches(self, steps: Tensor) -> Tensor:
         """``steps`` bool (B, T, C) -> bool (B, C, L): True for every patch holding a True step."""
