@@ -83,7 +83,7 @@ def _conditioner(cov: Tensor, v: Tensor, ridge: float) -> Tensor:
 def fit_gaussian(
     values: Tensor, missing: Tensor, numeric: Tensor, *, iterations: int = EM_ITERATIONS, ridge: float = 1e-6
 ) -> tuple[Tensor, Tensor]:
-    """EM estimate of the numeric columns' ``mean (C,)`` and ``cov (C, C)`` (float32) from ``values (N, C)``
+    """EM estimate of the numeric columns' ``mean (C,)`` and ``cov (C, C)`` (float64) from ``values (N, C)``
     with ``missing (N, C)`` True = no value. Categorical columns (``numeric`` False) get mean 0, variance 1 and
     no covariance, so they never inform a numeric cell. Runs in float64, ``_ROWS`` rows at a time."""
     v_all = _visible(missing, numeric)  # (N, C)
@@ -94,7 +94,7 @@ def fit_gaussian(
     mean = x_all.sum(0) / counts.clamp_min(1)
     cov = torch.eye(columns, dtype=torch.float64)
     if n == 0 or not bool(numeric.any()):
-        return mean.float() * keep.float(), cov.float()
+        return mean * keep, cov
     for _ in range(iterations):
         total = torch.zeros(columns, dtype=torch.float64)
         second = torch.zeros(columns, columns, dtype=torch.float64)
@@ -110,7 +110,7 @@ def fit_gaussian(
         cov = second / n - torch.outer(mean, mean)
         cov = 0.5 * (cov + cov.T)
         cov = cov * torch.outer(keep, keep) + torch.diag(1 - keep)  # categorical columns: independent unit
-    return (mean * keep).float(), cov.float()
+    return mean * keep, cov
 
 
 def conditional_mean(mean: Tensor, cov: Tensor, values: Tensor, hidden: Tensor, numeric: Tensor,
@@ -137,7 +137,7 @@ class GaussianEMImputer:
         z = torch.tensor(np.where(missing, 0.0, (x - mean) / std))
         hidden, numeric = torch.tensor(missing), torch.ones(x.shape[1], dtype=torch.bool)
         mu, cov = fit_gaussian(z, hidden, numeric)
-        filled = conditional_mean(mu.double(), cov.double(), z, hidden, numeric).numpy() * std + mean
+        filled = conditional_mean(mu, cov, z, hidden, numeric).numpy() * std + mean
         return np.where(missing, filled, x)
 
 
