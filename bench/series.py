@@ -10,7 +10,12 @@ the series, a context of ``--context`` weeks and a horizon of ``--horizon``; MSE
 of the model pretrained with tail masking on windows from the first 80%, vs last value and seasonal naive
 (the value 52 weeks earlier).
 
-    python bench/series.py --datasets japanese-vowels plaid --seeds 3 --forecast
+    python bench/series.py --datasets japanese-vowels plaid --seeds 3 --scratch --forecast
+
+Defaults (issue 20's fourth run, chosen on validation quarters of the training splits): pretraining 300 steps;
+fine-tuning with the augmentation of ``masklab.recipes.series.classifier_augment`` (random shifts of less than a
+patch) for 1200 steps at lr 1e-3 where it is on (PLAID), else 600 steps at a learning rate chosen from
+{5e-4, 1e-3} on a validation quarter of the training split (JapaneseVowels: one-step patches, no shift).
 Accuracy and MSE do not depend on machine load; timings printed here are measured under load.
 """
 
@@ -26,6 +31,7 @@ import numpy as np
 import torch
 
 from masklab.data.series import SeriesSet, load_series
+from masklab.data.series_augment import SeriesAugment
 from masklab.eval.probe import linear_probe_accuracy
 from masklab.recipes import series as recipes
 
@@ -133,15 +139,34 @@ def _setting(text: str) -> tuple[str, object]:
     return key, {"true": True, "false": False}.get(raw.lower(), raw)
 
 
+def finetune_plan(model, args: argparse.Namespace) -> tuple[SeriesAugment, int, float | None]:
+    """Fine-tuning augmentation, steps and learning rate (None: chosen on a validation quarter of train).
+
+    The augmentation is ``--augment`` when given, else the rule's (:func:`recipes.classifier_augment`: shifts of
+    less than a patch), off with ``--no-augment``. Augmented fine-tuning (it fits its training series more
+    slowly) runs ``--augmented-finetune-steps`` at ``--augmented-finetune-lr``, both chosen on validation
+    quarters of PLAID's training split; without augmentation (one-step patches: JapaneseVowels) the third
+    run's recipe is kept: ``--finetune-steps`` at a learning rate chosen from ``--finetune-lrs``."""
+    if args.no_augment:
+        augment = SeriesAugment()
+    else:
+        augment = args.augment if args.augment is not None else recipes.classifier_augment(model.config)
+    if augment.enabled:
+        return augment, args.augmented_finetune_steps, args.fixed_finetune_lr or args.augmented_finetune_lr
+    return augment, args.finetune_steps, args.fixed_finetune_lr
+
+
 def choose_finetune_lr(model, train: SeriesSet, args: argparse.Namespace) -> float:
     """The fine-tuning learning rate with the best accuracy on a stratified quarter of the TRAINING split
     (fine-tuned on the other three quarters); the test split is never looked at."""
+    augment, steps, _ = finetune_plan(model, args)
     fit_part, val_part = validation_split(train)
     scores = {}
     for lr in args.finetune_lrs:
-        cfg = recipes.train_config(steps=args.finetune_steps, minutes=None, batch_size=args.batch_size, lr=lr,
-                                   seed=0, device="cpu")  # fmt: skip
-        tuned = recipes.finetune_classify(model, fit_part, num_classes=len(train.classes), config=cfg)
+        cfg = recipes.train_config(steps=steps, minutes=None, batch_size=args.batch_size, lr=lr, seed=0,
+                                   device="cpu")  # fmt: skip
+        tuned = recipes.finetune_classify(model, fit_part, num_classes=len(train.classes), config=cfg,
+                                          augment=augment)  # fmt: skip
         scores[lr] = float((recipes.predict_classes(tuned, val_part) == val_part.labels).mean())
     best = max(scores, key=lambda lr: (scores[lr], -lr))
     print("  fine-tune lr on a validation quarter of train: "
@@ -151,23 +176,28 @@ def choose_finetune_lr(model, train: SeriesSet, args: argparse.Namespace) -> flo
 
 def masklab_arms(train: SeriesSet, test: SeriesSet, seed: int, args: argparse.Namespace) -> dict[str, float]:
     model = pretrained_model(train, seed, args)
-    if args.finetune_lr is None:
-        args.finetune_lr = choose_finetune_lr(model, train, args)
-    tune = recipes.train_config(steps=args.finetune_steps, minutes=None, batch_size=args.batch_size,
-                                lr=args.finetune_lr, seed=seed, device="cpu")  # fmt: skip
+    augment, steps, lr = finetune_plan(model, args)
+    if lr is None:
+        if args.finetune_lr is None:  # chosen once per dataset (seed 0's pretraining)
+            args.finetune_lr = choose_finetune_lr(model, train, args)
+        lr = args.finetune_lr
+    if seed == 0:
+        print(f"  fine-tuning: {steps} steps at lr {lr:g}, augmentation {augment}")
+    tune = recipes.train_config(steps=steps, minutes=None, batch_size=args.batch_size, lr=lr, seed=seed,
+                                device="cpu")  # fmt: skip
     tx, vx = recipes.embed(model, train), recipes.embed(model, test)
     result = {"probe": linear_probe_accuracy(tx, train.labels, vx, test.labels, seed=seed)}
     k = len(train.classes)
-    tuned = recipes.finetune_classify(model, train, num_classes=k, config=tune)
+    tuned = recipes.finetune_classify(model, train, num_classes=k, config=tune, augment=augment)
     result["finetune"] = float((recipes.predict_classes(tuned, test) == test.labels).mean())
     if args.scratch:
-        scratch = recipes.finetune_classify(model.config, train, num_classes=k, config=tune)
+        scratch = recipes.finetune_classify(model.config, train, num_classes=k, config=tune, augment=augment)
         result["scratch"] = float((recipes.predict_classes(scratch, test) == test.labels).mean())
     return result
 
 
 def classification(name: str, args: argparse.Namespace) -> list[tuple[str, str]]:
-    args.finetune_lr = args.fixed_finetune_lr  # chosen per dataset unless fixed
+    args.finetune_lr = None  # chosen per dataset (finetune_plan)
     data = load_series(f"builtin:{name}")
     train, test = data.part("train"), data.part("test")
     if args.validation:  # the test split is not read: a stratified quarter of train stands in for it
@@ -175,7 +205,8 @@ def classification(name: str, args: argparse.Namespace) -> list[tuple[str, str]]
         print("\n** VALIDATION: trained on 3/4 of the training split, scored on its other quarter **")
     print(f"\n== {name}: {len(train)} train / {len(test)} test series, {data.num_channels} channels, lengths "
           f"{data.lengths.min()}-{data.lengths.max()}, {len(data.classes)} classes, settings "
-          f"{dict(recipes.classifier_overrides(train), **args.set)}")  # fmt: skip
+          f"{dict(recipes.classifier_overrides(train), **args.set)}; fine-tuning augmentation "
+          f"{'off' if args.no_augment else args.augment or 'by the rule (recipes.classifier_augment)'}")  # fmt: skip
     rows: list[tuple[str, str]] = []
     accs: dict[str, list[float]] = {}
     for seed in range(0 if args.baselines_only else args.seeds):
@@ -270,12 +301,14 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="*", default=["japanese-vowels", "plaid"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--preset", default="series-small")
-    parser.add_argument("--pretrain-steps", type=int, default=400)
-    parser.add_argument("--finetune-steps", type=int, default=400)
+    parser.add_argument("--pretrain-steps", type=int, default=300)
+    parser.add_argument("--finetune-steps", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--finetune-lrs", type=float, nargs="+", default=[1e-4, 5e-4],
+    parser.add_argument("--finetune-lrs", type=float, nargs="+", default=[5e-4, 1e-3],
                         help="fine-tuning learning rates to choose from on a validation split of train")  # fmt: skip
     parser.add_argument("--fixed-finetune-lr", type=float, default=None, help="skip the choice, use this one")
+    parser.add_argument("--augmented-finetune-steps", type=int, default=1200, help="fine-tuning steps, augmented")
+    parser.add_argument("--augmented-finetune-lr", type=float, default=1e-3, help="fine-tuning lr, augmented")
     parser.add_argument("--max-length", type=int, default=None, help="pretrain on random crops of this length")
     parser.add_argument("--scratch", action="store_true", help="also fine-tune from random init")
     parser.add_argument("--baselines-only", action="store_true", help="skip the masklab arms")
@@ -299,11 +332,22 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="encoder settings over the rule's (recipes.classifier_overrides), for experiments",
     )
+    parser.add_argument(
+        "--augment",
+        nargs="*",
+        default=None,
+        metavar="KEY=VALUE",
+        help="fine-tuning augmentation over the rule's (SeriesAugment fields: shift, crop, stretch, scale)",
+    )
+    parser.add_argument("--no-augment", action="store_true", help="fine-tune without augmentation")
     args = parser.parse_args()
     args.set = dict(_setting(t) for t in args.set)
+    if args.augment is not None:
+        args.augment = SeriesAugment(**dict(_setting(t) for t in args.augment))
     torch.set_num_threads(1)
     print(f"CPU: {cpu_name()}; torch {torch.__version__}; {args.seeds} seeds; pretrain {args.pretrain_steps} "
-          f"steps, fine-tune {args.finetune_steps} steps, batch {args.batch_size}, preset {args.preset}")  # fmt: skip
+          f"steps, fine-tune {args.finetune_steps} steps ({args.augmented_finetune_steps} augmented), batch "
+          f"{args.batch_size}, preset {args.preset}")  # fmt: skip
 
     def show(name: str, rows: list[tuple[str, str]]) -> None:
         print(f"\n| {name} | {'MSE' if 'forecast' in name else 'test accuracy %'} |\n|---|---|")

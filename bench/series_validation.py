@@ -4,6 +4,13 @@ linear probe and one fine-tuning per ``--ft STEPS:LR`` on the other quarter. The
 
     python bench/series_validation.py --dataset plaid --seed 0 --ft 300:1e-3 600:1e-3 \
         --set input_transform=asinh input_scale=0.094
+    python bench/series_validation.py --dataset plaid --seed 0 --pretrain-steps 1000 \
+        --ft 600:1e-3 600:1e-3:crop=0.7,scale=0.1 600:1e-3:dropout=0.1,head_dropout=0.3
+
+A ``--ft`` spec is ``STEPS:LR[:KEY=VALUE,...]``; its keys: the fields of
+:class:`masklab.data.series_augment.SeriesAugment` (``crop``, ``stretch``, ``scale``), ``dropout`` (the
+encoder's, during fine-tuning only; also ``pool`` and the other :class:`SeriesConfig` fields that leave the
+weights' shapes alone) and ``head_dropout``.
 
 ``--set KEY=VALUE`` replaces settings of ``masklab.recipes.series.classifier_overrides``. Timings printed here
 are measured under load.
@@ -12,6 +19,8 @@ are measured under load.
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import sys
 import tempfile
 import time
@@ -23,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import series as bench
 
 from masklab.data.series import load_series
+from masklab.data.series_augment import SeriesAugment
 from masklab.eval.probe import linear_probe_accuracy
 from masklab.recipes import series as recipes
 
@@ -34,6 +44,7 @@ def main() -> None:
     parser.add_argument("--ft", nargs="+", default=["300:5e-4"], metavar="STEPS:LR")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--cache", default=None, help="folder keeping pretrained weights between runs")
     args = parser.parse_args()
     torch.set_num_threads(1)
     train, val = bench.validation_split(load_series(f"builtin:{args.dataset}").part("train"))
@@ -43,17 +54,43 @@ def main() -> None:
     model = recipes.build_model(train, "series-small", seed=args.seed, **settings)
     cfg = recipes.train_config(steps=args.pretrain_steps, minutes=None, batch_size=32, lr=1e-3, seed=args.seed,
                                device="cpu")  # fmt: skip
-    with tempfile.TemporaryDirectory() as out:
-        model = recipes.pretrain(model, train, out, train=cfg, progress=False).model
+    key = f"{args.dataset}-s{args.seed}-p{args.pretrain_steps}-" + "-".join(
+        f"{k}={v}" for k, v in sorted(settings.items())
+    )  # noqa: E501
+    cached = Path(args.cache) / f"{key}.safetensors" if args.cache else None
+    if cached is not None and cached.is_file():
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(cached))
+        model.eval()
+        print(f"pretrained weights from {cached}", flush=True)
+    else:
+        with tempfile.TemporaryDirectory() as out:
+            model = recipes.pretrain(model, train, out, train=cfg, progress=False).model
+        if cached is not None:
+            from safetensors.torch import save_file
+
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, cached)
     tx, vx = recipes.embed(model, train), recipes.embed(model, val)
     probe = linear_probe_accuracy(tx, train.labels, vx, val.labels, seed=args.seed)
     print(f"RESULT probe {100 * probe:.2f}", flush=True)
     for spec in args.ft:
-        steps, lr = spec.split(":")
+        steps, lr, *extra = spec.split(":")
+        options = dict(bench._setting(t) for t in extra[0].split(",")) if extra else {}
+        start_model = model
+        fields = {f.name for f in dataclasses.fields(model.config)}
+        encoder = {k: options.pop(k) for k in list(options) if k in fields}
+        if encoder:  # encoder settings for fine-tuning only (dropout, pool: the weights do not change)
+            start_model = copy.copy(model)
+            start_model.config = dataclasses.replace(model.config, **encoder)
+        head_dropout = float(options.pop("head_dropout", 0.1))
+        augment = SeriesAugment(**options) if options else None
         cfg = recipes.train_config(steps=int(steps), minutes=None, batch_size=32, lr=float(lr), seed=args.seed,
                                    device="cpu")  # fmt: skip
         start = time.time()
-        tuned = recipes.finetune_classify(model, train, num_classes=len(train.classes), config=cfg)
+        tuned = recipes.finetune_classify(start_model, train, num_classes=len(train.classes), config=cfg,
+                                          head_dropout=head_dropout, augment=augment)  # fmt: skip
         fit_acc = float((recipes.predict_classes(tuned, train) == train.labels).mean())
         acc = float((recipes.predict_classes(tuned, val) == val.labels).mean())
         print(f"RESULT finetune {spec}: val {100 * acc:.2f} (accuracy on its own training part {100 * fit_acc:.1f}) "

@@ -51,3 +51,19 @@ def test_finetune_starts_from_the_probe() -> None:
     probe = LogisticRegression(max_iter=1000, random_state=0).fit((x - x.mean(axis=0)) / scale, data.labels)
     np.testing.assert_array_equal(recipes.predict_classes(classifier, data), probe.predict((x - x.mean(0)) / scale))
     assert torch.equal(classifier.backbone.patch_embed.weight, model.patch_embed.weight)  # lr 0: unchanged
+
+
+@pytest.mark.slow
+def test_finetune_with_augmentation_trains_on_shifted_series() -> None:
+    from masklab.data.series_augment import SeriesAugment
+
+    data = _data(30)
+    model = _model(data)
+    cfg = recipes.train_config(steps=3, minutes=None, batch_size=8, lr=1e-3, seed=0, device="cpu")
+    plain = recipes.finetune_classify(model, data, num_classes=3, config=cfg)
+    shifted = recipes.finetune_classify(model, data, num_classes=3, config=cfg, augment=SeriesAugment(shift=3))
+    assert recipes.predict_proba(shifted, data).shape == (30, 3)
+    # same seed, same batches: only the shifted inputs differ, so the trained weights do
+    assert not torch.equal(plain.backbone.patch_embed.weight, shifted.backbone.patch_embed.weight)
+    again = recipes.finetune_classify(model, data, num_classes=3, config=cfg, augment=SeriesAugment(shift=3))
+    assert torch.equal(again.backbone.patch_embed.weight, shifted.backbone.patch_embed.weight)  # reproducible

@@ -1,4 +1,5 @@
-"""The documented rules behind the series benchmark's settings (``classifier_overrides``, ``forecast_overrides``)."""
+"""The documented rules behind the series benchmark's settings (``classifier_overrides``, ``classifier_augment``,
+``forecast_overrides``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import numpy as np
 import pytest
 
 from masklab.data.series import SeriesSet
-from masklab.recipes.series import classifier_overrides, forecast_overrides
+from masklab.data.series_augment import SeriesAugment
+from masklab.models.series import from_preset
+from masklab.recipes.series import classifier_augment, classifier_overrides, forecast_overrides
 
 
 def _set(lengths: list[int], scales: list[float]) -> SeriesSet:
@@ -44,3 +47,10 @@ def test_forecast_settings_hide_the_horizon() -> None:
     settings = forecast_overrides(26)
     assert settings == dict(patch_len=13, stride=13, mask_kind="tail", tail_patches=2, norm_visible=True)
     assert forecast_overrides(3)["tail_patches"] * forecast_overrides(3)["patch_len"] >= 3
+
+
+@pytest.mark.parametrize(("patch", "shift"), [(1, 0), (2, 1), (8, 7)])
+def test_fine_tuning_shifts_series_by_less_than_a_patch(patch: int, shift: int) -> None:
+    augment = classifier_augment(from_preset("series-tiny", channels=2, patch_len=patch, stride=patch))
+    assert augment == SeriesAugment(shift=shift)
+    assert augment.enabled is (shift > 0)  # one-step patches (JapaneseVowels): no augmentation at all

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from masklab.data import package_file, parse_data_spec
+from masklab.data.series_augment import SeriesAugment
 
 BUILTINS = {"japanese-vowels": "JapaneseVowels", "basic-motions": "BasicMotions", "plaid": "PLAID"}
 DEFAULT_BUILTIN = "japanese-vowels"
@@ -272,20 +273,26 @@ def collate(series: list[np.ndarray], labels: np.ndarray | None = None, *, lengt
 class SeriesTrainData:
     """A :class:`masklab.train.TrainData` over a :class:`SeriesSet`: each batch padded to its longest series.
 
-    ``max_length`` crops longer series to a random window of that many steps (drawn with the loop's generator)."""
+    ``augment`` transforms each unpadded series first (:class:`~masklab.data.series_augment.SeriesAugment`:
+    random window, stretch, amplitude jitter); ``max_length`` then crops longer series to a random window of that
+    many steps. Both draw with the loop's generator; padding is added after them, to the new lengths."""
 
-    def __init__(self, data: SeriesSet, *, max_length: int | None = None, with_labels: bool = False) -> None:
+    def __init__(self, data: SeriesSet, *, max_length: int | None = None, with_labels: bool = False,
+                 augment: SeriesAugment | None = None) -> None:  # fmt: skip
         if with_labels and data.labels is None:
             raise ValueError(f"{data.name}: has no labels to train a classifier on")
         self.data = data
         self.max_length = max_length
         self.with_labels = with_labels
+        self.augment = augment if augment is not None and augment.enabled else None
 
     def __len__(self) -> int:
         return len(self.data)
 
     def get_batch(self, indices: torch.Tensor, generator: torch.Generator) -> SeriesBatch:
         picked = [self.data.series[int(i)] for i in indices]
+        if self.augment is not None:
+            picked = [self.augment(s, generator) for s in picked]
         if self.max_length is not None:
             crops = []
             for s in picked:

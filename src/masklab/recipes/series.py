@@ -21,6 +21,7 @@ import torch
 from masklab.core.contract import saved_config
 from masklab.core.io import atomic_write_json
 from masklab.data.series import SeriesBatch, SeriesSet, SeriesTrainData, collate, load_series
+from masklab.data.series_augment import SeriesAugment
 from masklab.models.series import PatchTST, SeriesClassifier, SeriesConfig, from_preset, tasks
 from masklab.recipes.progress import Progress, say
 from masklab.train import FitResult, TrainConfig, fit
@@ -101,6 +102,15 @@ def classifier_overrides(data: SeriesSet) -> dict[str, Any]:
     if not uniform and np.isfinite(scale) and scale > 0:
         settings.update(input_transform="asinh", input_scale=scale)
     return settings
+
+
+def classifier_augment(config: SeriesConfig) -> SeriesAugment:
+    """Fine-tuning augmentation for a classifier on an encoder of ``config``: every training series starts at a
+    random one of its first ``patch_len`` steps (``shift = patch_len - 1``), so the patch grid falls at every
+    phase of the series; off for one-step patches (JapaneseVowels). Chosen on validation quarters of PLAID's
+    training split, where it lets a longer fine-tuning (1200 steps) fit without overfitting; crops, amplitude
+    jitter, dropout and mixup did not help there (docs/benchmarks.md, series, fourth run)."""
+    return SeriesAugment(shift=max(config.patch_len - 1, 0))
 
 
 def forecast_overrides(horizon: int) -> dict[str, Any]:
@@ -208,11 +218,14 @@ def finetune_classify(
     config: TrainConfig,
     out: str | Path | None = None,
     head_dropout: float = 0.1,
+    augment: SeriesAugment | None = None,
     progress: bool | None = False,
 ) -> SeriesClassifier:
     """Fine-tune the encoder of ``pretrained`` (a model, or a config for training from scratch) with a linear
     head on the labelled ``train`` series, starting from a logistic-regression probe on its (standardised)
-    initial features (LP-FT). ``out``: the run directory (default: a temporary one)."""
+    initial features (LP-FT; the probe sees the series as they are). ``augment``: random transforms of each
+    training series at every step (:class:`~masklab.data.series_augment.SeriesAugment`). ``out``: the run
+    directory (default: a temporary one)."""
     from sklearn.linear_model import LogisticRegression
 
     base = pretrained.config if isinstance(pretrained, PatchTST) else pretrained
@@ -232,7 +245,7 @@ def finetune_classify(
         weight[probe.classes_], bias[probe.classes_] = probe.coef_, probe.intercept_
     as_t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
     classifier.set_head(as_t(mean), as_t(scale), as_t(weight), as_t(bias))
-    data = SeriesTrainData(train, with_labels=True)
+    data = SeriesTrainData(train, with_labels=True, augment=augment)
     with tempfile.TemporaryDirectory() as scratch:
         fit(classifier, data, config, out or scratch, model_config=saved_config(classifier), progress=progress)
     return classifier.eval()
