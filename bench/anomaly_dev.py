@@ -12,9 +12,10 @@ phishing           river Phishing: legitimate / phishing subsampled to 5%       
 bikeshare          ISLP Bikeshare: working or weekend days / holidays (natural)     C 14, cat 3
 ================== ============================================================== =========================
 
-Methods: those of ``bench/anomaly.py`` plus ``masklab+knn``: the detector's score and the kNN distance
-(largest distance to the 5 nearest rows of the baselines' design matrix), each centred on its median and
-divided by its interquartile range over the table's rows, summed.
+Methods: those of ``bench/anomaly.py`` (``masklab``: the detector's defaults), ``masklab-recon`` (the
+reconstruction term alone, ``neighbors=0``: the detector before its neighbour term) and ``masklab+knn`` (the
+prototype the neighbour term was built from: ``masklab-recon``'s score and the baselines' kNN distance, each
+centred on its median and divided by its interquartile range over the table's rows, summed).
 
     python bench/anomaly_dev.py                       # 6 tables, 3 seeds
     python bench/anomaly_dev.py --tables wage --seeds 1
@@ -35,14 +36,15 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from masklab.data import package_file
 
 TABLES = ("wage", "wage-mcar", "solar-flare", "boston", "phishing", "bikeshare")
-METHODS = ("iforest", "lof", "knn", "ecod", "masklab", "masklab+knn")
+METHODS = ("iforest", "lof", "knn", "ecod", "masklab-recon", "masklab+knn", "masklab")
 
 
 def load_dev_table(name: str, seed: int):
     """``(features DataFrame, labels (N,) 1 = outlier)`` of development table ``name`` for ``seed``."""
     if name in ("wage", "wage-mcar"):
         frame = _islp("Wage.csv")
-        x, y = _odds(frame.drop(columns="education"), (frame["education"] == "5. Advanced Degree").to_numpy(), 0.05, seed)
+        advanced = (frame["education"] == "5. Advanced Degree").to_numpy()
+        x, y = _odds(frame.drop(columns="education"), advanced, 0.05, seed)
         if name == "wage-mcar":
             hidden = np.random.default_rng(seed + 1000).random(x.shape) < 0.2
             x = x.mask(hidden)
@@ -89,8 +91,9 @@ def main() -> None:
         pr: dict[str, list[float]] = {m: [] for m in METHODS}
         for seed in range(args.seeds):
             frame, labels = load_dev_table(name, seed)
-            scores = {m: method_scores(m, frame, seed, {}) for m in METHODS if m != "masklab+knn"}
-            scores["masklab+knn"] = robust_z(scores["masklab"]) + robust_z(scores["knn"])
+            scores = {m: method_scores(m, frame, seed, {}) for m in ("iforest", "lof", "knn", "ecod", "masklab")}
+            scores["masklab-recon"] = method_scores("masklab", frame, seed, {"neighbors": 0})
+            scores["masklab+knn"] = robust_z(scores["masklab-recon"]) + robust_z(scores["knn"])
             for m in METHODS:
                 s = np.nan_to_num(scores[m], nan=np.nanmax(scores[m]))
                 roc[m].append(roc_auc_score(labels, s))
