@@ -44,9 +44,10 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
     units (Gaussian) or ``log1p`` of it (Cauchy, heavy-tailed), whichever law fits that column's residuals on
     the training rows better by maximum likelihood (``cauchy_ bool (R, C)``); a categorical cell's is its
     cross-entropy. The second (``neighbors`` = k > 0) is the row's distance to its k-th nearest training row
-    (:mod:`masklab.estimators.neighbors`: standardised numeric cells, categories as one-hot, missing cells
-    skipped): it catches rows whose cells fit each other but lie where no training row does. :meth:`explain`
-    says which cells made a row's score (both terms split over the cells) and what the model expected there.
+    (:mod:`masklab.estimators.neighbors`: standardised numeric cells, categories one-hot; a missing numeric
+    cell counts as the column's mean, a missing category as a category of its own): it catches rows whose
+    cells fit each other but lie where no training row does. :meth:`explain` says which cells made a row's
+    score (both terms split over the cells) and what the model expected there.
 
     :meth:`fit` trains a small model briefly (a detector trained on contaminated rows must not learn to
     reconstruct its anomalies). With ``refit`` (default) it trains half its steps on all rows, scores a
@@ -56,9 +57,9 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
 
     preset: ``table-tiny`` | ``table-small``; steps: optimizer steps in all (None =
     :func:`~masklab.estimators.budget.detector_steps`); batch_size, lr: AdamW (5% warmup + cosine);
-    n_masks: rounds of column groups per scale at scoring; neighbors: k of the neighbour term (0 = off: the
-    score is the reconstruction term alone, unscaled; the training rows, at most ``REFERENCE_ROWS`` of them,
-    are then kept in the fitted detector as ``reference_``); contamination: the expected share of anomalies;
+    n_masks: rounds of column groups per scale at scoring; neighbors: k of the neighbour term (with k > 0 the
+    fitted detector keeps the training rows, a seeded sample of ``REFERENCE_ROWS`` if more, as ``reference_``;
+    0 = off: the score is the reconstruction term alone, unscaled); contamination: the expected share of anomalies;
     threshold: a fixed score threshold (default: the ``1 - contamination`` quantile of the training scores);
     categorical: columns to force categorical; handle_unknown: ``error`` | ``missing`` for categories unseen
     in training; random_state: int seed (None = fresh); device: ``cpu`` | ``cuda`` | ``auto``; verbose.
