@@ -27,7 +27,7 @@ from torch import Tensor
 
 REFERENCE_ROWS = 10_000  # training rows kept as neighbours (a seeded sample of larger tables)
 _QUERY_ROWS = 1024  # query rows per block of the (N, M) distance matrix
-_SAME = 1e-9  # squared distance (standardised units) under which two rows with one missing pattern are "identical"
+_SPARE = 3  # candidates beyond k ranked in float32 whose exact (float64) distances then decide
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,27 @@ def one_hot(categories: Tensor, missing: Tensor, cards: Tensor) -> Tensor:
     return torch.cat(blocks, 1) if blocks else torch.zeros(len(categories), 0, dtype=torch.float64)
 
 
+def _design(values: Tensor, categories: Tensor, missing: Tensor, cards: Tensor) -> Tensor:
+    """The rows as points ``(N, C + sum (K + 1))`` float64: numeric cells (0 where missing or categorical),
+    then the one-hot blocks."""
+    numeric = torch.where(missing | (cards > 0), 0.0, values.double())
+    return torch.cat([numeric, one_hot(categories, missing, cards)], 1)
+
+
+def _twins(query: Tensor, q_missing: Tensor, reference: Tensor, r_missing: Tensor) -> Tensor:
+    """For each query row, the first reference row identical to it (same point, same missing cells), or -1.
+    ``long (N,)``; exact comparison of the encoded bytes."""
+
+    def keys(points: Tensor, missing: Tensor) -> list[bytes]:
+        rows = np.ascontiguousarray(np.hstack([points.numpy(), missing.numpy().astype(np.float64)]))
+        return [row.tobytes() for row in rows]
+
+    first: dict[bytes, int] = {}
+    for index, key in enumerate(keys(reference, r_missing)):
+        first.setdefault(key, index)
+    return torch.tensor([first.get(key, -1) for key in keys(query, q_missing)], dtype=torch.long)
+
+
 def neighbor_distance(values: Tensor, categories: Tensor, missing: Tensor, reference: Reference, k: int
                       ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Distance of each query row to its ``k``-th nearest reference row, and each cell's part of it.
@@ -70,39 +91,41 @@ def neighbor_distance(values: Tensor, categories: Tensor, missing: Tensor, refer
     values / categories / missing: the query rows ``(N, C)`` as encoded. Returns ``distance (N,)`` float64 and
     ``parts (N, C)``: cell ``c``'s squared difference to that neighbour divided by the distance (0 when the
     distance is 0), so a row's parts sum to its distance. With fewer than ``k`` other reference rows the
-    farthest one is taken; with none, the distance is NaN."""
+    farthest one is taken; with none, the distance is NaN. Candidates are ranked in float32 (the ``(N, M)``
+    matrix); the ``k + 3`` nearest are then re-measured in float64 and the k-th of those is taken."""
     numeric = reference.numeric
-    q_num = torch.where(missing | ~numeric, 0.0, values.double())  # (N, C) missing numeric cell = the mean (0)
-    r_num = torch.where(reference.missing | ~numeric, 0.0, reference.values)  # (M, C)
-    q_hot = one_hot(categories, missing, reference.cards)  # (N, H)
-    r_hot = one_hot(reference.categories, reference.missing, reference.cards)  # (M, H)
-    q_all, r_all = torch.cat([q_num, q_hot], 1), torch.cat([r_num, r_hot], 1)  # the design matrix
-    q_miss, r_miss = missing.double(), reference.missing.double()
-    r_sq = (r_all**2).sum(1)  # (M,)
+    cards = reference.cards
+    q_all = _design(values, categories, missing, cards)  # (N, P)
+    r_all = _design(reference.values, reference.categories, reference.missing, cards)  # (M, P)
+    twins = _twins(q_all, missing, r_all, reference.missing)  # (N,) the query row itself, if in the reference
+    r32 = r_all.float()
+    r_sq = (r32**2).sum(1)  # (M,)
     distance = np.full(len(values), math.nan)
     parts = np.zeros(values.shape)
+    n_ref = len(r_all)
     for start in range(0, len(values), _QUERY_ROWS):
         rows = slice(start, min(len(values), start + _QUERY_ROWS))
-        q = q_all[rows]
-        squared = ((q**2).sum(1, keepdim=True) + r_sq[None, :] - 2.0 * q @ r_all.T).clamp_min(0.0)  # (n, M)
-        other_pattern = q_miss[rows] @ (1.0 - r_miss).T + (1.0 - q_miss[rows]) @ r_miss.T  # (n, M) cells differing
-        identical = (other_pattern == 0) & (squared <= _SAME)
-        first = identical.double().argmax(1)  # one identical reference row per query (if any) is not counted
-        has_twin = identical.any(1)
-        squared[has_twin, first[has_twin]] = math.inf
-        usable = torch.isfinite(squared).sum(1)  # (n,)
-        take = min(k, squared.shape[1])
+        q, twin = q_all[rows], twins[rows]
+        q32 = q.float()
+        squared = (q32**2).sum(1, keepdim=True) + r_sq[None, :] - 2.0 * q32 @ r32.T  # (n, M) float32
+        has_twin = twin >= 0
+        squared[has_twin, twin[has_twin]] = math.inf  # not its own neighbour
+        usable = n_ref - has_twin.long()  # (n,) reference rows that count
+        take = min(k + _SPARE, n_ref)
         if take == 0:
             continue
-        nearest, index = torch.topk(squared, take, dim=1, largest=False)  # (n, take) ascending
-        position = (usable.clamp(1, take) - 1)[:, None]  # the k-th, or the farthest usable one
-        neighbor = index.gather(1, position)[:, 0]  # (n,) reference row
+        candidates = torch.topk(squared, take, dim=1, largest=False).indices  # (n, take)
+        exact = ((q[:, None, :] - r_all[candidates]) ** 2).sum(-1)  # (n, take) float64
+        exact = torch.where(candidates == twin[:, None], math.inf, exact)
+        exact, order = torch.sort(exact, dim=1, stable=True)
+        position = (usable.clamp(1, min(k, take)) - 1)[:, None]  # the k-th, or the farthest usable one
+        neighbor = candidates.gather(1, order.gather(1, position))[:, 0]  # (n,) reference row
         ok = usable > 0
-        dist = nearest.gather(1, position)[:, 0].sqrt()
+        dist = exact.gather(1, position)[:, 0].sqrt()
         # Each cell's squared difference to that neighbour; parts = cell / distance (they sum to the distance).
-        differs = (categories[rows] != reference.categories[neighbor]) | (missing[rows] != reference.missing[neighbor])
-        differs &= ~(missing[rows] & reference.missing[neighbor])  # two missing categories are the same slot
-        cell = torch.where(numeric, (q_num[rows] - r_num[neighbor]) ** 2, 2.0 * differs.double())
+        r_cat, r_miss = reference.categories[neighbor], reference.missing[neighbor]
+        differs = ((categories[rows] != r_cat) | (missing[rows] != r_miss)) & ~(missing[rows] & r_miss)
+        cell = torch.where(numeric, (q[:, : len(numeric)] - r_all[neighbor, : len(numeric)]) ** 2, 2.0 * differs)
         part = torch.where((dist > 0)[:, None], cell / dist.clamp_min(1e-300)[:, None], 0.0)
         distance[rows] = torch.where(ok, dist, math.nan).numpy()
         parts[rows] = torch.where(ok[:, None], part, 0.0).numpy()
