@@ -116,6 +116,8 @@ def test_score_equals_the_estimator(trained, tmp_path, capsys):
     stored = json.loads((run / "scoring.json").read_text())
     np.testing.assert_array_equal(np.asarray(stored["cauchy_"]), calibrated.cauchy_)
     assert stored["threshold_"] == calibrated.threshold_ == from_run.threshold_
+    assert stored["neighbors"] == 5 and from_run.reference_ is not None and (run / "scoring.safetensors").is_file()
+    np.testing.assert_allclose(stored["score_scales_"], calibrated.score_scales_, rtol=1e-12)
     assert (cli["is_anomaly"] == (cli["anomaly_score"] > from_run.threshold_)).all()
 
     fitted = MaskedAnomalyDetector(preset="table-tiny", steps=20, batch_size=16, n_masks=2).fit(frame)

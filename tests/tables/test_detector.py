@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.neighbors import NearestNeighbors
 from table_helpers import FAST, correlated, mixed_frame
 
 from masklab.estimators import MaskedAnomalyDetector
@@ -23,7 +24,18 @@ def test_anomaly_detector_conventions(tmp_path, no_pickle):
     assert abs((predicted == -1).mean() - 0.05) <= 0.01  # contamination sets the training quantile
     errors = detector.cell_errors(x)  # (R, N, C), one matrix per score ratio
     assert errors.shape == (len(SCORE_RATIOS), 200, 4)
-    np.testing.assert_allclose(detector.anomaly_score(x), errors.mean(axis=(0, 2)))
+    # Score = reconstruction term / its IQR + distance to the 5th nearest other row / its IQR (training rows).
+    recon = errors.mean(axis=(0, 2))
+    spec = detector.schema_.columns
+    z = (x - np.array([c.mean for c in spec])) / np.array([c.std for c in spec])
+    distance = NearestNeighbors(n_neighbors=6).fit(z).kneighbors(z)[0][:, -1]  # itself + 5
+    iqr = [np.subtract(*np.percentile(t, [75, 25])) for t in (recon, distance)]
+    np.testing.assert_allclose(detector.score_scales_, iqr, rtol=1e-5)
+    np.testing.assert_allclose(detector.anomaly_score(x), recon / iqr[0] + distance / iqr[1], rtol=1e-5)
+    plain = MaskedAnomalyDetector(preset="table-tiny", steps=200, batch_size=32, contamination=0.05, neighbors=0)
+    plain.fit(x)
+    assert plain.reference_ is None and plain.score_scales_ == (1.0, 1.0)
+    np.testing.assert_allclose(plain.anomaly_score(x), plain.cell_errors(x).mean(axis=(0, 2)))
     fixed = MaskedAnomalyDetector(**FAST, threshold=1e9).fit(x)
     assert (fixed.predict(x) == 1).all() and fixed.threshold_ == 1e9
     detector.save(tmp_path / "det")
@@ -84,3 +96,34 @@ def test_auto_error_models(tmp_path, no_pickle):
     restored = MaskedAnomalyDetector.load(tmp_path / "det")
     np.testing.assert_array_equal(restored.cauchy_, detector.cauchy_)
     np.testing.assert_array_equal(restored.anomaly_score(frame), detector.anomaly_score(frame))
+
+
+def test_neighbour_term_flags_a_consistent_row_far_from_the_others():
+    """A row whose cells fit the learnt relation (column 1 = 2 x column 0) but far outside the training
+    range: neighbours flag it first; the row's explanation splits its score over its cells."""
+    x, _ = correlated(n=200, missing=0.0)
+    far = x[:1].copy()
+    far[0, 0], far[0, 1] = 6.0, 12.0
+    data = np.vstack([x, far])
+    detector = MaskedAnomalyDetector(preset="table-tiny", steps=100, batch_size=32).fit(data)
+    scores = detector.anomaly_score(data)
+    assert scores.argmax() == len(data) - 1
+    table = detector.explain(data[-1:])
+    np.testing.assert_allclose(table["contribution"].sum(), scores[-1], rtol=1e-9)
+    assert set(table["column"][:2]) == {"x0", "x1"}
+
+
+def test_a_detector_saved_before_the_neighbour_term_scores_as_it_did(tmp_path, no_pickle):
+    import json
+
+    x, x_miss = correlated(n=100)
+    detector = MaskedAnomalyDetector(**FAST, neighbors=0).fit(x_miss)
+    detector.save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "estimator.json").read_text())
+    del meta["params"]["neighbors"], meta["fitted"]["score_scales_"]  # what an older version wrote
+    (tmp_path / "old" / "estimator.json").write_text(json.dumps(meta))
+    restored = MaskedAnomalyDetector.load(tmp_path / "old")
+    assert restored.neighbors == 0 and restored.reference_ is None
+    np.testing.assert_array_equal(restored.anomaly_score(x_miss), detector.anomaly_score(x_miss))
+    with pytest.raises(ValueError, match="neighbors"):
+        MaskedAnomalyDetector(**FAST, neighbors=-1).fit(x)

@@ -15,8 +15,9 @@ training values were all whole numbers gets whole numbers. Prints how many cells
 input file is never written to."""
 
 SCORE_HELP = """RUN is a 'masklab pretrain table' run or a directory written by MaskedAnomalyDetector.save; the
-scores are exactly the estimator's (masked reconstruction error over the detector's masking scales, with the error
-models and threshold stored in RUN: scoring.json of a run, chosen on its training rows). Writes scores.csv (row =
+scores are exactly the estimator's (masked reconstruction error over the detector's masking scales plus the
+distance to the 5th nearest training row, with the error models, scales, threshold and neighbour rows stored in
+RUN: scoring.json and scoring.safetensors of a run, chosen on its training rows). Writes scores.csv (row =
 1-based data row, the --id-column, anomaly_score, the label when the input has one, is_anomaly against the
 stored threshold or --threshold) and a histogram PNG. A row whose every cell is missing gets no score (empty
 anomaly_score and is_anomaly). With a 0/1 label it prints ROC-AUC and PR-AUC. --explain also writes

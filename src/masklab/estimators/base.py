@@ -179,6 +179,13 @@ class _TableEstimator(BaseEstimator):
         for key, value in state.items():
             setattr(self, key, np.asarray(value, dtype=object) if key == "feature_names_in_" else value)
 
+    def _extra_tensors(self) -> dict[str, torch.Tensor]:
+        """Fitted tensors besides the weights, saved in ``model.safetensors`` (keys not starting ``model.``)."""
+        return {}
+
+    def _restore_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Take back what :meth:`_extra_tensors` saved (``tensors``: the whole file)."""
+
     def save(self, path: str | Path) -> Path:
         """Write the fitted estimator to directory ``path``: ``model.safetensors`` (weights, integrity hash)
         and ``estimator.json`` (class, parameters, schema, fitted attributes). No pickle."""
@@ -188,6 +195,7 @@ class _TableEstimator(BaseEstimator):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         tensors = {f"model.{k}": v.detach().to("cpu", copy=True) for k, v in self.model_.state_dict().items()}
+        tensors.update(self._extra_tensors())
         save_checkpoint(path / "model.safetensors", tensors, {"format": FORMAT})
         atomic_write_json(
             path / "estimator.json",
@@ -229,6 +237,7 @@ class _TableEstimator(BaseEstimator):
         estimator._set_model(
             _table_model(build_model({"kind": meta["model"]["kind"], "model": meta["model"]})), tensors
         )
+        estimator._restore_tensors(tensors)
         return estimator
 
     @classmethod

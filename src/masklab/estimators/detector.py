@@ -8,12 +8,14 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.base import OutlierMixin
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from masklab.estimators.base import _TableEstimator
 from masklab.estimators.budget import detector_steps
 from masklab.estimators.error_models import apply_error_models, choose_error_models
+from masklab.estimators.neighbors import REFERENCE_ROWS, Reference, neighbor_distance, robust_scale
 from masklab.models.table.model import reconstruction_errors
 
 # Masking scales of the score: a cell is hidden with round(r * C) columns and predicted from the rest of its
@@ -21,6 +23,7 @@ from masklab.models.table.model import reconstruction_errors
 SCORE_RATIOS = (0.25, 0.5, 0.75, 1.0)
 FIT_SCORE_ROWS = 2048  # training rows (a seeded sample) scored by fit: refit's inliers, error models, threshold
 SCORING_FILE = "scoring.json"  # what a run needs to score like the estimator (written by calibrate_run)
+REFERENCE_FILE = "scoring.safetensors"  # a run's neighbour rows (written by calibrate_run when neighbors > 0)
 
 
 def _rows(X, index: np.ndarray):
@@ -28,16 +31,23 @@ def _rows(X, index: np.ndarray):
 
 
 class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
-    """Unsupervised anomaly scores from masked reconstruction: how surprising is each cell given its row?
+    """Unsupervised anomaly scores from masked reconstruction and neighbours: is each cell surprising given its
+    row, and is the row unlike the training rows?
 
-    ``anomaly_score(X)`` (higher = more anomalous) averages, over the masking scales ``SCORE_RATIOS`` (0.25,
-    0.5, 0.75, 1), a row's mean over its observed cells of the cell's reconstruction error: at scale r each
+    ``anomaly_score(X)`` (higher = more anomalous) adds two terms, each divided by its interquartile range
+    over the training rows (``score_scales_``). The first averages, over the masking scales
+    ``SCORE_RATIOS`` (0.25, 0.5, 0.75, 1), a row's mean over its observed cells of the cell's reconstruction
+    error: at scale r each
     cell is hidden in ``n_masks`` rounds of random column groups of ``round(r * C)`` columns and predicted
     from the rest of its row. Several scales because anomalies differ: a row can be odd given its other
     cells (low r), or odd on its own (high r). A numeric cell's error is its squared error in standardised
     units (Gaussian) or ``log1p`` of it (Cauchy, heavy-tailed), whichever law fits that column's residuals on
     the training rows better by maximum likelihood (``cauchy_ bool (R, C)``); a categorical cell's is its
-    cross-entropy. :meth:`explain` says which cells made a row's score and what the model expected there.
+    cross-entropy. The second (``neighbors`` = k > 0) is the row's distance to its k-th nearest training row
+    (:mod:`masklab.estimators.neighbors`: standardised numeric cells, categories one-hot; a missing numeric
+    cell counts as the column's mean, a missing category as a category of its own): it catches rows whose
+    cells fit each other but lie where no training row does. :meth:`explain` says which cells made a row's
+    score (both terms split over the cells) and what the model expected there.
 
     :meth:`fit` trains a small model briefly (a detector trained on contaminated rows must not learn to
     reconstruct its anomalies). With ``refit`` (default) it trains half its steps on all rows, scores a
@@ -47,7 +57,9 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
 
     preset: ``table-tiny`` | ``table-small``; steps: optimizer steps in all (None =
     :func:`~masklab.estimators.budget.detector_steps`); batch_size, lr: AdamW (5% warmup + cosine);
-    n_masks: rounds of column groups per scale at scoring; contamination: the expected share of anomalies;
+    n_masks: rounds of column groups per scale at scoring; neighbors: k of the neighbour term (with k > 0 the
+    fitted detector keeps the training rows, a seeded sample of ``REFERENCE_ROWS`` if more, as ``reference_``;
+    0 = off: the score is the reconstruction term alone, unscaled); contamination: the expected share of anomalies;
     threshold: a fixed score threshold (default: the ``1 - contamination`` quantile of the training scores);
     categorical: columns to force categorical; handle_unknown: ``error`` | ``missing`` for categories unseen
     in training; random_state: int seed (None = fresh); device: ``cpu`` | ``cuda`` | ``auto``; verbose.
@@ -65,6 +77,7 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         batch_size: int = 256,
         lr: float = 2e-3,
         n_masks: int = 1,
+        neighbors: int = 5,
         refit: bool = True,
         contamination: float = 0.1,
         threshold: float | None = None,
@@ -79,6 +92,7 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.n_masks = n_masks
+        self.neighbors = neighbors
         self.refit = refit
         self.contamination = contamination
         self.threshold = threshold
@@ -94,6 +108,8 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
     def _check_params(self) -> None:
         if not (isinstance(self.n_masks, (int, np.integer)) and self.n_masks >= 1):
             raise ValueError(f"n_masks must be an int >= 1 for anomaly scores, got {self.n_masks!r}")
+        if not (isinstance(self.neighbors, (int, np.integer)) and self.neighbors >= 0):
+            raise ValueError(f"neighbors must be an int >= 0 (0 = no neighbour term), got {self.neighbors!r}")
         if (self.threshold is None or self.refit) and not 0.0 < self.contamination <= 0.5:
             raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination!r}")
 
@@ -114,7 +130,17 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
             inliers = scores <= np.nanquantile(scores, 1.0 - self.contamination)  # NaN (no observed cell): out
             self._fit_model(_rows(sample, np.flatnonzero(inliers)), steps=max(1, total - first), initial=self.model_)
             self.n_refit_rows_ = int(inliers.sum())
+        self.reference_ = self._reference(X) if self.neighbors else None
         return self.calibrate(_rows(X, self._sample(n_rows)))
+
+    def _reference(self, X) -> Reference:
+        """The neighbour rows: ``X`` encoded, a seeded sample of :data:`REFERENCE_ROWS` rows if larger."""
+        n_rows = _num_samples(X)
+        if n_rows > REFERENCE_ROWS:
+            X = _rows(X, np.sort(np.random.default_rng(self.seed_ + 1).choice(n_rows, REFERENCE_ROWS, replace=False)))
+        _, _, encoded = self._encode(X)
+        cards = torch.tensor(self.schema_.cardinalities, dtype=torch.long)
+        return Reference(encoded.values.double(), encoded.categories, encoded.missing, cards)
 
     def _sample(self, n_rows: int) -> np.ndarray:
         """Sorted row indices of at most :data:`FIT_SCORE_ROWS` training rows (seeded)."""
@@ -123,12 +149,17 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         return np.sort(np.random.default_rng(self.seed_).choice(n_rows, FIT_SCORE_ROWS, replace=False))
 
     def calibrate(self, X) -> MaskedAnomalyDetector:
-        """Choose the error models (``cauchy_``) and ``threshold_`` on rows ``X`` (training rows: the
-        threshold is their ``1 - contamination`` quantile unless ``threshold`` is given). :meth:`fit` calls
-        it; call it on a :meth:`from_run` detector to score like a fitted one."""
+        """Choose the error models (``cauchy_``), the terms' scales (``score_scales_``) and ``threshold_`` on
+        rows ``X`` (training rows: the threshold is their ``1 - contamination`` quantile unless ``threshold``
+        is given). :meth:`fit` calls it; call it on a :meth:`from_run` detector to score like a fitted one."""
         self._check_params()
         errors = self._errors(self._raw_errors(X), choose=True)
-        scores = self._aggregate(errors)
+        neighbors = None
+        self.score_scales_ = (1.0, 1.0)
+        if self.reference_ is not None:  # each term divided by its spread over these rows
+            neighbors = self._neighbors(X)
+            self.score_scales_ = (robust_scale(self._aggregate(errors)), robust_scale(neighbors[0]))
+        scores = self._aggregate(errors, neighbors)
         if self.threshold is not None:
             self.threshold_ = float(self.threshold)
         else:
@@ -137,6 +168,12 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         return self
 
     # --------------------------------------------------------------------------------------- scoring
+    def _neighbors(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Distance of each row to its ``neighbors``-th nearest reference row ``(N,)`` and each cell's part
+        of it ``(N, C)`` (see :func:`~masklab.estimators.neighbors.neighbor_distance`)."""
+        _, _, encoded = self._encode(X)
+        return neighbor_distance(encoded.values, encoded.categories, encoded.missing, self.reference_, self.neighbors)
+
     def _raw_errors(self, X) -> np.ndarray:
         """Squared errors / cross-entropies of every cell at every scale ``(R, N, C)`` (NaN where missing)."""
         _, _, encoded = self._encode(X)
@@ -154,18 +191,30 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
             self.cauchy_ = choose_error_models(raw, numeric)
         return apply_error_models(raw, self.cauchy_)
 
-    @staticmethod
-    def _contributions(errors: np.ndarray) -> np.ndarray:
-        """Each cell's part of its row's score ``(N, C)`` (0 where missing); a row's parts sum to its score."""
+    def _contributions(self, errors: np.ndarray, neighbors: tuple[np.ndarray, np.ndarray] | None = None
+                       ) -> np.ndarray:  # fmt: skip
+        """Each cell's part of its row's score ``(N, C)`` (0 where missing); a row's parts sum to its score.
+        ``errors (R, N, C)``; ``neighbors``: :meth:`_neighbors` of the same rows (None: the reconstruction
+        term alone, unscaled)."""
         observed = np.isfinite(errors)  # (R, N, C)
         per_cell = np.where(observed, errors, 0.0) / np.maximum(observed.sum(axis=2, keepdims=True), 1)
-        return per_cell.mean(axis=0)  # a row with no observed cell: all 0 (its score is NaN, see _aggregate)
+        parts = per_cell.mean(axis=0)  # a row with no observed cell: all 0 (its score is NaN, see _aggregate)
+        if neighbors is None:
+            return parts
+        recon_scale, neighbor_scale = self.score_scales_
+        return parts / recon_scale + neighbors[1] / neighbor_scale
 
-    def _aggregate(self, errors: np.ndarray) -> np.ndarray:
+    def _aggregate(self, errors: np.ndarray, neighbors: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """Row scores ``(N,)``; NaN for a row with no observed cell (nothing to judge it by)."""
-        scores = self._contributions(errors).sum(axis=1)
+        scores = self._contributions(errors, neighbors).sum(axis=1)
         scores[~np.isfinite(errors).any(axis=(0, 2))] = np.nan
         return scores
+
+    def _scores_and_parts(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores (N,), contributions (N, C))`` of rows ``X`` as the fitted detector scores them."""
+        errors = self.cell_errors(X)
+        neighbors = self._neighbors(X) if self.reference_ is not None else None
+        return self._aggregate(errors, neighbors), self._contributions(errors, neighbors)
 
     def cell_errors(self, X) -> np.ndarray:
         """Error of every cell at every scale ``(R, N, C)`` (NaN where missing): squared error (standardised
@@ -174,9 +223,9 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         return self._errors(self._raw_errors(X))
 
     def anomaly_score(self, X) -> np.ndarray:
-        """Mean masked reconstruction error per row ``(N,)``; higher = more anomalous. A row whose every cell
-        is missing has no score: NaN, with a ``UserWarning`` counting such rows."""
-        scores = self._aggregate(self.cell_errors(X))
+        """Anomaly score per row ``(N,)`` (class doc); higher = more anomalous. A row whose every cell is
+        missing has no score: NaN, with a ``UserWarning`` counting such rows."""
+        scores, _ = self._scores_and_parts(X)
         empty = int(np.isnan(scores).sum())
         if empty:
             warnings.warn(f"{empty} row(s) have no observed cell: their anomaly score is NaN", stacklevel=2)
@@ -207,60 +256,99 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
 
         check_is_fitted(self)
         frame, _, encoded = self._encode(X)
-        contributions = self._contributions(self.cell_errors(X))
+        _, contributions = self._scores_and_parts(X)
         return explain_rows(self, frame, encoded, contributions, self._patterns(SCORE_RATIOS[0]), top=top)
 
     # --------------------------------------------------------------------------------- save / load
     def _fitted_state(self) -> dict:
         state = {**super()._fitted_state(), "threshold_": self.threshold_, "offset_": self.offset_}
-        return {**state, "cauchy_": self.cauchy_.tolist(), "n_refit_rows_": self.n_refit_rows_}
+        return {**state, "cauchy_": self.cauchy_.tolist(), "n_refit_rows_": self.n_refit_rows_,
+                "score_scales_": list(self.score_scales_)}  # fmt: skip
+
+    def _extra_tensors(self) -> dict[str, torch.Tensor]:
+        if self.reference_ is None:
+            return {}
+        return {f"reference.{k}": v for k, v in self.reference_.tensors().items()}
+
+    def _restore_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """The neighbour rows saved with the weights; a detector saved before the neighbour term had none,
+        and scores as it did then (``neighbors`` 0)."""
+        found = {k.removeprefix("reference."): v for k, v in tensors.items() if k.startswith("reference.")}
+        self.reference_ = Reference.from_tensors(found) if found else None
+        if self.reference_ is None:
+            self.neighbors = 0
 
     def _restore_state(self, state: dict) -> None:
         super()._restore_state(state)
         if "cauchy_" in state:
             self.cauchy_ = np.asarray(state["cauchy_"], dtype=bool).reshape(len(SCORE_RATIOS), -1)
+        self.score_scales_ = tuple(float(v) for v in state.get("score_scales_", (1.0, 1.0)))
 
     def scoring_state(self) -> dict:
         """What scoring needs besides the model weights (JSON-able): error models, threshold, masks."""
         check_is_fitted(self)
         return {"n_masks": int(self.n_masks), "seed_": self.seed_, "cauchy_": self.cauchy_.tolist(),
-                "threshold_": self.threshold_, "score_ratios": list(SCORE_RATIOS)}  # fmt: skip
+                "threshold_": self.threshold_, "score_ratios": list(SCORE_RATIOS),
+                "neighbors": int(self.neighbors) if self.reference_ is not None else 0,
+                "score_scales_": list(self.score_scales_)}  # fmt: skip
 
     @classmethod
     def from_run(cls, run_dir: str | Path, **params):
         """Wrap a ``masklab pretrain table`` run. The run's ``scoring.json`` (written by ``pretrain table``:
-        error models and threshold chosen on its training rows, the inference masks' seed and ``n_masks``)
-        makes it score exactly like the fitted estimator it describes; a run without it scores squared errors
-        and flags nothing (``threshold_`` = ``threshold``, default inf) until :meth:`calibrate` is called."""
+        error models, scales and threshold chosen on its training rows, the inference masks' seed, ``n_masks``
+        and ``neighbors``; with neighbours, ``scoring.safetensors`` holds the neighbour rows) makes it score
+        exactly like the fitted estimator it describes; a run without it scores squared errors, has no
+        neighbour term and flags nothing (``threshold_`` = ``threshold``, default inf) until
+        :meth:`calibrate` is called."""
+        from masklab.core.io import load_checkpoint
+
         path = Path(run_dir) / SCORING_FILE
         state = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
         if state is not None and state.get("score_ratios") != list(SCORE_RATIOS):
             raise ValueError(f"{path}: score_ratios {state.get('score_ratios')} differ from {list(SCORE_RATIOS)}")
-        if state is not None:
-            params = {"n_masks": state["n_masks"], **params}
+        stored = {"n_masks": state["n_masks"], "neighbors": int(state.get("neighbors", 0))} if state else {}
+        params = {"neighbors": 0, **stored, **params}
         estimator = super().from_run(run_dir, **params)
         estimator._check_params()
         estimator.n_refit_rows_ = None
+        estimator.reference_ = None
+        if estimator.neighbors:
+            if not stored.get("neighbors"):
+                raise ValueError(f"neighbors={estimator.neighbors}: run {run_dir} keeps no neighbour rows ({path} "
+                                 "says neighbors 0 or does not exist); pass neighbors=0")  # fmt: skip
+            tensors, _ = load_checkpoint(Path(run_dir) / REFERENCE_FILE)
+            estimator._restore_tensors(tensors)
         if state is not None:  # the masks of calibration unless random_state is given; its error models
             if "random_state" not in params:
                 estimator.seed_ = int(state["seed_"])
-            estimator._restore_state({"cauchy_": state["cauchy_"]})
+            estimator._restore_state(
+                {"cauchy_": state["cauchy_"], "score_scales_": state.get("score_scales_", (1.0, 1.0))}
+            )
             threshold = state["threshold_"] if estimator.threshold is None else estimator.threshold
         else:
             estimator.cauchy_ = np.zeros((len(SCORE_RATIOS), len(estimator.schema_.columns)), dtype=bool)
+            estimator.score_scales_ = (1.0, 1.0)
             threshold = math.inf if estimator.threshold is None else estimator.threshold
         estimator.threshold_ = float(threshold)
         estimator.offset_ = -estimator.threshold_
         return estimator
 
 
-def calibrate_run(run_dir: str | Path, frame, *, contamination: float = 0.1) -> Path:
-    """Write ``RUN/scoring.json`` for a table run: the error models and threshold a detector picks on the
-    run's training rows ``frame`` (a seeded sample of at most :data:`FIT_SCORE_ROWS`), so ``masklab score``
-    and :meth:`MaskedAnomalyDetector.from_run` score as a fitted detector does (without refit)."""
-    from masklab.core.io import atomic_write_json
+def calibrate_run(run_dir: str | Path, frame, *, contamination: float = 0.1, neighbors: int = 5) -> Path:
+    """Write ``RUN/scoring.json`` for a table run: the error models, scales and threshold a detector picks
+    on the run's training rows ``frame`` (a seeded sample of at most :data:`FIT_SCORE_ROWS`), and with
+    ``neighbors`` > 0 the neighbour rows (``frame``, at most ``REFERENCE_ROWS``) in ``RUN/scoring.safetensors``,
+    so ``masklab score`` and :meth:`MaskedAnomalyDetector.from_run` score as a fitted detector does (without
+    refit)."""
+    from masklab.core.io import atomic_write_json, save_checkpoint
 
-    detector = MaskedAnomalyDetector.from_run(run_dir, contamination=contamination)
+    detector = MaskedAnomalyDetector.from_run(run_dir, contamination=contamination, neighbors=0)
+    detector.neighbors = neighbors
+    detector._check_params()
+    if neighbors:
+        detector.reference_ = detector._reference(frame)
+        tensors = {f"reference.{k}": v for k, v in detector.reference_.tensors().items()}
+        save_checkpoint(Path(run_dir) / REFERENCE_FILE, tensors, {"format": "masklab.scoring/1"})
     detector.calibrate(_rows(frame, detector._sample(len(frame))))
     path = Path(run_dir) / SCORING_FILE
     atomic_write_json(path, detector.scoring_state())
