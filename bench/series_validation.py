@@ -56,7 +56,7 @@ def main() -> None:
                                device="cpu")  # fmt: skip
     key = f"{args.dataset}-s{args.seed}-p{args.pretrain_steps}-" + "-".join(
         f"{k}={v}" for k, v in sorted(settings.items())
-    )  # noqa: E501
+    )
     cached = Path(args.cache) / f"{key}.safetensors" if args.cache else None
     if cached is not None and cached.is_file():
         from safetensors.torch import load_file
