@@ -337,7 +337,7 @@ def main() -> None:
         nargs="*",
         default=None,
         metavar="KEY=VALUE",
-        help="fine-tuning augmentation over the rule's (SeriesAugment fields: shift, crop, stretch, scale)",
+        help="fine-tuning augmentation instead of the rule's (SeriesAugment fields: shift, min_length)",
     )
     parser.add_argument("--no-augment", action="store_true", help="fine-tune without augmentation")
     args = parser.parse_args()

@@ -8,7 +8,7 @@ linear probe and one fine-tuning per ``--ft STEPS:LR`` on the other quarter. The
         --ft 600:1e-3 600:1e-3:crop=0.7,scale=0.1 600:1e-3:dropout=0.1,head_dropout=0.3
 
 A ``--ft`` spec is ``STEPS:LR[:KEY=VALUE,...]``; its keys: the fields of
-:class:`masklab.data.series_augment.SeriesAugment` (``crop``, ``stretch``, ``scale``), ``dropout`` (the
+:class:`series_augment_variants.AugmentVariant` (``shift``, ``crop``, ``stretch``, ``scale``), ``dropout`` (the
 encoder's, during fine-tuning only; also ``pool`` and the other :class:`SeriesConfig` fields that leave the
 weights' shapes alone) and ``head_dropout``.
 
@@ -30,9 +30,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import series as bench
+from series_augment_variants import AugmentVariant
 
 from masklab.data.series import load_series
-from masklab.data.series_augment import SeriesAugment
 from masklab.eval.probe import linear_probe_accuracy
 from masklab.recipes import series as recipes
 
@@ -85,7 +85,7 @@ def main() -> None:
             start_model = copy.copy(model)
             start_model.config = dataclasses.replace(model.config, **encoder)
         head_dropout = float(options.pop("head_dropout", 0.1))
-        augment = SeriesAugment(**options) if options else None
+        augment = AugmentVariant(**options) if options else None
         cfg = recipes.train_config(steps=int(steps), minutes=None, batch_size=32, lr=float(lr), seed=args.seed,
                                    device="cpu")  # fmt: skip
         start = time.time()

@@ -273,8 +273,8 @@ def collate(series: list[np.ndarray], labels: np.ndarray | None = None, *, lengt
 class SeriesTrainData:
     """A :class:`masklab.train.TrainData` over a :class:`SeriesSet`: each batch padded to its longest series.
 
-    ``augment`` transforms each unpadded series first (:class:`~masklab.data.series_augment.SeriesAugment`:
-    random window, stretch, amplitude jitter); ``max_length`` then crops longer series to a random window of that
+    ``augment`` transforms each unpadded series first (:class:`~masklab.data.series_augment.SeriesAugment`,
+    a random time shift); ``max_length`` then crops longer series to a random window of that
     many steps. Both draw with the loop's generator; padding is added after them, to the new lengths."""
 
     def __init__(self, data: SeriesSet, *, max_length: int | None = None, with_labels: bool = False,
