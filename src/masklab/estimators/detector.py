@@ -171,6 +171,8 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
     def _neighbors(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Distance of each row to its ``neighbors``-th nearest reference row ``(N,)`` and each cell's part
         of it ``(N, C)`` (see :func:`~masklab.estimators.neighbors.neighbor_distance`)."""
+        if self.reference_ is None:
+            raise ValueError("this detector keeps no neighbour rows (neighbors=0)")
         _, _, encoded = self._encode(X)
         return neighbor_distance(encoded.values, encoded.categories, encoded.missing, self.reference_, self.neighbors)
 
@@ -282,7 +284,8 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         super()._restore_state(state)
         if "cauchy_" in state:
             self.cauchy_ = np.asarray(state["cauchy_"], dtype=bool).reshape(len(SCORE_RATIOS), -1)
-        self.score_scales_ = tuple(float(v) for v in state.get("score_scales_", (1.0, 1.0)))
+        recon_scale, neighbor_scale = state.get("score_scales_", (1.0, 1.0))
+        self.score_scales_ = (float(recon_scale), float(neighbor_scale))
 
     def scoring_state(self) -> dict:
         """What scoring needs besides the model weights (JSON-able): error models, threshold, masks."""
