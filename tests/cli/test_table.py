@@ -221,3 +221,22 @@ def test_resume_refuses_a_changed_setting_and_extends_with_steps(tmp_path, capsy
     saved = json.loads((out / "config.json").read_text())
     assert saved["train"]["steps"] == 5 and saved["model"]["mask_ratio"] == 0.5
     assert json.loads((out / "arguments.json").read_text())["arguments"]["train"]["steps"] == 5
+
+
+def test_pretrain_neighbors_sets_the_runs_scoring(tmp_path, capsys):
+    """--neighbors 0: the run keeps no rows and scores by reconstruction alone; a negative K is refused."""
+    from masklab.estimators import MaskedAnomalyDetector
+
+    data = tmp_path / "d.csv"
+    rng = np.random.default_rng(0)
+    pd.DataFrame(rng.normal(size=(60, 3)), columns=["a", "b", "c"]).to_csv(data, index=False)
+    run = tmp_path / "run"
+    args = ["pretrain", "table", "--data", str(data), "--preset", "table-tiny", "--steps", "3", "--batch-size", "16"]
+    assert main([*args, "--out", str(run), "--neighbors", "0", "--device", "cpu"]) == 0
+    assert json.loads((run / "scoring.json").read_text())["neighbors"] == 0
+    assert not (run / "scoring.safetensors").exists()
+    detector = MaskedAnomalyDetector.from_run(run)
+    frame = pd.read_csv(data)
+    np.testing.assert_allclose(detector.anomaly_score(frame), detector.cell_errors(frame).mean(axis=(0, 2)))
+    err = error_of([*args, "--out", str(tmp_path / "bad"), "--neighbors", "-1"], capsys)
+    assert "--neighbors must be an int >= 0" in err

@@ -7,7 +7,7 @@ import argparse
 from masklab.cli._args import add_train_args, names, pretrain_call
 
 FIELDS = ("data", "preset", "categorical", "numeric", "exclude", "label", "max_rows", "mask_ratio",
-          "mask_ratio_jitter", "dropout")  # fmt: skip
+          "mask_ratio_jitter", "dropout", "neighbors")  # fmt: skip
 
 
 def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> None:
@@ -28,6 +28,10 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("--mask-ratio-jitter", type=float,
                         help="per-row share: mask-ratio ± this (default 0.25; 0 = ReMasker's fixed share)")  # fmt: skip
     parser.add_argument("--dropout", type=float, help="(default 0)")
+    parser.add_argument("--neighbors", type=int, metavar="K",
+                        help="anomaly scores ('masklab score RUN') add the distance to the K-th nearest "
+                        "training row; the run keeps its rows (at most 10,000) in scoring.safetensors "
+                        "(default 5; 0 = off)")  # fmt: skip
     add_train_args(parser, steps="400 epochs, clipped to 1000..4000", batch_size=64, lr=1e-3, weight_decay=0.05,
                    warmup="5%% of the steps", log_every=50, ckpt_every=500)  # fmt: skip
     parser.set_defaults(func=_run)

@@ -43,6 +43,7 @@ def pretrain_table(
     mask_ratio: float = 0.5,
     mask_ratio_jitter: float = 0.25,
     dropout: float = 0.0,
+    neighbors: int = 5,
     train: TrainOptions | None = None,
     resume: bool = False,
 ) -> FitResult:
@@ -51,6 +52,8 @@ def pretrain_table(
     ``mask_ratio`` is the share of observed cells hidden per row, drawn from ``mask_ratio ± mask_ratio_jitter``
     (0 = ReMasker's fixed share). ``exclude`` / ``label`` columns are kept out of the features; ``max_rows``
     trains on a seeded random subset. Steps default to a size-based count; warmup to 5% of the steps.
+    ``neighbors``: k of the detector's neighbour term for ``masklab score`` (0 = off), stored with the run's
+    scoring state (:func:`~masklab.estimators.detector.calibrate_run`).
     """
     import torch
 
@@ -66,8 +69,10 @@ def pretrain_table(
     arguments = {
         "data": data, "preset": preset, "categorical": list(categorical), "numeric": list(numeric),
         "exclude": list(exclude), "label": label, "max_rows": max_rows, "mask_ratio": mask_ratio,
-        "mask_ratio_jitter": mask_ratio_jitter, "dropout": dropout, "train": train.to_dict(),
+        "mask_ratio_jitter": mask_ratio_jitter, "dropout": dropout, "neighbors": neighbors, "train": train.to_dict(),
     }  # fmt: skip
+    if isinstance(neighbors, bool) or not isinstance(neighbors, int) or neighbors < 0:
+        raise ValueError(f"--neighbors must be an int >= 0 (0 = no neighbour term), got {neighbors!r}")
     if not resume:
         run.check_fresh()
     options = train.with_defaults(batch_size=64, lr=1e-3, weight_decay=0.05, log_every=50, ckpt_every=500, seed=0,
@@ -105,7 +110,7 @@ def pretrain_table(
     import os
 
     if os.environ.get("RANK", "0") == "0":  # rank 0 only: the scoring state (error models, threshold)
-        calibrate_run(out, frame)
+        calibrate_run(out, frame, neighbors=neighbors)
     loss = result.last_metrics.get("loss", float("nan"))
     print(f"masklab: wrote {result.out_dir} (step {result.step}, loss {loss:.4f})")
     return result
