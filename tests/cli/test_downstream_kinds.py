@@ -105,6 +105,10 @@ def test_series_finetune_layout(tmp_path):
         assert (ft / name).is_file(), name
     metrics = json.loads((ft / "metrics.json").read_text())
     assert len(metrics["labels"]) == 9 and np.array(metrics["confusion"]).sum() == metrics["test_size"] == 370
+    from masklab.recipes.series import classifier_augment, load_pretrained
+
+    shift = classifier_augment(load_pretrained(out).config).shift  # the fine-tuning default follows the patch
+    assert metrics["shift"] == shift and metrics["lr"] == (1e-3 if shift else 5e-4)
     # predict with the series classifier agrees with its own argmax
     from masklab.data.series import load_series
     from masklab.recipes.finetune_outputs import load_finetuned

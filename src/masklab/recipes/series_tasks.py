@@ -205,7 +205,9 @@ def finetune_series(run: str | Path, *, data: str | None = None, task: str = "cl
                     progress: Progress | None = None) -> dict[str, Any]:  # fmt: skip
     """Fine-tune the run's encoder with a linear head (LP-FT) on the built-in's train split; writes ``out``
     (default ``RUN/finetune``, the layout of :mod:`masklab.recipes.finetune_outputs`) and returns its
-    ``metrics.json`` record (test accuracy, confusion matrix)."""
+    ``metrics.json`` record (test accuracy, confusion matrix). Training series are shifted at random by less
+    than a patch (:func:`~masklab.recipes.series.classifier_augment`; off for one-step patches); with the shift
+    the defaults are 1200 steps at lr 1e-3 (``bench/series.py``'s validated recipe), without it 300 at 5e-4."""
     from masklab.core.device import resolve_device
     from masklab.recipes import series as recipes
     from masklab.recipes.finetune_outputs import default_out, write_finetune_outputs
@@ -220,17 +222,20 @@ def finetune_series(run: str | Path, *, data: str | None = None, task: str = "cl
     model = recipes.load_pretrained(run, device=dev)
     say(progress, f"reading {data or 'the run data'}")
     train, test = _labelled_split(run, data)
-    steps = steps or 300
-    cfg = recipes.train_config(steps=steps, minutes=None, batch_size=batch_size or 32, lr=lr or 5e-4, seed=seed,
+    shift = recipes.classifier_augment(model.config)
+    steps = steps or (1200 if shift.enabled else 300)
+    lr = lr or (1e-3 if shift.enabled else 5e-4)
+    cfg = recipes.train_config(steps=steps, minutes=None, batch_size=batch_size or 32, lr=lr, seed=seed,
                                device=dev)  # fmt: skip
     target = Run(default_out(run, out))
-    say(progress, f"fine-tuning on {len(train)} {train.name} series ({steps} steps) -> {target.path}")
+    shifted = f", random shifts of up to {shift.shift} steps" if shift.enabled else ""
+    say(progress, f"fine-tuning on {len(train)} {train.name} series ({steps} steps{shifted}) -> {target.path}")
     with target.lock(), contextlib.redirect_stderr(io.StringIO()) if progress is silent else contextlib.nullcontext():
         classifier = recipes.finetune_classify(model, train, num_classes=len(train.classes), config=cfg,
-                                               out=target.path)  # fmt: skip
+                                               out=target.path, augment=shift)  # fmt: skip
         say(progress, f"testing on {len(test)} held-out series")
         return write_finetune_outputs(
             target, classifier, y_true=test.labels, y_pred=recipes.predict_classes(classifier, test).tolist(),
             names=[str(c) for c in train.classes], title=train.name,
-            extra={"data": train.name, "train_size": len(train), "steps": steps},
+            extra={"data": train.name, "train_size": len(train), "steps": steps, "lr": lr, "shift": shift.shift},
         )  # fmt: skip
