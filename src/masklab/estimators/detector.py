@@ -17,6 +17,7 @@ from masklab.estimators.budget import detector_steps
 from masklab.estimators.error_models import apply_error_models, choose_error_models
 from masklab.estimators.neighbors import REFERENCE_ROWS, Reference, neighbor_distance, robust_scale
 from masklab.models.table.model import reconstruction_errors
+from masklab.tokenizers.table import EncodedTable
 
 # Masking scales of the score: a cell is hidden with round(r * C) columns and predicted from the rest of its
 # row; r = 1 hides the whole row (the error against the model's unconditional guess).
@@ -24,6 +25,14 @@ SCORE_RATIOS = (0.25, 0.5, 0.75, 1.0)
 FIT_SCORE_ROWS = 2048  # training rows (a seeded sample) scored by fit: refit's inliers, error models, threshold
 SCORING_FILE = "scoring.json"  # what a run needs to score like the estimator (written by calibrate_run)
 REFERENCE_FILE = "scoring.safetensors"  # a run's neighbour rows (written by calibrate_run when neighbors > 0)
+
+
+def _row_scores(contributions: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    """A row's score is the sum of its cells' parts ``(N, C)``; NaN for a row with no observed cell in
+    ``errors (R, N, C)`` (nothing to judge it by)."""
+    scores = contributions.sum(axis=1)
+    scores[~np.isfinite(errors).any(axis=(0, 2))] = np.nan
+    return scores
 
 
 def _rows(X, index: np.ndarray):
@@ -153,11 +162,12 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         rows ``X`` (training rows: the threshold is their ``1 - contamination`` quantile unless ``threshold``
         is given). :meth:`fit` calls it; call it on a :meth:`from_run` detector to score like a fitted one."""
         self._check_params()
-        errors = self._errors(self._raw_errors(X), choose=True)
+        _, _, encoded = self._encode(X)
+        errors = self._errors(self._encoded_errors(encoded), choose=True)
         neighbors = None
         self.score_scales_ = (1.0, 1.0)
         if self.reference_ is not None:  # each term divided by its spread over these rows
-            neighbors = self._neighbors(X)
+            neighbors = self._neighbors(encoded)
             self.score_scales_ = (robust_scale(self._aggregate(errors)), robust_scale(neighbors[0]))
         scores = self._aggregate(errors, neighbors)
         if self.threshold is not None:
@@ -168,17 +178,19 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         return self
 
     # --------------------------------------------------------------------------------------- scoring
-    def _neighbors(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """Distance of each row to its ``neighbors``-th nearest reference row ``(N,)`` and each cell's part
-        of it ``(N, C)`` (see :func:`~masklab.estimators.neighbors.neighbor_distance`)."""
+    def _neighbors(self, encoded: EncodedTable) -> tuple[np.ndarray, np.ndarray]:
+        """Distance of each encoded row to its ``neighbors``-th nearest reference row ``(N,)`` and each cell's
+        part of it ``(N, C)`` (see :func:`~masklab.estimators.neighbors.neighbor_distance`)."""
         if self.reference_ is None:
             raise ValueError("this detector keeps no neighbour rows (neighbors=0)")
-        _, _, encoded = self._encode(X)
         return neighbor_distance(encoded.values, encoded.categories, encoded.missing, self.reference_, self.neighbors)
 
     def _raw_errors(self, X) -> np.ndarray:
         """Squared errors / cross-entropies of every cell at every scale ``(R, N, C)`` (NaN where missing)."""
-        _, _, encoded = self._encode(X)
+        return self._encoded_errors(self._encode(X)[2])
+
+    def _encoded_errors(self, encoded: EncodedTable) -> np.ndarray:
+        """:meth:`_raw_errors` of rows already encoded."""
         out = []
         for ratio in SCORE_RATIOS:
             patterns = self._patterns(ratio)
@@ -208,15 +220,14 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
 
     def _aggregate(self, errors: np.ndarray, neighbors: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """Row scores ``(N,)``; NaN for a row with no observed cell (nothing to judge it by)."""
-        scores = self._contributions(errors, neighbors).sum(axis=1)
-        scores[~np.isfinite(errors).any(axis=(0, 2))] = np.nan
-        return scores
+        return _row_scores(self._contributions(errors, neighbors), errors)
 
-    def _scores_and_parts(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """``(scores (N,), contributions (N, C))`` of rows ``X`` as the fitted detector scores them."""
-        errors = self.cell_errors(X)
-        neighbors = self._neighbors(X) if self.reference_ is not None else None
-        return self._aggregate(errors, neighbors), self._contributions(errors, neighbors)
+    def _scores_and_parts(self, encoded: EncodedTable) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores (N,), contributions (N, C))`` of encoded rows as the fitted detector scores them."""
+        errors = self._errors(self._encoded_errors(encoded))
+        neighbors = self._neighbors(encoded) if self.reference_ is not None else None
+        parts = self._contributions(errors, neighbors)
+        return _row_scores(parts, errors), parts
 
     def cell_errors(self, X) -> np.ndarray:
         """Error of every cell at every scale ``(R, N, C)`` (NaN where missing): squared error (standardised
@@ -227,7 +238,7 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
     def anomaly_score(self, X) -> np.ndarray:
         """Anomaly score per row ``(N,)`` (class doc); higher = more anomalous. A row whose every cell is
         missing has no score: NaN, with a ``UserWarning`` counting such rows."""
-        scores, _ = self._scores_and_parts(X)
+        scores, _ = self._scores_and_parts(self._encode(X)[2])
         empty = int(np.isnan(scores).sum())
         if empty:
             warnings.warn(f"{empty} row(s) have no observed cell: their anomaly score is NaN", stacklevel=2)
@@ -258,7 +269,7 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
 
         check_is_fitted(self)
         frame, _, encoded = self._encode(X)
-        _, contributions = self._scores_and_parts(X)
+        _, contributions = self._scores_and_parts(encoded)
         return explain_rows(self, frame, encoded, contributions, self._patterns(SCORE_RATIOS[0]), top=top)
 
     # --------------------------------------------------------------------------------- save / load
@@ -324,9 +335,7 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         if state is not None:  # the masks of calibration unless random_state is given; its error models
             if "random_state" not in params:
                 estimator.seed_ = int(state["seed_"])
-            estimator._restore_state(
-                {"cauchy_": state["cauchy_"], "score_scales_": state.get("score_scales_", (1.0, 1.0))}
-            )
+            estimator._restore_state({k: state[k] for k in ("cauchy_", "score_scales_") if k in state})
             threshold = state["threshold_"] if estimator.threshold is None else estimator.threshold
         else:
             estimator.cauchy_ = np.zeros((len(SCORE_RATIOS), len(estimator.schema_.columns)), dtype=bool)
@@ -350,8 +359,7 @@ def calibrate_run(run_dir: str | Path, frame, *, contamination: float = 0.1, nei
     detector._check_params()
     if neighbors:
         detector.reference_ = detector._reference(frame)
-        tensors = {f"reference.{k}": v for k, v in detector.reference_.tensors().items()}
-        save_checkpoint(Path(run_dir) / REFERENCE_FILE, tensors, {"format": "masklab.scoring/1"})
+        save_checkpoint(Path(run_dir) / REFERENCE_FILE, detector._extra_tensors(), {"format": "masklab.scoring/1"})
     detector.calibrate(_rows(frame, detector._sample(len(frame))))
     path = Path(run_dir) / SCORING_FILE
     atomic_write_json(path, detector.scoring_state())
