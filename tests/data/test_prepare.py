@@ -175,3 +175,27 @@ def test_full_disk_stops_prepare_with_one_line_and_a_rerun_resumes(
     assert main(argv) == 0
     assert folder_bytes(out) == folder_bytes(prepared)
     PreparedCorpus(out)  # every sha256 in the index verifies
+
+
+def test_under_torchrun_only_rank0_prepares_the_run_cache(corpus_file, tokenizer_file, prepared, monkeypatch, tmp_path):
+    # Two ranks preparing RUN/prepared at once found each other's half-written folder (CI, 2026-12-02).
+    import threading
+
+    from masklab.data.shards import prepared_for_run
+
+    run_dir = tmp_path / "run"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(prepared_for_run(str(corpus_file), run_dir,
+                                                                         tokenizer=tokenizer_file, workers=1)))
+    waiter.start()
+    waiter.join(1.0)
+    assert waiter.is_alive() and not run_dir.exists()  # rank 1 waits and writes nothing
+    monkeypatch.setenv("RANK", "0")
+    done = prepared_for_run(str(corpus_file), run_dir, tokenizer=tokenizer_file, workers=1)
+    waiter.join(10.0)
+    assert not waiter.is_alive() and got == [done]
+    ours, reference = PreparedCorpus(done), PreparedCorpus(prepared)
+    assert len(ours) == len(reference)
+    assert np.array_equal(ours.read(0, len(ours))[0], reference.read(0, len(reference))[0])
