@@ -187,8 +187,9 @@ def test_under_torchrun_only_rank0_prepares_the_run_cache(corpus_file, tokenizer
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     got: list = []
-    waiter = threading.Thread(target=lambda: got.append(prepared_for_run(str(corpus_file), run_dir,
-                                                                         tokenizer=tokenizer_file, workers=1)))
+    waiter = threading.Thread(
+        target=lambda: got.append(prepared_for_run(str(corpus_file), run_dir, tokenizer=tokenizer_file, workers=1))
+    )
     waiter.start()
     waiter.join(1.0)
     assert waiter.is_alive() and not run_dir.exists()  # rank 1 waits and writes nothing
