@@ -22,13 +22,15 @@ def torchrun(args, tmp_path):
     return done.stdout
 
 
-@pytest.mark.parametrize("kind", ["mae", "mlm", "clm", "table"])
+@pytest.mark.parametrize("kind", ["mae", "mlm", "clm", "table", "series"])
 def test_pretrain_under_torchrun(kind, tmp_path):
     out = tmp_path / "run"
     if kind == "mae":
         args = ["mae", "--data", "builtin:digits", "--preset", "mae-tiny", "--batch-size", "16"]
     elif kind == "table":
         args = ["table", "--max-rows", "500", "--batch-size", "16"]  # builtin shuttle: numeric columns only
+    elif kind == "series":
+        args = ["series", "--preset", "series-tiny", "--batch-size", "16"]  # builtin japanese-vowels: padded
     else:
         (tmp_path / "text").mkdir()
         for i in range(8):
