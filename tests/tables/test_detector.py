@@ -125,5 +125,6 @@ def test_a_detector_saved_before_the_neighbour_term_scores_as_it_did(tmp_path, n
     restored = MaskedAnomalyDetector.load(tmp_path / "old")
     assert restored.neighbors == 0 and restored.reference_ is None
     np.testing.assert_array_equal(restored.anomaly_score(x_miss), detector.anomaly_score(x_miss))
-    with pytest.raises(ValueError, match="neighbors"):
-        MaskedAnomalyDetector(**FAST, neighbors=-1).fit(x)
+    for bad in (-1, True, 2.0):  # a bool is not a count (it was taken as k = 1)
+        with pytest.raises(ValueError, match="neighbors must be an int >= 0"):
+            MaskedAnomalyDetector(**FAST, neighbors=bad).fit(x)

@@ -15,7 +15,13 @@ from sklearn.utils.validation import _num_samples, check_is_fitted
 from masklab.estimators.base import _TableEstimator
 from masklab.estimators.budget import detector_steps
 from masklab.estimators.error_models import apply_error_models, choose_error_models
-from masklab.estimators.neighbors import REFERENCE_ROWS, Reference, neighbor_distance, robust_scale
+from masklab.estimators.neighbors import (
+    REFERENCE_ROWS,
+    Reference,
+    check_neighbors,
+    neighbor_distance,
+    robust_scale,
+)
 from masklab.models.table.model import reconstruction_errors
 from masklab.tokenizers.table import EncodedTable
 
@@ -117,8 +123,7 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
     def _check_params(self) -> None:
         if not (isinstance(self.n_masks, (int, np.integer)) and self.n_masks >= 1):
             raise ValueError(f"n_masks must be an int >= 1 for anomaly scores, got {self.n_masks!r}")
-        if not (isinstance(self.neighbors, (int, np.integer)) and self.neighbors >= 0):
-            raise ValueError(f"neighbors must be an int >= 0 (0 = no neighbour term), got {self.neighbors!r}")
+        check_neighbors(self.neighbors)
         if (self.threshold is None or self.refit) and not 0.0 < self.contamination <= 0.5:
             raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination!r}")
 

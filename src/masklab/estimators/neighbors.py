@@ -30,6 +30,14 @@ _QUERY_ROWS = 1024  # query rows per block of the (N, M) distance matrix
 _SPARE = 3  # candidates beyond k ranked in float32 whose exact (float64) distances then decide
 
 
+def check_neighbors(k, name: str = "neighbors") -> int:
+    """``k`` of the neighbour term as an int, or a ``ValueError`` naming ``name``: an int >= 0 (a bool is not
+    one); 0 = no neighbour term."""
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise ValueError(f"{name} must be an int >= 0 (0 = no neighbour term), got {k!r}")
+    return int(k)
+
+
 @dataclass(frozen=True)
 class Reference:
     """Reference rows: ``values`` float64 (M, C) standardised (0 where categorical or missing), ``categories``

@@ -61,6 +61,7 @@ def pretrain_table(
     from masklab.data.tables import TableTrainData, load_table
     from masklab.estimators.budget import auto_steps
     from masklab.estimators.detector import calibrate_run
+    from masklab.estimators.neighbors import check_neighbors
     from masklab.models.table import PRESETS, TableMAE, TableMAEConfig
     from masklab.tokenizers.table import encode_frame, infer_schema
 
@@ -71,8 +72,7 @@ def pretrain_table(
         "exclude": list(exclude), "label": label, "max_rows": max_rows, "mask_ratio": mask_ratio,
         "mask_ratio_jitter": mask_ratio_jitter, "dropout": dropout, "neighbors": neighbors, "train": train.to_dict(),
     }  # fmt: skip
-    if isinstance(neighbors, bool) or not isinstance(neighbors, int) or neighbors < 0:
-        raise ValueError(f"--neighbors must be an int >= 0 (0 = no neighbour term), got {neighbors!r}")
+    check_neighbors(neighbors, "--neighbors")
     if not resume:
         run.check_fresh()
     options = train.with_defaults(batch_size=64, lr=1e-3, weight_decay=0.05, log_every=50, ckpt_every=500, seed=0,
