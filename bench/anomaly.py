@@ -245,6 +245,7 @@ def main() -> None:
     import platform
     import subprocess
 
+    from settings import parse_settings  # bench/settings.py (this script's folder is on sys.path)
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -265,7 +266,7 @@ def main() -> None:
         report(sorted(records, key=lambda r: (order.get(r["table"], 99), r["seed"])), methods)
         return
     torch.set_num_threads(1)
-    params = {k: json.loads(v) for k, _, v in (item.partition("=") for item in args.set)}
+    params = parse_settings(args.set)
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "?")
     print(f"CPU: {model} ({platform.machine()}); torch threads {torch.get_num_threads()}; masklab params {params}")

@@ -20,7 +20,6 @@ every imputer; the true missing cells are never looked at (use seeds other than 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import warnings
 
@@ -168,18 +167,9 @@ def run_one(x: np.ndarray, ratio: float, seed: int, method: str, params: dict, v
     return float(np.sqrt(np.mean((filled[scored] - x[scored]) ** 2))), seconds
 
 
-def parse_params(items: list[str]) -> dict:
-    params = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
-    return params
-
-
 def main() -> None:
+    from settings import parse_settings  # bench/settings.py (this script's folder is on sys.path)
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--ratios", default="0.3", help="comma-separated MCAR ratios")
@@ -192,7 +182,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    params = parse_params(args.set)
+    params = parse_settings(args.set)
     methods = args.methods.split(",")
     seeds = range(args.seed_offset, args.seed_offset + args.seeds)
     what = "validation cells (10% of observed)" if args.validation else "MCAR cells"

@@ -118,6 +118,8 @@ def save_examples(path: Path, dataset, test_idx, preds: dict[str, np.ndarray], c
 
 
 def main() -> None:
+    from settings import parse_settings  # bench/settings.py (this script's folder is on sys.path)
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default=None, help="existing MAE run (skips pretraining)")
     parser.add_argument("--preset", default="mae-seg-32")
@@ -151,7 +153,7 @@ def main() -> None:
 
     out = Path(args.out)
     print(f"cpu: {cpu_model()}; torch {torch.__version__}, 1 thread")
-    overrides = {**HEAD_OVERRIDES, **{k: json.loads(v) for k, v in (item.split("=", 1) for item in args.override)}}
+    overrides = {**HEAD_OVERRIDES, **parse_settings(args.override)}
     heads = args.heads.split(",") if args.heads else [args.head]
     seconds: dict[str, float] = {}
     run = args.run

@@ -129,16 +129,6 @@ def validation_split(train: SeriesSet) -> tuple[SeriesSet, SeriesSet]:
     return train.subset(fit_idx), train.subset(val_idx)
 
 
-def _setting(text: str) -> tuple[str, object]:
-    key, _, raw = text.partition("=")
-    for kind in (int, float):
-        try:
-            return key, kind(raw)
-        except ValueError:
-            pass
-    return key, {"true": True, "false": False}.get(raw.lower(), raw)
-
-
 def finetune_plan(model, args: argparse.Namespace) -> tuple[SeriesAugment, int, float | None]:
     """Fine-tuning augmentation, steps and learning rate (None: chosen on a validation quarter of train).
 
@@ -297,6 +287,8 @@ def forecasting(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def main() -> None:
+    from settings import parse_settings  # bench/settings.py (this script's folder is on sys.path)
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="*", default=["japanese-vowels", "plaid"])
     parser.add_argument("--seeds", type=int, default=3)
@@ -341,9 +333,9 @@ def main() -> None:
     )
     parser.add_argument("--no-augment", action="store_true", help="fine-tune without augmentation")
     args = parser.parse_args()
-    args.set = dict(_setting(t) for t in args.set)
+    args.set = parse_settings(args.set)
     if args.augment is not None:
-        args.augment = SeriesAugment(**dict(_setting(t) for t in args.augment))
+        args.augment = SeriesAugment(**parse_settings(args.augment))
     torch.set_num_threads(1)
     print(f"CPU: {cpu_name()}; torch {torch.__version__}; {args.seeds} seeds; pretrain {args.pretrain_steps} "
           f"steps, fine-tune {args.finetune_steps} steps ({args.augmented_finetune_steps} augmented), batch "

@@ -44,6 +44,8 @@ from masklab.recipes import series as recipes
 
 
 def main() -> None:
+    from settings import parse_settings  # bench/settings.py (this script's folder is on sys.path)
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="plaid")
     parser.add_argument("--pretrain-steps", type=int, default=300)
@@ -56,7 +58,7 @@ def main() -> None:
     torch.set_num_threads(1)
     train, val = bench.validation_split(load_series(f"builtin:{args.dataset}").part("train"))
     settings = dict(recipes.classifier_overrides(train), mask_kind="random", mask_ratio=0.4)
-    settings.update(bench._setting(t) for t in args.set)
+    settings.update(parse_settings(args.set))
     print("settings", settings, flush=True)
     model = recipes.build_model(train, "series-small", seed=args.seed, **settings)
     cfg = recipes.train_config(steps=args.pretrain_steps, minutes=None, batch_size=32, lr=1e-3, seed=args.seed,
@@ -84,7 +86,7 @@ def main() -> None:
     print(f"RESULT probe {100 * probe:.2f}", flush=True)
     for spec in args.ft:
         steps, lr, *extra = spec.split(":")
-        options = dict(bench._setting(t) for t in extra[0].split(",")) if extra else {}
+        options = parse_settings(extra[0].split(",")) if extra else {}
         start_model = model
         fields = {f.name for f in dataclasses.fields(model.config)}
         encoder = {k: options.pop(k) for k in list(options) if k in fields}
