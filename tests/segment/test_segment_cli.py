@@ -131,3 +131,15 @@ def test_training_folder_errors_exit_2(workspace, tmp_path, capsys):
     assert code == 2 and "a.png has no mask" in err
     assert main(["segment", str(run), str(root / "data" / "images" / "00.png")]) == 2
     assert "-o MASK.png" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["segment", "edit"])
+def test_output_not_named_png_exits_2_before_any_work(workspace, tmp_path, capsys, command):
+    # Masks and edits are PNG bytes; under out.jpg they would mislead whatever opens the file by its name.
+    root, run = workspace
+    image = str(root / "data" / "images" / "00.png")
+    args = [command, str(run), image, "-o", str(tmp_path / "out.jpg")]
+    code = main(args if command == "segment" else [*args, "--remove-background"])
+    err = capsys.readouterr().err
+    assert code == 2 and "out.jpg" in err and "give it a name ending in .png" in err and "Traceback" not in err
+    assert not (tmp_path / "out.jpg").exists() and not (tmp_path / "out_side.png").exists()

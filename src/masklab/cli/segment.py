@@ -64,9 +64,10 @@ def _segment(args: argparse.Namespace) -> int:
         raise ValueError("masklab segment RUN IMAGE needs -o MASK.png")
     from pathlib import Path
 
-    from masklab.data.pixel_masks import write_mask
+    from masklab.data.pixel_masks import require_png_name, write_mask
     from masklab.recipes.segment import load_segmenter, predict_mask, read_image, save_side_by_side
 
+    require_png_name(args.output)  # before any work
     seg = load_segmenter(args.first, args.device)
     image = read_image(args.second, seg.mae.config.channels)
     classes = predict_mask(seg, image, args.box)
@@ -101,8 +102,10 @@ def _register_edit(parser: argparse.ArgumentParser) -> None:
 
 
 def _edit(args: argparse.Namespace) -> int:
+    from masklab.data.pixel_masks import require_png_name
     from masklab.recipes import edit
 
+    require_png_name(args.output, "the edited image")  # before any work
     channels, mae, seg = 3, None, None
     if args.remove_subject:
         from masklab.recipes.segment import load_mae

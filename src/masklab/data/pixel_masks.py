@@ -89,10 +89,22 @@ def write_mask(path: str | Path, mask: np.ndarray | Tensor, *, num_classes: int 
         img.putpalette([c for rgb in colours for c in rgb])
     else:
         raise ValueError(f"a mask must be bool (binary) or integer (class indices), got dtype {a.dtype}")
-    return _save_png(img, Path(path))
+    return save_png(img, path)
 
 
-def _save_png(img, path: Path) -> Path:
+def require_png_name(path: str | Path, what: str = "the mask") -> Path:
+    """``path`` as a Path, or a ``ValueError`` when its name does not end in ``.png``: masks and edits are
+    written as PNG (lossless; an RGBA cut-out keeps its transparency), and PNG bytes under another name
+    (``out.jpg``) would mislead whatever opens it by its extension."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"{path}: {what} is written as PNG (lossless); give it a name ending in .png")
+    return path
+
+
+def save_png(img, path: str | Path, what: str = "the mask") -> Path:
+    """Write the PIL image ``img`` to ``path`` (a ``.png`` name, :func:`require_png_name`) atomically."""
+    path = require_png_name(path, what)
     buffer = io.BytesIO()
     img.save(buffer, format="PNG")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -133,10 +133,10 @@ def remove_subject(mae: MAE, image: np.ndarray, subject: np.ndarray) -> np.ndarr
 
 
 def save_png(path: str | Path, pixels: np.ndarray) -> Path:
-    """uint8 ``(H, W, C)`` (C = 1, 3 or 4) written losslessly as PNG."""
+    """uint8 ``(H, W, C)`` (C = 1, 3 or 4) written losslessly and atomically as PNG; ``path`` must end in
+    ``.png`` (a ``ValueError`` otherwise: PNG bytes under ``out.jpg`` would mislead)."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(path, format="PNG")
-    return path
+    from masklab.data.pixel_masks import save_png as write_png
+
+    return write_png(Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels), path, "the edited image")
