@@ -67,6 +67,14 @@ def test_bad_input_to_a_run_exits_2(run, tmp_path, capsys) -> None:
     assert "--horizon" in capsys.readouterr().err
     assert main(["impute", str(out), str(root / "s.npz"), "-o", str(tmp_path / "x.csv")]) == 2
     assert ".npz" in capsys.readouterr().err
+    three = tmp_path / "three.npy"  # 3 channels for a 2-channel run: named, not a shape error from the model
+    np.save(three, np.zeros((4, 30, 3), np.float32))
+    for args in (["impute", str(out), str(three), "-o", str(tmp_path / "f.npz")],
+                 ["forecast", str(out), "--horizon", "3", "--data", str(three)],
+                 ["embed", str(out), "--data", str(three), "-o", str(tmp_path / "e.npz")]):  # fmt: skip
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "three.npy: 3 channel(s) per step" in err and "trained on 2" in err and "Traceback" not in err
 
 
 def test_bad_input_exits_2(tmp_path, capsys) -> None:

@@ -168,9 +168,10 @@ def predict(
         probs = _batched(lambda s: model.logits(images[s].to(dev)), len(images), batch_size or 256, progress)
     elif kind == "series-classifier":
         from masklab.data.series import load_series
-        from masklab.recipes.series import predict_proba
+        from masklab.recipes.series import check_channels, predict_proba
 
         series = load_series(str(inputs))
+        check_channels(series, model.config.series.channels, directory)
         say(progress, f"classifying {len(series)} series")
         probs = predict_proba(model, series, batch_size=batch_size or 64)
         sources = [f"{inputs}[{i}]" for i in range(len(series))]

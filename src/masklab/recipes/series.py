@@ -166,8 +166,9 @@ def load_pretrained(run: str | Path, device: str = "cpu") -> PatchTST:
     return model
 
 
-def run_data(run: str | Path, data: str | None) -> SeriesSet:
-    """``data`` (a path or ``builtin:NAME``), else the data the run was pretrained on (``series.json``)."""
+def run_data(run: str | Path, data: str | None, *, channels: int | None = None) -> SeriesSet:
+    """``data`` (a path or ``builtin:NAME``), else the data the run was pretrained on (``series.json``);
+    with ``channels`` (the run model's), data of another channel count is refused (:func:`check_channels`)."""
     import json
 
     if data is None:
@@ -175,7 +176,18 @@ def run_data(run: str | Path, data: str | None) -> SeriesSet:
         if not sidecar.is_file():
             raise ValueError(f"{run}: no {SERIES_FILE}; pass --data")
         data = json.loads(sidecar.read_text())["data"]
-    return load_series(data)
+    series = load_series(data)
+    if channels is not None:
+        check_channels(series, channels, run)
+    return series
+
+
+def check_channels(data: SeriesSet, channels: int, run: str | Path) -> None:
+    """A ``ValueError`` naming the data and the run when ``data`` has another number of channels than the
+    run's model was built for (``channels``)."""
+    if data.num_channels != channels:
+        raise ValueError(f"{data.name}: {data.num_channels} channel(s) per step, but {run} was trained on "
+                         f"{channels}; give series with the run's channels, in its order")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------- downstream

@@ -111,7 +111,7 @@ def forecast_series(run: str | Path, horizon: int, *, data: str | None = None, o
     if output is not None and Path(output).suffix != ".npz":
         raise ValueError(f"-o {output}: forecasts are written as .npz")
     model = recipes.load_pretrained(run, device=device)
-    series = recipes.run_data(run, data)
+    series = recipes.run_data(run, data, channels=model.config.channels)
     scores = recipes.holdout_forecast(model, series, horizon, plot=plot, count=count)
     scores["name"] = series.name
     scores["forecasts"] = len(series)
@@ -138,6 +138,7 @@ def impute_series(run: str | Path, source: str | Path, output: str | Path, *, de
         raise ValueError(f"-o {out}: series imputations are written as .npz (values + lengths)")
     model = recipes.load_pretrained(run, device=device)
     data = load_series(str(source))
+    recipes.check_channels(data, model.config.channels, run)
     filled = recipes.impute(model, data)
     lengths = data.lengths
     values = np.full((len(data), lengths.max(), data.num_channels), np.nan, dtype=np.float32)
@@ -149,10 +150,10 @@ def impute_series(run: str | Path, source: str | Path, output: str | Path, *, de
     return {"series": len(data), "filled": int(sum(np.isnan(s).sum() for s in data.series))}
 
 
-def _labelled_split(run: str | Path, data: str | None):
+def _labelled_split(run: str | Path, data: str | None, channels: int):
     from masklab.recipes import series as recipes
 
-    series = recipes.run_data(run, data)
+    series = recipes.run_data(run, data, channels=channels)
     if series.labels is None or series.split is None:
         raise ValueError(f"{series.name}: classification needs labelled series with a train/test split (a built-in)")
     return series.part("train"), series.part("test")
@@ -168,7 +169,7 @@ def embed_series(run: str | Path, *, data: str | None = None, batch_size: int | 
 
     model = recipes.load_pretrained(run, device=str(resolve_device(device)))
     say(progress, f"reading {data or 'the run data'}")
-    series = recipes.run_data(run, data)
+    series = recipes.run_data(run, data, channels=model.config.channels)
     features = recipes.embed(model, series, batch_size=batch_size or 64, progress=progress,
                              stage=f"encoding {len(series)} series")  # fmt: skip
     names = [str(c) for c in series.classes]
@@ -187,7 +188,7 @@ def probe_series(run: str | Path, *, data: str | None = None, max_examples: int 
 
     model = recipes.load_pretrained(run, device=str(resolve_device(device)))
     say(progress, f"reading {data or 'the run data'}")
-    train, test = _labelled_split(run, data)
+    train, test = _labelled_split(run, data, model.config.channels)
     if max_examples is not None:
         train = train.subset(list(range(min(max_examples, len(train)))))
     rows = recipes.probe(model, train, test, seed=seed, progress=progress)
@@ -221,7 +222,7 @@ def finetune_series(run: str | Path, *, data: str | None = None, task: str = "cl
     dev = str(resolve_device(device))
     model = recipes.load_pretrained(run, device=dev)
     say(progress, f"reading {data or 'the run data'}")
-    train, test = _labelled_split(run, data)
+    train, test = _labelled_split(run, data, model.config.channels)
     shift = recipes.classifier_augment(model.config)
     steps = steps or (1200 if shift.enabled else 300)
     lr = lr or (1e-3 if shift.enabled else 5e-4)
