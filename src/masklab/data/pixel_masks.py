@@ -89,7 +89,7 @@ def write_mask(path: str | Path, mask: np.ndarray | Tensor, *, num_classes: int 
         img.putpalette([c for rgb in colours for c in rgb])
     else:
         raise ValueError(f"a mask must be bool (binary) or integer (class indices), got dtype {a.dtype}")
-    return save_png(img, path)
+    return write_png(img, path)
 
 
 def require_png_name(path: str | Path, what: str = "the mask") -> Path:
@@ -102,7 +102,7 @@ def require_png_name(path: str | Path, what: str = "the mask") -> Path:
     return path
 
 
-def save_png(img, path: str | Path, what: str = "the mask") -> Path:
+def write_png(img, path: str | Path, what: str = "the mask") -> Path:
     """Write the PIL image ``img`` to ``path`` (a ``.png`` name, :func:`require_png_name`) atomically."""
     path = require_png_name(path, what)
     buffer = io.BytesIO()

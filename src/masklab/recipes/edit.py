@@ -137,6 +137,6 @@ def save_png(path: str | Path, pixels: np.ndarray) -> Path:
     ``.png`` (a ``ValueError`` otherwise: PNG bytes under ``out.jpg`` would mislead)."""
     from PIL import Image
 
-    from masklab.data.pixel_masks import save_png as write_png
+    from masklab.data.pixel_masks import write_png
 
     return write_png(Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels), path, "the edited image")
