@@ -1,5 +1,7 @@
 """Table readers, built-ins and the training dataset."""
 
+import re
+
 import pandas as pd
 import pytest
 import torch
@@ -60,6 +62,24 @@ def test_reader_errors(tmp_path):
         read_table_file(tmp_path / "t.xlsx")
     with pytest.raises(FileNotFoundError, match="no such file"):
         read_table_file(tmp_path / "missing.csv")
+
+
+def test_a_file_written_with_another_separator_is_refused(tmp_path):
+    # It read as one text column of whole lines ('a;b'), trained on, with only an identifier warning.
+    from masklab.data.table_stream import iter_table_chunks
+
+    semi = tmp_path / "semi.csv"
+    semi.write_text("a;b\n1.5;2\n3;4\n")
+    tab = tmp_path / "t.tsv"
+    tab.write_text("a,b\n1,2\n")
+    for path, sep in ((semi, "';'"), (tab, "','")):
+        with pytest.raises(ValueError, match=rf"{re.escape(path.name)}: reads as one column .* split at {sep} into 2"):
+            read_table_file(path)
+    with pytest.raises(ValueError, match=r"semi\.csv: reads as one column"):
+        next(iter_table_chunks(semi, chunk_rows=1))
+    one = tmp_path / "one.csv"  # a real one-column file whose values hold a ';' is read as it is
+    one.write_text("name\nx;y\nz\n")
+    assert read_table_file(one)["name"].tolist() == ["x;y", "z"]
 
 
 def test_text_read_keeps_cells_verbatim(tmp_path):

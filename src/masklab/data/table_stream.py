@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from masklab.data.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, _suffix
+from masklab.data.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, _csv_header, _suffix
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,6 +45,7 @@ def iter_table_chunks(path: str | Path, chunk_rows: int = 100_000) -> Iterator[p
                 yield frame.iloc[start : start + chunk_rows]
     elif suffix in CSV_SUFFIXES:
         sep = "\t" if suffix == ".tsv" else ","
+        _csv_header(path, sep)  # refuses a file written with another separator, naming it
         try:
             yield from pd.read_csv(path, sep=sep, chunksize=chunk_rows)
         except pd.errors.EmptyDataError as err:

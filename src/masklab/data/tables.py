@@ -97,9 +97,24 @@ def _suffix(path: Path) -> str:
 
 
 def _csv_header(path: Path, sep: str) -> list[str]:
+    """The header's column names under ``sep``. A file that reads as one column but whose header and first
+    row both split into the same number (>= 2) of fields at another common separator (``;`` ``\t`` ``|``
+    ``,``) is refused, naming it: it would otherwise train on one text column of whole lines."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", newline="", encoding="utf-8-sig") as fh:
-        return next(csv.reader(fh, delimiter=sep), [])
+        rows = csv.reader(fh, delimiter=sep)
+        header = next(rows, [])
+        first = next(rows, [])
+    if len(header) == 1 and len(first) == 1:
+        for other in (";", "\t", "|", ","):
+            fields = len(header[0].split(other))
+            if other != sep and fields >= 2 and len(first[0].split(other)) == fields:
+                shown = {"\t": "tab"}.get(other, repr(other))
+                expected = "tab" if sep == "\t" else "comma"
+                raise ValueError(f"{path}: reads as one column {header[0]!r}, but its lines split at {shown} "
+                                 f"into {fields} fields; {_suffix(path)} files are {expected}-separated "
+                                 "here: save it with that separator (or as Parquet)")  # fmt: skip
+    return header
 
 
 def read_table_file(path: str | Path, *, as_text: bool = False) -> pd.DataFrame:
