@@ -84,3 +84,26 @@ def test_info_corrupted_checkpoint(run_dir, tmp_path, capsys):
     assert main(["info", str(broken)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("masklab: error: ") and "truncated" in err and "checkpoint.safetensors" in err
+
+
+def test_info_describes_a_saved_table_estimator(tmp_path, capsys):
+    # `masklab score DET` takes a saved detector; `info` said "not a masklab run: it has no config.json".
+    import numpy as np
+    from safetensors import safe_open
+
+    from masklab.estimators import MaskedAnomalyDetector
+
+    x = np.random.default_rng(0).normal(size=(64, 3))
+    detector = MaskedAnomalyDetector(preset="table-tiny", steps=4, batch_size=16, random_state=0).fit(x)
+    detector.save(tmp_path / "det")
+    assert main(["info", str(tmp_path / "det")]) == 0
+    text = capsys.readouterr().out
+    with safe_open(str(tmp_path / "det" / "model.safetensors"), framework="pt") as f:
+        n_model = sum(f.get_tensor(k).numel() for k in f.keys() if k.startswith("model."))  # noqa: SIM118
+    n_torch = sum(p.numel() for p in detector.model_.state_dict().values())
+    assert n_model == n_torch
+    assert "MaskedAnomalyDetector" in text and f"parameters   {n_torch:,} in" in text and "also reference" in text
+    assert f"threshold    {detector.threshold_:.6g}" in text and "features     3 (unnamed)" in text
+    assert main(["info", str(tmp_path / "det"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "estimator" and info["steps"] == 4 and info["num_parameters"] == n_torch

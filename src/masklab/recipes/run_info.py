@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 
 def describe_run(run_dir: str | Path) -> dict[str, Any]:
-    """A JSON-able summary of a run directory; the checkpoint's hash is verified (``CheckpointError``)."""
+    """A JSON-able summary of a run directory; the checkpoint's hash is verified (``CheckpointError``). A
+    folder written by a table estimator's ``save`` (``estimator.json``) is described by
+    :func:`describe_estimator` instead."""
     from masklab.train.checkpoint import CHECKPOINT_NAME, METRICS_NAME, load_run
     from masklab.train.progress import read_metrics
 
     run_dir = Path(run_dir)
+    if (run_dir / ESTIMATOR_FILE).is_file() and not (run_dir / "config.json").exists():
+        return describe_estimator(run_dir)
     run = load_run(run_dir)
     state = run.model_state
     records = read_metrics(run_dir / METRICS_NAME)
@@ -43,6 +48,63 @@ def describe_run(run_dir: str | Path) -> dict[str, Any]:
             "min_loss": min(losses) if losses else None,
         },
     }
+
+
+ESTIMATOR_FILE = "estimator.json"  # what MaskedImputer / MaskedAnomalyDetector.save write beside their weights
+
+
+def describe_estimator(path: str | Path) -> dict[str, Any]:
+    """A JSON-able summary of a saved table estimator: class, parameters, features, training, and its
+    ``model.safetensors`` (parameter count, size; read without unpickling anything)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        meta = json.loads((path / ESTIMATOR_FILE).read_text(encoding="utf-8"))
+        fitted, params = meta["fitted"], meta["params"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path / ESTIMATOR_FILE}: not a saved masklab estimator ({err})") from err
+    weights = path / "model.safetensors"
+    shapes = {}
+    if weights.is_file():
+        with safe_open(str(weights), framework="pt") as f:
+            shapes = {key: f.get_slice(key).get_shape() for key in f.keys()}  # noqa: SIM118 (not a dict)
+    model = {k: v for k, v in shapes.items() if k.startswith("model.")}  # the rest: e.g. the neighbour rows
+    count = sum(math.prod(shape) for shape in model.values())
+    return {
+        "run_dir": str(path.resolve()),
+        "kind": "estimator",
+        "class": meta.get("class"),
+        "format": meta.get("format"),
+        "features": fitted.get("feature_names_in_") or fitted.get("n_features_in_"),
+        "steps": fitted.get("n_steps_"),
+        "train_loss": fitted.get("train_loss_"),
+        "threshold": fitted.get("threshold_"),
+        "num_parameters": count,
+        "num_tensors": len(model),
+        "other_tensors": sorted({k.split(".")[0] for k in shapes if k not in model}),
+        "weights_bytes": weights.stat().st_size if weights.is_file() else None,
+        "params": params,
+    }
+
+
+def format_estimator(info: dict[str, Any]) -> str:
+    """The human-readable rendering of :func:`describe_estimator`."""
+    features = info["features"]
+    named = ", ".join(map(str, features)) if isinstance(features, list) else f"{features} (unnamed)"
+    size = _size(info["weights_bytes"]) if info["weights_bytes"] is not None else "missing"
+    lines = [
+        f"estimator    {info['run_dir']}",
+        f"class        {info['class']}   ({info['format']})",
+        f"features     {named}",
+        f"trained      {info['steps']} steps, last loss {info['train_loss']}",
+        *([f"threshold    {info['threshold']:.6g}"] if isinstance(info["threshold"], (int, float)) else []),
+        f"parameters   {info['num_parameters']:,} in {info['num_tensors']} tensors (model.safetensors {size}"
+        + "".join(f"; also {name} tensors" for name in info["other_tensors"])
+        + ")",
+        "params       " + " ".join(f"{k}={v}" for k, v in sorted(info["params"].items())),
+    ]
+    return "\n".join(lines)
 
 
 def _recorded_minutes(run_dir: Path) -> float | None:
@@ -92,6 +154,8 @@ def _size(num_bytes: int) -> str:
 
 def format_info(info: dict[str, Any]) -> str:
     """The human-readable rendering of :func:`describe_run`."""
+    if info.get("kind") == "estimator":
+        return format_estimator(info)
     dtypes = ", ".join(f"{name} x{count}" for name, count in sorted(info["dtypes"].items()))
     metrics = info["metrics"]
     if metrics["last"] is not None:
