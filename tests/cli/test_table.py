@@ -240,3 +240,22 @@ def test_pretrain_neighbors_sets_the_runs_scoring(tmp_path, capsys):
     np.testing.assert_allclose(detector.anomaly_score(frame), detector.cell_errors(frame).mean(axis=(0, 2)))
     err = error_of([*args, "--out", str(tmp_path / "bad"), "--neighbors", "-1"], capsys)
     assert "--neighbors must be an int >= 0" in err
+
+
+def test_impute_with_a_saved_imputer_equals_its_transform(trained, tmp_path, capsys):
+    # `score` took a saved detector folder; `impute` refused a saved imputer ("not a masklab run").
+    from masklab.estimators import MaskedAnomalyDetector, MaskedImputer
+
+    data, _ = trained
+    frame = pd.read_csv(data).drop(columns=["id"])
+    MaskedImputer(preset="table-tiny", steps=10, batch_size=16, random_state=0).fit(frame).save(tmp_path / "imp")
+    expected = MaskedImputer.load(tmp_path / "imp").transform(frame)
+    for extra in ([], ["--chunk-rows", "7"]):
+        out = tmp_path / f"filled{len(extra)}.parquet"
+        assert main(["impute", str(tmp_path / "imp"), str(data), "-o", str(out), "--exclude", "id", *extra]) == 0
+        got = pd.read_parquet(out)
+        pd.testing.assert_frame_equal(got[expected.columns], expected, check_dtype=False)
+        assert got["id"].tolist() == pd.read_csv(data)["id"].tolist()  # passed through
+    MaskedAnomalyDetector(preset="table-tiny", steps=4, batch_size=16).fit(frame).save(tmp_path / "det")
+    err = error_of(["impute", str(tmp_path / "det"), str(data), "-o", str(tmp_path / "x.csv")], capsys)
+    assert "holds a 'MaskedAnomalyDetector'" in err and "not a MaskedImputer" in err

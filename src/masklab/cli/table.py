@@ -28,7 +28,10 @@ OUTPUT.explain.png (the --explain-rows highest-scoring rows)."""
 def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
-        "run", metavar="RUN", help="run of 'masklab pretrain table' (impute: or 'series'; score: or a saved detector)"
+        "run",
+        metavar="RUN",
+        help="run of 'masklab pretrain table', or a saved estimator folder (impute: a "
+        "MaskedImputer, or a 'series' run; score: a MaskedAnomalyDetector)",
     )
     if name == "impute":
         parser.description = IMPUTE_HELP

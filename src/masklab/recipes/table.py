@@ -199,7 +199,6 @@ def impute(run: str | Path, source: str | Path, output: str | Path, *, exclude: 
     model's columns may come in any order. Never writes the input.
     Returns ``{"filled": {column: count}, "rows", "passthrough"}``."""
     from masklab.data.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, _suffix, read_table_file
-    from masklab.estimators import MaskedImputer
     from masklab.tokenizers.table import missing_cells
 
     builtin = str(source).startswith("builtin:")
@@ -211,7 +210,7 @@ def impute(run: str | Path, source: str | Path, output: str | Path, *, exclude: 
     out_suffix = _suffix(target)
     if out_suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
         raise ValueError(f"-o {target}: unknown output format {out_suffix!r} (use .csv or .parquet)")
-    imputer = MaskedImputer.from_run(run, handle_unknown=handle_unknown, device=device)
+    imputer = load_imputer(run, handle_unknown=handle_unknown, device=device)
     table = inference_table(run, str(source), exclude=exclude, names=imputer.schema_.names)
     features = table.frame[imputer.schema_.names]  # the model's column order; written back by name
     filled = imputer.transform(features)
@@ -245,6 +244,16 @@ def _column_of(source: str, name: str) -> np.ndarray:
     if name not in frame.columns:
         raise ValueError(f"--id-column {name!r} is not a column of {source} (columns: {list(frame.columns)})")
     return frame[name].to_numpy()
+
+
+def load_imputer(path: str | Path, *, handle_unknown: str = "error", device: str = "cpu"):
+    """A saved imputer (``estimator.json``, :meth:`MaskedImputer.save`) or a table run: either way it fills
+    cells as the fitted estimator does."""
+    from masklab.estimators import MaskedImputer
+
+    if (Path(path) / "estimator.json").is_file():
+        return MaskedImputer.load(path).set_params(handle_unknown=handle_unknown, device=device)
+    return MaskedImputer.from_run(path, handle_unknown=handle_unknown, device=device)
 
 
 def load_detector(path: str | Path, *, threshold: float | None = None, handle_unknown: str = "error",
