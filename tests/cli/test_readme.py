@@ -211,3 +211,14 @@ def test_readme_commands_run_as_written(tmp_path):
                 else:
                     run(segment, tmp_path, env)
     assert len(skipped) == 6, skipped  # make demo/test/serve-demo, masklab serve, two torchrun lines
+
+
+@pytest.mark.slow
+def test_readme_python_blocks_run_as_written(tmp_path):
+    """Every ```python block runs unchanged, in order, in one fresh interpreter in a temporary directory."""
+    blocks = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), flags=re.S | re.M)
+    assert len(blocks) >= 2  # the mask / encoder block and the table estimators
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASKLAB_CPU_LINEAR": "torch", "PYTHONPATH": str(ROOT / "src")}
+    for block in blocks:
+        run([sys.executable, "-c", block], tmp_path, env)
+    assert (tmp_path / "shuttle-detector" / "estimator.json").is_file()
