@@ -18,6 +18,12 @@ probabilities over the series cut at steps ``0 .. shift`` (the ``shift`` the fin
 written before running it: it goes into the library if its mean validation gain over seeds 0-3 (``1200:1e-3:shift=7``)
 is > 0 and no seed loses more than one validation series (0.74 points).
 
+A wider encoder (session 6, ``--set dim=128``: width 128, 4 heads of 32, MLP 256; the fourth run's "left for
+CPU time") is scored with the same fine-tuning (``1200:1e-3:shift=7``). Rule written before running it: it becomes
+the PLAID recipe's encoder if its mean validation accuracy over seeds 0-3 is at least 2 series (1.48 points)
+above the width-64 rule's 84.44 and no seed is more than one series below that seed's width-64 score; the test
+split is then read once, in a later session, with ``bench/series.py``.
+
 ``--set KEY=VALUE`` replaces settings of ``masklab.recipes.series.classifier_overrides``. Timings printed here
 are measured under load.
 """
