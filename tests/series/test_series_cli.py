@@ -116,3 +116,23 @@ def test_task_flags_build_the_validated_encoders(tmp_path, capsys) -> None:
     assert main(["pretrain", "series", *common, "--horizon", "3", "--out", str(tmp_path / "y")]) == 2
     err = capsys.readouterr().err
     assert err.count("--horizon") == 2 and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_probe_and_finetune_on_labelled_data_without_a_split(run, capsys) -> None:
+    # A user's .npz with labels but no train/test split was refused ("... a built-in"); now a stratified
+    # quarter is held out, the same one for probe and finetune.
+    root, out = run
+    assert main(["probe", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "6 of its 24 series (a stratified 25%, fixed) are held out" in text
+    assert "probe trained on 18 series, scored on 6 held-out series" in text
+    assert main(["finetune", str(out), "--steps", "3", "--out", str(root / "ft")]) == 0
+    metrics = json.loads((root / "ft" / "metrics.json").read_text())
+    assert metrics["train_size"] == 18 and metrics["test_size"] == 6 and sum(map(sum, metrics["confusion"])) == 6
+    assert main(["predict", str(root / "ft"), str(root / "s.npz"), "-o", str(root / "p.csv")]) == 0
+    assert len((root / "p.csv").read_text().splitlines()) == 25
+    lonely = root / "lonely.npz"  # a class with one series cannot be stratified: named, exit 2
+    np.savez(lonely, values=np.zeros((5, 30, 2), np.float32), labels=np.array([0, 0, 0, 0, 1]))
+    assert main(["probe", str(out), "--data", str(lonely)]) == 2
+    assert "lonely.npz: cannot hold out a stratified 25% of 5 series" in capsys.readouterr().err

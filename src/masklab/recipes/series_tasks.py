@@ -150,13 +150,31 @@ def impute_series(run: str | Path, source: str | Path, output: str | Path, *, de
     return {"series": len(data), "filled": int(sum(np.isnan(s).sum() for s in data.series))}
 
 
+HOLDOUT = 0.25  # share of a labelled set without a train/test split kept out to test on (stratified, fixed)
+
+
 def _labelled_split(run: str | Path, data: str | None, channels: int):
+    """``(train, test)``: a built-in's own split, or for labelled data without one (a user's ``.npz`` with
+    ``labels``) a stratified :data:`HOLDOUT` of it, the same whatever the training seed (``random_state`` 0)."""
+    from sklearn.model_selection import train_test_split
+
     from masklab.recipes import series as recipes
 
     series = recipes.run_data(run, data, channels=channels)
-    if series.labels is None or series.split is None:
-        raise ValueError(f"{series.name}: classification needs labelled series with a train/test split (a built-in)")
-    return series.part("train"), series.part("test")
+    if series.labels is None:
+        raise ValueError(f"{series.name}: classification needs labelled series (a 'labels' array in the .npz, "
+                         "or a built-in)")  # fmt: skip
+    if series.split is not None:
+        return series.part("train"), series.part("test")
+    try:
+        train, test = train_test_split(np.arange(len(series)), test_size=HOLDOUT, stratify=series.labels,
+                                       random_state=0)  # fmt: skip
+    except ValueError as err:  # a class with one series, or fewer test series than classes
+        raise ValueError(f"{series.name}: cannot hold out a stratified {HOLDOUT:.0%} of {len(series)} series to "
+                         f"test on ({err}); every class needs several series") from err  # fmt: skip
+    print(f"masklab: {series.name} has no train/test split: {len(test)} of its {len(series)} series (a stratified "
+          f"{HOLDOUT:.0%}, fixed) are held out to test on")  # fmt: skip
+    return series.subset(np.sort(train)), series.subset(np.sort(test))
 
 
 def embed_series(run: str | Path, *, data: str | None = None, batch_size: int | None = None,
@@ -226,8 +244,8 @@ def finetune_series(run: str | Path, *, data: str | None = None, task: str = "cl
     shift = recipes.classifier_augment(model.config)
     steps = steps or (1200 if shift.enabled else 300)
     lr = lr or (1e-3 if shift.enabled else 5e-4)
-    cfg = recipes.train_config(steps=steps, minutes=None, batch_size=batch_size or 32, lr=lr, seed=seed,
-                               device=dev)  # fmt: skip
+    batch = batch_size or min(32, len(train))  # a small labelled set of the user's: all of it per step
+    cfg = recipes.train_config(steps=steps, minutes=None, batch_size=batch, lr=lr, seed=seed, device=dev)
     target = Run(default_out(run, out))
     shifted = f", random shifts of up to {shift.shift} steps" if shift.enabled else ""
     say(progress, f"fine-tuning on {len(train)} {train.name} series ({steps} steps{shifted}) -> {target.path}")
