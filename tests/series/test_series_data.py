@@ -60,6 +60,13 @@ def test_long_format(tmp_path, suffix: str) -> None:
     assert data.channels == ("a", "b") and data.labels.tolist() == [0, 1, 0]
     with pytest.raises(ValueError, match="'when'"):
         load_series(str(path), time_column="when")
+    # A text cell in a channel: named with its row (pandas 3 reads the column as StringDtype, on which a numpy
+    # dtype test raised TypeError: a traceback from the CLI).
+    frame = frame.sort_values(["id", "time"]).astype({"a": str})
+    frame.iloc[4, frame.columns.get_loc("a")] = "n/a?"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
+    with pytest.raises(ValueError, match=r"channel column 'a' is not numeric \(data row 5 holds 'n/a\?'\)"):
+        load_series(str(path), label="y")
 
 
 def test_collate_marks_padding_and_missing() -> None:

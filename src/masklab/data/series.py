@@ -188,9 +188,16 @@ def read_long_frame(frame, *, id_column: str, time_column: str, label: str | Non
     channels = [c for c in frame.columns if c not in (id_column, time_column, label)]
     if not channels:
         raise ValueError(f"{where}: no channel columns besides {id_column!r}, {time_column!r}")
-    bad = [c for c in channels if not np.issubdtype(frame[c].dtype, np.number)]
-    if bad:
-        raise ValueError(f"{where}: channel column(s) {bad} are not numeric")
+    import pandas as pd
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    for c in channels:  # pandas' test: a text column may be pandas' StringDtype, which numpy cannot interpret
+        column = frame[c]
+        if is_numeric_dtype(column) and not is_bool_dtype(column):
+            continue
+        offending = np.flatnonzero((pd.to_numeric(column, errors="coerce").isna() & column.notna()).to_numpy())
+        detail = f" (data row {offending[0] + 1} holds {column.iloc[offending[0]]!r})" if len(offending) else ""
+        raise ValueError(f"{where}: channel column {c!r} is not numeric{detail}")
     series, labels = [], []
     for key, group in frame.sort_values([id_column, time_column], kind="stable").groupby(id_column, sort=False):
         if group[time_column].duplicated().any():
