@@ -136,3 +136,28 @@ def test_probe_and_finetune_on_labelled_data_without_a_split(run, capsys) -> Non
     np.savez(lonely, values=np.zeros((5, 30, 2), np.float32), labels=np.array([0, 0, 0, 0, 1]))
     assert main(["probe", str(out), "--data", str(lonely)]) == 2
     assert "lonely.npz: cannot hold out a stratified 25% of 5 series" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_long_format_label_column(tmp_path, capsys) -> None:
+    # A class column of a long-format CSV had no CLI name: it was read as a channel (or refused as text).
+    rng = np.random.default_rng(0)
+    rows = [(f"s{i}", t, np.sin(t * (0.3 + 0.4 * (i % 2))) + 0.1 * rng.normal(), ("down", "up")[i % 2])
+            for i in range(24) for t in range(int(rng.integers(15, 30)))]  # fmt: skip
+    data = tmp_path / "long.csv"
+    pd = pytest.importorskip("pandas")
+    pd.DataFrame(rows, columns=["id", "time", "x", "cls"]).to_csv(data, index=False)
+    base = ["pretrain", "series", "--data", str(data), "--preset", "series-tiny", "--steps", "3", "--device", "cpu"]
+    assert main([*base, "--out", str(tmp_path / "r0")]) == 2
+    assert "channel column 'cls' is not numeric" in capsys.readouterr().err  # and the hint names --label
+    assert main([*base, "--label", "cls", "--out", str(tmp_path / "r")]) == 0
+    assert "24 series x 1 channels" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r" / "series.json").read_text())["label"] == "cls"
+    assert main(["finetune", str(tmp_path / "r"), "--steps", "3"]) == 0
+    metrics = json.loads((tmp_path / "r" / "finetune" / "metrics.json").read_text())
+    assert metrics["labels"] == ["down", "up"] and metrics["label_column"] == "cls" and metrics["test_size"] == 6
+    assert main(["predict", str(tmp_path / "r"), str(data), "-o", str(tmp_path / "p.csv")]) == 0
+    assert (tmp_path / "p.csv").read_text().splitlines()[0] == "row,source,prediction,p_down,p_up"
+    npz = write_npz(tmp_path / "s.npz")
+    assert main(["pretrain", "series", "--data", str(npz), "--label", "cls", "--out", str(tmp_path / "r2")]) == 2
+    assert "a label column ('cls') is for long-format .csv / .parquet series" in capsys.readouterr().err

@@ -6,11 +6,14 @@ import argparse
 
 from masklab.cli._args import add_train_args, pretrain_call
 
-FIELDS = ("data", "preset", "mask_kind", "mask_ratio", "patch_len", "max_length", "task", "horizon")
+FIELDS = ("data", "preset", "mask_kind", "mask_ratio", "patch_len", "max_length", "task", "horizon", "label")
 
 
 def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> None:
     parser.add_argument("--data", help=".npy/.npz/.csv/.parquet file or builtin:NAME (default builtin:japanese-vowels)")
+    parser.add_argument("--label", metavar="COL",
+                        help="long-format .csv/.parquet: the column holding each series' class, kept out of the "
+                        "channels (default: none; every column but id and time is a channel)")  # fmt: skip
     parser.add_argument("--preset", help="series-tiny | series-small (default series-small)")
     parser.add_argument("--mask-kind", choices=("random", "tail", "mixed"),
                         help="random patches (PatchTST), the tail (forecasting), or either per series (default "

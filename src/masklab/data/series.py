@@ -197,7 +197,8 @@ def read_long_frame(frame, *, id_column: str, time_column: str, label: str | Non
             continue
         offending = np.flatnonzero((pd.to_numeric(column, errors="coerce").isna() & column.notna()).to_numpy())
         detail = f" (data row {offending[0] + 1} holds {column.iloc[offending[0]]!r})" if len(offending) else ""
-        raise ValueError(f"{where}: channel column {c!r} is not numeric{detail}")
+        raise ValueError(f"{where}: channel column {c!r} is not numeric{detail}; if it holds each series' class, "
+                         "name it as the label column (--label / label=)")  # fmt: skip
     series, labels = [], []
     for key, group in frame.sort_values([id_column, time_column], kind="stable").groupby(id_column, sort=False):
         if group[time_column].duplicated().any():
@@ -212,6 +213,18 @@ def read_long_frame(frame, *, id_column: str, time_column: str, label: str | Non
     return SeriesSet(series, where, codes, classes, channels=tuple(str(c) for c in channels))
 
 
+LONG_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+
+
+def _series_suffix(path: Path) -> str:
+    return "".join(path.suffixes[-2:]).lower() if path.name.lower().endswith(".csv.gz") else path.suffix.lower()
+
+
+def is_long_format(source: str | Path) -> bool:
+    """True for a long-format series file (one row per series id and time step: CSV / Parquet)."""
+    return not str(source).startswith("builtin:") and _series_suffix(Path(source)) in LONG_SUFFIXES
+
+
 def load_series(
     source: str, *, id_column: str = "id", time_column: str = "time", label: str | None = None, pickle: bool = False
 ) -> SeriesSet:
@@ -221,11 +234,14 @@ def load_series(
     allows an object ``.npy`` (object arrays are stored with pickle: only for files you trust).
     """
     spec = parse_data_spec(source, known_builtins=tuple(BUILTINS))
+    if label is not None and not is_long_format(source):
+        raise ValueError(f"a label column ({label!r}) is for long-format .csv / .parquet series, not {source} "
+                         "(an .npz carries its classes in a 'labels' array; built-ins carry their own)")  # fmt: skip
     if spec.builtin is not None:
         return _builtin(spec.builtin)
     path = spec.path
     assert path is not None
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".csv.gz") else path.suffix.lower()
+    suffix = _series_suffix(path)
     if suffix in (".npy", ".npz"):
         try:
             return _read_numpy(path)
@@ -238,7 +254,7 @@ def load_series(
                     "for a file you trust, or save padded values + lengths in .npz"
                 ) from None
             return _read_object_npy(path)
-    if suffix in (".csv", ".csv.gz", ".parquet", ".pq"):
+    if suffix in LONG_SUFFIXES:
         import pandas as pd
 
         frame = pd.read_csv(path) if "csv" in suffix else pd.read_parquet(path)

@@ -119,6 +119,18 @@ def _text_inputs(source: str, text_column: str) -> tuple[list[str], list[str]]:
     raise ValueError(f"{path}: text classifiers read a .txt (one document per line), a .csv or a folder of .txt")
 
 
+def _recorded_label_column(directory: Path) -> str | None:
+    """The long-format label column a series classifier was fine-tuned with (``metrics.json``), or None."""
+    import json
+
+    from masklab.recipes.finetune_outputs import METRICS_FILE
+
+    try:
+        return json.loads((directory / METRICS_FILE).read_text(encoding="utf-8")).get("label_column")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _batched(fn, count: int, batch_size: int, progress: Progress | None) -> np.ndarray:
     with torch.inference_mode():
         parts = [fn(s).float().softmax(-1).cpu() for s in batches(count, batch_size, progress, f"classifying {count}")]
@@ -167,10 +179,11 @@ def predict(
         note_skipped(skipped, "image")
         probs = _batched(lambda s: model.logits(images[s].to(dev)), len(images), batch_size or 256, progress)
     elif kind == "series-classifier":
-        from masklab.data.series import load_series
+        from masklab.data.series import is_long_format, load_series
         from masklab.recipes.series import check_channels, predict_proba
 
-        series = load_series(str(inputs))
+        label = _recorded_label_column(directory) if is_long_format(inputs) else None  # kept out of the channels
+        series = load_series(str(inputs), label=label)
         check_channels(series, model.config.series.channels, directory)
         say(progress, f"classifying {len(series)} series")
         probs = predict_proba(model, series, batch_size=batch_size or 64)

@@ -167,19 +167,33 @@ def load_pretrained(run: str | Path, device: str = "cpu") -> PatchTST:
 
 
 def run_data(run: str | Path, data: str | None, *, channels: int | None = None) -> SeriesSet:
-    """``data`` (a path or ``builtin:NAME``), else the data the run was pretrained on (``series.json``);
-    with ``channels`` (the run model's), data of another channel count is refused (:func:`check_channels`)."""
-    import json
+    """``data`` (a path or ``builtin:NAME``), else the data the run was pretrained on (``series.json``); a
+    long-format file is read with the run's label column, if it had one; with ``channels`` (the run model's),
+    data of another channel count is refused (:func:`check_channels`)."""
+    from masklab.data.series import is_long_format
 
+    info = _series_info(run)
     if data is None:
-        sidecar = Path(run) / SERIES_FILE
-        if not sidecar.is_file():
+        if not info:
             raise ValueError(f"{run}: no {SERIES_FILE}; pass --data")
-        data = json.loads(sidecar.read_text())["data"]
-    series = load_series(data)
+        data = info["data"]
+    label = info.get("label") if is_long_format(data) else None  # the run's label column, for long-format files
+    series = load_series(data, label=label)
     if channels is not None:
         check_channels(series, channels, run)
     return series
+
+
+def _series_info(run: str | Path) -> dict:
+    import json
+
+    sidecar = Path(run) / SERIES_FILE
+    return json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+
+
+def run_label(run: str | Path) -> str | None:
+    """The label column a series run was pretrained with (``--label``, long-format files), or None."""
+    return _series_info(run).get("label")
 
 
 def check_channels(data: SeriesSet, channels: int, run: str | Path) -> None:

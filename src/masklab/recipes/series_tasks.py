@@ -37,6 +37,7 @@ def pretrain_series(
     max_length: int | None = None,
     task: str = "general",
     horizon: int | None = None,
+    label: str | None = None,
     train: TrainOptions | None = None,
     resume: bool = False,
 ) -> FitResult:
@@ -48,8 +49,9 @@ def pretrain_series(
     :func:`masklab.recipes.series.classifier_overrides`) or ``forecast`` (those validated for forecasting
     ``horizon`` steps, :func:`masklab.recipes.series.forecast_overrides`); ``mask_kind`` and ``patch_len``,
     when given, override the task's. ``patch_len`` (= stride) defaults to about 8 patches per median series
-    (2..16) for ``general``; ``max_length`` trains on random crops of that many steps. Steps default to 1000;
-    warmup to 5% of the steps.
+    (2..16) for ``general``; ``max_length`` trains on random crops of that many steps. ``label``: the column
+    of a long-format CSV / Parquet holding each series' class (kept out of the channels; recorded, so
+    ``probe`` / ``finetune`` / ``embed`` read the same column). Steps default to 1000; warmup to 5% of the steps.
     """
     from masklab.core.contract import saved_config
     from masklab.data.series import SeriesTrainData, load_series
@@ -67,11 +69,13 @@ def pretrain_series(
                  "patch_len": patch_len, "max_length": max_length, "train": train.to_dict()}  # fmt: skip
     if task != "general":  # runs recorded before --task existed are general ones: their arguments stay as they were
         arguments = {**arguments, "mask_kind": mask_kind, "task": task, "horizon": horizon}
+    if label is not None:  # likewise: recorded only when given
+        arguments["label"] = label
     if not resume:
         run.check_fresh()
     options = train.with_defaults(batch_size=64, lr=1e-3, weight_decay=0.05, log_every=20, ckpt_every=500, seed=0,
                                   device="auto")  # fmt: skip
-    loaded = load_series(data)
+    loaded = load_series(data, label=label)
     series = _split(loaded, "train")
     settings: dict[str, Any] = {"mask_kind": "mixed"}
     if task == "classify":
@@ -89,7 +93,8 @@ def pretrain_series(
     cfg = train_config(options, model, rows, default_steps=1000, batch_size=batch, warmup=lambda steps: steps // 20)
     print(f"masklab: {loaded.name}: {len(series)} series x {series.num_channels} channels, lengths "
           f"{series.lengths.min()}-{series.lengths.max()}; {cfg.steps} steps of {cfg.batch_size}")  # fmt: skip
-    info = {"data": data, "series": len(series), "channels": series.num_channels, "max_length": max_length}
+    info = {"data": data, "series": len(series), "channels": series.num_channels, "max_length": max_length,
+            **({"label": label} if label is not None else {})}  # fmt: skip
     result = train_run(run, model, rows, cfg, model_config=saved_config(model), recipe="pretrain_series",
                        arguments=arguments, sidecars={recipes.SERIES_FILE: info}, resume=resume)  # fmt: skip
     png = recipes.show_reconstructions(model.eval(), series, Path(out) / "reconstruction.png", seed=options.seed_or_0)
@@ -256,5 +261,6 @@ def finetune_series(run: str | Path, *, data: str | None = None, task: str = "cl
         return write_finetune_outputs(
             target, classifier, y_true=test.labels, y_pred=recipes.predict_classes(classifier, test).tolist(),
             names=[str(c) for c in train.classes], title=train.name,
-            extra={"data": train.name, "train_size": len(train), "steps": steps, "lr": lr, "shift": shift.shift},
+            extra={"data": train.name, "train_size": len(train), "steps": steps, "lr": lr, "shift": shift.shift,
+                   **({"label_column": label} if (label := recipes.run_label(run)) else {})},
         )  # fmt: skip
