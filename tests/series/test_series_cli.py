@@ -158,6 +158,8 @@ def test_long_format_label_column(tmp_path, capsys) -> None:
     assert metrics["labels"] == ["down", "up"] and metrics["label_column"] == "cls" and metrics["test_size"] == 6
     assert main(["predict", str(tmp_path / "r"), str(data), "-o", str(tmp_path / "p.csv")]) == 0
     assert (tmp_path / "p.csv").read_text().splitlines()[0] == "row,source,prediction,p_down,p_up"
+    assert main(["impute", str(tmp_path / "r"), str(data), "-o", str(tmp_path / "f.npz")]) == 0  # label read too
+    assert main(["forecast", str(tmp_path / "r"), "--horizon", "3", "--data", str(data)]) == 0
     npz = write_npz(tmp_path / "s.npz")
     assert main(["pretrain", "series", "--data", str(npz), "--label", "cls", "--out", str(tmp_path / "r2")]) == 2
     assert "a label column ('cls') is for long-format .csv / .parquet series" in capsys.readouterr().err
