@@ -9,6 +9,7 @@ results come back in the input order, one array per series.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -172,11 +173,10 @@ def run_data(run: str | Path, data: str | None, *, channels: int | None = None) 
     data of another channel count is refused (:func:`check_channels`)."""
     from masklab.data.series import is_long_format
 
-    info = _series_info(run)
-    if data is None:
-        if not info:
-            raise ValueError(f"{run}: no {SERIES_FILE}; pass --data")
-        data = info["data"]
+    info = series_info(run)
+    if data is None and not info:
+        raise ValueError(f"{run}: no {SERIES_FILE}; pass --data")
+    data = info["data"] if data is None else data
     label = info.get("label") if is_long_format(data) else None  # the run's label column, for long-format files
     series = load_series(data, label=label)
     if channels is not None:
@@ -184,16 +184,10 @@ def run_data(run: str | Path, data: str | None, *, channels: int | None = None) 
     return series
 
 
-def _series_info(run: str | Path) -> dict:
-    import json
-
+def series_info(run: str | Path) -> dict:
+    """The run's ``series.json`` (its ``data``; ``label``: a long-format file's class column, if given), or {}."""
     sidecar = Path(run) / SERIES_FILE
     return json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-
-
-def run_label(run: str | Path) -> str | None:
-    """The label column a series run was pretrained with (``--label``, long-format files), or None."""
-    return _series_info(run).get("label")
 
 
 def check_channels(data: SeriesSet, channels: int, run: str | Path) -> None:

@@ -142,7 +142,7 @@ def impute_series(run: str | Path, source: str | Path, output: str | Path, *, de
     if out.suffix != ".npz":
         raise ValueError(f"-o {out}: series imputations are written as .npz (values + lengths)")
     model = recipes.load_pretrained(run, device=device)
-    data = load_series(str(source), label=recipes.run_label(run) if is_long_format(source) else None)
+    data = load_series(str(source), label=recipes.series_info(run).get("label") if is_long_format(source) else None)
     recipes.check_channels(data, model.config.channels, run)
     filled = recipes.impute(model, data)
     lengths = data.lengths
@@ -262,5 +262,5 @@ def finetune_series(run: str | Path, *, data: str | None = None, task: str = "cl
             target, classifier, y_true=test.labels, y_pred=recipes.predict_classes(classifier, test).tolist(),
             names=[str(c) for c in train.classes], title=train.name,
             extra={"data": train.name, "train_size": len(train), "steps": steps, "lr": lr, "shift": shift.shift,
-                   **({"label_column": label} if (label := recipes.run_label(run)) else {})},
+                   **({"label_column": label} if (label := recipes.series_info(run).get("label")) else {})},
         )  # fmt: skip
