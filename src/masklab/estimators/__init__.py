@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+ESTIMATOR_FILE = "estimator.json"  # what an estimator's save writes beside model.safetensors (class, params, state)
+
 _WHERE = {
     "MaskedImputer": "imputer",
     "MaskedAnomalyDetector": "detector",

@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from masklab.core.contract import preset_config, saved_config
+from masklab.estimators import ESTIMATOR_FILE
 from masklab.models.table import PRESETS as TABLE_PRESETS
 from masklab.models.table import TableMAE, TableMAEConfig
 from masklab.models.table.model import column_patterns
@@ -198,7 +199,7 @@ class _TableEstimator(BaseEstimator):
         tensors.update(self._extra_tensors())
         save_checkpoint(path / "model.safetensors", tensors, {"format": FORMAT})
         atomic_write_json(
-            path / "estimator.json",
+            path / ESTIMATOR_FILE,
             {
                 "format": FORMAT,
                 "class": type(self).__name__,
@@ -216,7 +217,7 @@ class _TableEstimator(BaseEstimator):
         from masklab.models.registry import build_model
 
         path = Path(path)
-        meta_path = path / "estimator.json"
+        meta_path = path / ESTIMATOR_FILE
         if not meta_path.is_file():
             raise FileNotFoundError(f"{path} is not a saved masklab estimator: {meta_path} does not exist")
         try:

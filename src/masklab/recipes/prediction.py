@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from masklab.recipes.embedding import note_skipped
-from masklab.recipes.finetune_outputs import class_names, finetune_directory, load_finetuned
+from masklab.recipes.finetune_outputs import METRICS_FILE, class_names, finetune_directory, load_finetuned
 from masklab.recipes.progress import Progress, batches, say
 
 
@@ -119,18 +119,6 @@ def _text_inputs(source: str, text_column: str) -> tuple[list[str], list[str]]:
     raise ValueError(f"{path}: text classifiers read a .txt (one document per line), a .csv or a folder of .txt")
 
 
-def _recorded_label_column(directory: Path) -> str | None:
-    """The long-format label column a series classifier was fine-tuned with (``metrics.json``), or None."""
-    import json
-
-    from masklab.recipes.finetune_outputs import METRICS_FILE
-
-    try:
-        return json.loads((directory / METRICS_FILE).read_text(encoding="utf-8")).get("label_column")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def _batched(fn, count: int, batch_size: int, progress: Progress | None) -> np.ndarray:
     with torch.inference_mode():
         parts = [fn(s).float().softmax(-1).cpu() for s in batches(count, batch_size, progress, f"classifying {count}")]
@@ -182,7 +170,8 @@ def predict(
         from masklab.data.series import is_long_format, load_series
         from masklab.recipes.series import check_channels, predict_proba
 
-        label = _recorded_label_column(directory) if is_long_format(inputs) else None  # kept out of the channels
+        recorded = Run(directory).read_sidecar(METRICS_FILE).get("label_column")  # the fine-tune's label column
+        label = recorded if is_long_format(inputs) else None  # kept out of the channels
         series = load_series(str(inputs), label=label)
         check_channels(series, model.config.series.channels, directory)
         say(progress, f"classifying {len(series)} series")

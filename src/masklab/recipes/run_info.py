@@ -8,6 +8,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from masklab.estimators import ESTIMATOR_FILE
+
 
 def describe_run(run_dir: str | Path) -> dict[str, Any]:
     """A JSON-able summary of a run directory; the checkpoint's hash is verified (``CheckpointError``). A
@@ -48,9 +50,6 @@ def describe_run(run_dir: str | Path) -> dict[str, Any]:
             "min_loss": min(losses) if losses else None,
         },
     }
-
-
-ESTIMATOR_FILE = "estimator.json"  # what MaskedImputer / MaskedAnomalyDetector.save write beside their weights
 
 
 def describe_estimator(path: str | Path) -> dict[str, Any]:

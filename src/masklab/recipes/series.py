@@ -9,7 +9,6 @@ results come back in the input order, one array per series.
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -186,8 +185,9 @@ def run_data(run: str | Path, data: str | None, *, channels: int | None = None) 
 
 def series_info(run: str | Path) -> dict:
     """The run's ``series.json`` (its ``data``; ``label``: a long-format file's class column, if given), or {}."""
-    sidecar = Path(run) / SERIES_FILE
-    return json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    from masklab.train.run import Run
+
+    return Run(run).read_sidecar(SERIES_FILE)
 
 
 def check_channels(data: SeriesSet, channels: int, run: str | Path) -> None:

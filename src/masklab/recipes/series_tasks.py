@@ -135,15 +135,13 @@ def impute_series(run: str | Path, source: str | Path, output: str | Path, *, de
     import io
 
     from masklab.core.io import atomic_write_bytes
-    from masklab.data.series import is_long_format, load_series
     from masklab.recipes import series as recipes
 
     out = Path(output)
     if out.suffix != ".npz":
         raise ValueError(f"-o {out}: series imputations are written as .npz (values + lengths)")
     model = recipes.load_pretrained(run, device=device)
-    data = load_series(str(source), label=recipes.series_info(run).get("label") if is_long_format(source) else None)
-    recipes.check_channels(data, model.config.channels, run)
+    data = recipes.run_data(run, str(source), channels=model.config.channels)  # with the run's label column
     filled = recipes.impute(model, data)
     lengths = data.lengths
     values = np.full((len(data), lengths.max(), data.num_channels), np.nan, dtype=np.float32)

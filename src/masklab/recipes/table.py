@@ -249,9 +249,9 @@ def _column_of(source: str, name: str) -> np.ndarray:
 def load_imputer(path: str | Path, *, handle_unknown: str = "error", device: str = "cpu"):
     """A saved imputer (``estimator.json``, :meth:`MaskedImputer.save`) or a table run: either way it fills
     cells as the fitted estimator does."""
-    from masklab.estimators import MaskedImputer
+    from masklab.estimators import ESTIMATOR_FILE, MaskedImputer
 
-    if (Path(path) / "estimator.json").is_file():
+    if (Path(path) / ESTIMATOR_FILE).is_file():
         return MaskedImputer.load(path).set_params(handle_unknown=handle_unknown, device=device)
     return MaskedImputer.from_run(path, handle_unknown=handle_unknown, device=device)
 
@@ -260,9 +260,9 @@ def load_detector(path: str | Path, *, threshold: float | None = None, handle_un
                   device: str = "cpu"):  # fmt: skip
     """A saved detector (``estimator.json``) or a table run (with its ``scoring.json``): either way it scores
     as the fitted estimator does. ``threshold`` overrides the stored one."""
-    from masklab.estimators import MaskedAnomalyDetector
+    from masklab.estimators import ESTIMATOR_FILE, MaskedAnomalyDetector
 
-    if (Path(path) / "estimator.json").is_file():
+    if (Path(path) / ESTIMATOR_FILE).is_file():
         detector = MaskedAnomalyDetector.load(path).set_params(handle_unknown=handle_unknown, device=device)
         if threshold is not None:
             detector.threshold_, detector.offset_ = float(threshold), -float(threshold)
