@@ -83,3 +83,25 @@ def test_build_optimizer_and_flat_state_roundtrip():
 def test_build_optimizer_rejects_frozen_model():
     with pytest.raises(ValueError, match="no trainable parameters"):
         build_optimizer(nn.Linear(2, 2).requires_grad_(False), TrainConfig())
+
+
+def test_cpu_optimizer_is_foreach_and_matches_the_per_tensor_loop_bit_for_bit():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.GELU(), nn.Linear(32, 8), nn.LayerNorm(8))
+    twin = nn.Sequential(nn.Linear(8, 32), nn.GELU(), nn.Linear(32, 8), nn.LayerNorm(8))
+    twin.load_state_dict(model.state_dict())
+    cfg = TrainConfig(steps=30, lr=3e-3, weight_decay=0.05)
+    fast = build_optimizer(model, cfg)
+    assert fast.defaults["foreach"] is True
+    slow = torch.optim.AdamW(param_groups(twin, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
+                             weight_decay=cfg.weight_decay, foreach=False)  # fmt: skip
+    for step in range(1, 31):
+        x = torch.randn(16, 8)
+        for net, opt in ((model, fast), (twin, slow)):
+            opt.zero_grad()
+            net(x).pow(2).mean().backward()
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            opt.step()
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(a, b)

@@ -54,11 +54,16 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups`; ``fused=False`` because fused kernels are not bit-reproducible
-    across devices and their state layout differs."""
+    across devices and their state layout differs. On CPU the ``foreach`` implementation (torch's default
+    elsewhere): the same updates bit for bit as the per-tensor loop torch picks on CPU, at less than half its
+    cost for models of many small tensors (tested in ``tests/train/test_train_optim.py``)."""
     groups = param_groups(model, cfg.weight_decay)
     if not groups:
         raise ValueError("the model has no trainable parameters (all requires_grad=False)")
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=False)
+    on_cpu = all(p.device.type == "cpu" for group in groups for p in group["params"])
+    return torch.optim.AdamW(
+        groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=False, foreach=True if on_cpu else None
+    )
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
