@@ -1,4 +1,4 @@
-"""SDPA path == reference path == float64 naive softmax, forward and backward, for every mask kind."""
+"""SDPA path == bmm path == reference path == float64 naive softmax, forward and backward, for every mask kind."""
 
 import math
 
@@ -14,6 +14,7 @@ from masklab.nn import (
     reference_attention,
     sdpa_attention,
 )
+from masklab.nn.attention import bmm_attention
 
 B, H, L, DH = 2, 3, 9, 8
 
@@ -58,6 +59,7 @@ def test_three_paths_agree_forward_and_backward(case):
     for name, fn in {
         "sdpa": lambda *a: sdpa_attention(*a, blocked),
         "reference": lambda *a: reference_attention(*a, blocked)[0],
+        "bmm": lambda *a: bmm_attention(*a, blocked),
     }.items():
         for t in qkv:
             t.grad = None
@@ -69,8 +71,15 @@ def test_three_paths_agree_forward_and_backward(case):
             assert not bool(torch.isnan(t.grad).any()), f"{name} NaN grad"
             torch.testing.assert_close(t.grad.double(), t64.grad, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(results["sdpa"], results["reference"], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(results["bmm"], results["reference"], atol=1e-6, rtol=1e-5)
     dead = blocked.expand(B, H, L, L).all(-1)
-    assert bool((results["sdpa"][dead] == 0).all()) and bool((results["reference"][dead] == 0).all())
+    assert all(bool((out[dead] == 0).all()) for out in results.values())
+
+
+def test_bmm_path_without_a_mask_equals_sdpa():
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(B, H, L, DH, generator=g, dtype=torch.float64) for _ in range(3))
+    torch.testing.assert_close(bmm_attention(q, k, v), sdpa_attention(q, k, v), atol=1e-12, rtol=1e-12)
 
 
 def test_is_causal_fast_path_equals_dense_causal():

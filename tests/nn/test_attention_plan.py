@@ -3,7 +3,7 @@ import torch
 
 from masklab import masks as M
 from masklab.nn import MaskedSelfAttention
-from masklab.nn.attention import BlockMaskCache, flex_attention, flex_available, plan_attention
+from masklab.nn.attention import BlockMaskCache, flex_attention, flex_available, plan_attention, use_cpu_attention
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # plans only; nothing runs on CUDA here
 
@@ -27,6 +27,31 @@ def test_plans_and_reasons():
     assert kernel(M.causal() | M.document(torch.zeros(2, 4096, dtype=torch.long)), device=CUDA) == expected
     plan = plan_attention(M.sliding_window(8), q_len=64, kv_len=64, device=CPU)
     assert "cpu" in plan.reason
+
+
+def test_the_cpu_bmm_kernel_replaces_sdpa_and_dense_masks_on_cpu_only():
+    padded = torch.zeros(2, 1, 1, 64, dtype=torch.bool)
+    assert kernel(None, length=64, cpu_kernel="bmm") == "bmm"
+    assert kernel(padded, length=64, cpu_kernel="bmm") == "bmm"
+    assert kernel(M.sliding_window(8), length=64, cpu_kernel="bmm") == "bmm"
+    assert kernel(M.causal(), length=64, cpu_kernel="bmm") == "sdpa_causal"  # SDPA's own causal kernel stays
+    assert kernel(padded, length=64, cpu_kernel="bmm", return_weights=True) == "reference"
+    assert kernel(padded, device=CUDA, length=64, cpu_kernel="bmm") == "sdpa_mask"
+
+
+def test_module_on_the_bmm_kernel_equals_sdpa():
+    torch.manual_seed(0)
+    attn = MaskedSelfAttention(16, 2).eval()
+    x = torch.randn(3, 7, 16)
+    blocked = M.padding_to_blocked(M.padding_from_lengths(torch.tensor([7, 3, 1]), 7))
+    want = attn(x, blocked=blocked)
+    assert attn.last_plan.kernel == "sdpa_mask"
+    use_cpu_attention(attn, "bmm")
+    got = attn(x, blocked=blocked)
+    assert attn.last_plan.kernel == "bmm"
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="'sdpa' or 'bmm'"):
+        use_cpu_attention(attn, "flash")
 
 
 def test_module_rule_equals_dense_mask_and_reports_the_kernel():

@@ -17,7 +17,12 @@ Which kernel runs (:func:`plan_attention`, left in ``MaskedSelfAttention.last_pl
 - ``sdpa_causal`` — a plain causal rule over equal lengths: SDPA's own ``is_causal`` kernel, no mask tensor;
 - ``flex`` — on CUDA at long lengths, FlexAttention with a cached ``BlockMask`` skips fully blocked tiles;
 - ``sdpa_mask`` — everything else: the mask as a dense boolean tensor for SDPA. On CPU this is always the
-  choice for a rule: torch has no FlexAttention backward there and eager Flex materialises every score.
+  choice for a rule: torch has no FlexAttention backward there and eager Flex materialises every score;
+- ``bmm`` — on CPU, in place of ``sdpa`` / ``sdpa_mask``, for a module set to it (``cpu_kernel="bmm"``, see
+  :func:`use_cpu_attention`): two batched GEMMs around a softmax (:func:`bmm_attention`). SDPA's CPU flash
+  kernel tiles for long sequences; at a few tokens per row (table cells) the plain products were ~1.8x
+  faster forward + backward. Which one a model trains with is measured per machine
+  (:mod:`masklab.nn.cpu_attention_probe`), not assumed.
 
 The plan reads only Python values (rule names, lengths, device), so it adds no host sync and no graph break
 under ``torch.compile``.
@@ -40,7 +45,8 @@ from masklab.masks.attention import AttnMask
 from masklab.masks.convert import sdpa_safe
 
 Backend = Literal["sdpa", "reference"]
-Kernel = Literal["reference", "sdpa", "sdpa_causal", "sdpa_mask", "flex"]
+CpuKernel = Literal["sdpa", "bmm"]
+Kernel = Literal["reference", "sdpa", "sdpa_causal", "sdpa_mask", "flex", "bmm"]
 FLEX_MIN_LEN = 1024  # below this, dense-mask SDPA beats Flex's block bookkeeping (bench/attention.py)
 
 
@@ -97,6 +103,27 @@ def sdpa_attention(
     attn_mask, dead = sdpa_safe(blocked)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale)
     return out.masked_fill(dead, 0.0)  # (B, H, Lq, Dh); fully blocked rows are zero
+
+
+def bmm_attention(q: Tensor, k: Tensor, v: Tensor, blocked: Tensor | None = None, *, dropout_p: float = 0.0) -> Tensor:
+    """Attention as two batched GEMMs around a softmax over an additive mask (no weights returned); same
+    contract as :func:`reference_attention`'s output (fully blocked rows are zeros), default scale."""
+    B, H, L, Dh = q.shape
+    Lk = k.shape[-2]
+    qf, kf, vf = q.reshape(B * H, L, Dh), k.reshape(B * H, Lk, Dh), v.reshape(B * H, Lk, Dh)
+    if blocked is None:
+        scores = torch.bmm(qf, kf.transpose(1, 2)) * (1.0 / math.sqrt(Dh))  # (B*H, L, Lk)
+        dead = None
+    else:
+        attend, dead = sdpa_safe(blocked)  # True = attend; fully blocked rows attend to all, zeroed below
+        bias = torch.zeros(attend.shape, dtype=q.dtype, device=q.device).masked_fill_(~attend, float("-inf"))
+        bias = bias.expand(B, H, L, Lk).reshape(B * H, L, Lk)
+        scores = torch.baddbmm(bias, qf, kf.transpose(1, 2), alpha=1.0 / math.sqrt(Dh))
+    weights = scores.softmax(dim=-1)
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, p=dropout_p)
+    out = torch.bmm(weights, vf).view(B, H, L, Dh)
+    return out if dead is None else out.masked_fill(dead, 0.0)
 
 
 def flex_available() -> bool:
@@ -173,12 +200,29 @@ def plan_attention(
     return_weights: bool = False,
     reference: bool = False,
     flex_min_len: int = FLEX_MIN_LEN,
+    cpu_kernel: CpuKernel = "sdpa",
 ) -> AttentionPlan:
     """Choose a kernel from the one mask argument (see the module doc); ``dropout``: attention dropout is on
-    (Flex has none). Reads only the rule's name and the lengths: never the mask's values."""
+    (Flex has none); ``cpu_kernel``: the module's CPU choice for plain and dense-mask attention. Reads only
+    the rule's name and the lengths: never the mask's values."""
     if return_weights or reference:
         why = "attention weights requested" if return_weights else "module set to the reference path"
         return AttentionPlan("reference", why)
+    plan = _fused_plan(blocked, q_len=q_len, kv_len=kv_len, device=device, dropout=dropout, flex_min_len=flex_min_len)
+    if device.type == "cpu" and cpu_kernel == "bmm" and plan.kernel in ("sdpa", "sdpa_mask"):
+        return AttentionPlan("bmm", f"CPU kernel bmm (measured faster for this model here); else {plan.reason}")
+    return plan
+
+
+def _fused_plan(
+    blocked: AttnMask | Tensor | None,
+    *,
+    q_len: int,
+    kv_len: int,
+    device: torch.device,
+    dropout: bool,
+    flex_min_len: int,
+) -> AttentionPlan:
     if blocked is None:
         return AttentionPlan("sdpa", "no mask")
     if isinstance(blocked, Tensor):
@@ -258,6 +302,7 @@ class MaskedSelfAttention(nn.Module):
         self.heads = heads
         self.head_dim = dim // heads
         self.backend: Backend = backend
+        self.cpu_kernel: CpuKernel = "sdpa"  # set per model by use_cpu_attention (a measured choice)
         self.attn_dropout = attn_dropout
         self.qkv = Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = Linear(dim, dim, bias=proj_bias)
@@ -293,13 +338,15 @@ class MaskedSelfAttention(nn.Module):
         dropout_p = self.attn_dropout if self.training else 0.0
         plan = plan_attention(
             blocked, q_len=L, kv_len=kv_len, device=x.device, dropout=dropout_p > 0,
-            return_weights=return_weights, reference=self.backend == "reference",
+            return_weights=return_weights, reference=self.backend == "reference", cpu_kernel=self.cpu_kernel,
         )  # fmt: skip
         self.last_plan: AttentionPlan = plan
         weights: Tensor | None = None
         if plan.kernel == "flex":
             assert isinstance(blocked, AttnMask)
             out = flex_attention(q, k, v, BLOCK_MASKS.get(blocked, L, kv_len, x.device))
+        elif plan.kernel == "bmm":
+            out = bmm_attention(q, k, v, dense_blocked(blocked, L, kv_len, x.device), dropout_p=dropout_p)
         elif plan.kernel in ("sdpa", "sdpa_causal"):
             out = sdpa_attention(q, k, v, is_causal=plan.kernel == "sdpa_causal", dropout_p=dropout_p)
         else:
@@ -313,3 +360,14 @@ class MaskedSelfAttention(nn.Module):
             assert weights is not None  # return_weights always plans the reference kernel
             return out, weights
         return out
+
+
+def use_cpu_attention(model: nn.Module, kernel: CpuKernel) -> nn.Module:
+    """Set every :class:`MaskedSelfAttention` of ``model`` to run ``kernel`` on CPU (``sdpa`` | ``bmm``; no
+    effect on other devices or on the reference path); returns ``model``."""
+    if kernel not in ("sdpa", "bmm"):
+        raise ValueError(f"CPU attention kernel must be 'sdpa' or 'bmm', got {kernel!r}")
+    for module in model.modules():
+        if isinstance(module, MaskedSelfAttention):
+            module.cpu_kernel = kernel
+    return model

@@ -1,5 +1,6 @@
 """What ``fit`` runs a CPU training step with, chosen by measurement on this machine: bf16 autocast or fp32
-(``precision="auto"``), and the fp32 GEMM library (:mod:`masklab.nn.cpu_linear_probe`).
+(``precision="auto"``), the fp32 GEMM library (:mod:`masklab.nn.cpu_linear_probe`) and, in fp32, the attention
+kernel (:mod:`masklab.nn.cpu_attention_probe`).
 
 bf16 autocast pays on CPUs with native bf16 matrix units (AMX-BF16, AVX512-BF16) at shapes large enough to
 amortise the casts, and costs elsewhere (measured: 1.44x faster on an mae-vit-t step, 0.86x on mae-small-28, on
@@ -20,6 +21,8 @@ from torch import nn
 
 from masklab.core.contract import Trainable
 from masklab.core.probe import cpu_model_name, machine_key, read_cached, time_interleaved, write_cached
+from masklab.nn.attention import use_cpu_attention
+from masklab.nn.cpu_attention_probe import choose_cpu_attention
 from masklab.nn.cpu_linear import use_cpu_linear
 from masklab.nn.cpu_linear_probe import choose_cpu_linear, linear_shapes
 
@@ -135,7 +138,12 @@ def _probe(
         return amp_dtype, [precision_note, f"GEMM torch: the oneDNN fp32 path does not apply under {why}"]
     choice = choose_cpu_linear(probe, lambda: step(None), workload=workload)
     use_cpu_linear(model, choice.backend)
-    return None, [precision_note, f"GEMM {choice.backend}: {choice.reason}"]
+    notes = [precision_note, f"GEMM {choice.backend}: {choice.reason}"]
+    attention = choose_cpu_attention(probe, lambda: step(None), workload=f"{workload} gemm={choice.backend}")
+    if attention is not None:
+        use_cpu_attention(model, attention.kernel)
+        notes.append(f"attention {attention.kernel}: {attention.reason}")
+    return None, notes
 
 
 def _tensors(batch: Any) -> list[torch.Tensor]:
