@@ -159,6 +159,31 @@ def test_inference_errors_name_the_problem(trained, tmp_path, capsys):
     assert "never modifies its input" in error_of(["impute", str(run), str(data), "-o", str(data)], capsys)
 
 
+def test_score_output_errors_come_before_any_work_and_leave_nothing(trained, tmp_path, capsys):
+    data, run = trained
+    score = ["score", str(run), str(data)]
+    assert "would be the same file" in error_of([*score, "-o", str(tmp_path / "s.png")], capsys)
+    png = tmp_path / "s.png"
+    assert "is the scores file" in error_of([*score, "-o", str(png), "--histogram", str(png)], capsys)
+    same = tmp_path / "s.csv"
+    assert "ending in .png" in error_of([*score, "-o", str(same), "--histogram", str(tmp_path / "h.jpgx")], capsys)
+    assert "--threshold must be a finite number, got nan" in error_of([*score, "-o", str(same), "--threshold", "nan"],
+                                                                       capsys)  # fmt: skip
+    err = error_of([*score, "-o", str(same), "--chunk-rows", "5", "--explain", "--histogram", "h.png"], capsys)
+    assert "--explain, --histogram: not available with --chunk-rows" in err
+    assert sorted(tmp_path.iterdir()) == []  # no scores CSV left behind by any of them
+
+
+def test_a_value_beyond_float32_is_refused_naming_its_row(trained, tmp_path, capsys):
+    data, run = trained
+    frame = pd.read_csv(data, dtype=str, keep_default_na=False)
+    bad = tmp_path / "big.csv"
+    frame.assign(b=["1e308" if i == 2 else v for i, v in enumerate(frame["b"])]).to_csv(bad, index=False)
+    for command in ("impute", "score"):
+        err = error_of([command, str(run), str(bad), "-o", str(tmp_path / "o.csv")], capsys)
+        assert "column 'b': row 3 holds 1e+308, beyond float32's range" in err
+
+
 def test_pretrain_rejects_an_all_missing_column(tmp_path, capsys):
     data = tmp_path / "d.csv"
     pd.DataFrame({"x": [1.0, 2.0, 3.0], "gone": [np.nan] * 3}).to_csv(data, index=False)

@@ -107,8 +107,11 @@ def _score(args: argparse.Namespace) -> int:
     from masklab.recipes.table import score
 
     if args.chunk_rows is not None:
-        if args.id_column is not None:
-            raise ValueError("--id-column is not available with --chunk-rows")
+        options = {"--id-column": args.id_column, "--explain": args.explain, "--label": args.label,
+                   "--histogram": args.histogram}  # fmt: skip
+        given = [flag for flag, value in options.items() if value]
+        if given:
+            raise ValueError(f"{', '.join(given)}: not available with --chunk-rows (it writes the scores CSV only)")
         return _chunked(args, "score")
     r = score(args.run, args.input, args.output, histogram=args.histogram, exclude=names(args.exclude),
               label=args.label, threshold=args.threshold, explain=args.explain, explain_rows=args.explain_rows,

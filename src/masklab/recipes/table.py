@@ -259,15 +259,33 @@ def load_imputer(path: str | Path, *, handle_unknown: str = "error", device: str
 def load_detector(path: str | Path, *, threshold: float | None = None, handle_unknown: str = "error",
                   device: str = "cpu"):  # fmt: skip
     """A saved detector (``estimator.json``) or a table run (with its ``scoring.json``): either way it scores
-    as the fitted estimator does. ``threshold`` overrides the stored one."""
+    as the fitted estimator does. ``threshold`` overrides the stored one (a finite number)."""
+    import math
+
     from masklab.estimators import ESTIMATOR_FILE, MaskedAnomalyDetector
 
+    if threshold is not None and not math.isfinite(threshold):
+        raise ValueError(f"--threshold must be a finite number, got {threshold}")
     if (Path(path) / ESTIMATOR_FILE).is_file():
         detector = MaskedAnomalyDetector.load(path).set_params(handle_unknown=handle_unknown, device=device)
         if threshold is not None:
             detector.threshold_, detector.offset_ = float(threshold), -float(threshold)
         return detector
     return MaskedAnomalyDetector.from_run(path, threshold=threshold, handle_unknown=handle_unknown, device=device)
+
+
+def _histogram_path(target: Path, histogram: str | Path | None) -> Path:
+    """Where ``score`` draws its histogram (``--histogram``, else ``-o`` with ``.png``), checked before any work:
+    a ``.png`` name that is not the scores file itself."""
+    from masklab.data.pixel_masks import require_png_name
+
+    if histogram is None and target.suffix.lower() == ".png":
+        raise ValueError(f"-o {target}: the scores are a CSV and the histogram goes to -o with .png, so they would "
+                         "be the same file; name the scores .csv (or give --histogram)")  # fmt: skip
+    png = require_png_name(histogram if histogram else target.with_suffix(".png"), "--histogram")
+    if png.resolve() == target.resolve():
+        raise ValueError(f"--histogram {png} is the scores file -o {target}; pick another path for one of them")
+    return png
 
 
 def score(run: str | Path, source: str, output: str | Path, *, histogram: str | Path | None = None,
@@ -296,6 +314,7 @@ def score(run: str | Path, source: str, output: str | Path, *, histogram: str | 
             raise ValueError(f"-o {target} is the input file; score never modifies its input, pick another path")
     if explain_rows < 1:
         raise ValueError(f"--explain-rows must be >= 1, got {explain_rows}")
+    png = _histogram_path(target, histogram)
     detector = load_detector(run, threshold=threshold, handle_unknown=handle_unknown, device=device)
     names = detector.schema_.names
     if id_column is not None and id_column in names:
@@ -325,9 +344,9 @@ def score(run: str | Path, source: str, output: str | Path, *, histogram: str | 
     if limit is not None:
         out["is_anomaly"] = pd.array(np.where(scored, scores > limit, 0).astype(int), dtype="Int64")
         out.loc[~scored, "is_anomaly"] = pd.NA
-    target.parent.mkdir(parents=True, exist_ok=True)
+    for folder in (target.parent, png.parent):
+        folder.mkdir(parents=True, exist_ok=True)
     out.to_csv(target, index=False)
-    png = Path(histogram) if histogram else target.with_suffix(".png")
     plot_score_histogram(scores[scored], png, labels=None if labels is None else labels[scored], threshold=limit,
                          title=f"{table.name}: anomaly scores")  # fmt: skip
     result: dict[str, Any] = {"name": table.name, "scores": scores, "output": target, "histogram": png,

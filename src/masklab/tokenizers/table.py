@@ -86,8 +86,17 @@ def parse_numeric(column: pd.Series, name: str, hint: str = "fix the value") -> 
     if inf.any():
         row, value = _first_bad(column, inf)
         raise ValueError(f"column {name!r}: row {row} holds {value!r}; infinite values are not allowed")
+    _check_float32(np.where(missing, 0.0, values), column, name)
     values[missing] = np.nan
     return values
+
+
+def _check_float32(values: np.ndarray, column: pd.Series, name: str, what: str = "") -> None:
+    """Raise naming the first row whose (standardised, ``what``) value float32, the model's dtype, cannot hold."""
+    huge = np.abs(values) > np.finfo(np.float32).max
+    if huge.any():
+        row, value = _first_bad(column, huge)
+        raise ValueError(f"column {name!r}: row {row} holds {value!r}{what}, beyond float32's range (±3.4e38)")
 
 
 CATEGORICAL_HINT = "fix the value, or treat the column as categorical: --categorical {name} / categorical=['{name}']"
@@ -305,6 +314,7 @@ def encode_frame(frame: pd.DataFrame, schema: TableSchema, *, handle_unknown: Ha
             raw = parse_numeric(column, spec.name, "the model was trained on numbers there: fix the value")
             missing[:, j] = np.isnan(raw)
             values[:, j] = np.where(missing[:, j], 0.0, (raw - spec.mean) / spec.std)
+            _check_float32(values[:, j], column, spec.name, " (in standard deviations from the training mean)")
             continue
         missing[:, j] = missing_cells(column)
         index = {c: i for i, c in enumerate(spec.categories)}
