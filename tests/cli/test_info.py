@@ -107,3 +107,7 @@ def test_info_describes_a_saved_table_estimator(tmp_path, capsys):
     assert main(["info", str(tmp_path / "det"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["kind"] == "estimator" and info["steps"] == 4 and info["num_parameters"] == n_torch
+    weights = tmp_path / "det" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # damaged: a clear error naming the file, not a traceback
+    assert main(["info", str(tmp_path / "det")]) == 2
+    assert f"{weights}: bad header" in capsys.readouterr().err

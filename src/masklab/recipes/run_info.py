@@ -55,7 +55,7 @@ def describe_run(run_dir: str | Path) -> dict[str, Any]:
 def describe_estimator(path: str | Path) -> dict[str, Any]:
     """A JSON-able summary of a saved table estimator: class, parameters, features, training, and its
     ``model.safetensors`` (parameter count, size; read without unpickling anything)."""
-    from safetensors import safe_open
+    from masklab.core.io import load_checkpoint
 
     path = Path(path)
     try:
@@ -66,8 +66,8 @@ def describe_estimator(path: str | Path) -> dict[str, Any]:
     weights = path / "model.safetensors"
     shapes = {}
     if weights.is_file():
-        with safe_open(str(weights), framework="pt") as f:
-            shapes = {key: f.get_slice(key).get_shape() for key in f.keys()}  # noqa: SIM118 (not a dict)
+        tensors, _ = load_checkpoint(weights)  # a damaged file is a CheckpointError naming it (exit 2)
+        shapes = {key: list(t.shape) for key, t in tensors.items()}
     model = {k: v for k, v in shapes.items() if k.startswith("model.")}  # the rest: e.g. the neighbour rows
     count = sum(math.prod(shape) for shape in model.values())
     return {
