@@ -69,6 +69,36 @@ def test_long_format(tmp_path, suffix: str) -> None:
         load_series(str(path), label="y")
 
 
+def test_long_rows_without_an_id_or_a_label_are_refused_not_dropped(tmp_path) -> None:
+    pd = pytest.importorskip("pandas")
+    rows = [dict(id=f"s{i}", time=t, a=float(t), y="up" if i else "down") for i in range(3) for t in range(4)]
+    path = tmp_path / "long.csv"
+    for column, row in (("id", 2), ("y", 6)):
+        frame = pd.DataFrame(rows)
+        frame.loc[row - 1, column] = None
+        frame.to_csv(path, index=False)
+        with pytest.raises(ValueError, match=rf"column '{column}' is empty in data row {row} \(1 row\(s\) in all\)"):
+            load_series(str(path), label="y")
+
+
+def test_values_beyond_float32_are_refused(tmp_path) -> None:
+    path = tmp_path / "big.npz"
+    values = np.zeros((2, 5, 1))
+    values[1, 2, 0] = 1e39  # finite in float64, inf in the model's float32
+    np.savez(path, values=values, lengths=np.array([5, 5]))
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        load_series(str(path))
+
+
+def test_impute_refuses_to_overwrite_its_input(tmp_path) -> None:
+    from masklab.recipes.series_tasks import impute_series
+
+    path = tmp_path / "s.npz"
+    np.savez(path, values=np.zeros((2, 5, 1), dtype=np.float32))
+    with pytest.raises(ValueError, match="is the input file; impute never modifies its input"):
+        impute_series(tmp_path / "no-run-needed", path, path)  # refused before the run is read
+
+
 def test_collate_marks_padding_and_missing() -> None:
     batch = collate(_series(), np.array([0, 1, 0]))
     assert batch.values.shape == (3, 9, 2)

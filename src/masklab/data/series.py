@@ -82,7 +82,12 @@ class SeriesSet:
 
 
 def _as_series(array: np.ndarray, where: str) -> np.ndarray:
-    out = np.asarray(array, dtype=np.float32)
+    wide = np.asarray(array, dtype=np.float64)
+    if np.isinf(wide).any():
+        raise ValueError(f"{where}: infinite values (use NaN for steps that were not observed)")
+    if (np.abs(np.nan_to_num(wide)) > np.finfo(np.float32).max).any():
+        raise ValueError(f"{where}: values beyond float32's range (±3.4e38), which the model computes in")
+    out = wide.astype(np.float32)
     if out.ndim == 1:
         out = out[:, None]
     if out.ndim != 2 or out.shape[0] < 1:
@@ -199,6 +204,11 @@ def read_long_frame(frame, *, id_column: str, time_column: str, label: str | Non
         detail = f" (data row {offending[0] + 1} holds {column.iloc[offending[0]]!r})" if len(offending) else ""
         raise ValueError(f"{where}: channel column {c!r} is not numeric{detail}; if it holds each series' class, "
                          "name it as the label column (--label / label=)")  # fmt: skip
+    for c in (id_column, time_column, label):  # groupby would drop rows without an id; a missing label is no class
+        empty = np.flatnonzero(frame[c].isna().to_numpy()) if c is not None else []
+        if len(empty):
+            raise ValueError(f"{where}: column {c!r} is empty in data row {empty[0] + 1} ({len(empty)} row(s) in "
+                             "all); every row needs its series id, time and label")  # fmt: skip
     series, labels = [], []
     for key, group in frame.sort_values([id_column, time_column], kind="stable").groupby(id_column, sort=False):
         if group[time_column].duplicated().any():

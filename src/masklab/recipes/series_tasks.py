@@ -140,6 +140,8 @@ def impute_series(run: str | Path, source: str | Path, output: str | Path, *, de
     out = Path(output)
     if out.suffix != ".npz":
         raise ValueError(f"-o {out}: series imputations are written as .npz (values + lengths)")
+    if not str(source).startswith("builtin:") and out.exists() and out.resolve() == Path(source).resolve():
+        raise ValueError(f"-o {out} is the input file; impute never modifies its input, pick another path")
     model = recipes.load_pretrained(run, device=device)
     data = recipes.run_data(run, str(source), channels=model.config.channels)  # with the run's label column
     filled = recipes.impute(model, data)
