@@ -235,3 +235,22 @@ def test_ordinary_failures_are_one_line_exit_2(monkeypatch, capsys, error, line)
     monkeypatch.setattr(masklab.cli.info, "_run", failing)
     assert main(["info", "anything"]) == 2
     assert capsys.readouterr().err == line + "\n"
+
+
+def test_every_command_states_its_options_defaults():
+    import argparse
+
+    from masklab.cli import COMMANDS, build_parser
+
+    def options(parser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from options(sub)
+            elif action.option_strings and action.nargs != 0 and action.help != argparse.SUPPRESS:
+                yield action
+
+    for name in COMMANDS:
+        for action in options(build_parser([name])):
+            if action.default not in (None, "", [], argparse.SUPPRESS) and not action.required:
+                assert "default" in (action.help or ""), (name, action.option_strings, action.help)

@@ -72,7 +72,22 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         if name == chosen:
             rest = list(argv)[list(argv).index(name) + 1 :]
             importlib.import_module(f"masklab.cli.{module}").register(sub, name, rest)
+            _state_defaults(sub)
     return parser
+
+
+def _state_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append ``(default X)`` to the help of every option of ``parser`` (and its subcommands) that has a
+    default and does not say it already, so ``--help`` states every default (switches are off unless given)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _state_defaults(sub)
+            continue
+        silent = action.help == argparse.SUPPRESS or "default" in (action.help or "")
+        takes_value = bool(action.option_strings) and action.nargs != 0 and not action.required
+        if takes_value and not silent and action.default not in (None, "", [], argparse.SUPPRESS):
+            action.help = f"{action.help} (default %(default)s)" if action.help else "(default %(default)s)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -123,20 +123,20 @@ def add_run_data_args(parser: argparse.ArgumentParser, command: str) -> None:
     """Options of ``embed``, ``finetune`` and ``probe`` (dispatched on the run's model kind)."""
     parser.add_argument("run", metavar="RUN", help="training run directory (holds config.json + checkpoint)")
     parser.add_argument("--data", default=None, help="dataset: a path, or builtin:NAME (default: the run's data)")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=None, help="examples per step (default: per model family)")
+    parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     if command == "embed":
         parser.add_argument("-o", "--output", required=True, help="output .npy file (N, D)")
     if command == "finetune":
         parser.add_argument("--task", default="classify", help="downstream task (default: classify)")
-        parser.add_argument("--steps", type=int, default=None)
-        parser.add_argument("--epochs", type=float, default=None)
-        parser.add_argument("--lr", type=float, default=None)
+        parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: from --epochs)")
+        parser.add_argument("--epochs", type=float, default=None, help="passes over the data (default: per family)")
+        parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: per family)")
         parser.add_argument("--augment", default=None, metavar="NAME:F[,...]",
                             help="masking augmentation of the training inputs: mask:F (images: F of the patches "
                             "zeroed; text: F of the tokens -> [MASK]), images cutout:F / erase:P, text tokendrop:F; "
                             "comma-separated to compose")  # fmt: skip
-        parser.add_argument("--out", default=None, help="output run directory for the fine-tuned model")
+        parser.add_argument("--out", default=None, help="fine-tuned model folder (default: RUN/finetune)")
     if command == "probe":
-        parser.add_argument("--max-examples", type=int, default=None)
+        parser.add_argument("--max-examples", type=int, default=None, help="use at most this many (default: all)")

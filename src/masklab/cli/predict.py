@@ -19,7 +19,7 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("input", metavar="INPUT", help="images or text to classify (see above)")
     parser.add_argument("-o", "--output", default="predictions.csv", help="CSV to write (default predictions.csv)")
     parser.add_argument("--text-column", default="text", help="column of a .csv input holding the text (default text)")
-    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None, help="inputs per forward (default: per model family)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="leave out unreadable images (and images smaller than one patch), named once")  # fmt: skip

@@ -34,15 +34,15 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("first", metavar="train|RUN", help="'train', or the MAE run to predict with")
     parser.add_argument("second", metavar="RUN|IMAGE", help="the MAE run to train on, or the image to segment")
     parser.add_argument("--data", default="builtin:synthetic-subjects",
-                        help="train: folder with images/ + masks/, or builtin:synthetic-subjects")  # fmt: skip
-    parser.add_argument("--preset", default="probe", help="train: probe (frozen encoder) | finetune")
-    parser.add_argument("--epochs", type=float, default=20.0, help="train: passes over the training split")
+                        help="train: folder of images/ + masks/, or builtin:synthetic-subjects (default)")  # fmt: skip
+    parser.add_argument("--preset", default="probe", help="train: probe (frozen encoder; the default) | finetune")
+    parser.add_argument("--epochs", type=float, default=20.0, help="train: passes over the training split (default 20)")
     parser.add_argument("--steps", type=int, default=None, help="train: optimizer steps (overrides --epochs)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--batch-size", type=int, default=64, help="train: images per step (default 64)")
+    parser.add_argument("--lr", type=float, default=None, help="train: AdamW peak (default 2e-3 probe, 1e-3 finetune)")
     parser.add_argument("--out", default=None, help="train: output folder (default RUN/segment)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0, help="train: seed (default 0)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     parser.add_argument("-o", "--output", default=None, help="predict: mask PNG to write")
     parser.add_argument("--box", type=parse_box, default=None, help="predict: keep subjects inside x0,y0,x1,y1")
     parser.set_defaults(func=_segment)
@@ -95,8 +95,8 @@ def _register_edit(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-image", "--mask", dest="mask_image", metavar="MASK", default=None,
                         help="hand-made mask PNG (white = subject) instead of a predicted one")  # fmt: skip
     parser.add_argument("--box", type=parse_box, default=None, help="predicted mask: keep subjects inside x0,y0,x1,y1")
-    parser.add_argument("--radius", type=float, default=3.0, help="--blur-background: Gaussian radius in pixels")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--radius", type=float, default=3.0, help="--blur-background: blur radius in px (default 3)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     parser.add_argument("-o", "--output", required=True, help="output PNG")
     parser.set_defaults(func=_edit)
 
@@ -106,6 +106,8 @@ def _edit(args: argparse.Namespace) -> int:
     from masklab.recipes import edit
 
     require_png_name(args.output, "the edited image")  # before any work
+    if args.box is not None and args.mask_image is not None:
+        raise ValueError("--box picks a subject of the predicted mask; with --mask the mask is used as given")
     channels, mae, seg = 3, None, None
     if args.remove_subject:
         from masklab.recipes.segment import load_mae

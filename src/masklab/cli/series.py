@@ -22,7 +22,7 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("-o", "--output", default=None, help="save the forecasts past each series' end (.npz)")
     parser.add_argument("--plot", default=None, help="PNG of held-out forecasts with the horizon shaded")
     parser.add_argument("--count", type=int, default=4, help="series in the plot (default 4)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     parser.set_defaults(func=_forecast)
 
 

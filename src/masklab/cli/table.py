@@ -50,11 +50,11 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
                             help="a row identifier (not a feature): written beside each score")  # fmt: skip
         parser.add_argument("--threshold", type=float, default=None, help="flag rows above this (default: stored)")
         parser.add_argument("--explain", action="store_true", help="write OUTPUT.explain.csv and .explain.png")
-        parser.add_argument("--explain-rows", type=int, default=12, help="rows in the explanation picture")
+        parser.add_argument("--explain-rows", type=int, default=12, help="rows in the explanation picture (default 12)")
         parser.set_defaults(func=_score)
     parser.add_argument("--handle-unknown", choices=("error", "missing"), default="error",
                         help="a category unseen in training: fail (default) or treat it as missing")  # fmt: skip
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     parser.add_argument("--chunk-rows", type=int, default=None,
                         help="stream the table in chunks of this many rows (Parquet: per row group), writing the "
                         "output as it goes: flat memory (impute re-writes cells with pandas; score skips the "
