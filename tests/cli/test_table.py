@@ -184,6 +184,22 @@ def test_a_value_beyond_float32_is_refused_naming_its_row(trained, tmp_path, cap
         assert "column 'b': row 3 holds 1e+308, beyond float32's range" in err
 
 
+def test_chunked_inputs_are_checked_as_the_whole_file_is(trained, tmp_path, capsys):
+    data, run = trained
+    frame = pd.read_csv(data, dtype=str, keep_default_na=False)
+    extra = tmp_path / "extra.csv"
+    frame.assign(extra=1).to_csv(extra, index=False)
+    for command in ("impute", "score"):  # an unknown column passed through in chunks, refused for the whole file
+        err = error_of([command, str(run), str(extra), "-o", str(tmp_path / "o.csv"), "--chunk-rows", "7"], capsys)
+        assert "unknown column(s) ['extra']" in err
+    bad = tmp_path / "bad.csv"
+    frame.assign(a=["oops" if i == 9 else v for i, v in enumerate(frame["a"])]).to_csv(bad, index=False)
+    err = error_of(["impute", str(run), str(bad), "-o", str(tmp_path / "o.csv"), "--chunk-rows", "7"], capsys)
+    assert "bad.csv, data rows 8-14 (one chunk; a row number below counts within it)" in err
+    assert "row 3 holds 'oops'" in err
+    assert not (tmp_path / "o.csv").exists()
+
+
 def test_pretrain_rejects_an_all_missing_column(tmp_path, capsys):
     data = tmp_path / "d.csv"
     pd.DataFrame({"x": [1.0, 2.0, 3.0], "gone": [np.nan] * 3}).to_csv(data, index=False)

@@ -100,7 +100,13 @@ def map_table(
     writer = ChunkWriter(target)
     try:
         for chunk in iter_table_chunks(source, chunk_rows):
-            writer.write(fn(chunk.reset_index(drop=True)))
+            first = writer.rows + 1
+            try:
+                out = fn(chunk.reset_index(drop=True))
+            except ValueError as err:  # name where the chunk sits in the file: its messages count rows from 1
+                raise ValueError(f"{source}, data rows {first}-{first + len(chunk) - 1} (one chunk; a row number "
+                                 f"below counts within it): {err}") from err  # fmt: skip
+            writer.write(out)
         if writer.rows == 0:
             raise ValueError(f"{source} has a header but no rows")
     except BaseException:

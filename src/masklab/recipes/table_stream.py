@@ -9,15 +9,27 @@ from pathlib import Path
 from typing import Any
 
 
-def _features(estimator, exclude: Sequence[str], source):
+def _features(estimator, exclude: Sequence[str], source, run: str | Path):
+    """The model's feature names and a check of each chunk's columns, as the whole-file recipes check them:
+    every feature present, and no other column but those set aside (``exclude``, and the run's own excluded
+    and label columns from ``table.json``)."""
+    from masklab.recipes.table import TABLE_FILE
+    from masklab.train.run import Run
+
     if str(source).startswith("builtin:"):
         raise ValueError(f"--chunk-rows streams a file; {source} is a built-in table (drop --chunk-rows)")
     names = [n for n in estimator.feature_names_in_ if n not in exclude]
+    info = Run(run).read_sidecar(TABLE_FILE) if (Path(run) / TABLE_FILE).is_file() else {}
+    aside = {*exclude, *info.get("exclude", []), *([info["label"]] if info.get("label") else [])}
 
     def check(chunk) -> None:
         absent = [n for n in names if n not in chunk.columns]
         if absent:
             raise ValueError(f"{source}: column(s) {absent} the model was trained on are missing")
+        unknown = [str(c) for c in chunk.columns if c not in names and c not in aside]
+        if unknown:
+            raise ValueError(f"{source}: unknown column(s) {unknown}; the model was trained on {names} "
+                             "(pass --exclude COL,... for columns that are not features)")  # fmt: skip
 
     return names, check
 
@@ -33,7 +45,7 @@ def impute_chunked(run: str | Path, source: str | Path, output: str | Path, *, c
     if Path(output).exists() and Path(output).resolve() == Path(source).resolve():
         raise ValueError(f"-o {output} is the input file; impute never modifies its input, pick another path")
     imputer = load_imputer(run, handle_unknown=handle_unknown, device=device)
-    names, check = _features(imputer, exclude, source)
+    names, check = _features(imputer, exclude, source, run)
 
     def fill(chunk):
         check(chunk)
@@ -62,7 +74,7 @@ def score_chunked(run: str | Path, source: str | Path, output: str | Path, *, ch
 
     # The same detector as the whole-file score (stored scoring, threshold), so chunked == whole file.
     detector = load_detector(run, threshold=threshold, handle_unknown=handle_unknown, device=device)
-    names, check = _features(detector, exclude, source)
+    names, check = _features(detector, exclude, source, run)
     done, unscored = [0], [0]
 
     def score(chunk):
