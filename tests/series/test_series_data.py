@@ -90,6 +90,15 @@ def test_values_beyond_float32_are_refused(tmp_path) -> None:
         load_series(str(path))
 
 
+def test_a_series_with_no_observed_value_is_refused(tmp_path) -> None:
+    path = tmp_path / "nan.npy"
+    values = np.zeros((3, 6, 2), dtype=np.float32)
+    values[1] = np.nan  # predict and embed gave it a confident class and finite features
+    np.save(path, values)
+    with pytest.raises(ValueError, match=r"1 series have no observed value \(all NaN\), e.g. series \[1\]"):
+        load_series(str(path))
+
+
 def test_impute_refuses_to_overwrite_its_input(tmp_path) -> None:
     from masklab.recipes.series_tasks import impute_series
 

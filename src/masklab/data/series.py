@@ -56,6 +56,10 @@ class SeriesSet:
             raise ValueError(f"{self.name}: series have different channel counts {sorted(widths)}")
         if self.labels is not None and len(self.labels) != len(self.series):
             raise ValueError(f"{self.name}: {len(self.labels)} labels for {len(self.series)} series")
+        empty = [i for i, s in enumerate(self.series) if np.isnan(s).all()]
+        if empty:  # nothing to learn from, classify, embed or forecast: refused rather than given a made-up output
+            raise ValueError(f"{self.name}: {len(empty)} series have no observed value (all NaN), e.g. series "
+                             f"{empty[:5]} (0-based); drop them")  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.series)
