@@ -138,3 +138,10 @@ def test_load_run_errors(tmp_path):
     save_checkpoint(tmp_path / "checkpoint.safetensors", {"model.w": torch.ones(2), "optim.0.step": torch.ones(())}, {})
     run = load_run(tmp_path)
     assert list(run.model_state) == ["w"] and run.config["kind"] == "tiny"
+
+
+def test_an_atomic_write_onto_a_directory_names_the_directory(tmp_path):
+    (tmp_path / "out.png").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"out\.png") as err:
+        atomic_write_bytes(tmp_path / "out.png", b"x")
+    assert ".tmp" not in str(err.value) and sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]

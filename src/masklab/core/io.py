@@ -9,6 +9,7 @@ reported instead of silently loaded.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -45,6 +46,8 @@ def _fsync_dir(directory: Path) -> None:
 def _atomic_write(path: str | Path, write: Any) -> Path:
     """Call ``write(tmp_path)``, fsync the result, then rename it over ``path``."""
     path = Path(path)
+    if path.is_dir():  # os.replace's error would name the temp file, not the path the user gave
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{_TMP_SUFFIX}"
     try:
