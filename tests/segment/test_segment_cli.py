@@ -152,3 +152,15 @@ def test_box_with_a_hand_made_mask_is_refused_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--box picks a subject of the predicted mask" in err and "Traceback" not in err
     assert not (tmp_path / "out.png").exists()
+
+
+def test_segment_train_checks_steps_and_out_before_any_work(tmp_path, capsys):
+    code = main(["segment", "train", str(tmp_path / "no-run"), "--steps", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--steps must be >= 1, got 0" in err and "ckpt_every" not in err
+    out = tmp_path / "head"
+    out.mkdir()
+    (out / "checkpoint.safetensors").write_bytes(b"")
+    code = main(["segment", "train", str(tmp_path / "no-run"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "already holds a trained head; pick another --out" in err and "resume" not in err

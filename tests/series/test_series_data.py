@@ -138,3 +138,10 @@ def test_ts_reader_missing_values_and_errors(tmp_path) -> None:
         read_ts(path)
     with pytest.raises(ValueError, match="unknown built-in"):
         load_series("builtin:nope")
+
+
+def test_forecast_count_must_be_positive(tmp_path) -> None:
+    from masklab.recipes.series_tasks import forecast_series
+
+    with pytest.raises(ValueError, match=r"--count must be >= 1 \(series in the plot\), got 0"):
+        forecast_series(tmp_path / "no-run-needed", 3, count=0)  # refused before the run is read

@@ -32,6 +32,7 @@ from masklab.eval.segmentation import segmentation_scores
 from masklab.models.mae import MAE
 from masklab.models.segment import PRESETS, SegmentConfig, Segmenter
 from masklab.train import TrainConfig, fit, load_model
+from masklab.train.checkpoint import CHECKPOINT_NAME
 
 DEFAULT_DATA = "builtin:synthetic-subjects"
 SEGMENT_DIR = "segment"  # a segmenter trained on RUN lives in RUN/segment
@@ -176,6 +177,11 @@ def train_segmenter(
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown segment preset {preset!r}; known: {', '.join(PRESETS)}")
+    if steps is not None and steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {steps}")
+    out_dir = Path(out) if out is not None else Path(run) / SEGMENT_DIR
+    if (out_dir / CHECKPOINT_NAME).exists():  # before any work; `fit` would say "resume it", which this cannot
+        raise ValueError(f"{out_dir} already holds a trained head; pick another --out, or delete it to retrain")
     mae = load_mae(run)
     cfg = mae.config
     dataset = load_segmentation(data, image_size=cfg.image_size, channels=cfg.channels, min_side=cfg.patch_size)
@@ -202,7 +208,6 @@ def train_segmenter(
     train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=steps // 20, weight_decay=0.01,
                             seed=seed, device=device, ckpt_every=steps, log_every=max(1, steps // 10),
                             max_seconds=max_seconds)  # fmt: skip
-    out_dir = Path(out) if out is not None else Path(run) / SEGMENT_DIR
     result = fit(seg, train, train_cfg, out_dir, model_config=saved_config(seg), progress=progress)
     seg.eval()
     scores = evaluate(seg, dataset, test_idx)

@@ -113,6 +113,8 @@ def forecast_series(run: str | Path, horizon: int, *, data: str | None = None, o
 
     if horizon < 1:
         raise ValueError(f"--horizon must be >= 1, got {horizon}")
+    if count < 1:
+        raise ValueError(f"--count must be >= 1 (series in the plot), got {count}")
     if output is not None and Path(output).suffix != ".npz":
         raise ValueError(f"-o {output}: forecasts are written as .npz")
     model = recipes.load_pretrained(run, device=device)
