@@ -149,7 +149,7 @@ def test_inference_errors_name_the_problem(trained, tmp_path, capsys):
     )
     frame.assign(a=["oops" if i == 4 else v for i, v in enumerate(frame["a"])]).to_csv(bad, index=False)
     err = error_of(["impute", str(run), str(bad), "-o", str(tmp_path / "o.csv")], capsys)
-    assert "column 'a' is numeric but row 5 holds 'oops'" in err
+    assert f"{bad}: column 'a' is numeric but row 5 holds 'oops'" in err  # the file named, then column and row
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     assert "is empty" in error_of(["impute", str(run), str(empty), "-o", str(tmp_path / "o.csv")], capsys)

@@ -9,6 +9,7 @@ cell masks follow masklab's convention (True = hidden / missing).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -213,7 +214,8 @@ def impute(run: str | Path, source: str | Path, output: str | Path, *, exclude: 
     imputer = load_imputer(run, handle_unknown=handle_unknown, device=device)
     table = inference_table(run, str(source), exclude=exclude, names=imputer.schema_.names)
     features = table.frame[imputer.schema_.names]  # the model's column order; written back by name
-    filled = imputer.transform(features)
+    with _naming(source):
+        filled = imputer.transform(features)
     fill = {c: missing_cells(features[c]) for c in table.frame.columns}
     if builtin:
         out = table.frame.copy()
@@ -274,6 +276,15 @@ def load_detector(path: str | Path, *, threshold: float | None = None, handle_un
     return MaskedAnomalyDetector.from_run(path, threshold=threshold, handle_unknown=handle_unknown, device=device)
 
 
+@contextmanager
+def _naming(source: str | Path):
+    """Prefix a ValueError raised while encoding ``source``'s cells (a column and row, no file) with the file."""
+    try:
+        yield
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from err
+
+
 def _histogram_path(target: Path, histogram: str | Path | None) -> Path:
     """Where ``score`` draws its histogram (``--histogram``, else ``-o`` with ``.png``), checked before any work:
     a ``.png`` name that is not the scores file itself."""
@@ -326,7 +337,8 @@ def score(run: str | Path, source: str, output: str | Path, *, histogram: str | 
     frame = table.frame[names]  # the model's column order
     with warnings.catch_warnings():  # the rows without an observed cell are reported in the result instead
         warnings.simplefilter("ignore", UserWarning)
-        scores = detector.anomaly_score(frame)
+        with _naming(source):
+            scores = detector.anomaly_score(frame)
     scored = np.isfinite(scores)
     if not scored.any():
         raise ValueError(f"{source}: every row has every feature cell missing; there is nothing to score")
