@@ -157,8 +157,13 @@ def test_long_format_label_column(tmp_path, capsys) -> None:
     metrics = json.loads((tmp_path / "r" / "finetune" / "metrics.json").read_text())
     assert metrics["labels"] == ["down", "up"] and metrics["label_column"] == "cls" and metrics["test_size"] == 6
     assert main(["predict", str(tmp_path / "r"), str(data), "-o", str(tmp_path / "p.csv")]) == 0
-    assert (tmp_path / "p.csv").read_text().splitlines()[0] == "row,source,prediction,p_down,p_up"
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "row,source,prediction,p_down,p_up"
+    ids = sorted(f"s{i}" for i in range(24))  # series come out in id order: each output names its series
+    assert [line.split(",")[1] for line in lines[1:]] == ids
     assert main(["impute", str(tmp_path / "r"), str(data), "-o", str(tmp_path / "f.npz")]) == 0  # label read too
+    filled = np.load(tmp_path / "f.npz")
+    assert filled["ids"].tolist() == ids and filled["labels"].tolist() == [("down", "up")[int(i[1:]) % 2] for i in ids]
     assert main(["forecast", str(tmp_path / "r"), "--horizon", "3", "--data", str(data)]) == 0
     npz = write_npz(tmp_path / "s.npz")
     assert main(["pretrain", "series", "--data", str(npz), "--label", "cls", "--out", str(tmp_path / "r2")]) == 2

@@ -58,6 +58,7 @@ def test_long_format(tmp_path, suffix: str) -> None:
     data = load_series(str(path), label="y")
     _same(data.series, series)
     assert data.channels == ("a", "b") and data.labels.tolist() == [0, 1, 0]
+    assert data.names() == ["s0", "s1", "s2"] and data.subset([2, 0]).ids == ("s2", "s0")  # outputs name them
     with pytest.raises(ValueError, match="'when'"):
         load_series(str(path), time_column="when")
     # A text cell in a channel: named with its row (pandas 3 reads the column as StringDtype, on which a numpy

@@ -39,7 +39,8 @@ _SKTIME_HINT = "pip install --no-deps sktime scikit-base"
 @dataclass(frozen=True)
 class SeriesSet:
     """``series``: N float32 arrays ``(T_i, C)`` (NaN = not observed); ``labels``: int (N,) or None;
-    ``classes``: the label names behind the ints; ``split``: ``"train"``/``"test"`` per series (built-ins)."""
+    ``classes``: the label names behind the ints; ``split``: ``"train"``/``"test"`` per series (built-ins);
+    ``ids``: each series' id in a long-format file (empty: series are known by their position)."""
 
     series: list[np.ndarray]
     name: str
@@ -47,6 +48,7 @@ class SeriesSet:
     classes: tuple[str, ...] = ()
     split: np.ndarray | None = None
     channels: tuple[str, ...] = field(default=())
+    ids: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if not self.series:
@@ -54,6 +56,8 @@ class SeriesSet:
         widths = {s.shape[1] for s in self.series}
         if len(widths) != 1:
             raise ValueError(f"{self.name}: series have different channel counts {sorted(widths)}")
+        if self.ids and len(self.ids) != len(self.series):
+            raise ValueError(f"{self.name}: {len(self.ids)} ids for {len(self.series)} series")
         if self.labels is not None and len(self.labels) != len(self.series):
             raise ValueError(f"{self.name}: {len(self.labels)} labels for {len(self.series)} series")
         empty = [i for i, s in enumerate(self.series) if np.isnan(s).all()]
@@ -75,8 +79,13 @@ class SeriesSet:
     def subset(self, indices: np.ndarray | list[int]) -> SeriesSet:
         idx = np.asarray(indices, dtype=int)
         pick = lambda a: None if a is None else a[idx]  # noqa: E731
+        ids = tuple(self.ids[i] for i in idx) if self.ids else ()
         return SeriesSet([self.series[i] for i in idx], self.name, pick(self.labels), self.classes,
-                         pick(self.split), self.channels)  # fmt: skip
+                         pick(self.split), self.channels, ids)  # fmt: skip
+
+    def names(self) -> list[str]:
+        """What to call each series in an output: its id, else ``NAME[i]`` (0-based position)."""
+        return list(self.ids) if self.ids else [f"{self.name}[{i}]" for i in range(len(self))]
 
     def part(self, split: str) -> SeriesSet:
         """The ``"train"`` or ``"test"`` series of a built-in (ValueError for a set without splits)."""
@@ -178,9 +187,9 @@ def _read_numpy(path: Path) -> SeriesSet:
             raise ValueError(f"{path}: an .npz needs a 'values' array (found {sorted(archive.files)})")
         lengths = archive.get("lengths")
         series = _from_array(archive["values"], lengths, f"{path}:values")
-        raw = archive.get("labels")
+        raw, ids = archive.get("labels"), archive.get("ids")  # ids: written by `masklab impute` for long data
     codes, classes = _encode_labels(None if raw is None else list(raw))
-    return SeriesSet(series, str(path), codes, classes)
+    return SeriesSet(series, str(path), codes, classes, ids=() if ids is None else tuple(str(i) for i in ids))
 
 
 def _read_object_npy(path: Path) -> SeriesSet:
@@ -213,8 +222,9 @@ def read_long_frame(frame, *, id_column: str, time_column: str, label: str | Non
         if len(empty):
             raise ValueError(f"{where}: column {c!r} is empty in data row {empty[0] + 1} ({len(empty)} row(s) in "
                              "all); every row needs its series id, time and label")  # fmt: skip
-    series, labels = [], []
+    series, labels, ids = [], [], []
     for key, group in frame.sort_values([id_column, time_column], kind="stable").groupby(id_column, sort=False):
+        ids.append(str(key))
         if group[time_column].duplicated().any():
             raise ValueError(f"{where}: series {key!r} has repeated {time_column!r} values")
         series.append(_as_series(group[channels].to_numpy(np.float64), f"{where}: series {key!r}"))
@@ -224,7 +234,7 @@ def read_long_frame(frame, *, id_column: str, time_column: str, label: str | Non
                 raise ValueError(f"{where}: series {key!r} has {len(values)} different {label!r} values")
             labels.append(values[0])
     codes, classes = _encode_labels(labels if label is not None else None)
-    return SeriesSet(series, where, codes, classes, channels=tuple(str(c) for c in channels))
+    return SeriesSet(series, where, codes, classes, channels=tuple(str(c) for c in channels), ids=tuple(ids))
 
 
 LONG_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")

@@ -176,7 +176,7 @@ def predict(
         check_channels(series, model.config.series.channels, directory)
         say(progress, f"classifying {len(series)} series")
         probs = predict_proba(model, series, batch_size=batch_size or 64)
-        sources = [f"{inputs}[{i}]" for i in range(len(series))]
+        sources = series.names()  # the series' ids in a long-format file
     else:
         from masklab.recipes.mlm import TEXT_INFO, check_vocab, encode_docs
         from masklab.tokenizers.text import TextTokenizer

@@ -133,7 +133,9 @@ def forecast_series(run: str | Path, horizon: int, *, data: str | None = None, o
 
 def impute_series(run: str | Path, source: str | Path, output: str | Path, *, device: str = "cpu") -> dict[str, Any]:
     """Fill the NaN steps of a series file with a series run; writes ``output`` (``.npz``: ``values (N, T, C)``
-    NaN-padded, ``lengths (N,)``). Observed values are unchanged. Returns ``{"series", "filled"}``."""
+    NaN-padded, ``lengths (N,)``, and when the input has them ``labels (N,)`` (as text, which reads back as the
+    same classes) and ``ids (N,)`` (a long-format file's series ids: its series come out in id order)).
+    Observed values are unchanged. Returns ``{"series", "filled"}``."""
     import io
 
     from masklab.core.io import atomic_write_bytes
@@ -152,7 +154,8 @@ def impute_series(run: str | Path, source: str | Path, output: str | Path, *, de
     for i, s in enumerate(filled):
         values[i, : len(s)] = s
     buffer = io.BytesIO()
-    np.savez(buffer, values=values, lengths=lengths)
+    extra = {} if data.labels is None else {"labels": np.array(data.classes)[data.labels]}
+    np.savez(buffer, values=values, lengths=lengths, **extra, **({"ids": np.array(data.ids)} if data.ids else {}))
     atomic_write_bytes(out, buffer.getvalue())
     return {"series": len(data), "filled": int(sum(np.isnan(s).sum() for s in data.series))}
 
@@ -198,7 +201,7 @@ def embed_series(run: str | Path, *, data: str | None = None, batch_size: int | 
     features = recipes.embed(model, series, batch_size=batch_size or 64, progress=progress,
                              stage=f"encoding {len(series)} series")  # fmt: skip
     names = [str(c) for c in series.classes]
-    return Embedding.of(features, [f"{series.name}[{i}]" for i in range(len(series))],
+    return Embedding.of(features, series.names(),
                         None if series.labels is None else series.labels.tolist(), names)  # fmt: skip
 
 
