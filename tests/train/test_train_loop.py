@@ -311,7 +311,7 @@ def test_worker_processes_build_the_same_batches(tmp_path):
 
 
 def test_seed_global_rng_gives_dropout_the_draws_of_manual_seed():
-    from masklab.train.loop import seed_global_rng
+    from masklab.train.batches import seed_global_rng
 
     x = torch.ones(1000)
     torch.manual_seed(123)
@@ -319,3 +319,45 @@ def test_seed_global_rng_gives_dropout_the_draws_of_manual_seed():
     torch.manual_seed(7)  # another state first: seeding must replace it
     seed_global_rng(123, torch.device("cpu"))
     assert torch.equal(torch.nn.functional.dropout(x, 0.5), expected)
+
+
+def test_ctrl_c_finishes_the_step_checkpoints_it_and_resumes_bit_identically(tmp_path):
+    import signal
+
+    from masklab.train.loop import TrainingInterrupted
+
+    _run(tmp_path / "ref", steps=30, ckpt_every=100, log_every=3)
+    torch.manual_seed(0)
+    model, data = TinyModel(), TinyData()
+
+    def press_ctrl_c(step, values):
+        if step == 7:
+            signal.raise_signal(signal.SIGINT)  # as a terminal's Ctrl-C: the handler runs in this (main) thread
+
+    cfg = make_config(steps=30, ckpt_every=100, log_every=3)  # no checkpoint before the press
+    with pytest.raises(TrainingInterrupted, match=r"interrupted at step 7; .*checkpoint.safetensors holds step 7"):
+        fit(model, data, cfg, tmp_path / "run", model_config=model.config(), progress=False, on_step=press_ctrl_c)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own handler is back
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")[1]["step"] == "7"  # nothing lost
+    _run(tmp_path / "run", steps=30, ckpt_every=100, log_every=3, resume=True)
+    ref, _ = load_checkpoint(tmp_path / "ref" / "checkpoint.safetensors")
+    resumed, _ = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")
+    for name in ref:  # weights, AdamW moments and RNG states
+        assert torch.equal(ref[name], resumed[name]), name
+
+
+def test_a_second_ctrl_c_stops_at_once():
+    import signal
+
+    from masklab.train.interrupt import GracefulStop
+
+    said = []
+    with GracefulStop(said.append) as stop:
+        signal.raise_signal(signal.SIGINT)
+        assert stop.requested and len(said) == 1 and "press it again to stop at once" in said[0]
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with GracefulStop(said.append, enabled=False) as off, pytest.raises(KeyboardInterrupt):  # torchrun ranks
+        signal.raise_signal(signal.SIGINT)  # keep Python's handling
+    assert not off.requested

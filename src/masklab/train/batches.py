@@ -170,3 +170,15 @@ class BatchSource:
 
     def close(self) -> None:
         self._iter = None  # the iterator's finaliser shuts the workers down
+
+
+def seed_global_rng(seed: int, device: torch.device) -> None:
+    """Seed the global RNG that dropout on ``device`` draws from: torch's CPU generator, plus the current
+    CUDA device's on CUDA. The same draws as ``torch.manual_seed(seed)`` for this run, without its cost on
+    every step: it also queues a seed for each lazily initialised backend (CUDA, XPU, MTIA), recording a
+    Python stack trace each time (~1.5 ms per call, 3% of a small table model's step)."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+    elif device.type != "cpu":
+        torch.manual_seed(seed)

@@ -41,10 +41,11 @@ from masklab.core.io import atomic_write_json, remove_stale_temp_files
 from masklab.nn.cpu_linear import use_cpu_linear
 from masklab.train import checkpoint as ckpt
 from masklab.train import distributed
-from masklab.train.batches import BatchSource, EpochSampler, micro_seed
+from masklab.train.batches import BatchSource, EpochSampler, micro_seed, seed_global_rng
 from masklab.train.batches import derived_seed as _derived_seed
 from masklab.train.config import TrainConfig
 from masklab.train.cpu_probe import choose_cpu_speedups, resolve_precision
+from masklab.train.interrupt import GracefulStop
 from masklab.train.optim import build_optimizer, lr_at
 from masklab.train.progress import MetricsLog, MetricWindow, Reporter, read_metrics
 
@@ -150,18 +151,6 @@ def _optimizer_step(wrapped, source, sampler, generator, optimizer, cfg, step, d
 
 def _device(wrapped: nn.Module) -> torch.device:
     return next(wrapped.parameters()).device
-
-
-def seed_global_rng(seed: int, device: torch.device) -> None:
-    """Seed the global RNG that dropout on ``device`` draws from: torch's CPU generator, plus the current
-    CUDA device's on CUDA. The same draws as ``torch.manual_seed(seed)`` for this run, without its cost on
-    every step: it also queues a seed for each lazily initialised backend (CUDA, XPU, MTIA), recording a
-    Python stack trace each time (~1.5 ms per call, 3% of a small table model's step)."""
-    torch.default_generator.manual_seed(seed)
-    if device.type == "cuda":
-        torch.cuda.manual_seed(seed)
-    elif device.type != "cpu":
-        torch.manual_seed(seed)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -314,7 +303,9 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
     ckpt_seconds = _checkpoint_seconds(model)
     source = BatchSource(data, cfg.workers, pin_memory=device.type == "cuda")
     source.start(cfg, sampler, step, dist_info.rank, dist_info.world)
+    stop = GracefulStop(reporter.message, enabled=not dist_info.enabled)  # Ctrl-C: finish the step, checkpoint
     try:
+        stop.__enter__()
         while step < cfg.steps:
             lr = lr_at(_schedule_step(step + 1, elapsed_before + time.perf_counter() - start, cfg), cfg)
             for group in optimizer.param_groups:
@@ -332,7 +323,7 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
             if cfg.deadline is not None:  # stop while the next step and the final checkpoint still fit
                 per_step = (now - start) / (step - start_step)
                 out_of_time = out_of_time or time.monotonic() + per_step + ckpt_seconds >= cfg.deadline
-            last_step = step == cfg.steps or out_of_time
+            last_step = step == cfg.steps or out_of_time or stop.requested
             if dist_info.enabled:  # every rank must agree on stopping, or the others wait forever
                 out_of_time = bool(distributed.any_rank(out_of_time, dist_info))
                 last_step = step == cfg.steps or out_of_time
@@ -379,13 +370,21 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
                         raise OSError(err.errno, f"could not write {ckpt_path} at step {step}: "
                                       f"{err.strerror or err}; {_saved(ckpt_path)}") from None  # fmt: skip
                     ckpt_seconds = 1.5 * (time.monotonic() - began)
+            if stop.requested and step < cfg.steps:  # a press during the last step: the run is complete
+                raise KeyboardInterrupt  # after the checkpoint above: it holds this step
             if out_of_time:
                 reporter.message(f"masklab: time budget reached: stopped at step {step}")
                 break
     except KeyboardInterrupt:
         hint = " — resume with --resume" if _held_step(ckpt_path) is not None else ""
         raise TrainingInterrupted(f"interrupted at step {step}; {_saved(ckpt_path)}{hint}") from None
+    except Exception:
+        if not stop.requested:
+            raise
+        # After a Ctrl-C (e.g. a DataLoader worker it also reached died): the stop the user asked for, not a bug.
+        raise TrainingInterrupted(f"interrupted at step {step}; {_saved(ckpt_path)}") from None
     finally:
+        stop.__exit__(None, None, None)
         source.close()
         reporter.close()
     if not last_record:  # resumed a run that had already finished

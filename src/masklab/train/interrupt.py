@@ -1,0 +1,46 @@
+"""Ctrl-C during training loses nothing: the first press stops the loop after the step it is in, and the loop
+checkpoints that step before it reports the interruption; a second press stops at once (as Python would).
+
+Only where it is safe to take over SIGINT: the main thread of a single-process run whose handler is still
+Python's own (torchrun ranks, other threads and programs with their own handler keep their handling). A step
+is never cut in half, so the checkpoint always holds a consistent model, optimizer and sampler state.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType, TracebackType
+
+
+class GracefulStop:
+    """Context manager: while active, ``requested`` turns True on the first Ctrl-C (``say`` tells the user);
+    the second raises ``KeyboardInterrupt``. ``enabled=False`` (e.g. under torchrun) leaves SIGINT alone."""
+
+    def __init__(self, say: Callable[[str], None], *, enabled: bool = True) -> None:
+        self.say = say
+        self.requested = False
+        self.active = (
+            enabled
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        )
+        self._previous: object = None
+
+    def __enter__(self) -> GracefulStop:
+        if self.active:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.say("masklab: Ctrl-C: stopping after this step to save a checkpoint (press it again to stop at once)")
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if self.active:
+            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
