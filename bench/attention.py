@@ -1,4 +1,4 @@
-"""Masked attention throughput: reference vs SDPA(bool mask) vs SDPA(is_causal) vs FlexAttention.
+"""Masked attention throughput: reference vs SDPA(bool mask) vs SDPA(is_causal) vs FlexAttention vs bmm.
 
 Prints a markdown table of milliseconds per forward(+backward) call and the speed-up over the reference path,
 for a causal mask and for a key-padding mask (half the rows padded to 60%) at T = 128 ... 2048.
@@ -6,6 +6,10 @@ All paths run side by side in one process; compare ratios, not absolute times.
 
     python bench/attention.py                  # CPU, forward + backward
     python bench/attention.py --device cuda --dtype bf16 --lengths 1024 2048 4096 8192
+    python bench/attention.py --lengths 8 16 32 64 --batch 256 --heads 2 --head-dim 16 --flex off  # table rows
+
+``bmm`` is :func:`masklab.nn.attention.bmm_attention` (two batched GEMMs around a softmax), the CPU kernel a
+model trains with where its own step measured it faster (``MASKLAB_CPU_ATTENTION``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import time
 import torch
 
 from masklab import masks as M
-from masklab.nn.attention import reference_attention, sdpa_attention
+from masklab.core.probe import cpu_model_name
+from masklab.nn.attention import bmm_attention, reference_attention, sdpa_attention
 
 
 def timeit(fn, *, warmup: int, min_time: float, device: str) -> float:
@@ -72,21 +77,24 @@ def main() -> None:
     mode = "fwd" if args.forward_only else "fwd+bwd"
     print(
         f"device={args.device} dtype={args.dtype} B={args.batch} H={args.heads} Dh={args.head_dim} {mode} "
-        f"torch={torch.__version__} threads={torch.get_num_threads()} flex={args.flex if flex else 'n/a'}"
+        f"torch={torch.__version__} threads={torch.get_num_threads()} flex={args.flex if flex else 'n/a'} "
+        f"CPU: {cpu_model_name()}"
     )
     print()
-    print("| mask | T | reference ms | SDPA bool ms | SDPA is_causal ms | Flex ms | SDPA bool / ref | best / ref |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| mask | T | reference ms | SDPA bool ms | SDPA is_causal ms | Flex ms | bmm ms | SDPA bool / ref | "
+          "bmm / SDPA bool | best / ref |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     g = torch.Generator().manual_seed(0)
     flex_state = {"failed": False}
     for kind in ("causal", "padding"):
         for T in args.lengths:
             ms = bench_cell(kind, T, args, dtype, flex, flex_state, g)
             best = min(ms.values())
-            cols = [f"{ms[n]:.2f}" if n in ms else "n/a" for n in ("reference", "sdpa_bool", "sdpa_causal", "flex")]
+            names = ("reference", "sdpa_bool", "sdpa_causal", "flex", "bmm")
+            cols = [f"{ms[n]:.2f}" if n in ms else "n/a" for n in names]
             print(
                 f"| {kind} | {T} | {' | '.join(cols)} | {ms['reference'] / ms['sdpa_bool']:.2f}x | "
-                f"{ms['reference'] / best:.2f}x |",
+                f"{ms['sdpa_bool'] / ms['bmm']:.2f}x | {ms['reference'] / best:.2f}x |",
                 flush=True,
             )
 
@@ -116,6 +124,7 @@ def bench_cell(kind, T, args, dtype, flex, flex_state, g) -> dict[str, float]:
     cells = {
         "reference": run(lambda: reference_attention(q, k, v, blocked)[0]),
         "sdpa_bool": run(lambda: sdpa_attention(q, k, v, blocked)),
+        "bmm": run(lambda: bmm_attention(q, k, v, blocked)),
     }
     if kind == "causal":
         cells["sdpa_causal"] = run(lambda: sdpa_attention(q, k, v, is_causal=True))
