@@ -28,9 +28,18 @@ class GracefulStop:
         )
         self._previous: object = None
 
-    def __enter__(self) -> GracefulStop:
+    def install(self) -> None:
+        """Take over SIGINT (when :attr:`active`); :meth:`restore` gives it back."""
         if self.active:
             self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def restore(self) -> None:
+        if self.active and self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+            self._previous = None
+
+    def __enter__(self) -> GracefulStop:
+        self.install()
         return self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -42,5 +51,4 @@ class GracefulStop:
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        if self.active:
-            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+        self.restore()

@@ -305,7 +305,7 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
     source.start(cfg, sampler, step, dist_info.rank, dist_info.world)
     stop = GracefulStop(reporter.message, enabled=not dist_info.enabled)  # Ctrl-C: finish the step, checkpoint
     try:
-        stop.__enter__()
+        stop.install()
         while step < cfg.steps:
             lr = lr_at(_schedule_step(step + 1, elapsed_before + time.perf_counter() - start, cfg), cfg)
             for group in optimizer.param_groups:
@@ -378,13 +378,13 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
     except KeyboardInterrupt:
         hint = " — resume with --resume" if _held_step(ckpt_path) is not None else ""
         raise TrainingInterrupted(f"interrupted at step {step}; {_saved(ckpt_path)}{hint}") from None
-    except Exception:
+    except RuntimeError:
         if not stop.requested:
             raise
-        # After a Ctrl-C (e.g. a DataLoader worker it also reached died): the stop the user asked for, not a bug.
+        # After a Ctrl-C, e.g. a DataLoader worker it also reached died: the stop the user asked for, not a bug.
         raise TrainingInterrupted(f"interrupted at step {step}; {_saved(ckpt_path)}") from None
     finally:
-        stop.__exit__(None, None, None)
+        stop.restore()
         source.close()
         reporter.close()
     if not last_record:  # resumed a run that had already finished
