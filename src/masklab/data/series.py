@@ -218,7 +218,7 @@ def read_long_frame(frame, *, id_column: str, time_column: str, label: str | Non
         raise ValueError(f"{where}: channel column {c!r} is not numeric{detail}; if it holds each series' class, "
                          "name it as the label column (--label / label=)")  # fmt: skip
     for c in (id_column, time_column, label):  # groupby would drop rows without an id; a missing label is no class
-        empty = np.flatnonzero(frame[c].isna().to_numpy()) if c is not None else []
+        empty = np.flatnonzero(frame[c].isna().to_numpy()) if c is not None else np.zeros(0, dtype=np.int64)
         if len(empty):
             raise ValueError(f"{where}: column {c!r} is empty in data row {empty[0] + 1} ({len(empty)} row(s) in "
                              "all); every row needs its series id, time and label")  # fmt: skip

@@ -154,8 +154,12 @@ def impute_series(run: str | Path, source: str | Path, output: str | Path, *, de
     for i, s in enumerate(filled):
         values[i, : len(s)] = s
     buffer = io.BytesIO()
-    extra = {} if data.labels is None else {"labels": np.array(data.classes)[data.labels]}
-    np.savez(buffer, values=values, lengths=lengths, **extra, **({"ids": np.array(data.ids)} if data.ids else {}))
+    arrays: dict[str, Any] = {"values": values, "lengths": lengths}
+    if data.labels is not None:
+        arrays["labels"] = np.array(data.classes)[data.labels]
+    if data.ids:
+        arrays["ids"] = np.array(data.ids)
+    np.savez(buffer, **arrays)
     atomic_write_bytes(out, buffer.getvalue())
     return {"series": len(data), "filled": int(sum(np.isnan(s).sum() for s in data.series))}
 
