@@ -119,3 +119,8 @@ def test_series_finetune_layout(tmp_path):
     rows = read_csv(tmp_path / "p.csv")
     want = predict_classes(load_finetuned(ft), load_series("builtin:japanese-vowels"))
     assert [r["prediction"] for r in rows] == [metrics["labels"][i] for i in want]
+
+
+def test_embed_output_name_is_checked_before_any_work(tmp_path, capsys):
+    assert main(["embed", str(tmp_path / "no-run"), "-o", str(tmp_path / "e.txt")]) == 2  # no run read yet
+    assert "-o " + str(tmp_path / "e.txt") + ": features are written as .npy" in capsys.readouterr().err

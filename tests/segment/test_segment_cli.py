@@ -164,3 +164,12 @@ def test_segment_train_checks_steps_and_out_before_any_work(tmp_path, capsys):
     code = main(["segment", "train", str(tmp_path / "no-run"), "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and "already holds a trained head; pick another --out" in err and "resume" not in err
+
+
+def test_segment_with_a_run_of_another_kind_says_what_it_needs(tmp_path, capsys):
+    run = tmp_path / "table-run"
+    run.mkdir()
+    (run / "config.json").write_text('{"kind": "table", "model": {}}')
+    assert main(["segment", str(run), str(tmp_path / "x.png"), "-o", str(tmp_path / "m.png")]) == 2
+    err = capsys.readouterr().err  # it used to suggest `masklab segment train` on the table run
+    assert "is a 'table' run; segmentation needs an MAE run (masklab pretrain mae)" in err

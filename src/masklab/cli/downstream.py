@@ -20,8 +20,9 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
 def _embed(args: argparse.Namespace) -> int:
     with reporting(args, "embed") as progress:
         from masklab.recipes.downstream import embed
-        from masklab.recipes.embedding import write_embedding
+        from masklab.recipes.embedding import check_output, write_embedding
 
+        check_output(args.output)  # before any work
         result = embed(args.run, data=args.data, batch_size=args.batch_size, device=args.device,
                        skip_bad=args.skip_bad, progress=progress)  # fmt: skip
         npy, index = write_embedding(result, args.output)

@@ -249,7 +249,7 @@ class _TableEstimator(BaseEstimator):
 
         run = load_run(run_dir)
         if run.config["kind"] != TableMAE.kind:
-            raise ValueError(f"{run_dir} is a {run.config['kind']!r} run, not a {TableMAE.kind!r} (table) run")
+            raise ValueError(f"{run_dir} is a {run.config['kind']!r} run, not a table run (pretrain table)")
         estimator = cls(**params)
         model = _table_model(build_model(run.config))
         names = model.config.schema.names

@@ -57,12 +57,17 @@ def index_csv(embedding: Embedding) -> str:
     return buffer.getvalue()
 
 
+def check_output(output: str | Path) -> None:
+    """A ``ValueError`` for an ``-o`` that :func:`write_embedding` cannot write (not ``.npy``)."""
+    if Path(output).suffix != ".npy":
+        raise ValueError(f"-o {output}: features are written as .npy")
+
+
 def write_embedding(embedding: Embedding, output: str | Path) -> tuple[Path, Path]:
     """Write ``output`` (``.npy``, ``(N, D)``) and its index CSV beside it (atomic writes); returns both paths."""
     from masklab.core.io import atomic_write_bytes
 
-    if Path(output).suffix != ".npy":
-        raise ValueError(f"-o {output}: features are written as .npy")
+    check_output(output)
     buffer = io.BytesIO()
     np.save(buffer, embedding.features)
     npy = atomic_write_bytes(output, buffer.getvalue())

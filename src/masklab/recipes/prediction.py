@@ -175,7 +175,10 @@ def predict(
         series = load_series(str(inputs), label=label)
         check_channels(series, model.config.series.channels, directory)
         say(progress, f"classifying {len(series)} series")
-        probs = predict_proba(model, series, batch_size=batch_size or 64)
+        try:
+            probs = predict_proba(model, series, batch_size=batch_size or 64)
+        except ValueError as err:  # e.g. a series longer than the model covers: name the input
+            raise ValueError(f"{inputs}: {err}") from err
         sources = series.names()  # the series' ids in a long-format file
     else:
         from masklab.recipes.mlm import TEXT_INFO, check_vocab, encode_docs

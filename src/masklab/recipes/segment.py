@@ -65,7 +65,11 @@ def load_segmenter(run: str | Path, device: str = "cpu") -> Segmenter:
     run = Path(run)
     if not (run / "config.json").is_file():
         raise FileNotFoundError(f"{run} is not a masklab run: {run / 'config.json'} does not exist")
-    path = run if _kind(run) == "segment" else run / SEGMENT_DIR
+    kind = _kind(run)
+    if kind not in ("mae", "segment"):
+        raise ValueError(f"{run} is a {kind!r} run; segmentation needs an MAE run (masklab pretrain mae) with a "
+                         "head trained on it (masklab segment train RUN), or that head's folder")  # fmt: skip
+    path = run if kind == "segment" else run / SEGMENT_DIR
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{run} has no segmentation head; train one first: masklab segment train {run}")
     model = load_model(path, device=device)
