@@ -361,3 +361,24 @@ def test_a_second_ctrl_c_stops_at_once():
     with GracefulStop(said.append, enabled=False) as off, pytest.raises(KeyboardInterrupt):  # torchrun ranks
         signal.raise_signal(signal.SIGINT)  # keep Python's handling
     assert not off.requested
+
+
+def test_a_command_that_cannot_resume_says_to_start_again(tmp_path):
+    import signal
+
+    from masklab.train.loop import TrainingInterrupted
+
+    torch.manual_seed(0)
+    model, data = TinyModel(), TinyData()
+
+    def press_ctrl_c(step, values):
+        if step == 3:
+            signal.raise_signal(signal.SIGINT)
+
+    cfg = make_config(steps=30, ckpt_every=100)
+    with pytest.raises(TrainingInterrupted) as err:  # segment train and finetune have no --resume
+        fit(model, data, cfg, tmp_path, model_config=model.config(), progress=False, on_step=press_ctrl_c,
+            resumable=False)  # fmt: skip
+    assert "holds step 3 (this command does not resume" in str(err.value) and "--resume" not in str(err.value)
+    with pytest.raises(ValueError, match=r"already holds a run .*; pick another --out, or delete it to start again"):
+        fit(model, data, cfg, tmp_path, model_config=model.config(), progress=False, resumable=False)

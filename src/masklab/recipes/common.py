@@ -191,13 +191,13 @@ def train_config(
 
 
 def fit_run(run: Run, model: nn.Module, data: TrainData, cfg: TrainConfig, *, model_config: dict,
-            resume: bool = False, quiet: bool = False) -> FitResult:  # fmt: skip
+            resume: bool = False, quiet: bool = False, resumable: bool = True) -> FitResult:  # fmt: skip
     """:func:`masklab.train.fit` into ``run``, then ``RUN/loss.png`` (rank 0 only; a missing matplotlib is a
     note, not an error). ``quiet``: the training loop's stderr (bar, log lines, warnings) is dropped (``--quiet``)."""
     from masklab.viz.curves import write_run_loss_plot
 
     with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
-        result = fit(model, data, cfg, run.path, model_config=model_config, resume=resume)
+        result = fit(model, data, cfg, run.path, model_config=model_config, resume=resume, resumable=resumable)
     if os.environ.get("RANK", "0") == "0":
         note = write_run_loss_plot(result.out_dir)
         if note:

@@ -155,7 +155,8 @@ def finetune_mae(
     with target.lock():
         target.write_sidecar(DATA_FILE, {**read_data_info(run), "spec": spec, "finetuned_from": str(run),
                                          "finetune_augment": augment, "skip_bad": skip_bad})  # fmt: skip
-        fit_run(target, model, train, cfg, model_config=saved_config(model), quiet=progress is silent)
+        fit_run(target, model, train, cfg, model_config=saved_config(model), quiet=progress is silent,
+                resumable=False)  # finetune has no --resume  # fmt: skip
         model.eval()
         preds = []
         with torch.inference_mode():

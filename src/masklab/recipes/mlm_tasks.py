@@ -161,7 +161,8 @@ def finetune_mlm(
     with target.lock():
         tokenizer.save(target.path)
         target.write_sidecar(TEXT_INFO, {**info, "data": spec})
-        fit_run(target, model, blocks, train_cfg, model_config=saved_config(model), quiet=progress is silent)
+        fit_run(target, model, blocks, train_cfg, model_config=saved_config(model), quiet=progress is silent,
+                resumable=False)  # finetune has no --resume  # fmt: skip
         model.eval()
         preds = []
         with torch.no_grad():

@@ -212,7 +212,7 @@ def train_segmenter(
     train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=steps // 20, weight_decay=0.01,
                             seed=seed, device=device, ckpt_every=steps, log_every=max(1, steps // 10),
                             max_seconds=max_seconds)  # fmt: skip
-    result = fit(seg, train, train_cfg, out_dir, model_config=saved_config(seg), progress=progress)
+    result = fit(seg, train, train_cfg, out_dir, model_config=saved_config(seg), progress=progress, resumable=False)
     seg.eval()
     scores = evaluate(seg, dataset, test_idx)
     info: dict[str, Any] = {

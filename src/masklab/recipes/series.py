@@ -267,7 +267,8 @@ def finetune_classify(
     classifier.set_head(as_t(mean), as_t(scale), as_t(weight), as_t(bias))
     data = SeriesTrainData(train, with_labels=True, augment=augment)
     with tempfile.TemporaryDirectory() as scratch:
-        fit(classifier, data, config, out or scratch, model_config=saved_config(classifier), progress=progress)
+        fit(classifier, data, config, out or scratch, model_config=saved_config(classifier), progress=progress,
+            resumable=False)  # fmt: skip
     return classifier.eval()
 
 

@@ -58,7 +58,11 @@ def train_in_memory(
         data = TableTrainData(encoded if held is None else held.train)
         quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stderr(io.StringIO())
         with quiet:
-            result = fit(model, data, train, tmp, model_config=saved_config(model), progress=False, on_step=keep_best)
+            try:
+                result = fit(model, data, train, tmp, model_config=saved_config(model), progress=False,
+                             on_step=keep_best, resumable=False)  # fmt: skip
+            except KeyboardInterrupt:  # the temporary run goes with it: nothing to resume
+                raise KeyboardInterrupt("training interrupted (Ctrl-C); the estimator is not fitted") from None
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     loss = float(result.last_metrics.get("loss", math.nan))

@@ -8,10 +8,14 @@ is never cut in half, so the checkpoint always holds a consistent model, optimiz
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType, TracebackType
+
+NO_RESUME = " (this command does not resume: run it again with another --out, or after deleting that one)"
 
 
 class GracefulStop:
@@ -52,3 +56,19 @@ class GracefulStop:
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.restore()
+
+
+def held_step(ckpt_path: Path) -> int | None:
+    """The step ``ckpt_path`` holds, read from its header now (None: no checkpoint, or unreadable)."""
+    try:
+        with open(ckpt_path, "rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        return int(header["__metadata__"]["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def saved_note(ckpt_path: Path) -> str:
+    """What the run directory holds, for a message about a stop (read from the checkpoint, not assumed)."""
+    held = held_step(ckpt_path)
+    return "no checkpoint was written yet" if held is None else f"{ckpt_path} holds step {held}"

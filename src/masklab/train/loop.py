@@ -45,7 +45,7 @@ from masklab.train.batches import BatchSource, EpochSampler, micro_seed, seed_gl
 from masklab.train.batches import derived_seed as _derived_seed
 from masklab.train.config import TrainConfig
 from masklab.train.cpu_probe import choose_cpu_speedups, resolve_precision
-from masklab.train.interrupt import GracefulStop
+from masklab.train.interrupt import NO_RESUME, GracefulStop, held_step, saved_note
 from masklab.train.optim import build_optimizer, lr_at
 from masklab.train.progress import MetricsLog, MetricWindow, Reporter, read_metrics
 
@@ -157,22 +157,6 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during :func:`fit`; its message names the step reached and the step the checkpoint holds."""
 
 
-def _held_step(ckpt_path: Path) -> int | None:
-    """The step ``ckpt_path`` holds, read from its header now (None: no checkpoint, or unreadable)."""
-    try:
-        with open(ckpt_path, "rb") as f:
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-        return int(header["__metadata__"]["step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _saved(ckpt_path: Path) -> str:
-    """What the run directory holds, for a message about a stop (read from the checkpoint, not assumed)."""
-    held = _held_step(ckpt_path)
-    return "no checkpoint was written yet" if held is None else f"{ckpt_path} holds step {held}"
-
-
 def _checkpoint_seconds(model: nn.Module) -> float:
     """A generous first guess of one checkpoint write (weights + two AdamW moments, hashed and fsync'ed);
     replaced by 1.5x the measured time after the first one."""
@@ -189,6 +173,7 @@ def fit(
     *,
     model_config: dict,
     resume: bool = False,
+    resumable: bool = True,
     progress: bool | None = None,
     on_step: Callable[[int, dict], None] | None = None,
 ) -> FitResult:
@@ -200,6 +185,8 @@ def fit(
     uninterrupted run on CPU. ``progress``: tqdm bar (default: when stderr is a TTY) or plain log lines.
     ``on_step(step, values)`` is called after every optimizer step with that step's loss, lr, grad_norm
     and model metrics as floats (costs a host sync per step on GPU). The model is left in train mode.
+    ``resumable=False``: the caller (a command without ``--resume``) cannot continue a run, so messages about
+    an existing or interrupted run say to start again instead.
     """
     if not callable(getattr(model, "training_loss", None)):
         raise TypeError(f"{type(model).__name__} has no training_loss(batch, generator) method")
@@ -209,7 +196,8 @@ def fit(
     device = resolve_device(cfg.device)
     dist_info = distributed.setup(device)
     try:
-        result = _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resume, progress, on_step)
+        result = _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resume, progress, on_step,
+                      resumable)  # fmt: skip
         distributed.wait_for_all(dist_info)  # only on success: a rank that failed must not wait for the others
         return result
     finally:
@@ -221,7 +209,8 @@ def fit(
         distributed.cleanup(dist_info)
 
 
-def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resume, progress, on_step) -> FitResult:
+def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resume, progress, on_step,
+         resumable) -> FitResult:  # fmt: skip
     main = dist_info.is_main
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
@@ -244,7 +233,8 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
     if resume and not ckpt_path.is_file():
         raise FileNotFoundError(f"cannot resume: {out} has no {ckpt.CHECKPOINT_NAME} (run with resume=False)")
     if not resume and ckpt_path.exists():
-        raise ValueError(f"{out} already holds a run ({ckpt.CHECKPOINT_NAME}); resume it or pick another out_dir")
+        again = "resume it or pick another out_dir" if resumable else "pick another --out, or delete it to start again"
+        raise ValueError(f"{out} already holds a run ({ckpt.CHECKPOINT_NAME}); {again}")
     if resume:
         _check_resume_config(out, kind, model_config)
     if main:
@@ -345,11 +335,11 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
                 window.reset()
                 if not math.isfinite(last_record["loss"]):
                     raise FloatingPointError(f"loss became {last_record['loss']} by step {step}; "
-                                             f"{_saved(ckpt_path)} (lower --lr, or check the data)")  # fmt: skip
+                                             f"{saved_note(ckpt_path)} (lower --lr, or check the data)")  # fmt: skip
             if step % cfg.ckpt_every == 0 or last_step:
                 if "loss" in window.sums and not torch.isfinite(window.sums["loss"]):
                     raise FloatingPointError(f"loss became non-finite before step {step}; "
-                                             f"{_saved(ckpt_path)} (lower --lr, or check the data)")  # fmt: skip
+                                             f"{saved_note(ckpt_path)} (lower --lr, or check the data)")  # fmt: skip
                 loop_state = {
                     "grad_scaler": json.dumps(scaler.state_dict()),
                     "sampler_epoch": str(sampler.epoch),
@@ -368,7 +358,7 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
                                                  extra_metadata=loop_state)  # fmt: skip
                     except OSError as err:  # disk full, permissions: the previous checkpoint is untouched
                         raise OSError(err.errno, f"could not write {ckpt_path} at step {step}: "
-                                      f"{err.strerror or err}; {_saved(ckpt_path)}") from None  # fmt: skip
+                                      f"{err.strerror or err}; {saved_note(ckpt_path)}") from None  # fmt: skip
                     ckpt_seconds = 1.5 * (time.monotonic() - began)
             if stop.requested and step < cfg.steps:  # a press during the last step: the run is complete
                 raise KeyboardInterrupt  # after the checkpoint above: it holds this step
@@ -376,13 +366,13 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
                 reporter.message(f"masklab: time budget reached: stopped at step {step}")
                 break
     except KeyboardInterrupt:
-        hint = " — resume with --resume" if _held_step(ckpt_path) is not None else ""
-        raise TrainingInterrupted(f"interrupted at step {step}; {_saved(ckpt_path)}{hint}") from None
+        hint = "" if held_step(ckpt_path) is None else " — resume with --resume" if resumable else NO_RESUME
+        raise TrainingInterrupted(f"interrupted at step {step}; {saved_note(ckpt_path)}{hint}") from None
     except RuntimeError:
         if not stop.requested:
             raise
         # After a Ctrl-C, e.g. a DataLoader worker it also reached died: the stop the user asked for, not a bug.
-        raise TrainingInterrupted(f"interrupted at step {step}; {_saved(ckpt_path)}") from None
+        raise TrainingInterrupted(f"interrupted at step {step}; {saved_note(ckpt_path)}") from None
     finally:
         stop.restore()
         source.close()
