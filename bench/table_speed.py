@@ -14,7 +14,8 @@ processes; CPU time is closer to what an idle machine would take.
     python bench/table_speed.py --cpu-attention auto,sdpa,bmm   # the default and each forced attention kernel
 
 ``--cpu-attention`` sets ``MASKLAB_CPU_ATTENTION`` for the fits that follow (``auto`` = the library default:
-measured once per machine and cached); the rows of one run are comparable, taken minutes apart.
+measured once per machine and cached); with ``--repeat`` the settings take turns (A B A B ...), so a
+drifting machine speed hits each alike.
 """
 
 from __future__ import annotations
@@ -59,15 +60,16 @@ def main() -> None:
     def rmse(filled: np.ndarray) -> float:
         return float(np.sqrt(np.mean((filled[hidden] - x[hidden]) ** 2)))
 
-    for setting in args.cpu_attention.split(","):
-        os.environ["MASKLAB_CPU_ATTENTION"] = setting
-        print(f"MASKLAB_CPU_ATTENTION={setting}", flush=True)
-        for name in args.estimators.split(","):
-            run_estimator(name, args, x, x_missing, rmse)
+    for i in range(args.repeat):  # the settings interleaved, so drifting machine speed hits each alike
+        for setting in args.cpu_attention.split(","):
+            os.environ["MASKLAB_CPU_ATTENTION"] = setting
+            print(f"MASKLAB_CPU_ATTENTION={setting}", flush=True)
+            for name in args.estimators.split(","):
+                run_estimator(name, i, args, x, x_missing, rmse)
 
 
-def run_estimator(name: str, args, x, x_missing, rmse) -> None:
-    """``args.repeat`` fits of estimator ``name`` with its scikit-learn counterparts, printed."""
+def run_estimator(name: str, i: int, args, x, x_missing, rmse) -> None:
+    """Fit ``i`` of estimator ``name`` with its scikit-learn counterparts, printed."""
     from imputation import GaussianEMImputer  # bench/imputation.py (this script's folder is on sys.path)
     from sklearn.ensemble import IsolationForest
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401
@@ -75,29 +77,28 @@ def run_estimator(name: str, args, x, x_missing, rmse) -> None:
 
     from masklab.estimators import MaskedAnomalyDetector, MaskedImputer
 
-    for i in range(args.repeat):
-        if name == "detector":
-            fitted, wall, cpu_s = timed(lambda: MaskedAnomalyDetector().fit(x))
-            print(f"detector fit {i + 1}: {wall:.1f} s wall, {cpu_s:.1f} s CPU ({fitted.n_steps_} steps)")
-            _, wall, cpu_s = timed(lambda: IsolationForest(random_state=0).fit(x))
-            print(f"  IsolationForest fit {i + 1}: {wall:.1f} s wall, {cpu_s:.1f} s CPU")
-        elif name == "imputer":
-            for budget in args.imputer_steps.split(","):
-                steps = None if budget == "default" else int(budget)
-                fitted, wall, cpu_s = timed(lambda s=steps: MaskedImputer(steps=s).fit(x_missing))
-                error = rmse(fitted.transform(x_missing))
-                print(f"imputer fit {i + 1}: {wall:.1f} s wall, {cpu_s:.1f} s CPU ({fitted.n_steps_} steps), "
-                      f"RMSE {error:.4f}", flush=True)  # fmt: skip
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # IterativeImputer's ConvergenceWarning
-                fitted, wall, cpu_s = timed(lambda: IterativeImputer(max_iter=10, random_state=0).fit(x_missing))
-                error = rmse(fitted.transform(x_missing))
-            print(f"  IterativeImputer fit {i + 1}: {wall:.1f} s wall, {cpu_s:.1f} s CPU, RMSE {error:.4f}")
-            filled, wall, cpu_s = timed(lambda: GaussianEMImputer().fit_transform(x_missing))
-            print(f"  Gaussian EM (bench/imputation.py 'em') {i + 1}: {wall:.1f} s wall, {cpu_s:.1f} s CPU "
-                  f"(fit + fill), RMSE {rmse(filled):.4f}")  # fmt: skip
-        else:
-            raise ValueError(f"unknown estimator {name!r}; known: detector, imputer")
+    if name == "detector":
+        fitted, wall, cpu_s = timed(lambda: MaskedAnomalyDetector().fit(x))
+        print(f"detector fit {i + 1}: {wall:.1f} s wall, {cpu_s:.1f} s CPU ({fitted.n_steps_} steps)")
+        _, wall, cpu_s = timed(lambda: IsolationForest(random_state=0).fit(x))
+        print(f"  IsolationForest fit {i + 1}: {wall:.1f} s wall, {cpu_s:.1f} s CPU")
+    elif name == "imputer":
+        for budget in args.imputer_steps.split(","):
+            steps = None if budget == "default" else int(budget)
+            fitted, wall, cpu_s = timed(lambda s=steps: MaskedImputer(steps=s).fit(x_missing))
+            error = rmse(fitted.transform(x_missing))
+            print(f"imputer fit {i + 1}: {wall:.1f} s wall, {cpu_s:.1f} s CPU ({fitted.n_steps_} steps), "
+                  f"RMSE {error:.4f}", flush=True)  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # IterativeImputer's ConvergenceWarning
+            fitted, wall, cpu_s = timed(lambda: IterativeImputer(max_iter=10, random_state=0).fit(x_missing))
+            error = rmse(fitted.transform(x_missing))
+        print(f"  IterativeImputer fit {i + 1}: {wall:.1f} s wall, {cpu_s:.1f} s CPU, RMSE {error:.4f}")
+        filled, wall, cpu_s = timed(lambda: GaussianEMImputer().fit_transform(x_missing))
+        print(f"  Gaussian EM (bench/imputation.py 'em') {i + 1}: {wall:.1f} s wall, {cpu_s:.1f} s CPU "
+              f"(fit + fill), RMSE {rmse(filled):.4f}")  # fmt: skip
+    else:
+        raise ValueError(f"unknown estimator {name!r}; known: detector, imputer")
 
 
 if __name__ == "__main__":
