@@ -84,6 +84,14 @@ def test_bad_input_exits_2(tmp_path, capsys) -> None:
     assert "'values'" in capsys.readouterr().err
     assert main(["forecast", str(tmp_path / "nope"), "--horizon", "3"]) == 2
     assert "nope" in capsys.readouterr().err
+    good = write_npz(tmp_path / "s.npz")
+    args = ["pretrain", "series", "--data", str(good), "--steps", "1", "--out", str(tmp_path / "r"), "--patch-len", "0"]
+    assert main(args) == 2  # 0 was taken as "automatic" without a word
+    assert "--patch-len must be >= 1 (or left out: automatic), got 0" in capsys.readouterr().err
+    complex_ = tmp_path / "c.npy"
+    np.save(complex_, np.ones((2, 6, 1), np.complex64))
+    assert main(["pretrain", "series", "--data", str(complex_), "--steps", "1", "--out", str(tmp_path / "r")]) == 2
+    assert "complex values; series must hold real numbers" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -65,8 +65,8 @@ def add_train_args(parser: argparse.ArgumentParser, *, steps: Any, batch_size: A
     engine = parser.add_argument_group("engine")
     engine.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step (default 1)")
     engine.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
-                        help="auto = bf16 autocast on CUDA, fp32 on CPU; fp16 adds a GradScaler "
-                        "(default auto)")  # fmt: skip
+                        help="auto = bf16 autocast on CUDA; on CPU bf16 only where a timed step says it pays "
+                        "(native bf16 GEMMs), else fp32; fp16 adds a GradScaler (default auto)")  # fmt: skip
     engine.add_argument("--compile", action="store_true", default=None,
                         help="torch.compile the training step (default off)")  # fmt: skip
     engine.add_argument("--fsdp", action="store_true", default=None,
@@ -75,7 +75,8 @@ def add_train_args(parser: argparse.ArgumentParser, *, steps: Any, batch_size: A
                         help="recompute activations (saves memory; default off)")  # fmt: skip
     engine.add_argument("--workers", type=int,
                         help="processes that build batches ahead of the step (DataLoader workers; results do not "
-                        "depend on it) and tokenise a text --data on first use (default: 0 / all cores)")  # fmt: skip
+                        "depend on it; default 0) and, for text, tokenise --data on first use (default: all "
+                        "cores)")  # fmt: skip
 
 
 def check_out(out: str) -> None:
@@ -130,8 +131,15 @@ def add_run_data_args(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("-o", "--output", required=True, help="output .npy file (N, D)")
     if command == "finetune":
         parser.add_argument("--task", default="classify", help="downstream task (default: classify)")
-        parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: from --epochs)")
-        parser.add_argument("--epochs", type=float, default=None, help="passes over the data (default: per family)")
+        parser.add_argument(
+            "--steps", type=int, default=None, help="optimizer steps (default: the family's, printed at the start)"
+        )
+        parser.add_argument(
+            "--epochs",
+            type=float,
+            default=None,
+            help="passes over the data instead of --steps (images, text; default: per family)",
+        )
         parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: per family)")
         parser.add_argument("--augment", default=None, metavar="NAME:F[,...]",
                             help="masking augmentation of the training inputs: mask:F (images: F of the patches "

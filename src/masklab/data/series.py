@@ -95,6 +95,8 @@ class SeriesSet:
 
 
 def _as_series(array: np.ndarray, where: str) -> np.ndarray:
+    if np.iscomplexobj(array):  # a cast would drop the imaginary part without a word
+        raise ValueError(f"{where}: complex values; series must hold real numbers")
     wide = np.asarray(array, dtype=np.float64)
     if np.isinf(wide).any():
         raise ValueError(f"{where}: infinite values (use NaN for steps that were not observed)")

@@ -84,6 +84,8 @@ def pretrain_series(
         settings = recipes.forecast_overrides(horizon)
     if mask_kind is not None:
         settings["mask_kind"] = mask_kind
+    if patch_len is not None and patch_len < 1:  # 0 was taken as "automatic" without a word
+        raise ValueError(f"--patch-len must be >= 1 (or left out: automatic), got {patch_len}")
     patch = patch_len or settings.pop("patch_len", None) or recipes.auto_patch_len(series)
     settings.update(patch_len=patch, stride=patch)
     model = recipes.build_model(series, preset, seed=options.seed_or_0, max_length=max_length, mask_ratio=mask_ratio,
