@@ -145,3 +145,9 @@ def test_an_atomic_write_onto_a_directory_names_the_directory(tmp_path):
     with pytest.raises(IsADirectoryError, match=r"out\.png") as err:
         atomic_write_bytes(tmp_path / "out.png", b"x")
     assert ".tmp" not in str(err.value) and sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+def test_a_checkpoint_gets_the_permissions_of_any_other_file(tmp_path):
+    save_checkpoint(tmp_path / "c.safetensors", {"w": torch.zeros(2)}, {})
+    (tmp_path / "other.json").write_text("{}")  # the umask decides, as for a plain open()
+    assert (tmp_path / "c.safetensors").stat().st_mode & 0o777 == (tmp_path / "other.json").stat().st_mode & 0o777

@@ -119,8 +119,10 @@ def save_checkpoint(path: str | Path, tensors: Mapping[str, torch.Tensor], metad
     meta = {**metadata, HASH_KEY: tensors_sha256(cpu)}
 
     def write(tmp: Path) -> None:
+        mode = os.stat(tmp).st_mode & 0o777  # what the umask gave the file _atomic_write created
         try:
             save_file(cpu, tmp, metadata=meta)
+            os.chmod(tmp, mode)  # safetensors writes a file of its own, owner-only (0600)
         except OSError:
             raise
         except Exception as err:  # safetensors reports a failed write (disk full, ...) as its own error type
