@@ -124,3 +124,11 @@ def test_series_finetune_layout(tmp_path):
 def test_embed_output_name_is_checked_before_any_work(tmp_path, capsys):
     assert main(["embed", str(tmp_path / "no-run"), "-o", str(tmp_path / "e.txt")]) == 2  # no run read yet
     assert "-o " + str(tmp_path / "e.txt") + ": features are written as .npy" in capsys.readouterr().err
+
+
+def test_pretrain_mae_on_images_the_preset_cannot_tile_names_presets_that_can(tmp_path, capsys):
+    args = ["pretrain", "mae", "--data", "builtin:synthetic-subjects", "--steps", "1", "--out", str(tmp_path / "r")]
+    assert main(args) == 2  # the default preset's 7-pixel patches do not tile 32x32 images
+    err = capsys.readouterr().err
+    assert "is 32x32 pixels, not a multiple of --preset mae-small-28's patch size 7: pick --preset" in err
+    assert "mae-seg-32" in err

@@ -276,8 +276,9 @@ def load_series(
                 raise
             if not pickle or suffix == ".npz":
                 raise ValueError(
-                    f"{path}: holds an object array (stored with pickle); pass pickle=True "
-                    "for a file you trust, or save padded values + lengths in .npz"
+                    f"{path}: holds an object array (stored with pickle), which masklab does not unpickle from "
+                    "the command line; save padded values + lengths in .npz (or, in Python, pass "
+                    "load_series(..., pickle=True) for a file you trust)"
                 ) from None
             return _read_object_npy(path)
     if suffix in LONG_SUFFIXES:

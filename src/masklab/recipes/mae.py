@@ -142,6 +142,12 @@ def pretrain_mae(
     dataset = load_images(data, image_size=size, channels=None, skip_bad=skip_bad, min_side=patch,
                           stream=bool(train and train.workers), index_cache=Path(out) / "image_index.json",
                           column=column)  # fmt: skip
+    height, width = dataset.image_size
+    if height % patch or width % patch:  # before the model's own check, with what to do about it
+        fits = [n for n, p in MAE_PRESETS.items() if not height % p["patch_size"] and not width % p["patch_size"]]
+        whose = f"--preset {preset}'s patch size" if patch_size is None else "--patch-size"
+        raise ValueError(f"--data {data} is {height}x{width} pixels, not a multiple of {whose} {patch}: pick "
+                         f"--preset {' | '.join(fits) or '...'} or set --patch-size / --image-size")  # fmt: skip
     train_idx, test_idx = split_indices(len(dataset), dataset.labels, TEST_FRACTION, SPLIT_SEED)
     augment = _augment(no_augment, crop_scale, flip, data)
     train_data = dataset.subset(train_idx).with_augment(augment)
