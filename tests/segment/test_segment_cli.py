@@ -173,3 +173,21 @@ def test_segment_with_a_run_of_another_kind_says_what_it_needs(tmp_path, capsys)
     assert main(["segment", str(run), str(tmp_path / "x.png"), "-o", str(tmp_path / "m.png")]) == 2
     err = capsys.readouterr().err  # it used to suggest `masklab segment train` on the table run
     assert "is a 'table' run; segmentation needs an MAE run (masklab pretrain mae)" in err
+
+
+def test_predicting_with_an_interrupted_head_warns(workspace, tmp_path, capsys):
+    import json
+    import shutil
+
+    root, run = workspace
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    config = copy / "segment" / "config.json"
+    values = json.loads(config.read_text())
+    values["train"]["steps"] = 300  # as if Ctrl-C had stopped it at step 3 of 300
+    config.write_text(json.dumps(values))
+    capsys.readouterr()
+    assert main(["segment", str(copy), str(root / "data" / "images" / "00.png"), "-o", str(tmp_path / "m.png")]) == 0
+    assert "stopped at step 3 of 300 (interrupted); its masks may be poor" in capsys.readouterr().err
+    assert main(["segment", str(run), str(root / "data" / "images" / "00.png"), "-o", str(tmp_path / "n.png")]) == 0
+    assert "warning" not in capsys.readouterr().err  # a finished head: no word

@@ -13,6 +13,7 @@ logic lives in :mod:`masklab.recipes.segment` and :mod:`masklab.recipes.edit`.
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def parse_box(text: str) -> tuple[int, int, int, int]:
@@ -65,10 +66,13 @@ def _segment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from masklab.data.pixel_masks import require_png_name, write_mask
-    from masklab.recipes.segment import load_segmenter, predict_mask, read_image, save_side_by_side
+    from masklab.recipes.segment import load_segmenter, predict_mask, read_image, save_side_by_side, unfinished_head
 
     require_png_name(args.output)  # before any work
     seg = load_segmenter(args.first, args.device)
+    unfinished = unfinished_head(args.first)
+    if unfinished:
+        print(f"masklab: warning: {unfinished}", file=sys.stderr)
     image = read_image(args.second, seg.mae.config.channels)
     classes = predict_mask(seg, image, args.box)
     K = seg.config.num_classes
@@ -115,10 +119,13 @@ def _edit(args: argparse.Namespace) -> int:
         mae = load_mae(args.run, args.device)
         channels = mae.config.channels
     if args.mask_image is None:
-        from masklab.recipes.segment import load_segmenter
+        from masklab.recipes.segment import load_segmenter, unfinished_head
 
         seg = load_segmenter(args.run, args.device)
         channels = seg.mae.config.channels
+        unfinished = unfinished_head(args.run)
+        if unfinished:
+            print(f"masklab: warning: {unfinished}", file=sys.stderr)
     image = edit.read_image(args.image, channels)
     subject = edit.read_subject(args.mask_image, image) if seg is None else edit.subject_mask(seg, image, args.box)
     if args.remove_background:

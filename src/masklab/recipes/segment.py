@@ -60,6 +60,25 @@ def load_mae(run: str | Path, device: str = "cpu") -> MAE:
     return model
 
 
+def unfinished_head(run: str | Path) -> str | None:
+    """A sentence when the head :func:`load_segmenter` would load stopped before its planned steps (a Ctrl-C
+    stop keeps a usable but undertrained head), else None."""
+    import json
+
+    from masklab.train.interrupt import held_step
+
+    run = Path(run)
+    path = run if (run / "config.json").is_file() and _kind(run) == "segment" else run / SEGMENT_DIR
+    try:
+        planned = int(json.loads((path / "config.json").read_text())["train"]["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    held = held_step(path / CHECKPOINT_NAME)
+    if held is None or held >= planned:
+        return None
+    return f"the head in {path} stopped at step {held} of {planned} (interrupted); its masks may be poor"
+
+
 def load_segmenter(run: str | Path, device: str = "cpu") -> Segmenter:
     """The segmenter of ``run``: ``run`` itself when it is a segmentation run, else ``run/segment``."""
     run = Path(run)
