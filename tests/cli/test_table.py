@@ -191,7 +191,7 @@ def test_chunked_inputs_are_checked_as_the_whole_file_is(trained, tmp_path, caps
     frame.assign(extra=1).to_csv(extra, index=False)
     for command in ("impute", "score"):  # an unknown column passed through in chunks, refused for the whole file
         err = error_of([command, str(run), str(extra), "-o", str(tmp_path / "o.csv"), "--chunk-rows", "7"], capsys)
-        assert "unknown column(s) ['extra']" in err
+        assert f"error: {extra}: unknown column(s) ['extra']" in err  # a file-level error: no chunk rows
     bad = tmp_path / "bad.csv"
     frame.assign(a=["oops" if i == 9 else v for i, v in enumerate(frame["a"])]).to_csv(bad, index=False)
     err = error_of(["impute", str(run), str(bad), "-o", str(tmp_path / "o.csv"), "--chunk-rows", "7"], capsys)

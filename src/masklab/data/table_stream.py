@@ -104,6 +104,8 @@ def map_table(
             try:
                 out = fn(chunk.reset_index(drop=True))
             except ValueError as err:  # name where the chunk sits in the file: its messages count rows from 1
+                if str(err).startswith(str(source)):  # already about the file (its columns), not a row
+                    raise
                 raise ValueError(f"{source}, data rows {first}-{first + len(chunk) - 1} (one chunk; a row number "
                                  f"below counts within it): {err}") from err  # fmt: skip
             writer.write(out)
