@@ -103,18 +103,20 @@ def test_sigkill_during_prepare_then_rerun_gives_the_same_shards(corpus_file, to
     out = tmp_path / "killed"
     cmd = [sys.executable, str(script), str(corpus_file), str(out), "--tokenizer", str(tokenizer_file)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    victim = subprocess.Popen([*cmd, "--shard-delay", "0.3"], env=env)
+    # Its own process group, killed whole: a SIGKILL of the parent alone left its tokenising workers behind,
+    # asleep for good (they outlived the test run).
+    victim = subprocess.Popen([*cmd, "--shard-delay", "0.3"], env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while len(list(out.glob("shard-*.json"))) < 2:
             assert victim.poll() is None, "prepare ended before it could be killed"
             assert time.monotonic() < deadline, "no shard appeared within 60 s"
             time.sleep(0.02)
-        os.kill(victim.pid, signal.SIGKILL)
+        os.killpg(victim.pid, signal.SIGKILL)
         victim.wait(timeout=30)
     finally:
         if victim.poll() is None:
-            victim.kill()
+            os.killpg(victim.pid, signal.SIGKILL)
             victim.wait()
     assert not (out / "index.json").exists(), "the kill landed after prepare finished; the test would be vacuous"
     done_before = len(list(out.glob("shard-*.json")))
