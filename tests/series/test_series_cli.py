@@ -71,7 +71,7 @@ def test_bad_input_to_a_run_exits_2(run, tmp_path, capsys) -> None:
     np.save(three, np.zeros((4, 30, 3), np.float32))
     for args in (["impute", str(out), str(three), "-o", str(tmp_path / "f.npz")],
                  ["forecast", str(out), "--horizon", "3", "--data", str(three)],
-                 ["embed", str(out), "--data", str(three), "-o", str(tmp_path / "e.npz")]):  # fmt: skip
+                 ["embed", str(out), "--data", str(three), "-o", str(tmp_path / "e.npy")]):  # fmt: skip
         assert main(args) == 2
         err = capsys.readouterr().err
         assert "three.npy: 3 channel(s) per step" in err and "trained on 2" in err and "Traceback" not in err
