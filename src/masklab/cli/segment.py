@@ -27,6 +27,17 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
     return parts
 
 
+def _load_head(run: str, device: str):
+    """The segmenter of ``run``, with a warning on stderr when its head stopped before its planned steps."""
+    from masklab.recipes.segment import load_segmenter, unfinished_head
+
+    seg = load_segmenter(run, device)
+    unfinished = unfinished_head(run)
+    if unfinished:
+        print(f"masklab: warning: {unfinished}", file=sys.stderr)
+    return seg
+
+
 def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> None:
     if name == "edit":
         _register_edit(parser)
@@ -66,13 +77,10 @@ def _segment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from masklab.data.pixel_masks import require_png_name, write_mask
-    from masklab.recipes.segment import load_segmenter, predict_mask, read_image, save_side_by_side, unfinished_head
+    from masklab.recipes.segment import predict_mask, read_image, save_side_by_side
 
     require_png_name(args.output)  # before any work
-    seg = load_segmenter(args.first, args.device)
-    unfinished = unfinished_head(args.first)
-    if unfinished:
-        print(f"masklab: warning: {unfinished}", file=sys.stderr)
+    seg = _load_head(args.first, args.device)
     image = read_image(args.second, seg.mae.config.channels)
     classes = predict_mask(seg, image, args.box)
     K = seg.config.num_classes
@@ -119,13 +127,8 @@ def _edit(args: argparse.Namespace) -> int:
         mae = load_mae(args.run, args.device)
         channels = mae.config.channels
     if args.mask_image is None:
-        from masklab.recipes.segment import load_segmenter, unfinished_head
-
-        seg = load_segmenter(args.run, args.device)
+        seg = _load_head(args.run, args.device)
         channels = seg.mae.config.channels
-        unfinished = unfinished_head(args.run)
-        if unfinished:
-            print(f"masklab: warning: {unfinished}", file=sys.stderr)
     image = edit.read_image(args.image, channels)
     subject = edit.read_subject(args.mask_image, image) if seg is None else edit.subject_mask(seg, image, args.box)
     if args.remove_background:

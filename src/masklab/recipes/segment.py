@@ -60,27 +60,9 @@ def load_mae(run: str | Path, device: str = "cpu") -> MAE:
     return model
 
 
-def unfinished_head(run: str | Path) -> str | None:
-    """A sentence when the head :func:`load_segmenter` would load stopped before its planned steps (a Ctrl-C
-    stop keeps a usable but undertrained head), else None."""
-    import json
-
-    from masklab.train.interrupt import held_step
-
-    run = Path(run)
-    path = run if (run / "config.json").is_file() and _kind(run) == "segment" else run / SEGMENT_DIR
-    try:
-        planned = int(json.loads((path / "config.json").read_text())["train"]["steps"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    held = held_step(path / CHECKPOINT_NAME)
-    if held is None or held >= planned:
-        return None
-    return f"the head in {path} stopped at step {held} of {planned} (interrupted); its masks may be poor"
-
-
-def load_segmenter(run: str | Path, device: str = "cpu") -> Segmenter:
-    """The segmenter of ``run``: ``run`` itself when it is a segmentation run, else ``run/segment``."""
+def head_dir(run: str | Path) -> Path:
+    """The folder of the segmentation head of ``run``: ``run`` itself when it is a segmentation run, else
+    ``run/segment`` (``FileNotFoundError`` / ``ValueError`` saying what is missing)."""
     run = Path(run)
     if not (run / "config.json").is_file():
         raise FileNotFoundError(f"{run} is not a masklab run: {run / 'config.json'} does not exist")
@@ -91,6 +73,30 @@ def load_segmenter(run: str | Path, device: str = "cpu") -> Segmenter:
     path = run if kind == "segment" else run / SEGMENT_DIR
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{run} has no segmentation head; train one first: masklab segment train {run}")
+    return path
+
+
+def unfinished_head(run: str | Path) -> str | None:
+    """A sentence when the head :func:`load_segmenter` would load stopped before its planned steps (a Ctrl-C
+    stop keeps a usable but undertrained head), else None (also when there is no head to judge)."""
+    import json
+
+    from masklab.train.interrupt import held_step
+
+    try:
+        path = head_dir(run)
+        planned = int(json.loads((path / "config.json").read_text())["train"]["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    held = held_step(path / CHECKPOINT_NAME)
+    if held is None or held >= planned:
+        return None
+    return f"the head in {path} stopped at step {held} of {planned} (interrupted); its masks may be poor"
+
+
+def load_segmenter(run: str | Path, device: str = "cpu") -> Segmenter:
+    """The segmenter of ``run``: the head in :func:`head_dir`."""
+    path = head_dir(run)
     model = load_model(path, device=device)
     if not isinstance(model, Segmenter):
         raise ValueError(f"{path} is not a segmentation run")
