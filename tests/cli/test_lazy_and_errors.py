@@ -97,3 +97,19 @@ def test_python_dash_m_masklab_runs_the_cli():
     result = subprocess.run([sys.executable, "-m", "masklab", "info", "/nonexistent/run"], capture_output=True,
                             text=True, timeout=120, env=env)  # fmt: skip
     assert result.returncode == 2 and result.stderr.startswith("masklab: error: ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["pretrain", "table", "--data", "builtin:iris", "--mask-ratio", "1.5"], "error: --mask-ratio must be in"),
+        (["pretrain", "mlm", "--mask-ratio", "1.5"], "--mask-ratio must be in (0, 1), got 1.5"),
+    ],
+)
+def test_a_model_setting_out_of_range_names_the_flag(tmp_path, capsys, argv, expected):
+    # The model configs check their own fields (``mask_ratio must ...``); a CLI user gave a flag, so the
+    # message names it. Nothing is written.
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "mask_ratio" not in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

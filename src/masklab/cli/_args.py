@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,13 @@ def pretrain_call(recipe, args: argparse.Namespace, fields: tuple[str, ...]) -> 
 
         data = given.get("data") or inspect.signature(recipe).parameters["data"].default
         raise ValueError(f"--data {data}: {err}") from None
+    except ValueError as err:  # a model config's own check names its field: name the flag that set it
+        text = str(err)
+        for field in given:
+            text = re.sub(rf"(^|: |; ){field} must", rf"\1--{field.replace('_', '-')} must", text)
+        if text == str(err):
+            raise
+        raise ValueError(text) from None
 
 
 def add_run_data_args(parser: argparse.ArgumentParser, command: str) -> None:
