@@ -35,6 +35,17 @@ def test_npz_padded_with_lengths_and_labels(tmp_path) -> None:
     assert data.classes == ("a", "b") and data.labels.tolist() == [1, 0, 1]
 
 
+@pytest.mark.parametrize("lengths", [np.array([3, 9]), np.array([3.5, 2.0]), np.array([3]), np.array([0, 2])])
+def test_bad_npz_lengths_are_named_as_lengths(tmp_path, lengths) -> None:
+    # The lengths array is named (it was reported as FILE:values), and 3.5 is refused, not cut to 3.
+    path = tmp_path / "s.npz"
+    np.savez(path, values=np.zeros((2, 4, 1), dtype=np.float32), lengths=lengths)
+    with pytest.raises(ValueError, match=r"s\.npz:lengths: expected \(2,\) whole numbers in \[1, 4\]"):
+        load_series(str(path))
+    np.savez(path, values=np.zeros((2, 4, 1), dtype=np.float32), lengths=np.array([3.0, 4.0]))
+    assert [len(s) for s in load_series(str(path)).series] == [3, 4]  # whole floats are fine
+
+
 def test_object_npy_needs_explicit_pickle(tmp_path) -> None:
     series = _series()
     array = np.empty(3, dtype=object)

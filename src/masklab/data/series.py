@@ -165,10 +165,14 @@ def _builtin(name: str) -> SeriesSet:
     return SeriesSet(series, f"builtin:{name}", codes, classes, np.array(split))
 
 
-def _from_array(values: np.ndarray, lengths: np.ndarray | None, where: str) -> list[np.ndarray]:
+def _from_array(
+    values: np.ndarray, lengths: np.ndarray | None, where: str, lengths_where: str = ""
+) -> list[np.ndarray]:
+    """The series of a padded ``(N, T[, C])`` array cut at ``lengths`` (or of an object array); ``where`` /
+    ``lengths_where`` name the two arrays in errors."""
     if values.dtype == object:
         if lengths is not None:
-            raise ValueError(f"{where}: 'lengths' is only for a padded numeric array, not an object array")
+            raise ValueError(f"{lengths_where}: 'lengths' is only for a padded numeric array, not an object array")
         return [_as_series(v, f"{where}[{i}]") for i, v in enumerate(values)]
     if values.ndim not in (2, 3):
         raise ValueError(f"{where}: expected (N, T) or (N, T, C) values, got shape {values.shape}")
@@ -176,8 +180,10 @@ def _from_array(values: np.ndarray, lengths: np.ndarray | None, where: str) -> l
     if lengths is None:
         return [_as_series(v, f"{where}[{i}]") for i, v in enumerate(values)]
     lengths = np.asarray(lengths)
-    if lengths.shape != (len(values),) or (lengths < 1).any() or (lengths > values.shape[1]).any():
-        raise ValueError(f"{where}: lengths must be ({len(values)},) ints in [1, {values.shape[1]}]")
+    whole = lengths.dtype.kind in "iu" or (lengths.dtype.kind == "f" and bool(np.all(lengths == np.round(lengths))))
+    if lengths.shape != (len(values),) or not whole or (lengths < 1).any() or (lengths > values.shape[1]).any():
+        raise ValueError(f"{lengths_where}: expected ({len(values)},) whole numbers in [1, {values.shape[1]}] (one per "
+                         f"series of {where}), got {lengths.dtype} of shape {lengths.shape}")  # fmt: skip
     return [_as_series(v[: int(n)], f"{where}[{i}]") for i, (v, n) in enumerate(zip(values, lengths, strict=True))]
 
 
@@ -188,7 +194,7 @@ def _read_numpy(path: Path) -> SeriesSet:
         if "values" not in archive:
             raise ValueError(f"{path}: an .npz needs a 'values' array (found {sorted(archive.files)})")
         lengths = archive.get("lengths")
-        series = _from_array(archive["values"], lengths, f"{path}:values")
+        series = _from_array(archive["values"], lengths, f"{path}:values", f"{path}:lengths")
         raw, ids = archive.get("labels"), archive.get("ids")  # ids: written by `masklab impute` for long data
     codes, classes = _encode_labels(None if raw is None else list(raw))
     return SeriesSet(series, str(path), codes, classes, ids=() if ids is None else tuple(str(i) for i in ids))
