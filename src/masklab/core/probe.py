@@ -3,19 +3,23 @@
 A probe's verdict holds for one machine and one software stack, so the cache key always includes the CPU model,
 the torch version and the thread count (:func:`machine_key`); callers add what they measured (the model's
 shapes). The cache is one JSON file per probe kind under :func:`masklab.core.cache.cache_dir`
-(``$MASKLAB_CACHE_DIR``, default ``~/.cache/masklab``).
+(``$MASKLAB_CACHE_DIR``, default ``~/.cache/masklab``). :func:`choose_by_timing` is a whole two-way probe: a
+forced setting, else the cached verdict, else a measurement that keeps the default unless the challenger wins
+by a margin.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 
@@ -84,3 +88,72 @@ def time_interleaved(arms: Mapping[str, Callable[[], None]], repeats: int = 3, w
             run()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+Name = TypeVar("Name", bound=str)
+
+
+def env_setting(env_var: str, names: Sequence[str]) -> str:
+    """``$env_var`` lower-cased (default ``auto``): one of ``names`` (forces it) or ``auto``; else a ValueError."""
+    value = os.environ.get(env_var, "auto").strip().lower()
+    if value not in (*names, "auto"):
+        allowed = ", ".join(repr(name) for name in names)
+        raise ValueError(f"{env_var} must be {allowed} or 'auto', got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class TimedChoice(Generic[Name]):
+    """The arm :func:`choose_by_timing` picked (``name``) and why, in words (``reason``)."""
+
+    name: Name
+    reason: str
+
+
+def choose_by_timing(
+    kind: str,
+    arms: Mapping[Name, Callable[[], None]],
+    *,
+    setting: str,
+    env_var: str,
+    key: Mapping[str, Any],
+    field: str,
+    labels: Mapping[str, str] | None = None,
+    repeats: int = 3,
+    margin: float = 0.05,
+    use_cache: bool = True,
+    timer: Callable[..., dict[str, float]] = time_interleaved,
+) -> TimedChoice[Name]:
+    """Pick one of two ``arms`` (``{default: run, challenger: run}``, in that order); nothing is applied here.
+
+    ``setting`` (read from ``env_var``, see :func:`env_setting`) names an arm to force it, with nothing run;
+    ``"auto"`` takes the verdict cached for :func:`machine_key` plus ``key`` in probe ``kind``'s cache, else
+    times the arms with ``timer`` (:func:`time_interleaved`) and caches the verdict: the winner under
+    ``field``, each arm's seconds under ``<name>_s``. The challenger wins only when faster by more than
+    ``margin``, so noise never makes the default slower. ``labels`` spell arm names in the reason's times.
+    """
+    if setting != "auto":
+        forced = next((name for name in arms if name == setting), None)
+        if forced is None:
+            raise ValueError(f"{env_var}={setting} names none of {sorted(arms)}")
+        return TimedChoice(forced, f"{env_var}={setting} (forced)")
+    default, challenger = arms
+    full_key = {**machine_key(), **key}
+    cached = read_cached(kind, full_key) if use_cache else None
+    source = "cached probe"
+    if cached is None:
+        times = timer(arms, repeats=repeats)
+        winner = challenger if times[challenger] < (1 - margin) * times[default] else default
+        cached = {field: winner, **{f"{name}_s": times[name] for name in arms}}
+        if use_cache:
+            write_cached(kind, full_key, cached)
+        source = "measured now"
+    name = challenger if cached.get(field) == challenger else default
+    seconds = {arm: float(cached[f"{arm}_s"]) for arm in (default, challenger)}
+    ms = {arm: f"{(labels or {}).get(arm, arm)} {1e3 * seconds[arm]:.1f} ms" for arm in seconds}
+    ratio = seconds[default] / max(seconds[challenger], 1e-12)
+    return TimedChoice(
+        name,
+        f"auto: {source} on {cpu_model_name()}: {ms[challenger]} vs {ms[default]} per step "
+        f"({ratio:.2f}x; {challenger} needs > {margin:.0%} gain)",
+    )

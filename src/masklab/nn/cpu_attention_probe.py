@@ -10,13 +10,12 @@ Both kernels compute the same fp32 softmax attention; only the order of the sums
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
 
-from masklab.core.probe import cpu_model_name, machine_key, read_cached, time_interleaved, write_cached
+from masklab.core.probe import choose_by_timing, env_setting, time_interleaved
 from masklab.nn.attention import CpuKernel, MaskedSelfAttention, use_cpu_attention
 
 PROBE_KIND = "cpu_attention"
@@ -34,10 +33,7 @@ class AttentionChoice:
 
 def cpu_attention_setting() -> str:
     """``MASKLAB_CPU_ATTENTION`` (``sdpa``, ``bmm`` or ``auto``; default ``auto``), validated."""
-    value = os.environ.get(ENV_VAR, "auto").strip().lower()
-    if value not in ("sdpa", "bmm", "auto"):
-        raise ValueError(f"{ENV_VAR} must be 'sdpa', 'bmm' or 'auto', got {value!r}")
-    return value
+    return env_setting(ENV_VAR, _KERNELS)
 
 
 def _arm(model: nn.Module, kernel: CpuKernel, step: Callable[[], None]) -> Callable[[], None]:
@@ -59,23 +55,16 @@ def choose_cpu_attention(
     """
     if not any(isinstance(m, MaskedSelfAttention) for m in model.modules()):
         return None
-    setting = cpu_attention_setting()
-    if setting != "auto":
-        use_cpu_attention(model, setting)  # type: ignore[arg-type]
-        return AttentionChoice(setting, f"{ENV_VAR}={setting} (forced)")  # type: ignore[arg-type]
-    key = {**machine_key(), "workload": workload}
-    cached, source = read_cached(PROBE_KIND, key), "cached probe"
-    if cached is None:
-        times = time_interleaved({k: _arm(model, k, step) for k in _KERNELS}, repeats=repeats)
-        winner = "bmm" if times["bmm"] < (1 - margin) * times["sdpa"] else "sdpa"
-        cached = {"kernel": winner, "sdpa_s": times["sdpa"], "bmm_s": times["bmm"]}
-        write_cached(PROBE_KIND, key, cached)
-        source = "measured now"
-    kernel: CpuKernel = "bmm" if cached.get("kernel") == "bmm" else "sdpa"
-    use_cpu_attention(model, kernel)
-    ratio = float(cached["sdpa_s"]) / max(float(cached["bmm_s"]), 1e-12)
-    return AttentionChoice(
-        kernel,
-        f"auto: {source} on {cpu_model_name()}: bmm {1e3 * float(cached['bmm_s']):.1f} ms vs sdpa "
-        f"{1e3 * float(cached['sdpa_s']):.1f} ms per step ({ratio:.2f}x; bmm needs > {margin:.0%} gain)",
+    choice = choose_by_timing(
+        PROBE_KIND,
+        {k: _arm(model, k, step) for k in _KERNELS},
+        setting=cpu_attention_setting(),
+        env_var=ENV_VAR,
+        key={"workload": workload},
+        field="kernel",
+        repeats=repeats,
+        margin=margin,
+        timer=time_interleaved,  # this module's name, so a test can stand in for the clock
     )
+    use_cpu_attention(model, choice.name)
+    return AttentionChoice(choice.name, choice.reason)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from masklab.core.probe import cpu_model_name, machine_key, read_cached, time_interleaved, write_cached
+from masklab.core.probe import choose_by_timing
 from masklab.nn.cpu_linear import (
     ENV_VAR,
     CpuLinearBackend,
@@ -52,6 +52,20 @@ def linear_shapes(model: nn.Module) -> list[list[int]]:
     return sorted([m.in_features, m.out_features] for m in model.modules() if isinstance(m, nn.Linear))
 
 
+def _without_probe(model: nn.Module, setting: str) -> str | None:
+    """Why ``model`` stays on ``torch`` without a probe (oneDNN missing, or the model off CPU), else None."""
+    if setting == "onednn" and not _onednn_available():
+        return f"{ENV_VAR}={setting} (forced) (PyTorch has no oneDNN)"
+    if setting != "auto":
+        return None
+    if not _onednn_available():
+        return "auto: PyTorch built without oneDNN"
+    device = next(model.parameters()).device
+    if device.type != "cpu":
+        return f"auto: model on {device.type}, the oneDNN path is CPU-only"
+    return None
+
+
 def choose_cpu_linear(
     model: nn.Module,
     step: Callable[[], None],
@@ -67,35 +81,21 @@ def choose_cpu_linear(
     ``workload`` names what it does (e.g. ``"train batch=64"``) and joins the cache key.
     """
     setting = cpu_linear_setting()
-    if setting != "auto":
-        backend: CpuLinearBackend = "onednn" if setting == "onednn" and _onednn_available() else "torch"
-        use_cpu_linear(model, backend)
-        why = "" if backend == setting else " (PyTorch has no oneDNN)"
-        return LinearChoice(backend, f"{ENV_VAR}={setting} (forced){why}")
-    if not _onednn_available():
+    without = _without_probe(model, setting)
+    if without is not None:
         use_cpu_linear(model, "torch")
-        return LinearChoice("torch", "auto: PyTorch built without oneDNN")
-    device = next(model.parameters()).device
-    if device.type != "cpu":
-        use_cpu_linear(model, "torch")
-        return LinearChoice("torch", f"auto: model on {device.type}, the oneDNN path is CPU-only")
-    key = {**machine_key(), "workload": workload, "linears": linear_shapes(model)}
-    cached = read_cached(PROBE_KIND, key) if use_cache else None
-    if cached is None:
-        times = time_interleaved({b: _arm(model, b, step) for b in _BACKENDS}, repeats=repeats)
-        winner = "onednn" if times["onednn"] < (1 - margin) * times["torch"] else "torch"
-        cached = {"backend": winner, "onednn_s": times["onednn"], "torch_s": times["torch"]}
-        if use_cache:
-            write_cached(PROBE_KIND, key, cached)
-        source = "measured now"
-    else:
-        source = "cached probe"
-    backend = "onednn" if cached.get("backend") == "onednn" else "torch"
-    use_cpu_linear(model, backend)
-    ratio = float(cached["torch_s"]) / max(float(cached["onednn_s"]), 1e-12)
-    rule = f"onednn needs > {margin:.0%} gain"
-    return LinearChoice(
-        backend,
-        f"auto: {source} on {cpu_model_name()}: oneDNN {1e3 * float(cached['onednn_s']):.1f} ms vs torch "
-        f"{1e3 * float(cached['torch_s']):.1f} ms per step ({ratio:.2f}x; {rule})",
+        return LinearChoice("torch", without)
+    choice = choose_by_timing(
+        PROBE_KIND,
+        {b: _arm(model, b, step) for b in _BACKENDS},
+        setting=setting,
+        env_var=ENV_VAR,
+        key={"workload": workload, "linears": linear_shapes(model)},
+        field="backend",
+        labels={"onednn": "oneDNN"},
+        repeats=repeats,
+        margin=margin,
+        use_cache=use_cache,
     )
+    use_cpu_linear(model, choice.name)
+    return LinearChoice(choice.name, choice.reason)
