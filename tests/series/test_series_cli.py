@@ -88,6 +88,12 @@ def test_bad_input_exits_2(tmp_path, capsys) -> None:
     args = ["pretrain", "series", "--data", str(good), "--steps", "1", "--out", str(tmp_path / "r"), "--patch-len", "0"]
     assert main(args) == 2  # 0 was taken as "automatic" without a word
     assert "--patch-len must be >= 1 (or left out: automatic), got 0" in capsys.readouterr().err
+    assert main([*args[:-1], "1000"]) == 2  # one mostly padded patch: nothing to predict a hidden patch from
+    longest = int(np.load(good)["lengths"].max())
+    assert f"--patch-len 1000 leaves the longest training series ({longest} steps) fewer than 2 patches" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "r").exists()
     complex_ = tmp_path / "c.npy"
     np.save(complex_, np.ones((2, 6, 1), np.complex64))
     assert main(["pretrain", "series", "--data", str(complex_), "--steps", "1", "--out", str(tmp_path / "r")]) == 2

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from masklab.recipes.common import TrainOptions, train_config, train_run
+from masklab.recipes.common import TrainOptions, check_output_is_not_input, train_config, train_run
 from masklab.recipes.embedding import Embedding
 from masklab.recipes.progress import Progress, say, silent
 from masklab.train import FitResult
@@ -86,6 +86,11 @@ def pretrain_series(
         settings["mask_kind"] = mask_kind
     if patch_len is not None and patch_len < 1:  # 0 was taken as "automatic" without a word
         raise ValueError(f"--patch-len must be >= 1 (or left out: automatic), got {patch_len}")
+    longest = int(series.lengths.max()) if max_length is None else min(int(series.lengths.max()), max_length)
+    if patch_len is not None and 2 * patch_len > longest:  # the model predicts hidden patches from the others
+        raise ValueError(f"--patch-len {patch_len} leaves the longest training series ({longest} steps) fewer than 2 "
+                         f"patches to hide and predict from; pass at most {max(longest // 2, 1)} (or leave it out: "
+                         "automatic)")  # fmt: skip
     patch = patch_len or settings.pop("patch_len", None) or recipes.auto_patch_len(series)
     settings.update(patch_len=patch, stride=patch)
     model = recipes.build_model(series, preset, seed=options.seed_or_0, max_length=max_length, mask_ratio=mask_ratio,
@@ -146,8 +151,7 @@ def impute_series(run: str | Path, source: str | Path, output: str | Path, *, de
     out = Path(output)
     if out.suffix != ".npz":
         raise ValueError(f"-o {out}: series imputations are written as .npz (values + lengths)")
-    if not str(source).startswith("builtin:") and out.exists() and out.resolve() == Path(source).resolve():
-        raise ValueError(f"-o {out} is the input file; impute never modifies its input, pick another path")
+    check_output_is_not_input(out, source, "impute")
     model = recipes.load_pretrained(run, device=device)
     data = recipes.run_data(run, str(source), channels=model.config.channels)  # with the run's label column
     filled = recipes.impute(model, data)
