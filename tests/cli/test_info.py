@@ -68,6 +68,24 @@ def test_info_json(run_dir, capsys):
     assert info["metrics"]["records"] == 2 and info["metrics"]["last"]["step"] == 4
 
 
+def test_info_leaves_out_records_past_the_checkpoint(run_dir, tmp_path, capsys):
+    # A run stopped at once (two quick Ctrl-C) can have logged a step its checkpoint does not hold: info
+    # described that step's loss as the run's. Now it describes the checkpoint's steps and counts the rest.
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 6, "loss": 123.0}) + "\n")
+    assert main(["info", str(run), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)["metrics"]
+    assert metrics["records"] == 2 and metrics["last"]["step"] == 4 and metrics["past_checkpoint"] == 1
+    assert metrics["min_loss"] < 123.0
+    assert main(["info", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "at step 4 (min" in out and "1 record(s) of later steps left out: the checkpoint holds step 4" in out
+
+
 def test_info_bad_directories(tmp_path, capsys):
     assert main(["info", "/nonexistent/run"]) == 2
     assert capsys.readouterr().err.strip() == "masklab: error: run directory /nonexistent/run does not exist"

@@ -23,7 +23,10 @@ def describe_run(run_dir: str | Path) -> dict[str, Any]:
         return describe_estimator(run_dir)
     run = load_run(run_dir)
     state = run.model_state
-    records = read_metrics(run_dir / METRICS_NAME)
+    logged = read_metrics(run_dir / METRICS_NAME)
+    # A run stopped at once (a second Ctrl-C, a kill) may have logged steps its checkpoint does not hold; they
+    # are not the saved model's (``--resume`` drops them), so they are counted but not described.
+    records = [r for r in logged if not isinstance(r.get("step"), int) or r["step"] <= run.step]
     losses = [r["loss"] for r in records if isinstance(r.get("loss"), (int, float))]
     train = run.config.get("train", {})
     minutes = _recorded_minutes(run_dir)
@@ -48,6 +51,7 @@ def describe_run(run_dir: str | Path) -> dict[str, Any]:
             "records": len(records),
             "last": records[-1] if records else None,
             "min_loss": min(losses) if losses else None,
+            "past_checkpoint": len(logged) - len(records),  # records of steps after the checkpoint's
         },
     }
 
@@ -160,9 +164,13 @@ def format_info(info: dict[str, Any]) -> str:
     if metrics["last"] is not None:
         last = metrics["last"]
         loss_line = f"{last.get('loss', float('nan')):.6g} at step {last.get('step')}"
-        loss_line += f" (min {metrics['min_loss']:.6g}, {metrics['records']} records)"
+        least = "" if metrics["min_loss"] is None else f"min {metrics['min_loss']:.6g}, "
+        loss_line += f" ({least}{metrics['records']} records)"
     else:
         loss_line = "no metrics.jsonl records"
+    if metrics.get("past_checkpoint"):
+        loss_line += (f"; {metrics['past_checkpoint']} record(s) of later steps left out: the checkpoint holds "
+                      f"step {info['step']}")  # fmt: skip
     lines = [
         f"run          {info['run_dir']}",
         f"kind         {info['kind']}   (masklab {info['masklab_version']})",
