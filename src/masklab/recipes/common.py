@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -41,6 +42,15 @@ _LIMITS: dict[str, tuple[float, bool, bool]] = {
 
 class TooFewExamplesError(ValueError):
     """The training data has fewer than :data:`MIN_EXAMPLES` examples (the CLI adds the ``--data`` it read)."""
+
+
+def check_output_is_not_input(output: str | Path, source: str | Path, task: str) -> None:
+    """``ValueError`` when ``-o output`` is the input file ``source`` itself (a ``builtin:NAME`` source is no
+    file): ``task`` (``impute``, ``score``) writes a new file and never modifies its input."""
+    if str(source).startswith("builtin:"):
+        return
+    if Path(output).exists() and Path(output).resolve() == Path(source).resolve():
+        raise ValueError(f"-o {output} is the input file; {task} never modifies its input, pick another path")
 
 
 def check_numbers(values: Mapping[str, Any]) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from masklab.recipes.common import TrainOptions, train_config, train_run
+from masklab.recipes.common import TrainOptions, check_output_is_not_input, train_config, train_run
 from masklab.train import FitResult
 from masklab.train.run import Run
 
@@ -206,8 +206,7 @@ def impute(run: str | Path, source: str | Path, output: str | Path, *, exclude: 
     source, target = Path(source), Path(output)
     if not builtin and not source.is_file():
         raise FileNotFoundError(f"{source}: no such file")
-    if target.exists() and target.resolve() == source.resolve():
-        raise ValueError(f"-o {target} is the input file; impute never modifies its input, pick another path")
+    check_output_is_not_input(target, source, "impute")
     out_suffix = _suffix(target)
     if out_suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
         raise ValueError(f"-o {target}: unknown output format {out_suffix!r} (use .csv or .parquet)")
@@ -319,10 +318,7 @@ def score(run: str | Path, source: str, output: str | Path, *, histogram: str | 
     from masklab.viz.histogram import plot_score_histogram
 
     target = Path(output)
-    if not source.startswith("builtin:"):
-        src = Path(source)
-        if target.exists() and src.exists() and target.resolve() == src.resolve():
-            raise ValueError(f"-o {target} is the input file; score never modifies its input, pick another path")
+    check_output_is_not_input(target, source, "score")
     if explain_rows < 1:
         raise ValueError(f"--explain-rows must be >= 1, got {explain_rows}")
     png = _histogram_path(target, histogram)

@@ -40,10 +40,10 @@ def impute_chunked(run: str | Path, source: str | Path, output: str | Path, *, c
     """Fill the missing feature cells of ``source`` chunk by chunk into ``output`` (other columns pass through;
     cells are re-written by pandas, not kept as their original text). Returns ``{"rows"}``."""
     from masklab.data.table_stream import map_table
+    from masklab.recipes.common import check_output_is_not_input
     from masklab.recipes.table import load_imputer
 
-    if Path(output).exists() and Path(output).resolve() == Path(source).resolve():
-        raise ValueError(f"-o {output} is the input file; impute never modifies its input, pick another path")
+    check_output_is_not_input(output, source, "impute")
     imputer = load_imputer(run, handle_unknown=handle_unknown, device=device)
     names, check = _features(imputer, exclude, source, run)
 
