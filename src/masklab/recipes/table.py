@@ -8,7 +8,7 @@ cell masks follow masklab's convention (True = hidden / missing).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -132,6 +132,24 @@ def warn_identifiers(frame: pd.DataFrame) -> list[str]:
     return ids
 
 
+def trained_aside(run: str | Path) -> tuple[list[str], str | None]:
+    """The columns training kept out of the features: the run's ``exclude`` and its label (``table.json``; none
+    for a run without one). An ``impute`` / ``score`` input that has them sets them aside again."""
+    info = Run(run).read_sidecar(TABLE_FILE) if (Path(run) / TABLE_FILE).is_file() else {}
+    return list(info.get("exclude", [])), info.get("label")
+
+
+def check_known_columns(
+    source: str | Path, columns: Iterable[Any], names: Sequence[str], aside: Container[Any] = ()
+) -> None:
+    """``ValueError`` naming the input ``columns`` of ``source`` that are neither among the model's ``names`` nor
+    set aside (``aside``): the user must set them aside with ``--exclude``."""
+    unknown = [c for c in columns if c not in names and c not in aside]
+    if unknown:
+        raise ValueError(f"{source}: unknown column(s) {unknown}; the model was trained on {list(names)} "
+                         "(pass --exclude COL,... for columns that are not features)")  # fmt: skip
+
+
 def inference_table(
     run: str | Path,
     source: str,
@@ -153,22 +171,19 @@ def inference_table(
     if names is None:
         names = [c["name"] for c in r.config()["model"]["schema"]["columns"]]
     names = list(names)
-    info = r.read_sidecar(TABLE_FILE) if (Path(run) / TABLE_FILE).is_file() else {}
+    trained_exclude, trained_label = trained_aside(run)
     exclude = tuple(exclude)
     if source.startswith("builtin:"):
         table = load_table(source, exclude=exclude, label=label)
     else:
         frame = read_table_file(source)
         columns = [str(c) for c in frame.columns]
-        if label is None and info.get("label") in columns:
-            label = info["label"]
-        trained_out = [c for c in info.get("exclude", []) if c in columns and c not in exclude]
+        if label is None and trained_label in columns:
+            label = trained_label
+        trained_out = [c for c in trained_exclude if c in columns and c not in exclude]
         table = split_columns(frame, exclude=(*exclude, *trained_out), label=label)
         table = type(table)(table.frame, str(source), table.labels)
-    unknown = [c for c in table.frame.columns if c not in names]
-    if unknown:
-        raise ValueError(f"{source}: unknown column(s) {unknown}; the model was trained on {names} "
-                         "(pass --exclude COL,... for columns that are not features)")  # fmt: skip
+    check_known_columns(source, table.frame.columns, names)
     absent = [n for n in names if n not in table.frame.columns]
     if absent:
         raise ValueError(f"{source}: column(s) {absent} the model was trained on are missing; it needs the "

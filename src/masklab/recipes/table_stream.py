@@ -13,23 +13,19 @@ def _features(estimator, exclude: Sequence[str], source, run: str | Path):
     """The model's feature names and a check of each chunk's columns, as the whole-file recipes check them:
     every feature present, and no other column but those set aside (``exclude``, and the run's own excluded
     and label columns from ``table.json``)."""
-    from masklab.recipes.table import TABLE_FILE
-    from masklab.train.run import Run
+    from masklab.recipes.table import check_known_columns, trained_aside
 
     if str(source).startswith("builtin:"):
         raise ValueError(f"--chunk-rows streams a file; {source} is a built-in table (drop --chunk-rows)")
     names = [n for n in estimator.feature_names_in_ if n not in exclude]
-    info = Run(run).read_sidecar(TABLE_FILE) if (Path(run) / TABLE_FILE).is_file() else {}
-    aside = {*exclude, *info.get("exclude", []), *([info["label"]] if info.get("label") else [])}
+    trained_exclude, trained_label = trained_aside(run)
+    aside = {*exclude, *trained_exclude, *([trained_label] if trained_label else [])}
 
     def check(chunk) -> None:
         absent = [n for n in names if n not in chunk.columns]
         if absent:
             raise ValueError(f"{source}: column(s) {absent} the model was trained on are missing")
-        unknown = [str(c) for c in chunk.columns if c not in names and c not in aside]
-        if unknown:
-            raise ValueError(f"{source}: unknown column(s) {unknown}; the model was trained on {names} "
-                             "(pass --exclude COL,... for columns that are not features)")  # fmt: skip
+        check_known_columns(source, chunk.columns, names, aside)
 
     return names, check
 
