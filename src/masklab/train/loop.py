@@ -38,6 +38,7 @@ from masklab import __version__
 from masklab.core.contract import LossOutput, TrainData
 from masklab.core.device import resolve_device
 from masklab.core.io import atomic_write_json, remove_stale_temp_files
+from masklab.nn.attention import use_cpu_attention
 from masklab.nn.cpu_linear import use_cpu_linear
 from masklab.train import checkpoint as ckpt
 from masklab.train import distributed
@@ -201,7 +202,8 @@ def fit(
         distributed.wait_for_all(dist_info)  # only on success: a rank that failed must not wait for the others
         return result
     finally:
-        use_cpu_linear(model, "torch")  # hand the model back with plain nn.Linear layers
+        use_cpu_linear(model, "torch")  # hand the model back with plain nn.Linear layers and SDPA attention,
+        use_cpu_attention(model, "sdpa")  # so it computes as the same model loaded from its checkpoint does
         if dist_info.enabled:
             # DDP's reducer sits in reference cycles: free it now, while the process group is alive, not during
             # interpreter teardown (where a gloo abort at exit has been seen; see masklab.cli.run).
