@@ -113,3 +113,19 @@ def test_a_model_setting_out_of_range_names_the_flag(tmp_path, capsys, argv, exp
     err = capsys.readouterr().err
     assert expected in err and "mask_ratio" not in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_masklab_warning_is_one_line_naming_no_source_file(tmp_path, capsys):
+    # Python prints a warning as "/path/to/masklab/x.py:114: UserWarning: ..." plus the source line; a CLI
+    # user gets one line. The previous printer is back after the command.
+    import warnings
+
+    data = tmp_path / "t.csv"
+    data.write_text("a,b\n" + "".join(f"{i},{2 * i + 1}\n" for i in range(12)))
+    before = warnings.showwarning
+    argv = ["pretrain", "table", "--data", str(data), "--neighbors", "20", "--steps", "2", "--out", str(tmp_path / "r")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "masklab: warning: neighbors=20 but there are only 12 training rows" in err
+    assert "UserWarning" not in err and ".py:" not in err
+    assert warnings.showwarning is before

@@ -113,6 +113,26 @@ def test_neighbour_term_flags_a_consistent_row_far_from_the_others():
     assert set(table["column"][:2]) == {"x0", "x1"}
 
 
+@pytest.mark.parametrize("kernel", ["sdpa", "bmm"])
+def test_a_fitted_detector_scores_exactly_as_its_saved_copy_whichever_kernel_trained_it(
+    kernel, tmp_path, monkeypatch, no_pickle
+):
+    # The training loop may pick the bmm attention kernel for its steps (per machine, by timing); it used to
+    # leave the fitted model on it, so the fitted detector and its loaded copy (SDPA) differed by ~1e-8.
+    monkeypatch.setenv("MASKLAB_CPU_ATTENTION", kernel)
+    frame = mixed_frame(n=120)
+    detector = MaskedAnomalyDetector(**FAST).fit(frame)
+    detector.save(tmp_path / "det")
+    restored = MaskedAnomalyDetector.load(tmp_path / "det")
+    np.testing.assert_array_equal(restored.anomaly_score(frame), detector.anomaly_score(frame))
+
+
+def test_more_neighbours_than_training_rows_is_said():
+    x, _ = correlated(n=30, missing=0.0)
+    with pytest.warns(UserWarning, match="neighbors=40 but there are only 30 training rows"):
+        MaskedAnomalyDetector(preset="table-tiny", steps=2, batch_size=16, neighbors=40).fit(x)
+
+
 def test_a_detector_saved_before_the_neighbour_term_scores_as_it_did(tmp_path, no_pickle):
     import json
 

@@ -16,9 +16,13 @@ import importlib
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from masklab import __version__
+
+_PACKAGE = Path(__file__).resolve().parent.parent  # src/masklab
 
 # name -> (module under masklab.cli, one-line help). Add a command: a module with register(), and a row here.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -94,6 +98,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand and return its exit code."""
     started = time.monotonic()  # a --minutes budget counts from here
     argv = list(sys.argv[1:] if argv is None else argv)
+    shown_before = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        # masklab's own warnings as one line (``masklab: warning: ...``), without the source line Python
+        # shows; other libraries' as before (their file says where they come from).
+        if Path(filename).resolve().is_relative_to(_PACKAGE):
+            print(f"masklab: warning: {message}", file=sys.stderr if file is None else file)
+        else:
+            shown_before(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():  # restores the previous printer when the command ends
+        warnings.showwarning = show
+        return _main(argv, started)
+
+
+def _main(argv: list[str], started: float) -> int:
     try:
         parser = build_parser(argv)
         args = parser.parse_args(argv)

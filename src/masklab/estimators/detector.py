@@ -152,6 +152,9 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         n_rows = _num_samples(X)
         if n_rows > REFERENCE_ROWS:
             X = _rows(X, np.sort(np.random.default_rng(self.seed_ + 1).choice(n_rows, REFERENCE_ROWS, replace=False)))
+        if self.neighbors > n_rows:
+            warnings.warn(f"neighbors={self.neighbors} but there are only {n_rows} training rows: the neighbour "
+                          "term uses each row's farthest one", stacklevel=3)  # fmt: skip
         _, _, encoded = self._encode(X)
         cards = torch.tensor(self.schema_.cardinalities, dtype=torch.long)
         return Reference(encoded.values.double(), encoded.categories, encoded.missing, cards)
