@@ -48,8 +48,31 @@ _PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "imm
            "cell")  # fmt: skip
 
 
+class PixelImages:
+    """What an in-memory image dataset knows from its ``pixels (N, C, H, W)`` alone (uint8 0..255 or float in
+    [0, 1]): its length, channels, image size and float images. Mixed into the dataclasses that hold them."""
+
+    pixels: Tensor
+
+    def __len__(self) -> int:
+        return self.pixels.shape[0]
+
+    @property
+    def channels(self) -> int:
+        return self.pixels.shape[1]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.pixels.shape[2], self.pixels.shape[3]
+
+    def images(self, indices: Tensor | slice | None = None) -> Tensor:
+        """Float images ``(n, C, H, W)`` in [0, 1], no augmentation."""
+        x = self.pixels if indices is None else self.pixels[indices]
+        return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+
+
 @dataclass(frozen=True)
-class ImageDataset:
+class ImageDataset(PixelImages):
     """In-memory images ``pixels (N, C, H, W)`` (uint8 0..255 or float in [0, 1]) with optional labels ``(N,)``.
 
     ``sources[i]`` names where example i came from (a file path, or ``name[i]``) for error messages and
@@ -72,25 +95,9 @@ class ImageDataset:
         if self.labels is not None and self.labels.shape != (len(self.pixels),):
             raise ValueError(f"{self.name}: {len(self.pixels)} images but labels of shape {tuple(self.labels.shape)}")
 
-    def __len__(self) -> int:
-        return self.pixels.shape[0]
-
-    @property
-    def channels(self) -> int:
-        return self.pixels.shape[1]
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return self.pixels.shape[2], self.pixels.shape[3]
-
     @property
     def num_classes(self) -> int:
         return 0 if self.labels is None else max(len(self.class_names), int(self.labels.max()) + 1)
-
-    def images(self, indices: Tensor | slice | None = None) -> Tensor:
-        """Float images ``(n, C, H, W)`` in [0, 1], no augmentation."""
-        x = self.pixels if indices is None else self.pixels[indices]
-        return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
     def get_batch(self, indices: Tensor, generator: torch.Generator) -> ImageBatch:
         """The training batch for ``indices``: augmented with ``generator`` when :attr:`augment` is set."""

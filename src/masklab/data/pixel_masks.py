@@ -20,7 +20,7 @@ from torch import Tensor
 
 from masklab.core.io import atomic_write_bytes
 from masklab.data import parse_data_spec
-from masklab.data.images import IMAGE_SUFFIXES, open_image
+from masklab.data.images import IMAGE_SUFFIXES, PixelImages, open_image
 
 MASK_KINDS = ("binary", "classes")
 SEGMENTATION_BUILTINS = ("synthetic-subjects",)
@@ -123,7 +123,7 @@ class SegmentBatch:
 
 
 @dataclass(frozen=True)
-class SegmentationDataset:
+class SegmentationDataset(PixelImages):
     """Images ``pixels (N, C, H, W)`` uint8 with exact ``targets (N, H, W)`` uint8 class indices.
 
     ``flip``: training batches are mirrored left-right with probability 1/2 (image and mask together).
@@ -145,22 +145,6 @@ class SegmentationDataset:
         if self.pixels.shape[0] != self.targets.shape[0] or self.pixels.shape[2:] != self.targets.shape[1:]:
             raise ValueError(f"{self.name}: pixels {tuple(self.pixels.shape)} and targets "
                              f"{tuple(self.targets.shape)} do not match")  # fmt: skip
-
-    def __len__(self) -> int:
-        return self.pixels.shape[0]
-
-    @property
-    def channels(self) -> int:
-        return self.pixels.shape[1]
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return self.pixels.shape[2], self.pixels.shape[3]
-
-    def images(self, indices: Tensor | slice | None = None) -> Tensor:
-        """Float images ``(n, C, H, W)`` in [0, 1], no augmentation."""
-        x = self.pixels if indices is None else self.pixels[indices]
-        return x.float() / 255.0
 
     def get_batch(self, indices: Tensor, generator: torch.Generator) -> SegmentBatch:
         images, targets = self.images(indices), self.targets[indices].long()
