@@ -34,12 +34,30 @@ def test_serve_warns_when_bound_elsewhere(run_dirs, no_server, capsys):
 
 def test_runs_that_fail_to_load_are_reported_at_start_up(run_dirs, tmp_path, no_server, capsys):
     (tmp_path / "odd").mkdir()
-    (tmp_path / "odd" / "config.json").write_text(json.dumps({"kind": "series"}))
+    (tmp_path / "odd" / "config.json").write_text(json.dumps({"kind": "series-classifier"}))
     code = main(["serve", str(run_dirs / "mlm"), str(tmp_path / "missing"), str(tmp_path / "odd")])
     err = capsys.readouterr().err
     assert code == 2 and not no_server and "Traceback" not in err
     assert f"cannot serve {tmp_path / 'missing'}: no such directory" in err
-    assert f"cannot serve {tmp_path / 'odd'}: a 'series' run" in err
+    assert f"cannot serve {tmp_path / 'odd'}: a 'series-classifier' run; masklab serve shows mae (with its " in err
+    assert "series, and segment (a head folder) runs" in err
+
+
+def test_serve_loads_series_runs_and_heads_with_their_notes(series_dirs, segment_dirs, no_server, capsys):
+    runs = [series_dirs / "series", segment_dirs / "seg", segment_dirs / "unfinished"]
+    assert main(["serve", *map(str, runs)]) == 0
+    out = capsys.readouterr().out
+    assert "series (series)" in out and "seg (mae)" in out and "unfinished (segment)" in out
+    assert "note: the examples are series this run was trained on" in out
+    assert "note: segmentation: the head in" in out and "stopped at step 2 of 50 (interrupted)" in out
+
+
+def test_help_lists_the_kinds(capsys):
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "mae (plus a segmentation panel when RUN/segment holds a head" in help_text
+    assert "mlm, clm, table, series (masklab pretrain series), or a segmentation head folder" in help_text
 
 
 def test_run_names_are_unique_and_url_safe(tmp_path):

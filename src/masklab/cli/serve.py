@@ -12,7 +12,10 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.description = ("Load every RUN once and serve a page with a panel per run, plus its JSON API (schema at "
                           "/openapi.json). Binds 127.0.0.1 unless --host says otherwise. Needs: pip install "
                           "'masklab[serve]'.")  # fmt: skip
-    parser.add_argument("runs", metavar="RUN", nargs="+", help="run directories (mae, mlm, clm or table)")
+    parser.add_argument("runs", metavar="RUN", nargs="+",
+                        help="run directories: mae (plus a segmentation panel when RUN/segment holds a head from "
+                             "masklab segment train), mlm, clm, table, series (masklab pretrain series), or a "
+                             "segmentation head folder")  # fmt: skip
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: %(default)s)")

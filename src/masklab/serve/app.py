@@ -1,4 +1,6 @@
-"""The FastAPI application: the page, ``/health``, ``/api/runs`` and one JSON endpoint per task.
+"""The FastAPI application: the page, ``/health``, ``/api/runs`` and one JSON endpoint per task (the MAE, text and
+table ones here; the series and segmentation ones in :mod:`~masklab.serve.series_api` and
+:mod:`~masklab.serve.segment_api`).
 
 Every model call runs in the thread pool (the event loop keeps answering) while holding its run's lock (one
 forward per model at a time). Inputs are checked before any model is touched; a bad field is a 4xx JSON
@@ -11,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from importlib.resources import files
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, UploadFile
 from fastapi.responses import FileResponse, Response, StreamingResponse
@@ -21,13 +23,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from masklab import __version__
-from masklab.serve import images, tables, text
+from masklab.serve import images, segment_api, segments, series, series_api, tables, text
 from masklab.serve.errors import BodyLimit, InputError, install_error_handlers, log
+from masklab.serve.routing import ERRORS, Runs
 from masklab.serve.runs import LoadedRun
 from masklab.serve.schemas import (
     AttentionRequest,
     AttentionResponse,
-    ErrorResponse,
     FillRequest,
     FillResponse,
     GenerateRequest,
@@ -38,22 +40,22 @@ from masklab.serve.schemas import (
     ScoreResponse,
 )
 
-T = TypeVar("T")
 DEFAULT_MAX_UPLOAD = 8 * 1024 * 1024
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse, "description": what}
-    for code, what in ((400, "a field the task cannot use"), (404, "no such run"), (413, "body over the limit"),
-                       (415, "not an image / not a UTF-8 CSV"), (422, "a missing or mistyped field"))
-}  # fmt: skip
 
 
 def run_details(run: LoadedRun) -> dict[str, Any]:
-    """What the page needs to draw a run's panel."""
+    """What the page needs to draw a run's panel (an MAE run with a head: ``segmentation`` too)."""
     if run.kind == "mae":
         cfg = run.model.config
         count = 0 if run.examples is None else len(run.examples)
+        head = None if run.segment is None else segments.details(run)
         return {"image_size": list(cfg.image_size), "patch_size": cfg.patch_size, "grid": list(cfg.grid),
-                "channels": cfg.channels, "mask_ratio": cfg.mask_ratio, "examples": count}  # fmt: skip
+                "channels": cfg.channels, "mask_ratio": cfg.mask_ratio, "examples": count,
+                "segmentation": head}  # fmt: skip
+    if run.kind == "segment":
+        return {"segmentation": segments.details(run)}
+    if run.kind == "series":
+        return series.details(run)
     if run.kind == "mlm":
         cfg = run.model.config.bert
         return {"mask_token": run.tokenizer.mask_token, "max_len": cfg.max_len, "layers": cfg.depth,
@@ -75,30 +77,10 @@ def create_app(runs: list[LoadedRun], *, max_upload_bytes: int = DEFAULT_MAX_UPL
     app = FastAPI(title="masklab serve", version=__version__, description=__doc__, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
     install_error_handlers(app)
-    by_name = {run.name: run for run in runs}
+    served = Runs(runs)
+    get_run, call, read_upload = served.get, served.call, served.read
     static = files("masklab.serve") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
-
-    def get_run(name: str, *kinds: str) -> LoadedRun:
-        run = by_name.get(name)
-        if run is None:
-            raise InputError("run", f"no run named {name!r}; this server has {sorted(by_name)}", 404)
-        if run.kind not in kinds:
-            raise InputError("run", f"{name} is a {run.kind} run; this endpoint takes {' or '.join(kinds)} runs")
-        return run
-
-    async def call(run: LoadedRun, work: Callable[..., T], *args: Any) -> T:
-        def locked() -> T:
-            with run.lock:
-                return work(run, *args)
-
-        return await run_in_threadpool(locked)
-
-    async def read_upload(upload: UploadFile, field: str) -> bytes:
-        data = await upload.read()
-        if not data:
-            raise InputError(field, f"the uploaded {field} is empty (0 bytes)")
-        return data
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -196,6 +178,8 @@ def create_app(runs: list[LoadedRun], *, max_upload_bytes: int = DEFAULT_MAX_UPL
         run = get_run(name, "table")
         return await call(run, tables.score, await read_upload(file, "file"), exclude)
 
+    series_api.add_routes(app, served)
+    segment_api.add_routes(app, served)
     return app
 
 

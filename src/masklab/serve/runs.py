@@ -14,15 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-KINDS = ("mae", "mlm", "clm", "table")
-EXAMPLES = 12  # held-out images offered by an MAE panel
+from masklab.serve import heads
+
+KINDS = ("mae", "mlm", "clm", "table", "series", "segment")
+SERVED = ("mae (with its segmentation head, when one is trained), mlm, clm, table, series, and segment (a head "
+          "folder)")  # fmt: skip
+EXAMPLES = 12  # held-out images (series) offered by an MAE (series, segmentation) panel
 
 
 @dataclass
 class LoadedRun:
-    """One served run. ``model`` is the network (MAE, BertForMLM, GPT) or, for ``table``, the
-    :class:`~masklab.estimators.MaskedImputer`; ``detector`` is the table run's anomaly detector;
-    ``examples`` ``(N, C, H, W)`` held-out images of an MAE run's own data (None when that data is not here)."""
+    """One served run. ``model`` is the network (MAE, BertForMLM, GPT, PatchTST, Segmenter) or, for ``table``,
+    the :class:`~masklab.estimators.MaskedImputer`; ``detector`` is the table run's anomaly detector;
+    ``examples``: ``(N, C, H, W)`` held-out images of an MAE run's own data, or a series run's held-out series
+    (a :class:`~masklab.data.series.SeriesSet`), None when that data is not here; ``segment``: the
+    :class:`~masklab.serve.heads.SegmentHead` of an MAE run with a trained head, or of a head folder."""
 
     name: str
     kind: str
@@ -31,6 +37,7 @@ class LoadedRun:
     tokenizer: Any = None
     detector: Any = None
     examples: Any = None
+    segment: Any = None
     notes: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -40,7 +47,7 @@ class RunLoadError(ValueError):
 
 
 def run_kind_of(path: Path) -> str:
-    """``mae`` | ``mlm`` | ``clm`` | ``table`` of a masklab run or a Hugging Face GPT-2 / BERT folder."""
+    """The kind (:data:`KINDS`) of a masklab run or a Hugging Face GPT-2 / BERT folder."""
     from masklab.recipes.clm import hf_model_type
     from masklab.train.run import Run
 
@@ -51,7 +58,7 @@ def run_kind_of(path: Path) -> str:
         return "clm" if hf == "gpt2" else "mlm"
     kind = Run(path).kind()
     if kind not in KINDS:
-        raise ValueError(f"a {kind!r} run; masklab serve shows {', '.join(KINDS)} runs")
+        raise ValueError(f"a {kind!r} run; masklab serve shows {SERVED} runs")
     return kind
 
 
@@ -73,6 +80,42 @@ def _examples(path: Path, model) -> tuple[Any, list[str]]:
     return dataset.images(test_idx[pick.sort().values]), []
 
 
+def _series_examples(path: Path, model) -> tuple[Any, list[str]]:
+    """Up to :data:`EXAMPLES` series of the run's own data (its test split when it has one), named as in the
+    data, or None and a note saying why not."""
+    import dataclasses
+
+    import numpy as np
+
+    from masklab.recipes.series import SERIES_FILE, run_data, series_info
+
+    if not series_info(path).get("data"):
+        return None, [f"no built-in examples: {path / SERIES_FILE} does not name the run's data"]
+    try:
+        data = run_data(path, None, channels=model.config.channels)
+    except (OSError, ValueError, ImportError) as err:
+        return None, [f"no built-in examples: the run's data cannot be loaded here ({err})"]
+    notes = []
+    if data.split is not None and (data.split == "test").any():
+        pool = np.flatnonzero(data.split == "test")
+    else:
+        pool = np.arange(len(data))
+        notes.append(f"the examples are series this run was trained on: its data ({data.name}) has no held-out "
+                     "split")  # fmt: skip
+    cfg = model.config
+    covered = cfg.patch_len + (cfg.max_patches - 1) * cfg.stride
+    pool = pool[data.lengths[pool] <= covered]
+    if not len(pool):
+        return None, [f"no built-in examples: every series of {data.name} is longer than the {covered} steps "
+                      "this model covers"]  # fmt: skip
+    rng = np.random.default_rng(0)
+    pick = np.sort(pool[rng.choice(len(pool), size=min(EXAMPLES, len(pool)), replace=False)])
+    if not data.name.startswith("builtin:"):  # a file of the user's: its name is enough on the page
+        data = dataclasses.replace(data, name=Path(data.name).name)
+    names = data.names()
+    return dataclasses.replace(data.subset(pick), ids=tuple(names[i] for i in pick)), notes
+
+
 def load_one(path: Path, name: str, device: str) -> LoadedRun:
     """Load the run at ``path`` for serving (``ValueError`` / ``FileNotFoundError`` saying why it cannot be)."""
     from masklab.core.device import resolve_device
@@ -88,6 +131,16 @@ def load_one(path: Path, name: str, device: str) -> LoadedRun:
         if model.config.objective != "reconstruct":
             raise ValueError("a fine-tuned classifier; serve needs a pretrained MAE run (it reconstructs images)")
         examples, notes = _examples(path, model)
+        head, head_notes = heads.head_of_mae_run(path, model, device)
+        return LoadedRun(name, kind, path, model, examples=examples, segment=head, notes=notes + head_notes)
+    if kind == "segment":
+        head = heads.load_head(path, None, device)
+        return LoadedRun(name, kind, path, head.model, segment=head, notes=head.notes)
+    if kind == "series":
+        from masklab.recipes.series import load_pretrained
+
+        model = load_pretrained(path, device)
+        examples, notes = _series_examples(path, model)
         return LoadedRun(name, kind, path, model, examples=examples, notes=notes)
     if kind == "mlm":
         from masklab.recipes.mlm_tasks import load_fill_model

@@ -11,8 +11,11 @@ MAX_TEXT = 4000  # characters of a sentence or prompt
 
 class RunInfo(BaseModel):
     name: str = Field(description="the run's name in URLs (its directory name, made unique)")
-    kind: str = Field(description="mae | mlm | clm | table")
-    details: dict[str, Any] = Field(description="what the page needs: image size and patch grid, columns, limits")
+    kind: str = Field(description="mae | mlm | clm | table | series | segment (a segmentation head folder)")
+    details: dict[str, Any] = Field(
+        description="what the page needs: image size and patch grid, columns, limits; "
+        "'segmentation' for an MAE run with a trained head"
+    )
     notes: list[str] = Field(default_factory=list, description="what this run cannot offer here, and why")
 
 
@@ -97,6 +100,52 @@ class ScoreResponse(BaseModel):
     total_rows: int
     rows: list[ScoredRow] = Field(description="the highest-scoring rows first")
     top_cells: list[TopCell]
+
+
+Values = list[list[float | None]]
+
+
+class SeriesResponse(BaseModel):
+    name: str = Field(description="the series: its id in a long-format file, else FILE[i] (0-based)")
+    count: int = Field(description="series in the uploaded file (or built-in examples)")
+    length: int = Field(description="T, its time steps")
+    values: Values = Field(description="(T, C) time-major; null = not observed")
+
+
+class SeriesReconstructResponse(SeriesResponse):
+    masking: str
+    seed: int
+    hidden_fraction: float = Field(description="share of the (step, channel) values hidden")
+    hidden: list[str] = Field(description="per channel, one character per step, 1 = in a hidden patch")
+    reconstruction: Values = Field(description="(T, C) in the data's units (use it where hidden)")
+    mse_hidden: float | None = Field(description="mean squared error on the hidden observed values")
+    image: str = Field(description="PNG data URL: hidden patches shaded, reconstruction dashed")
+
+
+class ForecastResponse(SeriesResponse):
+    horizon: int
+    channel: int = Field(description="the channel drawn in the picture")
+    forecast: Values = Field(description="(H, C): the steps after the series' end, in the data's units")
+    image: str = Field(description="PNG data URL: history, forecast, the horizon shaded")
+
+
+class AnomalyResponse(SeriesResponse):
+    score: float = Field(description="the series' score: mean of the per-step scores")
+    per_step: list[float | None] = Field(description="(T,) squared error with the step's patch hidden, normalised "
+                                         "units; higher = more anomalous; null = nothing observed")  # fmt: skip
+    top_steps: list[int] = Field(description="the highest-scoring steps, highest first (0-based)")
+
+
+class SegmentResponse(BaseModel):
+    width: int
+    height: int
+    classes: int = Field(description="classes of the head (0 = background)")
+    box: list[int] | None = Field(description="[x0, y0, x1, y1] when given")
+    subject_fraction: float = Field(description="share of the pixels predicted subject")
+    image: str = Field(description="the image read, PNG data URL")
+    mask: str = Field(description="the mask PNG masklab segment writes: gray 0/255 (palette for > 2 classes)")
+    overlay: str = Field(description="the image with the subject tinted red")
+    side_by_side: str = Field(description="image | mask | overlay")
 
 
 class ErrorResponse(BaseModel):
