@@ -57,17 +57,20 @@ def test_health_and_runs(client):
 def test_page_and_static_files_are_served_without_a_cdn(client):
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    for name in ("app.js", "style.css"):
+    for name in ("app.js", "series.js", "segment.js", "style.css"):
         asset = client.get(f"/static/{name}")
         assert asset.status_code == 200, name
         assert "http://" not in asset.text and "https://" not in asset.text, name  # works offline
+        assert f'src="/static/{name}"' in page.text or name == "style.css", name
     assert "https://" not in page.text and "http://" not in page.text
     assert client.get("/docs").status_code == 404  # Swagger UI would load from a CDN
 
 
 def test_openapi_lists_every_endpoint(client):
     paths = client.get("/openapi.json").json()["paths"]
-    for task in ("reconstruct", "rollout", "fill", "attention", "generate", "impute", "score"):
+    for task in ("reconstruct", "rollout", "fill", "attention", "generate", "impute", "score", "series/reconstruct",
+                 "series/forecast", "series/anomalies", "series/examples/{index}", "segment/mask", "segment/edit",
+                 "segment/examples/{index}"):  # fmt: skip
         assert f"/api/runs/{{name}}/{task}" in paths, task
     assert "/health" in paths and "/api/runs/{name}/examples/{index}" in paths
 

@@ -356,7 +356,8 @@ function tablePanel(run) {
 }
 
 // --------------------------------------------------------------------------------------------- start
-const BUILDERS = { mae: maePanel, mlm: mlmPanel, clm: clmPanel, table: tablePanel };
+// series.js and segment.js (loaded first) add seriesPanel and segmentPanel.
+const BUILDERS = { mae: maePanel, mlm: mlmPanel, clm: clmPanel, table: tablePanel, series: seriesPanel, segment: segmentPanel };
 
 (async () => {
   try {
@@ -366,7 +367,11 @@ const BUILDERS = { mae: maePanel, mlm: mlmPanel, clm: clmPanel, table: tablePane
     runs.forEach((run) => {
       const panel = BUILDERS[run.kind](run);
       main.appendChild(panel);
-      if (run.notes.length) setStatus(panel, run.notes.join("; "));
+      // Notes stay on their own line (the status line changes with every request); a head's notes go to its panel.
+      const own = run.kind === "mae" ? run.notes.filter((n) => !n.startsWith("segmentation: ")) : run.notes;
+      const notes = $(panel, ".notes");
+      if (own.length && notes) notes.textContent = own.join("; "); else if (own.length) setStatus(panel, own.join("; "));
+      if (run.kind === "mae" && run.details.segmentation) main.appendChild(segmentPanel(run));
     });
     document.body.dataset.ready = "1";
   } catch (err) {
