@@ -1,6 +1,7 @@
 """A real browser on the page: headless Chromium (Debian's chromium + chromium-driver) driven by Selenium loads
 it, paints a mask on the MAE canvas and gets the reconstruction, fills a [MASK] sentence, streams a
-continuation, and saves a screenshot. ``make test-browser`` installs what it needs and runs this."""
+continuation; on series and segmentation runs it forecasts, uploads a series file, segments inside a box and
+removes the subject; and saves screenshots. ``make test-browser`` installs what it needs and runs this."""
 
 import os
 
@@ -64,3 +65,63 @@ def test_page_in_headless_chromium(runs, tmp_path):
         assert shot.stat().st_size > 10_000
         severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and "/fill" not in e["message"]]
         assert not severe, severe  # no script errors (the 400 of the bad fill above is expected)
+
+
+def test_series_and_segmentation_panels_in_headless_chromium(series_runs, segment_runs, series_dirs, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    runs = [series_runs["series"], segment_runs["seg"], segment_runs["unfinished"]]
+    with serving(runs) as url, chromium() as driver:
+        driver.get(url)
+        wait(driver, "document.body.dataset.ready === '1'")
+        ids = [e.get_attribute("id") for e in driver.find_elements(By.CSS_SELECTOR, ".panel")]
+        assert ids == ["run-series", "run-seg", "run-seg-segment", "run-unfinished"]
+
+        # Series: the first example comes up reconstructed, forecast and scored; a longer horizon forecasts again.
+        wait(driver, "document.getElementById('run-series').dataset.analyses >= 1")
+        for view in ("s-recon", "s-forecast"):
+            src = driver.find_element(By.CSS_SELECTOR, f"#run-series img.{view}").get_attribute("src")
+            assert src.startswith("data:image/png;base64,"), view
+        assert "highest at steps" in driver.find_element(By.CSS_SELECTOR, "#run-series .anomaly-line").text
+        assert "no held-out split" in driver.find_element(By.CSS_SELECTOR, "#run-series .notes").text
+        horizon = driver.find_element(By.CSS_SELECTOR, "#run-series .horizon")
+        horizon.clear()
+        horizon.send_keys("12")
+        driver.find_element(By.CSS_SELECTOR, "#run-series .forecast-form button").click()
+        wait(driver, "document.querySelector('#run-series .forecast-line').textContent.startsWith('12 steps')")
+        # an upload: series 2 of the run's own file
+        driver.find_element(By.CSS_SELECTOR, "#run-series .series-file").send_keys(str(series_dirs / "s.npz"))
+        wait(driver, "document.getElementById('run-series').dataset.analyses >= 2")
+        assert "of 10 in the file" in driver.find_element(By.CSS_SELECTOR, "#run-series .picked-line").text
+        horizon.clear()
+        horizon.send_keys("999")
+        driver.find_element(By.CSS_SELECTOR, "#run-series .forecast-form button").click()
+        wait(driver, "document.querySelector('#run-series .status').classList.contains('error')")
+        assert (
+            "horizon: a horizon of 999 steps is too long"
+            in driver.find_element(By.CSS_SELECTOR, "#run-series .status").text
+        )
+
+        # Segmentation: the first example's mask comes up; a box and an edit (an RGBA cut-out to download).
+        wait(driver, "document.getElementById('run-seg-segment').dataset.masks >= 1")
+        box = driver.find_element(By.CSS_SELECTOR, "#run-seg-segment .box")
+        box.send_keys("0,0,8,8\n")
+        wait(
+            driver, "document.querySelector('#run-seg-segment .result-line').textContent.includes('inside box 0,0,8,8')"
+        )
+        driver.find_element(By.CSS_SELECTOR, "#run-seg-segment button[data-edit='remove-subject']").click()
+        wait(driver, "document.getElementById('run-seg-segment').dataset.edits >= 1")
+        link = driver.find_element(By.CSS_SELECTOR, "#run-seg-segment .g-download")
+        assert link.get_attribute("href").startswith("blob:") and link.get_attribute("download") == "remove-subject.png"
+        # The interrupted head: its notes are shown and remove-subject is off.
+        wait(driver, "document.getElementById('run-unfinished').dataset.masks >= 1")
+        notes = driver.find_element(By.CSS_SELECTOR, "#run-unfinished .notes").text
+        assert "stopped at step 2 of 50" in notes and "remove-subject is not offered" in notes
+        assert not driver.find_element(
+            By.CSS_SELECTOR, "#run-unfinished button[data-edit='remove-subject']"
+        ).is_enabled()
+
+        shot = full_page_screenshot(driver, os.environ.get("MASKLAB_SCREENSHOT_2") or tmp_path / "serve-2.png")
+        assert shot.stat().st_size > 10_000
+        severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and "/forecast" not in e["message"]]
+        assert not severe, severe  # no script errors (the 400 of the long horizon above is expected)
