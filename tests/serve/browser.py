@@ -133,6 +133,12 @@ def demo(out: str, run_paths: list[str], csv: str | None = None) -> None:
             if run.kind == "mae":
                 wait_for(driver, f"document.querySelector('{panel}').dataset.reconstructions >= 1")
                 driver.find_element(By.CSS_SELECTOR, f"{panel} .show-rollout").click()
+                if run.segment is not None and run.segment.examples is not None:  # its segmentation panel
+                    wait_for(driver, f"document.querySelector('{panel}-segment').dataset.masks >= 1", 180)
+            elif run.kind == "segment" and run.segment.examples is not None:
+                wait_for(driver, f"document.querySelector('{panel}').dataset.masks >= 1", 180)
+            elif run.kind == "series" and run.examples is not None:
+                wait_for(driver, f"document.querySelector('{panel}').dataset.analyses >= 1", 180)
             elif run.kind == "mlm":
                 driver.find_element(By.CSS_SELECTOR, f"{panel} .fill-text").clear()
                 driver.find_element(By.CSS_SELECTOR, f"{panel} .fill-text").send_keys(
