@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from masklab.core.contract import Trainable
-from masklab.core.probe import cpu_model_name, machine_key, read_cached, time_interleaved, write_cached
+from masklab.core.probe import choose_by_timing, cpu_model_name
 from masklab.nn.attention import use_cpu_attention
 from masklab.nn.cpu_attention_probe import choose_cpu_attention
 from masklab.nn.cpu_linear import use_cpu_linear
@@ -56,21 +56,17 @@ def choose_cpu_precision(
     """``(autocast dtype or None, reason)`` for ``precision="auto"`` on CPU; ``step(dtype)`` runs one step."""
     if not cpu_has_native_bf16():
         return None, f"precision auto -> fp32: {cpu_model_name()} has no native bf16 GEMM (AVX512-BF16/AMX)"
-    key = {**machine_key(), "workload": workload}
-    cached, source = read_cached(PROBE_KIND, key), "cached probe"
-    if cached is None:
-        times = time_interleaved({"fp32": lambda: step(None), "bf16": lambda: step(torch.bfloat16)})
-        winner = "bf16" if times["bf16"] < (1 - MARGIN) * times["fp32"] else "fp32"
-        cached = {"precision": winner, "fp32_s": times["fp32"], "bf16_s": times["bf16"]}
-        write_cached(PROBE_KIND, key, cached)
-        source = "measured now"
-    choice = "bf16" if cached.get("precision") == "bf16" else "fp32"
-    ratio = float(cached["fp32_s"]) / max(float(cached["bf16_s"]), 1e-12)
-    reason = (
-        f"precision auto -> {choice}: {source} on {cpu_model_name()}: bf16 {1e3 * float(cached['bf16_s']):.1f} ms "
-        f"vs fp32 {1e3 * float(cached['fp32_s']):.1f} ms per step ({ratio:.2f}x; bf16 needs > {MARGIN:.0%} gain)"
+    choice = choose_by_timing(
+        PROBE_KIND,
+        {"fp32": lambda: step(None), "bf16": lambda: step(torch.bfloat16)},
+        setting="auto",  # forced precisions never reach here: `precision` is the flag itself
+        env_var="precision",
+        key={"workload": workload},
+        field="precision",
+        margin=MARGIN,
     )
-    return (torch.bfloat16 if choice == "bf16" else None), reason
+    reason = f"precision auto -> {choice.name}: {choice.reason.removeprefix('auto: ')}"
+    return (torch.bfloat16 if choice.name == "bf16" else None), reason
 
 
 def cpu_training_step(model: nn.Module, batch: Any, seed: int = 0) -> Callable[[torch.dtype | None], None]:
