@@ -33,6 +33,7 @@ import torch
 from masklab.data.series import SeriesSet, load_series
 from masklab.data.series_augment import SeriesAugment
 from masklab.eval.probe import linear_probe_accuracy
+from masklab.eval.series_baselines import summary_features
 from masklab.recipes import series as recipes
 
 
@@ -208,7 +209,7 @@ def classification(name: str, args: argparse.Namespace) -> list[tuple[str, str]]
     labels = {"probe": "masklab linear probe", "finetune": "masklab fine-tune", "scratch": "same, random init"}
     for key, values in accs.items():
         rows.append((labels[key], f"{100 * np.mean(values):.2f} ± {100 * np.std(values):.2f}"))
-    stats = [recipes.summary_features(s) for s in (train, test)]
+    stats = [summary_features(s) for s in (train, test)]
     logreg = [linear_probe_accuracy(stats[0], train.labels, stats[1], test.labels, seed=s) for s in range(args.seeds)]
     rows.append(("logistic regression, summary statistics", f"{100 * np.mean(logreg):.2f}"))
     if not args.no_dtw:

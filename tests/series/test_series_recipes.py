@@ -37,6 +37,25 @@ def test_inference_keeps_input_order_and_observed_values() -> None:
     assert np.isfinite(per_series).all()
 
 
+def test_hide_and_reconstruct_hides_whole_patches_within_each_series() -> None:
+    data = _data()
+    model = _model(data)
+    hidden, recon = recipes.hide_and_reconstruct(model, data, seed=3)
+    assert [h.shape for h in hidden] == [r.shape for r in recon] == [s.shape for s in data.series]
+    for h in hidden:
+        steps = h[:, 0]
+        patches = np.pad(steps, (0, -len(steps) % 4)).reshape(-1, 4)  # patch_len 4 = stride
+        last = len(steps) % 4 or 4  # a last partial patch holds only its real steps
+        assert all(
+            row[: (last if k == len(patches) - 1 else 4)].all() or not row.any() for k, row in enumerate(patches)
+        )
+    again = recipes.hide_and_reconstruct(model, data, seed=3)
+    for a, b in zip(again[1], recon, strict=True):
+        np.testing.assert_array_equal(a, b)  # seeded
+    tail, _ = recipes.hide_and_reconstruct(model, data, masking="tail")
+    assert all(h[-1].all() and not h[0].any() for h in tail if len(h) > 8)  # forecasting hides the end
+
+
 @pytest.mark.slow
 def test_finetune_starts_from_the_probe() -> None:
     data = _data(30)

@@ -331,42 +331,35 @@ def anomaly_scores(model: PatchTST, data: SeriesSet, *, batch_size: int = 64) ->
 
 # ------------------------------------------------------------------------------------------------- pictures
 @torch.no_grad()
-def show_reconstructions(model: PatchTST, data: SeriesSet, path: str | Path, *, count: int = 4,
-                         seed: int = 0, channels: int = 2) -> Path:  # fmt: skip
-    """PNG of ``count`` series (seeded pick) with randomly hidden patches and their reconstructions."""
+def hide_and_reconstruct(model: PatchTST, data: SeriesSet, *, seed: int = 0, masking: str = "random"
+                         ) -> tuple[list[np.ndarray], list[np.ndarray]]:  # fmt: skip
+    """Hide patches of every series of ``data`` as the model trains (``masking``: ``random`` | ``tail``; seeded)
+    and reconstruct them: ``(hidden, reconstruction)``, per series ``(T_i, C)`` bool (True = the step was in a
+    hidden patch) and float, cut at each series' length."""
     from masklab.tokenizers.series import unpatchify
-    from masklab.viz.series import plot_reconstructions
 
     model.eval()
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(data), size=min(count, len(data)), replace=False))
-    batch = _batch(data, idx, _device(model))
+    batch = _batch(data, np.arange(len(data)), _device(model))
     inputs = model.prepare(batch)
-    masked = model.sample_mask(inputs, torch.Generator().manual_seed(seed), "random")
+    masked = model.sample_mask(inputs, torch.Generator().manual_seed(seed), masking)  # (B, C, L) True = hidden
     recon = model.reconstruct(batch, masked).cpu().numpy()
     cover = masked[..., None].expand(*masked.shape, model.config.patch_len).to(inputs.patches.dtype)
     hidden = (unpatchify(cover, inputs.length, model.config.stride, inputs.padding) > 0).cpu().numpy()
-    series = [data.series[i] for i in idx]
-    return plot_reconstructions(series, [hidden[k, : len(s)] for k, s in enumerate(series)],
-                                [recon[k, : len(s)] for k, s in enumerate(series)], path,
+    lengths = data.lengths
+    return [hidden[k, :n] for k, n in enumerate(lengths)], [recon[k, :n] for k, n in enumerate(lengths)]
+
+
+def show_reconstructions(model: PatchTST, data: SeriesSet, path: str | Path, *, count: int = 4,
+                         seed: int = 0, channels: int = 2) -> Path:  # fmt: skip
+    """PNG of ``count`` series (seeded pick) with randomly hidden patches and their reconstructions."""
+    from masklab.viz.series import plot_reconstructions
+
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(data), size=min(count, len(data)), replace=False))
+    picked = data.subset(idx)
+    hidden, recon = hide_and_reconstruct(model, picked, seed=seed)
+    return plot_reconstructions(list(picked.series), hidden, recon, path,
                                 titles=[f"{data.name} #{i}" for i in idx], channels=channels)  # fmt: skip
-
-
-def summary_features(data: SeriesSet) -> np.ndarray:
-    """Per channel: mean, std, min, max, first, last and slope, plus the length -> ``(N, 7 * C + 1)`` (the
-    logistic-regression baseline's features; NaN steps are skipped)."""
-    rows = []
-    for s in data.series:
-        t = np.arange(len(s), dtype=np.float64)
-        feats = []
-        for c in range(s.shape[1]):
-            x = s[:, c].astype(np.float64)
-            ok = ~np.isnan(x)
-            v, tt = (x[ok], t[ok]) if ok.any() else (np.zeros(1), np.zeros(1))
-            slope = np.polyfit(tt, v, 1)[0] if len(v) > 1 else 0.0
-            feats += [v.mean(), v.std(), v.min(), v.max(), v[0], v[-1], slope]
-        rows.append([*feats, len(s)])
-    return np.nan_to_num(np.array(rows, dtype=np.float64))
 
 
 def holdout_forecast(model: PatchTST, data: SeriesSet, horizon: int, *, plot: str | Path | None = None,

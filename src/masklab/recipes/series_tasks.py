@@ -222,6 +222,7 @@ def probe_series(run: str | Path, *, data: str | None = None, max_examples: int 
     PatchTST and summary statistics (a list of ``ProbeResult``)."""
     from masklab.core.device import resolve_device
     from masklab.eval.probe import probe_features
+    from masklab.eval.series_baselines import summary_features
     from masklab.recipes import series as recipes
 
     model = recipes.load_pretrained(run, device=str(resolve_device(device)))
@@ -231,7 +232,7 @@ def probe_series(run: str | Path, *, data: str | None = None, max_examples: int 
         train = train.subset(list(range(min(max_examples, len(train)))))
     rows = recipes.probe(model, train, test, seed=seed, progress=progress)
     say(progress, "summary statistics: fitting the linear probe and k-NN")
-    stats = [recipes.summary_features(s) for s in (train, test)]
+    stats = [summary_features(s) for s in (train, test)]
     rows.append(probe_features("summary statistics", stats[0], train.labels, stats[1], test.labels, seed=seed))
     print(f"{train.name}: probe trained on {len(train)} series, scored on {len(test)} held-out series")
     return rows

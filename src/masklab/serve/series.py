@@ -20,7 +20,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from masklab.data.series import SeriesSet
 from masklab.serve.errors import InputError
@@ -166,25 +165,16 @@ def summary(one: SeriesSet, count: int) -> dict:
     return {"name": one.names()[0], "count": count, "length": int(one.lengths[0]), "values": _rows(one.series[0])}
 
 
-@torch.no_grad()
 def reconstruct(run: LoadedRun, one: SeriesSet, count: int, masking: str, seed: int) -> dict:
-    """Hide patches as the model was trained to (``random``, or the ``tail``), seeded, and reconstruct them: the
-    steps of :func:`masklab.recipes.series.show_reconstructions`, for one series."""
-    from masklab.data.series import SeriesBatch, collate
-    from masklab.tokenizers.series import unpatchify
+    """Hide patches as the model was trained to (``random``, or the ``tail``), seeded, and reconstruct them
+    (:func:`masklab.recipes.series.hide_and_reconstruct`), for one series."""
+    from masklab.recipes.series import hide_and_reconstruct
     from masklab.viz.series import plot_reconstructions
 
     if masking not in MASKINGS:
         raise InputError("masking", f"expected one of {', '.join(MASKINGS)}, got {masking!r}")
-    model = run.model.eval()
-    device = next(model.parameters()).device
-    b = collate(one.series)
-    batch = SeriesBatch(b.values.to(device), b.padding.to(device), b.observed.to(device))
-    inputs = model.prepare(batch)
-    masked = model.sample_mask(inputs, torch.Generator().manual_seed(seed), masking)  # (1, C, L)
-    recon = model.reconstruct(batch, masked).cpu().numpy()[0]  # (T, C)
-    cover = masked[..., None].expand(*masked.shape, model.config.patch_len).to(inputs.patches.dtype)
-    hidden = (unpatchify(cover, inputs.length, model.config.stride, inputs.padding) > 0).cpu().numpy()[0]  # (T, C)
+    hiddens, recons = hide_and_reconstruct(run.model, one, seed=seed, masking=masking)
+    hidden, recon = hiddens[0], recons[0]  # (T, C)
     x = one.series[0]
     scored = hidden & ~np.isnan(x)
     mse = float(np.mean((recon[scored] - x[scored]) ** 2)) if scored.any() else None
