@@ -33,7 +33,10 @@ serve-demo: $(STAMP)
 	test -d runs/demo-mlm || $(BIN)/masklab pretrain mlm --data builtin:bbc-news --preset bert-mini --minutes 3 --out runs/demo-mlm
 	test -d runs/demo-clm || $(BIN)/masklab pretrain clm --data builtin:shakespeare --preset gpt-char --minutes 3 --out runs/demo-clm
 	test -d runs/demo-table || $(BIN)/masklab pretrain table --data builtin:shuttle --preset table-tiny --minutes 1 --out runs/demo-table
-	$(BIN)/masklab serve runs/demo-mae runs/demo-mlm runs/demo-clm runs/demo-table
+	test -d runs/demo-series || $(BIN)/masklab pretrain series --data builtin:japanese-vowels --minutes 2 --out runs/demo-series
+	test -d runs/demo-seg || $(BIN)/masklab pretrain mae --data builtin:synthetic-subjects --preset mae-seg-32 --minutes 3 --out runs/demo-seg
+	test -d runs/demo-seg/segment || $(BIN)/masklab segment train runs/demo-seg --epochs 5
+	$(BIN)/masklab serve runs/demo-mae runs/demo-mlm runs/demo-clm runs/demo-table runs/demo-series runs/demo-seg
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
