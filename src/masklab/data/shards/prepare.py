@@ -85,7 +85,10 @@ def iter_documents(path: str | Path, *, doc_per: str = "auto", text_field: str =
                 if file.suffix == ".jsonl":
                     for number, line in enumerate(f, start=1):
                         if line.strip():
-                            record = json.loads(line)
+                            try:
+                                record = json.loads(line)
+                            except json.JSONDecodeError as err:
+                                raise ValueError(f"{file}:{number}: not valid JSON ({err.msg})") from err
                             text = record.get(text_field) if isinstance(record, dict) else None
                             if not isinstance(text, str):
                                 raise ValueError(
@@ -104,8 +107,6 @@ def iter_documents(path: str | Path, *, doc_per: str = "auto", text_field: str =
                         yield text
         except UnicodeDecodeError as err:
             raise ValueError(f"{file} is not UTF-8 text ({err.reason} at byte {err.start} of a read block)") from err
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{file}: a line is not valid JSON ({err.msg})") from err
 
 
 def _input_bytes(path: str | Path) -> int | None:
