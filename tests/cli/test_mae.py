@@ -120,8 +120,12 @@ def test_corrupt_image_is_named_or_skipped(tmp_path, capsys):
             "--device", "cpu"]  # fmt: skip
     err = _error([*base, "--out", str(tmp_path / "a")], capsys)
     assert "cannot read image" in err and "bad.jpg" in err
+    Image.fromarray(np.zeros((3, 3), dtype=np.uint8)).save(data / "tiny.png")  # readable, but under one patch
     assert main([*base, "--skip-bad", "--out", str(tmp_path / "b")]) == 0
-    assert "1 unreadable skipped" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "2 unreadable skipped" in out  # the files are named, with what can be wrong with them:
+    assert "skipped 2 images (--skip-bad; unreadable or smaller than one patch)" in err
+    assert "bad.jpg" in err and "tiny.png" in err
 
 
 @pytest.mark.slow

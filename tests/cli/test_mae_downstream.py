@@ -115,15 +115,51 @@ def test_skip_bad_names_the_file_else_fails(finetuned, folder, tmp_path, capsys)
         assert "corrupt.png" in err and "Traceback" not in err
         assert main([*argv, "--device", "cpu", "--skip-bad"]) == 0
         err = capsys.readouterr().err
-        assert "skipped 2 unreadable images" in err and "corrupt.png" in err and "dot.png" in err
+        assert (
+            "skipped 2 images (--skip-bad; unreadable or smaller than one patch)" in err
+            and "corrupt.png" in err
+            and "dot.png" in err
+        )
     assert len(read_csv(tmp_path / "p.csv")) == 12
     assert np.load(tmp_path / "e.npy").shape[0] == len(read_csv(tmp_path / "e.index.csv")) == 12
     recon = ["reconstruct", str(finetuned), "--data", str(bad), "--count", "2", "-o", str(tmp_path / "r.png")]
     assert main(recon) == 2 and "corrupt.png" in capsys.readouterr().err
     assert main([*recon, "--skip-bad"]) == 0
-    assert "skipped 2 unreadable images" in capsys.readouterr().err
+    assert "skipped 2 images (--skip-bad; unreadable or smaller than one patch)" in capsys.readouterr().err
     finetune = ["finetune", str(finetuned), "--data", str(bad), "--steps", "1", "--out", str(tmp_path / "ft"),
                 "--device", "cpu"]  # fmt: skip
     assert main(finetune) == 2 and "corrupt.png" in capsys.readouterr().err
     assert main([*finetune, "--skip-bad"]) == 0
-    assert "skipped 2 unreadable images" in capsys.readouterr().err
+    assert "skipped 2 images (--skip-bad; unreadable or smaller than one patch)" in capsys.readouterr().err
+
+
+def test_colour_pictures_for_a_gray_model_are_converted_and_said(finetuned, folder, tmp_path, capsys):
+    # predict and attention converted colour pictures to gray without a word, reconstruct refused them: the
+    # commands that look at pictures now all convert them (luma) and say which; a gray file is not named.
+    from masklab.data.images import decode_image
+    from masklab.recipes.finetune_outputs import load_finetuned
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    gray = sorted(folder.rglob("*.png"))[0]
+    (pics / "a_gray.png").write_bytes(gray.read_bytes())
+    rng = np.random.default_rng(0)
+    for name in ("b_colour.png", "c_colour.png"):
+        Image.fromarray((rng.random((8, 8, 3)) * 255).astype(np.uint8)).save(pics / name)
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(finetuned), str(pics), "-o", str(out), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "the model takes gray images; 2 colour pictures converted to gray (luma)" in err
+    assert "b_colour.png" in err and "c_colour.png" in err and "a_gray.png" not in err
+    model = load_finetuned(finetuned / "finetune")
+    files = sorted(pics.glob("*.png"))
+    images = torch.cat([decode_image(f.read_bytes(), image_size=model.config.image_size, channels=1) for f in files])
+    with torch.no_grad():
+        probs = model.logits(images).softmax(-1).numpy()
+    got = np.array([[float(r[f"p_{c}"]) for c in CLASSES] for r in read_csv(out)])
+    np.testing.assert_allclose(got, probs, rtol=1e-4, atol=1e-6)  # the same luma as before
+    colour = str(pics / "b_colour.png")
+    assert main(["attention", str(finetuned), colour, "-o", str(tmp_path / "a.png"), "--device", "cpu"]) == 0
+    assert "1 colour picture converted to gray (luma): " + colour in capsys.readouterr().err
+    assert main(["reconstruct", str(finetuned), colour, "-o", str(tmp_path / "r.png"), "--device", "cpu"]) == 0
+    assert "1 colour picture converted to gray (luma): " + colour in capsys.readouterr().err

@@ -125,5 +125,5 @@ def test_skip_bad_text_file(run, tmp_path, capsys):
     assert main(argv) == 2
     assert "latin.txt is not UTF-8" in capsys.readouterr().err
     assert main([*argv, "--skip-bad"]) == 0
-    assert "skipped 1 unreadable text file (--skip-bad): " in capsys.readouterr().err
+    assert "skipped 1 text file (--skip-bad; unreadable): " in capsys.readouterr().err
     assert np.load(tmp_path / "e.npy").shape[0] == 20

@@ -269,11 +269,11 @@ def load_image_folder(
 
 
 def read_image_paths(
-    paths: Sequence[str | Path], *, image_size: tuple[int, int] | None, channels: int, min_side: int = 1,
+    paths: Sequence[str | Path], *, image_size: tuple[int, int] | None, channels: int | None, min_side: int = 1,
     skip_bad: bool = False,
 ) -> ImageDataset:  # fmt: skip
     """Image files named on a command line, resized to ``image_size`` if given (``FileNotFoundError`` if missing;
-    ``skip_bad`` leaves unreadable ones out, listed in ``skipped``)."""
+    ``skip_bad`` leaves unreadable ones out, listed in ``skipped``; ``channels`` None: the files' own)."""
     files = [Path(p) for p in paths]
     for p in files:
         if not p.is_file():

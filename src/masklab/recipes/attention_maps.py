@@ -79,9 +79,11 @@ def load_image_input(value: str, image_size: tuple[int, int], channels: int):
     path = Path(value).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"INPUT image {value} does not exist (or use builtin:NAME[:INDEX])")
-    # channels=None keeps the file's own channels; to_channels then converts (a photo for a gray model is fine).
+    # channels=None keeps the file's own channels; then the model's (a photo for a gray model is fine, and said).
+    from masklab.recipes.embedding import pictures_for_model
+
     dataset = load_image_files([path], image_size=image_size, channels=None)
-    return to_channels(dataset.images(), channels), path.name
+    return pictures_for_model(dataset.images(), [str(path)], channels), path.name
 
 
 def save_weights(path: str | Path, weights, metadata: dict[str, str]) -> Path:

@@ -81,4 +81,22 @@ def note_skipped(skipped: Sequence[str], what: str = "file") -> None:
         return
     names = ", ".join(str(s) for s in skipped[:10]) + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else "")
     plural = "s" if len(skipped) != 1 else ""
-    print(f"masklab: skipped {len(skipped)} unreadable {what}{plural} (--skip-bad): {names}", file=sys.stderr)
+    why = "unreadable or smaller than one patch" if what == "image" else "unreadable"
+    print(f"masklab: skipped {len(skipped)} {what}{plural} (--skip-bad; {why}): {names}", file=sys.stderr)
+
+
+def pictures_for_model(images: Any, sources: Sequence[str], channels: int) -> Any:
+    """Pictures read with their own channels ``(N, C, H, W)`` (a folder mixing gray and colour files reads as
+    3 channels) -> the model's ``channels``; colour pictures given to a gray model become their luma, and that
+    is said on stderr, naming them (the first ten). A picture whose three channels are equal was gray."""
+    from masklab.data.images import to_channels
+
+    if channels == 1 and images.shape[1] == 3:
+        flat = images.flatten(2)  # (N, 3, H * W)
+        colour = ~((flat[:, 0] == flat[:, 1]) & (flat[:, 1] == flat[:, 2])).all(dim=1)
+        named = [str(sources[i]) for i in colour.nonzero().flatten().tolist()]
+        if named:
+            shown = ", ".join(named[:10]) + (f" and {len(named) - 10} more" if len(named) > 10 else "")
+            print(f"masklab: note: the model takes gray images; {len(named)} colour picture"
+                  f"{'s' if len(named) != 1 else ''} converted to gray (luma): {shown}", file=sys.stderr)  # fmt: skip
+    return to_channels(images, channels)

@@ -25,16 +25,17 @@ def _pretrained(run: str | Path, device: str, task: str):
 def _images(run, model, images: Sequence[str], data: str | None, count: int, seed: int,
             skip_bad: bool = False) -> torch.Tensor:  # fmt: skip
     from masklab.data.images import read_image_paths
-    from masklab.recipes.embedding import note_skipped
+    from masklab.recipes.embedding import note_skipped, pictures_for_model
 
     cfg = model.config
     if images:
         if data is not None:
             raise ValueError("give IMAGE files or --data, not both")
-        dataset = read_image_paths(list(images), image_size=cfg.image_size, channels=cfg.channels,
-                                   min_side=cfg.patch_size, skip_bad=skip_bad)  # fmt: skip
+        # Pictures looked at: each keeps its own channels, then the model's (a colour one for a gray model: said).
+        dataset = read_image_paths(list(images), image_size=cfg.image_size, channels=None, min_side=cfg.patch_size,
+                                   skip_bad=skip_bad)  # fmt: skip
         note_skipped(dataset.skipped, "image")
-        return dataset.images()
+        return pictures_for_model(dataset.images(), dataset.sources, cfg.channels)
     if count < 1:
         raise ValueError(f"--count must be >= 1, got {count}")
     dataset, _, test_idx = load_split(data, run, model, skip_bad=skip_bad)
@@ -105,7 +106,10 @@ def inpaint(run: str | Path, image: str | Path, mask: str | Path, output: str | 
             f"{run} was trained with norm_pix_loss: it predicts each patch up to its unknown mean and "
             "variance, which cannot be recovered for hidden patches; inpaint with a run trained without it"
         )
-    full = read_image_paths([image], image_size=None, channels=cfg.channels, min_side=cfg.patch_size).images()
+    from masklab.recipes.embedding import pictures_for_model
+
+    full = read_image_paths([image], image_size=None, channels=None, min_side=cfg.patch_size).images()
+    full = pictures_for_model(full, [str(image)], cfg.channels)
     if not Path(mask).is_file():
         raise FileNotFoundError(f"mask {mask} does not exist")
     mask_img = open_image(Path(mask))

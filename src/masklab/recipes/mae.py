@@ -177,6 +177,9 @@ def pretrain_mae(
         "num_train": len(train_data), "num_test": len(test_idx),
         "augment": None if augment is None else dataclasses.asdict(augment),
     }  # fmt: skip
+    from masklab.recipes.embedding import note_skipped
+
+    note_skipped(getattr(dataset, "skipped", ()), "image")  # named (the dataset's name only counts them)
     print(f"pretraining MAE on {dataset.name}: {len(train_data)} train / {len(test_idx)} held-out images "
           f"{dataset.channels}x{dataset.image_size[0]}x{dataset.image_size[1]}, {cfg.steps} steps of "
           f"{cfg.batch_size}, {sum(p.numel() for p in model.parameters()):,} parameters -> {run.path}")  # fmt: skip

@@ -61,7 +61,8 @@ class Predictions:
 def _image_inputs(source: str, cfg, skip_bad: bool) -> tuple[torch.Tensor, list[str], list[str]]:
     """``(images (N, C, H, W) in [0, 1], sources, skipped)`` at the model's size and channels."""
     from masklab.data.image_files import IMAGE_SUFFIXES
-    from masklab.data.images import decode_image, load_images
+    from masklab.data.images import load_image_files, load_images
+    from masklab.recipes.embedding import pictures_for_model
 
     path = Path(source)
     if path.is_dir():
@@ -75,19 +76,11 @@ def _image_inputs(source: str, cfg, skip_bad: bool) -> tuple[torch.Tensor, list[
     else:  # an array file or builtin:NAME, as --data reads it
         data = load_images(source, image_size=cfg.image_size, channels=cfg.channels, min_side=cfg.patch_size)
         return data.images(), list(data.sources or (f"{source}[{i}]" for i in range(len(data)))), []
-    images, kept, skipped = [], [], []
-    for file in files:  # one at a time, like a user's pictures: colour becomes luma for a gray model
-        try:
-            images.append(decode_image(file.read_bytes(), image_size=cfg.image_size, channels=cfg.channels,
-                                       min_side=cfg.patch_size, name=str(file)))  # fmt: skip
-            kept.append(str(file))
-        except (ValueError, OSError):
-            if not skip_bad:
-                raise
-            skipped.append(str(file))
-    if not images:
-        raise ValueError(f"{source}: none of the {len(files)} image files could be read")
-    return torch.cat(images), kept, skipped
+    # Pictures looked at, not a dataset trained on: each keeps its own channels, then the model's (said).
+    dataset = load_image_files(files, image_size=cfg.image_size, channels=None, min_side=cfg.patch_size,
+                               skip_bad=skip_bad, name=source)  # fmt: skip
+    sources = list(dataset.sources or ())
+    return pictures_for_model(dataset.images(), sources, cfg.channels), sources, list(dataset.skipped)
 
 
 def _text_inputs(source: str, text_column: str) -> tuple[list[str], list[str]]:
