@@ -47,11 +47,20 @@ def load_mlm_run(run: str | Path, device: str = "cpu"):
     return model, tokenizer, info
 
 
-def encode_docs(tokenizer, texts, seq_len: int, labels=None):
-    """Documents -> ``[CLS] text [SEP]`` blocks ``(N, seq_len)`` (truncated, padded)."""
+def encode_docs(tokenizer, texts, seq_len: int, labels=None, *, what: str = "documents"):
+    """Documents -> ``[CLS] text [SEP]`` blocks ``(N, seq_len)`` (padded; a longer document keeps its first
+    ``seq_len - 2`` tokens, and how many ``what`` were cut is said on stderr)."""
+    import sys
+
     from masklab.data.text import encode_truncated
 
     encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
+    lengths = [len(doc.ids) for doc in encoded]
+    cut = sum(n > seq_len - 2 for n in lengths)
+    if cut:
+        print(f"masklab: note: {cut} of {len(lengths)} {what} are longer than the model reads ({seq_len - 2} tokens "
+              f"between [CLS] and [SEP]; the longest has {max(lengths)}): each keeps its first {seq_len - 2}",
+              file=sys.stderr)  # fmt: skip
     ids = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
     return encode_truncated(encoded, seq_len, labels=labels, **ids)
 

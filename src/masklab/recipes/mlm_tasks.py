@@ -41,7 +41,7 @@ def embed_mlm(run: str | Path, *, data: str | None = None, batch_size: int | Non
     say(progress, f"reading {data or info.get('data') or DEFAULT_DATA}")
     spec, corpus = text_corpus(data, info, skip_bad=skip_bad)
     say(progress, f"tokenising {len(corpus)} documents")
-    blocks = encode_docs(tokenizer, corpus.texts, info.get("seq_len", 128))
+    blocks = encode_docs(tokenizer, corpus.texts, info.get("seq_len", 128), what="documents embedded")
     features = embed_blocks(model, blocks, batch_size=batch_size or 64, device=dev, progress=progress,
                             stage=f"encoding {len(blocks)} documents")  # fmt: skip
     return Embedding.of(features, [f"{spec}[{i}]" for i in range(len(corpus))], corpus.labels, corpus.label_names)
@@ -68,7 +68,7 @@ def probe_mlm(run: str | Path, *, data: str | None = None, max_examples: int | N
     labels = np.asarray(corpus.labels)
     say(progress, f"tokenising {len(train_idx) + len(test_idx)} documents")
     blocks = {
-        n: encode_docs(tokenizer, corpus.subset(i).texts, info.get("seq_len", 128))
+        n: encode_docs(tokenizer, corpus.subset(i).texts, info.get("seq_len", 128), what=f"{n} documents")
         for n, i in (("train", train_idx), ("test", test_idx))
     }
     torch.manual_seed(seed)
@@ -134,8 +134,10 @@ def finetune_mlm(
     train_idx, test_idx = stratified_split(corpus.labels, 0.2, seed)
     seq_len = info.get("seq_len", 128)
     say(progress, f"tokenising {len(corpus)} documents")
-    train = encode_docs(tokenizer, corpus.subset(train_idx).texts, seq_len, corpus.subset(train_idx).labels)
-    test = encode_docs(tokenizer, corpus.subset(test_idx).texts, seq_len, corpus.subset(test_idx).labels)
+    train = encode_docs(tokenizer, corpus.subset(train_idx).texts, seq_len, corpus.subset(train_idx).labels,
+                        what="training documents")  # fmt: skip
+    test = encode_docs(tokenizer, corpus.subset(test_idx).texts, seq_len, corpus.subset(test_idx).labels,
+                       what="held-out documents")  # fmt: skip
     cfg = dataclasses.replace(pretrained.config, task="classify", num_labels=len(corpus.label_names))
     model = BertForMLM(cfg)
     missing, unexpected = model.load_state_dict(pretrained.state_dict(), strict=False)

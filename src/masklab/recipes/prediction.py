@@ -55,7 +55,8 @@ class Predictions:
     def summary(self) -> str:
         counts = Counter(self.labels)
         spread = ", ".join(f"{c}: {counts[c]}" for c in self.classes if counts[c])
-        return f"{len(self.sources)} inputs, predicted {spread}"
+        n = len(self.sources)
+        return f"{n} input{'s' if n != 1 else ''}, predicted {spread}"
 
 
 def _image_inputs(source: str, cfg, skip_bad: bool) -> tuple[torch.Tensor, list[str], list[str]]:
@@ -181,7 +182,8 @@ def predict(
         check_vocab(tokenizer, model.config.bert.vocab_size, f"{directory}/tokenizer.json")
         texts, sources = _text_inputs(str(inputs), text_column)
         say(progress, f"tokenising {len(texts)} documents")
-        blocks = encode_docs(tokenizer, texts, Run(directory).read_sidecar(TEXT_INFO).get("seq_len", 128))
+        blocks = encode_docs(tokenizer, texts, Run(directory).read_sidecar(TEXT_INFO).get("seq_len", 128),
+                             what="inputs")  # fmt: skip
         probs = _batched(lambda s: model.classify(blocks.ids[s].to(dev), blocks.padding[s].to(dev)), len(texts),
                          batch_size or 64, progress)  # fmt: skip
     result = Predictions(tuple(sources), tuple(class_names(directory, probs.shape[1])), probs, tuple(skipped))
