@@ -12,32 +12,105 @@ A setting the Hugging Face class cannot represent is refused with the field name
 ViTMAE expects normalised ``pixel_values``, so those statistics go to ``preprocessor_config.json``
 (``image_mean``/``image_std``), where ``ViTImageProcessor`` applies them: the exported model given
 ``(x - mean) / std`` predicts exactly what the run predicts for ``x``.
+
+The target folder (:func:`check_target`) is new, empty, or an earlier ``export-hf`` folder of the same class,
+which is replaced as a whole (a note says so). Anything else is refused, naming the folder and what it holds:
+a masklab run, prepared data, a Hugging Face folder masklab did not write, another class's export, other files.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
 from masklab.train.run import Run
 
 EXPORTABLE = ("mae", "mlm", "clm")
+# What export-hf writes, and so all an earlier export may hold.
+EXPORT_FILES = frozenset({"config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"})
+ARCHITECTURES = ("ViTMAEForPreTraining", "BertForMaskedLM", "RobertaForMaskedLM", "GPT2LMHeadModel")
 
 
-def _check_target(run: Path, folder: Path) -> None:
-    """Never write into a masklab run (its ``config.json`` would be replaced)."""
-    import json
-
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{folder} exists and is not a folder")
-    config = folder / "config.json"
+def _read_json(path: Path) -> Any:
     try:
-        masklab_run = config.is_file() and "kind" in json.loads(config.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, TypeError):
-        masklab_run = False
-    if folder.resolve() == run.resolve() or masklab_run:
-        raise ValueError(f"{folder} holds a masklab run; export to another folder")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _masklab_export(folder: Path, names: list[str], config: Any) -> str | None:
+    """The class of the earlier ``export-hf`` export ``folder`` holds, None if it holds anything else: only
+    export files, a config naming one exported class, and weights carrying masklab's integrity hash (which
+    ``transformers``' ``save_pretrained`` never writes: a folder it saved is not taken for ours)."""
+    from safetensors import safe_open
+
+    from masklab.core.io import HASH_KEY
+
+    if not set(names) <= EXPORT_FILES or not all((folder / name).is_file() for name in names):
+        return None
+    architectures = config.get("architectures") if isinstance(config, dict) else None
+    if not isinstance(architectures, list) or len(architectures) != 1 or architectures[0] not in ARCHITECTURES:
+        return None
+    try:
+        with safe_open(str(folder / "model.safetensors"), "pt") as weights:
+            ours = HASH_KEY in (weights.metadata() or {})
+    except Exception:  # missing, or not a safetensors file at all (safetensors raises its own error types)
+        return None
+    return str(architectures[0]) if ours else None
+
+
+def _holdings(names: list[str], config: Any) -> str:
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    if {"index.json", "prepare.json"} <= set(names):
+        return f"prepared data (masklab prepare): {shown}"
+    if isinstance(config, dict) and "model_type" in config:
+        return f"a Hugging Face folder export-hf did not write: {shown}"
+    return shown
+
+
+def check_target(folder: str | Path, architecture: str | None = None, run: str | Path | None = None) -> str | None:
+    """Refuse an export target a careful user would not want written into; returns the class of the earlier
+    export it holds (replaced as a whole), None for a new or empty folder.
+
+    ``architecture``: the class about to be written (another class's export is refused, so one folder never
+    mixes two models); ``run``: the run exported (the folder may be neither the run nor hold it).
+    """
+    folder = Path(folder)
+    if run is not None:
+        target, run_dir = folder.resolve(), Path(run).resolve()
+        if target == run_dir or target in run_dir.parents:
+            raise ValueError(f"{folder} holds a masklab run ({run}); export to another folder")
+    if not folder.exists():
+        return None
+    if not folder.is_dir():
+        raise ValueError(f"{folder} exists and is not a folder")
+    names = sorted(entry.name for entry in folder.iterdir())
+    if not names:
+        return None
+    config = _read_json(folder / "config.json")
+    if isinstance(config, dict) and "kind" in config:
+        raise ValueError(f"{folder} holds a masklab run ({config['kind']!r}); export to another folder")
+    found = _masklab_export(folder, names, config)
+    if found is None:
+        raise ValueError(f"{folder} is not empty and is not an earlier export-hf folder: it holds "
+                         f"{_holdings(names, config)}; export to a new or empty folder")  # fmt: skip
+    if architecture is not None and found != architecture:
+        raise ValueError(f"{folder} holds a {found} export; a {architecture} export there would mix two models: "
+                         "export to another folder, or remove it first")  # fmt: skip
+    return found
+
+
+def _architecture(kind: str, model_config: Any) -> str:
+    """The Hugging Face class a run of ``kind`` exports to, read from its ``config.json["model"]``."""
+    if kind == "mae":
+        return "ViTMAEForPreTraining"
+    if kind == "clm":
+        return "GPT2LMHeadModel"
+    bert = model_config.get("bert") if isinstance(model_config, dict) else None
+    roberta = isinstance(bert, dict) and bert.get("positions") == "roberta"
+    return "RobertaForMaskedLM" if roberta else "BertForMaskedLM"
 
 
 def _tokenizer(run: Run, vocab_size: int):
@@ -111,19 +184,19 @@ def export_hf(run: str | Path, folder: str | Path) -> dict[str, Any]:
     if kind not in EXPORTABLE:
         raise ValueError(f"export-hf writes mae, mlm and clm runs; {r.path} is a {kind!r} run (no Hugging Face "
                          "counterpart)")  # fmt: skip
-    _check_target(r.path, folder)
+    architecture = _architecture(kind, r.config().get("model"))
+    previous = check_target(folder, architecture, r.path)
     model = r.load_model("cpu")
     notes: list[str] = []
     if kind == "mae":
         _, notes = save_mae_folder(model, folder)
-        architecture = "ViTMAEForPreTraining"
     elif kind == "mlm":
         if model.config.task != "mlm":
             raise ValueError(f"model.task={model.config.task!r}: only a masked LM (task='mlm') exports to "
                              "*ForMaskedLM; export the run it was fine-tuned from")  # fmt: skip
         save_hf_mlm(model, folder, _tokenizer(r, model.config.bert.vocab_size))
-        architecture = "RobertaForMaskedLM" if model.config.bert.positions == "roberta" else "BertForMaskedLM"
     else:
         save_gpt2_folder(model, folder, _tokenizer(r, model.config.vocab_size))
-        architecture = "GPT2LMHeadModel"
+    if previous:
+        notes.append(f"replaced the earlier {previous} export in {folder}")
     return {"folder": folder, "architecture": architecture, "notes": notes}

@@ -1,0 +1,113 @@
+"""Where ``masklab export-hf RUN DIR`` may write: a new or empty folder, or an earlier export of the same class
+(replaced, with a note). A masklab run, prepared data, another class's export, a Hugging Face folder masklab
+did not write and unrelated files are refused before anything is written, naming the folder and what it holds.
+Runs are made without training (a model's initial weights saved as a run)."""
+
+import json
+
+import pytest
+from safetensors.torch import load_file, save_file
+
+from masklab.cli import main
+from masklab.core.contract import saved_config
+from masklab.core.io import save_checkpoint
+from masklab.models.clm import GPT
+from masklab.models.mae import MAE
+from masklab.models.mlm import BertConfig, BertForMLM, MLMConfig
+from masklab.tokenizers.text import TextTokenizer
+
+TEXTS = ["the bank and the team.", "a goal for the coach.", "shares in the market."]
+
+
+def make_run(path, model, tokenizer=None):
+    """A run directory holding ``model``'s current weights (what ``Run.load_model`` reads)."""
+    path.mkdir(parents=True)
+    config = {"kind": model.kind, "model": saved_config(model), "train": {}}
+    (path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+    save_checkpoint(path / "checkpoint.safetensors", tensors, {"step": "0"})
+    if tokenizer is not None:
+        tokenizer.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    tok = TextTokenizer.train(TEXTS, "char")
+    bert = BertConfig(vocab_size=tok.vocab_size, dim=16, depth=1, heads=2, intermediate=32, pad_id=tok.pad_id)
+    mlm = BertForMLM(MLMConfig(bert=bert, mask_id=tok.mask_id, special_ids=tok.special_ids))
+    gpt = GPT.from_preset("gpt-tiny", vocab_size=tok.vocab_size, context=16)
+    return {
+        "mae": make_run(root / "mae", MAE.from_preset("mae-tiny")),
+        "mlm": make_run(root / "mlm", mlm, tok),
+        "clm": make_run(root / "clm", gpt, tok),
+    }
+
+
+def snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def refused(capsys, argv, *needles):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("masklab: error: ") and err.count("\n") == 1, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_a_new_or_empty_folder_is_written(runs, tmp_path, capsys):
+    assert main(["export-hf", str(runs["clm"]), str(tmp_path / "new" / "hf")]) == 0
+    assert {p.name for p in (tmp_path / "new" / "hf").iterdir()} == {"config.json", "model.safetensors",
+                                                                       "tokenizer.json"}  # fmt: skip
+    (tmp_path / "empty").mkdir()
+    assert main(["export-hf", str(runs["mae"]), str(tmp_path / "empty")]) == 0
+    assert "replaced" not in capsys.readouterr().err
+
+
+def test_prepared_data_is_refused_and_left_untouched(runs, tmp_path, capsys):
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    for name, text in (("index.json", "{}"), ("prepare.json", "{}"), ("shard-00000.bin", "x")):
+        (prepared / name).write_text(text)
+    TextTokenizer.train(["other words"], "char").save(prepared)
+    before = snapshot(prepared)
+    refused(capsys, ["export-hf", str(runs["clm"]), str(prepared)], str(prepared), "prepared data", "index.json")
+    assert snapshot(prepared) == before
+
+
+def test_other_files_a_run_and_foreign_hf_folders_are_refused(runs, tmp_path, capsys):
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "todo.txt").write_text("keep me")
+    refused(capsys, ["export-hf", str(runs["clm"]), str(other)], str(other), "todo.txt")
+    assert snapshot(other) == {"todo.txt": b"keep me"}
+    refused(capsys, ["export-hf", str(runs["clm"]), str(runs["mlm"])], str(runs["mlm"]), "holds a masklab run")
+    refused(capsys, ["export-hf", str(runs["clm"]), str(runs["clm"].parent)], "holds a masklab run")
+    # A folder transformers saved (no masklab hash in its weights) is the user's model, not an earlier export.
+    hf = tmp_path / "hf"
+    assert main(["export-hf", str(runs["clm"]), str(hf)]) == 0
+    save_file(load_file(hf / "model.safetensors"), hf / "model.safetensors", metadata={"format": "pt"})
+    before = snapshot(hf)
+    refused(capsys, ["export-hf", str(runs["clm"]), str(hf)], "Hugging Face folder export-hf did not write")
+    assert snapshot(hf) == before
+
+
+def test_an_earlier_export_of_the_same_class_is_replaced_with_a_note(runs, tmp_path, capsys):
+    folder = tmp_path / "hf"
+    assert main(["export-hf", str(runs["clm"]), str(folder)]) == 0
+    capsys.readouterr()
+    assert main(["export-hf", str(runs["clm"]), str(folder)]) == 0
+    assert f"replaced the earlier GPT2LMHeadModel export in {folder}" in capsys.readouterr().err
+
+
+def test_an_export_of_another_class_is_refused_not_mixed(runs, tmp_path, capsys):
+    folder = tmp_path / "hf_mae"
+    assert main(["export-hf", str(runs["mae"]), str(folder)]) == 0
+    before = snapshot(folder)
+    assert "preprocessor_config.json" in before
+    refused(capsys, ["export-hf", str(runs["mlm"]), str(folder)], str(folder), "ViTMAEForPreTraining export",
+            "BertForMaskedLM")  # fmt: skip
+    assert snapshot(folder) == before
