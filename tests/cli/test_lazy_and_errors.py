@@ -129,3 +129,16 @@ def test_a_masklab_warning_is_one_line_naming_no_source_file(tmp_path, capsys):
     assert "masklab: warning: neighbors=20 but there are only 12 training rows" in err
     assert "UserWarning" not in err and ".py:" not in err
     assert warnings.showwarning is before
+
+
+def test_resume_with_fewer_steps_than_the_checkpoint_holds_names_the_flag_before_any_work(tmp_path, capsys):
+    data = tmp_path / "t.csv"
+    data.write_text("a,b\n" + "".join(f"{i},{2 * i + 1}\n" for i in range(40)))
+    out = str(tmp_path / "r")
+    assert main(["pretrain", "table", "--data", str(data), "--steps", "6", "--out", out]) == 0
+    capsys.readouterr()
+    data.unlink()  # checked before the data is read
+    assert main(["pretrain", "table", "--data", str(data), "--resume", "--steps", "3", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "--steps 3: " in err and "is already at step 6; resume with --steps above 6" in err
+    assert "cfg.steps" not in err

@@ -105,6 +105,7 @@ def pretrain_call(recipe, args: argparse.Namespace, fields: tuple[str, ...]) -> 
     check_numbers(train)
     check_out(args.out)
     if args.resume:
+        _check_resume_steps(args.out, train.get("steps"))
         recorded = Run(args.out).recorded_arguments()
         recorded_train = recorded.pop("train", {}) or {}
         if any(k in train for k in ("steps", "epochs", "minutes")):  # a new budget replaces the recorded one
@@ -126,6 +127,17 @@ def pretrain_call(recipe, args: argparse.Namespace, fields: tuple[str, ...]) -> 
         if text == str(err):
             raise
         raise ValueError(text) from None
+
+
+def _check_resume_steps(out: str, steps: int | None) -> None:
+    """``--resume --steps N`` below the step the checkpoint holds: refused before any data is read."""
+    from masklab.train.checkpoint import CHECKPOINT_NAME
+    from masklab.train.interrupt import held_step
+
+    held = held_step(Path(out) / CHECKPOINT_NAME)
+    if steps is not None and held is not None and held > steps:
+        raise ValueError(f"--steps {steps}: {Path(out) / CHECKPOINT_NAME} is already at step {held}; resume with "
+                         f"--steps above {held} (or --minutes), or leave it out to keep the run's budget")  # fmt: skip
 
 
 def add_run_data_args(parser: argparse.ArgumentParser, command: str) -> None:

@@ -273,7 +273,8 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
         except (KeyError, ValueError) as err:
             raise ckpt.CheckpointError(f"{ckpt_path}: bad loop state in the metadata ({err})") from err
         if step > cfg.steps:
-            raise ValueError(f"{ckpt_path} is at step {step}, beyond cfg.steps={cfg.steps}")
+            raise ValueError(f"{ckpt_path} is at step {step}, past the {cfg.steps} steps asked for; resume with "
+                             f"more than {step} steps")  # fmt: skip
         if "grad_scaler" in meta:
             scaler.load_state_dict(json.loads(meta["grad_scaler"]))
     if main:
