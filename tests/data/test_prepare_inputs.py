@@ -2,8 +2,12 @@
 tokenizer are refused naming the file (exit 2); an unfinished prepare never blocks a corrected one."""
 
 import json
+import os
+
+import pytest
 
 from masklab.cli import main
+from tests.data.conftest import write_corpus
 
 SMALL = ["--vocab-size", "60", "--workers", "1", "--shard-mb", "0.002"]
 
@@ -22,8 +26,101 @@ def _error(capsys) -> str:
     return err
 
 
+def _prepare(data, out, capsys) -> int:
+    code = main(["prepare", "--data", str(data), "--out", str(out), *SMALL])
+    if code == 0:
+        capsys.readouterr()
+    return code
+
+
+def _files(root):
+    return {p.name: p.read_bytes() for p in sorted(root.iterdir()) if p.is_file()}
+
+
 def test_a_broken_jsonl_line_is_named_with_its_number(tmp_path, capsys):
     bad = _jsonl(tmp_path / "bad.jsonl", 60, broken_at=51)
     assert main(["prepare", "--data", str(bad), "--out", str(tmp_path / "out"), *SMALL]) == 2
     err = _error(capsys)
     assert f"{bad}:51: not valid JSON (Expecting value" in err
+
+
+def test_continuing_a_killed_prepare_after_the_input_changed_is_refused(tmp_path, capsys):
+    # The old shards were kept and mixed with the new text's: "257 documents" from a 250-line file, exit 0.
+    data, out = write_corpus(tmp_path / "c.txt", docs=300), tmp_path / "out"
+    assert _prepare(data, out, capsys) == 0
+    (out / "index.json").unlink()  # a crash before the end
+    (out / "shard-00002.json").unlink()
+    lines = data.read_text().splitlines(keepends=True)
+    data.write_text("".join(lines[50:]))
+    kept = _files(out)
+    assert _prepare(data, out, capsys) == 2
+    err = _error(capsys)
+    assert f"--data {data.resolve()} changed (" in err and "bytes) since" in err and f"delete {out}" in err
+    assert _files(out) == kept  # nothing deleted, nothing written
+
+
+def test_a_finished_folder_is_not_reused_after_the_input_changed(tmp_path, capsys):
+    # Appending 100 documents and rerunning printed the old counts, exit 0: the new documents left out.
+    data, out = write_corpus(tmp_path / "c.txt", docs=300), tmp_path / "out"
+    assert _prepare(data, out, capsys) == 0
+    # Same size, modified since (mtime set explicitly: two writes within a clock tick may share one).
+    text = data.read_text()
+    data.write_text(text.replace("team", "tEAm", 1))
+    stat = data.stat()
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert _prepare(data, out, capsys) == 2
+    assert f"--data {data.resolve()} changed (same size, modified since) since" in _error(capsys)
+    data.write_text(text + "the new goal of the season.\n" * 100)
+    assert _prepare(data, out, capsys) == 2
+    assert f"--data {data.resolve()} changed ({len(text):,} -> " in _error(capsys)
+
+
+def test_a_file_added_to_a_data_folder_is_named(tmp_path, capsys):
+    folder, out = tmp_path / "docs", tmp_path / "out"
+    folder.mkdir()
+    write_corpus(folder / "a.txt", docs=100)
+    assert _prepare(folder, out, capsys) == 0
+    write_corpus(folder / "b.txt", docs=10, seed=1)
+    assert _prepare(folder, out, capsys) == 2
+    assert f"{(folder / 'b.txt').resolve()} is new since" in _error(capsys)
+    (folder / "b.txt").unlink()
+    assert _prepare(folder, out, capsys) == 0  # back as it was: reused
+
+
+def test_an_input_changed_while_it_is_read_is_refused(tmp_path):
+    from masklab.data.shards.prepare import prepare_corpus
+
+    data = write_corpus(tmp_path / "c.txt", docs=300)
+
+    def append(k: int) -> None:
+        if k == 0:
+            with open(data, "a") as f:
+                f.write("a late document.\n")
+
+    with pytest.raises(ValueError, match=r"changed while .* was being prepared \(.*changed \("):
+        prepare_corpus(data, tmp_path / "out", vocab_size=60, workers=1, shard_mb=0.002, progress=False,
+                       on_shard=append)  # fmt: skip
+    assert not (tmp_path / "out" / "index.json").exists()
+
+
+def test_a_finished_folder_whose_input_was_removed_is_used_with_a_warning(tmp_path, capsys):
+    data, out = write_corpus(tmp_path / "c.txt", docs=100), tmp_path / "out"
+    assert _prepare(data, out, capsys) == 0
+    data.unlink()
+    assert main(["prepare", "--data", str(data), "--out", str(out), *SMALL]) == 0
+    err = capsys.readouterr().err
+    assert f"masklab: warning: --data {data} no longer exists; using the tokens {out} holds" in err
+
+
+def test_pretrain_resume_is_refused_after_its_input_changed(tmp_path, capsys):
+    data, run = write_corpus(tmp_path / "c.txt", docs=200), tmp_path / "run"
+    argv = ["pretrain", "mlm", "--data", str(data), "--preset", "bert-tiny", "--vocab-size", "60", "--seq-len",
+            "16", "--steps", "2", "--workers", "1", "--device", "cpu", "--out", str(run)]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    checkpoint = (run / "checkpoint.safetensors").read_bytes()
+    with open(data, "a") as f:
+        f.write("the new goal of the season.\n" * 20)
+    assert main([*argv, "--steps", "4", "--resume"]) == 2
+    assert f"--data {data.resolve()} changed (" in _error(capsys)
+    assert (run / "checkpoint.safetensors").read_bytes() == checkpoint

@@ -8,7 +8,8 @@ atomically (:mod:`masklab.core.io`), with a small ``shard-NNNNN.json`` beside it
 * deterministic: shard boundaries depend only on the input, never on the number of workers or timing, and
   each worker is single-threaded; the same input gives byte-identical files;
 * resumable: a killed prepare, rerun with the same arguments, keeps every finished shard and encodes the rest;
-  a full disk leaves the finished shards valid;
+  a full disk leaves the finished shards valid; an input that changed since (size or mtime_ns of a file) is
+  refused, naming the file, never mixed with the old text's shards;
 * bounded memory: at most ``2 * workers`` shards are in flight.
 
 The tokenizer, when none is given, trains on a bounded sample: the first ``sample_mb`` MB of documents.
@@ -39,24 +40,19 @@ from masklab.data.shards.format import (
     shard_name,
     token_dtype,
 )
+from masklab.data.shards.inputs import (
+    SETTINGS_NAME,
+    check_input_unchanged,
+    check_out_folder,
+    input_bytes,
+    text_files,
+)
 
 if TYPE_CHECKING:
     from masklab.tokenizers.text import TokenizerKind
 
-SETTINGS_NAME = "prepare.json"
-
 
 # ------------------------------------------------------------------------------------------- documents
-def _text_files(root: Path) -> list[Path]:
-    if root.is_dir():
-        return sorted(
-            p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".") and p.suffix in (".txt", ".jsonl")
-        )
-    if root.suffix not in (".txt", ".jsonl"):
-        raise ValueError(f"--data {root}: expected a .txt or .jsonl file or a folder of them")
-    return [root]
-
-
 def iter_documents(path: str | Path, *, doc_per: str = "auto", text_field: str = "text") -> Iterator[str]:
     """Stream the non-blank documents of ``path`` in the order :func:`masklab.data.text.read_corpus` reads
     them (same ``doc_per`` / ``text_field`` rules), holding one document (or one file, for ``doc_per=file``)
@@ -79,7 +75,7 @@ def iter_documents(path: str | Path, *, doc_per: str = "auto", text_field: str =
         yield from iter_hf_texts(root, text_field)
         return
     per = ("file" if root.is_dir() else "line") if doc_per == "auto" else doc_per
-    for file in _text_files(root):
+    for file in text_files(root):
         try:
             with open(file, encoding="utf-8-sig") as f:
                 if file.suffix == ".jsonl":
@@ -107,16 +103,6 @@ def iter_documents(path: str | Path, *, doc_per: str = "auto", text_field: str =
                         yield text
         except UnicodeDecodeError as err:
             raise ValueError(f"{file} is not UTF-8 text ({err.reason} at byte {err.start} of a read block)") from err
-
-
-def _input_bytes(path: str | Path) -> int | None:
-    if str(path).startswith("builtin:"):
-        return None
-    from masklab.data.hf_datasets import is_hf_dataset
-
-    if is_hf_dataset(Path(path).expanduser()):
-        return None  # the text column's UTF-8 size is not known before reading it
-    return sum(p.stat().st_size for p in _text_files(Path(path).expanduser()))
 
 
 def _shards_of(docs: Iterator[str], shard_bytes: int) -> Iterator[tuple[list[str], int]]:
@@ -232,8 +218,9 @@ def prepare_corpus(
 
     ``tokenizer``: a tokenizer.json / vocab.txt / folder to use; None trains ``tokenizer_kind`` with
     ``vocab_size`` on the first ``sample_mb`` MB. Rerunning on a finished folder returns at once; on a killed
-    one it continues (the settings must be the same). ``on_shard(k)`` is called in this process after shard
-    ``k`` is on disk. Returns ``out``.
+    one it continues. Either needs the same settings and an unchanged input (each file's size and mtime_ns, in
+    ``prepare.json``; see :mod:`.inputs`), else a ``ValueError`` names what changed. ``on_shard(k)`` is called
+    in this process after shard ``k`` is on disk. Returns ``out``.
     """
     from masklab.core.io import atomic_write_json
     from masklab.tokenizers.text import TextTokenizer
@@ -253,15 +240,8 @@ def prepare_corpus(
         "tokenizer": str(tokenizer) if tokenizer else {"kind": tokenizer_kind, "vocab_size": vocab_size,
                                                        "lowercase": lowercase, "sample_bytes": int(sample_mb * 1e6)},
     }  # fmt: skip
-    if (out / SETTINGS_NAME).is_file():
-        saved = json.loads((out / SETTINGS_NAME).read_text(encoding="utf-8"))
-        if saved != settings:
-            changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
-            raise ValueError(f"{out} was prepared with other settings (saved, given): {changed}; use another --out")
-        if (out / INDEX_NAME).is_file():
-            return out
-    elif out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} exists and is not a prepared corpus; pick an empty or new --out")
+    if check_out_folder(out, data, settings):  # adds "inputs": each file's size and mtime_ns
+        return out
     if next(iter_documents(data, doc_per=doc_per, text_field=text_field), None) is None:
         raise ValueError(f"--data {data}: the corpus is empty (no non-blank .txt/.jsonl text found)")
     out.mkdir(parents=True, exist_ok=True)
@@ -280,7 +260,7 @@ def prepare_corpus(
     tok.save(out / TOKENIZER_NAME)
     dtype = token_dtype(tok.vocab_size)
 
-    bar = _progress_bar(progress, _input_bytes(data))
+    bar = _progress_bar(progress, input_bytes(data))
     records: list[dict[str, Any]] = []
     # fork: workers start at once and need no importable __main__ (spawn re-runs a user's script); with
     # TOKENIZERS_PARALLELISM=false set before forking, the tokenizers library neither warns nor spawns threads.
@@ -295,6 +275,7 @@ def prepare_corpus(
         else:
             os.environ["TOKENIZERS_PARALLELISM"] = saved_env
     bar.close()
+    check_input_unchanged(out, data, settings)
     records = [r for r in records if r["tokens"] > 0]
     if not records:
         raise ValueError(f"--data {data}: the corpus is empty (every document encoded to zero tokens)")
