@@ -111,3 +111,62 @@ def test_an_export_of_another_class_is_refused_not_mixed(runs, tmp_path, capsys)
     refused(capsys, ["export-hf", str(runs["mlm"]), str(folder)], str(folder), "ViTMAEForPreTraining export",
             "BertForMaskedLM")  # fmt: skip
     assert snapshot(folder) == before
+
+
+@pytest.fixture
+def other_clm(tmp_path):
+    """A second GPT-2-class run with another vocabulary: its export differs from ``runs["clm"]``'s in every file."""
+    tok = TextTokenizer.train(["xyz uvw", "qrs"], "char")
+    return make_run(tmp_path / "other-clm", GPT.from_preset("gpt-tiny", vocab_size=tok.vocab_size, context=8), tok)
+
+
+@pytest.mark.parametrize(("error", "code"), [(OSError(28, "No space left on device"), 2), (KeyboardInterrupt(), 130)])
+def test_a_failure_while_writing_leaves_the_earlier_export_whole(runs, other_clm, tmp_path, monkeypatch, error, code):
+    import masklab.core.io
+
+    folder = tmp_path / "hf"
+    assert main(["export-hf", str(runs["clm"]), str(folder)]) == 0
+    before = snapshot(folder)
+
+    def fail(*args, **kwargs):  # the weights come after tokenizer.json: a write in place would mix the two
+        raise error
+
+    monkeypatch.setattr(masklab.core.io, "save_checkpoint", fail)
+    assert main(["export-hf", str(other_clm), str(folder)]) == code
+    assert snapshot(folder) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf", "other-clm"]  # no temp folder left behind
+
+
+def test_a_replaced_export_holds_only_the_new_files(runs, other_clm, tmp_path, monkeypatch, capsys):
+    import os
+
+    folder, fresh = tmp_path / "hf", tmp_path / "fresh"
+    assert main(["export-hf", str(runs["clm"]), str(folder)]) == 0
+    folder.chmod(0o750)
+    assert main(["export-hf", str(other_clm), str(folder)]) == 0
+    assert main(["export-hf", str(other_clm), str(fresh)]) == 0
+    assert snapshot(folder) == snapshot(fresh)
+    assert folder.stat().st_mode & 0o777 == 0o750
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "hf", "other-clm"]
+    # The swap itself failing (the second rename) puts the earlier export back.
+    before, rename = snapshot(folder), os.rename
+
+    def flaky(src, dst):
+        if str(src).endswith(".export-tmp"):
+            raise OSError(5, "Input/output error")
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", flaky)
+    assert main(["export-hf", str(runs["clm"]), str(folder)]) == 2
+    assert "Input/output error" in capsys.readouterr().err
+    assert snapshot(folder) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "hf", "other-clm"]
+
+
+def test_an_empty_folder_is_filled_in_place(runs, tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    inode = folder.stat().st_ino
+    assert main(["export-hf", str(runs["clm"]), str(folder)]) == 0
+    assert folder.stat().st_ino == inode and (folder / "config.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]

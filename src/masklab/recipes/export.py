@@ -16,12 +16,15 @@ ViTMAE expects normalised ``pixel_values``, so those statistics go to ``preproce
 The target folder (:func:`check_target`) is new, empty, or an earlier ``export-hf`` folder of the same class,
 which is replaced as a whole (a note says so). Anything else is refused, naming the folder and what it holds:
 a masklab run, prepared data, a Hugging Face folder masklab did not write, another class's export, other files.
+The export is written into a hidden sibling folder first and renamed into place (:func:`write_folder`): a
+failure or Ctrl-C while writing leaves the earlier export as it was, never half new and half old.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +103,45 @@ def check_target(folder: str | Path, architecture: str | None = None, run: str |
         raise ValueError(f"{folder} holds a {found} export; a {architecture} export there would mix two models: "
                          "export to another folder, or remove it first")  # fmt: skip
     return found
+
+
+def write_folder(folder: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp)`` on a new hidden sibling of ``folder``, then put ``tmp`` in ``folder``'s place.
+
+    A new folder is one rename. An empty one receives the files one by one (it keeps its own permissions and
+    can be a mount point or the current directory). An earlier export is swapped out by two renames, then
+    removed: if the process dies between them, ``folder`` is missing but both exports are whole, in hidden
+    ``.NAME.*`` siblings. Renames through a symlinked ``folder`` act on the folder it points to."""
+    import os
+    import secrets
+    import shutil
+
+    target = Path(os.path.realpath(folder))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(6)
+    tmp, old = target.parent / f".{target.name}.{token}.export-tmp", target.parent / f".{target.name}.{token}.old"
+    tmp.mkdir()  # mode 0o777 less the umask, like any new folder
+    try:
+        write(tmp)
+        if not target.exists():
+            os.rename(tmp, target)
+        elif not any(target.iterdir()):
+            for name in sorted((p.name for p in tmp.iterdir()), key=lambda name: (name == "config.json", name)):
+                os.replace(tmp / name, target / name)  # config.json last: a folder without it is no export
+            tmp.rmdir()
+        else:
+            os.chmod(tmp, os.stat(target).st_mode & 0o7777)
+            os.rename(target, old)
+            try:
+                os.rename(tmp, target)
+            except BaseException:
+                os.rename(old, target)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Path(folder)
 
 
 def _architecture(kind: str, model_config: Any) -> str:
@@ -189,14 +231,16 @@ def export_hf(run: str | Path, folder: str | Path) -> dict[str, Any]:
     model = r.load_model("cpu")
     notes: list[str] = []
     if kind == "mae":
-        _, notes = save_mae_folder(model, folder)
+        write_folder(folder, lambda tmp: notes.extend(save_mae_folder(model, tmp)[1]))
     elif kind == "mlm":
         if model.config.task != "mlm":
             raise ValueError(f"model.task={model.config.task!r}: only a masked LM (task='mlm') exports to "
                              "*ForMaskedLM; export the run it was fine-tuned from")  # fmt: skip
-        save_hf_mlm(model, folder, _tokenizer(r, model.config.bert.vocab_size))
+        tokenizer = _tokenizer(r, model.config.bert.vocab_size)
+        write_folder(folder, lambda tmp: save_hf_mlm(model, tmp, tokenizer))
     else:
-        save_gpt2_folder(model, folder, _tokenizer(r, model.config.vocab_size))
+        tokenizer = _tokenizer(r, model.config.vocab_size)
+        write_folder(folder, lambda tmp: save_gpt2_folder(model, tmp, tokenizer))
     if previous:
         notes.append(f"replaced the earlier {previous} export in {folder}")
     return {"folder": folder, "architecture": architecture, "notes": notes}
