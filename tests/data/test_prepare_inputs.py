@@ -124,3 +124,50 @@ def test_pretrain_resume_is_refused_after_its_input_changed(tmp_path, capsys):
     assert main([*argv, "--steps", "4", "--resume"]) == 2
     assert f"--data {data.resolve()} changed (" in _error(capsys)
     assert (run / "checkpoint.safetensors").read_bytes() == checkpoint
+
+
+def test_a_failed_pretrain_does_not_block_a_corrected_retry(tmp_path, capsys):
+    # The retry said "RUN/prepared was prepared with other settings ...; use another --out" though the failed
+    # call had left only prepared/prepare.json (no shard, no run).
+    bad, good, run = _jsonl(tmp_path / "bad.jsonl", 60, 51), _jsonl(tmp_path / "good.jsonl", 300), tmp_path / "run"
+    argv = ["pretrain", "mlm", "--preset", "bert-tiny", "--vocab-size", "60", "--seq-len", "16", "--steps", "2",
+            "--workers", "1", "--device", "cpu", "--out", str(run)]  # fmt: skip
+    assert main([*argv, "--data", str(bad)]) == 2
+    assert f"{bad}:51: not valid JSON" in _error(capsys)
+    assert main([*argv, "--data", str(good)]) == 0
+    err = capsys.readouterr().err
+    assert f"masklab: warning: starting {run / 'prepared'} over: it holds no finished shard" in err
+    assert json.loads((run / "prepared" / "prepare.json").read_text())["data"] == str(good.resolve())
+
+
+def test_an_unfinished_prepare_with_finished_shards_is_kept_and_refused(tmp_path, capsys):
+    data, out = write_corpus(tmp_path / "c.txt", docs=300), tmp_path / "out"
+    assert _prepare(data, out, capsys) == 0
+    (out / "index.json").unlink()
+    kept = _files(out)
+    other = write_corpus(tmp_path / "other.txt", docs=50, seed=3)
+    assert _prepare(other, out, capsys) == 2
+    assert f"{out} was prepared with other settings (saved, given): {{'data': (" in _error(capsys)
+    assert _files(out) == kept  # finished shards are never deleted
+
+
+def test_a_changed_input_restarts_a_prepare_that_finished_no_shard(tmp_path, capsys):
+    from masklab.data.lm import token_stream
+    from masklab.data.shards import PreparedCorpus
+    from masklab.data.text import read_corpus
+    from masklab.tokenizers.text import TextTokenizer
+
+    data, out = write_corpus(tmp_path / "c.txt", docs=300), tmp_path / "out"
+    assert _prepare(data, out, capsys) == 0
+    for path in [out / "index.json", *out.glob("shard-*")]:  # killed after training its tokenizer
+        path.unlink()
+    old = TextTokenizer.train(["zebra quartz"], "char")  # stands for one trained on the old text
+    old.save(out)
+    write_corpus(data, docs=200, seed=5)
+    assert main(["prepare", "--data", str(data), "--out", str(out), *SMALL]) == 0
+    assert "it holds no finished shard" in capsys.readouterr().err
+    tokenizer = TextTokenizer.load(out / "tokenizer.json")
+    assert tokenizer.fingerprint != old.fingerprint  # trained again, on the new text
+    corpus = PreparedCorpus(out)
+    want = token_stream(tokenizer, read_corpus(data).texts, separator=tokenizer.sep_id)
+    assert corpus.index["documents"] == 200 and (corpus.read(0, len(corpus))[0] == want.numpy()).all()

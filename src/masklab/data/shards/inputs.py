@@ -3,9 +3,13 @@
 ``prepare.json`` records the settings and every file ``--data`` reads with its size and modification time in
 nanoseconds (``inputs``). A rerun compares both before any work:
 
-a folder whose settings or input differ is refused, naming the setting or the file that changed: its shards
-hold the old text, and continuing would mix old and new documents; reusing it would silently train on the old
-text. It is never deleted (it may be the only copy of a long prepare).
+* a folder with a finished shard (or an ``index.json``) whose settings or input differ is refused, naming the
+  setting or the file that changed: its shards hold the old text, and continuing would mix old and new
+  documents; reusing it would silently train on the old text. It is never deleted (it may be the only copy of
+  a long prepare);
+* a folder with no finished shard holds nothing of value (the settings, perhaps a tokenizer trained on the old
+  text): a rerun with other settings or input starts it over, so a failed prepare (a broken line, a killed
+  process) never blocks a corrected one.
 
 Size + mtime_ns, not a content hash: checking a hash would read the whole corpus again on every rerun and every
 ``--resume``, while any write to a file changes its mtime_ns (make and rsync rely on the same). A file restored
@@ -19,7 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from masklab.data.shards.format import INDEX_NAME
+from masklab.data.shards.format import INDEX_NAME, TOKENIZER_NAME
 
 SETTINGS_NAME = "prepare.json"
 TEXT_SUFFIXES = (".txt", ".jsonl")
@@ -88,12 +92,22 @@ def input_change(saved: list[dict[str, Any]] | None, now: list[dict[str, Any]] |
     return None
 
 
+def _finished_any(out: Path) -> bool:
+    return (out / INDEX_NAME).is_file() or any(out.glob("shard-*.json"))
+
+
+def _start_over(out: Path) -> None:
+    """Remove what an unfinished prepare (no finished shard) wrote: its settings, tokenizer, unmarked shards."""
+    for path in [out / SETTINGS_NAME, out / TOKENIZER_NAME, *out.glob("shard-*.bin"), *out.glob(".*.tmp")]:
+        path.unlink(missing_ok=True)
+
+
 def check_out_folder(out: Path, data: str | Path, settings: dict[str, Any]) -> bool:
     """Check ``out`` before preparing ``data`` into it with ``settings`` (``inputs`` is added to them here).
 
     Returns True when ``out`` is finished from the same settings and input (nothing to do), False when there is
-    work to do (a new folder, a killed prepare to continue). A user error is a ``ValueError`` naming the
-    folder and the setting or file that changed."""
+    work to do (a new folder, a killed prepare to continue, an unfinished one started over). A user error is a
+    ``ValueError`` naming the folder and the setting or file that changed."""
     saved_path = out / SETTINGS_NAME
     if not saved_path.is_file():
         if out.exists() and any(out.iterdir()):
@@ -101,6 +115,7 @@ def check_out_folder(out: Path, data: str | Path, settings: dict[str, Any]) -> b
         settings["inputs"] = input_files(data)
         return False
     saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    finished = _finished_any(out)
     try:
         settings["inputs"] = input_files(data)
     except FileNotFoundError:
@@ -109,7 +124,7 @@ def check_out_folder(out: Path, data: str | Path, settings: dict[str, Any]) -> b
             raise
         warnings.warn(f"--data {data} no longer exists; using the tokens {out} holds", stacklevel=2)
         return True
-    if "inputs" not in saved:  # written before inputs were recorded: nothing to compare with
+    if "inputs" not in saved and finished:  # written before inputs were recorded: nothing to compare with
         warnings.warn(
             f"{out / SETTINGS_NAME} does not record its input's sizes and times (an older masklab): whether "
             f"--data {data} changed since cannot be checked",
@@ -117,6 +132,10 @@ def check_out_folder(out: Path, data: str | Path, settings: dict[str, Any]) -> b
         )
         del settings["inputs"]
     problem = _difference(out, saved, settings)
+    if problem is not None and not finished:
+        warnings.warn(f"starting {out} over: it holds no finished shard, and {problem[0]}", stacklevel=2)
+        _start_over(out)
+        return False
     if problem is not None:
         raise ValueError(f"{problem[0]}; {problem[1]}, or delete {out} or use another --out to prepare again")
     return (out / INDEX_NAME).is_file()
@@ -128,7 +147,7 @@ def _difference(out: Path, saved: dict[str, Any], settings: dict[str, Any]) -> t
     if changed:
         return f"{out} was prepared with other settings (saved, given): {changed}", "give the same settings"
     if "inputs" in settings and (what := input_change(saved.get("inputs"), settings["inputs"])) is not None:
-        return f"--data {what} since {out} was prepared from it: {out} holds the old text's tokens", "restore it"
+        return f"--data {what} since {out} was prepared from it", "its shards hold the old text: restore it"
     return None
 
 
