@@ -227,3 +227,26 @@ def test_default_builtin_pretrain_and_finetune(tmp_path):
     result = json.loads((out / "finetune" / "metrics.json").read_text())
     class_sizes = (510, 386, 417, 511, 401)  # business, entertainment, politics, sports, tech
     assert len(result["labels"]) == 5 and result["test_size"] == sum(round(0.2 * n) for n in class_sizes)
+
+
+def test_export_hf_refusals_come_before_any_data_is_read(corpus, tmp_path, capsys):
+    """What --export-hf refuses on its arguments alone (a pre-norm BERT, a folder holding data or the run) is
+    refused before the corpus is prepared or a step is trained, and nothing is written."""
+    out, hf = tmp_path / "run", tmp_path / "hf"
+    argv = ["pretrain", "mlm", "--data", str(corpus), "--steps", "2", *TINY]
+    assert main([*argv, "--out", str(out), "--norm", "pre", "--export-hf", str(hf)]) == 2
+    captured = capsys.readouterr()
+    assert "--export-hf: a pre-norm BERT (--norm pre)" in captured.err
+    assert captured.out == "" and not out.exists() and not hf.exists()
+    data = tmp_path / "prepared"
+    data.mkdir()
+    for name in ("index.json", "prepare.json", "tokenizer.json"):
+        (data / name).write_text("{}")
+    assert main([*argv, "--out", str(out), "--export-hf", str(data)]) == 2
+    captured = capsys.readouterr()
+    assert f"{data} is not empty" in captured.err and "prepared data" in captured.err
+    assert captured.out == "" and not out.exists()
+    assert sorted(p.name for p in data.iterdir()) == ["index.json", "prepare.json", "tokenizer.json"]
+    assert main([*argv, "--out", str(hf / "run"), "--export-hf", str(hf)]) == 2
+    assert "holds a masklab run" in capsys.readouterr().err
+    assert not hf.exists()

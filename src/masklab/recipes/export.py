@@ -105,6 +105,16 @@ def check_target(folder: str | Path, architecture: str | None = None, run: str |
     return found
 
 
+def check_mlm_export(folder: str | Path, *, out: str | Path, norm: str, init_from: str | None) -> None:
+    """What ``pretrain mlm --export-hf`` can check from its arguments alone, before any data is read."""
+    if norm == "pre" and not init_from:  # an --init-from model is the HF folder's own (post-norm) BERT
+        raise ValueError("--export-hf: a pre-norm BERT (--norm pre) has no Hugging Face equivalent to export to; "
+                         "train a post-norm one (the default) or leave out --export-hf")  # fmt: skip
+    hf = _read_json(Path(init_from) / "config.json") if init_from else None
+    roberta = isinstance(hf, dict) and hf.get("model_type") == "roberta"
+    check_target(folder, "RobertaForMaskedLM" if roberta else "BertForMaskedLM", out)
+
+
 def write_folder(folder: str | Path, write: Callable[[Path], Any]) -> Path:
     """Call ``write(tmp)`` on a new hidden sibling of ``folder``, then put ``tmp`` in ``folder``'s place.
 

@@ -153,6 +153,10 @@ def pretrain_mlm(
         raise ValueError(f"--preset {preset!r} is unknown; known: {', '.join(BERT_PRESETS)}")
     if mask not in MASK_KINDS:
         raise ValueError(f"unknown --mask {mask!r} for mlm; known: {', '.join(MASK_KINDS)}")
+    if export_hf:  # before any data is prepared or a step trained
+        from masklab.recipes.export import check_mlm_export
+
+        check_mlm_export(export_hf, out=run.path, norm=norm, init_from=init_from)
     if not resume:
         run.check_fresh()
     options = train.with_defaults(batch_size=32, lr=1e-3, weight_decay=0.01, log_every=20, ckpt_every=200, seed=0,
@@ -218,9 +222,13 @@ def pretrain_mlm(
             print(f"masklab: held-out masked-token top-1 {scores['mlm_top1']:.4f}, loss {scores['mlm_loss']:.4f} "
                   f"({scores['masked_tokens']} masked tokens, step {result.step})")  # fmt: skip
     if export_hf:  # the code behind `masklab export-hf RUN DIR`
+        import sys
+
         from masklab.recipes.export import export_hf as export_run
 
         exported = export_run(run.path, export_hf)
+        for note in exported["notes"]:
+            print(f"masklab: note: {note}", file=sys.stderr)
         print(f"masklab: wrote HF {exported['architecture']} folder {export_hf}")
     print(f"masklab: run written to {run.path}")
     return result
