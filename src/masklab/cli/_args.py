@@ -33,6 +33,13 @@ def names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
+DOC_PER_HELP = (
+    "a .txt's documents: file = each file is one, line = each non-blank line is one, auto = file in "
+    "a folder, line for one .txt"
+)
+TOKENIZER_KIND_HELP = "a tokenizer trained on --data: wordpiece (BERT's), bpe (byte-level) or char"
+
+
 def add_train_args(parser: argparse.ArgumentParser, *, steps: Any, batch_size: Any, lr: Any, min_lr: Any = 0,
                    weight_decay: Any = 0.05, warmup: Any = 0, log_every: Any = 10,
                    ckpt_every: Any = 200) -> None:  # fmt: skip
@@ -76,8 +83,8 @@ def add_train_args(parser: argparse.ArgumentParser, *, steps: Any, batch_size: A
                         help="recompute activations (saves memory; default off)")  # fmt: skip
     engine.add_argument("--workers", type=int,
                         help="processes that build batches ahead of the step (DataLoader workers; results do not "
-                        "depend on it; default 0) and, for text, tokenise --data on first use (default: all "
-                        "cores)")  # fmt: skip
+                        "depend on it; default 0), and that tokenise text --data on first use (there the default "
+                        "is one per core)")  # fmt: skip
 
 
 def check_out(out: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from masklab.cli._args import DOC_PER_HELP, TOKENIZER_KIND_HELP
+
 
 def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> None:
     parser.description = (
@@ -17,12 +19,14 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     )
     parser.add_argument("--out", required=True, help="folder to write (or continue)")
     parser.add_argument("--tokenizer", default=None, help="tokenizer.json, vocab.txt or a folder (default: train)")
-    parser.add_argument("--tokenizer-kind", choices=("wordpiece", "bpe", "char"), default="wordpiece")
+    parser.add_argument("--tokenizer-kind", choices=("wordpiece", "bpe", "char"), default="wordpiece",
+                        help=TOKENIZER_KIND_HELP)  # fmt: skip
     parser.add_argument("--vocab-size", type=int, default=8000, help="vocabulary of a trained tokenizer")
     parser.add_argument("--cased", action="store_true", help="keep case when training a wordpiece/char tokenizer")
     parser.add_argument("--sample-mb", type=float, default=50.0, help="text the tokenizer trains on (the start)")
     parser.add_argument("--shard-mb", type=float, default=64.0, help="input text per shard")
-    parser.add_argument("--doc-per", choices=("auto", "file", "line"), default="auto")
+    parser.add_argument("--doc-per", choices=("auto", "file", "line"), default="auto",
+                        help=DOC_PER_HELP)  # fmt: skip
     parser.add_argument("--text-field", "--column", default="text",
                         help="the text field of .jsonl records, or the column of a datasets folder (default: text, "
                         "else its only string column)")  # fmt: skip

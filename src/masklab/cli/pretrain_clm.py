@@ -18,11 +18,12 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("--dim", type=int, help="model width (default: the preset's)")
     parser.add_argument("--depth", type=int, help="transformer blocks (default: the preset's)")
     parser.add_argument("--heads", type=int, help="attention heads (default: the preset's)")
-    parser.add_argument("--dropout", type=float, help="(default: the preset's)")
+    parser.add_argument("--dropout", type=float, help="dropout probability in the model (default: the preset's)")
     parser.add_argument("--tokenizer", help="tokenizer.json or a folder holding one (default: train)")
     parser.add_argument("--init-from", help="start from a Hugging Face GPT-2 folder or a clm run (its weights and "
                         "tokenizer; default: a random init)")  # fmt: skip
-    parser.add_argument("--tokenizer-kind", choices=("char", "bpe"), help="(default char)")
+    parser.add_argument("--tokenizer-kind", choices=("char", "bpe"),
+                        help="a tokenizer trained on --data: char or bpe (byte-level) (default char)")  # fmt: skip
     parser.add_argument("--vocab-size", type=int, help="vocabulary of a trained BPE tokenizer (default 2000)")
     parser.add_argument("--val-fraction", type=float, help="the end of the token stream held out (default 0.1)")
     parser.add_argument("--eval-batches", type=int, help="cap on validation batches (default: all)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from masklab.cli._args import add_train_args, pretrain_call
+from masklab.cli._args import DOC_PER_HELP, TOKENIZER_KIND_HELP, add_train_args, pretrain_call
 
 FIELDS = ("data", "preset", "norm", "seq_len", "tokenizer", "tokenizer_kind", "vocab_size", "init_from", "mask",
           "mask_ratio", "doc_per", "text_field", "holdout", "export_hf")  # fmt: skip
@@ -17,7 +17,8 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("--norm", choices=("post", "pre"), help="post-norm (BERT, default) or pre-norm")
     parser.add_argument("--seq-len", type=int, help="tokens per packed sequence (default 128)")
     parser.add_argument("--tokenizer", help="tokenizer.json, vocab.txt or a folder (default: train)")
-    parser.add_argument("--tokenizer-kind", choices=("wordpiece", "bpe", "char"), help="(default wordpiece)")
+    parser.add_argument("--tokenizer-kind", choices=("wordpiece", "bpe", "char"),
+                        help=TOKENIZER_KIND_HELP + " (default wordpiece)")  # fmt: skip
     parser.add_argument("--vocab-size", type=int, help="vocabulary of a trained tokenizer (default 8000)")
     parser.add_argument("--init-from",
                         help="HF BERT folder (config.json + model.safetensors + tokenizer) to start from (default: a "
@@ -25,7 +26,7 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("--mask", choices=("bernoulli", "random", "whole_word", "span"),
                         help="which tokens to hide (default bernoulli: BERT's 80/10/10)")  # fmt: skip
     parser.add_argument("--mask-ratio", type=float, help="share of tokens hidden (default 0.15)")
-    parser.add_argument("--doc-per", choices=("auto", "file", "line"), help="(default auto)")
+    parser.add_argument("--doc-per", choices=("auto", "file", "line"), help=DOC_PER_HELP + " (default auto)")
     parser.add_argument(
         "--text-field",
         "--column",

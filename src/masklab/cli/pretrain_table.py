@@ -27,7 +27,7 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("--mask-ratio", type=float, help="share of observed cells hidden (default 0.5)")
     parser.add_argument("--mask-ratio-jitter", type=float,
                         help="per-row share: mask-ratio ± this (default 0.25; 0 = ReMasker's fixed share)")  # fmt: skip
-    parser.add_argument("--dropout", type=float, help="(default 0)")
+    parser.add_argument("--dropout", type=float, help="dropout probability in the model (default 0)")
     parser.add_argument("--neighbors", type=int, metavar="K",
                         help="anomaly scores ('masklab score RUN') add the distance to the K-th nearest "
                         "training row; the run keeps its rows (at most 10,000) in scoring.safetensors "
