@@ -11,7 +11,12 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("run", metavar="RUN", help="training run directory (mae, mlm or clm)")
     parser.add_argument("input", metavar="INPUT", help="text runs: a text or a .txt file; image runs: an image "
                         "file or builtin:NAME[:INDEX], e.g. builtin:mnist5k:17")  # fmt: skip
-    parser.add_argument("-o", "--output", required=True, help="PNG file to write")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="image to write (PNG; another suffix matplotlib knows, e.g. .jpg or .svg, picks that format)",
+    )
     parser.add_argument("--layer", type=int, default=None, help="draw only this layer (0-based; images: its "
                         "[CLS] row instead of the rollout over all layers)")  # fmt: skip
     parser.add_argument("--head", type=int, default=None, help="draw only this head (images: needs --layer)")

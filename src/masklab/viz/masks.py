@@ -133,7 +133,8 @@ def render_masks(
     shown = None if images is None else fit_images_to_grid(images[:count], grid)[0]
     hidden_color = ListedColormap([(0, 0, 0, 0), (0.2, 0.4, 0.95, 0.6)])  # visible: the picture, hidden: blue tint
     rows: list[str | tuple[str, Tensor]] = [*kinds, *extra_rows]
-    fig = Figure(figsize=(1.35 * count + 1.6, 1.45 * len(rows) + 0.7), layout="constrained")
+    # At least 5 in wide, so the two-line title fits over a single column of masks too.
+    fig = Figure(figsize=(max(1.35 * count + 1.6, 5.0), 1.45 * len(rows) + 0.8), layout="constrained")
     axes = fig.subplots(len(rows), count, squeeze=False)
     for r, kind in enumerate(rows):
         if isinstance(kind, tuple):
@@ -157,7 +158,7 @@ def render_masks(
             if c == 0:
                 ax.set_ylabel(f"{label}\n{masked[c].float().mean():.0%} hidden", fontsize=8)
     what = f" over {source}" if source and images is not None else ""
-    fig.suptitle(f"example masks{what}: {gh}x{gw} tokens, ratio {ratio:g}, seed {seed} "
+    fig.suptitle(f"example masks{what}\n{gh}x{gw} tokens, ratio {ratio:g}, seed {seed} "
                  f"({'blue' if images is not None else 'black'} = hidden)", fontsize=10)  # fmt: skip
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
