@@ -213,7 +213,7 @@ def save_gpt2_folder(model, folder: str | Path, tokenizer: Any = None) -> Path:
     from masklab.interop.hf.gpt2 import hf_config_dict, to_hf_state_dict
 
     cfg = model.config  # dropout is a training setting: the HF config gets 0 (inference is identical)
-    hf_config = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", **hf_config_dict(cfg)}
+    hf_config = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", **hf_config_dict(cfg, tokenizer)}
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in to_hf_state_dict(model).items()}
     if cfg.tie_embeddings:
         del tensors["lm_head.weight"]  # tied to transformer.wte.weight, as HF saves it

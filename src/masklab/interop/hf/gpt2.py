@@ -153,8 +153,19 @@ def to_hf_state_dict(model: GPT) -> dict[str, Tensor]:
     return out
 
 
-def hf_config_dict(cfg: GPTConfig) -> dict[str, Any]:
-    """``GPT2Config`` keyword arguments describing the same architecture as ``cfg`` (dropout off)."""
+def special_token_ids(tokenizer: Any = None) -> dict[str, int | None]:
+    """``bos_token_id`` / ``eos_token_id`` / ``pad_token_id`` of ``tokenizer`` (a ``TextTokenizer``) for a GPT-2
+    config. masklab's LM stream separates documents with the tokenizer's ``sep`` token (GPT-2's own
+    ``<|endoftext|>``), which GPT-2 uses as both bos and eos. None where the tokenizer has no such token, or no
+    tokenizer is given: ``GPT2Config``'s defaults (50256) would name an id outside a small vocabulary."""
+    sep = None if tokenizer is None else tokenizer.role_id("sep")
+    pad = None if tokenizer is None else tokenizer.role_id("pad")
+    return {"bos_token_id": sep, "eos_token_id": sep, "pad_token_id": pad}
+
+
+def hf_config_dict(cfg: GPTConfig, tokenizer: Any = None) -> dict[str, Any]:
+    """``GPT2Config`` keyword arguments describing the same architecture as ``cfg`` (dropout off), with the
+    special token ids of ``tokenizer`` (:func:`special_token_ids`)."""
     inverse = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu"}
     return {
         "vocab_size": cfg.vocab_size,
@@ -169,4 +180,5 @@ def hf_config_dict(cfg: GPTConfig) -> dict[str, Any]:
         "embd_pdrop": 0.0,
         "attn_pdrop": 0.0,
         "tie_word_embeddings": cfg.tie_embeddings,
+        **special_token_ids(tokenizer),
     }
