@@ -171,3 +171,52 @@ def test_a_changed_input_restarts_a_prepare_that_finished_no_shard(tmp_path, cap
     corpus = PreparedCorpus(out)
     want = token_stream(tokenizer, read_corpus(data).texts, separator=tokenizer.sep_id)
     assert corpus.index["documents"] == 200 and (corpus.read(0, len(corpus))[0] == want.numpy()).all()
+
+
+def test_pretraining_on_a_folder_whose_tokenizer_was_replaced_is_refused(tmp_path, capsys):
+    # Another tool overwrote tokenizer.json: a 25-token model trained on ids up to 200 (IndexError traceback).
+    from masklab.tokenizers.text import TextTokenizer
+
+    data, prepared, run = write_corpus(tmp_path / "c.txt", docs=200), tmp_path / "prepared", tmp_path / "run"
+    assert _prepare(data, prepared, capsys) == 0
+    TextTokenizer.train(["abc def"], "char").save(prepared)
+    argv = ["pretrain", "mlm", "--data", str(prepared), "--preset", "bert-tiny", "--seq-len", "16", "--steps",
+            "2", "--device", "cpu", "--out", str(run)]  # fmt: skip
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (
+        f"masklab: error: {prepared / 'tokenizer.json'} is not the tokenizer {prepared / 'index.json'} was prepared "
+        f"with; restore it, or prepare {prepared} again (its sha256 differs)"
+    )
+    assert "step " not in captured.out and not (run / "checkpoint.safetensors").exists()
+
+
+def test_a_tokenizer_with_another_vocabulary_is_refused_by_the_reader(tmp_path, capsys):
+    from masklab.data.shards import PreparedCorpus, ShardError
+    from masklab.tokenizers.text import TextTokenizer
+
+    data, prepared = write_corpus(tmp_path / "c.txt", docs=100), tmp_path / "prepared"
+    assert _prepare(data, prepared, capsys) == 0
+    index = json.loads((prepared / "index.json").read_text())
+    del index["tokenizer_file_sha256"]  # as an index written before the file's sha256 was recorded
+    (prepared / "index.json").write_text(json.dumps(index))
+    PreparedCorpus(prepared)
+    TextTokenizer.train(["abc def"], "char").save(prepared)
+    with pytest.raises(ShardError, match=r"tokenizer\.json is not the tokenizer .* vocabulary's sha256 differs"):
+        PreparedCorpus(prepared)
+    (prepared / "tokenizer.json").unlink()
+    with pytest.raises(ShardError, match=r"tokenizer\.json is missing"):
+        PreparedCorpus(prepared)
+
+
+def test_resuming_a_run_whose_cached_tokenizer_was_replaced_is_refused(tmp_path, capsys):
+    from masklab.tokenizers.text import TextTokenizer
+
+    data, run = write_corpus(tmp_path / "c.txt", docs=100), tmp_path / "run"
+    argv = ["pretrain", "clm", "--data", str(data), "--preset", "gpt-char", "--context", "16", "--depth", "1",
+            "--dim", "16", "--heads", "2", "--steps", "2", "--device", "cpu", "--out", str(run)]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    TextTokenizer.train(["abc def"], "char").save(run / "prepared")
+    assert main([*argv, "--steps", "4", "--resume"]) == 2
+    assert f"{run / 'prepared' / 'tokenizer.json'} is not the tokenizer" in _error(capsys)

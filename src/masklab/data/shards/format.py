@@ -93,11 +93,32 @@ def is_prepared(path: str | Path) -> bool:
     return (Path(path) / INDEX_NAME).is_file()
 
 
+def check_tokenizer(root: Path, index: dict[str, Any]) -> None:
+    """Refuse a ``tokenizer.json`` that is not the one the shards' ids come from: its vocabulary's sha256 must
+    be the index's ``tokenizer_sha256`` (and the file's own sha256 ``tokenizer_file_sha256``, where the index
+    records it). A replaced tokenizer would train a model of another vocabulary on these ids."""
+    path = root / TOKENIZER_NAME
+    replaced = f"{path} is not the tokenizer {root / INDEX_NAME} was prepared with; restore it, or prepare {root} again"
+    if not path.is_file():
+        raise ShardError(f"{path} is missing: {root} has no tokenizer for its token ids; restore it, or prepare again")
+    if index.get("tokenizer_file_sha256") not in (None, file_sha256(path)):
+        raise ShardError(f"{replaced} (its sha256 differs)")
+    from masklab.tokenizers.text import TextTokenizer
+
+    try:
+        tokenizer = TextTokenizer.load(path)
+    except ValueError as err:
+        raise ShardError(f"{replaced} ({err})") from err
+    if tokenizer.fingerprint != index.get("tokenizer_sha256"):
+        raise ShardError(f"{replaced} (its vocabulary's sha256 differs)")
+
+
 class PreparedCorpus:
     """A read-only view of a prepared folder: one token stream of ``len(self)`` ids across every shard.
 
     ``verify=True`` checks each shard's size and sha256 against the index when opened (reads every byte once);
-    a mismatch is a :class:`ShardError` naming the shard. Shards are memory-mapped on first use, so the
+    a mismatch is a :class:`ShardError` naming the shard. ``tokenizer.json`` is always checked
+    (:func:`check_tokenizer`). Shards are memory-mapped on first use, so the
     resident memory is what the OS pages in, not the corpus size. Picklable for DataLoader workers (the maps
     are reopened in the worker, never copied).
     """
@@ -110,6 +131,7 @@ class PreparedCorpus:
         self.dtype = np.dtype(index["token_dtype"])
         self.sep_id = int(index["sep_id"])
         self.tokenizer_sha256 = str(index["tokenizer_sha256"])
+        check_tokenizer(self.root, index)
         for shard in self.shards:
             self._check(shard, verify)
         starts = np.cumsum([0] + [s.tokens for s in self.shards])

@@ -286,6 +286,7 @@ def prepare_corpus(
         "sep_id": tok.sep_id,
         "tokenizer": TOKENIZER_NAME,
         "tokenizer_sha256": tok.fingerprint,
+        "tokenizer_file_sha256": file_sha256(out / TOKENIZER_NAME),
         "documents": sum(r["docs"] for r in records),
         "tokens": sum(r["tokens"] for r in records) - 1,
         "shards": records,

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from masklab.data.shards.format import is_prepared
+from masklab.data.shards.format import check_tokenizer, is_prepared, read_index
 
 if TYPE_CHECKING:
     from masklab.tokenizers.text import TokenizerKind
@@ -47,10 +47,12 @@ def prepared_for_run(
     ``run_dir/prepared`` (prepared now, or reused on ``--resume``). ``tokenizer`` (a tokenizer.json /
     vocab.txt / folder) fixes the vocabulary; None trains one on a bounded sample of ``data``. Under torchrun
     (``WORLD_SIZE`` > 1) ranks other than 0 neither read nor write the folder until rank 0 has finished it:
-    two ranks preparing one folder at once would each find the other's half-written files."""
+    two ranks preparing one folder at once would each find the other's half-written files. A folder whose
+    ``tokenizer.json`` is not the one its ids come from is a :class:`~.format.ShardError` naming it."""
     from masklab.data.shards.prepare import prepare_corpus
 
     if is_prepared(data):
+        check_tokenizer(Path(data), read_index(Path(data)))
         if tokenizer is not None:
             from masklab.tokenizers.text import TextTokenizer
 
@@ -63,7 +65,7 @@ def prepared_for_run(
     if _is_other_rank():
         return _wait_for_rank0(Path(run_dir) / CACHE_NAME)
     print(f"masklab: preparing {data} into {Path(run_dir) / CACHE_NAME} (tokenised once, reused on --resume)")
-    return prepare_corpus(
+    folder = prepare_corpus(
         data,
         Path(run_dir) / CACHE_NAME,
         tokenizer=tokenizer,
@@ -74,3 +76,5 @@ def prepared_for_run(
         text_field=text_field,
         workers=workers,
     )
+    check_tokenizer(folder, read_index(folder))  # a finished cache is reused as it is: its tokenizer too
+    return folder
