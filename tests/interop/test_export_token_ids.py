@@ -41,3 +41,18 @@ def test_gpt2_config_without_a_tokenizer_names_no_ids():
     ids = hf_config_dict(cfg, gpt2_tokenizer)  # byte-level BPE: </s> separates documents, <pad> pads
     assert ids["bos_token_id"] == ids["eos_token_id"] == gpt2_tokenizer.token_to_id("</s>")
     assert ids["pad_token_id"] == gpt2_tokenizer.token_to_id("<pad>")
+
+
+def test_roberta_export_states_the_tokenizers_bos_and_eos(tmp_path):
+    from masklab.interop.hf.roberta import load_roberta_mlm, save_roberta_mlm
+
+    tok = TextTokenizer.train(TEXTS * 4, "bpe", vocab_size=120, min_frequency=1)
+    assert (tok.pad_id, tok.cls_id, tok.sep_id) == (0, 2, 3)  # not roberta-base's <s> 0, <pad> 1, </s> 2
+    ids = dict(pad_token_id=tok.pad_id, bos_token_id=tok.cls_id, eos_token_id=tok.sep_id)
+    sizes = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    config = transformers.RobertaConfig(vocab_size=tok.vocab_size, max_position_embeddings=34, **sizes, **ids)
+    transformers.RobertaForMaskedLM(config).save_pretrained(tmp_path / "hf")
+    ours, _ = load_roberta_mlm(tmp_path / "hf", mask_id=tok.mask_id)
+    save_roberta_mlm(ours, tmp_path / "back", tok)
+    again = transformers.RobertaConfig.from_pretrained(tmp_path / "back")
+    assert (again.pad_token_id, again.bos_token_id, again.eos_token_id) == (tok.pad_id, tok.cls_id, tok.sep_id)

@@ -56,14 +56,20 @@ def roberta_config_from_hf(hf: Mapping) -> BertConfig:
     return BertConfig(**_common_config(values, "RoBERTa"), positions="roberta")
 
 
-def roberta_config_to_hf(cfg: BertConfig, tie_embeddings: bool = True) -> dict[str, Any]:
-    """:class:`BertConfig` (``positions="roberta"``) -> an HF ``config.json`` dict for ``RobertaForMaskedLM``."""
+def roberta_config_to_hf(cfg: BertConfig, tie_embeddings: bool = True, tokenizer: Any = None) -> dict[str, Any]:
+    """:class:`BertConfig` (``positions="roberta"``) -> an HF ``config.json`` dict for ``RobertaForMaskedLM``.
+
+    ``bos_token_id`` / ``eos_token_id`` are ``tokenizer``'s ``<s>`` / ``</s>`` (its cls / sep roles), None where
+    it has none or no tokenizer is given: ``RobertaConfig``'s defaults (0, 2) are roberta-base's ids, and name
+    ``<pad>`` and ``<s>`` in a vocabulary masklab trained."""
     if cfg.positions != "roberta":
         raise ValueError(f"BertConfig.positions={cfg.positions!r}: only positions='roberta' exports as RoBERTa")
     return {
         "architectures": [ROBERTA_MLM.architecture],
         "model_type": "roberta",
         **common_config_to_hf(cfg, tie_embeddings),
+        "bos_token_id": None if tokenizer is None else tokenizer.role_id("cls"),
+        "eos_token_id": None if tokenizer is None else tokenizer.role_id("sep"),
     }
 
 
@@ -91,6 +97,6 @@ def load_roberta_mlm(
 
 def save_roberta_mlm(model: BertForMLM, folder: str | Path, tokenizer: Any = None) -> Path:
     """Write an HF ``RobertaForMaskedLM`` folder that ``transformers`` loads with ``from_pretrained``."""
-    hf_config = roberta_config_to_hf(model.config.bert, model.config.tie_embeddings)
+    hf_config = roberta_config_to_hf(model.config.bert, model.config.tie_embeddings, tokenizer)
     tensors = mlm_state_to_hf(model, ROBERTA_MLM)
     return save_hf_folder(folder, hf_config, tensors, tokenizer, model.config.bert.vocab_size)
