@@ -107,3 +107,14 @@ def test_sidecars_and_kind(tmp_path):
         run.read_sidecar("bad.json")
     with pytest.raises(FileNotFoundError, match="is not a masklab run"):
         Run(tmp_path).kind()
+
+
+def test_an_error_inside_a_nested_lock_is_not_chained_to_the_lock_check(tmp_path):
+    # The lock is re-entrant: the inner holder used to yield inside `except FileExistsError`, so every error
+    # in a training run (whose recipe holds the lock around train_run, which takes it again) was printed with
+    # "During handling of the above exception ... FileExistsError: .../.lock".
+    run = Run(tmp_path / "run")
+    with pytest.raises(RuntimeError) as caught, run.lock(), run.lock():
+        raise RuntimeError("boom")
+    assert caught.value.__context__ is None
+    assert not (tmp_path / "run" / ".lock").exists()  # the outer holder released it

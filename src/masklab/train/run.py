@@ -165,19 +165,23 @@ class Run:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._lock_holder(path)
-                if holder is not None and holder.get("pid") == me["pid"] and holder.get("host") == me["host"]:
-                    yield self  # already ours: the outer holder releases it
-                    return
-                if holder is not None:
+                ours = holder is not None and holder.get("pid") == me["pid"] and holder.get("host") == me["host"]
+                if not ours and holder is not None:
                     raise RunLockedError(
                         f"{self.path} is being written by process {holder.get('pid')} on {holder.get('host')} "
                         f"(lock {path}); wait for it to finish, or delete the lock if that process is gone"
                     ) from None
-                path.unlink(missing_ok=True)  # stale: its writer is dead
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            break
+                if not ours:
+                    path.unlink(missing_ok=True)  # stale: its writer is dead
+                    continue
+            else:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(me, f)
+                break
+            # Already ours (outside the except block, so an error in the body is not chained to this
+            # FileExistsError): the outer holder releases it.
+            yield self
+            return
         else:
             raise RunLockedError(f"could not take the lock {path}")
         try:
