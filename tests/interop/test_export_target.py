@@ -46,7 +46,18 @@ def runs(tmp_path_factory):
 
 
 def snapshot(folder):
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    """Each file's bytes; a ``.safetensors`` file's metadata and tensors (safetensors writes its metadata map in
+    no fixed order, so two writes of the same export differ in bytes)."""
+    from safetensors import safe_open
+
+    out = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".safetensors":
+            with safe_open(path, "pt") as f:
+                out[path.name] = (f.metadata(), {k: f.get_tensor(k).numpy().tobytes() for k in f.keys()})  # noqa: SIM118
+        else:
+            out[path.name] = path.read_bytes()
+    return out
 
 
 def refused(capsys, argv, *needles):
