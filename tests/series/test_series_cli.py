@@ -178,7 +178,28 @@ def test_long_format_label_column(tmp_path, capsys) -> None:
     assert main(["impute", str(tmp_path / "r"), str(data), "-o", str(tmp_path / "f.npz")]) == 0  # label read too
     filled = np.load(tmp_path / "f.npz")
     assert filled["ids"].tolist() == ids and filled["labels"].tolist() == [("down", "up")[int(i[1:]) % 2] for i in ids]
-    assert main(["forecast", str(tmp_path / "r"), "--horizon", "3", "--data", str(data)]) == 0
+    assert (
+        main(["forecast", str(tmp_path / "r"), "--horizon", "3", "--data", str(data), "-o", str(tmp_path / "fc.npz")])
+        == 0
+    )
+    assert np.load(tmp_path / "fc.npz")["ids"].tolist() == ids  # row k of the forecasts is series ids[k]
     npz = write_npz(tmp_path / "s.npz")
     assert main(["pretrain", "series", "--data", str(npz), "--label", "cls", "--out", str(tmp_path / "r2")]) == 2
     assert "a label column ('cls') is for long-format .csv / .parquet series" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_run_trained_on_a_relative_path_finds_its_data_from_anywhere(tmp_path, monkeypatch, capsys) -> None:
+    # series.json kept the path as typed ("s.npz"), so `forecast RUN` from another folder failed with
+    # "--data s.npz: no such file" though no --data was given.
+    write_npz(tmp_path / "s.npz")
+    monkeypatch.chdir(tmp_path)
+    argv = ["pretrain", "series", "--data", "s.npz", "--preset", "series-tiny", "--steps", "2", "--out", "r"]
+    assert main([*argv, "--device", "cpu"]) == 0
+    assert json.loads((tmp_path / "r" / "series.json").read_text())["data"] == str(tmp_path / "s.npz")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["forecast", str(tmp_path / "r"), "--horizon", "3", "-o", str(tmp_path / "s.npz")]) == 2
+    assert "is the input file" in capsys.readouterr().err  # the run's own data is protected too
+    assert main(["forecast", str(tmp_path / "r"), "--horizon", "3"]) == 0

@@ -157,3 +157,20 @@ def test_forecast_count_must_be_positive(tmp_path) -> None:
 
     with pytest.raises(ValueError, match=r"--count must be >= 1 \(series in the plot\), got 0"):
         forecast_series(tmp_path / "no-run-needed", 3, count=0)  # refused before the run is read
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.zeros((2, 20), dtype=[("a", "f4"), ("b", "f4")]),  # records: a TypeError traceback (HTTP 500 in serve)
+        np.ones((2, 20, 3), dtype=bool),  # these three were silently turned into numbers
+        np.arange(40).astype("datetime64[s]").reshape(2, 20),
+        np.arange(40).astype("timedelta64[s]").reshape(2, 20),
+        np.full((2, 20), "a"),  # a message that named no file
+    ],
+)
+def test_values_that_are_not_numbers_are_refused_naming_the_file(tmp_path, values) -> None:
+    path = tmp_path / "s.npy"
+    np.save(path, values)
+    with pytest.raises(ValueError, match=r"s\.npy\[0\]: .* values; a series holds numbers"):
+        load_series(str(path))

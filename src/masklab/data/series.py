@@ -97,7 +97,13 @@ class SeriesSet:
 def _as_series(array: np.ndarray, where: str) -> np.ndarray:
     if np.iscomplexobj(array):  # a cast would drop the imaginary part without a word
         raise ValueError(f"{where}: complex values; series must hold real numbers")
-    wide = np.asarray(array, dtype=np.float64)
+    raw = np.asarray(array)
+    if raw.dtype.kind not in "iufO":  # bool, dates, durations, text, records: not measurements to model
+        raise ValueError(f"{where}: {raw.dtype} values; a series holds numbers (NaN = a step not observed)")
+    try:
+        wide = raw.astype(np.float64)
+    except (TypeError, ValueError) as err:  # an object array holding text
+        raise ValueError(f"{where}: values that are not numbers ({err})") from None
     if np.isinf(wide).any():
         raise ValueError(f"{where}: infinite values (use NaN for steps that were not observed)")
     if (np.abs(np.nan_to_num(wide)) > np.finfo(np.float32).max).any():

@@ -175,7 +175,11 @@ def run_data(run: str | Path, data: str | None, *, channels: int | None = None) 
     info = series_info(run)
     if data is None and not info:
         raise ValueError(f"{run}: no {SERIES_FILE}; pass --data")
-    data = info["data"] if data is None else data
+    if data is None:
+        data = info["data"]
+        if not data.startswith("builtin:") and not Path(data).exists():
+            raise FileNotFoundError(f"{run} was pretrained on {data}, which is not here (from {Path.cwd()}); "
+                                    "pass --data")  # fmt: skip
     label = info.get("label") if is_long_format(data) else None  # the run's label column, for long-format files
     series = load_series(data, label=label)
     if channels is not None:

@@ -100,7 +100,8 @@ def pretrain_series(
     cfg = train_config(options, model, rows, default_steps=1000, batch_size=batch, warmup=lambda steps: steps // 20)
     print(f"masklab: {loaded.name}: {len(series)} series x {series.num_channels} channels, lengths "
           f"{series.lengths.min()}-{series.lengths.max()}; {cfg.steps} steps of {cfg.batch_size}")  # fmt: skip
-    info = {"data": data, "series": len(series), "channels": series.num_channels, "max_length": max_length,
+    recorded = data if data.startswith("builtin:") else str(Path(data).resolve())  # usable from any folder
+    info = {"data": recorded, "series": len(series), "channels": series.num_channels, "max_length": max_length,
             **({"label": label} if label is not None else {})}  # fmt: skip
     result = train_run(run, model, rows, cfg, model_config=saved_config(model), recipe="pretrain_series",
                        arguments=arguments, sidecars={recipes.SERIES_FILE: info}, resume=resume)  # fmt: skip
@@ -114,7 +115,8 @@ def forecast_series(run: str | Path, horizon: int, *, data: str | None = None, o
                     plot: str | Path | None = None, count: int = 4, device: str = "cpu") -> dict[str, Any]:  # fmt: skip
     """Score held-out tails (the last ``horizon`` steps of every long-enough series, forecast from the rest;
     MSE in the data's units vs the last-value baseline), then forecast ``horizon`` steps past every series'
-    end: ``output`` (``.npz``, ``values (N, H, C)``). Returns the scores plus ``name`` and ``forecasts``."""
+    end: ``output`` (``.npz``, ``values (N, H, C)``, plus ``ids (N,)`` for a long-format file, whose series come
+    out in id order). Returns the scores plus ``name`` and ``forecasts``."""
     from masklab.core.io import atomic_write_bytes
     from masklab.recipes import series as recipes
 
@@ -124,8 +126,12 @@ def forecast_series(run: str | Path, horizon: int, *, data: str | None = None, o
         raise ValueError(f"--count must be >= 1 (series in the plot), got {count}")
     if output is not None and Path(output).suffix != ".npz":
         raise ValueError(f"-o {output}: forecasts are written as .npz")
+    if output is not None and data is not None:
+        check_output_is_not_input(output, data, "forecast")
     model = recipes.load_pretrained(run, device=device)
     series = recipes.run_data(run, data, channels=model.config.channels)
+    if output is not None:  # also the run's own recorded data
+        check_output_is_not_input(output, series.name, "forecast")
     scores = recipes.holdout_forecast(model, series, horizon, plot=plot, count=count)
     scores["name"] = series.name
     scores["forecasts"] = len(series)
@@ -133,7 +139,8 @@ def forecast_series(run: str | Path, horizon: int, *, data: str | None = None, o
         import io
 
         buffer = io.BytesIO()
-        np.savez(buffer, values=np.stack(recipes.forecast(model, series, horizon)))
+        ids = {"ids": np.array(series.ids)} if series.ids else {}
+        np.savez(buffer, values=np.stack(recipes.forecast(model, series, horizon)), **ids)
         atomic_write_bytes(output, buffer.getvalue())
     return scores
 
