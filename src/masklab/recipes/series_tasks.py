@@ -139,8 +139,10 @@ def forecast_series(run: str | Path, horizon: int, *, data: str | None = None, o
         import io
 
         buffer = io.BytesIO()
-        ids = {"ids": np.array(series.ids)} if series.ids else {}
-        np.savez(buffer, values=np.stack(recipes.forecast(model, series, horizon)), **ids)
+        arrays: dict[str, Any] = {"values": np.stack(recipes.forecast(model, series, horizon))}
+        if series.ids:
+            arrays["ids"] = np.array(series.ids)
+        np.savez(buffer, **arrays)
         atomic_write_bytes(output, buffer.getvalue())
     return scores
 
