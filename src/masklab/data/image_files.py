@@ -50,6 +50,29 @@ def is_gray(img) -> bool:
     return False
 
 
+def to_8bit(img):
+    """A 16/32-bit gray image (PIL modes ``I;16*``, ``I``, ``F``) rescaled to 8-bit ``L``; any other image as
+    it is. The one rule every reader of pictures uses (PIL's ``convert`` would clip such an image to white):
+    values are divided by 65535 when any exceeds 255, else by 255. (16-bit RGB files PIL already opens as
+    8-bit ``RGB``, keeping each value's high byte.)"""
+    from PIL import Image
+
+    if not (img.mode.startswith("I") or img.mode == "F"):
+        return img
+    a = np.asarray(img, dtype=np.float64)
+    top = 65535.0 if a.max() > 255 else 255.0
+    return Image.fromarray(np.clip(a / top * 255.0, 0, 255).astype(np.uint8))
+
+
+def image_pixels(img, channels: int) -> np.ndarray:
+    """One opened image at its own size -> uint8 ``(H, W, channels)`` (channels 1 or 3): high-bit-depth gray
+    rescaled by :func:`to_8bit`, then converted (a colour image for ``channels=1`` becomes its luma)."""
+    if channels not in (1, 3):
+        raise ValueError(f"an image decodes to 1 or 3 channels, not {channels}")
+    a = np.asarray(to_8bit(img).convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+    return a[..., None] if a.ndim == 2 else a
+
+
 def image_to_array(img, channels: int, size: tuple[int, int] | None, min_side: int, path: Path) -> np.ndarray:
     """One image -> uint8 ``(C, H, W)``: converted to ``channels``, resized to cover ``size``, centre-cropped."""
     from PIL import Image
@@ -58,11 +81,7 @@ def image_to_array(img, channels: int, size: tuple[int, int] | None, min_side: i
         raise ValueError(
             f"image {path} is {img.height}x{img.width} pixels, smaller than one {min_side}x{min_side} patch"
         )
-    if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit gray: rescale, PIL's convert would clip
-        a = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if a.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(a / top * 255.0, 0, 255).astype(np.uint8))
-    img = img.convert("L" if channels == 1 else "RGB")
+    img = to_8bit(img).convert("L" if channels == 1 else "RGB")
     if size is not None and (img.height, img.width) != tuple(size):
         H, W = size
         scale = max(H / img.height, W / img.width)  # cover the target, then crop the centre

@@ -32,14 +32,14 @@ def _check(image: np.ndarray, subject: np.ndarray) -> None:
 
 
 def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
-    """An image file as uint8 ``(H, W, channels)`` (``ValueError`` naming an unreadable file)."""
-    from masklab.data.images import open_image
+    """An image file as uint8 ``(H, W, channels)`` (``ValueError`` naming an unreadable file); a 16/32-bit
+    gray file is rescaled to 8 bits as training reads it (:func:`masklab.data.image_files.to_8bit`)."""
+    from masklab.data.image_files import image_pixels, open_image
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image {path} does not exist")
-    a = np.asarray(open_image(path).convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
-    return a[..., None] if a.ndim == 2 else a
+    return image_pixels(open_image(path), channels)
 
 
 def read_subject(path: str | Path, image: np.ndarray) -> np.ndarray:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -304,12 +303,10 @@ def save_side_by_side(path: str | Path, image: Tensor, classes: Tensor, truth: T
 
 def read_image(path: str | Path, channels: int) -> Tensor:
     """One image file as float ``(C, H, W)`` in [0, 1] with ``channels`` channels (``ValueError`` naming it)."""
-    from masklab.data.images import open_image
+    from masklab.data.image_files import image_pixels, open_image
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image {path} does not exist")
-    img = open_image(path).convert("L" if channels == 1 else "RGB")
-    a = np.asarray(img, dtype=np.uint8)
-    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(a)).float() / 255.0
+    a = image_pixels(open_image(path), channels).transpose(2, 0, 1)  # (C, H, W) uint8, 16-bit gray rescaled
+    return torch.from_numpy(a.copy()).float() / 255.0
