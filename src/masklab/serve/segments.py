@@ -60,7 +60,7 @@ def parse_box(text: str | None) -> tuple[int, int, int, int] | None:
 
 def decode(data: bytes, content_type: str | None, channels: int, field: str = "image") -> np.ndarray:
     """An uploaded image at its own size as uint8 ``(H, W, channels)`` (a colour image for a gray model: luma)."""
-    from masklab.data.images import open_image
+    from masklab.data.image_files import image_pixels, open_image
 
     if not (content_type or "").startswith("image/") or content_type in NOT_RASTER:
         raise InputError(field, f"expected a raster image file (PNG, JPEG, GIF, BMP, WebP, TIFF), got "
@@ -69,8 +69,7 @@ def decode(data: bytes, content_type: str | None, channels: int, field: str = "i
         img = open_image(io.BytesIO(data), name=f"the uploaded {field}", max_pixels=MAX_PIXELS)
     except ValueError as err:
         raise InputError(field, str(err), 415) from None
-    a = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
-    return a[..., None] if a.ndim == 2 else a
+    return image_pixels(img, channels)  # 16/32-bit gray rescaled as training reads it, not clipped to white
 
 
 def input_image(run: LoadedRun, upload: bytes | None, content_type: str | None, example: int | None) -> np.ndarray:
