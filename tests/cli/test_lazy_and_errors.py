@@ -142,3 +142,38 @@ def test_resume_with_fewer_steps_than_the_checkpoint_holds_names_the_flag_before
     err = capsys.readouterr().err
     assert "--steps 3: " in err and "is already at step 6; resume with --steps above 6" in err
     assert "cfg.steps" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["embed", "RUN", "-o", "/proc/x.npy"],
+        ["segment", "RUN", "image.png", "-o", "/proc/x.png"],
+        ["edit", "RUN", "image.png", "--blur-background", "-o", "/proc/x.png"],
+        ["forecast", "RUN", "--horizon", "3", "-o", "/proc/x.npz"],
+    ],
+)
+def test_an_output_that_cannot_be_written_is_named_before_any_work(argv, tmp_path, capsys):
+    # The error came after the work, and named an internal temp file (/proc/.x.png.<hex>.tmp). RUN does not
+    # exist here: the output is checked first.
+    assert main([a.replace("RUN", str(tmp_path / "no-run")) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert f"-o {argv[-1]}: cannot write a file in /proc" in err and ".tmp" not in err
+
+
+def test_segment_and_edit_never_write_over_their_inputs_and_check_both_outputs_first(tmp_path, capsys):
+    # `segment RUN img.png -o img.png` replaced the picture with its mask (exit 0); so did edit. And a
+    # side-by-side path that could not be written failed after the mask was written. RUN need not exist:
+    # these come first.
+    image = tmp_path / "img.png"
+    image.write_bytes(b"not read")
+    run = str(tmp_path / "no-run")
+    assert main(["segment", run, str(image), "-o", str(image)]) == 2
+    assert "is the input file; segment never modifies its input" in capsys.readouterr().err
+    for flag in ("--remove-background", "--blur-background"):
+        assert main(["edit", run, str(image), flag, "-o", str(image)]) == 2
+        assert "is the input file; edit never modifies its input" in capsys.readouterr().err
+    (tmp_path / "q_side.png").mkdir()
+    assert main(["segment", run, str(image), "-o", str(tmp_path / "q.png")]) == 2
+    assert "the side-by-side picture" in capsys.readouterr().err and not (tmp_path / "q.png").exists()
+    assert image.read_bytes() == b"not read"

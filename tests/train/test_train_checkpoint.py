@@ -147,6 +147,14 @@ def test_an_atomic_write_onto_a_directory_names_the_directory(tmp_path):
     assert ".tmp" not in str(err.value) and sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
 
 
+def test_an_atomic_write_where_no_file_can_be_made_names_the_path():
+    # /proc takes no new files (not even root's): the error named the internal temp file /proc/.x.png.<hex>.tmp
+    with pytest.raises(OSError) as err:
+        atomic_write_bytes("/proc/x.png", b"x")
+    assert err.value.filename == "/proc/x.png" and ".tmp" not in str(err.value)
+    assert "cannot write a file in /proc" in str(err.value)
+
+
 def test_a_checkpoint_gets_the_permissions_of_any_other_file(tmp_path):
     save_checkpoint(tmp_path / "c.safetensors", {"w": torch.zeros(2)}, {})
     (tmp_path / "other.json").write_text("{}")  # the umask decides, as for a plain open()

@@ -77,15 +77,23 @@ def _segment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from masklab.data.pixel_masks import require_png_name, write_mask
+    from masklab.recipes.common import check_output_is_not_input, check_writable
     from masklab.recipes.segment import predict_mask, read_image, save_side_by_side
 
     require_png_name(args.output)  # before any work
+    side_path = Path(args.output).with_name(Path(args.output).stem + "_side.png")
+    check_writable(args.output)
+    for path, what in ((args.output, "-o"), (side_path, "the side-by-side picture")):
+        check_output_is_not_input(path, args.second, "segment")
+        if Path(path).is_dir():
+            raise ValueError(f"{what} {path} is a directory; masklab segment writes {Path(args.output).name} and "
+                             f"{side_path.name} beside it")  # fmt: skip
     seg = _load_head(args.first, args.device)
     image = read_image(args.second, seg.mae.config.channels)
     classes = predict_mask(seg, image, args.box)
     K = seg.config.num_classes
     out = write_mask(args.output, classes.numpy() > 0 if K == 2 else classes.numpy(), num_classes=K)
-    side = save_side_by_side(out.with_name(out.stem + "_side.png"), image, classes)
+    side = save_side_by_side(side_path, image, classes)
     share = float((classes > 0).float().mean())
     print(f"wrote {out} ({100 * share:.1f}% subject pixels) and {Path(side).name}")
     return 0
@@ -118,6 +126,12 @@ def _edit(args: argparse.Namespace) -> int:
     from masklab.recipes import edit
 
     require_png_name(args.output, "the edited image")  # before any work
+    from masklab.recipes.common import check_output_is_not_input, check_writable
+
+    check_writable(args.output)
+    for source in (args.image, args.mask_image, args.replace_background):
+        if source is not None:
+            check_output_is_not_input(args.output, source, "edit")
     if args.box is not None and args.mask_image is not None:
         raise ValueError("--box picks a subject of the predicted mask; with --mask the mask is used as given")
     channels, mae, seg = 3, None, None

@@ -53,7 +53,10 @@ def _atomic_write(path: str | Path, write: Any) -> Path:
     try:
         # O_EXCL + mode 0o666 lets the umask decide permissions, like a plain open() would (mkstemp
         # would force 0o600 and make every checkpoint private).
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except OSError as err:  # cannot create a file there: name the path the caller gave, not the temp file
+            raise OSError(err.errno, f"cannot write a file in {path.parent} ({err.strerror})", str(path)) from None
         write(tmp)
         fd = os.open(tmp, os.O_RDWR)
         try:

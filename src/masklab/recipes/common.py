@@ -53,6 +53,23 @@ def check_output_is_not_input(output: str | Path, source: str | Path, task: str)
         raise ValueError(f"-o {output} is the input file; {task} never modifies its input, pick another path")
 
 
+def check_writable(output: str | Path, flag: str = "-o") -> None:
+    """``OSError`` naming ``flag`` when no file can be made where ``output`` goes (checked before any work by
+    creating and removing a hidden file in the nearest existing folder; folders not there yet are not made)."""
+    import os
+    import secrets
+
+    folder = Path(output).absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    probe = folder / f".masklab-write-check-{secrets.token_hex(4)}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as err:
+        raise OSError(err.errno, f"{flag} {output}: cannot write a file in {folder} ({err.strerror})") from None
+    probe.unlink(missing_ok=True)
+
+
 def check_numbers(values: Mapping[str, Any]) -> None:
     """``ValueError`` naming the flag (``--batch-size must be an integer >= 1, got 0``) for the first numeric
     training option out of range; ``None`` values are skipped."""

@@ -59,8 +59,11 @@ def index_csv(embedding: Embedding) -> str:
 
 def check_output(output: str | Path) -> None:
     """A ``ValueError`` for an ``-o`` that :func:`write_embedding` cannot write (not ``.npy``)."""
+    from masklab.recipes.common import check_writable
+
     if Path(output).suffix != ".npy":
         raise ValueError(f"-o {output}: features are written as .npy")
+    check_writable(output)
 
 
 def write_embedding(embedding: Embedding, output: str | Path) -> tuple[Path, Path]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from masklab.recipes.common import TrainOptions, check_output_is_not_input, train_config, train_run
+from masklab.recipes.common import TrainOptions, check_output_is_not_input, check_writable, train_config, train_run
 from masklab.recipes.embedding import Embedding
 from masklab.recipes.progress import Progress, say, silent
 from masklab.train import FitResult
@@ -126,6 +126,9 @@ def forecast_series(run: str | Path, horizon: int, *, data: str | None = None, o
         raise ValueError(f"--count must be >= 1 (series in the plot), got {count}")
     if output is not None and Path(output).suffix != ".npz":
         raise ValueError(f"-o {output}: forecasts are written as .npz")
+    for path, flag in ((output, "-o"), (plot, "--plot")):
+        if path is not None:
+            check_writable(path, flag)
     if output is not None and data is not None:
         check_output_is_not_input(output, data, "forecast")
     model = recipes.load_pretrained(run, device=device)
