@@ -135,9 +135,10 @@ def pretrain_clm(
         tok_file = Path(init_from) / "tokenizer.json" if init_from else tokenizer
         source = prepared_for_run(data, run.path, tokenizer=tok_file, tokenizer_kind=tokenizer_kind,
                                   vocab_size=vocab_size, lowercase=False, text_field=text_field,
-                                  workers=train.workers)  # fmt: skip
+                                  workers=None if train.workers is None else max(train.workers, 1))  # fmt: skip
     else:
         source = load_text_corpus(data)
+    torch.manual_seed(train.seed_or_0)  # the initial weights
     if init_from:
         given = {"dim": dim, "depth": depth, "heads": heads, "dropout": dropout, "tokenizer": tokenizer}
         clash = [f"--{k}" for k, v in given.items() if v is not None]

@@ -165,9 +165,11 @@ def pretrain_mlm(
     info = {"data": data, "seq_len": seq_len, "holdout": holdout, "seed": seed, "doc_per": doc_per,
             "text_field": text_field}  # fmt: skip
     # A path is tokenised once into RUN/prepared (memory-mapped shards); built-ins are read into memory.
+    # --workers 0 (batches built in this process) tokenises in one process, not in none.
+    workers = None if train.workers is None else max(train.workers, 1)
     shards = None if data.startswith("builtin:") else prepared_for_run(
         data, run.path, tokenizer=init_from or tokenizer, tokenizer_kind=tokenizer_kind, vocab_size=vocab_size,
-        doc_per=doc_per, text_field=text_field, workers=train.workers)  # fmt: skip
+        doc_per=doc_per, text_field=text_field, workers=workers)  # fmt: skip
     if shards is None:
         corpus = load_text_corpus(data, doc_per=doc_per, text_field=text_field)
         for line in corpus.skipped[:5]:
@@ -179,6 +181,7 @@ def pretrain_mlm(
     else:
         tok = TextTokenizer.load(shards / "tokenizer.json")
     mlm_kwargs = dict(special_ids=tok.special_ids, masking=mask, mask_ratio=mask_ratio)
+    torch.manual_seed(seed)  # the initial weights (and any head an HF folder lacks)
     if init_from:
         model, unused = load_hf_mlm(init_from, mask_id=tok.mask_id, **mlm_kwargs)
         print(f"masklab: loaded {init_from} (unused HF tensors: {', '.join(unused) or 'none'})")

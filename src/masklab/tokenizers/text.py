@@ -65,7 +65,34 @@ def _train_wordpiece(texts: Iterable[str], vocab_size: int, lowercase: bool, min
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=_BERT_SPECIALS, show_progress=False
     )
     tok.train_from_iterator(texts, trainer)
-    return _with_template(tok, "[CLS]", "[SEP]")
+    return _with_template(_canonical_wordpiece_ids(tok), "[CLS]", "[SEP]")
+
+
+def _canonical_wordpiece_ids(tok: Tokenizer) -> Tokenizer:
+    """Renumber a trained WordPiece vocabulary in a fixed order, so the same corpus always gives the same ids.
+
+    The ``tokenizers`` WordPiece trainer numbers the ``##x`` continuation letters in the iteration order of a
+    Rust ``HashMap`` (randomly seeded per map), and merges of equal count in an order that follows those ids:
+    two trainings on one corpus learn the same pieces under different ids (no trainer option fixes it;
+    ``RAYON_NUM_THREADS=1`` does not either). WordPiece encodes by vocabulary lookup only, so the id order
+    carries no meaning: special tokens keep their ids, every other piece is numbered by (length without the
+    ``##`` prefix, word-start before continuation, text). Not fixed here: when pairs of equal count compete for
+    the last places, which of them the trainer merges can still vary (seen on small corpora).
+    """
+    state = json.loads(tok.to_str())
+    vocab: dict[str, int] = state["model"]["vocab"]
+    prefix = state["model"].get("continuing_subword_prefix") or "##"
+    specials = sorted((i, t) for t, i in vocab.items() if t in _BERT_SPECIALS)
+    if [i for i, _ in specials] != list(range(len(specials))):
+        return tok  # not the layout the trainer makes (specials first): leave it as it is
+
+    def key(piece: str) -> tuple[int, bool, str]:
+        cont = piece.startswith(prefix)
+        return len(piece) - (len(prefix) if cont else 0), cont, piece
+
+    rest = sorted((t for t in vocab if t not in _BERT_SPECIALS), key=key)
+    state["model"]["vocab"] = {t: i for i, t in enumerate([t for _, t in specials] + rest)}
+    return Tokenizer.from_str(json.dumps(state, ensure_ascii=False))
 
 
 def _train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int) -> Tokenizer:
