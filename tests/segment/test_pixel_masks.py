@@ -82,3 +82,22 @@ def test_folder_errors_name_the_file(tmp_path):
         load_mask_folder(_folder(tmp_path / "c", [(8, 8)]), min_side=16)
     with pytest.raises(FileNotFoundError, match="images/ and masks/"):
         load_mask_folder(tmp_path)
+
+
+def test_sixteen_bit_images_and_masks_read_as_training_reads_them(tmp_path):
+    # A 16-bit image was clipped to white (PIL's convert), and a 16-bit mask with white = 65535 was refused.
+    from masklab.data.image_files import image_to_array
+
+    root = tmp_path / "d"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    values = (np.random.default_rng(0).random((8, 8)) * 65535).astype(np.uint16)
+    Image.fromarray(values).save(root / "images" / "a.png")
+    mask = np.zeros((8, 8), np.uint16)
+    mask[2:6, 2:6] = 65535
+    Image.fromarray(mask).save(root / "masks" / "a.png")
+    assert read_mask(root / "masks" / "a.png").sum() == 16
+    data = load_mask_folder(root, channels=1)
+    expected = image_to_array(Image.open(root / "images" / "a.png"), 1, None, 1, root / "images" / "a.png")
+    np.testing.assert_array_equal(data.pixels[0].numpy(), expected)
+    assert (data.pixels == 255).float().mean() < 0.05

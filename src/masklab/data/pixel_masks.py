@@ -20,6 +20,7 @@ from torch import Tensor
 
 from masklab.core.io import atomic_write_bytes
 from masklab.data import parse_data_spec
+from masklab.data.image_files import to_8bit
 from masklab.data.images import IMAGE_SUFFIXES, PixelImages, open_image
 
 MASK_KINDS = ("binary", "classes")
@@ -44,7 +45,7 @@ def read_mask(path: str | Path, *, kind: str = "binary", allow_empty: bool = Fal
     img = open_image(path)
     if img.mode == "P" or img.mode == "1":
         values = np.asarray(img).astype(np.int64)  # palette indices (or 0/1 for 1-bit images)
-    elif img.mode in ("L", "I", "I;16"):
+    elif img.mode in ("L", "I") or img.mode.startswith("I;16"):
         values = np.asarray(img).astype(np.int64)
     elif img.mode in ("RGB", "RGBA", "LA"):
         rgb = np.asarray(img.convert("RGB")).astype(np.int64)
@@ -56,10 +57,10 @@ def read_mask(path: str | Path, *, kind: str = "binary", allow_empty: bool = Fal
         raise ValueError(f"mask {path}: unsupported image mode {img.mode!r} (use 8-bit gray or a palette PNG)")
     if kind == "binary":
         found = np.unique(values)
-        if not (set(found.tolist()) <= {0, 255} or set(found.tolist()) <= {0, 1}):
+        if not any(set(found.tolist()) <= {0, white} for white in (255, 1, 65535)):  # 8-bit, 0/1, 16-bit
             shown = ", ".join(str(v) for v in found[:6]) + (", ..." if len(found) > 6 else "")
             raise ValueError(f"mask {path} is not binary: it holds {len(found)} distinct values ({shown}); "
-                             "expected only 0 and 255 (or 0 and 1)")  # fmt: skip
+                             "expected only 0 and 255 (or 0 and 1, or 16-bit 0 and 65535)")  # fmt: skip
         out: np.ndarray = values > 0
     else:
         out = values
@@ -217,7 +218,7 @@ def load_mask_folder(
         if target.shape != (img.height, img.width):
             raise ValueError(f"mask {mask_path} is {target.shape[0]}x{target.shape[1]} but image {path} is "
                              f"{img.height}x{img.width}; a mask must have its image's size")  # fmt: skip
-        img = _fit_size(img.convert("L" if channels == 1 else "RGB"), image_size, Image.Resampling.BICUBIC)
+        img = _fit_size(to_8bit(img).convert("L" if channels == 1 else "RGB"), image_size, Image.Resampling.BICUBIC)
         if int(target.max()) > 255:
             raise ValueError(f"mask {mask_path} holds class index {int(target.max())}; at most 255 classes")
         tmask = _fit_size(Image.fromarray(target.astype(np.uint8)), image_size, Image.Resampling.NEAREST)
