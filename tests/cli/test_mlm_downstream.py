@@ -129,7 +129,23 @@ def test_embed_index_has_documents_and_labels(run, tmp_path):
     index = read_csv(tmp_path / "e.index.csv")
     assert np.load(out).shape[0] == len(index) == 20
     assert [r["label"] for r in index] == ["business"] * 10 + ["sport"] * 10
-    assert index[3]["source"].endswith("[3]")
+    assert index[3]["source"].endswith("business/03.txt")  # each row names its document's file
+
+
+def test_embed_names_each_jsonl_record_by_its_line_and_says_which_were_blank(run, tmp_path, capsys):
+    # Blank records were left out without a word and rows were named data[i] by their order after that, so
+    # row 1 (the 3rd record) was labelled as the blank 2nd one.
+    lines = ['{"text": "the goal and the coach", "label": "sport"}', '{"text": "", "label": "business"}',
+             '{"text": "profit at the bank", "label": "business"}', '{"text": "   ", "label": "sport"}',
+             '{"text": "the team and the match", "label": "sport"}']  # fmt: skip
+    data = tmp_path / "in.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "e.npy"
+    assert main(["embed", str(run), "--data", str(data), "-o", str(out), "--device", "cpu"]) == 0
+    assert f"left out 2 blank documents: {data}:2, {data}:4" in capsys.readouterr().err
+    index = read_csv(tmp_path / "e.index.csv")
+    assert [r["source"] for r in index] == [f"{data}:1", f"{data}:3", f"{data}:5"]
+    assert [r["label"] for r in index] == ["sport", "business", "sport"]
 
 
 def test_skip_bad_text_file(run, tmp_path, capsys):

@@ -37,13 +37,15 @@ class TextCorpus:
     label_names: tuple[str, ...] = ()
     source: str = ""
     skipped: list[str] = field(default_factory=list)
+    sources: list[str] | None = None  # where each document is: FILE:LINE (1-based) of a .jsonl / per-line .txt, FILE
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def subset(self, indices: Sequence[int]) -> TextCorpus:
         labels = None if self.labels is None else [self.labels[i] for i in indices]
-        return replace(self, texts=[self.texts[i] for i in indices], labels=labels)
+        sources = None if self.sources is None else [self.sources[i] for i in indices]
+        return replace(self, texts=[self.texts[i] for i in indices], labels=labels, sources=sources)
 
 
 # ------------------------------------------------------------------------------------------------ readers
@@ -65,9 +67,11 @@ def read_text_file(path: Path, *, fallback_encoding: str | None = None) -> str:
         ) from err
 
 
-def _read_jsonl(path: Path, text_field: str, label_field: str) -> tuple[list[str], list[str | None]]:
+def _read_jsonl(path: Path, text_field: str, label_field: str) -> tuple[list[str], list[str | None], list[int]]:
+    """``(texts, labels, line numbers)`` of a .jsonl's records (1-based lines; blank lines hold no record)."""
     texts: list[str] = []
     labels: list[str | None] = []
+    numbers: list[int] = []
     for number, line in enumerate(read_text_file(path).splitlines(), start=1):
         if not line.strip():
             continue
@@ -80,7 +84,8 @@ def _read_jsonl(path: Path, text_field: str, label_field: str) -> tuple[list[str
         label = record.get(label_field)
         texts.append(record[text_field])
         labels.append(None if label is None else str(label))
-    return texts, labels
+        numbers.append(number)
+    return texts, labels, numbers
 
 
 def _label_table(raw: list[str | None], where: str) -> tuple[list[int] | None, tuple[str, ...]]:
@@ -138,31 +143,35 @@ def read_corpus(
     by_folder = root.is_dir() and bool(files) and all(len(p.relative_to(root).parts) == 2 for p in files)
     texts: list[str] = []
     raw_labels: list[str | None] = []
+    sources: list[str] = []
     for file in files:
         folder_label = file.parent.name if by_folder else None
         try:
             if file.suffix == ".jsonl":
-                docs, doc_labels = _read_jsonl(file, text_field, label_field)
+                docs, doc_labels, numbers = _read_jsonl(file, text_field, label_field)
                 doc_labels = [folder_label if lab is None else lab for lab in doc_labels]
+                where = [f"{file}:{n}" for n in numbers]
             else:
                 content = read_text_file(file)
                 docs = content.splitlines() if per == "line" else [content]
                 doc_labels = [folder_label] * len(docs)
+                where = [f"{file}:{n}" for n in range(1, len(docs) + 1)] if per == "line" else [str(file)]
         except ValueError:
             if not skip_bad:
                 raise
             skipped.append(f"{file} {UNREADABLE}")
             continue
-        for i, (doc, label) in enumerate(zip(docs, doc_labels, strict=True)):
+        for doc, label, at in zip(docs, doc_labels, where, strict=True):
             if doc.strip():
                 texts.append(doc)
                 raw_labels.append(label)
+                sources.append(at)
             elif per == "file" or file.suffix == ".jsonl":
-                skipped.append(f"{file} document {i} (blank)")
+                skipped.append(f"{at} (blank)")
     if not texts:
         raise ValueError(f"--data {root}: the corpus is empty (no non-blank .txt/.jsonl text found)")
     labels, names = _label_table(raw_labels, str(root))
-    return TextCorpus(texts, labels, names, str(root), skipped)
+    return TextCorpus(texts, labels, names, str(root), skipped, sources)
 
 
 def load_builtin(name: str) -> TextCorpus:

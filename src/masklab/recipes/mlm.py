@@ -8,6 +8,7 @@ tokenizer fingerprint) and ``eval.json`` (held-out masked-token accuracy). ``mas
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -247,4 +248,9 @@ def text_corpus(data: str | None, info: dict[str, Any], *, skip_bad: bool = Fals
     corpus = load_text_corpus(spec, doc_per=info.get("doc_per", "auto"), text_field=info.get("text_field", "text"),
                               skip_bad=skip_bad)  # fmt: skip
     note_skipped([s.removesuffix(f" {UNREADABLE}") for s in corpus.skipped if s.endswith(UNREADABLE)], "text file")
+    blank = [s.removesuffix(" (blank)") for s in corpus.skipped if s.endswith(" (blank)")]
+    if blank:  # rows name the documents by their place in the files, so none is mistaken for another
+        shown = ", ".join(blank[:10]) + (f" and {len(blank) - 10} more" if len(blank) > 10 else "")
+        print(f"masklab: left out {len(blank)} blank document{'s' if len(blank) != 1 else ''}: {shown}",
+              file=sys.stderr)  # fmt: skip
     return spec, corpus

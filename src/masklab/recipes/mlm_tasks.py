@@ -35,7 +35,8 @@ def embed_blocks(model, blocks, *, batch_size: int = 64, device: str = "cpu", pr
 def embed_mlm(run: str | Path, *, data: str | None = None, batch_size: int | None = None, device: str = "auto",
               skip_bad: bool = False, progress: Progress | None = None) -> Embedding:  # fmt: skip
     """Mean-pooled last hidden states ``(N, D)`` of every document of ``data`` (default: the run's); sources
-    ``data[i]`` (the i-th document as read) and labels (class names) when the data has them."""
+    ``FILE:LINE`` (1-based) of a .jsonl or per-line .txt, ``FILE`` of a per-file document, else ``data[i]`` (the
+    i-th document as read); labels (class names) when the data has them."""
     dev = str(resolve_device(device))
     model, tokenizer, info = load_mlm_run(run, dev)
     say(progress, f"reading {data or info.get('data') or DEFAULT_DATA}")
@@ -44,7 +45,8 @@ def embed_mlm(run: str | Path, *, data: str | None = None, batch_size: int | Non
     blocks = encode_docs(tokenizer, corpus.texts, info.get("seq_len", 128), what="documents embedded")
     features = embed_blocks(model, blocks, batch_size=batch_size or 64, device=dev, progress=progress,
                             stage=f"encoding {len(blocks)} documents")  # fmt: skip
-    return Embedding.of(features, [f"{spec}[{i}]" for i in range(len(corpus))], corpus.labels, corpus.label_names)
+    sources = corpus.sources or [f"{spec}[{i}]" for i in range(len(corpus))]  # FILE:LINE where the files say
+    return Embedding.of(features, sources, corpus.labels, corpus.label_names)
 
 
 def probe_mlm(run: str | Path, *, data: str | None = None, max_examples: int | None = None, seed: int = 0,
