@@ -68,3 +68,18 @@ def test_run_names_are_unique_and_url_safe(tmp_path):
 def test_bad_port_is_a_usage_error(run_dirs, no_server, capsys):
     assert main(["serve", str(run_dirs / "mlm"), "--port", "0"]) == 2
     assert "--port" in capsys.readouterr().err
+
+
+def test_a_port_in_use_is_refused_before_any_run_is_loaded(tmp_path, no_server, capsys, monkeypatch):
+    # uvicorn failed after every run had loaded, with "ERROR: [Errno 98] ..." and exit 3, once the page's
+    # "open http://..." line had been printed.
+    import socket
+
+    monkeypatch.setattr(serve_runs, "load_runs", lambda *a, **k: pytest.fail("loaded the runs first"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(tmp_path), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"masklab: error: --host 127.0.0.1 --port {port}: cannot listen there (Address already in use)" in err

@@ -36,6 +36,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--port must be in 1..65535, got {args.port}")
     if args.max_upload_mb <= 0:
         raise ValueError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
+    _check_listen(args.host, args.port)  # before loading every run: a port in use is known at once
     runs = load_runs(args.runs, args.device)  # RunLoadError (a ValueError): one line per run that failed
     for run in runs:
         print(f"masklab serve: {run.name} ({run.kind}) from {run.path}")
@@ -50,3 +51,21 @@ def _run(args: argparse.Namespace) -> int:
     print(f"masklab serve: open http://{shown}:{args.port}/ (API schema at /openapi.json; Ctrl+C stops)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _check_listen(host: str, port: int) -> None:
+    """``ValueError`` naming ``--host`` / ``--port`` when this process cannot listen there (in use, or an
+    address this machine does not have)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as err:
+        raise ValueError(f"--host {host}: cannot resolve it ({err.strerror or err})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise ValueError(f"--host {host} --port {port}: cannot listen there ({err.strerror})") from None
