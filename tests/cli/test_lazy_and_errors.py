@@ -177,3 +177,17 @@ def test_segment_and_edit_never_write_over_their_inputs_and_check_both_outputs_f
     assert main(["segment", run, str(image), "-o", str(tmp_path / "q.png")]) == 2
     assert "the side-by-side picture" in capsys.readouterr().err and not (tmp_path / "q.png").exists()
     assert image.read_bytes() == b"not read"
+
+
+@pytest.mark.parametrize("kind", ["mlm", "clm"])
+def test_flags_a_prepared_folder_fixes_are_refused_not_ignored(kind, tmp_path, capsys):
+    # `--data PREPARED --vocab-size 500 --tokenizer-kind bpe` trained on the folder's own vocabulary and
+    # recorded 500 / bpe as the run's arguments. Checked before anything is read.
+    prepared = tmp_path / "p"
+    prepared.mkdir()
+    (prepared / "index.json").write_text("{}")
+    argv = ["pretrain", kind, "--data", str(prepared), "--vocab-size", "500", "--tokenizer-kind", "bpe"]
+    assert main([*argv, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert f"--data {prepared} is prepared (masklab prepare)" in err and "--tokenizer-kind, --vocab-size" in err
+    assert not (tmp_path / "r").exists()

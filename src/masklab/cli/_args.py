@@ -136,6 +136,23 @@ def pretrain_call(recipe, args: argparse.Namespace, fields: tuple[str, ...]) -> 
         raise ValueError(text) from None
 
 
+# Flags that shape how raw text is read and tokenised: a prepared folder (masklab prepare) has fixed them.
+PREPARED_FIXES = ("tokenizer_kind", "vocab_size", "doc_per", "text_field", "cased")
+
+
+def check_prepared_flags(args: argparse.Namespace) -> None:
+    """``--data PREPARED`` with a flag the folder already fixed (``--vocab-size`` ...) is refused naming them:
+    they were ignored, yet recorded as the run's arguments."""
+    data = getattr(args, "data", None)
+    if data is None or not (Path(data) / "index.json").is_file():
+        return
+    given = [f"--{k.replace('_', '-')}" for k in PREPARED_FIXES if getattr(args, k, None) not in (None, False)]
+    if given:
+        them = "it" if len(given) == 1 else "them"
+        raise ValueError(f"--data {data} is prepared (masklab prepare): its tokenizer and documents are fixed, so "
+                         f"{', '.join(given)} would do nothing; leave {them} out")  # fmt: skip
+
+
 def _check_resume_steps(out: str, steps: int | None) -> None:
     """``--resume --steps N`` below the step the checkpoint holds: refused before any data is read."""
     from masklab.train.checkpoint import CHECKPOINT_NAME

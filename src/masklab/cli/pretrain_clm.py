@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from masklab.cli._args import add_train_args, pretrain_call
+from masklab.cli._args import add_train_args, check_prepared_flags, pretrain_call
 
 FIELDS = ("data", "preset", "context", "dim", "depth", "heads", "dropout", "tokenizer", "init_from",
           "tokenizer_kind", "vocab_size", "val_fraction", "eval_batches", "text_field")  # fmt: skip
@@ -42,5 +42,6 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
 def _run(args: argparse.Namespace) -> int:
     from masklab.recipes.clm import pretrain_clm
 
+    check_prepared_flags(args)
     pretrain_call(pretrain_clm, args, FIELDS)
     return 0

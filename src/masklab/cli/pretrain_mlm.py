@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from masklab.cli._args import DOC_PER_HELP, TOKENIZER_KIND_HELP, add_train_args, pretrain_call
+from masklab.cli._args import DOC_PER_HELP, TOKENIZER_KIND_HELP, add_train_args, check_prepared_flags, pretrain_call
 
 FIELDS = ("data", "preset", "norm", "seq_len", "tokenizer", "tokenizer_kind", "vocab_size", "init_from", "mask",
           "mask_ratio", "doc_per", "text_field", "holdout", "export_hf")  # fmt: skip
@@ -44,5 +44,6 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
 def _run(args: argparse.Namespace) -> int:
     from masklab.recipes.mlm import pretrain_mlm
 
+    check_prepared_flags(args)
     pretrain_call(pretrain_mlm, args, FIELDS)
     return 0
