@@ -203,3 +203,16 @@ def test_a_run_trained_on_a_relative_path_finds_its_data_from_anywhere(tmp_path,
     assert main(["forecast", str(tmp_path / "r"), "--horizon", "3", "-o", str(tmp_path / "s.npz")]) == 2
     assert "is the input file" in capsys.readouterr().err  # the run's own data is protected too
     assert main(["forecast", str(tmp_path / "r"), "--horizon", "3"]) == 0
+
+
+@pytest.mark.slow
+def test_forecasts_of_series_too_short_to_score_are_still_written(run, tmp_path, capsys) -> None:
+    # The held-out score needs a series longer than horizon + 1; without one, forecast refused to write any
+    # forecast at all (the server forecast the same series).
+    _, out = run
+    short = tmp_path / "short.npz"
+    np.savez(short, values=np.random.default_rng(0).normal(size=(3, 4, 2)).astype(np.float32))
+    assert main(["forecast", str(out), "--horizon", "6", "--data", str(short), "-o", str(tmp_path / "f.npz")]) == 0
+    assert "no series is longer than horizon + 1 = 7 steps: no held-out score" in capsys.readouterr().out
+    assert np.load(tmp_path / "f.npz")["values"].shape == (3, 6, 2)
+    assert main(["forecast", str(out), "--horizon", "6", "--data", str(short)]) == 2  # nothing to do at all

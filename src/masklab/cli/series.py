@@ -31,8 +31,11 @@ def _forecast(args: argparse.Namespace) -> int:
 
     r = forecast_series(args.run, args.horizon, data=args.data, output=args.output, plot=args.plot,
                         count=args.count, device=args.device)  # fmt: skip
-    print(f"{r['name']}: {r['series']} series with more than {args.horizon} steps; held-out tail MSE "
-          f"model {r['mse']:.4g}, last value {r['mse_last_value']:.4g}")  # fmt: skip
+    if r["series"]:
+        print(f"{r['name']}: {r['series']} series with more than {args.horizon} steps; held-out tail MSE "
+              f"model {r['mse']:.4g}, last value {r['mse_last_value']:.4g}")  # fmt: skip
+    else:
+        print(f"{r['name']}: no series is longer than horizon + 1 = {args.horizon + 1} steps: no held-out score")
     if args.output:
         print(f"masklab: wrote {r['forecasts']} forecasts of {args.horizon} steps -> {args.output}")
     return 0

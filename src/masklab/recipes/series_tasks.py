@@ -135,7 +135,10 @@ def forecast_series(run: str | Path, horizon: int, *, data: str | None = None, o
     series = recipes.run_data(run, data, channels=model.config.channels)
     if output is not None:  # also the run's own recorded data
         check_output_is_not_input(output, series.name, "forecast")
-    scores = recipes.holdout_forecast(model, series, horizon, plot=plot, count=count)
+    if output is not None and plot is None and not (series.lengths > horizon + 1).any():  # no tail to score
+        scores: dict[str, Any] = {"series": 0, "mse": None, "mse_last_value": None}
+    else:
+        scores = recipes.holdout_forecast(model, series, horizon, plot=plot, count=count)
     scores["name"] = series.name
     scores["forecasts"] = len(series)
     if output is not None:
