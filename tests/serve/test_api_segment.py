@@ -126,6 +126,11 @@ def test_segment_bad_input(segment_client, photo, monkeypatch):
     assert_error(segment_client.post(f"{url}/mask", files=tiny), 400, "image", "smaller than one")
     assert_error(segment_client.post(f"{url}/mask", files={"image": ("a.txt", b"hi", "text/plain")}), 415, "image")
     assert_error(segment_client.post(f"{url}/mask", files={"image": ("a.png", b"junk", "image/png")}), 415, "image")
+    import masklab.serve.segments as segments_module
+
+    monkeypatch.setattr(segments_module, "MAX_PIXELS", 100)  # a size limit is a 413, as the body's is
+    assert_error(segment_client.post(f"{url}/mask", files=image), 413, "image", "upload 'image' is", "allowed")
+    monkeypatch.undo()
     assert_error(segment_client.post(f"{url}/mask", data={"box": BOX}), 400, "image", "either")
     assert_error(segment_client.post(f"{url}/mask", data={"example": 7}), 400, "example", "out of range")
     edit = f"{url}/edit"

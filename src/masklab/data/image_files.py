@@ -16,6 +16,10 @@ import numpy as np
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
 
+class TooManyPixelsError(ValueError):
+    """An image whose header promises more pixels than allowed (a size limit, not a broken file)."""
+
+
 def open_image(path: Path | BinaryIO, *, name: str | None = None, max_pixels: int | None = None):
     """Open and fully decode an image file (or an open binary stream); ``ValueError`` naming the file (or
     ``name``) when it is corrupt or unreadable, or has more than ``max_pixels`` pixels (checked from the
@@ -31,7 +35,8 @@ def open_image(path: Path | BinaryIO, *, name: str | None = None, max_pixels: in
     except unreadable as err:
         raise ValueError(f"cannot read image {name}: {err}") from err
     if max_pixels is not None and img.width * img.height > max_pixels:
-        raise ValueError(f"image {name} is {img.width}x{img.height} pixels, more than the {max_pixels} allowed")
+        raise TooManyPixelsError(f"image {name} is {img.width}x{img.height} pixels, more than the {max_pixels} "
+                                 "allowed")  # fmt: skip
     try:
         img.load()  # decode now: a truncated file fails here, not later in a batch
     except unreadable as err:

@@ -60,13 +60,15 @@ def parse_box(text: str | None) -> tuple[int, int, int, int] | None:
 
 def decode(data: bytes, content_type: str | None, channels: int, field: str = "image") -> np.ndarray:
     """An uploaded image at its own size as uint8 ``(H, W, channels)`` (a colour image for a gray model: luma)."""
-    from masklab.data.image_files import image_pixels, open_image
+    from masklab.data.image_files import TooManyPixelsError, image_pixels, open_image
 
     if not (content_type or "").startswith("image/") or content_type in NOT_RASTER:
         raise InputError(field, f"expected a raster image file (PNG, JPEG, GIF, BMP, WebP, TIFF), got "
                          f"{content_type or 'no content type'}", 415)  # fmt: skip
     try:
-        img = open_image(io.BytesIO(data), name=f"the uploaded {field}", max_pixels=MAX_PIXELS)
+        img = open_image(io.BytesIO(data), name=f"upload '{field}'", max_pixels=MAX_PIXELS)
+    except TooManyPixelsError as err:  # a size limit, like the body's
+        raise InputError(field, str(err), 413) from None
     except ValueError as err:
         raise InputError(field, str(err), 415) from None
     return image_pixels(img, channels)  # 16/32-bit gray rescaled as training reads it, not clipped to white
