@@ -131,9 +131,12 @@ def test_a_one_row_table_is_refused_naming_the_file(tmp_path, capsys):
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.Popen:
+    """``python -m masklab ARGS`` with SIGINT at its default whatever this process inherited (a job a shell
+    without job control started in the background inherits it ignored, and so would the command)."""
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "masklab", *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
 
 
 @pytest.mark.slow

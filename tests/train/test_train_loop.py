@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import signal
 import sys
 from collections import namedtuple
 
@@ -321,7 +322,17 @@ def test_seed_global_rng_gives_dropout_the_draws_of_manual_seed():
     assert torch.equal(torch.nn.functional.dropout(x, 0.5), expected)
 
 
-def test_ctrl_c_finishes_the_step_checkpoints_it_and_resumes_bit_identically(tmp_path):
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler for the test, whatever the process inherited: a job started in the
+    background by a shell without job control inherits SIGINT ignored, and then no stop is installed (by design:
+    masklab leaves a handler it did not expect alone)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_finishes_the_step_checkpoints_it_and_resumes_bit_identically(tmp_path, python_sigint):
     import signal
 
     from masklab.train.loop import TrainingInterrupted
@@ -346,7 +357,7 @@ def test_ctrl_c_finishes_the_step_checkpoints_it_and_resumes_bit_identically(tmp
         assert torch.equal(ref[name], resumed[name]), name
 
 
-def test_a_second_ctrl_c_stops_at_once():
+def test_a_second_ctrl_c_stops_at_once(python_sigint):
     import signal
 
     from masklab.train.interrupt import GracefulStop
@@ -363,7 +374,7 @@ def test_a_second_ctrl_c_stops_at_once():
     assert not off.requested
 
 
-def test_a_command_that_cannot_resume_says_to_start_again(tmp_path):
+def test_a_command_that_cannot_resume_says_to_start_again(tmp_path, python_sigint):
     import signal
 
     from masklab.train.loop import TrainingInterrupted
