@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sized
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -29,6 +30,16 @@ class InputError(Exception):
         self.field = field
         self.message = message
         self.status = status
+
+
+def check_example(examples: Sized | None, index: int | None, *, field: str = "example", owner: str = "run",
+                  status: int = 400) -> int:  # fmt: skip
+    """``index`` of one of a panel's held-out ``examples`` (None: it has none), else an :class:`InputError`
+    naming ``field`` (``status``: 404 for an example's own URL)."""
+    count = 0 if examples is None else len(examples)
+    if index is None or not 0 <= index < count:
+        raise InputError(field, f"example {index} is out of range: this {owner} has {count} built-in examples", status)
+    return index
 
 
 def error_body(message: str, field: str | None = None) -> dict[str, Any]:

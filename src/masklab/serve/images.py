@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import base64
 import io
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from masklab.serve.errors import InputError
+from masklab.serve.errors import InputError, check_example
 from masklab.serve.runs import LoadedRun
 
 MAX_PIXELS = 40_000_000  # an uploaded image's header may not promise more (a decompression bomb)
@@ -21,15 +25,32 @@ NOT_RASTER = ("image/svg+xml",)  # image/* types PIL cannot decode
 MASKINGS = ("paint", "random", "block")
 
 
-def png_data_url(image: Tensor) -> str:
-    """``(C, H, W)`` in [0, 1], C = 1 or 3 -> ``data:image/png;base64,...``."""
+def png_bytes(image: Tensor) -> bytes:
+    """``(C, H, W)`` in [0, 1], C = 1 or 3 -> the bytes of a PNG file."""
     from PIL import Image
 
     pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()  # (H, W, C)
     picture = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return buffer.getvalue()
+
+
+def data_url(png: bytes) -> str:
+    """PNG bytes -> ``data:image/png;base64,...`` (how pictures travel in JSON answers)."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def png_data_url(image: Tensor) -> str:
+    """``(C, H, W)`` in [0, 1], C = 1 or 3 -> ``data:image/png;base64,...``."""
+    return data_url(png_bytes(image))
+
+
+def written_png(write: Callable[[Path], Any]) -> bytes:
+    """The bytes of the PNG ``write(path)`` writes (a recipe's or a viz function's own file writer), drawn
+    into a private temporary folder: exactly what the CLI command writes."""
+    with tempfile.TemporaryDirectory(prefix="masklab-serve-") as tmp:
+        return Path(write(Path(tmp) / "picture.png")).read_bytes()
 
 
 def input_image(run: LoadedRun, upload: bytes | None, content_type: str | None, example: int | None) -> Tensor:
@@ -41,9 +62,7 @@ def input_image(run: LoadedRun, upload: bytes | None, content_type: str | None, 
     if (upload is None) == (example is None):
         raise InputError("image", "give either an image upload ('image') or a built-in example index ('example')")
     if upload is None:
-        count = 0 if run.examples is None else len(run.examples)
-        if example is None or not 0 <= example < count:
-            raise InputError("example", f"example {example} is out of range: this run has {count} built-in examples")
+        example = check_example(run.examples, example)
         return run.examples[example : example + 1]
     if not (content_type or "").startswith("image/") or content_type in NOT_RASTER:
         raise InputError("image", f"expected a raster image file (PNG, JPEG, GIF, BMP, WebP, TIFF), got "
@@ -124,7 +143,4 @@ def rollout(run: LoadedRun, images: Tensor) -> dict:
 
 def example_png(run: LoadedRun, index: int) -> bytes:
     """A held-out example as PNG bytes (field ``index``)."""
-    count = 0 if run.examples is None else len(run.examples)
-    if not 0 <= index < count:
-        raise InputError("index", f"example {index} is out of range: this run has {count} built-in examples", 404)
-    return base64.b64decode(png_data_url(run.examples[index]).split(",", 1)[1])
+    return png_bytes(run.examples[check_example(run.examples, index, field="index", status=404)])

@@ -9,17 +9,14 @@ more than two classes), the side-by-side is its ``mask_side.png``.
 
 from __future__ import annotations
 
-import base64
 import io
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from masklab.serve.errors import InputError
-from masklab.serve.images import NOT_RASTER, png_data_url
+from masklab.serve.errors import InputError, check_example
+from masklab.serve.images import NOT_RASTER, data_url, png_bytes, png_data_url, written_png
 from masklab.serve.runs import LoadedRun
 
 MAX_PIXELS = 12_000_000  # an image worked on at its own size (about 4000 x 3000)
@@ -80,9 +77,7 @@ def input_image(run: LoadedRun, upload: bytes | None, content_type: str | None, 
     if (upload is None) == (example is None):
         raise InputError("image", "give either an image upload ('image') or a built-in example index ('example')")
     if upload is None:
-        count = 0 if h.examples is None else len(h.examples)
-        if example is None or not 0 <= example < count:
-            raise InputError("example", f"example {example} is out of range: this head has {count} built-in examples")
+        example = check_example(h.examples, example, owner="head")
         pixels = (h.examples[example] * 255).round().to(torch.uint8)  # (C, H, W), the stored bytes
         return np.ascontiguousarray(pixels.permute(1, 2, 0).numpy())
     return decode(upload, content_type, h.model.mae.config.channels)
@@ -101,15 +96,6 @@ def _classes(run: LoadedRun, image: np.ndarray, box: tuple[int, int, int, int] |
         raise InputError("box" if box is not None and "box" in str(err) else "image", str(err)) from None
 
 
-def _file_png(write, *args) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="masklab-serve-") as tmp:
-        return Path(write(Path(tmp) / "out.png", *args)).read_bytes()
-
-
-def _data_url(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-
-
 def mask(run: LoadedRun, image: np.ndarray, box: tuple[int, int, int, int] | None) -> dict:
     """:func:`~masklab.recipes.segment.predict_mask` of one image, as ``masklab segment`` writes it."""
     from masklab.data.pixel_masks import write_mask
@@ -118,12 +104,12 @@ def mask(run: LoadedRun, image: np.ndarray, box: tuple[int, int, int, int] | Non
     classes = _classes(run, image, box)
     K = head(run).model.config.num_classes
     picture = _as_tensor(image)
-    mask_png = _file_png(lambda path, c: write_mask(path, c.numpy() > 0 if K == 2 else c.numpy(), num_classes=K),
-                         classes)  # fmt: skip
+    mask_png = written_png(lambda path: write_mask(path, classes.numpy() > 0 if K == 2 else classes.numpy(),
+                                                   num_classes=K))  # fmt: skip
     return {"width": image.shape[1], "height": image.shape[0], "classes": K, "box": None if box is None else list(box),
             "subject_fraction": float((classes > 0).float().mean()), "image": png_data_url(picture),
-            "mask": _data_url(mask_png), "overlay": png_data_url(overlay(picture, classes)),
-            "side_by_side": _data_url(_file_png(save_side_by_side, picture, classes))}  # fmt: skip
+            "mask": data_url(mask_png), "overlay": png_data_url(overlay(picture, classes)),
+            "side_by_side": data_url(written_png(lambda path: save_side_by_side(path, picture, classes)))}  # fmt: skip
 
 
 def edit(run: LoadedRun, image: np.ndarray, box: tuple[int, int, int, int] | None, what: str, radius: float,
@@ -158,13 +144,11 @@ def edit(run: LoadedRun, image: np.ndarray, box: tuple[int, int, int, int] | Non
             out = edits.remove_subject(h.editor, image, subject)
         except ValueError as err:  # the subject covers every patch
             raise InputError("image", str(err)) from None
-    return _file_png(edits.save_png, out), int(subject.sum())  # the bytes `masklab edit -o out.png` writes
+    written = written_png(lambda path: edits.save_png(path, out))  # the bytes `masklab edit -o out.png` writes
+    return written, int(subject.sum())
 
 
 def example_png(run: LoadedRun, index: int) -> bytes:
     """A held-out example of the head's data as PNG bytes (field ``index``)."""
     h = head(run)
-    count = 0 if h.examples is None else len(h.examples)
-    if not 0 <= index < count:
-        raise InputError("index", f"example {index} is out of range: this head has {count} built-in examples", 404)
-    return base64.b64decode(png_data_url(h.examples[index]).split(",", 1)[1])
+    return png_bytes(h.examples[check_example(h.examples, index, field="index", owner="head", status=404)])

@@ -12,7 +12,6 @@ Arrays go back as lists, ``(T, C)`` time-major, ``null`` for a step that was not
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import gzip
 import tempfile
@@ -22,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from masklab.data.series import SeriesSet
-from masklab.serve.errors import InputError
+from masklab.serve.errors import InputError, check_example
+from masklab.serve.images import data_url, written_png
 from masklab.serve.runs import LoadedRun
 
 SUFFIXES = (".npy", ".npz", ".csv", ".csv.gz", ".parquet", ".pq")
@@ -130,10 +130,7 @@ def choose(run: LoadedRun, upload: SeriesSet | None, example: int | None, index:
     if (upload is None) == (example is None):
         raise InputError("file", "give either a series file ('file') or a built-in example index ('example')")
     if upload is None:
-        count = 0 if run.examples is None else len(run.examples)
-        if example is None or not 0 <= example < count:
-            raise InputError("example", f"example {example} is out of range: this run has {count} built-in examples")
-        source, index = run.examples, example
+        source, index = run.examples, check_example(run.examples, example)
     else:
         source = upload
         if not 0 <= index < len(source):
@@ -155,9 +152,7 @@ def _rows(values: np.ndarray) -> list[list[float | None]]:
 
 def _png(draw, *args, **kwargs) -> str:
     """A ``viz.series`` picture as a PNG data URL (it is drawn to a private temporary file)."""
-    with tempfile.TemporaryDirectory(prefix="masklab-serve-") as tmp:
-        path = draw(*args, path=Path(tmp) / "picture.png", **kwargs)
-        return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return data_url(written_png(lambda path: draw(*args, path=path, **kwargs)))
 
 
 def summary(one: SeriesSet, count: int) -> dict:

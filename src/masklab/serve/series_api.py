@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from masklab.data.series import SeriesSet
 from masklab.serve import series
-from masklab.serve.errors import InputError
+from masklab.serve.errors import check_example
 from masklab.serve.routing import ERRORS, Runs
 from masklab.serve.runs import LoadedRun
 from masklab.serve.schemas import AnomalyResponse, ForecastResponse, SeriesReconstructResponse, SeriesResponse
@@ -33,9 +33,7 @@ def add_routes(app: FastAPI, runs: Runs) -> None:
     async def series_example(name: str, index: int) -> dict:
         """A built-in (held-out) example of the run's own data: its values, for a preview."""
         run = runs.get(name, "series")
-        count = 0 if run.examples is None else len(run.examples)
-        if not 0 <= index < count:
-            raise InputError("index", f"example {index} is out of range: this run has {count} built-in examples", 404)
+        check_example(run.examples, index, field="index", status=404)
         one, total = series.choose(run, None, index, 0)
         return series.summary(one, total)
 
