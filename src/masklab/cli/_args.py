@@ -143,8 +143,10 @@ PREPARED_FIXES = ("tokenizer_kind", "vocab_size", "doc_per", "text_field", "case
 def check_prepared_flags(args: argparse.Namespace) -> None:
     """``--data PREPARED`` with a flag the folder already fixed (``--vocab-size`` ...) is refused naming them:
     they were ignored, yet recorded as the run's arguments."""
+    from masklab.data.shards.format import is_prepared
+
     data = getattr(args, "data", None)
-    if data is None or not (Path(data) / "index.json").is_file():
+    if data is None or not is_prepared(data):
         return
     given = [f"--{k.replace('_', '-')}" for k in PREPARED_FIXES if getattr(args, k, None) not in (None, False)]
     if given:

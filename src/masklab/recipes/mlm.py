@@ -51,8 +51,6 @@ def load_mlm_run(run: str | Path, device: str = "cpu"):
 def encode_docs(tokenizer, texts, seq_len: int, labels=None, *, what: str = "documents"):
     """Documents -> ``[CLS] text [SEP]`` blocks ``(N, seq_len)`` (padded; a longer document keeps its first
     ``seq_len - 2`` tokens, and how many ``what`` were cut is said on stderr)."""
-    import sys
-
     from masklab.data.text import encode_truncated
 
     encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
@@ -226,8 +224,6 @@ def pretrain_mlm(
             print(f"masklab: held-out masked-token top-1 {scores['mlm_top1']:.4f}, loss {scores['mlm_loss']:.4f} "
                   f"({scores['masked_tokens']} masked tokens, step {result.step})")  # fmt: skip
     if export_hf:  # the code behind `masklab export-hf RUN DIR`
-        import sys
-
         from masklab.recipes.export import export_hf as export_run
 
         exported = export_run(run.path, export_hf)
