@@ -4,12 +4,14 @@ deadline. No traceback reaches the user in any of them."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,15 +82,30 @@ def test_read_only_out_is_one_line(tmp_path, monkeypatch, capsys):
     parent = tmp_path / "locked"
     parent.mkdir()
     parent.chmod(0o555)
-    if os.geteuid() == 0:  # root writes anywhere: report the directory as a read-only file system would
-        real_access = os.access
-        monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == parent else real_access(p, mode))
+    if os.geteuid() == 0:  # root writes anywhere: refuse as a read-only file system would
+        real_mkdtemp = tempfile.mkdtemp
+
+        def mkdtemp(*args, dir=None, **kwargs):
+            if dir is not None and Path(dir) == parent:
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+            return real_mkdtemp(*args, dir=dir, **kwargs)
+
+        monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
     try:
         assert main(_table_args(_csv(tmp_path / "t.csv"), parent / "run", "--steps", "2")) == 2
     finally:
         parent.chmod(0o755)
     err = _one_line_error(capsys.readouterr().err)
-    assert f"--out {parent / 'run'}: cannot write in {parent}" in err and not (parent / "run").exists()
+    assert f"--out {parent / 'run'}: cannot create a directory in {parent}" in err
+    assert sorted(parent.iterdir()) == []  # the check leaves nothing behind
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_out_where_no_directory_can_be_made_is_refused_before_any_work(tmp_path, capsys):
+    # os.access says yes for root in /proc; only creating a directory tells the truth
+    assert main(_table_args(tmp_path / "missing.csv", "/proc/masklab-run", "--steps", "2")) == 2
+    err = _one_line_error(capsys.readouterr().err)
+    assert "--out /proc/masklab-run: cannot create a directory in /proc" in err  # not the missing data file
 
 
 @pytest.mark.parametrize(

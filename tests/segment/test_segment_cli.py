@@ -164,6 +164,11 @@ def test_segment_train_checks_steps_and_out_before_any_work(tmp_path, capsys):
     code = main(["segment", "train", str(tmp_path / "no-run"), "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and "already holds a trained head; pick another --out" in err and "resume" not in err
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    code = main(["segment", "train", str(tmp_path / "no-run"), "--out", str(taken / "head")])
+    err = capsys.readouterr().err  # checked before the run is read: it used to fail only after the data was loaded
+    assert code == 2 and f"--out {taken / 'head'}: {taken} is a file, not a directory" in err
 
 
 def test_segment_with_a_run_of_another_kind_says_what_it_needs(tmp_path, capsys):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +97,10 @@ def check_out(out: str) -> None:
     existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
     if not existing.is_dir():
         raise ValueError(f"--out {path}: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {path}: cannot write in {existing} (read-only or permission denied)")
+    try:  # creating is the only true test: root passes os.access on a read-only mount or in /proc
+        os.rmdir(tempfile.mkdtemp(prefix=".masklab-check-", dir=existing))
+    except OSError as e:
+        raise ValueError(f"--out {path}: cannot create a directory in {existing} ({e.strerror or e})") from None
 
 
 def pretrain_call(recipe, args: argparse.Namespace, fields: tuple[str, ...]) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def parse_box(text: str) -> tuple[int, int, int, int]:
@@ -62,8 +63,10 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
 
 def _segment(args: argparse.Namespace) -> int:
     if args.first == "train":
-        from masklab.recipes.segment import train_segmenter
+        from masklab.cli._args import check_out
+        from masklab.recipes.segment import SEGMENT_DIR, train_segmenter
 
+        check_out(args.out if args.out is not None else str(Path(args.second) / SEGMENT_DIR))  # before any work
         result = train_segmenter(args.second, args.data, out=args.out, preset=args.preset, epochs=args.epochs,
                                  steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                                  device=args.device)  # fmt: skip
@@ -74,7 +77,6 @@ def _segment(args: argparse.Namespace) -> int:
         return 0
     if args.output is None:
         raise ValueError("masklab segment RUN IMAGE needs -o MASK.png")
-    from pathlib import Path
 
     from masklab.data.pixel_masks import require_png_name, write_mask
     from masklab.recipes.common import check_output_is_not_input, check_writable
