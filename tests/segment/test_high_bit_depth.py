@@ -55,6 +55,20 @@ def test_every_mode_is_rescaled_as_training_reads_it(files):
         np.testing.assert_array_equal(image_pixels(img, 3), np.repeat(expected[..., None], 3, axis=2), err_msg=name)
 
 
+def test_a_float_image_in_0_1_is_read_as_intensities_not_as_nearly_black(tmp_path):
+    # the float convention (scikit-image, torchvision): it used to be divided by 255, i.e. read as 0 or 1 of 255
+    a = np.random.default_rng(1).random((12, 16)).astype(np.float32)
+    a[0, 0], a[0, 1] = 0.0, 1.0
+    path = tmp_path / "unit.tif"
+    Image.fromarray(a).save(path)
+    expected = np.clip(a.astype(np.float64) * 255.0, 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(image_pixels(open_image(path), 1)[..., 0], expected)
+    np.testing.assert_array_equal(image_to_array(open_image(path), 1, None, 1, path)[0], expected)
+    above = tmp_path / "above.tif"  # one value past 1: the whole image is read on the 0-255 scale
+    Image.fromarray(np.where(a > 0.5, a * 200, a).astype(np.float32)).save(above)
+    assert image_pixels(open_image(above), 1).max() == 200
+
+
 def test_segment_and_edit_readers_rescale(files):
     from masklab.recipes import edit, segment
 

@@ -58,14 +58,18 @@ def is_gray(img) -> bool:
 def to_8bit(img):
     """A 16/32-bit gray image (PIL modes ``I;16*``, ``I``, ``F``) rescaled to 8-bit ``L``; any other image as
     it is. The one rule every reader of pictures uses (PIL's ``convert`` would clip such an image to white):
-    values are divided by 65535 when any exceeds 255, else by 255. (16-bit RGB files PIL already opens as
-    8-bit ``RGB``, keeping each value's high byte.)"""
+    values are divided by 65535 when any exceeds 255, else by 255; a float image (``F``) whose values all lie
+    in [0, 1] is taken as intensities in [0, 1], the float convention (scikit-image, torchvision). (16-bit RGB
+    files PIL already opens as 8-bit ``RGB``, keeping each value's high byte.)"""
     from PIL import Image
 
     if not (img.mode.startswith("I") or img.mode == "F"):
         return img
     a = np.asarray(img, dtype=np.float64)
-    top = 65535.0 if a.max() > 255 else 255.0
+    if img.mode == "F" and a.size and 0.0 <= a.min() and a.max() <= 1.0:
+        top = 1.0
+    else:
+        top = 65535.0 if a.max() > 255 else 255.0
     return Image.fromarray(np.clip(a / top * 255.0, 0, 255).astype(np.uint8))
 
 
