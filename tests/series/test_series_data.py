@@ -46,6 +46,24 @@ def test_bad_npz_lengths_are_named_as_lengths(tmp_path, lengths) -> None:
     assert [len(s) for s in load_series(str(path)).series] == [3, 4]  # whole floats are fine
 
 
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"length": [3, 4]}, r"unknown array\(s\) \['length'\] in the \.npz; it may hold values, lengths, labels, ids"),
+        ({"labels": [["a"], ["b"]]}, r"s\.npz:labels: expected shape \(2,\), one per series, got \(2, 1\)"),
+        ({"labels": ["a", "b", "c"]}, r"s\.npz:labels: expected shape \(2,\), one per series, got \(3,\)"),
+        ({"ids": [["x", "y"], ["z", "w"]]}, r"s\.npz:ids: expected shape \(2,\), one per series, got \(2, 2\)"),
+        ({"ids": ["x", "x"]}, r"s\.npz:ids: the id 'x' names more than one series"),
+    ],
+)
+def test_npz_arrays_beyond_values_are_checked_not_ignored(tmp_path, arrays, message) -> None:
+    # A misspelt 'lengths' was ignored, so the padding became data; 2-D or repeated ids named outputs wrongly.
+    path = tmp_path / "s.npz"
+    np.savez(path, values=np.zeros((2, 4, 1), dtype=np.float32), **{k: np.array(v) for k, v in arrays.items()})
+    with pytest.raises(ValueError, match=message):
+        load_series(str(path))
+
+
 def test_object_npy_needs_explicit_pickle(tmp_path) -> None:
     series = _series()
     array = np.empty(3, dtype=object)

@@ -15,13 +15,15 @@ Sources (``--data``):
   files): ``japanese-vowels`` (12 channels, lengths 7-29, 9 classes), ``basic-motions`` (6 channels, length
   100, 4 classes), ``plaid`` (1 channel, lengths 100-1344, 11 classes). Train and test splits are kept.
 * ``.npy``: an object array of ``(T_i,)`` / ``(T_i, C)`` arrays, or a numeric ``(N, T)`` / ``(N, T, C)`` array.
-* ``.npz``: ``values`` as above, optional ``lengths`` (N,) (steps past a length are padding) and ``labels``.
+* ``.npz``: ``values`` as above, optional ``lengths`` (N,) (steps past a length are padding), ``labels`` (N,)
+  and ``ids`` (N,) (unique names for outputs); any other array is refused (a misspelt name would be ignored).
 * ``.csv`` / ``.parquet`` in long format: one row per (series id, time step), a column per channel.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -193,15 +195,27 @@ def _from_array(
     return [_as_series(v[: int(n)], f"{where}[{i}]") for i, (v, n) in enumerate(zip(values, lengths, strict=True))]
 
 
+NPZ_ARRAYS = ("values", "lengths", "labels", "ids")  # what an .npz of series may hold
+
+
 def _read_numpy(path: Path) -> SeriesSet:
     if path.suffix == ".npy":
         return SeriesSet(_from_array(np.load(path, allow_pickle=False), None, str(path)), str(path))
     with np.load(path, allow_pickle=False) as archive:
         if "values" not in archive:
             raise ValueError(f"{path}: an .npz needs a 'values' array (found {sorted(archive.files)})")
+        unknown = sorted(set(archive.files) - set(NPZ_ARRAYS))  # a misspelt 'lengths' would make padding data
+        if unknown:
+            raise ValueError(f"{path}: unknown array(s) {unknown} in the .npz; it may hold {', '.join(NPZ_ARRAYS)}")
         lengths = archive.get("lengths")
         series = _from_array(archive["values"], lengths, f"{path}:values", f"{path}:lengths")
         raw, ids = archive.get("labels"), archive.get("ids")  # ids: written by `masklab impute` for long data
+    for name, array in (("labels", raw), ("ids", ids)):
+        if array is not None and array.shape != (len(series),):
+            raise ValueError(f"{path}:{name}: expected shape ({len(series)},), one per series, got {array.shape}")
+    if ids is not None and len(set(map(str, ids))) != len(ids):
+        twice = next(i for i, n in Counter(map(str, ids)).items() if n > 1)
+        raise ValueError(f"{path}:ids: the id {twice!r} names more than one series; ids name series in outputs")
     codes, classes = _encode_labels(None if raw is None else list(raw))
     return SeriesSet(series, str(path), codes, classes, ids=() if ids is None else tuple(str(i) for i in ids))
 
