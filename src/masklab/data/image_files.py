@@ -43,7 +43,21 @@ def open_image(path: Path | BinaryIO, *, name: str | None = None, max_pixels: in
         raise ValueError(f"cannot read image {name}: {err}") from err
     if img.width == 0 or img.height == 0:
         raise ValueError(f"cannot read image {name}: it has no pixels")
-    return img
+    return upright(img)
+
+
+ORIENTATION = 0x0112  # the EXIF tag of how the stored pixels are turned
+
+
+def upright(img):
+    """The picture as a viewer shows it: a camera photo stores its pixels turned and says so in an EXIF
+    orientation tag, which is applied here (as browsers and Hugging Face's ``load_image`` do); any other
+    image as it is. Masks drawn on the picture as shown then line up with it."""
+    from PIL import ImageOps
+
+    if img.getexif().get(ORIENTATION, 1) == 1:
+        return img
+    return ImageOps.exif_transpose(img)
 
 
 def is_gray(img) -> bool:
@@ -66,7 +80,7 @@ def to_8bit(img):
     if not (img.mode.startswith("I") or img.mode == "F"):
         return img
     a = np.asarray(img, dtype=np.float64)
-    if img.mode == "F" and a.size and 0.0 <= a.min() and a.max() <= 1.0:
+    if img.mode == "F" and a.size and a.min() >= 0.0 and a.max() <= 1.0:
         top = 1.0
     else:
         top = 65535.0 if a.max() > 255 else 255.0

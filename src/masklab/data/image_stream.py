@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from masklab.data.image_augment import Augment, ImageBatch, random_resized_crop
-from masklab.data.image_files import IMAGE_SUFFIXES, image_to_array, is_gray, open_image
+from masklab.data.image_files import IMAGE_SUFFIXES, image_to_array, is_gray, open_image, upright
 
 if TYPE_CHECKING:
     import tarfile
@@ -161,7 +161,7 @@ def _open_member(name: str):
         img.load()
     except (OSError, UnidentifiedImageError, ValueError) as err:
         raise ValueError(f"cannot read image {tar_path}:{member}: {err}") from err
-    return img
+    return upright(img)
 
 
 @dataclass(frozen=True)
