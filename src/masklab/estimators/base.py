@@ -8,7 +8,8 @@ which other rows are in the batch. Fitted estimators save to a directory with :m
 :meth:`~_TableEstimator.from_run` wraps a ``masklab pretrain table`` run.
 
 Input: a DataFrame (numeric and categorical columns; categorical ones are inferred or named in
-``categorical``) or a numeric array; NaN / None / empty strings are missing cells.
+``categorical``) or a numeric array; NaN / None / empty strings are missing cells. An estimator fitted on an
+array takes a DataFrame's columns by position (scikit-learn warns that it was fitted without feature names).
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from masklab.estimators import ESTIMATOR_FILE
 from masklab.models.table import PRESETS as TABLE_PRESETS
 from masklab.models.table import TableMAE, TableMAEConfig
 from masklab.models.table.model import column_patterns
-from masklab.tokenizers.table import TableSchema, encode_frame, identifier_columns, infer_schema
+from masklab.tokenizers.table import (
+    TableSchema,
+    category_key,
+    encode_frame,
+    identifier_columns,
+    infer_schema,
+    missing_cells,
+)
 from masklab.train.in_memory import train_in_memory
 
 FORMAT = "masklab.estimator/1"
@@ -83,7 +91,9 @@ class _TableEstimator(BaseEstimator):
                 given, fitted = [str(c) for c in X.columns], [str(n) for n in self.feature_names_in_]
                 raise ValueError(f"{err}\n{_columns_hint(given, fitted)}") from None
             frame = X.copy(deep=False)
-            frame.columns = [str(c) for c in X.columns]
+            # Fitted on an array: scikit-learn warned (above) and the columns are taken by position.
+            named = reset or hasattr(self, "feature_names_in_")
+            frame.columns = [str(c) for c in X.columns] if named else self.schema_.names
             return frame, True
         array = validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite="allow-nan")
         names = self.schema_.names if not reset else [f"x{j}" for j in range(array.shape[1])]
@@ -120,6 +130,7 @@ class _TableEstimator(BaseEstimator):
         if initial is None:
             self.seed_ = self._seed()
             self.schema_ = infer_schema(frame, categorical=self.categorical or ())
+            self.category_values_ = category_values(frame, self.schema_)
             ids = identifier_columns(frame)
             if ids:
                 warnings.warn(f"column(s) {ids} look like row identifiers (every value distinct, none missing) and "
@@ -172,6 +183,8 @@ class _TableEstimator(BaseEstimator):
             "n_steps_": self.n_steps_,
         }
         state.update(train_loss_=self.train_loss_, best_step_=self.best_step_, validation_loss_=self.validation_loss_)
+        if getattr(self, "category_values_", None):
+            state["category_values_"] = self.category_values_
         if hasattr(self, "feature_names_in_"):
             state["feature_names_in_"] = [str(n) for n in self.feature_names_in_]
         return state
@@ -276,6 +289,33 @@ class _TableEstimator(BaseEstimator):
 
         self.model_ = model.to(resolve_device(self.device)).eval()
         self.schema_ = model.config.schema
+
+
+def category_values(frame, schema: TableSchema) -> dict[str, list]:
+    """Per categorical column whose training values were not text: the value each category stood for
+    (``spec.categories`` are strings), aligned with the categories; a bool, int or finite float (what JSON
+    holds exactly), None where the category's string is the value (text, or a type JSON cannot hold)."""
+    found: dict[str, list] = {}
+    for spec, (_, column) in zip(schema.columns, frame.items(), strict=True):
+        if spec.kind != "categorical":
+            continue
+        values: dict[str, object] = {}
+        for value in column[~missing_cells(column)].tolist():
+            values.setdefault(category_key(value), _json_value(value))
+        recorded = [values.get(key) for key in spec.categories]
+        if any(v is not None for v in recorded):
+            found[spec.name] = recorded
+    return found
+
+
+def _json_value(value: object) -> bool | int | float | None:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and np.isfinite(value):
+        return float(value)
+    return None
 
 
 def _columns_hint(given: list[str], fitted: list[str]) -> str:

@@ -8,7 +8,7 @@ from sklearn.base import OneToOneFeatureMixin, TransformerMixin
 from masklab.estimators.base import Training, _TableEstimator
 from masklab.estimators.budget import auto_steps
 from masklab.models.table.model import impute_cells
-from masklab.tokenizers.table import decode_columns
+from masklab.tokenizers.table import category_key, decode_columns
 
 
 class MaskedImputer(OneToOneFeatureMixin, TransformerMixin, _TableEstimator):
@@ -16,8 +16,10 @@ class MaskedImputer(OneToOneFeatureMixin, TransformerMixin, _TableEstimator):
 
     ``transform`` returns a copy of ``X`` (a DataFrame for a DataFrame, else a float array) in which only the
     missing cells changed: each is the model's prediction from its row's observed cells (categorical cells:
-    the most likely category). A DataFrame's numeric columns whose training values were all whole numbers
-    get whole numbers, and a float column of them comes back as int64 once no cell is missing; an array
+    the most likely category, as the column's own value: a bool for bools, an int for an object column of ints;
+    a Categorical, string or boolean column keeps its dtype when the fills fit it). A DataFrame's numeric
+    columns whose training values were all whole numbers get whole numbers, and a float column of them comes
+    back as int64 once no cell is missing; an array
     comes back as floats, unrounded (as scikit-learn's imputers return it: the least-squares fill of a 0/1
     column is a share, not a 0 or 1). Usable in a scikit-learn ``Pipeline``.
 
@@ -100,19 +102,61 @@ class MaskedImputer(OneToOneFeatureMixin, TransformerMixin, _TableEstimator):
             out[fill] = np.column_stack([decoded[n] for n in self.schema_.names]).astype(np.float64)[fill]
             return out
         out = X.copy()
+        recorded = getattr(self, "category_values_", None) or {}
         for column, spec in zip(X.columns, self.schema_.columns, strict=True):
             fill = missing_cells(out[column])  # truly empty cells only (not unseen categories)
             if not fill.any():
                 continue
             filled = decoded[spec.name][fill]
-            if spec.kind == "categorical" and pd.api.types.is_numeric_dtype(out[column].dtype):
+            dtype = out[column].dtype
+            numbers = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+            if spec.kind == "categorical" and numbers:
                 filled = filled.astype(np.float64)
-            if not pd.api.types.is_float_dtype(out[column].dtype) and spec.kind == "numeric":
+            elif spec.kind == "categorical":
+                filled = _own_values(filled, out[column], ~fill, spec.categories, recorded.get(spec.name))
+                values = out[column].astype(object)
+                values[fill] = filled
+                out[column] = values.astype(dtype) if _fits(dtype, filled) else values
+                continue
+            if not pd.api.types.is_float_dtype(dtype) and spec.kind == "numeric":
                 out[column] = out[column].astype(np.float64)
-            elif spec.kind == "categorical" and not pd.api.types.is_numeric_dtype(out[column].dtype):
-                out[column] = out[column].astype(object)
             out.loc[fill, column] = filled
             values = out[column]
             if spec.integer and pd.api.types.is_float_dtype(values.dtype) and (values == values.round()).all():
                 out[column] = values.astype(np.int64)  # a column of whole numbers is float only for its NaN
         return out
+
+
+def _own_values(keys: np.ndarray, column, observed: np.ndarray, categories, recorded: list | None) -> np.ndarray:
+    """Predicted category strings -> the column's own values: a bool column gets bools, a Categorical its
+    categories, an object column the value of that category among its observed cells, else the one recorded
+    in fit (ints, bools), else the string; a text column keeps the strings."""
+    import pandas as pd
+
+    dtype = column.dtype
+    if pd.api.types.is_bool_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype):
+        return np.array([{"True": True, "False": False}.get(k, k) for k in keys], dtype=object)
+    if isinstance(dtype, pd.CategoricalDtype):
+        own = {category_key(c): c for c in dtype.categories}
+    elif pd.api.types.is_object_dtype(dtype):
+        own = {}
+        for value in column[observed].tolist():
+            if not isinstance(value, str):
+                own.setdefault(category_key(value), value.item() if isinstance(value, np.generic) else value)
+    else:
+        return keys  # text
+    saved = {k: v for k, v in zip(categories, recorded or (), strict=False) if v is not None}
+    return np.array([own.get(k, saved.get(k, k)) for k in keys], dtype=object)
+
+
+def _fits(dtype, filled: np.ndarray) -> bool:
+    """Whether ``filled`` can go back into a column of ``dtype`` (object always; else the values' kind)."""
+    import pandas as pd
+
+    if isinstance(dtype, pd.CategoricalDtype):
+        return bool((pd.Index(dtype.categories).get_indexer(pd.Index(filled, dtype=object)) >= 0).all())
+    if pd.api.types.is_bool_dtype(dtype):
+        return all(isinstance(v, (bool, np.bool_)) for v in filled)
+    if pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
+        return all(isinstance(v, str) for v in filled)
+    return pd.api.types.is_object_dtype(dtype)

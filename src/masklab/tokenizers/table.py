@@ -208,9 +208,9 @@ def infer_schema(
 ) -> TableSchema:
     """Infer column kinds and encoding statistics from training data.
 
-    Numeric dtypes are numeric; bool, string and pandas-categorical columns are categorical, except a text
-    column whose every value parses as a number (numeric). ``categorical`` / ``numeric`` override the
-    inference by name. An entirely missing column, a categorical column with more than ``max_categories``
+    Numeric dtypes are numeric; bools (with missing cells or not), text and pandas categories are categorical,
+    except a text column whose every value parses as a number (numeric). ``categorical`` / ``numeric`` override
+    the inference by name. An entirely missing column, a categorical column with more than ``max_categories``
     values (an id or free text?) and a text column that is mostly numbers with a few words are errors
     naming the column. Statistics use the observed cells only.
     """
@@ -232,12 +232,11 @@ def infer_schema(
         if missing.all():
             raise ValueError(f"column {name!r} is entirely missing; nothing can be learned from it (drop it)")
         kind: ColumnKind
-        if name in force_cat:
+        inferred = pd.api.types.infer_dtype(column[~missing])  # "boolean" also for an object column of bools
+        if name in force_cat or (name not in force_num and inferred in ("boolean", "categorical")):
             kind = "categorical"
-        elif name in force_num or (column.dtype != bool and pd.api.types.is_numeric_dtype(column.dtype)):
+        elif name in force_num or pd.api.types.is_numeric_dtype(column.dtype):
             kind = "numeric"
-        elif column.dtype == bool or isinstance(column.dtype, pd.CategoricalDtype):
-            kind = "categorical"
         else:
             parsed = pd.to_numeric(column[~missing], errors="coerce")
             n_numbers = int(parsed.notna().sum())
