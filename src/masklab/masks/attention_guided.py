@@ -49,6 +49,12 @@ def _check_scores(scores: Tensor, padding: Tensor | None) -> None:
         raise ValueError("scores contain NaN at real (non-padded) tokens")
 
 
+def _ranking_key(scores: Tensor) -> Tensor:
+    """Detached scores to rank: float64 stays float64 (a cast would tie distinct scores), others in float32."""
+    key = scores.detach()
+    return key if key.dtype == torch.float64 else key.float()
+
+
 def masked_count_for(n_real: Tensor, ratio: float) -> Tensor:
     """Tokens hidden per row, long (B,): ``n - int(n * (1 - ratio))`` for ``n_real`` (B,) real tokens.
 
@@ -70,9 +76,10 @@ def score_masking(
     """Hide the ``n - int(n * (1 - ratio))`` highest-scoring real tokens of each row (lowest if not ``descending``).
 
     Args:
-        scores: float (B, L), one score per token (no gradient is needed or kept).
+        scores: float (B, L), one score per token (no gradient is needed or kept); ranked in float64 when
+            float64, else in float32.
         ratio: fraction hidden, in [0, 1).
-        padding: bool (B, L), True = padded: never hidden and not counted in ``n``.
+        padding: bool (B, L), True = padded: never hidden, not counted in ``n``, ranked after every real token.
 
     Returns:
         :class:`MaskSample` with ``masked`` bool (B, L), True = hidden. Ranks are by a stable sort, so ties
@@ -82,11 +89,11 @@ def score_masking(
     _check_ratio(ratio)
     _check_scores(scores, padding)
     batch, length = scores.shape
-    key = scores.detach().float()
+    key = _ranking_key(scores)
     key = key if descending else -key
-    if padding is not None:
-        key = key.masked_fill(padding, -math.inf)  # padded positions rank last
     order = torch.sort(key, dim=1, descending=True, stable=True).indices  # (B, L) best first
+    if padding is not None:  # padded positions rank after every real token, a real -inf included
+        order = order.gather(1, torch.sort(padding.gather(1, order).to(torch.uint8), dim=1, stable=True).indices)
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(length, device=order.device).expand_as(order))
     n_real = torch.full((batch,), length, device=scores.device) if padding is None else (~padding).sum(dim=1)
     masked = rank < masked_count_for(n_real, ratio)[:, None]  # (B, L)
@@ -171,7 +178,7 @@ def attention_guided_masking(
     if generator is not None and (not isinstance(generator, torch.Generator) or generator.device.type != "cpu"):
         raise ValueError(f"generator must be a CPU torch.Generator or None, got {generator!r}")
     _check_scores(scores, padding)
-    key = scores.detach().float()  # (B, L)
+    key = _ranking_key(scores)  # (B, L)
     if noise_scale > 0:
         real = torch.ones_like(key, dtype=torch.bool) if padding is None else ~padding
         lo = key.masked_fill(~real, math.inf).amin(dim=1, keepdim=True)

@@ -71,6 +71,11 @@ def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator | None = Non
     return -torch.log(-torch.log(u))
 
 
+def _work_dtype(logits: Tensor) -> torch.dtype:
+    """float32 for half-precision logits (their ties and rounding break the exact top-k), else their own dtype."""
+    return torch.promote_types(logits.dtype, torch.float32)
+
+
 def relaxed_topk(
     logits: Tensor,
     noise: Tensor,
@@ -83,8 +88,10 @@ def relaxed_topk(
 
     ``t`` (detached) is the midpoint between the lowest perturbed score that is hidden and the highest that is
     visible, so ``soft > 0.5`` exactly where ``masked`` (bool (B, L), True = hidden) is. Padded positions get 0.
+    Half-precision logits are relaxed in float32 and ``soft`` stays float32: rounding it back would put values
+    within a rounding step of 0.5 on 0.5 (or on the wrong side of it).
     """
-    perturbed = logits + noise  # (B, L)
+    perturbed = logits.to(_work_dtype(logits)) + noise  # (B, L)
     with torch.no_grad():
         visible = ~masked if padding is None else ~masked & ~padding
         last_hidden = perturbed.masked_fill(~masked, math.inf).amin(dim=1, keepdim=True)  # (B, 1)
@@ -120,6 +127,8 @@ def sample(
 
     Returns:
         :class:`LearnedMaskSample` (``masked`` bool (B, L) True = hidden, ids when counts are equal, ``soft``).
+        Half-precision (bf16 / fp16) logits are ranked and relaxed in float32: ``soft`` and ``noise`` are float32
+        there, in the logits' dtype otherwise.
     """
     if not isinstance(logits, Tensor) or logits.ndim != 2 or not logits.is_floating_point():
         raise ValueError(f"logits must be a float tensor (B, L), got {getattr(logits, 'shape', logits)!r}")
@@ -129,8 +138,8 @@ def sample(
         noise = gumbel_noise(tuple(logits.shape), generator)
     elif noise.shape != logits.shape:
         raise ValueError(f"noise must have the logits' shape {tuple(logits.shape)}, got {tuple(noise.shape)}")
-    noise = noise.to(device=logits.device, dtype=logits.dtype)
-    chosen = score_masking((logits + noise).detach(), ratio, padding=padding)
+    noise = noise.to(device=logits.device, dtype=_work_dtype(logits))  # float32 for half-precision logits
+    chosen = score_masking(logits.detach().to(noise.dtype) + noise, ratio, padding=padding)
     relaxed = relaxed_topk(logits, noise, chosen.masked, temperature=temperature, padding=padding)
     soft = chosen.masked.to(relaxed.dtype) + (relaxed - relaxed.detach()) if hard else relaxed
     return LearnedMaskSample(chosen.masked, chosen.ids_keep, chosen.ids_restore, soft=soft, logits=logits, noise=noise)
