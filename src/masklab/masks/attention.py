@@ -38,39 +38,41 @@ class AttnMask:
         rule: ``(b, q_idx, kv_idx) -> bool`` blocked; indices broadcast against each other.
         name: readable description, e.g. ``"causal | key_padding"``.
         batch: batch size when the rule reads per-row data (padding, document ids), else ``None``.
+        kv_len: the key length that data covers (``Lk`` of a padding), else ``None`` (any length).
     """
 
     rule: Rule
     name: str
     batch: int | None = None
+    kv_len: int | None = None
 
-    def _merged_batch(self, other: AttnMask) -> int | None:
-        if self.batch is not None and other.batch is not None and self.batch != other.batch:
-            raise ValueError(
-                f"cannot combine attention masks with batch sizes {self.batch} ({self.name}) and "
-                f"{other.batch} ({other.name})"
-            )
-        return self.batch if self.batch is not None else other.batch
+    def _merged(self, other: AttnMask) -> tuple[int | None, int | None]:
+        merged = []
+        pairs = (("batch sizes", self.batch, other.batch), ("key lengths", self.kv_len, other.kv_len))
+        for what, mine, theirs in pairs:
+            if mine is not None and theirs is not None and mine != theirs:
+                raise ValueError(
+                    f"cannot combine attention masks with {what} {mine} ({self.name}) and {theirs} ({other.name})"
+                )
+            merged.append(mine if mine is not None else theirs)
+        return merged[0], merged[1]
+
+    def check_kv_len(self, kv_len: int) -> None:
+        """ValueError unless the rule's per-key data (a padding, document ids) covers ``kv_len`` keys."""
+        if self.kv_len is not None and kv_len != self.kv_len:
+            raise ValueError(f"attention mask {self.name} covers {self.kv_len} keys, but the attention has {kv_len}")
 
     def __or__(self, other: AttnMask) -> AttnMask:
         a, b = self.rule, other.rule
-        return AttnMask(
-            lambda i, q, k: a(i, q, k) | b(i, q, k),
-            f"({self.name} | {other.name})",
-            self._merged_batch(other),
-        )
+        return AttnMask(lambda i, q, k: a(i, q, k) | b(i, q, k), f"({self.name} | {other.name})", *self._merged(other))
 
     def __and__(self, other: AttnMask) -> AttnMask:
         a, b = self.rule, other.rule
-        return AttnMask(
-            lambda i, q, k: a(i, q, k) & b(i, q, k),
-            f"({self.name} & {other.name})",
-            self._merged_batch(other),
-        )
+        return AttnMask(lambda i, q, k: a(i, q, k) & b(i, q, k), f"({self.name} & {other.name})", *self._merged(other))
 
     def __invert__(self) -> AttnMask:
         a = self.rule
-        return AttnMask(lambda i, q, k: ~a(i, q, k), f"~{self.name}", self.batch)
+        return AttnMask(lambda i, q, k: ~a(i, q, k), f"~{self.name}", self.batch, self.kv_len)
 
     def dense(
         self,
@@ -87,6 +89,7 @@ class AttnMask:
             result broadcasts over heads in ``(B, H, Lq, Lk)`` attention.
         """
         kv_len = q_len if kv_len is None else kv_len
+        self.check_kv_len(kv_len)
         q_offset = kv_len - q_len if q_offset is None else q_offset
         n = 1 if self.batch is None else self.batch
         b = torch.arange(n, device=device).view(n, 1, 1)
@@ -163,10 +166,10 @@ def document(doc_ids: Tensor) -> AttnMask:
     """
     if not isinstance(doc_ids, Tensor) or doc_ids.ndim != 2 or doc_ids.dtype.is_floating_point:
         raise ValueError("doc_ids must be an integer tensor (B, L)")
-    return AttnMask(lambda b, q, k: doc_ids[b, q] != doc_ids[b, k], "document", doc_ids.shape[0])
+    return AttnMask(lambda b, q, k: doc_ids[b, q] != doc_ids[b, k], "document", doc_ids.shape[0], doc_ids.shape[1])
 
 
 def key_padding(padding: Tensor) -> AttnMask:
     """No query attends to a padded key. ``padding: bool (B, Lk)``, True = padded."""
     _check_bool("padding", padding, 2)
-    return AttnMask(lambda b, q, k: padding[b, k], "key_padding", padding.shape[0])
+    return AttnMask(lambda b, q, k: padding[b, k], "key_padding", padding.shape[0], padding.shape[1])

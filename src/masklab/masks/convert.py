@@ -29,11 +29,33 @@ if TYPE_CHECKING:  # attention.py imports this module (AttnMask.block_mask): onl
     from masklab.masks.attention import AttnMask
 
 
+ADDITIVE_MASK_MAX = -1e4  # BERT's -10000 and fp16's minimum (-65504, also after an upcast) are masks, not biases
+
+
+def _got(value: object) -> str:
+    return str(value.dtype) if isinstance(value, Tensor) else type(value).__name__
+
+
+def _require_tensor(name: str, value: object) -> None:
+    if not isinstance(value, Tensor):
+        raise ValueError(f"{name} must be a torch tensor, got {type(value).__name__}")
+
+
 def _require_bool(name: str, value: Tensor) -> Tensor:
     if not isinstance(value, Tensor) or value.dtype != torch.bool:
-        got = value.dtype if isinstance(value, Tensor) else type(value).__name__
-        raise ValueError(f"{name} must be a bool tensor (masklab polarity: True = hidden/blocked), got {got}")
+        if name == "blocked":
+            raise ValueError(
+                f"blocked must be a bool tensor (True = query may NOT attend to key), got {_got(value)}; convert "
+                "an additive float mask with masklab.masks.from_additive, an SDPA bool mask (True = attend) with "
+                "masklab.masks.from_sdpa"
+            )
+        raise ValueError(f"{name} must be a bool tensor (masklab polarity: True = hidden/blocked), got {_got(value)}")
     return value
+
+
+def require_blocked(blocked: object) -> Tensor:
+    """``blocked`` itself when it is a bool tensor (True = may not attend); else a ValueError naming the converters."""
+    return _require_bool("blocked", blocked)  # type: ignore[arg-type]
 
 
 def to_sdpa(blocked: Tensor) -> Tensor:
@@ -59,18 +81,26 @@ def to_additive(blocked: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
 
 
 def from_additive(additive: Tensor) -> Tensor:
-    """Additive float mask -> ``blocked``. Accepts ``-inf`` or values at or below ``finfo.min / 2`` as blocked.
+    """Additive float mask -> ``blocked`` (True where the mask is not 0).
 
-    Raises ValueError if the tensor holds other values (an attention *bias* such as ALiBi is not a mask).
+    Accepted as masks: 0 with ``-inf`` / values at or below ``finfo(dtype).min / 2`` (to_additive, SDPA); or 0
+    with one single value ``<= -1e4`` (BERT's ``-10000``, fp16's ``-65504`` even upcast to float32). Raises
+    ValueError for anything else: an attention *bias* (ALiBi's graded values, several negative levels) is not a
+    mask and cannot be converted losslessly.
     """
-    if not isinstance(additive, Tensor) or not additive.is_floating_point():
-        raise ValueError(f"additive mask must be a floating tensor, got {getattr(additive, 'dtype', additive)}")
+    _require_tensor("additive mask", additive)
+    if not additive.is_floating_point():
+        raise ValueError(f"additive mask must be a floating tensor, got {additive.dtype}")
     blocked = additive <= torch.finfo(additive.dtype).min / 2  # -inf included
-    if bool(((additive != 0) & ~blocked).any()):
-        raise ValueError(
-            "additive mask holds values other than 0 and a large negative number; it is an "
-            "attention bias, not a mask, and cannot be converted losslessly"
-        )
+    rest = additive[(additive != 0) & ~blocked]  # NaN lands here
+    if rest.numel():
+        level = rest[0]
+        if bool(blocked.any()) or not bool((rest == level).all()) or not bool(level <= ADDITIVE_MASK_MAX):
+            raise ValueError(
+                "additive mask holds values other than 0 and one large negative number (<= -1e4, or -inf); it "
+                "is an attention bias, not a mask, and cannot be converted losslessly"
+            )
+        blocked = additive != 0
     return blocked
 
 
@@ -87,6 +117,7 @@ def to_key_padding_mask(padding: Tensor) -> Tensor:
 
 def from_key_padding_mask(key_padding_mask: Tensor) -> Tensor:
     """``nn.MultiheadAttention`` key_padding_mask (bool True = ignore, or additive float) -> ``padding``."""
+    _require_tensor("key_padding_mask", key_padding_mask)
     if key_padding_mask.dtype == torch.bool:
         return key_padding_mask.clone()
     return from_additive(key_padding_mask)
@@ -102,6 +133,7 @@ def to_mha_attn_mask(blocked: Tensor) -> Tensor:
 
 def from_mha_attn_mask(attn_mask: Tensor) -> Tensor:
     """``nn.MultiheadAttention`` attn_mask (bool True = not allowed, or additive float) -> ``blocked``."""
+    _require_tensor("attn_mask", attn_mask)
     if attn_mask.dtype == torch.bool:
         return attn_mask.clone()
     return from_additive(attn_mask)
@@ -115,6 +147,7 @@ def to_hf_attention_mask(padding: Tensor, dtype: torch.dtype = torch.long) -> Te
 
 def from_hf_attention_mask(attention_mask: Tensor) -> Tensor:
     """Hugging Face ``attention_mask`` (1 = keep, 0 = padding; any int/bool/float dtype) -> ``padding``."""
+    _require_tensor("attention_mask", attention_mask)
     values = attention_mask if attention_mask.dtype == torch.bool else attention_mask.to(torch.float64)
     if attention_mask.dtype != torch.bool and bool(((values != 0) & (values != 1)).any()):
         raise ValueError("attention_mask must hold only 0 (padding) and 1 (keep)")
@@ -124,6 +157,8 @@ def from_hf_attention_mask(attention_mask: Tensor) -> Tensor:
 def padding_to_blocked(padding: Tensor) -> Tensor:
     """``padding (B, Lk)`` -> ``blocked (B, 1, 1, Lk)``: no query attends to a padded key (a view, no copy)."""
     _require_bool("padding", padding)
+    if padding.ndim != 2:
+        raise ValueError(f"padding must be (B, L), got shape {tuple(padding.shape)}")
     return padding[:, None, None, :]
 
 
@@ -138,7 +173,7 @@ def sdpa_safe(blocked: Tensor) -> tuple[Tensor, Tensor]:
         ``attn_mask`` bool (True = attend) for SDPA, and ``dead_rows`` bool ``(..., Lq, 1)``, True = a row with
         nothing to attend to (all False when there is none).
     """
-    dead = blocked.all(dim=-1, keepdim=True)  # (..., Lq, 1)
+    dead = _require_bool("blocked", blocked).all(dim=-1, keepdim=True)  # (..., Lq, 1)
     return to_sdpa(blocked & ~dead), dead
 
 
@@ -160,6 +195,7 @@ def to_block_mask(
     except ImportError as err:  # torch < 2.5
         raise RuntimeError("FlexAttention needs torch >= 2.5") from err
     kv_len = q_len if kv_len is None else kv_len
+    attn_mask.check_kv_len(kv_len)
     offset = kv_len - q_len if q_offset is None else q_offset
     rule = attn_mask.rule
 

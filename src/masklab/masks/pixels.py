@@ -10,13 +10,20 @@ True = patch hidden from the encoder / to be predicted (the masklab convention).
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor
 
 
-def _grid(hidden: Tensor, patch: int) -> tuple[int, int]:
-    if not isinstance(patch, int) or isinstance(patch, bool) or patch < 1:
+def _check_patch(patch: int) -> int:
+    if not isinstance(patch, numbers.Integral) or isinstance(patch, bool) or patch < 1:
         raise ValueError(f"patch size must be a positive int, got {patch!r}")
+    return int(patch)
+
+
+def _grid(hidden: Tensor, patch: int) -> tuple[int, int]:
+    patch = _check_patch(patch)
     H, W = hidden.shape[-2:]
     if min(H, W) < patch:
         raise ValueError(f"the pixel mask is {H}x{W}, smaller than one {patch}x{patch} patch")
@@ -31,6 +38,7 @@ def patch_coverage(hidden: Tensor, patch: int) -> Tensor:
         got = f"{hidden.dtype} tensor of shape {tuple(hidden.shape)}" if isinstance(hidden, Tensor) else type(hidden)
         raise ValueError(f"hidden must be a bool tensor (B, H, W) (True = hidden pixel), got {got}")
     gh, gw = _grid(hidden, patch)
+    patch = int(patch)
     B = hidden.shape[0]
     cells = hidden.reshape(B, gh, patch, gw, patch).float()  # (B, gh, p, gw, p)
     return cells.mean(dim=(2, 4)).reshape(B, gh * gw)  # (B, L)
@@ -54,7 +62,12 @@ def pixels_from_masked(masked: Tensor, patch: int, grid: tuple[int, int]) -> Ten
     if not isinstance(masked, Tensor) or masked.dtype != torch.bool or masked.ndim != 2:
         got = getattr(masked, "dtype", type(masked))
         raise ValueError(f"masked must be a bool tensor (B, L) (True = hidden patch), got {got}")
-    gh, gw = grid
+    patch = _check_patch(patch)
+    if not (isinstance(grid, tuple | list) and len(grid) == 2) or not all(
+        isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in grid
+    ):
+        raise ValueError(f"grid must be (gh, gw), two positive ints, got {grid!r}")
+    gh, gw = int(grid[0]), int(grid[1])
     if masked.shape[1] != gh * gw:
         raise ValueError(f"masked has {masked.shape[1]} patches; a {gh}x{gw} grid has {gh * gw}")
     cells = masked.reshape(-1, gh, 1, gw, 1).expand(-1, gh, patch, gw, patch)  # (B, gh, p, gw, p)

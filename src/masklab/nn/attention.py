@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from torch.nn import Linear  # plain; masklab.nn.cpu_linear.use_cpu_linear may swap in its oneDNN class
 
 from masklab.masks.attention import AttnMask
-from masklab.masks.convert import sdpa_safe
+from masklab.masks.convert import require_blocked, sdpa_safe
 
 Backend = Literal["sdpa", "reference"]
 CpuKernel = Literal["sdpa", "bmm"]
@@ -69,6 +69,8 @@ def reference_attention(
         ``out (B, H, Lq, Dh)`` and ``weights (B, H, Lq, Lk)``; blocked pairs have weight exactly 0 and fully
         blocked rows are all zeros.
     """
+    if blocked is not None:
+        require_blocked(blocked)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = (q @ k.transpose(-2, -1)) * scale  # (B, H, Lq, Lk)
     if blocked is not None:
@@ -242,6 +244,18 @@ def _fused_plan(
     return AttentionPlan("flex", f"block-sparse rule {blocked.name} at length {kv_len}: Flex skips blocked tiles")
 
 
+def check_blocked(blocked: AttnMask | Tensor, shape: tuple[int, int, int, int]) -> None:
+    """ValueError unless the one mask argument fits attention of ``shape`` ``(B, H, Lq, Lk)``: a rule over that
+    batch and key length, or a bool tensor of 2 to 4 dims that broadcasts to it. Reads shapes only, never values."""
+    if isinstance(blocked, AttnMask):
+        if blocked.batch not in (None, shape[0]):
+            raise ValueError(f"attention mask {blocked.name} is for batch {blocked.batch}, the input has {shape[0]}")
+        return blocked.check_kv_len(shape[3])
+    dims = tuple(require_blocked(blocked).shape)
+    if not 2 <= len(dims) <= 4 or any(n not in (1, want) for n, want in zip(dims[::-1], shape[::-1], strict=False)):
+        raise ValueError(f"blocked of shape {dims} does not broadcast to (B, H, Lq, Lk) = {shape} (2 to 4 dims)")
+
+
 def dense_blocked(blocked: AttnMask | Tensor | None, q_len: int, kv_len: int, device: torch.device) -> Tensor | None:
     """The one mask argument as a dense ``bool`` tensor broadcastable to ``(B, H, Lq, Lk)`` (or None).
 
@@ -335,6 +349,8 @@ class MaskedSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(k, v)  # (B, H, Lk, Dh)
         kv_len = k.shape[-2]
+        if blocked is not None:
+            check_blocked(blocked, (B, self.heads, L, kv_len))
         dropout_p = self.attn_dropout if self.training else 0.0
         plan = plan_attention(
             blocked, q_len=L, kv_len=kv_len, device=x.device, dropout=dropout_p > 0,
