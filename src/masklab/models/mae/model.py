@@ -120,10 +120,14 @@ class MAE(nn.Module):
 
     # ------------------------------------------------------------------------------------------ pixels
     def check_images(self, images: Tensor) -> None:
-        """``ValueError`` unless ``images`` is a float ``(B, C, H, W)`` batch of this model's size."""
+        """``ValueError`` unless ``images`` is a float ``(B, C, H, W)`` batch of this model's size (float64 only
+        for a float64 model: nothing casts it down, bf16 / fp16 images promote to the weights' dtype)."""
         cfg = self.config
         if not isinstance(images, Tensor) or images.ndim != 4 or not images.is_floating_point():
             raise ValueError(f"images must be a float tensor (B, C, H, W), got {getattr(images, 'shape', images)}")
+        if images.dtype == torch.float64 and self.cls_token.dtype != torch.float64:
+            raise ValueError(f"images are torch.float64 but this model's weights are {self.cls_token.dtype}: pass "
+                             f"images.float() (or images.to({self.cls_token.dtype}))")  # fmt: skip
         if images.shape[1] != cfg.channels:
             raise ValueError(f"this model takes {cfg.channels}-channel images, got {images.shape[1]} channel(s)")
         if tuple(images.shape[2:]) != cfg.image_size:
@@ -217,7 +221,11 @@ class MAE(nn.Module):
         and swaps hidden ones for the encoder mask token.
         """
         patches = patchify(x, self.config.patch_size)  # (B, L, P)
-        B, _, P = patches.shape
+        B, L, P = patches.shape
+        if mask is not None and (mask.masked.dtype != torch.bool or tuple(mask.masked.shape) != (B, L)):
+            raise ValueError(f"masked must be a bool tensor (B, L) = ({B}, {L}) for this model's "
+                             f"{'x'.join(map(str, self.config.grid))} patch grid, got {mask.masked.dtype} "
+                             f"{tuple(mask.masked.shape)}")  # fmt: skip
         if mask is None:
             tokens = self.patch_embed(patches) + self.pos_embed  # (B, L, D)
         elif self.config.variant == "simmim" or mask.ids_keep is None:
