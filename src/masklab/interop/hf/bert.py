@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from masklab.core.io import atomic_write_json, save_checkpoint
+from masklab.interop.hf.shapes import load_checked
 from masklab.models.mlm import BertForMLM, MLMConfig
 from masklab.models.mlm.bert import BertConfig
 
@@ -31,6 +32,16 @@ _EMBEDDING_KEYS = {
     "embeddings.LayerNorm.weight": "embeddings.norm.weight",
     "embeddings.LayerNorm.bias": "embeddings.norm.bias",
 }
+BERT_SHAPE_FIELDS = {  # a masklab parameter -> the config.json field behind each dimension (the last repeats)
+    "embeddings.position": ("max_position_embeddings", "hidden_size"),
+    "embeddings.token_type": ("type_vocab_size", "hidden_size"),
+    "embeddings.word": ("vocab_size", "hidden_size"),
+    "head.decoder": ("vocab_size", "hidden_size"),
+    "head.bias": ("vocab_size",),
+    "mlp.fc1": ("intermediate_size", "hidden_size"),
+    "mlp.fc2": ("hidden_size", "intermediate_size"),
+    ".": ("hidden_size",),
+}
 _LAYER_KEYS = {  # HF name inside encoder.layer.{i}. -> ours inside encoder.blocks.{i}.
     "attention.output.dense": "attn.proj",
     "attention.output.LayerNorm": "norm1",
@@ -40,30 +51,41 @@ _LAYER_KEYS = {  # HF name inside encoder.layer.{i}. -> ours inside encoder.bloc
 }
 
 
-def _common_config(hf: Mapping, family: str) -> dict[str, Any]:
-    """The BertConfig fields BERT and RoBERTa configs share; variants masklab cannot build are refused by name."""
+# transformers' BertConfig defaults: a config.json without a field means this value, in HF and here
+BERT_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+    "intermediate_size": 3072, "max_position_embeddings": 512, "type_vocab_size": 2, "pad_token_id": 0,
+    "layer_norm_eps": 1e-12, "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
+    "position_embedding_type": "absolute", "is_decoder": False, "add_cross_attention": False,
+}  # fmt: skip
+
+
+def _common_config(hf: Mapping, family: str, defaults: Mapping[str, Any] = BERT_DEFAULTS) -> dict[str, Any]:
+    """The BertConfig fields BERT and RoBERTa configs share, a missing field taking ``defaults`` (the HF config
+    class's own); variants masklab cannot build are refused by name."""
+    hf = {**defaults, **hf}
     unsupported = {
-        "hidden_act": ("gelu", hf.get("hidden_act", "gelu")),
-        "position_embedding_type": ("absolute", hf.get("position_embedding_type", "absolute")),
-        "is_decoder": (False, bool(hf.get("is_decoder", False))),
-        "add_cross_attention": (False, bool(hf.get("add_cross_attention", False))),
+        "hidden_act": ("gelu", hf["hidden_act"]),
+        "position_embedding_type": ("absolute", hf["position_embedding_type"]),
+        "is_decoder": (False, bool(hf["is_decoder"])),
+        "add_cross_attention": (False, bool(hf["add_cross_attention"])),
     }
     for name, (want, got) in unsupported.items():
         if got != want:
             raise ValueError(f"HF {family} config {name}={got!r} is not supported (masklab BERT needs {want!r})")
-    pad = hf.get("pad_token_id")
+    pad = hf["pad_token_id"]
     return dict(
         vocab_size=int(hf["vocab_size"]),
         dim=int(hf["hidden_size"]),
         depth=int(hf["num_hidden_layers"]),
         heads=int(hf["num_attention_heads"]),
         intermediate=int(hf["intermediate_size"]),
-        max_len=int(hf.get("max_position_embeddings", 512)),
-        type_vocab_size=int(hf.get("type_vocab_size", 2)),
+        max_len=int(hf["max_position_embeddings"]),
+        type_vocab_size=int(hf["type_vocab_size"]),
         pad_id=None if pad is None else int(pad),  # null: HF builds no padding row, so neither do we
-        norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
-        dropout=float(hf.get("hidden_dropout_prob", 0.1)),
-        attn_dropout=float(hf.get("attention_probs_dropout_prob", 0.1)),
+        norm_eps=float(hf["layer_norm_eps"]),
+        dropout=float(hf["hidden_dropout_prob"]),
+        attn_dropout=float(hf["attention_probs_dropout_prob"]),
     )
 
 
@@ -238,7 +260,7 @@ def mlm_from_hf_tensors(
             del head[bias]  # HF ignores it too: reported as unused below
     state.update({ours: tensors[theirs] for theirs, ours in head.items() if ours})
     used = (set(tensors) - set(not_encoder)) | set(head)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = load_checked(model, state, BERT_SHAPE_FIELDS, strict=False)
     allowed_missing = set(family.head.values()) | {"head.decoder.weight", "classifier.weight", "classifier.bias"}
     if unexpected or set(missing) - allowed_missing or (has_head and set(missing) & set(family.head.values())):
         raise ValueError(f"weights do not fit (missing {missing}, unexpected {unexpected})")

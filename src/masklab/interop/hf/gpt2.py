@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from masklab.interop.hf.shapes import load_checked
 from masklab.models.clm import GPT, GPTConfig
 
 _ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
@@ -131,7 +132,10 @@ def load_hf_gpt2(folder: str | Path) -> GPT:
         hf_state.update(load_file(str(file)))
     cfg = config_from_hf(hf_config)
     model = GPT(cfg)
-    model.load_state_dict(state_dict_from_hf(hf_state, cfg))
+    fields = {"tok_embed": ("vocab_size", "n_embd"), "pos_embed": ("n_positions", "n_embd"),
+              "lm_head": ("vocab_size", "n_embd"), "mlp.fc1": ("n_inner", "n_embd"), "mlp.fc2": ("n_embd", "n_inner"),
+              ".": ("n_embd",)}  # fmt: skip
+    load_checked(model, state_dict_from_hf(hf_state, cfg), fields)
     return model.eval()
 
 

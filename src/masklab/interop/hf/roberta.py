@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from masklab.interop.hf.bert import (
+    BERT_DEFAULTS,
     HFMaskedLM,
     _common_config,
     common_config_to_hf,
@@ -44,16 +45,18 @@ ROBERTA_MLM = HFMaskedLM(
     decoder_bias="lm_head.decoder.bias",
 )
 ROBERTA_MASK_ID = 50264  # <mask> of roberta-base's vocabulary
+# transformers' RobertaConfig defaults (roberta-base's own config.json sets layer_norm_eps 1e-5 and 514 positions)
+ROBERTA_DEFAULTS = {**BERT_DEFAULTS, "vocab_size": 50265, "pad_token_id": 1}
 
 
 def roberta_config_from_hf(hf: Mapping) -> BertConfig:
     """An HF ``RobertaConfig`` dict -> :class:`BertConfig` with ``positions="roberta"``."""
     if hf.get("model_type") != "roberta":
         raise ValueError(f"expected an HF RoBERTa config (model_type 'roberta'), got {hf.get('model_type')!r}")
-    if hf.get("pad_token_id") is None:
+    values = {**ROBERTA_DEFAULTS, **hf}
+    if values["pad_token_id"] is None:
         raise ValueError("HF RoBERTa config pad_token_id=None is not supported: RoBERTa's positions start after it")
-    values = {"layer_norm_eps": 1e-5, "max_position_embeddings": 514, **hf}
-    return BertConfig(**_common_config(values, "RoBERTa"), positions="roberta")
+    return BertConfig(**_common_config(values, "RoBERTa", ROBERTA_DEFAULTS), positions="roberta")
 
 
 def roberta_config_to_hf(cfg: BertConfig, tie_embeddings: bool = True, tokenizer: Any = None) -> dict[str, Any]:
