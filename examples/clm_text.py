@@ -14,7 +14,8 @@ def main() -> None:
     args = parser.parse_args()
     result = pretrain_clm(args.out, data="builtin:shakespeare", train=TrainOptions(steps=args.steps))
     print(f"pretrained {result.step} steps, last loss {result.last_metrics['loss']:.4f}")
-    print(generate(args.out, "ROMEO:", max_tokens=80))
+    [(prompt, continuation)] = generate(args.out, ["ROMEO:"], max_tokens=80)  # a list of prompts in, pairs out
+    print(prompt + continuation)
 
 
 if __name__ == "__main__":

@@ -191,3 +191,15 @@ def test_flags_a_prepared_folder_fixes_are_refused_not_ignored(kind, tmp_path, c
     err = capsys.readouterr().err
     assert f"--data {prepared} is prepared (masklab prepare)" in err and "--tokenizer-kind, --vocab-size" in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "needs"), [("fill", "fill needs an mlm run"), ("generate", "this command needs a causal LM run")]
+)
+def test_text_commands_on_a_run_of_another_kind_name_its_kind(tmp_path, capsys, command, needs):
+    run = tmp_path / "mae-run"
+    run.mkdir()
+    (run / "config.json").write_text('{"kind": "mae", "model": {}}')
+    assert main([command, str(run), "x [MASK] y"]) == 2
+    err = capsys.readouterr().err  # fill used to say "model_type None is not one of ['bert', 'roberta']"
+    assert f"{run} is a 'mae' run; {needs}" in err and "model_type" not in err and "Traceback" not in err

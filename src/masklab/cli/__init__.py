@@ -41,7 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inpaint": ("images", "fill the white region of MASK.png in IMAGE with an MAE run"),
     "masks": ("masks", "render example masks of each generator as a PNG"),
     "perplexity": ("text", "next-token loss / perplexity of a causal LM run on text"),
-    "predict": ("predict", "apply a fine-tuned image or text classifier to new inputs (CSV of class probabilities)"),
+    "predict": ("predict", "apply a fine-tuned image, text or series classifier to new inputs (CSV of class probabilities)"),
     "prepare": ("prepare", "tokenise a text corpus once into memory-mapped shards (for pretrain mlm / clm --data)"),
     "pretrain": ("pretrain", "masked pretraining (mae, mlm, clm, table, series)"),
     "probe": ("downstream", "linear-probe and k-NN accuracy of frozen features vs raw-input and random-encoder "

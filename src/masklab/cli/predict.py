@@ -12,7 +12,8 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.description = (
         "Apply the classifier that `masklab finetune` wrote (RUN/finetune, or that folder itself) to new inputs. "
         "Images: an image file, a folder of images, .npy/.npz or builtin:NAME. Text: a .txt file (one document "
-        "per line), a .csv with a text column, or a folder of .txt files. Writes a CSV: row, source, prediction "
+        "per line), a .csv with a text column, or a folder of .txt files. Series: .npy/.npz, a long-format "
+        ".csv/.parquet or builtin:NAME (as pretrain series reads them). Writes a CSV: row, source, prediction "
         "and the probability of each class."
     )
     parser.add_argument("run", metavar="RUN", help="fine-tune output directory (or the run it was fine-tuned from)")

@@ -193,6 +193,9 @@ def load_fill_model(run: str | Path, device: str = "cpu"):
     if config.get("kind") == "mlm":
         model, tokenizer, _ = load_mlm_run(run, device)
         return model, tokenizer
+    if "kind" in config and "model_type" not in config:  # a masklab run of another kind, not an HF folder
+        raise ValueError(f"{run} is a {config['kind']!r} run; fill needs an mlm run (masklab pretrain mlm) or a "
+                         "Hugging Face BERT / RoBERTa folder")  # fmt: skip
     from masklab.interop.hf.masked_lm import load_hf_masked_lm
 
     model, tokenizer, _ = load_hf_masked_lm(run)
