@@ -203,3 +203,19 @@ def test_text_commands_on_a_run_of_another_kind_name_its_kind(tmp_path, capsys, 
     assert main([command, str(run), "x [MASK] y"]) == 2
     err = capsys.readouterr().err  # fill used to say "model_type None is not one of ['bert', 'roberta']"
     assert f"{run} is a 'mae' run; {needs}" in err and "model_type" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage", "extra"),
+    [
+        (["pretrain", "mae", "--out", "x", "--minuts", "1"], "usage: masklab pretrain mae ", "--minuts 1"),
+        (["info", "--bogus", "x"], "usage: masklab info ", "--bogus"),
+        (["--bogus"], "usage: masklab [-h]", "--bogus"),
+    ],
+)
+def test_a_mistyped_option_shows_the_usage_of_the_command_typed(argv, usage, extra, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err  # it showed masklab's top-level usage for a subcommand's typo
+    assert exit_.value.code == 2 and err.startswith(usage), err
+    assert f"error: unrecognized arguments: {extra}\n" in err

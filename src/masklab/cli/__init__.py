@@ -41,7 +41,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inpaint": ("images", "fill the white region of MASK.png in IMAGE with an MAE run"),
     "masks": ("masks", "render example masks of each generator as a PNG"),
     "perplexity": ("text", "next-token loss / perplexity of a causal LM run on text"),
-    "predict": ("predict", "apply a fine-tuned image, text or series classifier to new inputs (CSV of class probabilities)"),
+    "predict": ("predict", "apply a fine-tuned image, text or series classifier to new inputs (CSV of class "
+                "probabilities)"),
     "prepare": ("prepare", "tokenise a text corpus once into memory-mapped shards (for pretrain mlm / clm --data)"),
     "pretrain": ("pretrain", "masked pretraining (mae, mlm, clm, table, series)"),
     "probe": ("downstream", "linear-probe and k-NN accuracy of frozen features vs raw-input and random-encoder "
@@ -77,6 +78,17 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
             rest = list(argv)[list(argv).index(name) + 1 :]
             importlib.import_module(f"masklab.cli.{module}").register(sub, name, rest)
             _state_defaults(sub)
+    return parser
+
+
+def _chosen_parser(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The (sub)parser ``argv`` chose: ``pretrain mae ...`` -> the parser of ``masklab pretrain mae``."""
+    for token in argv:
+        subs = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if subs is None:
+            break
+        if token in subs.choices:
+            parser = subs.choices[token]
     return parser
 
 
@@ -116,7 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: list[str], started: float) -> int:
     try:
         parser = build_parser(argv)
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        if extras:  # as parse_args says it, but with the usage of the command that was typed, not masklab's
+            _chosen_parser(parser, argv).error(f"unrecognized arguments: {' '.join(extras)}")
         if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports (errors still reach stderr)
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
         if getattr(args, "func", None) is None:
