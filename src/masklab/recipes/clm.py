@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from masklab.core.device import resolve_device
-from masklab.recipes.common import TrainOptions, train_config, train_run
+from masklab.recipes.common import TrainOptions, locked_run, train_config, train_run
+from masklab.recipes.rank_tokenizer import drop_handoff, is_rank0, rank_shared_tokenizer
 from masklab.tokenizers.text import TokenizerKind
 from masklab.train import FitResult
 from masklab.train.run import Run
@@ -111,6 +113,23 @@ def pretrain_clm(
     Training defaults are nanoGPT's shakespeare_char recipe on CPU: 2000 steps of 12, lr 1e-3 -> 1e-4
     cosine, 100 warmup steps, betas (0.9, 0.99), weight decay 0.1.
     """
+    run = Run(out)
+    train = train or TrainOptions()
+    arguments: dict[str, Any] = {
+        "data": data, "preset": preset, "context": context, "dim": dim, "depth": depth, "heads": heads,
+        "dropout": dropout, "tokenizer": tokenizer, "init_from": init_from, "tokenizer_kind": tokenizer_kind,
+        "vocab_size": vocab_size, "val_fraction": val_fraction, "eval_batches": eval_batches,
+        "text_field": text_field, "train": train.to_dict(),
+    }  # fmt: skip
+    with locked_run(run):  # before any data is read: a second writer is refused at once
+        return _pretrain_clm(run, arguments, train, resume, **{k: v for k, v in arguments.items() if k != "train"})
+
+
+def _pretrain_clm(run: Run, arguments: dict[str, Any], train: TrainOptions, resume: bool, *, data: str, preset: str,
+                  context: int | None, dim: int | None, depth: int | None, heads: int | None, dropout: float | None,
+                  tokenizer: str | None, init_from: str | None, tokenizer_kind: TokenizerKind, vocab_size: int,
+                  val_fraction: float, eval_batches: int | None, text_field: str) -> FitResult:  # fmt: skip
+    """:func:`pretrain_clm` holding the run's lock."""
     from masklab.core.contract import preset_config, saved_config
     from masklab.data.lm import LMWindows, split_by_position
     from masklab.data.text import TextCorpus, load_text_corpus
@@ -118,14 +137,6 @@ def pretrain_clm(
     from masklab.models.clm.model import PRESETS
     from masklab.tokenizers.text import TextTokenizer
 
-    run = Run(out)
-    train = train or TrainOptions()
-    arguments = {
-        "data": data, "preset": preset, "context": context, "dim": dim, "depth": depth, "heads": heads,
-        "dropout": dropout, "tokenizer": tokenizer, "init_from": init_from, "tokenizer_kind": tokenizer_kind,
-        "vocab_size": vocab_size, "val_fraction": val_fraction, "eval_batches": eval_batches,
-        "text_field": text_field, "train": train.to_dict(),
-    }  # fmt: skip
     if not resume:
         run.check_fresh()
     source: Path | TextCorpus  # the prepared folder (shards), or a built-in corpus in memory
@@ -157,7 +168,9 @@ def pretrain_clm(
         elif tokenizer:
             tok = TextTokenizer.load(tokenizer)
         else:  # character LMs keep case: capitals carry speaker names and sentence starts in Shakespeare
-            tok = TextTokenizer.train(source.texts, tokenizer_kind, vocab_size=vocab_size, lowercase=False)
+            key = {"recipe": "pretrain_clm", "data": data, "tokenizer_kind": tokenizer_kind, "vocab_size": vocab_size}
+            trained = partial(TextTokenizer.train, source.texts, tokenizer_kind, vocab_size=vocab_size, lowercase=False)
+            tok = rank_shared_tokenizer(run.path, key, trained)  # under torchrun: rank 0's, loaded on every rank
         if preset not in PRESETS:
             raise ValueError(f"--preset {preset!r} is unknown; known: {', '.join(PRESETS)}")
         sizes = {"context": context, "dim": dim, "depth": depth, "heads": heads, "dropout": dropout}
@@ -197,23 +210,26 @@ def pretrain_clm(
     info = {"data": data, "val_fraction": val_fraction, "tokenizer_sha256": tok.fingerprint, "context": context,
             "init_from": init_from, "tokens": n_tokens, "train_tokens": len(train_tokens),
             "val_tokens": len(val_tokens)}  # fmt: skip
-    with run.lock():  # eval.json too is written under the run's lock
+    try:
         result = train_run(run, model, windows, cfg, model_config=saved_config(model), recipe="pretrain_clm",
                            arguments=arguments, sidecars={LM_INFO: info}, resume=resume,
                            ignore=(f"{LM_INFO}.tokenizer_sha256",), before_fit=lambda: tok.save(run.path))  # fmt: skip
-
-        scores: dict[str, Any] = {"step": result.step, "train_seconds": result.last_metrics.get("elapsed_s")}
-        if len(val_tokens) > context:
-            # Under --minutes the validation ends with the budget (the tokens it covered are reported).
-            deadline = None if options.minutes is None else options.started + 60 * options.minutes - 1.0
-            val = evaluate_nll(model.eval(), LMWindows(val_tokens, context, stride=context), max_batches=eval_batches,
-                               deadline=deadline)  # fmt: skip
-            scores["val"] = val
-            print(f"masklab: validation loss {val['loss']:.4f} nats/token (perplexity {val['perplexity']:.2f}) on "
-                  f"{val['tokens']:,} held-out tokens after {result.step} steps")  # fmt: skip
-        else:
-            print(f"masklab: no validation loss: the held-out end has {len(val_tokens)} tokens (< one window)")
-        run.write_sidecar("eval.json", scores)
+    finally:
+        drop_handoff(run.path)  # each rank has read it: fit joined them all (or rank 0 failed: torchrun stops all)
+    if not is_rank0():  # under torchrun rank 0 alone validates and writes the run's files
+        return result
+    scores: dict[str, Any] = {"step": result.step, "train_seconds": result.last_metrics.get("elapsed_s")}
+    if len(val_tokens) > context:
+        # Under --minutes the validation ends with the budget (the tokens it covered are reported).
+        deadline = None if options.minutes is None else options.started + 60 * options.minutes - 1.0
+        val = evaluate_nll(model.eval(), LMWindows(val_tokens, context, stride=context), max_batches=eval_batches,
+                           deadline=deadline)  # fmt: skip
+        scores["val"] = val
+        print(f"masklab: validation loss {val['loss']:.4f} nats/token (perplexity {val['perplexity']:.2f}) on "
+              f"{val['tokens']:,} held-out tokens after {result.step} steps")  # fmt: skip
+    else:
+        print(f"masklab: no validation loss: the held-out end has {len(val_tokens)} tokens (< one window)")
+    run.write_sidecar("eval.json", scores)
     print(f"masklab: run written to {run.path}")
     return result
 

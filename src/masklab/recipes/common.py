@@ -11,7 +11,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,6 +217,25 @@ def train_config(
     return cfg
 
 
+@contextlib.contextmanager
+def locked_run(run: Run) -> Iterator[Run]:
+    """Hold ``run``'s lock for a whole recipe, from before its data is read (a second writer is refused at once,
+    naming the holder). The lock makes the run directory; if the recipe then fails, the folders it made are
+    removed again when they are still empty (a refused start leaves nothing behind)."""
+    mine = os.environ.get("RANK", "0") == "0"  # under torchrun rank 0 alone makes (and locks) the run directory
+    made = [folder for folder in (run.path, *run.path.parents) if mine and not folder.exists()]
+    try:
+        with run.lock():
+            yield run
+    except BaseException:
+        for folder in made:  # deepest first; stops at the first one holding something
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
 def fit_run(run: Run, model: nn.Module, data: TrainData, cfg: TrainConfig, *, model_config: dict,
             resume: bool = False, quiet: bool = False, resumable: bool = True) -> FitResult:  # fmt: skip
     """:func:`masklab.train.fit` into ``run``, then ``RUN/loss.png`` (rank 0 only; a missing matplotlib is a
@@ -249,17 +268,17 @@ def train_run(
     """Train ``model`` into ``run`` holding its lock: a fresh run refuses a directory that holds one; a resume
     must match the recorded config and sidecars (each differing key named, ``config.json`` left untouched;
     a longer ``steps`` is allowed). Then the arguments and sidecars are recorded, ``before_fit`` runs (e.g. to
-    save a tokenizer) and :func:`fit_run` trains."""
+    save a tokenizer; these three on rank 0 only under torchrun) and :func:`fit_run` trains."""
     with run.lock():
         if resume:
             config = {"kind": model_config["kind"], "model": model_config, "train": cfg.to_dict()}
             run.check_resume(config, sidecars, allow=RESUME_OVERRIDES, ignore=ignore)
         else:
             run.check_fresh()
-        if os.environ.get("RANK", "0") == "0":
+        if os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 alone writes the run's files
             run.record_arguments(recipe, arguments)
             for name, values in sidecars.items():
                 run.write_sidecar(name, values)
-        if before_fit is not None:
-            before_fit()
+            if before_fit is not None:
+                before_fit()
         return fit_run(run, model, data, cfg, model_config=model_config, resume=resume)

@@ -9,13 +9,15 @@ tokenizer fingerprint) and ``eval.json`` (held-out masked-token accuracy). ``mas
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from masklab.recipes.common import TrainOptions, train_config, train_run
+from masklab.recipes.common import TrainOptions, locked_run, train_config, train_run
+from masklab.recipes.rank_tokenizer import drop_handoff, is_rank0, rank_shared_tokenizer
 from masklab.tokenizers.text import TokenizerKind
 from masklab.train import FitResult
 from masklab.train.run import Run
@@ -92,7 +94,8 @@ def heldout_accuracy(model, blocks, *, batch_size: int = 64, seed: int = 1234, d
 
 
 # -------------------------------------------------------------------------------------------- pretrain
-def _tokenizer(run: Run, resume: bool, init_from, tokenizer, corpus, tokenizer_kind: TokenizerKind, vocab_size: int):
+def _tokenizer(run: Run, resume: bool, init_from, tokenizer, corpus, tokenizer_kind: TokenizerKind, vocab_size: int,
+               key: dict[str, Any]):  # fmt: skip
     from masklab.tokenizers.text import TextTokenizer
 
     if resume and (run.path / "tokenizer.json").is_file():
@@ -101,7 +104,9 @@ def _tokenizer(run: Run, resume: bool, init_from, tokenizer, corpus, tokenizer_k
         return TextTokenizer.load(init_from)
     if tokenizer:
         return TextTokenizer.load(tokenizer)
-    return TextTokenizer.train(corpus.texts, tokenizer_kind, vocab_size=vocab_size)
+    # Under torchrun rank 0 trains it and the other ranks load it (trainers differ from process to process).
+    return rank_shared_tokenizer(run.path, key, partial(TextTokenizer.train, corpus.texts, tokenizer_kind,
+                                                        vocab_size=vocab_size))  # fmt: skip
 
 
 def pretrain_mlm(
@@ -131,18 +136,11 @@ def pretrain_mlm(
     from a Hugging Face BERT folder; ``export_hf`` also writes an HF ``BertForMaskedLM`` folder. Training
     defaults: 600 steps of 32, lr 1e-3, 40 warmup steps, betas (0.9, 0.98), weight decay 0.01.
     """
-    from masklab.core.contract import preset_config, saved_config
-    from masklab.core.device import resolve_device
-    from masklab.data.shards import PreparedCorpus, ShardBlocksData, prepared_for_run
-    from masklab.data.text import TextBlocksData, TokenBlocks, holdout_split, load_text_corpus, pack_sequences
-    from masklab.interop.hf.masked_lm import load_hf_mlm
     from masklab.models.mlm import PRESETS as BERT_PRESETS
-    from masklab.models.mlm import BertConfig, BertForMLM, MLMConfig
-    from masklab.tokenizers.text import TextTokenizer
 
     run = Run(out)
     train = train or TrainOptions()
-    arguments = {
+    arguments: dict[str, Any] = {
         "data": data, "preset": preset, "norm": norm, "seq_len": seq_len, "tokenizer": tokenizer,
         "tokenizer_kind": tokenizer_kind, "vocab_size": vocab_size, "init_from": init_from, "mask": mask,
         "mask_ratio": mask_ratio, "doc_per": doc_per, "text_field": text_field, "holdout": holdout,
@@ -156,6 +154,24 @@ def pretrain_mlm(
         from masklab.recipes.export import check_mlm_export
 
         check_mlm_export(export_hf, out=run.path, norm=norm, init_from=init_from)
+    with locked_run(run):  # before any data is read: a second writer is refused at once
+        return _pretrain_mlm(run, arguments, train, resume, **{k: v for k, v in arguments.items() if k != "train"})
+
+
+def _pretrain_mlm(run: Run, arguments: dict[str, Any], train: TrainOptions, resume: bool, *, data: str, preset: str,
+                  norm: str, seq_len: int, tokenizer: str | None, tokenizer_kind: TokenizerKind, vocab_size: int,
+                  init_from: str | None, mask: str, mask_ratio: float, doc_per: str, text_field: str, holdout: float,
+                  export_hf: str | None) -> FitResult:  # fmt: skip
+    """:func:`pretrain_mlm` once its arguments are checked, holding the run's lock."""
+    from masklab.core.contract import preset_config, saved_config
+    from masklab.core.device import resolve_device
+    from masklab.data.shards import PreparedCorpus, ShardBlocksData, prepared_for_run
+    from masklab.data.text import TextBlocksData, TokenBlocks, holdout_split, load_text_corpus, pack_sequences
+    from masklab.interop.hf.masked_lm import load_hf_mlm
+    from masklab.models.mlm import PRESETS as BERT_PRESETS
+    from masklab.models.mlm import BertConfig, BertForMLM, MLMConfig
+    from masklab.tokenizers.text import TextTokenizer
+
     if not resume:
         run.check_fresh()
     options = train.with_defaults(batch_size=32, lr=1e-3, weight_decay=0.01, log_every=20, ckpt_every=200, seed=0,
@@ -176,7 +192,8 @@ def pretrain_mlm(
         if len(corpus.skipped) > 5:
             print(f"masklab: skipped {len(corpus.skipped) - 5} more")
         train_idx, held_idx = holdout_split(len(corpus), holdout, seed)
-        tok = _tokenizer(run, resume, init_from, tokenizer, corpus.subset(train_idx), tokenizer_kind, vocab_size)
+        key = {"recipe": "pretrain_mlm", **info, "tokenizer_kind": tokenizer_kind, "vocab_size": vocab_size}
+        tok = _tokenizer(run, resume, init_from, tokenizer, corpus.subset(train_idx), tokenizer_kind, vocab_size, key)
     else:
         tok = TextTokenizer.load(shards / "tokenizer.json")
     mlm_kwargs = dict(special_ids=tok.special_ids, masking=mask, mask_ratio=mask_ratio)
@@ -208,21 +225,24 @@ def pretrain_mlm(
     # 40 warmup steps; short runs (tests, small budgets) warm up for a tenth and still get a decay phase.
     cfg = train_config(options, model, blocks, default_steps=600, betas=(0.9, 0.98),
                        warmup=lambda steps: 40 if steps // 2 >= 40 else steps // 10)  # fmt: skip
-    with run.lock():  # eval.json too is written under the run's lock
+    try:
         result = train_run(run, model, blocks, cfg, model_config=saved_config(model), recipe="pretrain_mlm",
                            arguments=arguments, sidecars={TEXT_INFO: {**info, "tokenizer_sha256": tok.fingerprint}},
                            resume=resume, ignore=(f"{TEXT_INFO}.tokenizer_sha256",),
                            before_fit=lambda: tok.save(run.path))  # fmt: skip
-
-        if shards is None and held_idx:
-            held = pack_sequences(tok.encode_batch(corpus.subset(held_idx).texts, add_special_tokens=False), seq_len,
-                                  **pack)  # fmt: skip
-        if held_out:
-            device = str(resolve_device(options.device or "auto"))
-            scores = heldout_accuracy(model.to(device), held, device=device)
-            run.write_sidecar("eval.json", {"step": result.step, "heldout": scores, "heldout_documents": held_out})
-            print(f"masklab: held-out masked-token top-1 {scores['mlm_top1']:.4f}, loss {scores['mlm_loss']:.4f} "
-                  f"({scores['masked_tokens']} masked tokens, step {result.step})")  # fmt: skip
+    finally:
+        drop_handoff(run.path)  # each rank has read it: fit joined them all (or rank 0 failed: torchrun stops all)
+    if not is_rank0():  # under torchrun rank 0 alone scores the held-out rows and writes the run's files
+        return result
+    if shards is None and held_idx:
+        held = pack_sequences(tok.encode_batch(corpus.subset(held_idx).texts, add_special_tokens=False), seq_len,
+                              **pack)  # fmt: skip
+    if held_out:
+        device = str(resolve_device(options.device or "auto"))
+        scores = heldout_accuracy(model.to(device), held, device=device)
+        run.write_sidecar("eval.json", {"step": result.step, "heldout": scores, "heldout_documents": held_out})
+        print(f"masklab: held-out masked-token top-1 {scores['mlm_top1']:.4f}, loss {scores['mlm_loss']:.4f} "
+              f"({scores['masked_tokens']} masked tokens, step {result.step})")  # fmt: skip
     if export_hf:  # the code behind `masklab export-hf RUN DIR`
         from masklab.recipes.export import export_hf as export_run
 
