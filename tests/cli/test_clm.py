@@ -40,6 +40,16 @@ def test_generate(run_dir, capsys):
     assert len(first.rstrip("\n")) > len("ROMEO:\n")
 
 
+def test_one_string_is_one_prompt_in_python(run_dir):
+    from masklab.recipes import generate
+
+    # iterating a string gave six prompts, 'R', 'O', 'M', ... (examples/clm_text.py did exactly that)
+    assert generate(run_dir, "ROMEO:", max_tokens=5, temperature=0, device="cpu") == generate(
+        run_dir, ["ROMEO:"], max_tokens=5, temperature=0, device="cpu"
+    )
+    assert [p for p, _ in generate(run_dir, "ROMEO:", max_tokens=5, temperature=0, device="cpu")] == ["ROMEO:"]
+
+
 def test_generate_stop_string_and_seed(run_dir, capsys):
     base = ["generate", str(run_dir), "ROMEO:", "--max-tokens", "60", "--device", "cpu", "--seed", "3"]
     assert main(base) == 0

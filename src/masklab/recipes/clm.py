@@ -237,7 +237,7 @@ def _pretrain_clm(run: Run, arguments: dict[str, Any], train: TrainOptions, resu
 # ------------------------------------------------------------------------------------------- inference
 def generate(
     run: str | Path,
-    prompts: Sequence[str],
+    prompts: str | Sequence[str],
     *,
     max_tokens: int = 200,
     temperature: float = 0.8,
@@ -249,8 +249,11 @@ def generate(
     device: str = "auto",
 ) -> list[tuple[str, str]]:
     """``(prompt, continuation)`` for each prompt (``num_samples`` each), batched with left padding and a KV
-    cache. Seeded: the same ``seed`` gives the same text; ``temperature=0`` is greedy."""
+    cache; one string is one prompt. Seeded: the same ``seed`` gives the same text; ``temperature=0`` is greedy."""
     from masklab.models.clm.generation import generate_text
+
+    if isinstance(prompts, str):  # iterating it would make a prompt of each character
+        prompts = [prompts]
 
     if max_tokens < 0:
         raise ValueError(f"--max-tokens must be >= 0, got {max_tokens}")
