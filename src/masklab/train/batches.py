@@ -12,6 +12,7 @@ result is independent of the number of workers, and of ranks: rank ``r`` builds 
 from __future__ import annotations
 
 import hashlib
+import signal
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -130,6 +131,13 @@ class _Tasks(torch.utils.data.Sampler):
         return (self.cfg.steps - self.start_step) * self.cfg.grad_accum
 
 
+def _ignore_ctrl_c(worker_id: int) -> None:
+    """A worker's ``worker_init_fn``: Ctrl-C (SIGINT to the whole process group) is the main process's to handle;
+    it finishes the step and shuts the workers down (:meth:`BatchSource.close`). A worker that took it died
+    wherever it was, e.g. while passing a batch's file descriptor, and printed a traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class BatchSource:
     """Builds micro-batches for ``fit``; ``workers > 0`` prefetches them in DataLoader worker processes.
 
@@ -154,6 +162,7 @@ class BatchSource:
             num_workers=self.workers,
             prefetch_factor=2,
             pin_memory=self.pin_memory,
+            worker_init_fn=_ignore_ctrl_c,
             # DataLoader draws its worker base seed from this, not from torch's global RNG (dropout's stream).
             generator=torch.Generator().manual_seed(0),
         )

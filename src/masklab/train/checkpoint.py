@@ -78,6 +78,53 @@ def load_run(run_dir: str | Path, *, verify: bool = True) -> RunFiles:
     return RunFiles(config=config, model_state=model_state, metadata=metadata)
 
 
+# ---------------------------------------------------------------------------------------------- resuming
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of checkpoint ``path`` from its header alone (no tensors read, no hash checked); ``{}`` when
+    it cannot be read (loading the checkpoint then says why)."""
+    try:
+        with open(path, "rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        metadata = header.get("__metadata__") or {}
+    except (OSError, ValueError, AttributeError, MemoryError, OverflowError):
+        return {}
+    return {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {}
+
+
+def check_micro_batches(path: str | Path, metadata: Mapping[str, str], world: int, grad_accum: int) -> None:
+    """``ValueError`` when resuming the checkpoint at ``path`` on ``world`` processes with ``grad_accum`` would
+    cut each step's batch into another number of micro-batches than it was trained with: every micro-batch's
+    masks and dropout are seeded by its index (``train.loop``), so only ``world x grad_accum`` may not change
+    (2 processes x 1 continue 1 process x 2 exactly). A checkpoint that does not record it is not checked."""
+    try:
+        old_world, old_accum = int(metadata["world_size"]), int(metadata["grad_accum"])
+    except (KeyError, ValueError):
+        return
+    if old_world * old_accum != world * grad_accum:
+        raise ValueError(
+            f"cannot resume {path} with --grad-accum {grad_accum} on {world} process(es): that makes "
+            f"{world * grad_accum} micro-batches per step, but the run was trained with {old_world * old_accum} "
+            f"({old_world} process(es) x grad_accum {old_accum}); each micro-batch's masks and dropout are drawn "
+            f"from its index, so keep processes x --grad-accum = {old_world * old_accum}"
+        )
+
+
+def check_resume(path: str | Path, kind: str, model_config: dict, world: int, grad_accum: int) -> dict[str, str]:
+    """Refuse to resume the run directory ``path`` with another model or another number of micro-batches per
+    step (:func:`check_micro_batches`); returns its checkpoint's metadata."""
+    path = Path(path)
+    if (path / CONFIG_NAME).is_file():
+        saved = read_run_config(path)
+        if saved["kind"] != kind or saved["model"] != json.loads(json.dumps(model_config)):
+            raise ValueError(
+                f"cannot resume {path}: its {CONFIG_NAME} describes a different model "
+                f"(saved kind={saved['kind']!r} model={saved['model']}, given kind={kind!r} model={model_config})"
+            )
+    metadata = read_metadata(path / CHECKPOINT_NAME)
+    check_micro_batches(path, metadata, world, grad_accum)
+    return metadata
+
+
 # ---------------------------------------------------------------------------------------- training state
 def save_training_state(
     path: str | Path,
@@ -91,7 +138,8 @@ def save_training_state(
 ) -> Path:
     """Write everything a bit-identical resume needs: ``model.*`` weights, ``optim.*`` AdamW state,
     ``rng.*`` states (torch CPU, the loop generator, CUDA when training there) and ``extra_metadata``
-    (the loop's sampler position, log window, ...)."""
+    (the loop's sampler position, log window, world size and grad_accum, and on CPU the kernels it trained
+    with, ``cpu_kernels``: :func:`masklab.train.cpu_probe.cpu_kernels`)."""
     from masklab import __version__
     from masklab.train.optim import optimizer_state_tensors
 

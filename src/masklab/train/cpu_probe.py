@@ -7,12 +7,19 @@ amortise the casts, and costs elsewhere (measured: 1.44x faster on an mae-vit-t 
 the same Xeon). So ``auto`` on CPU times one training step of the model's first batch in fp32 and in bf16,
 interleaved, and takes bf16 only if it is faster by more than ``MARGIN``; the verdict is cached per CPU model,
 torch version, threads and workload (:mod:`masklab.core.probe`). Each choice comes with a sentence saying why.
+
+A resumed run does not choose again: the choices differ in the last bits (another GEMM library or attention kernel
+sums in another order), and a probe can decide otherwise on another machine, another thread count or with a
+cleared cache. ``fit`` records them in every checkpoint (:func:`cpu_kernels`) and a resume on CPU reapplies them
+(:func:`reapply_cpu_kernels`), so it continues bit-identically. ``MASKLAB_CPU_LINEAR`` / ``MASKLAB_CPU_ATTENTION``
+set to another choice still win, with a warning that the resume will not be bit-identical.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -21,13 +28,17 @@ from torch import nn
 
 from masklab.core.contract import Trainable
 from masklab.core.probe import choose_by_timing, cpu_model_name
-from masklab.nn.attention import use_cpu_attention
-from masklab.nn.cpu_attention_probe import choose_cpu_attention
-from masklab.nn.cpu_linear import use_cpu_linear
+from masklab.nn.attention import MaskedSelfAttention, use_cpu_attention
+from masklab.nn.cpu_attention_probe import ENV_VAR as ATTENTION_ENV_VAR
+from masklab.nn.cpu_attention_probe import choose_cpu_attention, cpu_attention_setting
+from masklab.nn.cpu_linear import ENV_VAR as LINEAR_ENV_VAR
+from masklab.nn.cpu_linear import cpu_linear_setting, get_cpu_linear_backend, use_cpu_linear
 from masklab.nn.cpu_linear_probe import choose_cpu_linear, linear_shapes
 
 PROBE_KIND = "cpu_precision"
 MARGIN = 0.05
+KERNELS_KEY = "cpu_kernels"  # the checkpoint metadata key of :func:`cpu_kernels`
+_PRECISIONS = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
@@ -140,6 +151,53 @@ def _probe(
         use_cpu_attention(model, attention.kernel)
         notes.append(f"attention {attention.kernel}: {attention.reason}")
     return None, notes
+
+
+def cpu_kernels(model: nn.Module, amp_dtype: torch.dtype | None) -> str:
+    """What ``model`` trains with on CPU now, as JSON: ``{"precision", "gemm", "attention"}`` (attention None for a
+    model without :class:`~masklab.nn.attention.MaskedSelfAttention`); recorded in checkpoints."""
+    attention = next((m.cpu_kernel for m in model.modules() if isinstance(m, MaskedSelfAttention)), None)
+    return json.dumps({"precision": _PRECISIONS[amp_dtype], "gemm": get_cpu_linear_backend(), "attention": attention})
+
+
+def reapply_cpu_kernels(
+    model: nn.Module, recorded: str, precision: str
+) -> tuple[torch.dtype | None, list[str], list[str]]:
+    """Apply to ``model`` the CPU choices a checkpoint recorded (``recorded``: :func:`cpu_kernels`), instead of
+    probing again; returns the autocast dtype, one note per choice and warnings (a forced env var naming another
+    choice wins; a choice this machine cannot make falls back): the resume is then not bit-identical."""
+    try:
+        saved = json.loads(recorded)
+        amp_dtype = {v: k for k, v in _PRECISIONS.items()}[saved["precision"]] if precision == "auto" else None
+        gemm, attention = str(saved["gemm"]), saved["attention"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"the checkpoint's {KERNELS_KEY} metadata is not valid ({recorded!r})") from err
+    if precision != "auto":
+        amp_dtype = resolve_precision(precision, torch.device("cpu"))
+    notes = [f"precision {_PRECISIONS[amp_dtype]}: as the checkpoint recorded" if precision == "auto"
+             else f"precision {precision} (explicit)"]  # fmt: skip
+    warnings: list[str] = []
+    different = "the resumed run will not be bit-identical to an uninterrupted one"
+    how = "as the checkpoint recorded"
+    if (forced_gemm := cpu_linear_setting()) not in ("auto", gemm):
+        warnings.append(f"{LINEAR_ENV_VAR}={forced_gemm} replaces the GEMM {gemm} this run trained with: {different}")
+        gemm, how = forced_gemm, f"{LINEAR_ENV_VAR}={forced_gemm} (forced)"
+    try:
+        use_cpu_linear(model, gemm)  # type: ignore[arg-type]  # a str from JSON: use_cpu_linear checks it
+    except ValueError as err:  # oneDNN recorded, a PyTorch without it here
+        warnings.append(f"GEMM torch, not {gemm} as this run trained with ({err}): {different}")
+        use_cpu_linear(model, "torch")
+        gemm, how = "torch", "the only one here"
+    notes.append(f"GEMM {gemm}: {how}")
+    if attention is not None and any(isinstance(m, MaskedSelfAttention) for m in model.modules()):
+        kernel, how = str(attention), "as the checkpoint recorded"
+        if (forced_kernel := cpu_attention_setting()) not in ("auto", kernel):
+            warnings.append(f"{ATTENTION_ENV_VAR}={forced_kernel} replaces the attention {kernel} this run trained "
+                            f"with: {different}")  # fmt: skip
+            kernel, how = forced_kernel, f"{ATTENTION_ENV_VAR}={forced_kernel} (forced)"
+        use_cpu_attention(model, kernel)  # type: ignore[arg-type]  # checked there
+        notes.append(f"attention {kernel}: {how}")
+    return amp_dtype, notes, warnings
 
 
 def _tensors(batch: Any) -> list[torch.Tensor]:

@@ -27,6 +27,8 @@ not record how it was written, so an FSDP checkpoint resumes in one process or u
 (tests/train: 2-rank FSDP -> 2-rank FSDP -> 1 process, on CPU). Works with gloo on CPU (tested) and is meant
 for NCCL on GPU (not tested here); not with fp16 (``GradScaler`` would look for infs in each rank's shard
 only, so the ranks could disagree on skipping a step); outside torchrun (one process) ``fsdp`` changes nothing.
+After training, :func:`unshard` makes the model whole again on every rank, so what follows ``fit`` (evaluation,
+export) sees a plain module.
 """
 
 from __future__ import annotations
@@ -258,6 +260,51 @@ def full_state(wrapped: nn.Module, model: nn.Module, optimizer: torch.optim.Opti
     optim_state = {"state": {index[name]: entries for name, entries in state.items()},
                    "param_groups": groups}  # fmt: skip
     return _StateView(model_state), _StateView(optim_state)
+
+
+# Where FSDP2 hooks a module: forward (gathering / freeing the weights) and state dicts (re-sharding them).
+_HOOK_DICTS = ("_forward_pre_hooks", "_forward_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
+               "_load_state_dict_post_hooks")  # fmt: skip
+
+
+def _fsdp_hook(hook: Any) -> bool:
+    hook = getattr(hook, "hook", hook)  # nn.Module wraps some hooks in a _WrappedHook
+    return str(getattr(getattr(hook, "func", hook), "__module__", "")).startswith("torch.distributed.fsdp")
+
+
+def unshard(wrapped: nn.Module) -> None:
+    """Undo FSDP in place after training (a collective: every rank calls it, in the same state): each sharded
+    parameter becomes a plain ``nn.Parameter`` holding the full tensor (tied weights stay tied), and FSDP's
+    classes, hooks and state leave the modules. The model ``fit`` hands back is then a normal module on every
+    rank, as after DDP: it evaluates, exports and saves without a process group. Unsharded: nothing to do."""
+    root = _fsdp_root(wrapped)
+    if root is None:
+        return
+    from torch.distributed._composable import contract
+    from torch.distributed.fsdp import FSDPModule
+    from torch.distributed.tensor import DTensor
+
+    for module in root.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()  # the sharded parameters back on the modules (a no-op after a whole step)
+    full: dict[int, nn.Parameter] = {}
+    with torch.no_grad():
+        for module in root.modules():  # one order on every rank: full_tensor() is an all-gather
+            for name, param in list(module._parameters.items()):
+                if isinstance(param, DTensor):
+                    if id(param) not in full:
+                        full[id(param)] = nn.Parameter(param.full_tensor(), requires_grad=param.requires_grad)
+                    module._parameters[name] = full[id(param)]
+    for module in root.modules():
+        if isinstance(module, FSDPModule):  # fully_shard made its class FSDP<Class>(FSDPModule, Class)
+            module.__class__ = next(base for base in type(module).__bases__ if base is not FSDPModule)
+        for attr in _HOOK_DICTS:
+            hooks = getattr(module, attr, {})
+            for key in [key for key, hook in hooks.items() if _fsdp_hook(hook)]:
+                del hooks[key]
+        for key in ("_is_fsdp_managed_module", "_fsdp_use_orig_params", getattr(contract, "STATE_KEY", ""),
+                    getattr(contract, "REGISTRY_KEY", "")):  # fmt: skip
+            module.__dict__.pop(key, None)
 
 
 def _local_shard(full: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

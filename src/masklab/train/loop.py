@@ -14,7 +14,9 @@ Randomness (a resumed run replays the uninterrupted one exactly on CPU, on any n
 Both generators are re-seeded from ``(seed, step, micro-batch index)`` before every micro-batch, which is
 what makes a run independent of how its micro-batches are spread over ranks (see
 :mod:`masklab.train.distributed`) and of ``cfg.workers`` (batches built in DataLoader worker processes, see
-:mod:`masklab.train.batches`).
+:mod:`masklab.train.batches`), but not of their number: a resume keeps ranks x grad_accum. On CPU a resume also
+keeps the kernels the run trained with (precision, GEMM library, attention kernel; recorded in the checkpoint,
+see :mod:`masklab.train.cpu_probe`) instead of probing again.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,11 +44,11 @@ from masklab.core.io import atomic_write_json, remove_stale_temp_files
 from masklab.nn.attention import use_cpu_attention
 from masklab.nn.cpu_linear import use_cpu_linear
 from masklab.train import checkpoint as ckpt
-from masklab.train import distributed
+from masklab.train import cpu_probe, distributed
 from masklab.train.batches import BatchSource, EpochSampler, micro_seed, seed_global_rng
 from masklab.train.batches import derived_seed as _derived_seed
 from masklab.train.config import TrainConfig
-from masklab.train.cpu_probe import choose_cpu_speedups, resolve_precision
+from masklab.train.cpu_probe import resolve_precision
 from masklab.train.interrupt import NO_RESUME, GracefulStop, held_step, saved_note
 from masklab.train.optim import build_optimizer, lr_at
 from masklab.train.progress import MetricsLog, MetricWindow, Reporter, read_metrics
@@ -96,18 +99,6 @@ def _schedule_step(step: int, elapsed: float, cfg: TrainConfig) -> int:
     if cfg.deadline is not None:  # the time this run has: what it used plus what is left before the deadline
         total = min(total, elapsed + max(cfg.deadline - time.monotonic(), 0.0))
     return min(cfg.steps, max(step, math.ceil(cfg.steps * elapsed / max(total, 1e-9))))
-
-
-def _check_resume_config(out: Path, kind: str, model_config: dict) -> None:
-    config_path = out / ckpt.CONFIG_NAME
-    if not config_path.is_file():
-        return
-    saved = ckpt.read_run_config(out)
-    if saved["kind"] != kind or saved["model"] != json.loads(json.dumps(model_config)):
-        raise ValueError(
-            f"cannot resume {out}: its {ckpt.CONFIG_NAME} describes a different model "
-            f"(saved kind={saved['kind']!r} model={saved['model']}, given kind={kind!r} model={model_config})"
-        )
 
 
 def _optimizer_step(wrapped, source, sampler, generator, optimizer, cfg, step, dist_info, autocast, scaler):
@@ -185,7 +176,8 @@ def fit(
     ``resume=True`` continues from it (same model config required) and ends bit-identical to an
     uninterrupted run on CPU. ``progress``: tqdm bar (default: when stderr is a TTY) or plain log lines.
     ``on_step(step, values)`` is called after every optimizer step with that step's loss, lr, grad_norm
-    and model metrics as floats (costs a host sync per step on GPU). The model is left in train mode.
+    and model metrics as floats (costs a host sync per step on GPU). The model is left in train mode, a plain
+    module on every rank (FSDP's shards gathered back, plain linears and SDPA).
     ``resumable=False``: the caller (a command without ``--resume``) cannot continue a run, so messages about
     an existing or interrupted run say to start again instead.
     """
@@ -237,19 +229,27 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
     if not resume and ckpt_path.exists():
         again = "resume it or pick another out_dir" if resumable else "pick another --out, or delete it to start again"
         raise ValueError(f"{out} already holds a run ({ckpt.CHECKPOINT_NAME}); {again}")
-    if resume:
-        _check_resume_config(out, kind, model_config)
+    # The model, and the micro-batches per step (every micro-batch's draws are seeded by its index), must not change.
+    meta = ckpt.check_resume(out, kind, model_config, dist_info.world, cfg.grad_accum) if resume else {}
     if main:
         remove_stale_temp_files(out, ckpt.RUN_FILES)
 
     amp_dtype = resolve_precision(cfg.precision, device)
     model.to(device)
     model.train()
+    kernels: dict[str, str] = {}
     if device.type == "cpu":  # bf16 or fp32, oneDNN or torch GEMMs: measured once per machine (train.cpu_probe)
-        probe_batch = data.get_batch(torch.arange(cfg.batch_size // n_micro), torch.Generator().manual_seed(cfg.seed))
-        amp_dtype, notes = choose_cpu_speedups(model, probe_batch, cfg.precision, compiled=cfg.compile)
+        warns: list[str] = []
+        if cpu_probe.KERNELS_KEY in meta:  # a resume computes with the kernels the run trained with
+            amp_dtype, notes, warns = cpu_probe.reapply_cpu_kernels(model, meta[cpu_probe.KERNELS_KEY], cfg.precision)
+        else:
+            batch = data.get_batch(torch.arange(cfg.batch_size // n_micro), torch.Generator().manual_seed(cfg.seed))
+            amp_dtype, notes = cpu_probe.choose_cpu_speedups(model, batch, cfg.precision, compiled=cfg.compile)
         for note in notes if main else ():
             print(f"masklab: {note}", file=sys.stderr, flush=True)
+        for warning in warns if main else ():
+            warnings.warn(warning, stacklevel=1)
+        kernels = {cpu_probe.KERNELS_KEY: cpu_probe.cpu_kernels(model, amp_dtype)}
     wrapped = distributed.wrap(model, dist_info, device, fsdp=cfg.fsdp)
     optimizer = build_optimizer(model, cfg)  # after wrap: FSDP replaces the parameters with sharded ones
     if cfg.compile:
@@ -349,6 +349,9 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
                     "sampler_cursor": str(sampler.cursor),
                     "log_window": window.state_json(),
                     "elapsed_s": repr(elapsed_before + time.perf_counter() - start),
+                    "world_size": str(dist_info.world),
+                    "grad_accum": str(cfg.grad_accum),
+                    **kernels,
                     **({"stop_reason": "time budget"} if out_of_time else {}),
                 }
                 # Under FSDP gathering the full state is a collective, so every rank takes part.
@@ -382,4 +385,5 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
         reporter.close()
     if not last_record:  # resumed a run that had already finished
         last_record = (read_metrics(metrics_path) or [{}])[-1]
+    distributed.unshard(wrapped)  # FSDP: hand back a whole, plain model on every rank (a collective)
     return FitResult(out, step, last_record, ckpt_path, metrics_path)

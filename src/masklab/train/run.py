@@ -25,13 +25,22 @@ from pathlib import Path
 from typing import Any
 
 from masklab.core.io import atomic_write_json
-from masklab.train.checkpoint import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, read_run_config
+from masklab.train.checkpoint import (
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    METRICS_NAME,
+    check_micro_batches,
+    read_metadata,
+    read_run_config,
+)
 
 LOCK_NAME = ".lock"
 ARGUMENTS_NAME = "arguments.json"
 # Keys a resumed run may change: how long, where and on what engine it runs, not what it computes (a checkpoint
-# resumes on any world size, with or without FSDP, accumulation or compile). A longer --steps extends a run (its
-# cosine schedule is then stretched, so the derived warmup may move with it). Precision is not among them.
+# resumes on any world size, with or without FSDP or compile). A longer --steps extends a run (its cosine schedule
+# is then stretched, so the derived warmup may move with it). Precision is not among them. grad_accum may change
+# only with the world size, keeping processes x grad_accum (the micro-batches per step, whose index seeds each
+# one's masks and dropout): checkpoint.check_micro_batches, in check_resume and in fit.
 RESUME_OVERRIDES = frozenset({
     "train.steps", "train.warmup_steps", "train.max_seconds", "train.device", "train.log_every", "train.ckpt_every",
     "train.grad_accum", "train.fsdp", "train.compile",
@@ -224,7 +233,8 @@ class Run:
         ``config`` is what ``config.json`` would now hold (``kind``, ``model``, ``train``); ``sidecars`` maps
         a sidecar name to its new content. Every differing leaf key (``model.mask_ratio``, ``train.lr``,
         ``text.json.seq_len``) is named in one :class:`ResumeMismatchError`; keys in ``allow`` (explicit
-        overrides such as a longer ``train.steps``) and ``ignore`` may differ. Nothing is written.
+        overrides such as a longer ``train.steps``) and ``ignore`` may differ; ``train.grad_accum`` only where
+        processes x grad_accum stays as recorded (``ValueError`` naming both). Nothing is written.
         """
         if not self.has_checkpoint():
             raise FileNotFoundError(f"cannot resume: {self.path} has no {CHECKPOINT_NAME} (drop --resume)")
@@ -245,3 +255,7 @@ class Run:
         }
         if differences:
             raise ResumeMismatchError(self.path, differences)
+        grad_accum = new.get("train.grad_accum")
+        if isinstance(grad_accum, int):  # the same micro-batches per step on this many processes (torchrun's)
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            check_micro_batches(self.path, read_metadata(self.checkpoint_path), world, grad_accum)
