@@ -277,3 +277,10 @@ def test_every_command_states_its_options_defaults():
         for action in options(build_parser([name])):
             if action.default not in (None, "", [], argparse.SUPPRESS) and not action.required:
                 assert "default" in (action.help or ""), (name, action.option_strings, action.help)
+
+
+def test_a_minutes_run_says_the_deadline_ends_it_not_a_step_count(tmp_path, capsys):
+    # it printed "about N steps" and then the generous upper bound "M steps of 64" as if both were the plan
+    assert main(_table_args(_csv(tmp_path / "t.csv"), tmp_path / "run", "--minutes", "0.05")) == 0
+    out = capsys.readouterr().out
+    assert "steps of 8 until the --minutes deadline" in out and re.search(r"\d+ steps of 8", out) is None

@@ -217,6 +217,14 @@ def train_config(
     return cfg
 
 
+def planned_steps(cfg: TrainConfig) -> str:
+    """What a recipe says it will train: ``N steps of B``, or with ``--minutes`` (the deadline, not a count,
+    ends the run; :func:`train_config` printed the expected count) ``steps of B until the deadline``."""
+    if cfg.deadline is not None:
+        return f"steps of {cfg.batch_size} until the --minutes deadline"
+    return f"{cfg.steps} steps of {cfg.batch_size}"
+
+
 @contextlib.contextmanager
 def locked_run(run: Run) -> Iterator[Run]:
     """Hold ``run``'s lock for a whole recipe, from before its data is read (a second writer is refused at once,

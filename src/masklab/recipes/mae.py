@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from masklab.recipes.common import TrainOptions, train_config, train_run
+from masklab.recipes.common import TrainOptions, planned_steps, train_config, train_run
 from masklab.recipes.progress import Progress, batches
 from masklab.train import FitResult
 from masklab.train.run import Run
@@ -181,8 +181,8 @@ def pretrain_mae(
 
     note_skipped(getattr(dataset, "skipped", ()), "image")  # named (the dataset's name only counts them)
     print(f"pretraining MAE on {dataset.name}: {len(train_data)} train / {len(test_idx)} held-out images "
-          f"{dataset.channels}x{dataset.image_size[0]}x{dataset.image_size[1]}, {cfg.steps} steps of "
-          f"{cfg.batch_size}, {sum(p.numel() for p in model.parameters()):,} parameters -> {run.path}")  # fmt: skip
+          f"{dataset.channels}x{dataset.image_size[0]}x{dataset.image_size[1]}, {planned_steps(cfg)}, "
+          f"{sum(p.numel() for p in model.parameters()):,} parameters -> {run.path}")  # fmt: skip
     result = train_run(run, model, train_data, cfg, model_config=saved_config(model), recipe="pretrain_mae",
                        arguments=arguments, sidecars={DATA_FILE: info}, resume=resume)  # fmt: skip
     print(f"done: step {result.step}, loss {result.last_metrics.get('loss', float('nan')):.4f}; run saved in {out}")

@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from masklab.recipes.common import TrainOptions, check_output_is_not_input, check_writable, train_config, train_run
+from masklab.recipes.common import (
+    TrainOptions,
+    check_output_is_not_input,
+    check_writable,
+    planned_steps,
+    train_config,
+    train_run,
+)
 from masklab.recipes.embedding import Embedding
 from masklab.recipes.progress import Progress, say, silent
 from masklab.train import FitResult
@@ -99,7 +106,7 @@ def pretrain_series(
     batch = min(options.batch_size or 64, len(series))
     cfg = train_config(options, model, rows, default_steps=1000, batch_size=batch, warmup=lambda steps: steps // 20)
     print(f"masklab: {loaded.name}: {len(series)} series x {series.num_channels} channels, lengths "
-          f"{series.lengths.min()}-{series.lengths.max()}; {cfg.steps} steps of {cfg.batch_size}")  # fmt: skip
+          f"{series.lengths.min()}-{series.lengths.max()}; {planned_steps(cfg)}")  # fmt: skip
     recorded = data if data.startswith("builtin:") else str(Path(data).resolve())  # usable from any folder
     info = {"data": recorded, "series": len(series), "channels": series.num_channels, "max_length": max_length,
             **({"label": label} if label is not None else {})}  # fmt: skip

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from masklab.recipes.common import TrainOptions, check_output_is_not_input, train_config, train_run
+from masklab.recipes.common import TrainOptions, check_output_is_not_input, planned_steps, train_config, train_run
 from masklab.train import FitResult
 from masklab.train.run import Run
 
@@ -101,7 +101,7 @@ def pretrain_table(
     print(f"masklab: {table.name}: {len(frame)} rows x {len(schema.columns)} columns ({kinds['numeric']} numeric, "
           f"{kinds['categorical']} categorical), {int(encoded.missing.sum())} missing cells; label "
           f"{table.label_name or 'none'}; excluded {list(exclude) or 'none'}; "
-          f"{cfg.steps} steps of {cfg.batch_size}")  # fmt: skip
+          f"{planned_steps(cfg)}")  # fmt: skip
     print("masklab: columns (impute / score need these, in any order): "
           + ", ".join(f"{c.name} ({'integer' if c.integer else c.kind})" for c in schema.columns))  # fmt: skip
     info = {"data": data, "exclude": list(exclude), "label": table.label_name, "rows": len(table.frame),
