@@ -9,6 +9,7 @@ tokenizer fingerprint) and ``eval.json`` (held-out masked-token accuracy). ``mas
 from __future__ import annotations
 
 import sys
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -69,9 +70,12 @@ def encode_docs(tokenizer, texts, seq_len: int, labels=None, *, what: str = "doc
 HELDOUT_CAP = 4096  # held-out rows scored after training (a large corpus's 5% would take longer than training)
 
 
-def heldout_accuracy(model, blocks, *, batch_size: int = 64, seed: int = 1234, device: str = "cpu") -> dict:
+def heldout_accuracy(model, blocks, *, batch_size: int = 64, seed: int = 1234, device: str = "cpu",
+                     until: float | None = None) -> dict:  # fmt: skip
     """Masked-token top-1 accuracy and loss on the first ``HELDOUT_CAP`` rows of ``blocks`` (``TokenBlocks`` or
-    anything with ``len`` + ``get_batch``) with a fixed masking seed (same masks every call)."""
+    anything with ``len`` + ``get_batch``) with a fixed masking seed (same masks every call). ``until``: a
+    ``time.monotonic()`` deadline (a ``--minutes`` budget) after which no further batch is started (one always
+    is); ``rows`` says how many of the ``rows_held_out`` were scored."""
     from masklab.data.text import TextBlocksData, TokenBlocks
 
     data = TextBlocksData(blocks) if isinstance(blocks, TokenBlocks) else blocks
@@ -80,8 +84,12 @@ def heldout_accuracy(model, blocks, *, batch_size: int = 64, seed: int = 1234, d
     model.eval()
     n = min(len(data), HELDOUT_CAP)
     with torch.no_grad():
+        scored = 0
         for start in range(0, n, batch_size):
+            if until is not None and start > 0 and time.monotonic() > until:
+                break
             batch = data.get_batch(torch.arange(start, min(start + batch_size, n)))
+            scored = min(start + batch_size, n)
             batch = {k: v.to(device) for k, v in batch.items()}
             drawn = model.draw(batch, generator)
             inputs, masked = drawn.inputs, drawn.masked
@@ -90,7 +98,8 @@ def heldout_accuracy(model, blocks, *, batch_size: int = 64, seed: int = 1234, d
             correct += int((logits.argmax(-1) == targets).sum())
             loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
             total += targets.numel()
-    return {"mlm_top1": correct / max(total, 1), "mlm_loss": loss_sum / max(total, 1), "masked_tokens": total}
+    return {"mlm_top1": correct / max(total, 1), "mlm_loss": loss_sum / max(total, 1), "masked_tokens": total,
+            "rows": scored, "rows_held_out": n}  # fmt: skip
 
 
 # -------------------------------------------------------------------------------------------- pretrain
@@ -239,8 +248,12 @@ def _pretrain_mlm(run: Run, arguments: dict[str, Any], train: TrainOptions, resu
                               **pack)  # fmt: skip
     if held_out:
         device = str(resolve_device(options.device or "auto"))
-        scores = heldout_accuracy(model.to(device), held, device=device)
+        until = None if options.minutes is None else options.started + 60 * options.minutes - 1.0  # the budget's end
+        scores = heldout_accuracy(model.to(device), held, device=device, until=until)
         run.write_sidecar("eval.json", {"step": result.step, "heldout": scores, "heldout_documents": held_out})
+        if scores["rows"] < scores["rows_held_out"]:
+            print(f"masklab: note: --minutes {options.minutes:g}: the held-out score covers the first {scores['rows']} "
+                  f"of {scores['rows_held_out']} sequences (the budget ended)", file=sys.stderr)  # fmt: skip
         print(f"masklab: held-out masked-token top-1 {scores['mlm_top1']:.4f}, loss {scores['mlm_loss']:.4f} "
               f"({scores['masked_tokens']} masked tokens, step {result.step})")  # fmt: skip
     if export_hf:  # the code behind `masklab export-hf RUN DIR`
