@@ -17,7 +17,11 @@ Sources (``--data``):
 * ``.npy``: an object array of ``(T_i,)`` / ``(T_i, C)`` arrays, or a numeric ``(N, T)`` / ``(N, T, C)`` array.
 * ``.npz``: ``values`` as above, optional ``lengths`` (N,) (steps past a length are padding), ``labels`` (N,)
   and ``ids`` (N,) (unique names for outputs); any other array is refused (a misspelt name would be ignored).
-* ``.csv`` / ``.parquet`` in long format: one row per (series id, time step), a column per channel.
+* ``.csv`` / ``.parquet`` in long format: one row per (series id, time step), a column per channel. The time
+  column orders the rows (numbers, datetimes, or text dates in one format; other text is refused); for integer
+  and date times, missing steps (a whole number of the series' most common step) become NaN rows, so a series
+  keeps its time axis; unevenly spaced times are kept as consecutive steps, with a warning
+  (:mod:`masklab.data.series_long`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import torch
 
 from masklab.data import package_file, parse_data_spec
 from masklab.data.series_augment import SeriesAugment
+from masklab.data.series_long import on_time_axis, read_long_file, time_values, warn_uneven
 
 BUILTINS = {"japanese-vowels": "JapaneseVowels", "basic-motions": "BasicMotions", "plaid": "PLAID"}
 DEFAULT_BUILTIN = "japanese-vowels"
@@ -227,7 +232,8 @@ def _read_object_npy(path: Path) -> SeriesSet:
 
 
 def read_long_frame(frame, *, id_column: str, time_column: str, label: str | None, where: str) -> SeriesSet:
-    """Long-format rows (one per series id and time step) -> one series per id, ordered by time."""
+    """Long-format rows (one per series id and time step) -> one series per id, on its time axis (missing
+    steps are NaN rows; :mod:`masklab.data.series_long`)."""
     missing = [c for c in (id_column, time_column, label) if c is not None and c not in frame.columns]
     if missing:
         raise ValueError(f"{where}: column(s) {missing} not found (columns: {list(frame.columns)})")
@@ -250,17 +256,23 @@ def read_long_frame(frame, *, id_column: str, time_column: str, label: str | Non
         if len(empty):
             raise ValueError(f"{where}: column {c!r} is empty in data row {empty[0] + 1} ({len(empty)} row(s) in "
                              "all); every row needs its series id, time and label")  # fmt: skip
-    series, labels, ids = [], [], []
-    for key, group in frame.sort_values([id_column, time_column], kind="stable").groupby(id_column, sort=False):
+    times, regular = time_values(frame[time_column], time_column, where)
+    order = np.lexsort((times, frame[id_column].astype(str).to_numpy()))  # by id, then time
+    series, labels, ids, uneven = [], [], [], []
+    for key, group in frame.iloc[order].reset_index(drop=True).groupby(id_column, sort=False):
         ids.append(str(key))
         if group[time_column].duplicated().any():
             raise ValueError(f"{where}: series {key!r} has repeated {time_column!r} values")
-        series.append(_as_series(group[channels].to_numpy(np.float64), f"{where}: series {key!r}"))
+        rows = _as_series(group[channels].to_numpy(np.float64), f"{where}: series {key!r}")
+        steps, even = on_time_axis(times[order][group.index.to_numpy()], rows, regular)
+        series.append(steps)
+        uneven += [] if even else [str(key)]
         if label is not None:
             values = group[label].unique()
             if len(values) != 1:
                 raise ValueError(f"{where}: series {key!r} has {len(values)} different {label!r} values")
             labels.append(values[0])
+    warn_uneven(uneven, where, time_column)
     codes, classes = _encode_labels(labels if label is not None else None)
     return SeriesSet(series, where, codes, classes, channels=tuple(str(c) for c in channels), ids=tuple(ids))
 
@@ -277,12 +289,12 @@ def is_long_format(source: str | Path) -> bool:
     return not str(source).startswith("builtin:") and _series_suffix(Path(source)) in LONG_SUFFIXES
 
 
-def load_series(
-    source: str, *, id_column: str = "id", time_column: str = "time", label: str | None = None, pickle: bool = False
-) -> SeriesSet:
+def load_series(source: str, *, id_column: str = "id", time_column: str = "time", label: str | None = None,
+                pickle: bool = False, label_optional: bool = False) -> SeriesSet:  # fmt: skip
     """Read ``builtin:NAME`` or a ``.npy`` / ``.npz`` / ``.csv`` / ``.parquet`` file (see the module doc).
 
-    ``id_column``, ``time_column``, ``label``: the long-format columns (CSV / Parquet). ``pickle=True``
+    ``id_column``, ``time_column``, ``label``: the long-format columns (CSV / Parquet); ``label_optional``:
+    a file without the ``label`` column is read without labels (new series to classify). ``pickle=True``
     allows an object ``.npy`` (object arrays are stored with pickle: only for files you trust).
     """
     spec = parse_data_spec(source, known_builtins=tuple(BUILTINS))
@@ -308,9 +320,9 @@ def load_series(
                 ) from None
             return _read_object_npy(path)
     if suffix in LONG_SUFFIXES:
-        import pandas as pd
-
-        frame = pd.read_csv(path) if "csv" in suffix else pd.read_parquet(path)
+        frame = read_long_file(path, "csv" in suffix)
+        if label_optional and label is not None and label not in frame.columns:
+            label = None
         return read_long_frame(frame, id_column=id_column, time_column=time_column, label=label, where=str(path))
     raise ValueError(f"--data {path}: unknown series format {suffix!r} (use .npy, .npz, .csv or .parquet)")
 

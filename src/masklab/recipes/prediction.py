@@ -166,7 +166,7 @@ def predict(
 
         recorded = Run(directory).read_sidecar(METRICS_FILE).get("label_column")  # the fine-tune's label column
         label = recorded if is_long_format(inputs) else None  # kept out of the channels
-        series = load_series(str(inputs), label=label)
+        series = load_series(str(inputs), label=label, label_optional=True)  # new series need no class column
         check_channels(series, model.config.series.channels, directory)
         say(progress, f"classifying {len(series)} series")
         try:

@@ -168,8 +168,8 @@ def load_pretrained(run: str | Path, device: str = "cpu") -> PatchTST:
 
 def run_data(run: str | Path, data: str | None, *, channels: int | None = None) -> SeriesSet:
     """``data`` (a path or ``builtin:NAME``), else the data the run was pretrained on (``series.json``); a
-    long-format file is read with the run's label column, if it had one; with ``channels`` (the run model's),
-    data of another channel count is refused (:func:`check_channels`)."""
+    long-format file is read with the run's label column, if it had one and the file has it; with ``channels``
+    (the run model's), data of another channel count is refused (:func:`check_channels`)."""
     from masklab.data.series import is_long_format
 
     info = series_info(run)
@@ -181,7 +181,7 @@ def run_data(run: str | Path, data: str | None, *, channels: int | None = None) 
             raise FileNotFoundError(f"{run} was pretrained on {data}, which is not here (from {Path.cwd()}); "
                                     "pass --data")  # fmt: skip
     label = info.get("label") if is_long_format(data) else None  # the run's label column, for long-format files
-    series = load_series(data, label=label)
+    series = load_series(data, label=label, label_optional=True)  # new series to forecast / impute may have none
     if channels is not None:
         check_channels(series, channels, run)
     return series
@@ -308,7 +308,9 @@ def forecast(model: PatchTST, data: SeriesSet, horizon: int, *, batch_size: int 
 
 
 def impute(model: PatchTST, data: SeriesSet, *, batch_size: int = 64) -> list[np.ndarray]:
-    """Each series with its missing (NaN) steps filled; observed values are returned unchanged."""
+    """Each series with its missing (NaN) steps filled; observed values are returned unchanged. A long-format
+    file's series are on their time axis: times absent from the file are filled too, and position ``k`` of an
+    output is the ``k``-th step from the series' first time (:mod:`masklab.data.series_long`)."""
     model.eval()
     out: list[np.ndarray] = [np.empty(0)] * len(data)
     for idx in _batches(data, batch_size):

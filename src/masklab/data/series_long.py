@@ -1,0 +1,101 @@
+"""Long-format series files (one row per series id and time step): reading the file and putting each series'
+rows on its time axis, for :func:`masklab.data.series.read_long_frame`.
+
+The time column orders each series' rows: numbers as numbers, datetimes as datetimes, and text as dates
+(``pd.to_datetime``, one format inferred from the values, month first where a date could be read either way:
+write ISO dates, ``2024-01-31``, to be sure); text that is not dates in one format is refused, never sorted as
+text. For integer and datetime times a series' step is its most common difference between consecutive times;
+when every difference is a whole number of steps, the missing times become steps with nothing observed (NaN
+rows), so later values keep their place in time. Otherwise (fractional numbers, uneven steps) the rows are
+taken as consecutive steps in time order, with a warning naming the series.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def read_long_file(path: Path, csv: bool) -> Any:
+    """The ``DataFrame`` of a long-format CSV / Parquet file; an empty file or one without rows is an error
+    naming the file."""
+    import pandas as pd
+
+    if csv:
+        try:
+            frame = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"{path}: empty file (no header, no rows)") from None
+    else:
+        frame = pd.read_parquet(path)
+    if len(frame) == 0:
+        raise ValueError(f"{path}: has a header but no rows")
+    return frame
+
+
+def time_values(column: Any, name: str, where: str) -> tuple[np.ndarray, bool]:
+    """``(times, regular)``: the time column as numbers that sort in time order (int64 nanoseconds for dates),
+    and whether they may be laid on a grid of whole steps (integers and dates, not fractional numbers)."""
+    import pandas as pd
+    from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
+
+    if is_numeric_dtype(column) and not is_bool_dtype(column):
+        values = column.to_numpy(np.float64)
+        whole = bool(np.all(values == np.round(values)))
+        return (values.astype(np.int64), True) if whole else (values, False)
+    if not is_datetime64_any_dtype(column):
+        text = column.astype(str)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)  # "could not infer format": each value read its own way
+            try:
+                column = pd.to_datetime(text)
+            except (ValueError, TypeError, UserWarning, OverflowError):
+                bad = _first_bad_date(text)
+                raise ValueError(f"{where}: time column {name!r} holds text that is not dates in one format (e.g. "
+                                 f"{bad!r}); give numbers or ISO dates (2024-01-31)") from None  # fmt: skip
+    return column.to_numpy("datetime64[ns]").astype(np.int64), True
+
+
+def _first_bad_date(text: Any) -> str:
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            first = pd.to_datetime(text.iloc[:1])
+        except (ValueError, TypeError, OverflowError):
+            return str(text.iloc[0])
+        fmt = pd.tseries.api.guess_datetime_format(str(text.iloc[0]))
+        parsed = pd.to_datetime(text, format=fmt, errors="coerce") if fmt else first.reindex(text.index)
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    return str(text.iloc[bad[0]]) if len(bad) else str(text.iloc[0])
+
+
+def on_time_axis(times: np.ndarray, values: np.ndarray, regular: bool) -> tuple[np.ndarray, bool]:
+    """``(values, even)``: ``values`` (rows in time order) with a NaN row for each missing step when ``regular``
+    times are a whole number of steps apart; ``even`` is False when the rows were kept as they are although
+    their times are unevenly spaced."""
+    if len(times) < 2:
+        return values, True
+    gaps = np.diff(times)
+    if not regular:
+        return values, bool(np.allclose(gaps, gaps[0], rtol=1e-6, atol=0))
+    counts = Counter(gaps.tolist())
+    step = min(counts, key=lambda g: (-counts[g], g))  # the most common difference (ties: the smallest)
+    if np.any(gaps % step):
+        return values, False
+    positions = (times - times[0]) // step
+    out = np.full((int(positions[-1]) + 1, values.shape[1]), np.nan, dtype=values.dtype)
+    out[positions] = values
+    return out, True
+
+
+def warn_uneven(keys: list[str], where: str, time_column: str) -> None:
+    if keys:
+        shown = ", ".join(repr(k) for k in keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        warnings.warn(f"{where}: series {shown} have unevenly spaced {time_column!r} values: their rows are taken "
+                      "as consecutive steps", stacklevel=3)  # fmt: skip

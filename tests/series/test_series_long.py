@@ -1,0 +1,93 @@
+"""Long-format series files: time order, gaps in time, empty files, an absent label column."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from masklab.data.series import load_series
+
+pd = pytest.importorskip("pandas")
+
+
+def _write(tmp_path, rows, name="long.csv"):
+    path = tmp_path / name
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return str(path)
+
+
+def test_text_dates_are_ordered_as_dates_not_as_text(tmp_path) -> None:
+    days = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(12), unit="D")
+    rows = [dict(id="s0", time=d.strftime("%-m/%-d/%Y"), x=float(k)) for k, d in enumerate(days)]
+    data = load_series(_write(tmp_path, rows[::-1]))
+    assert data.series[0][:, 0].tolist() == [float(k) for k in range(12)]  # "1/10/2024" sorted before "1/2/2024"
+
+
+def test_text_times_that_are_not_dates_are_refused_naming_column_and_value(tmp_path) -> None:
+    rows = [dict(id="s0", time=t, x=1.0) for t in ("1/2/2024", "1/3/2024", "32/13/2024")]
+    with pytest.raises(ValueError, match=r"time column 'time'.*'32/13/2024'"):
+        load_series(_write(tmp_path, rows))
+    rows = [dict(id="s0", time=t, x=1.0) for t in ("early", "late")]
+    with pytest.raises(ValueError, match=r"time column 'time'.*'early'"):
+        load_series(_write(tmp_path, rows))
+
+
+def test_numeric_times_sort_as_numbers(tmp_path) -> None:
+    data = load_series(_write(tmp_path, [dict(id="s0", time=t, x=float(t)) for t in (3, 1, 2, 10, 5)]))
+    assert data.series[0][:3, 0].tolist() == [1.0, 2.0, 3.0]  # a text sort would give 1, 10, 2
+
+
+def test_missing_integer_steps_become_not_observed_steps(tmp_path) -> None:
+    rows = [dict(id="a", time=t, x=float(t)) for t in range(20) if not 10 <= t <= 14]
+    rows += [dict(id="b", time=t, x=1.0) for t in range(0, 40, 2)]  # step 2: no gap
+    data = load_series(_write(tmp_path, rows))
+    a, b = data.series
+    assert len(a) == 20 and np.isnan(a[10:15]).all() and a[15, 0] == 15.0
+    assert len(b) == 20 and not np.isnan(b).any()
+
+
+def test_missing_days_become_not_observed_steps(tmp_path) -> None:
+    days = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(8), unit="D")
+    rows = [dict(id="a", time=d.strftime("%Y-%m-%d"), x=float(k)) for k, d in enumerate(days) if k != 3]
+    (a,) = load_series(_write(tmp_path, rows)).series
+    assert len(a) == 8 and np.isnan(a[3, 0]) and a[7, 0] == 7.0
+
+
+def test_uneven_steps_are_kept_in_order_with_a_warning_naming_the_series(tmp_path) -> None:
+    rows = [dict(id="odd", time=t, x=t) for t in (0.0, 0.5, 1.7, 2.0)]
+    rows += [dict(id="ok", time=t, x=1.0) for t in range(4)]
+    with pytest.warns(UserWarning, match="'odd'"):
+        data = load_series(_write(tmp_path, rows))
+    np.testing.assert_allclose(data.series[0][:, 0], [0.0, 0.5, 1.7, 2.0])
+    rows = [dict(id="ok", time=t, x=1.0) for t in range(4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_series(_write(tmp_path, rows))
+
+
+def test_an_empty_or_header_only_file_is_named(tmp_path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(ValueError, match=r"empty\.csv: empty file"):
+        load_series(str(empty))
+    header = tmp_path / "header.csv"
+    header.write_text("id,time,x,y\n")
+    with pytest.raises(ValueError, match=r"header\.csv: has a header but no rows"):
+        load_series(str(header))
+
+
+def test_a_run_with_a_label_reads_new_series_without_that_column(tmp_path) -> None:
+    from masklab.recipes.series import run_data
+
+    rows = [dict(id=f"s{i}", time=t, x=float(t)) for i in range(2) for t in range(6)]
+    path = _write(tmp_path, rows)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "series.json").write_text(json.dumps({"data": path, "label": "cls"}))
+    data = run_data(run, path)
+    assert data.channels == ("x",) and data.labels is None
+    labelled = _write(tmp_path, [dict(r, cls="up") for r in rows], "labelled.csv")
+    assert run_data(run, labelled).channels == ("x",)  # the label column, when present, is kept out
