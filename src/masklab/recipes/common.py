@@ -44,13 +44,22 @@ class TooFewExamplesError(ValueError):
     """The training data has fewer than :data:`MIN_EXAMPLES` examples (the CLI adds the ``--data`` it read)."""
 
 
-def check_output_is_not_input(output: str | Path, source: str | Path, task: str) -> None:
-    """``ValueError`` when ``-o output`` is the input file ``source`` itself (a ``builtin:NAME`` source is no
-    file): ``task`` (``impute``, ``score``) writes a new file and never modifies its input."""
-    if str(source).startswith("builtin:"):
+def check_output_is_not_input(output: str | Path, source: str | Path, task: str, flag: str = "-o") -> None:
+    """``ValueError`` when ``output`` (given as ``flag``) is the input file ``source`` itself, by any name: a
+    symlink, ``..`` or a hard link (a ``builtin:NAME`` source is no file): ``task`` (``impute``, ``score``)
+    writes a new file and never modifies its input."""
+    import os
+
+    if str(source).startswith("builtin:") or not Path(output).exists():
         return
-    if Path(output).exists() and Path(output).resolve() == Path(source).resolve():
-        raise ValueError(f"-o {output} is the input file; {task} never modifies its input, pick another path")
+    same = Path(output).resolve() == Path(source).resolve()
+    if not same and Path(source).exists():
+        try:
+            same = os.path.samefile(output, source)
+        except OSError:  # vanished or unreadable in between: the resolved names were compared already
+            same = False
+    if same:
+        raise ValueError(f"{flag} {output} is the input file; {task} never modifies its input, pick another path")
 
 
 def check_writable(output: str | Path, flag: str = "-o") -> None:

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from masklab.recipes.common import TrainOptions, check_output_is_not_input, planned_steps, train_config, train_run
+from masklab.recipes.common import TrainOptions, planned_steps, train_config, train_run
+from masklab.recipes.table_output import check_outputs, explain_paths, fill_text_cells, histogram_path, write_table
 from masklab.train import FitResult
 from masklab.train.run import Run
 
@@ -191,23 +192,6 @@ def inference_table(
     return table
 
 
-def _format(value: object) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-def fill_text_cells(text: pd.DataFrame, filled: pd.DataFrame, fill: dict[str, np.ndarray], source: str) -> pd.DataFrame:
-    """``text`` (every cell its original string, as read with ``as_text=True``) with the cells that ``fill``
-    marks (``bool (N,)`` per column, True = was missing) replaced by ``filled``'s values written as text; the
-    other cells keep their exact original text. ``source`` names the table in errors."""
-    if len(text) != len(filled):
-        raise ValueError(f"{source}: rows differ between the text and typed reads ({len(text)} vs {len(filled)})")
-    out = text.copy()
-    for column, rows in fill.items():
-        if rows.any():
-            out.loc[rows, column] = [_format(v) for v in filled.loc[rows, column]]
-    return out
-
-
 def impute(run: str | Path, source: str | Path, output: str | Path, *, exclude: Sequence[str] = (),
            handle_unknown: str = "error", device: str = "cpu") -> dict[str, Any]:  # fmt: skip
     """Fill the missing cells of ``source`` (CSV / Parquet, or ``builtin:NAME``) into ``output``; only missing
@@ -221,7 +205,7 @@ def impute(run: str | Path, source: str | Path, output: str | Path, *, exclude: 
     source, target = Path(source), Path(output)
     if not builtin and not source.is_file():
         raise FileNotFoundError(f"{source}: no such file")
-    check_output_is_not_input(target, source, "impute")
+    check_outputs(source, [("-o", target)], "impute")
     out_suffix = _suffix(target)
     if out_suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
         raise ValueError(f"-o {target}: unknown output format {out_suffix!r} (use .csv or .parquet)")
@@ -242,11 +226,7 @@ def impute(run: str | Path, source: str | Path, output: str | Path, *, exclude: 
     if builtin or not (_suffix(source) in CSV_SUFFIXES and out_suffix in CSV_SUFFIXES):
         for column in features.columns:
             out[column] = filled[column]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if out_suffix in PARQUET_SUFFIXES:
-        out.to_parquet(target, index=False)
-    else:
-        out.to_csv(target, index=False, sep="\t" if out_suffix == ".tsv" else ",")
+    write_table(out, target)
     return {"filled": {column: int(rows.sum()) for column, rows in fill.items()}, "rows": len(features),
             "passthrough": [c for c in out.columns if c not in features.columns]}  # fmt: skip
 
@@ -299,20 +279,6 @@ def _naming(source: str | Path):
         raise ValueError(f"{source}: {err}") from err
 
 
-def _histogram_path(target: Path, histogram: str | Path | None) -> Path:
-    """Where ``score`` draws its histogram (``--histogram``, else ``-o`` with ``.png``), checked before any work:
-    a ``.png`` name that is not the scores file itself."""
-    from masklab.data.pixel_masks import require_png_name
-
-    if histogram is None and target.suffix.lower() == ".png":
-        raise ValueError(f"-o {target}: the scores are a CSV and the histogram goes to -o with .png, so they would "
-                         "be the same file; name the scores .csv (or give --histogram)")  # fmt: skip
-    png = require_png_name(histogram if histogram else target.with_suffix(".png"), "--histogram")
-    if png.resolve() == target.resolve():
-        raise ValueError(f"--histogram {png} is the scores file -o {target}; pick another path for one of them")
-    return png
-
-
 def score(run: str | Path, source: str, output: str | Path, *, histogram: str | Path | None = None,
           exclude: Sequence[str] = (), label: str | None = None, threshold: float | None = None,
           explain: bool = False, explain_rows: int = 12, handle_unknown: str = "error",
@@ -333,10 +299,12 @@ def score(run: str | Path, source: str, output: str | Path, *, histogram: str | 
     from masklab.viz.histogram import plot_score_histogram
 
     target = Path(output)
-    check_output_is_not_input(target, source, "score")
     if explain_rows < 1:
         raise ValueError(f"--explain-rows must be >= 1, got {explain_rows}")
-    png = _histogram_path(target, histogram)
+    png = histogram_path(target, histogram)
+    csv_path, png_path = explain_paths(target)
+    explained = [("--explain", csv_path), ("--explain", png_path)] if explain else []
+    check_outputs(source, [("-o", target), ("--histogram", png), *explained], "score")
     detector = load_detector(run, threshold=threshold, handle_unknown=handle_unknown, device=device)
     names = detector.schema_.names
     if id_column is not None and id_column in names:
@@ -369,7 +337,7 @@ def score(run: str | Path, source: str, output: str | Path, *, histogram: str | 
         out.loc[~scored, "is_anomaly"] = pd.NA
     for folder in (target.parent, png.parent):
         folder.mkdir(parents=True, exist_ok=True)
-    out.to_csv(target, index=False)
+    write_table(out, target)
     plot_score_histogram(scores[scored], png, labels=None if labels is None else labels[scored], threshold=limit,
                          title=f"{table.name}: anomaly scores")  # fmt: skip
     result: dict[str, Any] = {"name": table.name, "scores": scores, "output": target, "histogram": png,
@@ -384,8 +352,7 @@ def score(run: str | Path, source: str, output: str | Path, *, histogram: str | 
         top = np.argsort(-scores, kind="stable")[:explain_rows]
         explanation = detector.explain(frame)
         explanation.insert(0, "data_row", explanation.pop("row") + 1)  # 1-based, as in the scores CSV
-        csv_path, png_path = target.with_suffix(".explain.csv"), target.with_suffix(".explain.png")
-        explanation.to_csv(csv_path, index=False)
+        write_table(explanation, csv_path)
         shown = explanation[explanation["data_row"].isin(top + 1)]
         plot_explanations(shown, png_path, title=f"{table.name}: the {len(top)} highest-scoring rows")
         result["explained"] = (csv_path, png_path)
