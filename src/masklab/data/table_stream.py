@@ -3,7 +3,8 @@ function to each chunk, and write the result as it comes (so ``impute`` and ``sc
 
 The output is written to a temporary file beside the target and renamed at the end (a killed run leaves no
 half table). Masked-table inference is row-independent (fixed mask patterns), so chunked results equal the
-whole-file ones; CSV dtypes are inferred per chunk, as ``pandas.read_csv(chunksize=...)`` does.
+whole-file ones; CSV dtypes are inferred per chunk, as ``pandas.read_csv(chunksize=...)`` does, so a writer
+that must keep observed cells exactly reads each chunk a second time as text (``map_table(..., text=True)``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ if TYPE_CHECKING:
     import pyarrow.parquet as pq
 
 
-def iter_table_chunks(path: str | Path, chunk_rows: int = 100_000) -> Iterator[pd.DataFrame]:
+def iter_table_chunks(path: str | Path, chunk_rows: int = 100_000, *, as_text: bool = False) -> Iterator[pd.DataFrame]:
     """DataFrames of at most ``chunk_rows`` rows (CSV) or one Parquet row group each (split further when a
-    group holds more than ``chunk_rows``); every chunk keeps the file's row order."""
+    group holds more than ``chunk_rows``); every chunk keeps the file's row order. ``as_text`` (CSV only):
+    every cell its original string, as :func:`masklab.data.tables.read_table_file` reads it with ``as_text``."""
     import pandas as pd
 
     if chunk_rows < 1:
@@ -32,6 +34,8 @@ def iter_table_chunks(path: str | Path, chunk_rows: int = 100_000) -> Iterator[p
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     suffix = _suffix(path)
+    if suffix in PARQUET_SUFFIXES and as_text:
+        raise ValueError(f"{path}: a Parquet file has typed cells, not text")
     if suffix in PARQUET_SUFFIXES:
         import pyarrow.parquet as pq
 
@@ -46,8 +50,9 @@ def iter_table_chunks(path: str | Path, chunk_rows: int = 100_000) -> Iterator[p
     elif suffix in CSV_SUFFIXES:
         sep = "\t" if suffix == ".tsv" else ","
         _csv_header(path, sep)  # refuses a file written with another separator, naming it
+        options = dict(dtype=str, keep_default_na=False) if as_text else {}
         try:
-            yield from pd.read_csv(path, sep=sep, chunksize=chunk_rows)
+            yield from pd.read_csv(path, sep=sep, chunksize=chunk_rows, **options)
         except pd.errors.EmptyDataError as err:
             raise ValueError(f"{path} has no header line (empty file)") from err
     else:
@@ -94,15 +99,26 @@ class ChunkWriter:
 
 
 def map_table(
-    source: str | Path, target: str | Path, fn: Callable[[pd.DataFrame], pd.DataFrame], *, chunk_rows: int = 100_000
+    source: str | Path,
+    target: str | Path,
+    fn: Callable[..., pd.DataFrame],
+    *,
+    chunk_rows: int = 100_000,
+    text: bool = False,
 ) -> int:
-    """Write ``fn(chunk)`` for every chunk of ``source`` to ``target``; returns the number of rows written."""
+    """Write ``fn(chunk)`` for every chunk of ``source`` to ``target``; returns the number of rows written.
+    ``text`` (a CSV source): ``fn(chunk, text_chunk)``, the same rows read again with every cell as its
+    original string."""
     writer = ChunkWriter(target)
     try:
+        texts = iter_table_chunks(source, chunk_rows, as_text=True) if text else None
         for chunk in iter_table_chunks(source, chunk_rows):
             first = writer.rows + 1
+            args = [chunk.reset_index(drop=True)]
+            if texts is not None:
+                args.append(next(texts).reset_index(drop=True))
             try:
-                out = fn(chunk.reset_index(drop=True))
+                out = fn(*args)
             except ValueError as err:  # name where the chunk sits in the file: its messages count rows from 1
                 if str(err).startswith(str(source)):  # already about the file (its columns), not a row
                     raise

@@ -33,24 +33,32 @@ def _features(estimator, exclude: Sequence[str], source, run: str | Path):
 def impute_chunked(run: str | Path, source: str | Path, output: str | Path, *, chunk_rows: int,
                    exclude: Sequence[str] = (), handle_unknown: str = "error",
                    device: str = "cpu") -> dict[str, Any]:  # fmt: skip
-    """Fill the missing feature cells of ``source`` chunk by chunk into ``output`` (other columns pass through;
-    cells are re-written by pandas, not kept as their original text). Returns ``{"rows"}``."""
+    """Fill the missing feature cells of ``source`` chunk by chunk into ``output``: only missing cells change,
+    other columns pass through, and CSV to CSV keeps every other cell's original text, exactly as the
+    whole-file :func:`~masklab.recipes.table.impute` writes it. Returns ``{"rows"}``."""
     from masklab.data.table_stream import map_table
+    from masklab.data.tables import CSV_SUFFIXES, _suffix
     from masklab.recipes.common import check_output_is_not_input
     from masklab.recipes.table import load_imputer
+    from masklab.recipes.table_output import fill_text_cells
+    from masklab.tokenizers.table import missing_cells
 
     check_output_is_not_input(output, source, "impute")
     imputer = load_imputer(run, handle_unknown=handle_unknown, device=device)
     names, check = _features(imputer, exclude, source, run)
+    as_text = _suffix(Path(source)) in CSV_SUFFIXES and _suffix(Path(output)) in CSV_SUFFIXES
 
-    def fill(chunk):
+    def fill(chunk, text=None):
         check(chunk)
-        out, filled = chunk.copy(), imputer.transform(chunk[names])
+        filled = imputer.transform(chunk[names])
+        if text is not None:  # the typed chunk says which cells are missing; the text keeps the others
+            return fill_text_cells(text, filled, {n: missing_cells(chunk[n]) for n in names}, str(source))
+        out = chunk.copy()
         for name in names:
             out[name] = filled[name]
         return out
 
-    return {"rows": map_table(source, output, fill, chunk_rows=chunk_rows)}
+    return {"rows": map_table(source, output, fill, chunk_rows=chunk_rows, text=as_text)}
 
 
 def score_chunked(run: str | Path, source: str | Path, output: str | Path, *, chunk_rows: int,
