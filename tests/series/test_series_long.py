@@ -91,3 +91,28 @@ def test_a_run_with_a_label_reads_new_series_without_that_column(tmp_path) -> No
     assert data.channels == ("x",) and data.labels is None
     labelled = _write(tmp_path, [dict(r, cls="up") for r in rows], "labelled.csv")
     assert run_data(run, labelled).channels == ("x",)  # the label column, when present, is kept out
+
+
+def test_forecast_leaves_out_series_whose_history_is_not_observed(tmp_path) -> None:
+    from masklab.recipes.series import build_model, holdout_forecast
+
+    rows = [dict(id="a", time=t, x=np.nan if t < 3 else 5.0) for t in range(5)]
+    rows += [dict(id=k, time=t, x=float(t % 3)) for k in ("b", "c") for t in range(5)]
+    data = load_series(_write(tmp_path, rows))
+    model = build_model(data, "series-tiny", patch_len=2, stride=2)
+    scores = holdout_forecast(model, data, 2)
+    assert scores["series"] == 2 and scores["skipped"] == ["a"] and np.isfinite(scores["mse"])
+    only = data.subset([0])
+    assert holdout_forecast(model, only, 2) == {"series": 0, "mse": None, "mse_last_value": None, "skipped": ["a"]}
+
+
+def test_forecast_cli_says_the_real_length_rule_and_names_left_out_series(monkeypatch, capsys) -> None:
+    from masklab.cli import main
+    from masklab.recipes import series_tasks
+
+    scores = {"series": 2, "mse": 1.0, "mse_last_value": 2.0, "skipped": ["a"], "name": "d.csv", "forecasts": 3}
+    monkeypatch.setattr(series_tasks, "forecast_series", lambda *a, **k: dict(scores))
+    assert main(["forecast", "run", "--horizon", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2 series with more than 3 steps" in out
+    assert "left out of the held-out score" in out and "'a'" in out

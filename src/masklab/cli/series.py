@@ -31,9 +31,16 @@ def _forecast(args: argparse.Namespace) -> int:
 
     r = forecast_series(args.run, args.horizon, data=args.data, output=args.output, plot=args.plot,
                         count=args.count, device=args.device)  # fmt: skip
+    skipped = r.get("skipped") or []
+    if skipped:
+        shown = ", ".join(repr(n) for n in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        print(f"masklab: note: {len(skipped)} series left out of the held-out score (nothing observed before their "
+              f"last {args.horizon} steps): {shown}")  # fmt: skip
     if r["series"]:
-        print(f"{r['name']}: {r['series']} series with more than {args.horizon} steps; held-out tail MSE "
+        print(f"{r['name']}: {r['series']} series with more than {args.horizon + 1} steps; held-out tail MSE "
               f"model {r['mse']:.4g}, last value {r['mse_last_value']:.4g}")  # fmt: skip
+    elif skipped:
+        print(f"{r['name']}: no series has an observed value before its last {args.horizon} steps: no held-out score")
     else:
         print(f"{r['name']}: no series is longer than horizon + 1 = {args.horizon + 1} steps: no held-out score")
     if args.output:

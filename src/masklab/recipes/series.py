@@ -2,8 +2,7 @@
 :func:`pretrain`, :func:`probe`, :func:`finetune_classify`, :func:`forecast`, :func:`impute`,
 :func:`anomaly_scores`, plus the loaders of a trained run.
 
-Inference runs in batches of series of similar length (sorted by length), so little compute goes to padding;
-results come back in the input order, one array per series.
+Inference runs in batches of series of similar length, so little compute goes to padding; results keep the input order.
 """
 
 from __future__ import annotations
@@ -370,25 +369,27 @@ def show_reconstructions(model: PatchTST, data: SeriesSet, path: str | Path, *, 
 
 def holdout_forecast(model: PatchTST, data: SeriesSet, horizon: int, *, plot: str | Path | None = None,
                      count: int = 4) -> dict[str, Any]:  # fmt: skip
-    """Forecast the last ``horizon`` steps of every series longer than ``horizon + 1`` from the rest; MSE in
-    the data's units (observed steps only) for the model and the last-observed-value baseline."""
-    keep = [i for i, n in enumerate(data.lengths) if n > horizon + 1]
-    if not keep:
+    """Forecast the last ``horizon`` steps of every series longer than ``horizon + 1`` (and observed before them:
+    the others' names are ``skipped``) from the rest; MSE in the data's units (observed steps only) for the
+    model and the last-observed-value baseline."""
+    long = [i for i, n in enumerate(data.lengths) if n > horizon + 1]
+    if not long:
         raise ValueError(f"{data.name}: no series is longer than horizon + 1 = {horizon + 1} steps")
+    keep = [i for i in long if not np.isnan(data.series[i][:-horizon]).all()]
+    skipped = [data.names()[i] for i in long if i not in keep]
+    if not keep:
+        return {"series": 0, "mse": None, "mse_last_value": None, "skipped": skipped}
     history = data.subset(keep)
     history = SeriesSet([s[:-horizon] for s in history.series], data.name, history.labels, history.classes)
     truth = [data.series[i][-horizon:] for i in keep]
     pred = forecast(model, history, horizon)
     last = []
-    for s in history.series:
-        filled = s.copy()
-        for c in range(s.shape[1]):  # carry the last observed value forward
-            seen = np.flatnonzero(~np.isnan(s[:, c]))
-            filled[:, c] = s[seen[-1], c] if len(seen) else 0.0
-        last.append(np.repeat(filled[-1:], horizon, axis=0))
+    for s in history.series:  # each channel's last observed value, carried forward (0 where there is none)
+        seen = [np.flatnonzero(~np.isnan(s[:, c])) for c in range(s.shape[1])]
+        last.append(np.tile([s[k[-1], c] if len(k) else 0.0 for c, k in enumerate(seen)], (horizon, 1)))
     y = np.concatenate(truth)
     scores = {"series": len(keep), "mse": float(np.nanmean((np.concatenate(pred) - y) ** 2)),
-              "mse_last_value": float(np.nanmean((np.concatenate(last) - y) ** 2))}  # fmt: skip
+              "mse_last_value": float(np.nanmean((np.concatenate(last) - y) ** 2)), "skipped": skipped}  # fmt: skip
     if plot:
         from masklab.viz.series import plot_forecasts
 
