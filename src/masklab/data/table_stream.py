@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from masklab.data.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, _csv_header, _suffix
+from masklab.data.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, _csv_header, _suffix, not_utf8
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,6 +55,8 @@ def iter_table_chunks(path: str | Path, chunk_rows: int = 100_000, *, as_text: b
             yield from pd.read_csv(path, sep=sep, chunksize=chunk_rows, **options)
         except pd.errors.EmptyDataError as err:
             raise ValueError(f"{path} has no header line (empty file)") from err
+        except UnicodeDecodeError as err:
+            raise not_utf8(path, err) from None
     else:
         raise ValueError(f"{path}: unknown table format {suffix!r} (use .csv, .tsv or .parquet)")
 

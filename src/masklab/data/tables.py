@@ -96,15 +96,36 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
+def not_utf8(path: Path, err: UnicodeDecodeError) -> ValueError:
+    """The error for a CSV that is not UTF-8 (``err`` from reading it), naming the file and the offset of its
+    first undecodable byte (0-based; in the decompressed text of a ``.gz``)."""
+    import codecs
+
+    decoder, offset, at = codecs.getincrementaldecoder("utf-8")(), 0, err.start
+    with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            pending = len(decoder.getstate()[0])  # bytes of a character cut at the previous block's end
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as bad:
+                at = offset - pending + bad.start
+                break
+            offset += len(block)
+    return ValueError(f"{path}: not UTF-8 text (byte {at}); re-save it as UTF-8")
+
+
 def _csv_header(path: Path, sep: str) -> list[str]:
     """The header's column names under ``sep``. A file that reads as one column but whose header and first
     row both split into the same number (>= 2) of fields at another common separator (``;`` ``\t`` ``|``
     ``,``) is refused, naming it: it would otherwise train on one text column of whole lines."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", newline="", encoding="utf-8-sig") as fh:
-        rows = csv.reader(fh, delimiter=sep)
-        header = next(rows, [])
-        first = next(rows, [])
+    try:
+        with opener(path, "rt", newline="", encoding="utf-8-sig") as fh:
+            rows = csv.reader(fh, delimiter=sep)
+            header = next(rows, [])
+            first = next(rows, [])
+    except UnicodeDecodeError as err:
+        raise not_utf8(path, err) from None
     if len(header) == 1 and len(first) == 1:
         for other in (";", "\t", "|", ","):
             fields = len(header[0].split(other))
@@ -151,6 +172,8 @@ def read_table_file(path: str | Path, *, as_text: bool = False) -> pd.DataFrame:
             raise ValueError(f"{path} is empty (no header line)") from err
         except pd.errors.ParserError as err:
             raise ValueError(f"{path}: malformed CSV ({err})") from err
+        except UnicodeDecodeError as err:
+            raise not_utf8(path, err) from None
     else:
         raise ValueError(f"{path}: unknown table format {suffix!r}; use {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}")
     blank = [i + 1 for i, name in enumerate(header) if not str(name).strip()]
