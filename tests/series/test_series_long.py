@@ -116,3 +116,21 @@ def test_forecast_cli_says_the_real_length_rule_and_names_left_out_series(monkey
     out = capsys.readouterr().out
     assert "2 series with more than 3 steps" in out
     assert "left out of the held-out score" in out and "'a'" in out
+
+
+def test_a_horizon_longer_than_the_model_covers_names_the_flag_and_the_largest(tmp_path, capsys) -> None:
+    from masklab.cli import main
+    from masklab.recipes.series import load_pretrained
+
+    values = np.sin(np.arange(4 * 30, dtype=np.float32)).reshape(4, 30, 1)
+    np.savez(tmp_path / "s.npz", values=values)
+    out = tmp_path / "run"
+    assert main(["pretrain", "series", "--data", str(tmp_path / "s.npz"), "--preset", "series-tiny", "--steps", "2",
+                 "--batch-size", "4", "--out", str(out), "--device", "cpu"]) == 0  # fmt: skip
+    cfg = load_pretrained(out).config
+    largest = cfg.patch_len + (cfg.max_patches - 1) * cfg.stride - 30
+    capsys.readouterr()
+    assert main(["forecast", str(out), "--horizon", str(largest + 1), "-o", str(tmp_path / "f.npz")]) == 2
+    err = capsys.readouterr().err
+    assert f"--horizon {largest + 1}" in err and f"at most --horizon {largest}" in err
+    assert main(["forecast", str(out), "--horizon", str(largest), "-o", str(tmp_path / "f.npz")]) == 0

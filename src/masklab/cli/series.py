@@ -29,8 +29,13 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
 def _forecast(args: argparse.Namespace) -> int:
     from masklab.recipes.series_tasks import forecast_series
 
-    r = forecast_series(args.run, args.horizon, data=args.data, output=args.output, plot=args.plot,
-                        count=args.count, device=args.device)  # fmt: skip
+    try:
+        r = forecast_series(args.run, args.horizon, data=args.data, output=args.output, plot=args.plot,
+                            count=args.count, device=args.device)  # fmt: skip
+    except ValueError as err:
+        if "max_patches" not in str(err):
+            raise
+        raise ValueError(_too_long(args)) from err
     skipped = r.get("skipped") or []
     if skipped:
         shown = ", ".join(repr(n) for n in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
@@ -46,6 +51,20 @@ def _forecast(args: argparse.Namespace) -> int:
     if args.output:
         print(f"masklab: wrote {r['forecasts']} forecasts of {args.horizon} steps -> {args.output}")
     return 0
+
+
+def _too_long(args: argparse.Namespace) -> str:
+    """The error for a forecast past what the model's positions cover: names --horizon and its largest value."""
+    from masklab.recipes.series import load_pretrained, run_data
+
+    cfg = load_pretrained(args.run).config
+    covered = cfg.patch_len + (cfg.max_patches - 1) * cfg.stride  # steps of history + horizon
+    longest = int(run_data(args.run, args.data).lengths.max())
+    if longest >= covered:
+        return (f"--horizon {args.horizon}: the longest series ({longest} steps) already fills the {covered} steps "
+                "this model covers; crop the series or train with a larger max_patches")  # fmt: skip
+    return (f"--horizon {args.horizon}: the longest series ({longest} steps) plus the horizon is more than the "
+            f"{covered} steps this model covers; forecast at most --horizon {covered - longest}")  # fmt: skip
 
 
 def impute(args: argparse.Namespace) -> int:
