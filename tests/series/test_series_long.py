@@ -134,3 +134,8 @@ def test_a_horizon_longer_than_the_model_covers_names_the_flag_and_the_largest(t
     err = capsys.readouterr().err
     assert f"--horizon {largest + 1}" in err and f"at most --horizon {largest}" in err
     assert main(["forecast", str(out), "--horizon", str(largest), "-o", str(tmp_path / "f.npz")]) == 0
+
+
+def test_numeric_ids_keep_their_numeric_order(tmp_path) -> None:
+    rows = [dict(id=i, time=t, x=float(i)) for i in (10, 2, 1) for t in range(3)]
+    assert load_series(_write(tmp_path, rows)).ids == ("1", "2", "10")

@@ -257,7 +257,7 @@ def read_long_frame(frame, *, id_column: str, time_column: str, label: str | Non
             raise ValueError(f"{where}: column {c!r} is empty in data row {empty[0] + 1} ({len(empty)} row(s) in "
                              "all); every row needs its series id, time and label")  # fmt: skip
     times, regular = time_values(frame[time_column], time_column, where)
-    order = np.lexsort((times, frame[id_column].astype(str).to_numpy()))  # by id, then time
+    order = np.lexsort((times, pd.factorize(frame[id_column], sort=True)[0]))  # by id (as pandas sorts), then time
     series, labels, ids, uneven = [], [], [], []
     for key, group in frame.iloc[order].reset_index(drop=True).groupby(id_column, sort=False):
         ids.append(str(key))
