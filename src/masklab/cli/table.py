@@ -57,8 +57,9 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     parser.add_argument("--chunk-rows", type=int, default=None,
                         help="stream the table in chunks of this many rows (Parquet: per row group), writing the "
-                        "output as it goes: flat memory (impute re-writes cells with pandas; score skips the "
-                        "histogram and label metrics)")  # fmt: skip
+                        "output as it goes: flat memory (impute from CSV to CSV changes only the missing cells' "
+                        "text, as without chunks; to Parquet each chunk's column types are read on their own; "
+                        "score skips the histogram and label metrics)")  # fmt: skip
 
 
 def _chunked(args: argparse.Namespace, name: str) -> int:
