@@ -19,11 +19,26 @@ def _write(tmp_path, rows, name="long.csv"):
     return str(path)
 
 
-def test_text_dates_are_ordered_as_dates_not_as_text(tmp_path) -> None:
-    days = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(12), unit="D")
-    rows = [dict(id="s0", time=d.strftime("%-m/%-d/%Y"), x=float(k)) for k, d in enumerate(days)]
+@pytest.mark.parametrize("fmt", ["%-m/%-d/%Y", "%-d/%-m/%Y", "%Y/%m/%d"])
+def test_text_dates_are_ordered_as_dates_not_as_text(tmp_path, fmt) -> None:
+    days = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(20), unit="D")  # day 13 on: one reading only
+    rows = [dict(id="s0", time=d.strftime(fmt), x=float(k)) for k, d in enumerate(days)]
     data = load_series(_write(tmp_path, rows[::-1]))
-    assert data.series[0][:, 0].tolist() == [float(k) for k in range(12)]  # "1/10/2024" sorted before "1/2/2024"
+    assert data.series[0][:, 0].tolist() == [float(k) for k in range(20)]  # "1/10/2024" sorted before "1/2/2024"
+
+
+def test_dates_that_read_month_first_or_day_first_are_refused(tmp_path) -> None:
+    rows = [dict(id="s0", time=t, x=1.0) for t in ("1/2/2024", "1/3/2024", "2/3/2024")]  # Jan 2 or Feb 1?
+    with pytest.raises(ValueError, match=r"time column 'time' holds dates that read month first or day first "
+                                         r"\(e\.g\. '1/2/2024'\); give ISO dates"):  # fmt: skip
+        load_series(_write(tmp_path, rows))
+
+
+def test_a_stray_far_off_time_does_not_blow_a_series_up(tmp_path) -> None:
+    rows = [dict(id="s0", time=t, x=float(t)) for t in [*range(10), 1_000_000]]
+    with pytest.warns(UserWarning, match="unevenly spaced"):
+        data = load_series(_write(tmp_path, rows))
+    assert len(data.series[0]) == 11  # not a million steps of nothing
 
 
 def test_text_times_that_are_not_dates_are_refused_naming_column_and_value(tmp_path) -> None:

@@ -2,12 +2,15 @@
 rows on its time axis, for :func:`masklab.data.series.read_long_frame`.
 
 The time column orders each series' rows: numbers as numbers, datetimes as datetimes, and text as dates
-(``pd.to_datetime``, one format inferred from the values, month first where a date could be read either way:
-write ISO dates, ``2024-01-31``, to be sure); text that is not dates in one format is refused, never sorted as
-text. For integer and datetime times a series' step is its most common difference between consecutive times;
-when every difference is a whole number of steps, the missing times become steps with nothing observed (NaN
-rows), so later values keep their place in time. Otherwise (fractional numbers, uneven steps) the rows are
-taken as consecutive steps in time order, with a warning naming the series.
+(``pd.to_datetime``, one format inferred from the values: year first, or month or day first where only one of
+them reads every value; dates that read both ways with different results, such as ``1/2/2024``, are refused:
+write ISO dates, ``2024-01-31``); text that is not dates in one format is refused, never sorted as text.
+
+For integer and datetime times a series' step is its most common difference between consecutive times; when
+every difference is a whole number of steps, the missing times become steps with nothing observed (NaN rows),
+so later values keep their place in time. Otherwise (fractional numbers, uneven steps, or a grid over
+``MAX_SPREAD`` times longer than the rows) the rows are taken as consecutive steps in time order, with a
+warning naming the series.
 """
 
 from __future__ import annotations
@@ -40,7 +43,6 @@ def read_long_file(path: Path, csv: bool) -> Any:
 def time_values(column: Any, name: str, where: str) -> tuple[np.ndarray, bool]:
     """``(times, regular)``: the time column as numbers that sort in time order (int64 nanoseconds for dates),
     and whether they may be laid on a grid of whole steps (integers and dates, not fractional numbers)."""
-    import pandas as pd
     from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
 
     if is_numeric_dtype(column) and not is_bool_dtype(column):
@@ -49,15 +51,35 @@ def time_values(column: Any, name: str, where: str) -> tuple[np.ndarray, bool]:
         return (values.astype(np.int64), True) if whole else (values, False)
     if not is_datetime64_any_dtype(column):
         text = column.astype(str)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", UserWarning)  # "could not infer format": each value read its own way
-            try:
-                column = pd.to_datetime(text)
-            except (ValueError, TypeError, UserWarning, OverflowError):
-                bad = _first_bad_date(text)
-                raise ValueError(f"{where}: time column {name!r} holds text that is not dates in one format (e.g. "
-                                 f"{bad!r}); give numbers or ISO dates (2024-01-31)") from None  # fmt: skip
+        year_first = bool(text.str.match(YEAR_FIRST).all())  # 2024-01-31, 2024/1/31: never day first
+        readings = [r for r in (_dates(text, False), None if year_first else _dates(text, True)) if r is not None]
+        if not readings:
+            bad = _first_bad_date(text)
+            raise ValueError(f"{where}: time column {name!r} holds text that is not dates in one format (e.g. "
+                             f"{bad!r}); give numbers or ISO dates (2024-01-31)")  # fmt: skip
+        if len(readings) == 2 and not readings[0].equals(readings[1]):
+            example = text[(readings[0] != readings[1]).to_numpy()].iloc[0]
+            raise ValueError(f"{where}: time column {name!r} holds dates that read month first or day first (e.g. "
+                             f"{example!r}); give ISO dates (2024-01-31) or numbers")  # fmt: skip
+        column = readings[0]
     return column.to_numpy("datetime64[ns]").astype(np.int64), True
+
+
+YEAR_FIRST = r"\s*\d{4}[-/.]\d{1,2}[-/.]\d{1,2}"
+
+
+def _dates(text: Any, dayfirst: bool) -> Any:
+    """``text`` read as dates in one format (``dayfirst``: day before month), or None when it is not."""
+    import pandas as pd
+
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        try:
+            dates = pd.to_datetime(text, dayfirst=dayfirst)
+        except (ValueError, TypeError, OverflowError):
+            return None
+    # "could not infer format" (each value read its own way) or "parsing in %m/%d/%Y although dayfirst": no
+    return None if any(issubclass(w.category, UserWarning) for w in said) else dates
 
 
 def _first_bad_date(text: Any) -> str:
@@ -75,6 +97,9 @@ def _first_bad_date(text: Any) -> str:
     return str(text.iloc[bad[0]]) if len(bad) else str(text.iloc[0])
 
 
+MAX_SPREAD = 10  # a series laid on its grid may be at most this many times longer than its rows
+
+
 def on_time_axis(times: np.ndarray, values: np.ndarray, regular: bool) -> tuple[np.ndarray, bool]:
     """``(values, even)``: ``values`` (rows in time order) with a NaN row for each missing step when ``regular``
     times are a whole number of steps apart; ``even`` is False when the rows were kept as they are although
@@ -86,9 +111,9 @@ def on_time_axis(times: np.ndarray, values: np.ndarray, regular: bool) -> tuple[
         return values, bool(np.allclose(gaps, gaps[0], rtol=1e-6, atol=0))
     counts = Counter(gaps.tolist())
     step = min(counts, key=lambda g: (-counts[g], g))  # the most common difference (ties: the smallest)
-    if np.any(gaps % step):
-        return values, False
     positions = (times - times[0]) // step
+    if np.any(gaps % step) or positions[-1] + 1 > MAX_SPREAD * len(times):  # a stray far-off time: no grid
+        return values, False
     out = np.full((int(positions[-1]) + 1, values.shape[1]), np.nan, dtype=values.dtype)
     out[positions] = values
     return out, True
