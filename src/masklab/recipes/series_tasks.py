@@ -163,7 +163,8 @@ def forecast_series(run: str | Path, horizon: int, *, data: str | None = None, o
 def impute_series(run: str | Path, source: str | Path, output: str | Path, *, device: str = "cpu") -> dict[str, Any]:
     """Fill the NaN steps of a series file with a series run; writes ``output`` (``.npz``: ``values (N, T, C)``
     NaN-padded, ``lengths (N,)``, and when the input has them ``labels (N,)`` (as text, which reads back as the
-    same classes) and ``ids (N,)`` (a long-format file's series ids: its series come out in id order)).
+    same classes) and ``ids (N,)`` (a long-format file's series ids: its series come out in id order; step k
+    is the k-th step of the series' time grid, missing times included: :mod:`masklab.data.series_long`)).
     Observed values are unchanged. Returns ``{"series", "filled"}``."""
     import io
 
