@@ -64,6 +64,21 @@ def test_npz_arrays_beyond_values_are_checked_not_ignored(tmp_path, arrays, mess
         load_series(str(path))
 
 
+def test_a_padded_array_without_lengths_says_its_unobserved_ends_are_not_padding(tmp_path) -> None:
+    padded = np.zeros((3, 6, 1), dtype=np.float32)
+    padded[1, 4:] = np.nan  # padding written as NaN, but no lengths given: NaN means 'not observed'
+    np.save(tmp_path / "s.npy", padded)
+    with pytest.warns(UserWarning, match=r"1 of 3 series end in steps where nothing is observed \(e\.g\. series 1"):
+        data = load_series(str(tmp_path / "s.npy"))
+    assert [len(s) for s in data.series] == [6, 6, 6]  # read as documented, and said
+    np.savez(tmp_path / "s.npz", values=padded, lengths=[6, 4, 6])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [len(s) for s in load_series(str(tmp_path / "s.npz")).series] == [6, 4, 6]
+
+
 def test_object_npy_needs_explicit_pickle(tmp_path) -> None:
     series = _series()
     array = np.empty(3, dtype=object)

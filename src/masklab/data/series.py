@@ -36,6 +36,8 @@ import torch
 
 from masklab.data import package_file, parse_data_spec
 from masklab.data.series_augment import SeriesAugment
+from masklab.data.series_files import as_series as _as_series
+from masklab.data.series_files import read_ts, warn_trailing_nan
 from masklab.data.series_long import on_time_axis, read_long_file, time_values, warn_uneven
 
 BUILTINS = {"japanese-vowels": "JapaneseVowels", "basic-motions": "BasicMotions", "plaid": "PLAID"}
@@ -101,30 +103,6 @@ class SeriesSet:
         return self.subset(np.flatnonzero(self.split == split))
 
 
-def _as_series(array: np.ndarray, where: str) -> np.ndarray:
-    if np.iscomplexobj(array):  # a cast would drop the imaginary part without a word
-        raise ValueError(f"{where}: complex values; series must hold real numbers")
-    raw = np.asarray(array)
-    if raw.dtype.kind not in "iufO":  # bool, dates, durations, text, records: not measurements to model
-        raise ValueError(f"{where}: {raw.dtype} values; a series holds numbers (NaN = a step not observed)")
-    try:
-        wide = raw.astype(np.float64)
-    except (TypeError, ValueError) as err:  # an object array holding text
-        raise ValueError(f"{where}: values that are not numbers ({err})") from None
-    if np.isinf(wide).any():
-        raise ValueError(f"{where}: infinite values (use NaN for steps that were not observed)")
-    if (np.abs(np.nan_to_num(wide)) > np.finfo(np.float32).max).any():
-        raise ValueError(f"{where}: values beyond float32's range (±3.4e38), which the model computes in")
-    out = wide.astype(np.float32)
-    if out.ndim == 1:
-        out = out[:, None]
-    if out.ndim != 2 or out.shape[0] < 1:
-        raise ValueError(f"{where}: expected a (T,) or (T, C) array with T >= 1, got shape {out.shape}")
-    if np.isinf(out).any():
-        raise ValueError(f"{where}: infinite values (use NaN for steps that were not observed)")
-    return out
-
-
 def _encode_labels(raw: list | np.ndarray | None) -> tuple[np.ndarray | None, tuple[str, ...]]:
     if raw is None:
         return None, ()
@@ -135,35 +113,6 @@ def _encode_labels(raw: list | np.ndarray | None) -> tuple[np.ndarray | None, tu
 
 
 # ------------------------------------------------------------------------------------------------ readers
-def read_ts(path: str | Path) -> tuple[list[np.ndarray], list[str]]:
-    """Series and class labels of a UCR/UEA ``.ts`` file (``@data`` rows ``c1 values:c2 values:label``;
-    ``?`` = missing). Only the plain layout (no timestamps) is read; anything else is an error naming the file."""
-    series, labels = [], []
-    in_data = False
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            if not in_data:
-                if line.lower().startswith("@timestamps true"):
-                    raise ValueError(f"{path}: .ts files with timestamps are not supported")
-                in_data = line.lower() == "@data"
-                continue
-            *channels, label = line.split(":")
-            try:
-                rows = [[float("nan") if v == "?" else float(v) for v in c.split(",")] for c in channels]
-            except ValueError as err:
-                raise ValueError(f"{path}:{number}: not a number ({err})") from None
-            if len({len(r) for r in rows}) != 1:
-                raise ValueError(f"{path}:{number}: channels have different lengths")
-            series.append(_as_series(np.array(rows).T, f"{path}:{number}"))
-            labels.append(label.strip())
-    if not series:
-        raise ValueError(f"{path}: no @data rows")
-    return series, labels
-
-
 def _builtin(name: str) -> SeriesSet:
     folder = BUILTINS[name]
     series, labels, split = [], [], []
@@ -191,7 +140,9 @@ def _from_array(
         raise ValueError(f"{where}: expected (N, T) or (N, T, C) values, got shape {values.shape}")
     values = values if values.ndim == 3 else values[..., None]
     if lengths is None:
-        return [_as_series(v, f"{where}[{i}]") for i, v in enumerate(values)]
+        series = [_as_series(v, f"{where}[{i}]") for i, v in enumerate(values)]
+        warn_trailing_nan(series, where)
+        return series
     lengths = np.asarray(lengths)
     whole = lengths.dtype.kind in "iu" or (lengths.dtype.kind == "f" and bool(np.all(lengths == np.round(lengths))))
     if lengths.shape != (len(values),) or not whole or (lengths < 1).any() or (lengths > values.shape[1]).any():
