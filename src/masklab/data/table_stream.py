@@ -12,8 +12,11 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from masklab.data.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, _csv_header, _suffix, not_utf8
 
@@ -61,6 +64,91 @@ def iter_table_chunks(path: str | Path, chunk_rows: int = 100_000, *, as_text: b
         raise ValueError(f"{path}: unknown table format {suffix!r} (use .csv, .tsv or .parquet)")
 
 
+@dataclass
+class ColumnPlan:
+    """One column of a whole file, as reading it at once would type it: ``dtype``; ``missing`` (any empty
+    cell); ``whole`` (every observed number a whole number); ``values`` (a bool column's observed
+    values (True, False) by their category key, as :func:`masklab.tokenizers.table.category_key` writes it)."""
+
+    dtype: Any
+    missing: bool = False
+    whole: bool = True
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def _kind(column: pd.Series) -> str:
+    import pandas as pd
+
+    observed = column.dropna()
+    if observed.empty:
+        return "empty"
+    if pd.api.types.is_bool_dtype(column.dtype) and not isinstance(column.dtype, pd.CategoricalDtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(column.dtype):
+        return "int"
+    if pd.api.types.is_float_dtype(column.dtype):
+        return "float"
+    if pd.api.types.is_string_dtype(column.dtype):
+        if all(isinstance(v, str) for v in observed):
+            return "text"
+        if all(isinstance(v, (bool, np.bool_)) for v in observed):
+            return "bool"
+    return f"other {column.dtype}"
+
+
+def plan_columns(path: str | Path, chunk_rows: int = 100_000) -> dict[str, ColumnPlan]:
+    """Read ``path`` chunk by chunk (flat memory) and type every column as the whole file read at once types it,
+    so each chunk can be cast to one type per column (a Parquet file holds one). A column no one type holds
+    without changing cells (numbers in one chunk, text in another) is a ValueError naming it and the rows."""
+
+    from masklab.tokenizers.table import category_key
+
+    plans: dict[str, ColumnPlan] = {}
+    seen: dict[str, tuple[str, Any, int, int]] = {}  # column -> (kind, dtype, first row, last row)
+    first = 1
+    for chunk in iter_table_chunks(path, chunk_rows):
+        last = first + len(chunk) - 1
+        for name in chunk.columns:
+            column = chunk[name]
+            plan = plans.setdefault(name, ColumnPlan(dtype=None))
+            plan.missing = plan.missing or bool(column.isna().any())
+            kind = _kind(column)
+            if kind == "float":
+                observed = column.dropna().to_numpy()
+                plan.whole = plan.whole and bool((observed == np.round(observed)).all())
+            if kind == "bool" and len(plan.values) < 2:
+                for value in column.dropna().tolist():
+                    plan.values.setdefault(category_key(value), bool(value))
+            if kind == "empty":
+                continue
+            if name not in seen:
+                seen[name] = (kind, column.dtype, first, last)
+                continue
+            before, dtype, start, end = seen[name]
+            numbers = {before, kind} <= {"int", "float"}
+            if (before != kind and not numbers) or (kind.startswith("other") and dtype != column.dtype):
+                raise ValueError(f"{path}: column {name!r} is {dtype} in data rows {start}-{end} but {column.dtype} "
+                                 f"in data rows {first}-{last} (types are read chunk by chunk) and a Parquet file "
+                                 "holds one type per column: use a larger --chunk-rows, or a .csv output")  # fmt: skip
+            if kind == "float":
+                seen[name] = (kind, column.dtype, first, last)
+        first = last + 1
+    for name, plan in plans.items():
+        kind, dtype = seen.get(name, ("empty", np.dtype(np.float64)))[:2]
+        if kind == "int" and plan.missing:
+            dtype = np.dtype(np.float64)
+        elif kind == "bool" and plan.missing:
+            dtype = np.dtype(object)
+        plan.dtype = dtype
+    return plans
+
+
+def cast_to_plan(chunk: pd.DataFrame, plans: dict[str, ColumnPlan]) -> pd.DataFrame:
+    """``chunk`` with every planned column cast to its whole-file dtype."""
+    types = {n: plans[n].dtype for n in chunk.columns if n in plans and chunk[n].dtype != plans[n].dtype}
+    return chunk.astype(types) if types else chunk
+
+
 class ChunkWriter:
     """Append DataFrames to a CSV/TSV or Parquet file; :meth:`close` renames the finished file into place."""
 
@@ -79,14 +167,36 @@ class ChunkWriter:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self.tmp, table.schema)
-            self._parquet.write_table(table.cast(self._parquet.schema))
+            try:
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                if self._parquet is None:
+                    self._parquet = pq.ParquetWriter(self.tmp, table.schema)
+                table = table.cast(self._parquet.schema)
+            except (pa.ArrowException, ValueError, TypeError) as err:
+                raise self._one_type_error(frame, err) from err
+            self._parquet.write_table(table)
         else:
             sep = "\t" if self.suffix == ".tsv" else ","
             frame.to_csv(self.tmp, mode="a", header=self.rows == 0, index=False, sep=sep)
         self.rows += len(frame)
+
+    def _one_type_error(self, frame: pd.DataFrame, err: Exception) -> ValueError:
+        """A chunk no single type per column holds: name the column, the rows and both types."""
+        import pyarrow as pa
+
+        rows = f"rows {self.rows + 1}-{self.rows + len(frame)}"
+        schema = self._parquet.schema if self._parquet is not None else None
+        for name in frame.columns:
+            try:
+                column = pa.array(frame[name], from_pandas=True)
+                if schema is not None and schema.get_field_index(str(name)) >= 0:
+                    column.cast(schema.field(str(name)).type)
+            except (pa.ArrowException, ValueError, TypeError):
+                before = schema.field(str(name)).type if schema is not None else "one type"
+                return ValueError(f"-o {self.target}: column {name!r} is {before} in the rows written before but "
+                                  f"{frame[name].dtype} in {rows} ({err}); a Parquet file holds one type per column: "
+                                  "use a larger --chunk-rows, or a .csv output")  # fmt: skip
+        return ValueError(f"-o {self.target}: cannot write {rows} as Parquet ({err})")
 
     def close(self) -> Path:
         if self._parquet is not None:
@@ -107,16 +217,20 @@ def map_table(
     *,
     chunk_rows: int = 100_000,
     text: bool = False,
+    plans: dict[str, ColumnPlan] | None = None,
 ) -> int:
     """Write ``fn(chunk)`` for every chunk of ``source`` to ``target``; returns the number of rows written.
     ``text`` (a CSV source): ``fn(chunk, text_chunk)``, the same rows read again with every cell as its
-    original string."""
+    original string. ``plans`` (:func:`plan_columns`): every chunk is cast to the whole file's column types
+    before ``fn`` sees it."""
     writer = ChunkWriter(target)
     try:
         texts = iter_table_chunks(source, chunk_rows, as_text=True) if text else None
         for chunk in iter_table_chunks(source, chunk_rows):
             first = writer.rows + 1
-            args = [chunk.reset_index(drop=True)]
+            args = [
+                chunk.reset_index(drop=True) if plans is None else cast_to_plan(chunk, plans).reset_index(drop=True)
+            ]
             if texts is not None:
                 args.append(next(texts).reset_index(drop=True))
             try:

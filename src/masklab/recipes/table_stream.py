@@ -36,8 +36,8 @@ def impute_chunked(run: str | Path, source: str | Path, output: str | Path, *, c
     """Fill the missing feature cells of ``source`` chunk by chunk into ``output``: only missing cells change,
     other columns pass through, and CSV to CSV keeps every other cell's original text, exactly as the
     whole-file :func:`~masklab.recipes.table.impute` writes it. Returns ``{"rows"}``."""
-    from masklab.data.table_stream import map_table
-    from masklab.data.tables import CSV_SUFFIXES, _suffix
+    from masklab.data.table_stream import map_table, plan_columns
+    from masklab.data.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, _suffix
     from masklab.recipes.common import check_output_is_not_input
     from masklab.recipes.table import load_imputer
     from masklab.recipes.table_output import fill_text_cells
@@ -47,10 +47,18 @@ def impute_chunked(run: str | Path, source: str | Path, output: str | Path, *, c
     imputer = load_imputer(run, handle_unknown=handle_unknown, device=device)
     names, check = _features(imputer, exclude, source, run)
     as_text = _suffix(Path(source)) in CSV_SUFFIXES and _suffix(Path(output)) in CSV_SUFFIXES
+    # A Parquet file holds one type per column: each chunk is cast to the whole file's types, and the cells
+    # the imputer fills take the values and types the whole-file impute gives them.
+    plans = plan_columns(source, chunk_rows) if _suffix(Path(output)) in PARQUET_SUFFIXES else None
+    integers = _whole_file_integers(imputer, plans, names) if plans else set()
+    if plans:
+        _record_observed_values(imputer, plans)
 
     def fill(chunk, text=None):
         check(chunk)
         filled = imputer.transform(chunk[names])
+        for name in integers:  # the whole-file impute makes these int64: every value is a whole number
+            filled[name] = filled[name].astype("int64")
         if text is not None:  # the typed chunk says which cells are missing; the text keeps the others
             return fill_text_cells(text, filled, {n: missing_cells(chunk[n]) for n in names}, str(source))
         out = chunk.copy()
@@ -58,7 +66,29 @@ def impute_chunked(run: str | Path, source: str | Path, output: str | Path, *, c
             out[name] = filled[name]
         return out
 
-    return {"rows": map_table(source, output, fill, chunk_rows=chunk_rows, text=as_text)}
+    return {"rows": map_table(source, output, fill, chunk_rows=chunk_rows, text=as_text, plans=plans)}
+
+
+def _whole_file_integers(imputer, plans, names) -> set[str]:
+    """Integer columns the whole-file impute returns as int64 (float only for their missing cells, every
+    observed value whole), though a chunk without a missing cell stays float."""
+    import pandas as pd
+
+    specs = {spec.name: spec for spec in imputer.schema_.columns}
+    return {name for name in names if specs[name].kind == "numeric" and specs[name].integer and
+            plans[name].missing and plans[name].whole and pd.api.types.is_float_dtype(plans[name].dtype)}  # fmt: skip
+
+
+def _record_observed_values(imputer, plans) -> None:
+    """Let the imputer map a predicted category to the value the whole file holds for it (a bool of a bool
+    column), as the whole-file impute does, even when the chunk itself has no such observed cell."""
+    recorded = dict(getattr(imputer, "category_values_", None) or {})
+    for spec in imputer.schema_.columns:
+        observed = plans[spec.name].values if spec.name in plans else {}
+        if spec.kind == "categorical" and observed:
+            before = recorded.get(spec.name) or [None] * len(spec.categories)
+            recorded[spec.name] = [observed.get(key, old) for key, old in zip(spec.categories, before, strict=True)]
+    imputer.category_values_ = recorded
 
 
 def score_chunked(run: str | Path, source: str | Path, output: str | Path, *, chunk_rows: int,
