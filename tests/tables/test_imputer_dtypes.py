@@ -124,3 +124,20 @@ def test_estimators_fitted_on_an_array_take_a_frame_by_position():
         explained = detector.explain(frame, top=2)
     pd.testing.assert_frame_equal(explained, detector.explain(x_miss, top=2))  # columns named as in fit: x0..x2
     assert set(explained["column"]) <= {"x0", "x1", "x2"}
+
+
+def test_a_model_without_recorded_values_reads_an_unseen_category_as_the_column_s_type():
+    # A run of `masklab pretrain table` records no category values: a bool column whose cells here are all True
+    # got the string 'False' beside its bools (a Parquet output then failed); ints likewise.
+    rng = np.random.default_rng(2)
+    train = pd.DataFrame({"x": rng.normal(size=40), "flag": rng.normal(size=40) > 0,
+                          "k": pd.Series(rng.integers(1, 4, size=40).tolist(), dtype=object)})  # fmt: skip
+    imputer = MaskedImputer(**FAST, categorical=["k"]).fit(train)
+    del imputer.category_values_  # as a run loaded from its folder
+    test = pd.DataFrame({"x": [-3.0, 0.0, 3.0, -2.0], "flag": pd.Series([True, None, True, None], dtype=object),
+                         "k": pd.Series([3, None, 3, None], dtype=object)})  # fmt: skip
+    keys = predicted_keys(imputer, test)
+    out = imputer.transform(test)
+    assert [type(v) for v in out["flag"]] == [bool] * 4 and [type(v) for v in out["k"]] == [int] * 4
+    assert out["flag"].tolist() == [True, keys["flag"][1] == "True", True, keys["flag"][3] == "True"]
+    assert out["k"].tolist() == [3, int(keys["k"][1]), 3, int(keys["k"][3])]

@@ -130,7 +130,8 @@ class MaskedImputer(OneToOneFeatureMixin, TransformerMixin, _TableEstimator):
 def _own_values(keys: np.ndarray, column, observed: np.ndarray, categories, recorded: list | None) -> np.ndarray:
     """Predicted category strings -> the column's own values: a bool column gets bools, a Categorical its
     categories, an object column the value of that category among its observed cells, else the one recorded
-    in fit (ints, bools), else the string; a text column keeps the strings."""
+    in fit (ints, bools), else the category read as the type of the column's observed values (bools, ints),
+    else the string; a text column keeps the strings."""
     import pandas as pd
 
     dtype = column.dtype
@@ -146,6 +147,11 @@ def _own_values(keys: np.ndarray, column, observed: np.ndarray, categories, reco
     else:
         return keys  # text
     saved = {k: v for k, v in zip(categories, recorded or (), strict=False) if v is not None}
+    kinds = {type(v) for v in own.values()}  # a category the column does not show: read as its values' type
+    if kinds == {bool}:
+        saved = {"True": True, "False": False, **saved}
+    elif kinds == {int}:
+        saved = {**{k: int(k) for k in categories if k.lstrip("-").isdigit()}, **saved}
     return np.array([own.get(k, saved.get(k, k)) for k in keys], dtype=object)
 
 
