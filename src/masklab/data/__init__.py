@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,9 @@ class DataSpec:
 
 
 def parse_data_spec(spec: str, *, known_builtins: tuple[str, ...] = ()) -> DataSpec:
-    """Parse ``builtin:NAME`` or a path. Unknown built-in names and missing paths raise a clear error."""
+    """Parse ``builtin:NAME`` or a path (``str`` or ``os.PathLike``). Unknown built-in names and missing paths
+    raise a clear error."""
+    spec = os.fspath(spec)
     if spec.startswith("builtin:"):
         name = spec.split(":", 1)[1]
         if known_builtins and name not in known_builtins:

@@ -4,12 +4,16 @@
     result = pretrain_mae("runs/mae", data="builtin:digits", preset="mae-tiny", train=TrainOptions(steps=100))
     reconstruct("runs/mae", "grid.png", count=8)
 
-Each name is imported on first use, so importing one modality's recipe loads no other modality.
+Each name is imported on first use, so importing one modality's recipe loads no other modality. A recipe
+taken from here leaves torch's global random state as it found it: recipes seed their own draws (the same
+arguments give the same result), and a notebook's own random numbers afterwards do not depend on them.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 from typing import Any
 
 _EXPORTS = {
@@ -66,4 +70,25 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'masklab.recipes' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"masklab.recipes.{_EXPORTS[name]}"), name)
+    module = importlib.import_module(f"masklab.recipes.{_EXPORTS[name]}")
+    value = getattr(module, name)
+    if inspect.isfunction(value):
+        value = _keeps_torch_rng(module, name)
+    globals()[name] = value  # found once
+    return value
+
+
+def _keeps_torch_rng(module: Any, name: str) -> Any:
+    """``module.name`` (looked up at each call) run inside ``torch.random.fork_rng``: training seeds torch's
+    global generator (the initial weights, each micro-batch's dropout), which would otherwise reset the
+    caller's random stream."""
+
+    @functools.wraps(getattr(module, name))
+    def keeping(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if cuda else []):
+            return getattr(module, name)(*args, **kwargs)
+
+    return keeping

@@ -15,6 +15,7 @@ keeps them as safetensors: ``layer0``, ``layer1``, ... each ``(1, H, L, L)`` flo
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -225,6 +226,7 @@ def attention(
 ) -> list[str]:
     """Draw the attention of an mlm/clm run on a text, or of an mae run on an image, into ``output`` (see the
     module docstring); returns the report lines (what was written, notes, the most attended tokens/patches)."""
+    input = os.fspath(input)  # a Path works as a str does
     from masklab.core.device import resolve_device
     from masklab.recipes.clm import hf_model_type
     from masklab.train.run import Run

@@ -9,6 +9,7 @@ for validation and trains a GPT on random windows. A run directory holds fit's f
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -113,6 +114,7 @@ def pretrain_clm(
     Training defaults are nanoGPT's shakespeare_char recipe on CPU: 2000 steps of 12, lr 1e-3 -> 1e-4
     cosine, 100 warmup steps, betas (0.9, 0.99), weight decay 0.1.
     """
+    data = None if data is None else os.fspath(data)  # a Path works as a str does
     run = Run(out)
     train = train or TrainOptions()
     arguments: dict[str, Any] = {

@@ -8,6 +8,7 @@ tokenizer fingerprint) and ``eval.json`` (held-out masked-token accuracy). ``mas
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from functools import partial
@@ -145,6 +146,7 @@ def pretrain_mlm(
     from a Hugging Face BERT folder; ``export_hf`` also writes an HF ``BertForMaskedLM`` folder. Training
     defaults: 600 steps of 32, lr 1e-3, 40 warmup steps, betas (0.9, 0.98), weight decay 0.01.
     """
+    data = None if data is None else os.fspath(data)  # a Path works as a str does
     from masklab.models.mlm import PRESETS as BERT_PRESETS
 
     run = Run(out)

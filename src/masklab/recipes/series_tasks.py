@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ def pretrain_series(
     of a long-format CSV / Parquet holding each series' class (kept out of the channels; recorded, so
     ``probe`` / ``finetune`` / ``embed`` read the same column). Steps default to 1000; warmup to 5% of the steps.
     """
+    data = None if data is None else os.fspath(data)  # a Path works as a str does
     from masklab.core.contract import saved_config
     from masklab.data.series import SeriesTrainData, load_series
     from masklab.recipes import series as recipes
@@ -123,7 +125,8 @@ def forecast_series(run: str | Path, horizon: int, *, data: str | None = None, o
     """Score held-out tails (the last ``horizon`` steps of every long-enough series, forecast from the rest;
     MSE in the data's units vs the last-value baseline), then forecast ``horizon`` steps past every series'
     end: ``output`` (``.npz``, ``values (N, H, C)``, plus ``ids (N,)`` for a long-format file, whose series come
-    out in id order). Returns the scores plus ``name`` and ``forecasts``."""
+    out in id order). Returns the scores plus ``name`` and ``forecasts`` (how many series were forecast; the
+    values are in ``output``)."""
     from masklab.core.io import atomic_write_bytes
     from masklab.recipes import series as recipes
 

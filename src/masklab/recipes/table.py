@@ -8,6 +8,7 @@ cell masks follow masklab's convention (True = hidden / missing).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Container, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,6 +58,7 @@ def pretrain_table(
     ``neighbors``: k of the detector's neighbour term for ``masklab score`` (0 = off), stored with the run's
     scoring state (:func:`~masklab.estimators.detector.calibrate_run`).
     """
+    data = None if data is None else os.fspath(data)  # a Path works as a str does
     import torch
 
     from masklab.core.contract import preset_config, saved_config
@@ -109,7 +111,6 @@ def pretrain_table(
             "rows_used": len(frame)}  # fmt: skip
     result = train_run(run, model, rows, cfg, model_config=saved_config(model), recipe="pretrain_table",
                        arguments=arguments, sidecars={TABLE_FILE: info}, resume=resume)  # fmt: skip
-    import os
 
     if os.environ.get("RANK", "0") == "0":  # rank 0 only: the scoring state (error models, threshold)
         calibrate_run(out, frame, neighbors=neighbors)
@@ -166,6 +167,7 @@ def inference_table(
     error naming it (set it aside with ``exclude``); so is a training column that is absent. ``names``: the
     model's columns (default: from the run's ``config.json``; a saved detector directory has none).
     """
+    source = None if source is None else os.fspath(source)  # a Path works as a str does
     from masklab.data.tables import load_table, read_table_file, split_columns
 
     r = Run(run)
