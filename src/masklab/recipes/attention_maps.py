@@ -229,6 +229,9 @@ def attention(
     input = os.fspath(input)  # a Path works as a str does
     from masklab.core.device import resolve_device
     from masklab.recipes.clm import hf_model_type
+    from masklab.recipes.common import check_outputs
+
+    check_outputs({"-o": output, "--weights-out": weights_out}, [("INPUT", input)], "attention")
     from masklab.train.run import Run
     from masklab.viz.attention import attention_heatmaps, attention_overlay, rollout_overlay
 

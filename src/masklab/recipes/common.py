@@ -11,7 +11,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,10 +44,12 @@ class TooFewExamplesError(ValueError):
     """The training data has fewer than :data:`MIN_EXAMPLES` examples (the CLI adds the ``--data`` it read)."""
 
 
-def check_output_is_not_input(output: str | Path, source: str | Path, task: str, flag: str = "-o") -> None:
+def check_output_is_not_input(output: str | Path, source: str | Path, task: str, flag: str = "-o", *,
+                              source_flag: str | None = None) -> None:  # fmt: skip
     """``ValueError`` when ``output`` (given as ``flag``) is the input file ``source`` itself, by any name: a
     symlink, ``..`` or a hard link (a ``builtin:NAME`` source is no file): ``task`` (``impute``, ``score``)
-    writes a new file and never modifies its input."""
+    writes a new file and never modifies its input. ``source_flag`` (``--mask-image``) names the input given
+    by that option in the message."""
     import os
 
     if str(source).startswith("builtin:") or not Path(output).exists():
@@ -59,7 +61,48 @@ def check_output_is_not_input(output: str | Path, source: str | Path, task: str,
         except OSError:  # vanished or unreadable in between: the resolved names were compared already
             same = False
     if same:
-        raise ValueError(f"{flag} {output} is the input file; {task} never modifies its input, pick another path")
+        which = "the input file" if source_flag is None else f"the {source_flag} file"
+        raise ValueError(f"{flag} {output} is {which}; {task} never modifies its input, pick another path")
+
+
+# What a run directory holds that a command's output must never replace: its own files by name, and any file of
+# a run folder's formats (JSON, JSON lines, safetensors) in a folder that holds a config.json.
+RUN_FILES = ("config.json", "arguments.json", "metrics.json", "metrics.jsonl", "checkpoint.safetensors",
+             "model.safetensors", "tokenizer.json")  # fmt: skip
+RUN_FORMATS = (".json", ".jsonl", ".safetensors")
+
+
+def check_output_is_not_run_file(output: str | Path, flag: str = "-o") -> None:
+    """``ValueError`` naming ``flag`` and the run folder when ``output`` would land on one of a run's own files:
+    in a folder holding ``config.json``, a name of :data:`RUN_FILES` or any file ending in :data:`RUN_FORMATS`
+    (by its given name and by the name its links resolve to)."""
+    for path in dict.fromkeys((Path(output).absolute(), Path(output).resolve())):
+        folder = path.parent
+        if (path.name in RUN_FILES or path.suffix.lower() in RUN_FORMATS) and (folder / "config.json").is_file():
+            raise ValueError(f"{flag} {output} would replace a file of the run in {folder} (a folder holding "
+                             "config.json keeps its JSON and safetensors files); pick another path")  # fmt: skip
+
+
+def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Iterable[tuple[str, str | Path | None]],
+                  task: str) -> None:  # fmt: skip
+    """Before any work: every output (``{"-o": path, "--weights-out": path}``; ``None`` = not written) is none
+    of ``inputs`` (``[("INPUT", path), ("--mask-image", path)]``; ``None`` = not given), by any name, and no
+    file of a run folder (:func:`check_output_is_not_run_file`); one ``ValueError`` naming the flag otherwise."""
+    inputs = list(inputs)
+    for flag, output in outputs.items():
+        if output is None:
+            continue
+        for source_flag, source in inputs:
+            if source is None:
+                continue
+            try:
+                is_file = Path(source).exists()
+            except OSError:  # a name too long for a file (a text given as INPUT): no file
+                is_file = False
+            if is_file:
+                named = None if source_flag in ("INPUT", "IMAGE") else source_flag
+                check_output_is_not_input(output, source, task, flag, source_flag=named)
+        check_output_is_not_run_file(output, flag)
 
 
 def check_writable(output: str | Path, flag: str = "-o") -> None:

@@ -57,20 +57,35 @@ def index_csv(embedding: Embedding) -> str:
     return buffer.getvalue()
 
 
-def check_output(output: str | Path) -> None:
-    """A ``ValueError`` for an ``-o`` that :func:`write_embedding` cannot write (not ``.npy``)."""
-    from masklab.recipes.common import check_writable
+def check_output(output: str | Path, *, data: str | Path | None = None) -> None:
+    """A ``ValueError`` for an ``-o`` that :func:`write_embedding` cannot write (not ``.npy``), or must not: the
+    ``data`` read (``--data``) or a run folder's own file, for ``output`` and the index CSV beside it."""
+    from masklab.recipes.common import check_outputs, check_writable
 
     if Path(output).suffix != ".npy":
         raise ValueError(f"-o {output}: features are written as .npy")
+    check_outputs({"-o": output, "-o (its row index)": index_path(output)}, [("--data", data)], "embed")
     check_writable(output)
 
 
+def source_files(sources: Sequence[str]) -> list[str]:
+    """The files the rows were read from: a row's source names a file (an image), ``FILE[i]`` (a row of an
+    array) or ``FILE:LINE`` (a text record); the names that exist, once each."""
+    import re
+
+    names = dict.fromkeys(re.sub(r"(\[\d+\]|:\d+)$", "", s) for s in sources)
+    return [n for n in names if n and not n.startswith("builtin:") and Path(n).exists()]
+
+
 def write_embedding(embedding: Embedding, output: str | Path) -> tuple[Path, Path]:
-    """Write ``output`` (``.npy``, ``(N, D)``) and its index CSV beside it (atomic writes); returns both paths."""
+    """Write ``output`` (``.npy``, ``(N, D)``) and its index CSV beside it (atomic writes); returns both paths.
+    Neither may be a file the rows were read from (``ValueError``, nothing written)."""
     from masklab.core.io import atomic_write_bytes
+    from masklab.recipes.common import check_outputs
 
     check_output(output)
+    inputs = [("--data", name) for name in source_files(embedding.sources)]
+    check_outputs({"-o": output, "-o (its row index)": index_path(output)}, inputs, "embed")
     buffer = io.BytesIO()
     np.save(buffer, embedding.features)
     npy = atomic_write_bytes(output, buffer.getvalue())

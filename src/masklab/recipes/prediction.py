@@ -135,12 +135,14 @@ def predict(
     ones smaller than one patch) out, named once; otherwise such a file is an error naming it. ``progress``: see
     :mod:`masklab.recipes.progress`."""
     from masklab.core.device import resolve_device
+    from masklab.recipes.common import check_outputs
     from masklab.train.run import Run
 
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     if output is not None and Path(output).resolve() == Path(inputs).resolve():
         raise ValueError(f"-o {output} is the input itself; write the predictions elsewhere")
+    check_outputs({"-o": output}, [("INPUT", inputs)], "predict")  # a hard link; a run folder's own files
     directory = finetune_directory(run)
     kind, model_cfg = Run(directory).kind(), Run(directory).config()["model"]
     classifier = (
