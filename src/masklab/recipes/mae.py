@@ -7,6 +7,7 @@ touched. Images are ``(B, C, H, W)`` floats in [0, 1]; masks follow masklab's co
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,24 +41,59 @@ def load_mae_run(run: str | Path, device: str = "cpu"):
     return Run(run).load_model(device, kind="mae")
 
 
+def recorded_spec(data: str, previous: str | None = None) -> str:
+    """What a run records for ``data``: ``builtin:NAME`` as is, a path made absolute (so the run finds its data
+    from any folder). ``previous``, a resumed run's recorded spec, is kept when it names the same data (an old
+    run recorded the path as given, and resuming compares the sidecars)."""
+    if data.startswith("builtin:"):
+        return data
+    absolute = str(Path(data).resolve())
+    if previous and not previous.startswith("builtin:") and str(Path(previous).resolve()) == absolute:
+        return previous
+    return absolute
+
+
+def run_data(data: str | None, recorded: str | None, where: str | Path, default: str) -> tuple[str, bool]:
+    """``(spec, same)``: the data to read (``data``, else the run's ``recorded`` spec, else ``default``) and
+    whether it is the run's own data (paths compared once resolved). ``where`` names the sidecar holding
+    ``recorded``. An older run recorded a path relative to where it was trained: if it is not found from here
+    that is an error naming ``where`` (never another same-named folder); if it is, a note names the folder used."""
+    if data:
+        return data, bool(recorded) and recorded_spec(data) == recorded_spec(recorded or "")
+    if not recorded:
+        return default, False
+    if recorded.startswith("builtin:"):
+        return recorded, True
+    path = Path(recorded)
+    if not path.is_absolute():
+        if not path.exists():
+            raise FileNotFoundError(f"the run's data {recorded} ({where}; recorded relative to where it was trained) "
+                                    f"is not found from here ({Path.cwd()}); pass --data")  # fmt: skip
+        print(f"masklab: note: {where} records the relative path {recorded} (as given where the run was trained); "
+              f"using {path.resolve()}, found from the current folder", file=sys.stderr)  # fmt: skip
+        return str(path.resolve()), True
+    if not path.exists():
+        raise FileNotFoundError(f"the run's data {recorded} ({where}) no longer exists; pass --data")
+    return recorded, True
+
+
 def load_split(spec: str | None, run: str | Path, model, *, skip_bad: bool = False):
     """``(dataset, train_idx, test_idx)`` for ``spec`` (default: the run's data) at the model's size/channels.
 
-    The run's own data gets the run's split (its test examples were never trained on); other data gets a
-    fresh split with the default fraction and seed.
+    The run's own data (the same path once resolved) gets the run's split (its test examples were never trained
+    on); other data gets a fresh split with the default fraction and seed.
     """
     from masklab.data.images import load_images, split_indices
 
     info = read_data_info(run)
-    spec = spec or info.get("spec") or DEFAULT_DATA
+    spec, same = run_data(spec, info.get("spec"), Path(run) / DATA_FILE, DEFAULT_DATA)
     cfg = model.config
     dataset = load_images(
         spec, image_size=cfg.image_size, channels=cfg.channels, skip_bad=skip_bad, min_side=cfg.patch_size
     )
-    same = spec == info.get("spec")
     fraction = info.get("test_fraction", TEST_FRACTION) if same else TEST_FRACTION
     seed = info.get("split_seed", SPLIT_SEED) if same else SPLIT_SEED
-    train_idx, test_idx = split_indices(len(dataset), dataset.labels, fraction, seed)
+    train_idx, test_idx = split_indices(len(dataset), dataset.labels, fraction, seed, names=dataset.class_names)
     return dataset, train_idx, test_idx
 
 
@@ -148,7 +184,8 @@ def pretrain_mae(
         whose = f"--preset {preset}'s patch size" if patch_size is None else "--patch-size"
         raise ValueError(f"--data {data} is {height}x{width} pixels, not a multiple of {whose} {patch}: pick "
                          f"--preset {' | '.join(fits) or '...'} or set --patch-size / --image-size")  # fmt: skip
-    train_idx, test_idx = split_indices(len(dataset), dataset.labels, TEST_FRACTION, SPLIT_SEED)
+    train_idx, test_idx = split_indices(len(dataset), dataset.labels, TEST_FRACTION, SPLIT_SEED,
+                                        names=dataset.class_names)  # fmt: skip
     augment = _augment(no_augment, crop_scale, flip, data)
     train_data = dataset.subset(train_idx).with_augment(augment)
     mean, std = train_data.pixel_stats()
@@ -172,7 +209,8 @@ def pretrain_mae(
         warmup=lambda steps: int(defaults["warmup_fraction"] * steps),
     )  # fmt: skip
     info = {
-        "spec": data, "image_size": list(dataset.image_size), "channels": dataset.channels,
+        "spec": recorded_spec(data, run.read_sidecar(DATA_FILE).get("spec") if resume else None),
+        "image_size": list(dataset.image_size), "channels": dataset.channels,
         "test_fraction": TEST_FRACTION, "split_seed": SPLIT_SEED, "skip_bad": skip_bad, "column": column,
         "num_train": len(train_data), "num_test": len(test_idx),
         "augment": None if augment is None else dataclasses.asdict(augment),

@@ -20,6 +20,8 @@ from masklab.recipes.mae import (
     load_mae_run,
     load_split,
     read_data_info,
+    recorded_spec,
+    run_data,
 )
 from masklab.recipes.progress import Progress, batches, say, silent
 from masklab.train.run import Run
@@ -33,7 +35,7 @@ def embed_mae(run: str | Path, *, data: str | None = None, batch_size: int | Non
 
     model = load_mae_run(run, device)
     cfg = model.config
-    spec = data or read_data_info(run).get("spec") or DEFAULT_DATA
+    spec, _ = run_data(data, read_data_info(run).get("spec"), Path(run) / DATA_FILE, DEFAULT_DATA)
     say(progress, f"reading {spec}")
     column = None if data else read_data_info(run).get("column")
     dataset = load_images(spec, image_size=cfg.image_size, channels=cfg.channels, skip_bad=skip_bad,
@@ -46,7 +48,18 @@ def embed_mae(run: str | Path, *, data: str | None = None, batch_size: int | Non
                         dataset.class_names)  # fmt: skip
 
 
-def _limit(train_idx, test_idx, max_examples: int | None, seed: int):
+def check_out_not_in_data(out: Path, data: str) -> None:
+    """Refuse a fine-tune ``out`` that is, or lies inside, ``data`` (its checkpoint and pictures would become data)."""
+    if data.startswith("builtin:"):
+        return
+    source, target = Path(data).resolve(), out.resolve()
+    if target == source or source in target.parents:
+        raise ValueError(f"--out {out} is inside --data {data}: the fine-tune's files would be read as data; "
+                         "pick an --out outside it")  # fmt: skip
+
+
+def limit_examples(train_idx, test_idx, max_examples: int | None, seed: int):
+    """A seeded random ``max_examples`` (>= 2) of train and test together, each keeping its share (test >= 1)."""
     if max_examples is None:
         return train_idx, test_idx
     if max_examples < 2:
@@ -70,7 +83,7 @@ def probe_mae(run: str | Path, *, data: str | None = None, max_examples: int | N
     note_skipped(dataset.skipped, "image")
     if dataset.labels is None:
         raise ValueError(f"{dataset.name} has no labels; a probe needs class subfolders or a label array")
-    train_idx, test_idx = _limit(train_idx, test_idx, max_examples, seed)
+    train_idx, test_idx = limit_examples(train_idx, test_idx, max_examples, seed)
     ty, vy = dataset.labels[train_idx].numpy(), dataset.labels[test_idx].numpy()
     torch.manual_seed(seed)
     random_model = MAE(model.config).to(next(model.parameters()).device).eval()
@@ -119,8 +132,14 @@ def finetune_mae(
     if task != "classify":
         raise ValueError(f"--task {task!r} is not available for MAE runs; use --task classify")
     pretrained = load_mae_run(run, "cpu")
+    if pretrained.config.objective == "classify":
+        raise ValueError(f"{run} is a fine-tuned classifier; finetune needs the pretrained MAE run it came from "
+                         f"({read_data_info(run).get('finetuned_from') or 'its parent folder'})")  # fmt: skip
+    target = Run(default_out(run, out))
     say(progress, f"reading {data or read_data_info(run).get('spec') or DEFAULT_DATA}")
-    dataset, train_idx, test_idx = load_split(data, run, pretrained, skip_bad=skip_bad)
+    spec, _ = run_data(data, read_data_info(run).get("spec"), Path(run) / DATA_FILE, DEFAULT_DATA)
+    check_out_not_in_data(target.path, spec)
+    dataset, train_idx, test_idx = load_split(spec, run, pretrained, skip_bad=skip_bad)
     note_skipped(dataset.skipped, "image")
     if dataset.labels is None:
         raise ValueError(f"{dataset.name} has no labels; fine-tuning needs class subfolders or a label array")
@@ -137,7 +156,6 @@ def finetune_mae(
     missing = model.load_state_dict(encoder_state, strict=False).missing_keys
     if sorted(missing) != ["head.bias", "head.weight"]:
         raise ValueError(f"{run}: pretrained weights do not cover the encoder (missing {missing})")
-    spec = data or read_data_info(run).get("spec") or DEFAULT_DATA
     crop = Augment(crop_scale=(0.6, 1.0), flip=False) if spec in DIGIT_DATA else Augment(crop_scale=(0.3, 1.0))
     train = dataset.subset(train_idx).with_augment(crop)
     if transform is not None:
@@ -149,11 +167,10 @@ def finetune_mae(
         steps = max(1, math.ceil((epochs if epochs is not None else 10) * len(train) / batch_size))
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr or 5e-4, warmup_steps=steps // 10,
                       seed=seed, device=device, ckpt_every=max(steps, 1))  # fmt: skip
-    target = Run(default_out(run, out))
     say(progress, f"fine-tuning {run} on {len(train)} {dataset.name} images ({dataset.num_classes} classes), "
         f"{steps} steps of {batch_size} -> {target.path}")  # fmt: skip
     with target.lock():
-        target.write_sidecar(DATA_FILE, {**read_data_info(run), "spec": spec, "finetuned_from": str(run),
+        target.write_sidecar(DATA_FILE, {**read_data_info(run), "spec": recorded_spec(spec), "finetuned_from": str(run),
                                          "finetune_augment": augment, "skip_bad": skip_bad})  # fmt: skip
         fit_run(target, model, train, cfg, model_config=saved_config(model), quiet=progress is silent,
                 resumable=False)  # finetune has no --resume  # fmt: skip
