@@ -69,6 +69,18 @@ class DistInfo:
         return self.world > 1
 
 
+def broadcast_text(text: str, info: DistInfo) -> str:
+    """Rank 0's ``text`` on every rank (a collective: every rank calls it; ``text`` itself in one process)."""
+    if info.world == 1:
+        return text
+    data = torch.tensor(list(text.encode("utf-8")), dtype=torch.uint8)
+    size = torch.tensor([data.numel()], dtype=torch.int64)
+    dist.broadcast(size, src=0)
+    buffer = data if info.rank == 0 else torch.empty(int(size.item()), dtype=torch.uint8)
+    dist.broadcast(buffer, src=0)
+    return bytes(buffer.tolist()).decode("utf-8")
+
+
 def setup(device: torch.device) -> DistInfo:
     """Join the process group torchrun describes (if any). ``device`` picks the backend (cuda -> NCCL)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

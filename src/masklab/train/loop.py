@@ -249,7 +249,10 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
             print(f"masklab: {note}", file=sys.stderr, flush=True)
         for warning in warns if main else ():
             warnings.warn(warning, stacklevel=1)
-        kernels = {cpu_probe.KERNELS_KEY: cpu_probe.cpu_kernels(model, amp_dtype)}
+        chosen = distributed.broadcast_text(cpu_probe.cpu_kernels(model, amp_dtype), dist_info)
+        if not main:  # every rank computes with rank 0's choices, the ones its checkpoint records
+            amp_dtype = cpu_probe.reapply_cpu_kernels(model, chosen, cfg.precision)[0]
+        kernels = {cpu_probe.KERNELS_KEY: chosen}
     wrapped = distributed.wrap(model, dist_info, device, fsdp=cfg.fsdp)
     optimizer = build_optimizer(model, cfg)  # after wrap: FSDP replaces the parameters with sharded ones
     if cfg.compile:
