@@ -64,6 +64,10 @@ def test_score_carries_an_id_column(trained, tmp_path, capsys):
     scores = pd.read_csv(out)
     assert list(scores.columns) == ["row", "id", "anomaly_score", "is_anomaly"]
     assert scores["id"].tolist() == list(range(1, N + 1))
+    assert main(["score", str(run), str(data), "-o", str(out), "--id-column", "id", "--explain"]) == 0
+    explained = pd.read_csv(tmp_path / "scores.explain.csv")  # the id names each explained row there too
+    assert list(explained.columns[:2]) == ["data_row", "id"]
+    assert (explained["id"] == scores["id"].to_numpy()[explained["data_row"] - 1]).all()
     assert "--id-column 'a' is one of the model's features" in error_of(
         ["score", str(run), str(data), "-o", str(out), "--id-column", "a"], capsys
     )

@@ -354,6 +354,8 @@ def score(run: str | Path, source: str, output: str | Path, *, histogram: str | 
         top = np.argsort(-scores, kind="stable")[:explain_rows]
         explanation = detector.explain(frame)
         explanation.insert(0, "data_row", explanation.pop("row") + 1)  # 1-based, as in the scores CSV
+        if id_column is not None:  # each explained row named as in the scores CSV
+            explanation.insert(1, id_column, np.asarray(ids, dtype=object)[explanation["data_row"].to_numpy() - 1])
         write_table(explanation, csv_path)
         shown = explanation[explanation["data_row"].isin(top + 1)]
         plot_explanations(shown, png_path, title=f"{table.name}: the {len(top)} highest-scoring rows")
