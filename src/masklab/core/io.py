@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import os
 import re
@@ -75,6 +76,14 @@ def _atomic_write(path: str | Path, write: Any) -> Path:
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` so that readers see the old or the new content, never a mix."""
     return _atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def atomic_write_figure(figure: Any, path: str | Path, **savefig: Any) -> Path:
+    """A matplotlib ``figure`` rendered in memory (the format from ``path``'s suffix, PNG when it has none), then
+    written with :func:`atomic_write_bytes`: a failure while encoding leaves ``path`` as it was."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=Path(path).suffix.lstrip(".").lower() or "png", **savefig)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:

@@ -131,10 +131,9 @@ def attention_heatmaps(
     if image is not None:
         fig.colorbar(image, ax=grid, shrink=0.6, label="attention weight")
     fig.suptitle(title or "attention weights (rows: queries, columns: keys)", fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    from masklab.core.io import atomic_write_figure
+
+    return atomic_write_figure(fig, path, dpi=110)
 
 
 def rollout_overlay(
@@ -200,7 +199,6 @@ def attention_overlay(
         ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
+    from masklab.core.io import atomic_write_figure
+
+    return atomic_write_figure(fig, path, dpi=120)

@@ -6,6 +6,7 @@ are enlarged with nearest-neighbour so patch borders stay sharp. Needs Pillow (`
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -59,21 +60,27 @@ def image_grid(
     return canvas
 
 
+def write_picture(image, path: str | Path) -> Path:
+    """A ``PIL.Image`` encoded in memory (the format from ``path``'s suffix, PNG when it has none or an unknown
+    one), then written atomically: a failure while encoding leaves ``path`` as it was."""
+    from PIL import Image
+
+    from masklab.core.io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    image.save(buffer, format=Image.registered_extensions().get(Path(path).suffix.lower(), "PNG"))
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
 def save_grid(path: str | Path, rows: Sequence[Sequence[object]], *, titles: Sequence[str] | None = None) -> Path:
-    """:func:`image_grid` written to ``path`` (PNG; parent folders are created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image_grid(rows, titles=titles).save(path)
-    return path
+    """:func:`image_grid` written to ``path`` (PNG; parent folders are created; atomic)."""
+    return write_picture(image_grid(rows, titles=titles), path)
 
 
 def save_image(path: str | Path, image) -> Path:
     """One ``(C, H, W)`` image in [0, 1] written at its own size (PNG, gray when C = 1)."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     a = _to_hwc_uint8(image)
     gray = hasattr(image, "shape") and image.shape[0] == 1
-    Image.fromarray(a[..., 0] if gray else a).save(path)
-    return path
+    return write_picture(Image.fromarray(a[..., 0] if gray else a), path)

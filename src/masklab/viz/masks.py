@@ -160,7 +160,6 @@ def render_masks(
     what = f" over {source}" if source and images is not None else ""
     fig.suptitle(f"example masks{what}\n{gh}x{gw} tokens, ratio {ratio:g}, seed {seed} "
                  f"({'blue' if images is not None else 'black'} = hidden)", fontsize=10)  # fmt: skip
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    from masklab.core.io import atomic_write_figure
+
+    return atomic_write_figure(fig, path, dpi=110)
