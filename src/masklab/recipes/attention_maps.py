@@ -41,7 +41,11 @@ def read_text_input(value: str) -> str:
     except OSError:  # a long text is no valid file name (ENAMETOOLONG): it is the text itself
         is_file = False
     if is_file:
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"INPUT {value} is not UTF-8 text; a text run (mlm, clm) takes a text or a .txt file "
+                             "(for an image, use an mae run)") from None  # fmt: skip
     elif path.suffix.lower() in (".txt", ".text") and "\n" not in value:
         raise FileNotFoundError(f"INPUT {value} looks like a text file but does not exist")
     else:
@@ -78,6 +82,13 @@ def load_image_input(value: str, image_size: tuple[int, int], channels: int):
         dataset = dataset.subset(torch.tensor([index])).resized(image_size)
         return to_channels(dataset.images(), channels), f"{name}[{index}]"
     path = Path(value).expanduser()
+    if path.is_dir():
+        from masklab.data.image_files import IMAGE_SUFFIXES
+
+        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*") if p.is_file()):
+            raise ValueError(f"INPUT {value} is a folder holding no image; attention reads one image file "
+                             "(or builtin:NAME[:INDEX])")  # fmt: skip
+        raise ValueError(f"INPUT {value} is a folder; attention reads one image file (or builtin:NAME[:INDEX])")
     if not path.is_file():
         raise FileNotFoundError(f"INPUT image {value} does not exist (or use builtin:NAME[:INDEX])")
     # channels=None keeps the file's own channels; then the model's (a photo for a gray model is fine, and said).

@@ -75,7 +75,13 @@ def _image_inputs(source: str, cfg, skip_bad: bool) -> tuple[torch.Tensor, list[
             raise FileNotFoundError(f"image {path} does not exist")
         files = [path]
     else:  # an array file or builtin:NAME, as --data reads it
-        data = load_images(source, image_size=cfg.image_size, channels=cfg.channels, min_side=cfg.patch_size)
+        try:
+            data = load_images(source, image_size=cfg.image_size, channels=cfg.channels, min_side=cfg.patch_size)
+        except ValueError as err:  # predict reads INPUT, it has no --data
+            message = str(err)
+            if not message.startswith("--data "):
+                raise
+            raise ValueError("INPUT " + message.removeprefix("--data ")) from None
         return data.images(), list(data.sources or (f"{source}[{i}]" for i in range(len(data)))), []
     # Pictures looked at, not a dataset trained on: each keeps its own channels, then the model's (said).
     dataset = load_image_files(files, image_size=cfg.image_size, channels=None, min_side=cfg.patch_size,
