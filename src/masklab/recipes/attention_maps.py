@@ -152,13 +152,17 @@ def text_attention(run: str, input: str, kind: str, device: str, max_tokens: int
     if kind == "mlm":
         from masklab.recipes.mlm import load_mlm_run
 
-        model, tokenizer, _ = load_mlm_run(run, device)
-    else:
+        model, tokenizer, info = load_mlm_run(run, device)
+    else:  # a GPT's context is the length it was trained on
         from masklab.recipes.clm import load_lm_run
 
         model, tokenizer, _ = load_lm_run(run, device)
+        info = {}
     limit, specials = text_limits(model, kind)
     why = "the model's limit"
+    trained = info.get("seq_len")
+    if isinstance(trained, int) and specials < trained < limit:  # later positions were never trained
+        limit, why = trained, f"the run was trained on {trained}-token sequences, text.json seq_len"
     if max_tokens is not None:
         if max_tokens < specials + 1:
             raise ValueError(f"--max-tokens must be >= {specials + 1}, got {max_tokens}")
