@@ -22,13 +22,15 @@ def confusion_matrix(y_true: torch.Tensor | Sequence[int], y_pred: torch.Tensor 
 
 
 def format_confusion(matrix: torch.Tensor, names: Sequence[str]) -> str:
-    """A fixed-width table with per-class recall (the diagonal over the row total)."""
+    """A fixed-width table with per-class recall (the diagonal over the row total; ``n/a`` for a class with no
+    example, whose recall is undefined)."""
     width = max(6, *(len(n) for n in names)) + 1
     lines = ["true \\ pred".ljust(width) + "".join(n[: width - 1].rjust(width) for n in names) + "  recall"]
     for i, name in enumerate(names):
         row = matrix[i]
-        recall = float(row[i]) / max(int(row.sum()), 1)
-        lines.append(name.ljust(width) + "".join(str(int(v)).rjust(width) for v in row) + f"  {recall:6.3f}")
+        total = int(row.sum())
+        recall = f"{float(row[i]) / total:6.3f}" if total else "n/a".rjust(6)
+        lines.append(name.ljust(width) + "".join(str(int(v)).rjust(width) for v in row) + f"  {recall}")
     return "\n".join(lines)
 
 
