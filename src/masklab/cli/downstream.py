@@ -22,7 +22,7 @@ def _embed(args: argparse.Namespace) -> int:
         from masklab.recipes.downstream import embed
         from masklab.recipes.embedding import check_output, write_embedding
 
-        check_output(args.output)  # before any work
+        check_output(args.output, data=args.data)  # before any work
         result = embed(args.run, data=args.data, batch_size=args.batch_size, device=args.device,
                        skip_bad=args.skip_bad, progress=progress)  # fmt: skip
         npy, index = write_embedding(result, args.output)

@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+from masklab.core.io import atomic_write_figure
+
 
 def _read_jsonl(path: Path) -> list[dict]:
     records = []
@@ -63,7 +65,7 @@ def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, *, title: st
         ax_lr.set_ylabel("learning rate", color="tab:orange")
     ax.set_title(title or f"{metrics_path.parent.name}: loss {losses[-1]:.4g} at step {steps[-1]}")
     png_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path, dpi=120)
+    atomic_write_figure(fig, png_path, dpi=120)
     return png_path
 
 

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from masklab.core.io import atomic_write_figure
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -52,5 +54,5 @@ def plot_explanations(explanation: pd.DataFrame, png_path: str | Path, *, title:
     fig.tight_layout()
     path = Path(png_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    atomic_write_figure(fig, path, dpi=120)
     return path

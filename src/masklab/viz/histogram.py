@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from masklab.core.io import atomic_write_figure
+
 
 def plot_score_histogram(
     scores: Sequence[float] | np.ndarray,
@@ -61,5 +63,5 @@ def plot_score_histogram(
     fig.tight_layout()
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path, dpi=100)
+    atomic_write_figure(fig, png_path, dpi=100)
     return png_path

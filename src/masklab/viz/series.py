@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from masklab.core.io import atomic_write_figure
+
 
 def _figure(rows: int, cols: int, size: tuple[float, float]):
     try:
@@ -55,7 +57,7 @@ def plot_reconstructions(
     fig.legend(loc="outside lower center", ncols=3, fontsize=8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    atomic_write_figure(fig, path, dpi=110)
     return path
 
 
@@ -85,5 +87,5 @@ def plot_forecasts(
     fig.legend(loc="outside lower center", ncols=4, fontsize=8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    atomic_write_figure(fig, path, dpi=110)
     return path
