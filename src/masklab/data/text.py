@@ -210,8 +210,10 @@ def holdout_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
     return sorted(order[cut:]), sorted(order[:cut])
 
 
-def stratified_split(labels: Sequence[int], test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Seeded split keeping each class's share: ``round(n_c * test_fraction)`` of class c go to test."""
+def stratified_split(labels: Sequence[int], test_fraction: float, seed: int,
+                     names: Sequence[str] = ()) -> tuple[list[int], list[int]]:  # fmt: skip
+    """Seeded split keeping each class's share: ``round(n_c * test_fraction)`` of class c go to test (a class
+    too small for both is an error naming it from ``names``)."""
     if not 0 < test_fraction < 1:
         raise ValueError(f"test fraction must be in (0, 1), got {test_fraction}")
     g = torch.Generator().manual_seed(seed)
@@ -223,7 +225,8 @@ def stratified_split(labels: Sequence[int], test_fraction: float, seed: int) -> 
         members: list[int] = in_class[torch.randperm(len(in_class), generator=g)].tolist()
         cut = round(len(members) * test_fraction)
         if cut == 0 or cut == len(members):
-            raise ValueError(f"class {c} has {len(members)} examples: too few to put some in both train and test")
+            name = repr(names[c]) if c < len(names) else str(c)
+            raise ValueError(f"class {name} has {len(members)} examples: too few to put some in both train and test")
         test += members[:cut]
         train += members[cut:]
     return sorted(train), sorted(test)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from masklab.recipes.common import TrainOptions, locked_run, train_config, train_run
+from masklab.recipes.mae import recorded_spec, run_data
 from masklab.recipes.rank_tokenizer import drop_handoff, is_rank0, rank_shared_tokenizer
 from masklab.tokenizers.text import TokenizerKind
 from masklab.train import FitResult
@@ -188,8 +189,9 @@ def _pretrain_mlm(run: Run, arguments: dict[str, Any], train: TrainOptions, resu
     options = train.with_defaults(batch_size=32, lr=1e-3, weight_decay=0.01, log_every=20, ckpt_every=200, seed=0,
                                   device="auto")  # fmt: skip
     seed = options.seed_or_0
-    info = {"data": data, "seq_len": seq_len, "holdout": holdout, "seed": seed, "doc_per": doc_per,
-            "text_field": text_field}  # fmt: skip
+    previous = run.read_sidecar(TEXT_INFO).get("data") if resume else None  # an old run's relative path is kept
+    info = {"data": recorded_spec(data, previous), "seq_len": seq_len, "holdout": holdout, "seed": seed,
+            "doc_per": doc_per, "text_field": text_field}  # fmt: skip
     # A path is tokenised once into RUN/prepared (memory-mapped shards); built-ins are read into memory.
     # --workers 0 (batches built in this process) tokenises in one process, not in none.
     workers = None if train.workers is None else max(train.workers, 1)
@@ -269,13 +271,14 @@ def _pretrain_mlm(run: Run, arguments: dict[str, Any], train: TrainOptions, resu
     return result
 
 
-def text_corpus(data: str | None, info: dict[str, Any], *, skip_bad: bool = False):
-    """``(spec, corpus)``: ``data`` or the run's own data, read as the run read it. ``skip_bad``: leave
+def text_corpus(data: str | None, info: dict[str, Any], *, skip_bad: bool = False, where: str | Path = TEXT_INFO):
+    """``(spec, corpus)``: ``data`` or the run's own data (recorded in ``where``, the run's text.json; an old
+    run's relative path not found from here is an error), read as the run read it. ``skip_bad``: leave
     unreadable files out (named once on stderr)."""
     from masklab.data.text import UNREADABLE, load_text_corpus
     from masklab.recipes.embedding import note_skipped
 
-    spec = data or info.get("data") or DEFAULT_DATA
+    spec, _ = run_data(data, info.get("data"), where, DEFAULT_DATA)
     corpus = load_text_corpus(spec, doc_per=info.get("doc_per", "auto"), text_field=info.get("text_field", "text"),
                               skip_bad=skip_bad)  # fmt: skip
     note_skipped([s.removesuffix(f" {UNREADABLE}") for s in corpus.skipped if s.endswith(UNREADABLE)], "text file")

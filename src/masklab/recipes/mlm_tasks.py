@@ -14,6 +14,8 @@ import torch
 from masklab.core.device import resolve_device
 from masklab.eval.probe import ProbeResult, probe_features
 from masklab.recipes.embedding import Embedding
+from masklab.recipes.mae import recorded_spec
+from masklab.recipes.mae_tasks import check_out_not_in_data, limit_examples
 from masklab.recipes.mlm import DEFAULT_DATA, TEXT_INFO, encode_docs, load_mlm_run, text_corpus
 from masklab.recipes.progress import Progress, batches, say, silent
 from masklab.train.run import Run
@@ -40,7 +42,7 @@ def embed_mlm(run: str | Path, *, data: str | None = None, batch_size: int | Non
     dev = str(resolve_device(device))
     model, tokenizer, info = load_mlm_run(run, dev)
     say(progress, f"reading {data or info.get('data') or DEFAULT_DATA}")
-    spec, corpus = text_corpus(data, info, skip_bad=skip_bad)
+    spec, corpus = text_corpus(data, info, skip_bad=skip_bad, where=Path(run) / TEXT_INFO)
     say(progress, f"tokenising {len(corpus)} documents")
     blocks = encode_docs(tokenizer, corpus.texts, info.get("seq_len", 128), what="documents embedded")
     features = embed_blocks(model, blocks, batch_size=batch_size or 64, device=dev, progress=progress,
@@ -49,24 +51,45 @@ def embed_mlm(run: str | Path, *, data: str | None = None, batch_size: int | Non
     return Embedding.of(features, sources, corpus.labels, corpus.label_names)
 
 
+def split_documents(corpus, spec: str, info: dict[str, Any], seed: int) -> tuple[list[int], list[int], str]:
+    """``(train, test, what the test documents are)``. On the run's own built-in data the test documents are the
+    pretraining's held-out ones (``holdout_split`` with text.json's ``holdout`` and ``seed``: random, not
+    stratified), the rest train, when both hold every class. Otherwise a stratified, seeded 80/20 split, and the
+    description says the test documents were seen unlabelled in pretraining where that is so (the run's own
+    data read from a path is held out by position in the token stream, not by document)."""
+    from masklab.data.text import holdout_split, stratified_split
+
+    recorded: str = info.get("data") or ""
+    labels = corpus.labels
+    same = bool(recorded) and recorded_spec(spec) == recorded_spec(recorded)
+    if same and recorded.startswith("builtin:") and info.get("holdout"):
+        train, held = holdout_split(len(corpus), info["holdout"], info.get("seed", 0))
+        if {labels[i] for i in held} == {labels[i] for i in train} == set(labels):
+            return train, held, f"documents the pretraining held out (text.json holdout {info['holdout']:g})"
+    train, test = stratified_split(labels, 0.2, seed, names=corpus.label_names)
+    if same:
+        return train, test, "documents (a stratified 20%, seen unlabelled in pretraining)"
+    return train, test, f"held-out documents (a stratified 20%; the run pretrained on {recorded or DEFAULT_DATA})"
+
+
 def probe_mlm(run: str | Path, *, data: str | None = None, max_examples: int | None = None, seed: int = 0,
               batch_size: int | None = None, device: str = "auto", skip_bad: bool = False,
               progress: Progress | None = None) -> list[ProbeResult]:  # fmt: skip
-    """Linear-probe and k-NN accuracy of the frozen encoder's pooled features on a stratified 80/20 split,
-    next to a random encoder of the same shape and a bag-of-tokens baseline (counts over the vocabulary)."""
-    from masklab.data.text import stratified_split
+    """Linear-probe and k-NN accuracy of the frozen encoder's pooled features on :func:`split_documents`'s test
+    documents, next to a random encoder of the same shape and a bag-of-tokens baseline (counts over the
+    vocabulary). ``max_examples`` (>= 2) caps train and test together, each keeping its share, as for MAE."""
     from masklab.models.mlm import BertForMLM
 
     dev = str(resolve_device(device))
     model, tokenizer, info = load_mlm_run(run, dev)
     say(progress, f"reading {data or info.get('data') or DEFAULT_DATA}")
-    spec, corpus = text_corpus(data, info, skip_bad=skip_bad)
+    spec, corpus = text_corpus(data, info, skip_bad=skip_bad, where=Path(run) / TEXT_INFO)
     if corpus.labels is None:
         raise ValueError(f"--data {spec} has no labels; a probe needs class subfolders, a 'label' field or bbc-news")
-    train_idx, test_idx = stratified_split(corpus.labels, 0.2, seed)
-    if max_examples is not None:  # a seeded random subset: the indices are sorted, often by class
-        keep = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(seed))[:max_examples]
-        train_idx = sorted(train_idx[i] for i in keep.tolist())
+    train_idx, test_idx, tested = split_documents(corpus, spec, info, seed)
+    if max_examples is not None:  # seeded random subsets (the indices are sorted, often by class)
+        kept = limit_examples(torch.tensor(train_idx), torch.tensor(test_idx), max_examples, seed)
+        train_idx, test_idx = (k.tolist() for k in kept)
     labels = np.asarray(corpus.labels)
     say(progress, f"tokenising {len(train_idx) + len(test_idx)} documents")
     blocks = {
@@ -90,7 +113,7 @@ def probe_mlm(run: str | Path, *, data: str | None = None, max_examples: int | N
     say(progress, "bag of tokens: fitting the linear probe and k-NN")
     tx, vx = bag(blocks["train"]), bag(blocks["test"])
     rows.append(probe_features("bag of tokens", tx, labels[train_idx], vx, labels[test_idx], seed=seed))
-    print(f"{spec}: probe trained on {len(train_idx)} documents, scored on {len(test_idx)} held-out documents")
+    print(f"{spec}: probe trained on {len(train_idx)} documents, scored on {len(test_idx)} {tested}")
     return rows
 
 
@@ -110,14 +133,14 @@ def finetune_mlm(
     skip_bad: bool = False,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune the whole encoder plus a linear head on labelled documents (stratified, seeded 80/20 split;
-    3 epochs by default); ``augment`` e.g. ``mask:0.15,tokendrop:0.1``. Writes ``out`` (default
+    """Fine-tune the whole encoder plus a linear head on labelled documents (tested on :func:`split_documents`'s
+    test documents; 3 epochs by default); ``augment`` e.g. ``mask:0.15,tokendrop:0.1``. Writes ``out`` (default
     ``RUN/finetune``, the layout of :mod:`masklab.recipes.finetune_outputs`) and returns its ``metrics.json``
     record (accuracy, class names, confusion matrix)."""
     import dataclasses
 
     from masklab.core.contract import saved_config
-    from masklab.data.text import TextBlocksData, stratified_split
+    from masklab.data.text import TextBlocksData
     from masklab.models.mlm import BertForMLM
     from masklab.recipes.common import fit_run
     from masklab.recipes.finetune_outputs import default_out, write_finetune_outputs
@@ -127,13 +150,15 @@ def finetune_mlm(
         raise ValueError(f"--task {task!r} is not supported for mlm runs (supported: classify)")
     dev = str(resolve_device(device))
     pretrained, tokenizer, info = load_mlm_run(run, "cpu")
+    target = Run(default_out(run, out))
     say(progress, f"reading {data or info.get('data') or DEFAULT_DATA}")
-    spec, corpus = text_corpus(data, info, skip_bad=skip_bad)
+    spec, corpus = text_corpus(data, info, skip_bad=skip_bad, where=Path(run) / TEXT_INFO)
+    check_out_not_in_data(target.path, spec)
     if corpus.labels is None:
         raise ValueError(
             f"--data {spec} has no labels (use class subfolders, a .jsonl 'label' field, or builtin:bbc-news)"
         )
-    train_idx, test_idx = stratified_split(corpus.labels, 0.2, seed)
+    train_idx, test_idx, tested = split_documents(corpus, spec, info, seed)
     seq_len = info.get("seq_len", 128)
     say(progress, f"tokenising {len(corpus)} documents")
     train = encode_docs(tokenizer, corpus.subset(train_idx).texts, seq_len, corpus.subset(train_idx).labels,
@@ -153,7 +178,6 @@ def finetune_mlm(
         warmup_steps=steps // 10, weight_decay=0.01, betas=(0.9, 0.999), seed=seed, device=device,
         log_every=max(1, min(20, steps // 10)), ckpt_every=steps,
     )  # fmt: skip
-    target = Run(default_out(run, out))
     say(progress, f"fine-tuning on {len(train)} documents ({steps} steps of {batch_size}) -> {target.path}")
     blocks: Any = TextBlocksData(train)
     if augment:  # e.g. mask:0.25 ([MASK] substitution), tokendrop:0.1, or both: mask:0.15,tokendrop:0.1
@@ -164,19 +188,21 @@ def finetune_mlm(
         blocks = AugmentedData(blocks, transform)
     with target.lock():
         tokenizer.save(target.path)
-        target.write_sidecar(TEXT_INFO, {**info, "data": spec})
+        target.write_sidecar(TEXT_INFO, {**info, "data": recorded_spec(spec)})
         fit_run(target, model, blocks, train_cfg, model_config=saved_config(model), quiet=progress is silent,
                 resumable=False)  # finetune has no --resume  # fmt: skip
         model.eval()
         preds = []
         with torch.no_grad():
-            for part in batches(len(test), 64, progress, f"testing on {len(test)} held-out documents"):
+            for part in batches(len(test), 64, progress, f"testing on {len(test)} {tested}"):
                 ids, padding = test.ids[part].to(dev), test.padding[part].to(dev)
                 preds.append(model.classify(ids, padding).argmax(-1).cpu())
         record = write_finetune_outputs(
             target, model, y_true=test.labels, y_pred=torch.cat(preds), names=corpus.label_names, title=spec,
-            extra={"data": spec, "train_size": len(train), "steps": steps, "augment": augment},
+            extra={"data": spec, "train_size": len(train), "steps": steps, "augment": augment, "tested_on": tested},
         )  # fmt: skip
+    if progress is not silent:
+        print(f"masklab: {spec}: tested on {len(test)} {tested}")
     return record
 
 
