@@ -196,4 +196,5 @@ def add_run_data_args(parser: argparse.ArgumentParser, command: str) -> None:
                             "comma-separated to compose")  # fmt: skip
         parser.add_argument("--out", default=None, help="fine-tuned model folder (default: RUN/finetune)")
     if command == "probe":
-        parser.add_argument("--max-examples", type=int, default=None, help="use at most this many (default: all)")
+        parser.add_argument("--max-examples", type=int, default=None,
+                            help="use at most this many examples, train and test together (default: all)")  # fmt: skip

@@ -46,11 +46,12 @@ def masks(
     lines: list[str] = []
     model = None
     if run is not None:
-        from masklab.recipes.mae import DEFAULT_DATA, read_data_info
+        from masklab.recipes.mae import DATA_FILE, DEFAULT_DATA, read_data_info, run_data
 
         model = _run_model(run)
         grid, ratio = model.config.grid, model.config.mask_ratio
-        data = data or read_data_info(run).get("spec") or DEFAULT_DATA  # images the run can read (size, channels)
+        recorded = read_data_info(run).get("spec")  # images the run can read (size, channels)
+        data, _ = run_data(data, recorded, Path(run) / DATA_FILE, DEFAULT_DATA)
         if data == "none":
             raise ValueError("--run draws the run's masks of real images: give --data, not 'none'")
     data = data or "builtin:mnist5k"
