@@ -159,7 +159,11 @@ def test_a_replaced_export_holds_only_the_new_files(runs, other_clm, tmp_path, m
     assert snapshot(folder) == snapshot(fresh)
     assert folder.stat().st_mode & 0o777 == 0o750
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "hf", "other-clm"]
-    # The swap itself failing (the second rename) puts the earlier export back.
+    # Where the system cannot exchange two folders atomically, two renames swap them; the second failing puts
+    # the earlier export back.
+    import masklab.core.io
+
+    monkeypatch.setattr(masklab.core.io, "exchange_paths", lambda a, b: False)
     before, rename = snapshot(folder), os.rename
 
     def flaky(src, dst):
@@ -181,3 +185,22 @@ def test_an_empty_folder_is_filled_in_place(runs, tmp_path):
     assert main(["export-hf", str(runs["clm"]), str(folder)]) == 0
     assert folder.stat().st_ino == inode and (folder / "config.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_an_earlier_export_is_replaced_in_one_atomic_exchange(runs, other_clm, tmp_path, monkeypatch):
+    import masklab.core.io
+
+    folder, fresh = tmp_path / "hf", tmp_path / "fresh"
+    assert main(["export-hf", str(runs["clm"]), str(folder)]) == 0
+    calls, exchange = [], masklab.core.io.exchange_paths
+
+    def recording(a, b):
+        calls.append((a, b))
+        return exchange(a, b)
+
+    monkeypatch.setattr(masklab.core.io, "exchange_paths", recording)
+    assert main(["export-hf", str(other_clm), str(folder)]) == 0
+    assert main(["export-hf", str(other_clm), str(fresh)]) == 0  # a new folder: one rename, no exchange
+    assert len(calls) == 1 and calls[0][1] == folder.resolve()
+    assert snapshot(folder) == snapshot(fresh)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "hf", "other-clm"]  # the earlier one removed

@@ -119,12 +119,15 @@ def write_folder(folder: str | Path, write: Callable[[Path], Any]) -> Path:
     """Call ``write(tmp)`` on a new hidden sibling of ``folder``, then put ``tmp`` in ``folder``'s place.
 
     A new folder is one rename. An empty one receives the files one by one (it keeps its own permissions and
-    can be a mount point or the current directory). An earlier export is swapped out by two renames, then
-    removed: if the process dies between them, ``folder`` is missing but both exports are whole, in hidden
+    can be a mount point or the current directory). An earlier export is swapped out in one atomic exchange
+    (:func:`~masklab.core.io.exchange_paths`, Linux), then removed; where the system cannot exchange, by two
+    renames: if the process dies between them, ``folder`` is missing but both exports are whole, in hidden
     ``.NAME.*`` siblings. Renames through a symlinked ``folder`` act on the folder it points to."""
     import os
     import secrets
     import shutil
+
+    from masklab.core.io import exchange_paths
 
     target = Path(os.path.realpath(folder))
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -141,6 +144,9 @@ def write_folder(folder: str | Path, write: Callable[[Path], Any]) -> Path:
             tmp.rmdir()
         else:
             os.chmod(tmp, os.stat(target).st_mode & 0o7777)
+            if exchange_paths(tmp, target):  # one atomic step: tmp now holds the earlier export
+                shutil.rmtree(tmp, ignore_errors=True)
+                return Path(folder)
             os.rename(target, old)
             try:
                 os.rename(tmp, target)
