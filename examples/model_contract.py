@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from types import SimpleNamespace
 
 import torch
@@ -11,6 +12,7 @@ from masklab.models.mae import MAE
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__).parse_args()  # no options; --help says what this shows
     model = MAE.from_preset("mae-tiny")  # one preset table per model family
     assert isinstance(model, MaskedModel)
     h, w = model.config.image_size
