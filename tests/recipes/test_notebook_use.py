@@ -36,3 +36,12 @@ def test_a_recipe_leaves_the_caller_s_random_stream_alone(tmp_path):
         assert torch.equal(torch.get_rng_state(), state)  # as before the call
         after.append(torch.rand(3))
     assert not torch.equal(after[0], after[1])  # the caller's seed still decides what comes next
+
+
+def test_train_options_load_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from masklab.recipes import TrainOptions; TrainOptions(steps=3); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr  # it imported torch (3 s)

@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:  # torch and the training engine load when a recipe trains, not with TrainOptions
+    from torch import nn
 
-from masklab.core.contract import TrainData
-from masklab.train import FitResult, TrainConfig, fit
-from masklab.train.run import RESUME_OVERRIDES, Run
+    from masklab.core.contract import TrainData
+    from masklab.train import FitResult, TrainConfig
+    from masklab.train.run import Run
 
 # --minutes is a deadline for the whole call, counted from TrainOptions.started (the CLI: the command's start), so
 # loading and preparing the data count. One second plus EXIT_SHARE of the budget (at most EXIT_MAX_SECONDS) is
@@ -244,6 +245,8 @@ def train_config(
         steps = max(1, math.ceil(o.epochs * len(data) / fields["batch_size"]))  # type: ignore[arg-type]
     else:
         steps = default_steps(fields["batch_size"]) if callable(default_steps) else default_steps
+    from masklab.train import TrainConfig
+
     cfg = TrainConfig(steps=steps, **fields)
     if o.minutes is not None:
         budget = o.minutes * 60
@@ -300,6 +303,7 @@ def fit_run(run: Run, model: nn.Module, data: TrainData, cfg: TrainConfig, *, mo
             resume: bool = False, quiet: bool = False, resumable: bool = True) -> FitResult:  # fmt: skip
     """:func:`masklab.train.fit` into ``run``, then ``RUN/loss.png`` (rank 0 only; a missing matplotlib is a
     note, not an error). ``quiet``: the training loop's stderr (bar, log lines, warnings) is dropped (``--quiet``)."""
+    from masklab.train import fit
     from masklab.viz.curves import write_run_loss_plot
 
     with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
@@ -329,6 +333,8 @@ def train_run(
     must match the recorded config and sidecars (each differing key named, ``config.json`` left untouched;
     a longer ``steps`` is allowed). Then the arguments and sidecars are recorded, ``before_fit`` runs (e.g. to
     save a tokenizer; these three on rank 0 only under torchrun) and :func:`fit_run` trains."""
+    from masklab.train.run import RESUME_OVERRIDES
+
     with run.lock():
         if resume:
             config = {"kind": model_config["kind"], "model": model_config, "train": cfg.to_dict()}
