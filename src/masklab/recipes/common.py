@@ -51,19 +51,24 @@ def check_output_is_not_input(output: str | Path, source: str | Path, task: str,
     symlink, ``..`` or a hard link (a ``builtin:NAME`` source is no file): ``task`` (``impute``, ``score``)
     writes a new file and never modifies its input. ``source_flag`` (``--mask-image``) names the input given
     by that option in the message."""
-    import os
-
     if str(source).startswith("builtin:") or not Path(output).exists():
         return
-    same = Path(output).resolve() == Path(source).resolve()
-    if not same and Path(source).exists():
-        try:
-            same = os.path.samefile(output, source)
-        except OSError:  # vanished or unreadable in between: the resolved names were compared already
-            same = False
-    if same:
+    if same_file(output, source):
         which = "the input file" if source_flag is None else f"the {source_flag} file"
         raise ValueError(f"{flag} {output} is {which}; {task} never modifies its input, pick another path")
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """``a`` and ``b`` name one file: the same resolved path, or (both existing) the same inode, so a symlink,
+    ``..`` or a hard link counts."""
+    import os
+
+    if Path(a).resolve() == Path(b).resolve():
+        return True
+    try:
+        return Path(a).exists() and Path(b).exists() and os.path.samefile(a, b)
+    except OSError:  # vanished or unreadable in between: the resolved names were compared already
+        return False
 
 
 # What a run directory holds that a command's output must never replace: its own files by name, and any file of

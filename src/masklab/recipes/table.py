@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from masklab.recipes.common import TrainOptions, planned_steps, train_config, train_run
-from masklab.recipes.table_output import check_outputs, explain_paths, fill_text_cells, histogram_path, write_table
+from masklab.recipes.table_output import (
+    check_table_outputs,
+    explain_paths,
+    fill_text_cells,
+    histogram_path,
+    write_table,
+)
 from masklab.train import FitResult
 from masklab.train.run import Run
 
@@ -207,7 +213,7 @@ def impute(run: str | Path, source: str | Path, output: str | Path, *, exclude: 
     source, target = Path(source), Path(output)
     if not builtin and not source.is_file():
         raise FileNotFoundError(f"{source}: no such file")
-    check_outputs(source, [("-o", target)], "impute")
+    check_table_outputs(source, [("-o", target)], "impute")
     out_suffix = _suffix(target)
     if out_suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
         raise ValueError(f"-o {target}: unknown output format {out_suffix!r} (use .csv or .parquet)")
@@ -306,7 +312,7 @@ def score(run: str | Path, source: str, output: str | Path, *, histogram: str | 
     png = histogram_path(target, histogram)
     csv_path, png_path = explain_paths(target)
     explained = [("--explain", csv_path), ("--explain", png_path)] if explain else []
-    check_outputs(source, [("-o", target), ("--histogram", png), *explained], "score")
+    check_table_outputs(source, [("-o", target), ("--histogram", png), *explained], "score")
     detector = load_detector(run, threshold=threshold, handle_unknown=handle_unknown, device=device)
     names = detector.schema_.names
     if id_column is not None and id_column in names:

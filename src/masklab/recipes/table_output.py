@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from masklab.recipes.common import check_output_is_not_input, check_writable
+from masklab.recipes.common import check_output_is_not_input, check_writable, same_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,22 +58,13 @@ def write_table(frame: pd.DataFrame, target: str | Path) -> Path:
     return _atomic_write(target, write)
 
 
-def check_outputs(source: str | Path, outputs: Sequence[tuple[str, Path]], task: str) -> None:
+def check_table_outputs(source: str | Path, outputs: Sequence[tuple[str, Path]], task: str) -> None:
     """Before any work: no output (``(flag, path)`` pairs) is the input ``source`` by any name, and each can be
     written where it goes (errors name the flag)."""
     for flag, path in outputs:
         check_output_is_not_input(path, source, task, flag)
     for flag, path in outputs:
         check_writable(path, flag)
-
-
-def same_file(a: Path, b: Path) -> bool:
-    """``a`` and ``b`` are one file: the same resolved path, or (both existing) the same inode."""
-    import os
-
-    if a.resolve() == b.resolve():
-        return True
-    return a.exists() and b.exists() and os.path.samefile(a, b)
 
 
 def histogram_path(target: Path, histogram: str | Path | None) -> Path:
