@@ -1,5 +1,6 @@
 """impute / score outputs: never the input (hard links, side outputs), written atomically, and CSV text kept
-exact (imputed numbers at full precision)."""
+exact (imputed numbers at full precision; read chunk by chunk, every observed cell's text kept: chunked ==
+whole file); a file that is not UTF-8 is refused naming it."""
 
 import os
 
@@ -102,3 +103,36 @@ def test_imputed_numbers_keep_full_precision(trained, tmp_path):
     assert float(text.loc[4, "price"]) == float(exact.loc[4, "price"])
     for row in (1, 5):  # an integer column gets a whole number written as one
         assert text.loc[row, "age"] == str(int(exact.loc[row, "age"]))
+
+
+def test_chunked_impute_keeps_the_text_of_every_observed_cell(trained, tmp_path):
+    frame, run = trained
+    source = write_input(tmp_path / "lead.csv", frame)
+    whole, chunked = tmp_path / "whole.csv", tmp_path / "chunked.csv"
+    assert main(["impute", str(run), str(source), "-o", str(whole)]) == 0
+    assert main(["impute", str(run), str(source), "-o", str(chunked), "--chunk-rows", "3"]) == 0
+    assert chunked.read_bytes() == whole.read_bytes()
+    assert pd.read_csv(chunked, dtype=str)["cid"].tolist()[:3] == ["0000", "0001", "0002"]
+
+
+@pytest.mark.parametrize("command", ["impute", "score"])
+def test_a_file_that_is_not_utf8_is_named(trained, tmp_path, capsys, command):
+    frame, run = trained
+    source = write_input(tmp_path / "latin.csv", frame)
+    source.write_bytes(source.read_bytes().replace(b"Lyon", "Orl\u00e9ans".encode("latin-1")))
+    err = error_of([command, str(run), str(source), "-o", str(tmp_path / "o.csv")], capsys)
+    assert f"{source}: not UTF-8 text (byte " in err and "re-save it as UTF-8" in err
+
+
+def test_not_utf8_names_the_offset_in_the_file_and_in_chunks(tmp_path):
+    from masklab.data.table_stream import iter_table_chunks
+    from masklab.data.tables import read_table_file
+
+    source = tmp_path / "late.csv"
+    head = "a,b\n" + "1,x\n" * 400_000  # the bad byte lies past the first read block
+    source.write_bytes(head.encode() + "2,Orl\u00e9ans\n".encode("latin-1"))
+    at = len(head) + 5
+    with pytest.raises(ValueError, match=rf"^{source}: not UTF-8 text \(byte {at}\); re-save it as UTF-8$"):
+        read_table_file(source)
+    with pytest.raises(ValueError, match=rf"^{source}: not UTF-8 text \(byte {at}\)"):
+        list(iter_table_chunks(source, chunk_rows=100_000))
