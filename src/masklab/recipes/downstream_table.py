@@ -16,10 +16,11 @@ from masklab.train.run import Run
 
 def _table(run: str | Path, data: str | None):
     """``(spec, Table)``: ``data`` (default: the run's) with the run's excluded and label columns set aside."""
+    from masklab.recipes.mae import run_data
     from masklab.recipes.table import DEFAULT_DATA, TABLE_FILE, inference_table
 
     info = Run(run).read_sidecar(TABLE_FILE)
-    spec = data or info.get("data") or DEFAULT_DATA
+    spec, _ = run_data(data, info.get("data"), Path(run) / TABLE_FILE, DEFAULT_DATA)  # found from any folder
     label = info.get("label") if spec.startswith("builtin:") else None  # files: inference_table finds it
     return spec, inference_table(run, spec, exclude=tuple(info.get("exclude", ())), label=label)
 

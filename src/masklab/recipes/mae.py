@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from masklab.recipes.common import TrainOptions, planned_steps, train_config, train_run
+from masklab.recipes.common import TrainOptions, locked_run, planned_steps, train_config, train_run
 from masklab.recipes.progress import Progress, batches
 from masklab.train import FitResult
 from masklab.train.run import Run
@@ -162,66 +162,68 @@ def pretrain_mae(
         "mask_ratio": mask_ratio, "variant": variant, "norm_pix_loss": norm_pix_loss, "crop_scale": crop_scale,
         "flip": flip, "no_augment": no_augment, "skip_bad": skip_bad, "column": column, "train": train.to_dict(),
     }  # fmt: skip
-    if not resume:
-        run.check_fresh()
-    if preset not in MAE_PRESETS:
-        raise ValueError(f"unknown --preset {preset!r}; known: {', '.join(MAE_PRESETS)}")
-    if mask not in MASK_KINDS:
-        raise ValueError(f"unknown --mask {mask!r}; known: {', '.join(MASK_KINDS)}")
-    if not 0 <= mask_ratio < 1:
-        raise ValueError(f"--mask-ratio must be in [0, 1) (1 would hide every patch), got {mask_ratio}")
-    size = (int(image_size[0]), int(image_size[-1])) if image_size is not None else None
-    if size is None and Path(data).is_dir():  # folders are resized to the preset size; arrays keep theirs
-        size = MAE_PRESETS[preset]["image_size"]
-    patch = patch_size or MAE_PRESETS[preset]["patch_size"]
-    # With --workers a folder (or WebDataset tars) is indexed once and decoded per batch in the workers.
-    dataset = load_images(data, image_size=size, channels=None, skip_bad=skip_bad, min_side=patch,
-                          stream=bool(train and train.workers), index_cache=Path(out) / "image_index.json",
-                          column=column)  # fmt: skip
-    height, width = dataset.image_size
-    if height % patch or width % patch:  # before the model's own check, with what to do about it
-        fits = [n for n, p in MAE_PRESETS.items() if not height % p["patch_size"] and not width % p["patch_size"]]
-        whose = f"--preset {preset}'s patch size" if patch_size is None else "--patch-size"
-        raise ValueError(f"--data {data} is {height}x{width} pixels, not a multiple of {whose} {patch}: pick "
-                         f"--preset {' | '.join(fits) or '...'} or set --patch-size / --image-size")  # fmt: skip
-    train_idx, test_idx = split_indices(len(dataset), dataset.labels, TEST_FRACTION, SPLIT_SEED,
-                                        names=dataset.class_names)  # fmt: skip
-    augment = _augment(no_augment, crop_scale, flip, data)
-    train_data = dataset.subset(train_idx).with_augment(augment)
-    mean, std = train_data.pixel_stats()
-    model_config = preset_config(
-        MAEConfig, MAE_PRESETS,
-        preset, image_size=dataset.image_size, patch_size=patch, channels=dataset.channels,
-        mask_ratio=mask_ratio, mask_kind=mask, variant=variant, norm_pix_loss=norm_pix_loss,
-        pixel_mean=mean, pixel_std=std,
-    )  # fmt: skip
-    seed = train.seed_or_0
-    torch.manual_seed(seed)  # the initial weights
-    model = MAE(model_config)
-    defaults = TRAIN_DEFAULTS[preset]
-    options = train.with_defaults(
-        batch_size=defaults["batch_size"], lr=defaults["lr"], weight_decay=0.05, seed=0, device="auto",
-        ckpt_every=100, log_every=10,
-    )  # fmt: skip
-    options = dataclasses.replace(options, batch_size=min(options.batch_size or 1, len(train_data)))
-    cfg = train_config(
-        options, model, train_data, default_steps=lambda b: max(1, int(np.ceil(DEFAULT_EPOCHS * len(train_data) / b))),
-        warmup=lambda steps: int(defaults["warmup_fraction"] * steps),
-    )  # fmt: skip
-    info = {
-        "spec": recorded_spec(data, run.read_sidecar(DATA_FILE).get("spec") if resume else None),
-        "image_size": list(dataset.image_size), "channels": dataset.channels,
-        "test_fraction": TEST_FRACTION, "split_seed": SPLIT_SEED, "skip_bad": skip_bad, "column": column,
-        "num_train": len(train_data), "num_test": len(test_idx),
-        "augment": None if augment is None else dataclasses.asdict(augment),
-    }  # fmt: skip
-    from masklab.recipes.embedding import note_skipped
+    with locked_run(run):  # before any data is read (the image index is written into the run)
+        if not resume:
+            run.check_fresh()
+        if preset not in MAE_PRESETS:
+            raise ValueError(f"unknown --preset {preset!r}; known: {', '.join(MAE_PRESETS)}")
+        if mask not in MASK_KINDS:
+            raise ValueError(f"unknown --mask {mask!r}; known: {', '.join(MASK_KINDS)}")
+        if not 0 <= mask_ratio < 1:
+            raise ValueError(f"--mask-ratio must be in [0, 1) (1 would hide every patch), got {mask_ratio}")
+        size = (int(image_size[0]), int(image_size[-1])) if image_size is not None else None
+        if size is None and Path(data).is_dir():  # folders are resized to the preset size; arrays keep theirs
+            size = MAE_PRESETS[preset]["image_size"]
+        patch = patch_size or MAE_PRESETS[preset]["patch_size"]
+        # With --workers a folder (or WebDataset tars) is indexed once and decoded per batch in the workers.
+        dataset = load_images(data, image_size=size, channels=None, skip_bad=skip_bad, min_side=patch,
+                              stream=bool(train and train.workers), index_cache=Path(out) / "image_index.json",
+                              column=column)  # fmt: skip
+        height, width = dataset.image_size
+        if height % patch or width % patch:  # before the model's own check, with what to do about it
+            fits = [n for n, p in MAE_PRESETS.items() if not height % p["patch_size"] and not width % p["patch_size"]]
+            whose = f"--preset {preset}'s patch size" if patch_size is None else "--patch-size"
+            raise ValueError(f"--data {data} is {height}x{width} pixels, not a multiple of {whose} {patch}: pick "
+                             f"--preset {' | '.join(fits) or '...'} or set --patch-size / --image-size")  # fmt: skip
+        train_idx, test_idx = split_indices(len(dataset), dataset.labels, TEST_FRACTION, SPLIT_SEED,
+                                            names=dataset.class_names)  # fmt: skip
+        augment = _augment(no_augment, crop_scale, flip, data)
+        train_data = dataset.subset(train_idx).with_augment(augment)
+        mean, std = train_data.pixel_stats()
+        model_config = preset_config(
+            MAEConfig, MAE_PRESETS,
+            preset, image_size=dataset.image_size, patch_size=patch, channels=dataset.channels,
+            mask_ratio=mask_ratio, mask_kind=mask, variant=variant, norm_pix_loss=norm_pix_loss,
+            pixel_mean=mean, pixel_std=std,
+        )  # fmt: skip
+        seed = train.seed_or_0
+        torch.manual_seed(seed)  # the initial weights
+        model = MAE(model_config)
+        defaults = TRAIN_DEFAULTS[preset]
+        options = train.with_defaults(
+            batch_size=defaults["batch_size"], lr=defaults["lr"], weight_decay=0.05, seed=0, device="auto",
+            ckpt_every=100, log_every=10,
+        )  # fmt: skip
+        options = dataclasses.replace(options, batch_size=min(options.batch_size or 1, len(train_data)))
+        cfg = train_config(
+            options, model, train_data,
+            default_steps=lambda b: max(1, int(np.ceil(DEFAULT_EPOCHS * len(train_data) / b))),
+            warmup=lambda steps: int(defaults["warmup_fraction"] * steps),
+        )  # fmt: skip
+        info = {
+            "spec": recorded_spec(data, run.read_sidecar(DATA_FILE).get("spec") if resume else None),
+            "image_size": list(dataset.image_size), "channels": dataset.channels,
+            "test_fraction": TEST_FRACTION, "split_seed": SPLIT_SEED, "skip_bad": skip_bad, "column": column,
+            "num_train": len(train_data), "num_test": len(test_idx),
+            "augment": None if augment is None else dataclasses.asdict(augment),
+        }  # fmt: skip
+        from masklab.recipes.embedding import note_skipped
 
-    note_skipped(getattr(dataset, "skipped", ()), "image")  # named (the dataset's name only counts them)
-    print(f"pretraining MAE on {dataset.name}: {len(train_data)} train / {len(test_idx)} held-out images "
-          f"{dataset.channels}x{dataset.image_size[0]}x{dataset.image_size[1]}, {planned_steps(cfg)}, "
-          f"{sum(p.numel() for p in model.parameters()):,} parameters -> {run.path}")  # fmt: skip
-    result = train_run(run, model, train_data, cfg, model_config=saved_config(model), recipe="pretrain_mae",
-                       arguments=arguments, sidecars={DATA_FILE: info}, resume=resume)  # fmt: skip
-    print(f"done: step {result.step}, loss {result.last_metrics.get('loss', float('nan')):.4f}; run saved in {out}")
-    return result
+        note_skipped(getattr(dataset, "skipped", ()), "image")  # named (the dataset's name only counts them)
+        print(f"pretraining MAE on {dataset.name}: {len(train_data)} train / {len(test_idx)} held-out images "
+              f"{dataset.channels}x{dataset.image_size[0]}x{dataset.image_size[1]}, {planned_steps(cfg)}, "
+              f"{sum(p.numel() for p in model.parameters()):,} parameters -> {run.path}")  # fmt: skip
+        result = train_run(run, model, train_data, cfg, model_config=saved_config(model), recipe="pretrain_mae",
+                           arguments=arguments, sidecars={DATA_FILE: info}, resume=resume)  # fmt: skip
+        print(f"done: step {result.step}, loss {result.last_metrics.get('loss', float('nan')):.4f}; run saved in {out}")
+        return result

@@ -18,6 +18,7 @@ from masklab.recipes.common import (
     TrainOptions,
     check_output_is_not_input,
     check_writable,
+    locked_run,
     planned_steps,
     train_config,
     train_run,
@@ -80,44 +81,47 @@ def pretrain_series(
         arguments = {**arguments, "mask_kind": mask_kind, "task": task, "horizon": horizon}
     if label is not None:  # likewise: recorded only when given
         arguments["label"] = label
-    if not resume:
-        run.check_fresh()
-    options = train.with_defaults(batch_size=64, lr=1e-3, weight_decay=0.05, log_every=20, ckpt_every=500, seed=0,
-                                  device="auto")  # fmt: skip
-    loaded = load_series(data, label=label)
-    series = _split(loaded, "train")
-    settings: dict[str, Any] = {"mask_kind": "mixed"}
-    if task == "classify":
-        settings = {**recipes.classifier_overrides(series), "mask_kind": "random"}  # as bench/series.py pretrains
-    elif task == "forecast" and horizon is not None:
-        settings = recipes.forecast_overrides(horizon)
-    if mask_kind is not None:
-        settings["mask_kind"] = mask_kind
-    if patch_len is not None and patch_len < 1:  # 0 was taken as "automatic" without a word
-        raise ValueError(f"--patch-len must be >= 1 (or left out: automatic), got {patch_len}")
-    longest = int(series.lengths.max()) if max_length is None else min(int(series.lengths.max()), max_length)
-    if patch_len is not None and 2 * patch_len > longest:  # the model predicts hidden patches from the others
-        raise ValueError(f"--patch-len {patch_len} leaves the longest training series ({longest} steps) fewer than 2 "
-                         f"patches to hide and predict from; pass at most {max(longest // 2, 1)} (or leave it out: "
-                         "automatic)")  # fmt: skip
-    patch = patch_len or settings.pop("patch_len", None) or recipes.auto_patch_len(series)
-    settings.update(patch_len=patch, stride=patch)
-    model = recipes.build_model(series, preset, seed=options.seed_or_0, max_length=max_length, mask_ratio=mask_ratio,
-                                **settings)  # fmt: skip
-    rows = SeriesTrainData(series, max_length=max_length)
-    batch = min(options.batch_size or 64, len(series))
-    cfg = train_config(options, model, rows, default_steps=1000, batch_size=batch, warmup=lambda steps: steps // 20)
-    print(f"masklab: {loaded.name}: {len(series)} series x {series.num_channels} channels, lengths "
-          f"{series.lengths.min()}-{series.lengths.max()}; {planned_steps(cfg)}")  # fmt: skip
-    recorded = data if data.startswith("builtin:") else str(Path(data).resolve())  # usable from any folder
-    info = {"data": recorded, "series": len(series), "channels": series.num_channels, "max_length": max_length,
-            **({"label": label} if label is not None else {})}  # fmt: skip
-    result = train_run(run, model, rows, cfg, model_config=saved_config(model), recipe="pretrain_series",
-                       arguments=arguments, sidecars={recipes.SERIES_FILE: info}, resume=resume)  # fmt: skip
-    png = recipes.show_reconstructions(model.eval(), series, Path(out) / "reconstruction.png", seed=options.seed_or_0)
-    loss = result.last_metrics.get("loss", float("nan"))
-    print(f"masklab: wrote {result.out_dir} (step {result.step}, loss {loss:.4f}); picture {png}")
-    return result
+    with locked_run(run):  # before any data is read; the reconstruction picture is written under it too
+        if not resume:
+            run.check_fresh()
+        options = train.with_defaults(batch_size=64, lr=1e-3, weight_decay=0.05, log_every=20, ckpt_every=500, seed=0,
+                                      device="auto")  # fmt: skip
+        loaded = load_series(data, label=label)
+        series = _split(loaded, "train")
+        settings: dict[str, Any] = {"mask_kind": "mixed"}
+        if task == "classify":
+            settings = {**recipes.classifier_overrides(series), "mask_kind": "random"}  # as bench/series.py pretrains
+        elif task == "forecast" and horizon is not None:
+            settings = recipes.forecast_overrides(horizon)
+        if mask_kind is not None:
+            settings["mask_kind"] = mask_kind
+        if patch_len is not None and patch_len < 1:  # 0 was taken as "automatic" without a word
+            raise ValueError(f"--patch-len must be >= 1 (or left out: automatic), got {patch_len}")
+        longest = int(series.lengths.max()) if max_length is None else min(int(series.lengths.max()), max_length)
+        if patch_len is not None and 2 * patch_len > longest:  # the model predicts hidden patches from the others
+            raise ValueError(f"--patch-len {patch_len} leaves the longest training series ({longest} steps) fewer "
+                             f"than 2 patches to hide and predict from; pass at most {max(longest // 2, 1)} (or leave "
+                             "it out: automatic)")  # fmt: skip
+        patch = patch_len or settings.pop("patch_len", None) or recipes.auto_patch_len(series)
+        settings.update(patch_len=patch, stride=patch)
+        model = recipes.build_model(series, preset, seed=options.seed_or_0, max_length=max_length,
+                                    mask_ratio=mask_ratio, **settings)  # fmt: skip
+        rows = SeriesTrainData(series, max_length=max_length)
+        batch = min(options.batch_size or 64, len(series))
+        cfg = train_config(options, model, rows, default_steps=1000, batch_size=batch, warmup=lambda steps: steps // 20)
+        print(f"masklab: {loaded.name}: {len(series)} series x {series.num_channels} channels, lengths "
+              f"{series.lengths.min()}-{series.lengths.max()}; {planned_steps(cfg)}")  # fmt: skip
+        recorded = data if data.startswith("builtin:") else str(Path(data).resolve())  # usable from any folder
+        info = {"data": recorded, "series": len(series), "channels": series.num_channels, "max_length": max_length,
+                **({"label": label} if label is not None else {})}  # fmt: skip
+        result = train_run(run, model, rows, cfg, model_config=saved_config(model), recipe="pretrain_series",
+                           arguments=arguments, sidecars={recipes.SERIES_FILE: info}, resume=resume)  # fmt: skip
+        png = recipes.show_reconstructions(
+            model.eval(), series, Path(out) / "reconstruction.png", seed=options.seed_or_0
+        )
+        loss = result.last_metrics.get("loss", float("nan"))
+        print(f"masklab: wrote {result.out_dir} (step {result.step}, loss {loss:.4f}); picture {png}")
+        return result
 
 
 def forecast_series(run: str | Path, horizon: int, *, data: str | None = None, output: str | Path | None = None,

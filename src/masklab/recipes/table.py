@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from masklab.recipes.common import TrainOptions, planned_steps, train_config, train_run
+from masklab.recipes.common import TrainOptions, locked_run, planned_steps, train_config, train_run
 from masklab.recipes.table_output import (
     check_table_outputs,
     explain_paths,
@@ -73,6 +73,7 @@ def pretrain_table(
     from masklab.estimators.detector import calibrate_run
     from masklab.estimators.neighbors import check_neighbors
     from masklab.models.table import PRESETS, TableMAE, TableMAEConfig
+    from masklab.recipes.mae import recorded_spec
     from masklab.tokenizers.table import encode_frame, infer_schema
 
     run = Run(out)
@@ -83,46 +84,48 @@ def pretrain_table(
         "mask_ratio_jitter": mask_ratio_jitter, "dropout": dropout, "neighbors": neighbors, "train": train.to_dict(),
     }  # fmt: skip
     check_neighbors(neighbors, "--neighbors")
-    if not resume:
-        run.check_fresh()
-    options = train.with_defaults(batch_size=64, lr=1e-3, weight_decay=0.05, log_every=50, ckpt_every=500, seed=0,
-                                  device="auto")  # fmt: skip
-    seed = options.seed_or_0
-    table = load_table(data, exclude=tuple(exclude), label=label)
-    frame = table.frame
-    if max_rows is not None:
-        if max_rows < 1:
-            raise ValueError(f"--max-rows must be >= 1, got {max_rows}")
-        if max_rows < len(frame):
-            frame = frame.sample(n=max_rows, random_state=seed).sort_index()
-    schema = infer_schema(frame, categorical=tuple(categorical), numeric=tuple(numeric))
-    warn_identifiers(frame)
-    encoded = encode_frame(frame, schema)
-    config = preset_config(TableMAEConfig, PRESETS, preset, schema=schema, mask_ratio=mask_ratio,
-                           mask_ratio_jitter=mask_ratio_jitter, dropout=dropout)  # fmt: skip
-    torch.manual_seed(seed)
-    model = TableMAE(config)
-    rows = TableTrainData(encoded)
-    batch = min(options.batch_size or 64, len(rows))
-    cfg = train_config(options, model, rows, default_steps=auto_steps(len(rows), batch), batch_size=batch,
-                       warmup=lambda steps: steps // 20)  # fmt: skip
-    kinds = {k: sum(c.kind == k for c in schema.columns) for k in ("numeric", "categorical")}
-    print(f"masklab: {table.name}: {len(frame)} rows x {len(schema.columns)} columns ({kinds['numeric']} numeric, "
-          f"{kinds['categorical']} categorical), {int(encoded.missing.sum())} missing cells; label "
-          f"{table.label_name or 'none'}; excluded {list(exclude) or 'none'}; "
-          f"{planned_steps(cfg)}")  # fmt: skip
-    print("masklab: columns (impute / score need these, in any order): "
-          + ", ".join(f"{c.name} ({'integer' if c.integer else c.kind})" for c in schema.columns))  # fmt: skip
-    info = {"data": data, "exclude": list(exclude), "label": table.label_name, "rows": len(table.frame),
-            "rows_used": len(frame)}  # fmt: skip
-    result = train_run(run, model, rows, cfg, model_config=saved_config(model), recipe="pretrain_table",
-                       arguments=arguments, sidecars={TABLE_FILE: info}, resume=resume)  # fmt: skip
+    with locked_run(run):  # before any data is read; the scoring state is written under it too
+        if not resume:
+            run.check_fresh()
+        options = train.with_defaults(batch_size=64, lr=1e-3, weight_decay=0.05, log_every=50, ckpt_every=500, seed=0,
+                                      device="auto")  # fmt: skip
+        seed = options.seed_or_0
+        table = load_table(data, exclude=tuple(exclude), label=label)
+        frame = table.frame
+        if max_rows is not None:
+            if max_rows < 1:
+                raise ValueError(f"--max-rows must be >= 1, got {max_rows}")
+            if max_rows < len(frame):
+                frame = frame.sample(n=max_rows, random_state=seed).sort_index()
+        schema = infer_schema(frame, categorical=tuple(categorical), numeric=tuple(numeric))
+        warn_identifiers(frame)
+        encoded = encode_frame(frame, schema)
+        config = preset_config(TableMAEConfig, PRESETS, preset, schema=schema, mask_ratio=mask_ratio,
+                               mask_ratio_jitter=mask_ratio_jitter, dropout=dropout)  # fmt: skip
+        torch.manual_seed(seed)
+        model = TableMAE(config)
+        rows = TableTrainData(encoded)
+        batch = min(options.batch_size or 64, len(rows))
+        cfg = train_config(options, model, rows, default_steps=auto_steps(len(rows), batch), batch_size=batch,
+                           warmup=lambda steps: steps // 20)  # fmt: skip
+        kinds = {k: sum(c.kind == k for c in schema.columns) for k in ("numeric", "categorical")}
+        print(f"masklab: {table.name}: {len(frame)} rows x {len(schema.columns)} columns ({kinds['numeric']} numeric, "
+              f"{kinds['categorical']} categorical), {int(encoded.missing.sum())} missing cells; label "
+              f"{table.label_name or 'none'}; excluded {list(exclude) or 'none'}; "
+              f"{planned_steps(cfg)}")  # fmt: skip
+        print("masklab: columns (impute / score need these, in any order): "
+              + ", ".join(f"{c.name} ({'integer' if c.integer else c.kind})" for c in schema.columns))  # fmt: skip
+        info = {"data": recorded_spec(data, run.read_sidecar(TABLE_FILE).get("data") if resume else None),
+                "exclude": list(exclude), "label": table.label_name, "rows": len(table.frame),
+                "rows_used": len(frame)}  # fmt: skip
+        result = train_run(run, model, rows, cfg, model_config=saved_config(model), recipe="pretrain_table",
+                           arguments=arguments, sidecars={TABLE_FILE: info}, resume=resume)  # fmt: skip
 
-    if os.environ.get("RANK", "0") == "0":  # rank 0 only: the scoring state (error models, threshold)
-        calibrate_run(out, frame, neighbors=neighbors)
-    loss = result.last_metrics.get("loss", float("nan"))
-    print(f"masklab: wrote {result.out_dir} (step {result.step}, loss {loss:.4f})")
-    return result
+        if os.environ.get("RANK", "0") == "0":  # rank 0 only: the scoring state (error models, threshold)
+            calibrate_run(out, frame, neighbors=neighbors)
+        loss = result.last_metrics.get("loss", float("nan"))
+        print(f"masklab: wrote {result.out_dir} (step {result.step}, loss {loss:.4f})")
+        return result
 
 
 def warn_identifiers(frame: pd.DataFrame) -> list[str]:
