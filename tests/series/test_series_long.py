@@ -71,6 +71,26 @@ def test_missing_days_become_not_observed_steps(tmp_path) -> None:
     assert len(a) == 8 and np.isnan(a[3, 0]) and a[7, 0] == 7.0
 
 
+@pytest.mark.parametrize("freq", ["MS", "ME", "QS", "YE"])  # month starts, month ends, quarters, years
+def test_monthly_quarterly_and_yearly_dates_are_regular_steps(tmp_path, freq) -> None:
+    # Their day counts differ (28-31 days a month), yet each is one step: a missing one is a not-observed step.
+    dates = pd.date_range("2023-01-01", periods=12, freq=freq)
+    rows = [dict(id="a", time=d.strftime("%Y-%m-%d"), x=float(k)) for k, d in enumerate(dates) if k != 5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "unevenly spaced" warning
+        (a,) = load_series(_write(tmp_path, rows)).series
+    assert len(a) == 12 and np.isnan(a[5, 0])
+    np.testing.assert_array_equal(np.delete(a[:, 0], 5), np.delete(np.arange(12.0), 5))
+
+
+def test_dates_on_different_days_of_the_month_are_not_taken_as_months(tmp_path) -> None:
+    days = ["2024-01-01", "2024-01-15", "2024-02-01", "2024-02-15"]  # twice a month: not whole months
+    rows = [dict(id="a", time=d, x=float(k)) for k, d in enumerate(days)]
+    with pytest.warns(UserWarning, match="unevenly spaced"):
+        (a,) = load_series(_write(tmp_path, rows)).series
+    assert a[:, 0].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
 def test_uneven_steps_are_kept_in_order_with_a_warning_naming_the_series(tmp_path) -> None:
     rows = [dict(id="odd", time=t, x=t) for t in (0.0, 0.5, 1.7, 2.0)]
     rows += [dict(id="ok", time=t, x=1.0) for t in range(4)]

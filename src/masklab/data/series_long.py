@@ -6,6 +6,8 @@ The time column orders each series' rows: numbers as numbers, datetimes as datet
 them reads every value; dates that read both ways with different results, such as ``1/2/2024``, are refused:
 write ISO dates, ``2024-01-31``); text that is not dates in one format is refused, never sorted as text.
 
+Dates that mark whole months (all on one day of the month, or all on a month's last day, at midnight) are
+counted in months, so monthly, quarterly and yearly series are regular although their months differ in days.
 For integer and datetime times a series' step is its most common difference between consecutive times; when
 every difference is a whole number of steps, the missing times become steps with nothing observed (NaN rows),
 so later values keep their place in time. Otherwise (fractional numbers, uneven steps, or a grid over
@@ -62,7 +64,23 @@ def time_values(column: Any, name: str, where: str) -> tuple[np.ndarray, bool]:
             raise ValueError(f"{where}: time column {name!r} holds dates that read month first or day first (e.g. "
                              f"{example!r}); give ISO dates (2024-01-31) or numbers")  # fmt: skip
         column = readings[0]
-    return column.to_numpy("datetime64[ns]").astype(np.int64), True
+    months = _calendar_months(column)
+    return (months, True) if months is not None else (column.to_numpy("datetime64[ns]").astype(np.int64), True)
+
+
+def _calendar_months(dates: Any) -> np.ndarray | None:
+    """Month numbers (``year * 12 + month``) of dates that mark whole months, all at midnight and all on one day
+    of the month (at most the 28th) or all on a month's last day, else None. A monthly, quarterly or yearly
+    series is regular in months, not in days (January has 31, February 28 or 29)."""
+    import pandas as pd
+
+    dates = pd.Series(dates)
+    if len(dates) < 2 or not (dates == dates.dt.normalize()).all():
+        return None
+    day = dates.dt.day
+    if not ((day.nunique() == 1 and day.iloc[0] <= 28) or dates.dt.is_month_end.all()):
+        return None
+    return (dates.dt.year * 12 + dates.dt.month - 1).to_numpy(np.int64)
 
 
 YEAR_FIRST = r"\s*\d{4}[-/.]\d{1,2}[-/.]\d{1,2}"
