@@ -10,6 +10,7 @@ Shape legend: ``B`` batch, ``T`` tokens, ``V`` vocabulary, ``H`` heads, ``Dh`` h
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -107,19 +108,24 @@ def next_tokens(
 ) -> Tensor:
     """Pick one token per row from ``logits (B, V)`` -> long ``(B,)``; ``temperature == 0`` is greedy (argmax).
 
-    Sampling draws on CPU from ``generator`` so a seed replays the same text on any device.
+    Sampling draws on CPU from ``generator`` so a seed replays the same text on any device. The logits are
+    shifted so that each row's largest is 0, then divided by ``temperature`` in float64: any temperature > 0
+    works, down to the smallest float (a tiny one sends every token below the top to -inf, so it samples among
+    the tied likeliest tokens, as greedy decoding picks the first of them) and no division overflows to NaN.
     """
     if temperature == 0.0:
         return logits.argmax(dim=-1)
-    probs = filter_logits(logits.float() / temperature, top_k=top_k, top_p=top_p).softmax(dim=-1)
+    wide = logits.double()
+    shifted = wide - wide.max(dim=-1, keepdim=True).values  # (B, V), each row's largest is 0
+    probs = filter_logits(shifted / temperature, top_k=top_k, top_p=top_p).softmax(dim=-1)
     return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
 
 
 def _check_options(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
     if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     if top_p is not None and not 0.0 < top_p <= 1.0:
