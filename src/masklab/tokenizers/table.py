@@ -100,6 +100,18 @@ def _check_float32(values: np.ndarray, column: pd.Series, name: str, what: str =
 
 
 CATEGORICAL_HINT = "fix the value, or treat the column as categorical: --categorical {name} / categorical=['{name}']"
+_DATES = {"datetime64", "datetime", "date", "time", "timedelta64", "timedelta", "period"}  # pandas' infer_dtype
+
+
+def refuse_dates(frame: pd.DataFrame) -> None:
+    """Raise naming the columns of dates, times or durations (any unit or zone, periods): their numbers vary."""
+    import pandas as pd
+
+    found = [str(name) for name, column in frame.items() if pd.api.types.infer_dtype(column) in _DATES]
+    if found:
+        raise ValueError(f"column(s) {found} hold dates, times or durations, which the model cannot take: drop them "
+                         f"(--exclude {','.join(found)}; Python: X.drop(columns={found})) or convert them to "
+                         "numbers yourself (e.g. days since a start date)")  # fmt: skip
 
 
 def identifier_columns(frame: pd.DataFrame, min_rows: int = 10) -> list[str]:
@@ -212,7 +224,8 @@ def infer_schema(
     except a text column whose every value parses as a number (numeric). ``categorical`` / ``numeric`` override
     the inference by name. An entirely missing column, a categorical column with more than ``max_categories``
     values (an id or free text?) and a text column that is mostly numbers with a few words are errors
-    naming the column. Statistics use the observed cells only.
+    naming the column, and so are date, time and duration columns (:func:`refuse_dates`). Statistics use the
+    observed cells only.
     """
     import pandas as pd
 
@@ -226,6 +239,7 @@ def infer_schema(
     both = sorted(force_cat & force_num)
     if both:
         raise ValueError(f"column(s) {both} are listed as both categorical and numeric")
+    refuse_dates(frame)
     specs = []
     for name, (_, column) in zip(columns, frame.items(), strict=True):
         missing = missing_cells(column)
@@ -239,14 +253,8 @@ def infer_schema(
             kind = "numeric"
         else:
             parsed = pd.to_numeric(column[~missing], errors="coerce")
-            n_numbers = int(parsed.notna().sum())
-            if n_numbers == len(parsed):
-                kind = "numeric"
-            elif n_numbers > len(parsed) // 2:
-                parse_numeric(column, name, CATEGORICAL_HINT.format(name=name))  # raises, naming the first
-                raise AssertionError("unreachable")
-            else:
-                kind = "categorical"
+            # Mostly numbers: numeric, and parse_numeric below raises naming the first word.
+            kind = "numeric" if int(parsed.notna().sum()) > len(parsed) // 2 else "categorical"
         if kind == "numeric":
             values = parse_numeric(column, name, CATEGORICAL_HINT.format(name=name))
             observed = values[~np.isnan(values)]
@@ -257,10 +265,9 @@ def infer_schema(
         else:
             categories = sorted({category_key(v) for v in column[~missing]})
             if len(categories) > max_categories:
-                raise ValueError(
-                    f"column {name!r} has {len(categories)} distinct values (max_categories={max_categories}); "
-                    "an identifier or free text cannot be a categorical feature: drop the column"
-                )
+                raise ValueError(f"column {name!r} has {len(categories)} distinct values (max_categories="
+                                 f"{max_categories}); an identifier or free text cannot be a categorical feature: "
+                                 "drop the column")  # fmt: skip
             specs.append(ColumnSpec(name, "categorical", categories=tuple(categories)))
     return TableSchema(tuple(specs))
 
@@ -300,6 +307,7 @@ def encode_frame(frame: pd.DataFrame, schema: TableSchema, *, handle_unknown: Ha
         raise ValueError(f"column(s) {absent} from training are missing from the input (columns: {columns})")
     if len(set(columns)) != len(columns):
         raise ValueError(f"duplicate column names in the input: {columns}")
+    refuse_dates(frame)
     n = frame.shape[0]
     if n == 0:
         raise ValueError("the table has no data rows")
@@ -322,23 +330,17 @@ def encode_frame(frame: pd.DataFrame, schema: TableSchema, *, handle_unknown: Ha
         unseen = codes == -2
         if unseen.any() and handle_unknown == "error":
             row, value = _first_bad(column, unseen)
-            raise ValueError(
-                f"column {spec.name!r}: row {row} holds {value!r}, a category not seen in training "
-                f"(known: {list(spec.categories)[:20]}); to treat it as a missing cell pass --handle-unknown "
-                "missing (Python: handle_unknown='missing')"
-            )
+            raise ValueError(f"column {spec.name!r}: row {row} holds {value!r}, a category not seen in training "
+                             f"(known: {list(spec.categories)[:20]}); to treat it as a missing cell pass "
+                             "--handle-unknown missing (Python: handle_unknown='missing')")  # fmt: skip
         missing[:, j] |= unseen
         categories[:, j] = np.maximum(codes, 0)
-    return EncodedTable(
-        values=torch.from_numpy(values).float(),
-        categories=torch.from_numpy(categories),
-        missing=torch.from_numpy(missing),
-    )
+    return EncodedTable(values=torch.from_numpy(values).float(), categories=torch.from_numpy(categories),
+                        missing=torch.from_numpy(missing))  # fmt: skip
 
 
-def decode_columns(
-    numeric: Tensor, categories: Tensor, schema: TableSchema, *, round_integers: bool = True
-) -> dict[str, np.ndarray]:
+def decode_columns(numeric: Tensor, categories: Tensor, schema: TableSchema, *,
+                   round_integers: bool = True) -> dict[str, np.ndarray]:  # fmt: skip
     """Model outputs back to column values: ``numeric`` float (N, C) standardised predictions and
     ``categories`` long (N, C) predicted category indices -> ``{name: (N,) array}`` (float64 numeric values
     in original units, rounded to whole numbers in ``integer`` columns when ``round_integers``; object
