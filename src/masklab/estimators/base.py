@@ -1,11 +1,13 @@
 """What both table estimators share: input checks, training, and safetensors save / load.
 
 Both follow scikit-learn conventions (parameters stored unchanged in ``__init__``, fitted attributes end in
-``_``, ``feature_names_in_`` / ``n_features_in_``) and are deterministic for a fixed ``random_state``: the
-inference masks are a fixed set of column patterns shared by all rows, so a row's output never depends on
-which other rows are in the batch. Fitted estimators save to a directory with :meth:`~_TableEstimator.save`
-(safetensors + JSON, no pickle) and come back with :meth:`~_TableEstimator.load`;
-:meth:`~_TableEstimator.from_run` wraps a ``masklab pretrain table`` run.
+``_``, ``feature_names_in_`` / ``n_features_in_``). With an int ``random_state`` (a ``RandomState`` or None draws a
+new seed each fit) fit and its outputs are bit-identical run to run on one machine, whose CPU kernels are
+chosen by a timing measured once and cached; on another machine or with the cache cleared they may differ in
+the last float digits unless ``MASKLAB_CPU_ATTENTION`` and ``MASKLAB_CPU_LINEAR`` pin the kernels. The
+inference masks are fixed column patterns shared by all rows: a row's output never depends on the other rows
+of its batch. :meth:`~_TableEstimator.save` writes a directory (safetensors + JSON, no pickle; all or nothing)
+that :meth:`~_TableEstimator.load` reads; :meth:`~_TableEstimator.from_run` wraps a ``pretrain table`` run.
 
 Input: a DataFrame (numeric and categorical columns; categorical ones are inferred or named in
 ``categorical``) or a numeric array; NaN / None / empty strings are missing cells. An estimator fitted on an
@@ -15,6 +17,8 @@ array takes a DataFrame's columns by position (scikit-learn warns that it was fi
 from __future__ import annotations
 
 import json
+import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +45,17 @@ from masklab.tokenizers.table import (
 from masklab.train.in_memory import train_in_memory
 
 FORMAT = "masklab.estimator/1"
+WEIGHTS_FILE = "model.safetensors"
+_HERE = os.path.dirname(__file__)  # masklab/estimators: warnings name the first line outside it
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for a ``warnings.warn`` in the calling function that names the first line outside
+    ``masklab.estimators`` (the user's call, however many of the estimators' methods lie between)."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and os.path.dirname(frame.f_code.co_filename) == _HERE:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 @dataclass(frozen=True)
@@ -100,11 +115,26 @@ class _TableEstimator(BaseEstimator):
         return pd.DataFrame(array, columns=names), False
 
     def _seed(self) -> int:
-        if self.random_state is None:
-            return int(np.random.randint(0, 2**31 - 1))
-        if isinstance(self.random_state, (int, np.integer)) and 0 <= self.random_state < 2**32:
-            return int(self.random_state)
-        raise ValueError(f"random_state must be an int in [0, 2**32) or None, got {self.random_state!r}")
+        """The training seed: ``random_state`` itself for an int; a draw from it for a ``RandomState`` (as
+        ``sklearn.utils.check_random_state(random_state).randint(0, 2**31 - 1)``), from numpy's global one for
+        None."""
+        from sklearn.utils import check_random_state
+
+        state = self.random_state
+        if state is None or isinstance(state, np.random.RandomState):
+            return int(check_random_state(state).randint(0, 2**31 - 1))
+        if isinstance(state, (int, np.integer)) and not isinstance(state, bool) and 0 <= state < 2**32:
+            return int(state)
+        raise ValueError(f"random_state must be an int in [0, 2**32), a numpy RandomState or None, got {state!r}")
+
+    def _check_params(self) -> None:
+        """Refuse, naming the parameter, a ``steps`` that is not an int >= 1 (or None) and an unknown
+        ``handle_unknown``, before any training."""
+        steps = self.steps
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
+            raise ValueError(f"steps must be an int >= 1 (optimizer steps) or None for the default, got {steps!r}")
+        if self.handle_unknown not in ("error", "missing"):
+            raise ValueError(f"handle_unknown must be 'error' or 'missing', got {self.handle_unknown!r}")
 
     def _encode(self, X):
         check_is_fitted(self)
@@ -134,7 +164,7 @@ class _TableEstimator(BaseEstimator):
             ids = identifier_columns(frame)
             if ids:
                 warnings.warn(f"column(s) {ids} look like row identifiers (every value distinct, none missing) and "
-                              "are used as features; drop them from X", stacklevel=3)  # fmt: skip
+                              "are used as features; drop them from X", stacklevel=user_stacklevel())  # fmt: skip
         encoded = encode_frame(frame, self.schema_)
         held = None
         if training.early_stopping:
@@ -183,7 +213,7 @@ class _TableEstimator(BaseEstimator):
             "n_steps_": self.n_steps_,
         }
         state.update(train_loss_=self.train_loss_, best_step_=self.best_step_, validation_loss_=self.validation_loss_)
-        if getattr(self, "category_values_", None):
+        if hasattr(self, "category_values_"):  # {} too: load gives back exactly what fit set
             state["category_values_"] = self.category_values_
         if hasattr(self, "feature_names_in_"):
             state["feature_names_in_"] = [str(n) for n in self.feature_names_in_]
@@ -202,31 +232,35 @@ class _TableEstimator(BaseEstimator):
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted estimator to directory ``path``: ``model.safetensors`` (weights, integrity hash)
-        and ``estimator.json`` (class, parameters, schema, fitted attributes). No pickle."""
-        from masklab.core.io import atomic_write_json, save_checkpoint
+        and ``estimator.json`` (class, parameters, schema, fitted attributes, the weights' hash). No pickle. All
+        or nothing: a failure (a parameter JSON cannot hold, a full disk) leaves ``path`` as it was. Numpy
+        scalars are saved as Python numbers, a ``RandomState`` ``random_state`` as None (``seed_`` is kept)."""
+        from masklab.core.io import atomic_write_bytes, save_checkpoint, tensors_sha256
 
         check_is_fitted(self)
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         tensors = {f"model.{k}": v.detach().to("cpu", copy=True) for k, v in self.model_.state_dict().items()}
         tensors.update(self._extra_tensors())
-        save_checkpoint(path / "model.safetensors", tensors, {"format": FORMAT})
-        atomic_write_json(
-            path / ESTIMATOR_FILE,
-            {
-                "format": FORMAT,
-                "class": type(self).__name__,
-                "params": self.get_params(),
-                "model": saved_config(self.model_),
-                "fitted": self._fitted_state(),
-            },
-        )
-        return path
+        params = {k: None if isinstance(v, np.random.RandomState) else v for k, v in self.get_params().items()}
+        for name, value in params.items():
+            try:
+                json.dumps(value, default=_json_scalar)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"cannot save: parameter {name}={value!r} is not JSON ({err})") from None
+        meta = {"format": FORMAT, "class": type(self).__name__, "params": params, "model": saved_config(self.model_),
+                "fitted": self._fitted_state(), "weights_sha256": tensors_sha256(tensors)}  # fmt: skip
+        text = json.dumps(meta, indent=2, default=_json_scalar) + "\n"
+
+        def write(folder: Path) -> None:
+            save_checkpoint(folder / WEIGHTS_FILE, tensors, {"format": FORMAT})
+            atomic_write_bytes(folder / ESTIMATOR_FILE, text.encode("utf-8"))
+
+        _write_folder(Path(path), write)
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | Path):
         """Rebuild an estimator saved by :meth:`save` (raises for a file of another class or format)."""
-        from masklab.core.io import load_checkpoint
+        from masklab.core.io import HASH_KEY, load_checkpoint
         from masklab.models.registry import build_model
 
         path = Path(path)
@@ -242,15 +276,18 @@ class _TableEstimator(BaseEstimator):
         known = cls._get_param_names()
         unknown = sorted(set(meta["params"]) - set(known))
         if unknown:
-            raise ValueError(
-                f"{meta_path}: parameters {unknown} are not {cls.__name__} parameters (saved by another version)"
-            )
+            raise ValueError(f"{meta_path}: parameters {unknown} are not {cls.__name__} parameters (saved by another "
+                             "version)")  # fmt: skip
         estimator = cls(**meta["params"])
         estimator._restore_state(meta["fitted"])
-        tensors, _ = load_checkpoint(path / "model.safetensors")
-        estimator._set_model(
-            _table_model(build_model({"kind": meta["model"]["kind"], "model": meta["model"]})), tensors
-        )
+        tensors, info = load_checkpoint(path / WEIGHTS_FILE)
+        recorded = meta.get("weights_sha256")  # absent in folders saved before it was recorded
+        if recorded is not None and info.get(HASH_KEY) != recorded:
+            raise ValueError(f"{path}: {WEIGHTS_FILE} and {ESTIMATOR_FILE} do not belong together (the weights' "
+                             f"sha256 {str(info.get(HASH_KEY))[:12]}... is not the {recorded[:12]}... the JSON "
+                             "records: an interrupted save or a copied file); save the estimator again")  # fmt: skip
+        estimator._set_model(_table_model(build_model({"kind": meta["model"]["kind"], "model": meta["model"]})),
+                             tensors)  # fmt: skip
         estimator._restore_tensors(tensors)
         return estimator
 
@@ -268,17 +305,9 @@ class _TableEstimator(BaseEstimator):
         names = model.config.schema.names
         # The inference masks follow random_state; None falls back to the run's training seed (reproducible).
         seed = int(run.config.get("train", {}).get("seed", 0)) if estimator.random_state is None else None
-        estimator._restore_state(
-            {
-                "seed_": estimator._seed() if seed is None else seed,
-                "n_features_in_": len(names),
-                "feature_names_in_": names,
-                "n_steps_": run.step,
-                "best_step_": run.step,
-                "validation_loss_": None,
-                "train_loss_": float("nan"),
-            }
-        )
+        estimator._restore_state({"seed_": estimator._seed() if seed is None else seed, "n_features_in_": len(names),
+                                  "feature_names_in_": names, "n_steps_": run.step, "best_step_": run.step,
+                                  "validation_loss_": None, "train_loss_": float("nan")})  # fmt: skip
         estimator._set_model(model, {f"model.{k}": v for k, v in run.model_state.items()})
         return estimator
 
@@ -306,6 +335,42 @@ def category_values(frame, schema: TableSchema) -> dict[str, list]:
         if any(v is not None for v in recorded):
             found[spec.name] = recorded
     return found
+
+
+def _json_scalar(value: object) -> object:
+    """``json.dumps``'s ``default``: a numpy number as the equal Python one (GridSearchCV sets those)."""
+    if isinstance(value, (np.number, np.bool_)):
+        return value.item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _write_folder(path: Path, write) -> None:
+    """Call ``write(tmp)`` on a new hidden sibling of ``path``, then put its files in ``path``: a new folder in
+    one rename, an earlier save (nothing else there) swapped out in one atomic exchange (Linux); else the files
+    one by one, the JSON last (a crash between them leaves a mix :meth:`~_TableEstimator.load` refuses)."""
+    import secrets
+    import shutil
+
+    from masklab.core.io import exchange_paths
+
+    target = Path(os.path.realpath(path))  # a file there: iterdir's NotADirectoryError, after tmp is removed
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.save-tmp"
+    tmp.mkdir()
+    try:
+        write(tmp)
+        if not target.exists():
+            os.rename(tmp, target)
+            return
+        names, present = sorted(p.name for p in tmp.iterdir()), {p.name for p in target.iterdir()}
+        if present and present <= set(names):
+            os.chmod(tmp, os.stat(target).st_mode & 0o7777)
+            if exchange_paths(tmp, target):  # tmp now holds the earlier save, removed below
+                return
+        for name in sorted(names, key=lambda name: name == ESTIMATOR_FILE):
+            os.replace(tmp / name, target / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _json_value(value: object) -> bool | int | float | None:
