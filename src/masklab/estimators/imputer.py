@@ -18,18 +18,18 @@ class MaskedImputer(OneToOneFeatureMixin, TransformerMixin, _TableEstimator):
     missing cells changed: each is the model's prediction from its row's observed cells (categorical cells:
     the most likely category, as the column's own value: a bool for bools, an int for an object column of ints;
     a Categorical, string or boolean column keeps its dtype when the fills fit it). A DataFrame's numeric
-    columns whose training values were all whole numbers get whole numbers, and a float column of them comes
-    back as int64 once no cell is missing; an array
-    comes back as floats, unrounded (as scikit-learn's imputers return it: the least-squares fill of a 0/1
-    column is a share, not a 0 or 1). Usable in a scikit-learn ``Pipeline``.
+    columns whose training values were all whole numbers get whole numbers and come back int64 (``Int64`` if
+    nullable) in every batch; other numeric columns keep their float dtype. An array comes back as floats,
+    unrounded (as scikit-learn's imputers return it: the least-squares fill of a 0/1 column is a share, not a
+    0 or 1); a bool array as bools. Usable in a scikit-learn ``Pipeline``.
 
     preset: ``table-tiny`` | ``table-small``; steps: optimizer steps (None = :func:`~masklab.estimators.
     budget.auto_steps`); batch_size, lr, weight_decay: AdamW with 5% warmup + cosine; mask_ratio ±
     mask_ratio_jitter: the share of each row's observed cells hidden in training; dropout; early_stopping /
     validation_fraction: hold out that share of the observed cells and keep the weights that predict them
     best; categorical: columns to force categorical; handle_unknown: ``error`` | ``missing`` for categories
-    unseen in training; random_state: int seed (None = fresh); device: ``cpu`` | ``cuda`` | ``auto``;
-    verbose: print training progress.
+    unseen in training; random_state: int seed, a numpy ``RandomState`` to draw it from, or None (fresh);
+    device: ``cpu`` | ``cuda`` | ``auto``; verbose: print training progress.
     """
 
     def __init__(
@@ -81,10 +81,26 @@ class MaskedImputer(OneToOneFeatureMixin, TransformerMixin, _TableEstimator):
         return auto_steps(n_rows, batch_size)
 
     def fit(self, X, y=None):
+        """Train the model on the observed cells of ``X``.
+
+        X: DataFrame ``(N, C)`` (numeric and categorical columns; dates, times and durations are refused) or
+        numeric / bool array ``(N, C)``; missing cells are NaN / None / NA / empty strings. y: ignored.
+        Returns ``self`` (fitted: ``model_``, ``schema_``, ``seed_``, ``n_steps_``, ...)."""
+        self._check_params()
         self._fit_model(X)
         return self
 
     def transform(self, X):
+        """Fill the missing cells of ``X`` (the columns seen in fit, by name for a DataFrame).
+
+        Returns a copy of ``X`` in which only the missing cells changed. A DataFrame ``(N, C)``: each
+        column's dtype is a function of its fitted column only, the same for every batch: a column whose
+        training values were all whole numbers comes back int64 (nullable ``Int64`` if the input was a
+        nullable dtype; an integer dtype stays as it is), with float64 only when the batch's own observed
+        cells are not whole numbers; another numeric column keeps its float dtype (float32 stays float32,
+        ``Float64`` stays ``Float64``; else float64); categorical columns get their own values (class doc).
+        An array ``(N, C)``: float64 with unrounded fills; a bool array (which holds no missing cell) comes
+        back as an equal bool array."""
         import pandas as pd
         import torch
 
@@ -97,34 +113,67 @@ class MaskedImputer(OneToOneFeatureMixin, TransformerMixin, _TableEstimator):
         )
         decoded = decode_columns(numeric, categories, self.schema_, round_integers=was_frame)
         if not was_frame:
+            if all(pd.api.types.is_bool_dtype(dtype) for dtype in frame.dtypes):
+                return frame.to_numpy(dtype=bool, copy=True)
             out = frame.to_numpy(dtype=np.float64, copy=True)
             fill = np.isnan(out)
-            out[fill] = np.column_stack([decoded[n] for n in self.schema_.names]).astype(np.float64)[fill]
+            out[fill] = np.column_stack([_numbers(decoded[n]) for n in self.schema_.names])[fill]
             return out
         out = X.copy()
         recorded = getattr(self, "category_values_", None) or {}
         for column, spec in zip(X.columns, self.schema_.columns, strict=True):
             fill = missing_cells(out[column])  # truly empty cells only (not unseen categories)
+            if spec.kind == "numeric":
+                out[column] = _numeric_fill(out[column], fill, decoded[spec.name], spec.name, spec.integer).values
+                continue
             if not fill.any():
                 continue
             filled = decoded[spec.name][fill]
             dtype = out[column].dtype
-            numbers = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
-            if spec.kind == "categorical" and numbers:
-                filled = filled.astype(np.float64)
-            elif spec.kind == "categorical":
-                filled = _own_values(filled, out[column], ~fill, spec.categories, recorded.get(spec.name))
-                values = out[column].astype(object)
-                values[fill] = filled
-                out[column] = values.astype(dtype) if _fits(dtype, filled) else values
+            if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+                values = out[column].to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+                values[fill] = _numbers(filled)
+                out[column] = pd.Series(values, index=out.index).astype(dtype).values  # the fills in its dtype
                 continue
-            if not pd.api.types.is_float_dtype(dtype) and spec.kind == "numeric":
-                out[column] = out[column].astype(np.float64)
-            out.loc[fill, column] = filled
-            values = out[column]
-            if spec.integer and pd.api.types.is_float_dtype(values.dtype) and (values == values.round()).all():
-                out[column] = values.astype(np.int64)  # a column of whole numbers is float only for its NaN
+            filled = _own_values(filled, out[column], ~fill, spec.categories, recorded.get(spec.name))
+            values = out[column].astype(object)
+            values[fill] = filled
+            out[column] = values.astype(dtype) if _fits(dtype, filled) else values
         return out
+
+
+def _numbers(keys: np.ndarray) -> np.ndarray:
+    """float64 (N,) of predicted values: numbers as they are, category strings read as numbers (bools 0 / 1)."""
+    if keys.dtype != object:
+        return keys.astype(np.float64)
+    return np.array([float({"True": 1, "False": 0}.get(k, k)) for k in keys], dtype=np.float64)
+
+
+def _numeric_fill(column, fill: np.ndarray, predicted: np.ndarray, name: str, integer: bool):
+    """A numeric ``column`` (Series) with ``predicted`` float64 (N,) values written where ``fill``, in the
+    dtype of the fitted column: whole numbers (``integer``) as int64, or ``Int64`` for a nullable input (an
+    integer dtype is kept: its observed cells stay exact), float64 when the observed cells are not whole;
+    else the column's float dtype (float32, ``Float64``), float64 for others (``Float64`` if nullable)."""
+    import pandas as pd
+
+    from masklab.tokenizers.table import parse_numeric
+
+    dtype = column.dtype
+    nullable = isinstance(dtype, pd.api.extensions.ExtensionDtype) and pd.api.types.is_numeric_dtype(dtype)
+    if integer and pd.api.types.is_integer_dtype(dtype):
+        out = column.copy()
+        if fill.any():
+            out[fill] = predicted[fill].astype(np.int64)
+        return out
+    values = parse_numeric(column, name)  # float64 (N,), NaN where missing
+    values[fill] = predicted[fill]
+    if integer and bool(np.all(values == np.round(values))):
+        target = "Int64" if nullable else np.int64
+    elif pd.api.types.is_float_dtype(dtype):
+        target = dtype
+    else:
+        target = "Float64" if nullable else np.float64
+    return pd.Series(values, index=column.index).astype(target)
 
 
 def _own_values(keys: np.ndarray, column, observed: np.ndarray, categories, recorded: list | None) -> np.ndarray:
