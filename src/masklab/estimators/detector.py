@@ -12,7 +12,7 @@ import torch
 from sklearn.base import OutlierMixin
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from masklab.estimators.base import _TableEstimator
+from masklab.estimators.base import _TableEstimator, user_stacklevel
 from masklab.estimators.budget import detector_steps
 from masklab.estimators.error_models import apply_error_models, choose_error_models
 from masklab.estimators.neighbors import (
@@ -71,13 +71,15 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
     clean. :meth:`calibrate` then picks the error models and ``threshold_`` on a sample of the training rows.
 
     preset: ``table-tiny`` | ``table-small``; steps: optimizer steps in all (None =
-    :func:`~masklab.estimators.budget.detector_steps`); batch_size, lr: AdamW (5% warmup + cosine);
-    n_masks: rounds of column groups per scale at scoring; neighbors: k of the neighbour term (with k > 0 the
-    fitted detector keeps the training rows, a seeded sample of ``REFERENCE_ROWS`` if more, as ``reference_``;
-    0 = off: the score is the reconstruction term alone, unscaled); contamination: the expected share of anomalies;
-    threshold: a fixed score threshold (default: the ``1 - contamination`` quantile of the training scores);
-    categorical: columns to force categorical; handle_unknown: ``error`` | ``missing`` for categories unseen
-    in training; random_state: int seed (None = fresh); device: ``cpu`` | ``cuda`` | ``auto``; verbose.
+    :func:`~masklab.estimators.budget.detector_steps`; >= 2 with refit); batch_size, lr: AdamW (5% warmup +
+    cosine); n_masks: rounds of column groups per scale at scoring; neighbors: k of the neighbour term (with
+    k > 0 the fitted detector keeps the training rows, a seeded sample of ``REFERENCE_ROWS`` if more, as
+    ``reference_``; 0 = off: the score is the reconstruction term alone, unscaled); contamination: the
+    expected share of anomalies, in (0, 0.5] (IsolationForest's ``"auto"`` is an offset on its own score's
+    scale and is refused); threshold: a fixed score threshold (default: the ``1 - contamination`` quantile of
+    the training scores); categorical: columns to force categorical; handle_unknown: ``error`` | ``missing``
+    for categories unseen in training; random_state: int seed, a numpy ``RandomState`` to draw it from, or
+    None (fresh); device: ``cpu`` | ``cuda`` | ``auto``; verbose.
 
     scikit-learn's sign convention: ``score_samples = -anomaly_score`` (lower = more abnormal),
     ``decision_function = score_samples - offset_`` (negative = outlier), ``predict`` -1 = outlier, 1 = inlier.
@@ -121,14 +123,27 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         return detector_steps(n_rows, batch_size)
 
     def _check_params(self) -> None:
+        super()._check_params()
         if not (isinstance(self.n_masks, (int, np.integer)) and self.n_masks >= 1):
             raise ValueError(f"n_masks must be an int >= 1 for anomaly scores, got {self.n_masks!r}")
         check_neighbors(self.neighbors)
-        if (self.threshold is None or self.refit) and not 0.0 < self.contamination <= 0.5:
-            raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination!r}")
+        share = self.contamination  # "auto" (IsolationForest's offset on its own score scale) has no meaning here
+        number = isinstance(share, (int, float, np.integer, np.floating)) and not isinstance(share, (bool, np.bool_))
+        if (self.threshold is None or self.refit) and not (number and 0.0 < share <= 0.5):
+            raise ValueError(f"contamination must be a number in (0, 0.5] (the expected share of anomalies), got "
+                             f"{share!r}")  # fmt: skip
+        if self.refit and self.steps is not None and self.steps < 2:
+            raise ValueError(f"steps must be >= 2 with refit=True (half the steps on all rows, half on the presumed "
+                             f"inliers), got {self.steps!r}; pass refit=False to train a single step")  # fmt: skip
 
     # ------------------------------------------------------------------------------------------- fit
     def fit(self, X, y=None):
+        """Train the model, then :meth:`calibrate` on a sample of the training rows (class doc).
+
+        X: DataFrame ``(N, C)`` (numeric and categorical columns; dates, times and durations are refused) or
+        numeric / bool array ``(N, C)``; missing cells are NaN / None / NA / empty strings. y: ignored.
+        Returns ``self`` (fitted: ``model_``, ``schema_``, ``threshold_``, ``offset_``, ``cauchy_``,
+        ``score_scales_``, ``reference_``, ``n_refit_rows_``, ``n_steps_`` = ``steps``, ...)."""
         self._check_params()
         n_rows = _num_samples(X)
         batch = min(self.batch_size, n_rows)
@@ -137,12 +152,12 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
             self._fit_model(X, steps=total)
             self.n_refit_rows_ = None
         else:  # train on all rows, then continue on the rows the first half calls inliers
-            first = max(1, total // 2)
+            first = total // 2  # total >= 2 (checked): both halves train
             self._fit_model(X, steps=first)
             sample = _rows(X, self._sample(n_rows))
             scores = self._aggregate(self._errors(self._raw_errors(sample), choose=True))
             inliers = scores <= np.nanquantile(scores, 1.0 - self.contamination)  # NaN (no observed cell): out
-            self._fit_model(_rows(sample, np.flatnonzero(inliers)), steps=max(1, total - first), initial=self.model_)
+            self._fit_model(_rows(sample, np.flatnonzero(inliers)), steps=total - first, initial=self.model_)
             self.n_refit_rows_ = int(inliers.sum())
         self.reference_ = self._reference(X) if self.neighbors else None
         return self.calibrate(_rows(X, self._sample(n_rows)))
@@ -154,7 +169,7 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
             X = _rows(X, np.sort(np.random.default_rng(self.seed_ + 1).choice(n_rows, REFERENCE_ROWS, replace=False)))
         if self.neighbors > n_rows:
             warnings.warn(f"neighbors={self.neighbors} but there are only {n_rows} training rows: the neighbour "
-                          "term uses each row's farthest one", stacklevel=3)  # fmt: skip
+                          "term uses each row's farthest one", stacklevel=user_stacklevel())  # fmt: skip
         _, _, encoded = self._encode(X)
         cards = torch.tensor(self.schema_.cardinalities, dtype=torch.long)
         return Reference(encoded.values.double(), encoded.categories, encoded.missing, cards)
@@ -249,7 +264,8 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         scores, _ = self._scores_and_parts(self._encode(X)[2])
         empty = int(np.isnan(scores).sum())
         if empty:
-            warnings.warn(f"{empty} row(s) have no observed cell: their anomaly score is NaN", stacklevel=2)
+            warnings.warn(f"{empty} row(s) have no observed cell: their anomaly score is NaN",
+                          stacklevel=user_stacklevel())  # fmt: skip
         return scores
 
     def score_samples(self, X) -> np.ndarray:
@@ -272,13 +288,18 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         most), ``column``, ``observed``, ``expected`` (the model's prediction for the cell from the rest of
         its row at the smallest scale, in original units; the most likely category for categorical cells),
         ``contribution`` (the cell's part of the score; a row's parts sum to its score) and ``share``
-        (contribution / score). ``top``: keep each row's ``top`` cells only."""
+        (contribution / score). ``top``: keep each row's ``top`` cells only (an int >= 1; None = all).
+        ``expected`` is what :class:`~masklab.estimators.MaskedImputer` would fill: whole numbers in a
+        DataFrame's whole-number columns, the column's own values (bools, ints) in categorical ones."""
         from masklab.estimators.explain import explain_rows
 
+        if top is not None and (isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1):
+            raise ValueError(f"top must be an int >= 1 (cells kept per row) or None for all, got {top!r}")
         check_is_fitted(self)
-        frame, _, encoded = self._encode(X)
+        frame, was_frame, encoded = self._encode(X)
         _, contributions = self._scores_and_parts(encoded)
-        return explain_rows(self, frame, encoded, contributions, self._patterns(SCORE_RATIOS[0]), top=top)
+        patterns = self._patterns(SCORE_RATIOS[0])
+        return explain_rows(self, frame, encoded, contributions, patterns, top=top, round_integers=was_frame)
 
     # --------------------------------------------------------------------------------- save / load
     def _fitted_state(self) -> dict:

@@ -45,21 +45,31 @@ def hidden_predictions(model: TableMAE, encoded: EncodedTable, patterns: torch.T
 
 
 def explain_rows(detector, frame: pd.DataFrame, encoded: EncodedTable, contributions: np.ndarray, patterns,
-                 *, top: int | None = None) -> pd.DataFrame:  # fmt: skip
+                 *, top: int | None = None, round_integers: bool = True) -> pd.DataFrame:  # fmt: skip
     """The long explanation table of :meth:`MaskedAnomalyDetector.explain` from ``contributions (N, C)``
-    (each cell's part of its row's score) and the smallest-scale ``patterns (K, C)``."""
+    (each cell's part of its row's score) and the smallest-scale ``patterns (K, C)``. ``expected`` holds what
+    the imputer would fill: rounded in whole-number columns when ``round_integers`` (a DataFrame's), the
+    column's own values in categorical ones (bools for bools, ints for ints)."""
     import pandas as pd
+
+    from masklab.estimators.imputer import _numbers, _own_values
 
     schema = detector.schema_
     numeric, probs = hidden_predictions(detector.model_, encoded, patterns)
     expected = np.empty(numeric.shape, dtype=object)
-    for j, spec in enumerate(schema.columns):
-        if spec.kind == "numeric":
-            expected[:, j] = numeric[:, j] * spec.std + spec.mean
-        else:
-            expected[:, j] = np.asarray(spec.categories, dtype=object)[probs[j].argmax(1)]
-    scores = contributions.sum(axis=1)  # (N,)
+    recorded = getattr(detector, "category_values_", None) or {}
     observed = ~encoded.missing.numpy()  # (N, C)
+    for j, (spec, (_, column)) in enumerate(zip(schema.columns, frame[schema.names].items(), strict=True)):
+        if spec.kind == "numeric":
+            values = numeric[:, j] * spec.std + spec.mean
+            expected[:, j] = np.round(values) if spec.integer and round_integers else values
+            continue
+        keys = np.asarray(spec.categories, dtype=object)[probs[j].argmax(1)]
+        numbers = pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype)
+        own = _numbers(keys) if numbers else _own_values(keys, column, observed[:, j], spec.categories,
+                                                            recorded.get(spec.name))  # fmt: skip
+        expected[:, j] = own
+    scores = contributions.sum(axis=1)  # (N,)
     order = np.argsort(-contributions, axis=1, kind="stable")  # (N, C) largest part first
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(1, order.shape[1] + 1)[None, :].repeat(len(order), 0), axis=1)
