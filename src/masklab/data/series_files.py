@@ -9,10 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
+MAX_ABS_VALUE = 1e15  # larger magnitudes overflow instance normalisation's float32 sum of squares (about 1e19)
+
 
 def as_series(array: np.ndarray, where: str) -> np.ndarray:
     """One series ``(T,)`` or ``(T, C)`` of real numbers as float32 ``(T, C)`` (NaN = a step not observed);
-    complex, non-numeric, infinite or beyond-float32 values are errors naming ``where``."""
+    complex, non-numeric, infinite values and magnitudes over :data:`MAX_ABS_VALUE` (the model's instance
+    normalisation sums squares in float32: ±1e15 leaves room for ten million steps) are errors naming ``where``."""
     if np.iscomplexobj(array):  # a cast would drop the imaginary part without a word
         raise ValueError(f"{where}: complex values; series must hold real numbers")
     raw = np.asarray(array)
@@ -24,8 +27,12 @@ def as_series(array: np.ndarray, where: str) -> np.ndarray:
         raise ValueError(f"{where}: values that are not numbers ({err})") from None
     if np.isinf(wide).any():
         raise ValueError(f"{where}: infinite values (use NaN for steps that were not observed)")
-    if (np.abs(np.nan_to_num(wide)) > np.finfo(np.float32).max).any():
-        raise ValueError(f"{where}: values beyond float32's range (±3.4e38), which the model computes in")
+    if (np.abs(np.nan_to_num(wide)) > MAX_ABS_VALUE).any():
+        biggest = float(np.nanmax(np.abs(wide)))
+        beyond = ", beyond float32's range" if biggest > float(np.finfo(np.float32).max) else ""
+        raise ValueError(f"{where}: values up to {biggest:.3g} in magnitude{beyond}; series values must be within "
+                         f"±{MAX_ABS_VALUE:g} (the model's normalisation squares them in float32): rescale them, "
+                         "e.g. divide by a power of ten")  # fmt: skip
     out = wide.astype(np.float32)
     if out.ndim == 1:
         out = out[:, None]
