@@ -30,6 +30,36 @@ def derived_seed(seed: int, purpose: str) -> int:
 MAX_MATERIALISED = 1 << 24
 
 
+def affine_positions(start: int, stop: int, a: int, b: int, n: int, *, chunk_bits: int | None = None) -> torch.Tensor:
+    """``(i * a + b) mod n`` for ``i`` in ``[start, stop)``, exact for any ``0 <= a, b, i < n < 2**61``.
+
+    When ``(stop - 1) * a + b`` fits in int64 this is the one-line product earlier runs used (same tensor, so
+    resumed runs continue identically). Above that (n beyond ~3e9) ``i * a`` would wrap around int64 and the
+    map stop being a bijection, so ``a`` is split into ``chunk_bits``-bit digits and the product reduced
+    mod ``n`` digit by digit (Horner): every intermediate stays below ``2**63``. ``chunk_bits`` forces that
+    path (tests)."""
+    if not 0 <= start <= stop <= n or not (0 <= a < n and 0 <= b < n):
+        raise ValueError(
+            f"affine_positions: expected 0 <= start <= stop <= n and 0 <= a, b < n, got {start, stop, a, b, n}"
+        )
+    i = torch.arange(start, stop, dtype=torch.long)
+    if chunk_bits is None:
+        if stop == start or (stop - 1) * a + b < 2**63:
+            return (i * a + b) % n
+        if n.bit_length() > 61:
+            raise ValueError(f"a dataset of {n} examples is too large to shuffle (at most 2**61 - 1)")
+        chunk_bits = 62 - n.bit_length()  # r < n, so r << chunk_bits and i * digit both stay < 2**62
+    mask = (1 << chunk_bits) - 1
+    digits = []
+    while a:
+        digits.append(a & mask)
+        a >>= chunk_bits
+    r = torch.zeros_like(i)
+    for digit in reversed(digits):
+        r = ((r << chunk_bits) % n + i * digit) % n
+    return (r + b) % n
+
+
 class EpochSampler:
     """Deterministic epoch permutations consumed in order with a cursor.
 
@@ -66,7 +96,7 @@ class EpochSampler:
         if self.num_examples <= MAX_MATERIALISED:
             return self.permutation(epoch)[start:stop]
         a, b = self._affine(epoch)
-        return (torch.arange(start, stop, dtype=torch.long) * a + b) % self.num_examples
+        return affine_positions(start, stop, a, b, self.num_examples)
 
     def next_indices(self, count: int) -> torch.Tensor:
         parts = []
