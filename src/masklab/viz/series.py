@@ -1,7 +1,8 @@
 """Pictures of series: masked patches with their reconstructions, and forecasts with the horizon shaded.
 
 Arrays are numpy: a series ``(T, C)`` (NaN = not observed), ``hidden`` bool ``(T, C)`` True = a step whose
-patch was hidden, a reconstruction ``(T, C)``; only the first ``channels`` channels are drawn.
+patch was hidden, a reconstruction ``(T, C)``; only the first ``channels`` channels are drawn. Titles are
+drawn literally (a ``$`` in a series id or file name is a dollar sign).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from masklab.core.io import atomic_write_figure
+
+# Titles name series and files (user text): drawn as written, never as mathtext ("$...$") or TeX.
+LITERAL = {"fontsize": 8, "parse_math": False, "usetex": False}
 
 
 def _figure(rows: int, cols: int, size: tuple[float, float]):
@@ -52,7 +56,7 @@ def plot_reconstructions(
             ax.plot(t, np.where(h[:, c], r[:, c], np.nan), color="tab:red", lw=1.4, ls="--", marker=".", ms=3,
                     label="reconstruction" if i == c == 0 else None)  # fmt: skip
             title = titles[i] if titles else f"series {i}"
-            ax.set_title(f"{title}, channel {c}", fontsize=8)
+            ax.set_title(f"{title}, channel {c}", **LITERAL)
             ax.tick_params(labelsize=7)
     fig.legend(loc="outside lower center", ncols=3, fontsize=8)
     path = Path(path)
@@ -82,7 +86,7 @@ def plot_forecasts(
             ax.plot(np.arange(T, T + H), truth[i][:, channel], color="black", lw=1.0, ls=":",
                     label="truth" if i == 0 else None)  # fmt: skip
         ax.plot(np.arange(T, T + H), f[:, channel], color="tab:blue", lw=1.6, label="forecast" if i == 0 else None)
-        ax.set_title(titles[i] if titles else f"series {i}, channel {channel}", fontsize=8)
+        ax.set_title(titles[i] if titles else f"series {i}, channel {channel}", **LITERAL)
         ax.tick_params(labelsize=7)
     fig.legend(loc="outside lower center", ncols=4, fontsize=8)
     path = Path(path)
