@@ -136,13 +136,14 @@ def segment_dirs(tmp_path_factory):
 
 
 def make_client(runs):
-    """A client of the app serving ``runs``. raise_server_exceptions=False: a bug must come back as the app's
-    JSON 500, as a browser would see it."""
+    """A client of the app serving ``runs``, by its local name (the app refuses other Host headers).
+    raise_server_exceptions=False: a bug must come back as the app's JSON 500, as a browser would see it."""
     from fastapi.testclient import TestClient
 
     from masklab.serve.app import create_app
 
-    return TestClient(create_app(runs, max_upload_bytes=MAX_UPLOAD), raise_server_exceptions=False)
+    app = create_app(runs, max_upload_bytes=MAX_UPLOAD)
+    return TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -34,8 +35,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be in 1..65535, got {args.port}")
-    if args.max_upload_mb <= 0:
-        raise ValueError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
+    if not math.isfinite(args.max_upload_mb) or args.max_upload_mb <= 0:
+        raise ValueError(f"--max-upload-mb must be a finite number of megabytes > 0, got {args.max_upload_mb}")
     _check_listen(args.host, args.port)  # before loading every run: a port in use is known at once
     runs = load_runs(args.runs, args.device)  # RunLoadError (a ValueError): one line per run that failed
     for run in runs:
@@ -46,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"masklab serve: WARNING: binding {args.host}: anyone who can reach this machine on port {args.port} "
               "can use these models (there is no login); use --host 127.0.0.1 to keep it local",
               file=sys.stderr)  # fmt: skip
-    app = create_app(runs, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
+    app = create_app(runs, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), host=args.host, port=args.port)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"masklab serve: open http://{shown}:{args.port}/ (API schema at /openapi.json; Ctrl+C stops)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

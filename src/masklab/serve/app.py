@@ -2,10 +2,13 @@
 table ones here; the series and segmentation ones in :mod:`~masklab.serve.series_api` and
 :mod:`~masklab.serve.segment_api`).
 
-Every model call runs in the thread pool (the event loop keeps answering) while holding its run's lock (one
-forward per model at a time). Inputs are checked before any model is touched; a bad field is a 4xx JSON
-``{"error", "field"}`` (:mod:`masklab.serve.errors`). Uploads arrive as multipart form data; the client never
-names a file on the server.
+Every model call runs in the thread pool (the event loop keeps answering) once its run's gate lets it through
+(one forward per model at a time; waiting holds no thread, and at most
+:data:`~masklab.serve.gate.MAX_WAITING` requests wait per run: more get a 503 with ``Retry-After``). Inputs are
+checked before any model is touched; a bad field is a 4xx JSON ``{"error", "field"}``
+(:mod:`masklab.serve.errors`); an empty form field is refused, not taken for its default. Uploads arrive as
+multipart form data; the client never names a file on the server. Only requests naming this server are
+answered (:mod:`masklab.serve.security`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import AsyncIterator
 from importlib.resources import files
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Form, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -39,8 +42,10 @@ from masklab.serve.schemas import (
     RunInfo,
     ScoreResponse,
 )
+from masklab.serve.security import LocalOnly
 
 DEFAULT_MAX_UPLOAD = 8 * 1024 * 1024
+EXCLUDE = "columns (comma-separated, or one per repeated field; a value naming a column is taken whole)"
 
 
 def run_details(run: LoadedRun) -> dict[str, Any]:
@@ -63,26 +68,26 @@ def run_details(run: LoadedRun) -> dict[str, Any]:
     if run.kind == "clm":
         cfg = run.model.config
         return {"context": cfg.context, "layers": cfg.depth, "heads": cfg.heads}
-    from masklab.recipes.table import TABLE_FILE
-    from masklab.train.run import Run
-
-    info = Run(run.path).read_sidecar(TABLE_FILE)
-    return {"columns": list(run.model.schema_.names), "exclude": info.get("exclude", []), "label": info.get("label")}
+    return {"columns": list(run.model.schema_.names), "exclude": list(run.info.get("exclude", [])),
+            "label": run.info.get("label")}  # fmt: skip
 
 
-def create_app(runs: list[LoadedRun], *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD) -> FastAPI:
-    """The app serving ``runs`` (loaded by :func:`masklab.serve.runs.load_runs`)."""
+def create_app(runs: list[LoadedRun], *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, host: str = "127.0.0.1",
+               port: int | None = None) -> FastAPI:  # fmt: skip
+    """The app serving ``runs`` (loaded by :func:`masklab.serve.runs.load_runs`), bound to ``host`` and ``port``
+    (None: any port): it answers requests that name it only (:mod:`masklab.serve.security`)."""
     # No /docs or /redoc: their pages load scripts from a CDN, and this server works offline (the schema is
     # at /openapi.json).
     app = FastAPI(title="masklab serve", version=__version__, description=__doc__, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
+    app.add_middleware(LocalOnly, host=host, port=port)  # the outermost: a refused request touches nothing
     install_error_handlers(app)
     served = Runs(runs)
-    get_run, call, read_upload = served.get, served.call, served.read
+    get_run, call, read_upload, filled = served.get, served.call, served.read, served.filled
     static = files("masklab.serve") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(str(static / "index.html"), media_type="text/html")
 
@@ -103,6 +108,7 @@ def create_app(runs: list[LoadedRun], *, max_upload_bytes: int = DEFAULT_MAX_UPL
 
     @app.post("/api/runs/{name}/reconstruct", response_model=ReconstructResponse, responses=ERRORS)
     async def reconstruct(
+        request: Request,
         name: str,
         image: Annotated[UploadFile | None, File(description="a PNG, JPEG, ... file, or give 'example'")] = None,
         example: Annotated[int | None, Form(description="index of a built-in (held-out) example")] = None,
@@ -113,6 +119,7 @@ def create_app(runs: list[LoadedRun], *, max_upload_bytes: int = DEFAULT_MAX_UPL
     ) -> dict:
         """Hide patches of an image (painted, random or block) and show what the MAE fills in."""
         run = get_run(name, "mae")
+        await filled(request, "example", "ratio", "seed", "masking")
         data = None if image is None else await read_upload(image, "image")
         kind = None if image is None else image.content_type
         pixels = await run_in_threadpool(images.input_image, run, data, kind, example)  # decoding: off the loop
@@ -121,12 +128,14 @@ def create_app(runs: list[LoadedRun], *, max_upload_bytes: int = DEFAULT_MAX_UPL
 
     @app.post("/api/runs/{name}/rollout", response_model=RolloutResponse, responses=ERRORS)
     async def rollout(
+        request: Request,
         name: str,
         image: Annotated[UploadFile | None, File(description="an image file, or give 'example'")] = None,
         example: Annotated[int | None, Form(description="index of a built-in (held-out) example")] = None,
     ) -> dict:
         """Where the encoder's [CLS] token draws from: attention rollout over the patches."""
         run = get_run(name, "mae")
+        await filled(request, "example")
         data = None if image is None else await read_upload(image, "image")
         kind = None if image is None else image.content_type
         pixels = await run_in_threadpool(images.input_image, run, data, kind, example)  # decoding: off the loop
@@ -151,6 +160,7 @@ def create_app(runs: list[LoadedRun], *, max_upload_bytes: int = DEFAULT_MAX_UPL
         when decoding rewrote the text so far), then one ``done`` event ``{"text", "tokens"}``."""
         run = get_run(name, "clm")
         ids = text.prompt_ids(run, body.prompt)
+        await served.enter(run)  # released by the generation's worker when it ends
         return StreamingResponse(_events(run, ids, body), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
 
@@ -159,7 +169,7 @@ def create_app(runs: list[LoadedRun], *, max_upload_bytes: int = DEFAULT_MAX_UPL
     async def impute(
         name: str,
         file: Annotated[UploadFile, File(description="a CSV with missing cells (empty / NA)")],
-        exclude: Annotated[str, Form(description="comma-separated columns to pass through unchanged")] = "",
+        exclude: Annotated[list[str], Form(description=EXCLUDE + " to pass through unchanged")] = [],  # noqa: B006
     ) -> Response:
         """The uploaded CSV with its missing cells filled (every other cell keeps its text), as a download."""
         run = get_run(name, "table")
@@ -172,7 +182,7 @@ def create_app(runs: list[LoadedRun], *, max_upload_bytes: int = DEFAULT_MAX_UPL
     async def score(
         name: str,
         file: Annotated[UploadFile, File(description="a CSV with the run's columns")],
-        exclude: Annotated[str, Form(description="comma-separated columns that are not features")] = "",
+        exclude: Annotated[list[str], Form(description=EXCLUDE + " that are not features")] = [],  # noqa: B006
     ) -> dict:
         """Anomaly score per row (higher = odder) and each cell's reconstruction error."""
         run = get_run(name, "table")
@@ -186,9 +196,10 @@ def create_app(runs: list[LoadedRun], *, max_upload_bytes: int = DEFAULT_MAX_UPL
 _RUNNING: set[asyncio.Future] = set()
 
 
-async def _events(run: LoadedRun, ids: list[int], body: GenerateRequest) -> AsyncIterator[str]:
-    """Server-sent events of one generation; the model runs in a worker thread under the run's lock, and a
-    client that leaves stops it at its next token."""
+def _events(run: LoadedRun, ids: list[int], body: GenerateRequest) -> AsyncIterator[str]:
+    """Server-sent events of one generation. The model runs in a worker thread started now (so it ends, and
+    releases the run's gate the endpoint entered, even when the response is never sent); a client that leaves
+    stops it at its next token."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, dict]] = asyncio.Queue()
     cancelled = threading.Event()
@@ -197,26 +208,36 @@ async def _events(run: LoadedRun, ids: list[int], body: GenerateRequest) -> Asyn
         loop.call_soon_threadsafe(queue.put_nowait, (event, data))
 
     def work() -> None:
-        with run.lock:
-            try:
-                result = text.stream_generate(run, ids, max_tokens=body.max_tokens, temperature=body.temperature,
-                                              top_k=body.top_k, seed=body.seed, emit=lambda d: put("token", d),
-                                              cancelled=cancelled)  # fmt: skip
-                put("done", result)
-            except InputError as err:
-                put("error", {"error": err.message, "field": err.field})
-            except Exception:  # the stream has started: report in band, keep the traceback in the log
-                log.exception("masklab serve: generation failed")
-                put("error", {"error": "internal error (the server log has the details)", "field": None})
+        try:
+            result = text.stream_generate(run, ids, max_tokens=body.max_tokens, temperature=body.temperature,
+                                          top_k=body.top_k, seed=body.seed, emit=lambda d: put("token", d),
+                                          cancelled=cancelled)  # fmt: skip
+            event = ("done", result)
+        except InputError as err:
+            event = ("error", {"error": err.message, "field": err.field})
+        except Exception:  # the stream has started: report in band, keep the traceback in the log
+            log.exception("masklab serve: generation failed")
+            event = ("error", {"error": "internal error (the server log has the details)", "field": None})
+        finally:
+            run.lock.release()  # before the last event: the next request finds the model free
+        put(*event)
 
-    worker = asyncio.ensure_future(run_in_threadpool(work))
+    try:
+        worker = asyncio.ensure_future(run_in_threadpool(work))
+    except BaseException:
+        run.lock.release()
+        raise
     _RUNNING.add(worker)  # the loop keeps only a weak reference to a task; a client may leave before it ends
     worker.add_done_callback(_RUNNING.discard)
-    try:
-        while True:
-            event, data = await queue.get()
-            yield f"event: {event}\ndata: {json.dumps(data)}\n\n"
-            if event != "token":
-                break
-    finally:
-        cancelled.set()  # the worker stops at its next token and releases the run's lock
+
+    async def stream() -> AsyncIterator[str]:
+        try:
+            while True:
+                event, data = await queue.get()
+                yield f"event: {event}\ndata: {json.dumps(data)}\n\n"
+                if event != "token":
+                    break
+        finally:
+            cancelled.set()  # the worker stops at its next token and releases the run's gate
+
+    return stream()

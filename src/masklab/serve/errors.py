@@ -25,11 +25,13 @@ log = logging.getLogger("masklab.serve")
 class InputError(Exception):
     """A request field the server cannot use: ``field`` names it, ``message`` says what was expected."""
 
-    def __init__(self, field: str, message: str, status: int = 400) -> None:
+    def __init__(self, field: str | None, message: str, status: int = 400,
+                 headers: dict[str, str] | None = None) -> None:  # fmt: skip
         super().__init__(message)
         self.field = field
         self.message = message
         self.status = status
+        self.headers = headers
 
 
 def check_example(examples: Sized | None, index: int | None, *, field: str = "example", owner: str = "run",
@@ -86,7 +88,7 @@ class BodyLimit:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InputError)
     async def _input(request: Request, err: InputError) -> JSONResponse:
-        return JSONResponse(error_body(err.message, err.field), status_code=err.status)
+        return JSONResponse(error_body(err.message, err.field), status_code=err.status, headers=err.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, err: RequestValidationError) -> JSONResponse:

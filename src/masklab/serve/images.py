@@ -53,6 +53,21 @@ def written_png(write: Callable[[Path], Any]) -> bytes:
         return Path(write(Path(tmp) / "picture.png")).read_bytes()
 
 
+def image_error(err: ValueError, field: str, limit: int) -> InputError:
+    """An upload PIL or masklab refused, as field ``field``'s error: 413 naming the pixel ``limit`` for an image
+    with too many pixels (masklab's limit, or PIL's own decompression-bomb one), 415 otherwise."""
+    from PIL import Image
+
+    from masklab.data.image_files import TooManyPixelsError
+
+    if isinstance(err, TooManyPixelsError):
+        return InputError(field, f"{err} (this server's pixel limit); send a smaller image", 413)
+    if isinstance(err.__cause__, Image.DecompressionBombError):
+        return InputError(field, f"the {field} has more pixels than the {limit:,} allowed (this server's pixel "
+                          "limit); send a smaller image", 413)  # fmt: skip
+    return InputError(field, str(err), 415)
+
+
 def input_image(run: LoadedRun, upload: bytes | None, content_type: str | None, example: int | None) -> Tensor:
     """The image a request names: an upload (field ``image``) or a held-out example (field ``example``), as
     ``(1, C, H, W)`` in [0, 1] at the model's size and channels."""
@@ -71,7 +86,7 @@ def input_image(run: LoadedRun, upload: bytes | None, content_type: str | None, 
         return decode_image(upload, image_size=tuple(cfg.image_size), channels=cfg.channels, name="upload",
                             max_pixels=MAX_PIXELS)  # fmt: skip
     except ValueError as err:
-        raise InputError("image", str(err), 415) from None
+        raise image_error(err, "image", MAX_PIXELS) from None
 
 
 def parse_masked(text: str, length: int) -> Tensor:
@@ -109,8 +124,14 @@ def choose_masked(run: LoadedRun, masking: str, masked: str | None, ratio: float
         out = draw_masked(run, masking, ratio, seed)
     hidden = int(out.sum())
     if hidden == 0:
+        if masking != "paint":
+            raise InputError("ratio", f"a ratio of {ratio} hides none of the {cfg.num_patches} patches (a higher "
+                             "ratio)")  # fmt: skip
         raise InputError("masked", "no patch is hidden: paint at least one patch (or pick random / block)")
     if hidden == cfg.num_patches:
+        if masking != "paint":
+            raise InputError("ratio", f"a ratio of {ratio} hides every patch (all {cfg.num_patches}): "
+                             "leave at least one visible for the encoder to read (a lower ratio)")  # fmt: skip
         raise InputError("masked", "every patch is hidden: leave at least one visible for the encoder to read")
     return out
 

@@ -1,20 +1,23 @@
 """Load the runs a server shows, once, at start-up: the same loaders the CLI commands use.
 
-Each run becomes a :class:`LoadedRun` named after its directory (made URL-safe and unique) with a lock: a
-model is called by one request at a time (PyTorch modules are not re-entrant under concurrent forwards with
-caches, and CPU threads are better spent inside one forward than across two). A run that cannot be loaded
-is a :class:`RunLoadError` naming the directory and the reason, for every bad run at once.
+Each run becomes a :class:`LoadedRun` named after its directory (made URL-safe and unique) with a lock (a
+:class:`~masklab.serve.gate.Gate`): a model is called by one request at a time (PyTorch modules are not
+re-entrant under concurrent forwards with caches, and CPU threads are better spent inside one forward than
+across two). Whatever the requests need of the run's folder (sidecars, recorded arguments) is read here too,
+into ``info``: a run folder changed, broken or deleted while the server runs does not change what it serves.
+A run that cannot be loaded is a :class:`RunLoadError` naming the directory and the reason, for every bad run
+at once.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from masklab.serve import heads
+from masklab.serve.gate import Gate
 
 KINDS = ("mae", "mlm", "clm", "table", "series", "segment")
 SERVED = ("mae (with its segmentation head, when one is trained), mlm, clm, table, series, and segment (a head "
@@ -28,7 +31,10 @@ class LoadedRun:
     the :class:`~masklab.estimators.MaskedImputer`; ``detector`` is the table run's anomaly detector;
     ``examples``: ``(N, C, H, W)`` held-out images of an MAE run's own data, or a series run's held-out series
     (a :class:`~masklab.data.series.SeriesSet`), None when that data is not here; ``segment``: the
-    :class:`~masklab.serve.heads.SegmentHead` of an MAE run with a trained head, or of a head folder."""
+    :class:`~masklab.serve.heads.SegmentHead` of an MAE run with a trained head, or of a head folder;
+    ``info``: what was read of the run's folder at load (a table run: ``exclude`` and ``label``, the columns
+    training set aside; a series run: ``label``, its long-format label column, and ``horizon``, the one it
+    recorded)."""
 
     name: str
     kind: str
@@ -39,7 +45,8 @@ class LoadedRun:
     examples: Any = None
     segment: Any = None
     notes: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    info: dict[str, Any] = field(default_factory=dict)
+    lock: Gate = field(default_factory=Gate)
 
 
 class RunLoadError(ValueError):
@@ -121,7 +128,7 @@ def load_one(path: Path, name: str, device: str) -> LoadedRun:
     from masklab.core.device import resolve_device
 
     if not path.is_dir():
-        raise FileNotFoundError("no such directory")
+        raise FileNotFoundError("not a directory" if path.exists() else "no such directory")
     kind = run_kind_of(path)
     device = str(resolve_device(device))
     if kind == "mae":
@@ -137,11 +144,13 @@ def load_one(path: Path, name: str, device: str) -> LoadedRun:
         head = heads.load_head(path, None, device)
         return LoadedRun(name, kind, path, head.model, segment=head, notes=head.notes)
     if kind == "series":
-        from masklab.recipes.series import load_pretrained
+        from masklab.recipes.series import load_pretrained, series_info
+        from masklab.train.run import Run
 
         model = load_pretrained(path, device)
         examples, notes = _series_examples(path, model)
-        return LoadedRun(name, kind, path, model, examples=examples, notes=notes)
+        info = {"label": series_info(path).get("label"), "horizon": Run(path).recorded_arguments().get("horizon")}
+        return LoadedRun(name, kind, path, model, examples=examples, notes=notes, info=info)
     if kind == "mlm":
         from masklab.recipes.mlm_tasks import load_fill_model
 
@@ -153,11 +162,12 @@ def load_one(path: Path, name: str, device: str) -> LoadedRun:
         model, tokenizer, _ = load_lm_run(path, device)
         return LoadedRun(name, kind, path, model.eval(), tokenizer=tokenizer)
     from masklab.estimators import MaskedImputer
-    from masklab.recipes.table import load_detector
+    from masklab.recipes.table import load_detector, trained_aside
 
     imputer = MaskedImputer.from_run(path, device=device)
     detector = load_detector(path, device=device)  # the run's stored scoring: the same scores as `masklab score`
-    return LoadedRun(name, kind, path, imputer, detector=detector)
+    exclude, label = trained_aside(path)
+    return LoadedRun(name, kind, path, imputer, detector=detector, info={"exclude": exclude, "label": label})
 
 
 def run_names(paths: list[Path]) -> list[str]:

@@ -61,7 +61,9 @@ class AttentionResponse(BaseModel):
 class GenerateRequest(BaseModel):
     prompt: str = Field(max_length=MAX_TEXT, description="text to continue")
     max_tokens: int = Field(100, ge=1, le=1000)
-    temperature: float = Field(0.8, ge=0.0, le=5.0, description="0 = greedy")
+    temperature: float = Field(0.8, ge=0.0, le=5.0, allow_inf_nan=False,
+                               description="0 = greedy; any finite number in [0, 5] (a tiny one samples among the "
+                               "likeliest tokens)")  # fmt: skip
     top_k: int = Field(40, ge=0, le=100000, description="sample among the k likeliest tokens (0 = all)")
     seed: int = Field(0, ge=0, lt=2**63)
 

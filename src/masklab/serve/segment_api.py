@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-from fastapi import FastAPI, File, Form, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -36,16 +36,18 @@ def add_routes(app: FastAPI, runs: Runs) -> None:
         return Response(segments.example_png(run, index), media_type="image/png")
 
     @app.post("/api/runs/{name}/segment/mask", response_model=SegmentResponse, responses=ERRORS)
-    async def segment_mask(name: str, image: ImageField = None, example: ExampleField = None,
+    async def segment_mask(request: Request, name: str, image: ImageField = None, example: ExampleField = None,
                            box: BoxField = None) -> dict:  # fmt: skip
         """The subject mask of an image at its own size, with the overlay and side-by-side pictures."""
         run = runs.get(name, *KINDS)
+        await runs.filled(request, "example")
         where = segments.parse_box(box)
         pixels = await read_image(run, image, example)
         return await runs.call(run, segments.mask, pixels, where)
 
     @app.post("/api/runs/{name}/segment/edit", responses=PNG, response_class=Response)
     async def segment_edit(
+        request: Request,
         name: str,
         image: ImageField = None,
         example: ExampleField = None,
@@ -57,6 +59,7 @@ def add_routes(app: FastAPI, runs: Runs) -> None:
         """The edited image as PNG (an RGBA cut-out for remove-background); ``X-Masklab-Subject-Pixels`` says
         how many pixels the head found to be subject. Only the pixels the edit is about change."""
         run = runs.get(name, *KINDS)
+        await runs.filled(request, "example", "edit", "radius")
         where = segments.parse_box(box)
         pixels = await read_image(run, image, example)
         backdrop = None

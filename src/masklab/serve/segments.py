@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from masklab.serve.errors import InputError, check_example
-from masklab.serve.images import NOT_RASTER, data_url, png_bytes, png_data_url, written_png
+from masklab.serve.images import NOT_RASTER, data_url, image_error, png_bytes, png_data_url, written_png
 from masklab.serve.runs import LoadedRun
 
 MAX_PIXELS = 12_000_000  # an image worked on at its own size (about 4000 x 3000)
@@ -57,17 +57,15 @@ def parse_box(text: str | None) -> tuple[int, int, int, int] | None:
 
 def decode(data: bytes, content_type: str | None, channels: int, field: str = "image") -> np.ndarray:
     """An uploaded image at its own size as uint8 ``(H, W, channels)`` (a colour image for a gray model: luma)."""
-    from masklab.data.image_files import TooManyPixelsError, image_pixels, open_image
+    from masklab.data.image_files import image_pixels, open_image
 
     if not (content_type or "").startswith("image/") or content_type in NOT_RASTER:
         raise InputError(field, f"expected a raster image file (PNG, JPEG, GIF, BMP, WebP, TIFF), got "
                          f"{content_type or 'no content type'}", 415)  # fmt: skip
     try:
         img = open_image(io.BytesIO(data), name=f"upload '{field}'", max_pixels=MAX_PIXELS)
-    except TooManyPixelsError as err:  # a size limit, like the body's
-        raise InputError(field, str(err), 413) from None
-    except ValueError as err:
-        raise InputError(field, str(err), 415) from None
+    except ValueError as err:  # too many pixels: a size limit, like the body's (413)
+        raise image_error(err, field, MAX_PIXELS) from None
     return image_pixels(img, channels)  # 16/32-bit gray rescaled as training reads it, not clipped to white
 
 

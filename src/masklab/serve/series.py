@@ -4,7 +4,8 @@ time step. The numbers come from :mod:`masklab.recipes.series`; the pictures fro
 
 An upload is written to a private temporary file named by the server (the client never names a path) and read
 as ``masklab forecast --data FILE`` reads it (:func:`~masklab.recipes.series.run_data`: ``.npy``, ``.npz``,
-long ``.csv`` / ``.csv.gz`` / ``.parquet``, the run's label column, the run's channel count). A file's size once
+long ``.csv`` / ``.csv.gz`` / ``.parquet``, the run's label column, the run's channel count), with the label
+column read from the run at load (``run.info``), not from its folder again. A file's size once
 decoded is checked from its headers before it is read (a small compressed file can expand to gigabytes).
 
 Arrays go back as lists, ``(T, C)`` time-major, ``null`` for a step that was not observed (NaN).
@@ -40,12 +41,10 @@ def covered_steps(run: LoadedRun) -> int:
 
 
 def details(run: LoadedRun) -> dict:
-    """What the page needs to draw a series panel."""
-    from masklab.train.run import Run
-
+    """What the page needs to draw a series panel (the horizon the run recorded, as read at load)."""
     cfg = run.model.config
     shown = [] if run.examples is None else zip(run.examples.names(), run.examples.lengths.tolist(), strict=True)
-    horizon = Run(run.path).recorded_arguments().get("horizon") or 2 * cfg.patch_len
+    horizon = run.info.get("horizon") or 2 * cfg.patch_len
     return {"channels": cfg.channels, "patch_len": cfg.patch_len, "stride": cfg.stride,
             "max_steps": covered_steps(run), "mask_ratio": cfg.mask_ratio, "mask_kind": cfg.mask_kind,
             "horizon": int(horizon), "examples": [{"name": n, "length": t} for n, t in shown]}  # fmt: skip
@@ -98,7 +97,8 @@ def _decoded_values(path: Path, suffix: str) -> int:
 
 def read_upload(run: LoadedRun, data: bytes, filename: str) -> SeriesSet:
     """The series of an uploaded file (field ``file``), checked against the run (its channels)."""
-    from masklab.recipes.series import run_data
+    from masklab.data.series import is_long_format, load_series
+    from masklab.recipes.series import check_channels
 
     shown = Path(filename or "upload").name
     suffix = _suffix(shown)
@@ -115,7 +115,9 @@ def read_upload(run: LoadedRun, data: bytes, filename: str) -> SeriesSet:
         if values > MAX_VALUES:
             raise InputError("file", f"{shown} decodes to more than {MAX_VALUES:,} values; send a smaller file", 413)
         try:
-            series = run_data(run.path, str(path), channels=run.model.config.channels)
+            label = run.info.get("label") if is_long_format(path) else None  # as run_data reads a file
+            series = load_series(str(path), label=label, label_optional=True)
+            check_channels(series, run.model.config.channels, "this run")
         except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, ImportError) as err:
             if isinstance(err, ImportError):
                 raise InputError("file", f"reading {suffix} needs {err.name or 'a missing package'}", 415) from None

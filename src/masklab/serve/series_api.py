@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import FastAPI, File, Form, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from masklab.data.series import SeriesSet
@@ -39,6 +39,7 @@ def add_routes(app: FastAPI, runs: Runs) -> None:
 
     @app.post("/api/runs/{name}/series/reconstruct", response_model=SeriesReconstructResponse, responses=ERRORS)
     async def series_reconstruct(
+        request: Request,
         name: str,
         file: FileField = None,
         example: ExampleField = None,
@@ -48,11 +49,13 @@ def add_routes(app: FastAPI, runs: Runs) -> None:
     ) -> dict:
         """Hide patches of one series (at the model's training ratio) and show what the model fills in."""
         run = runs.get(name, "series")
+        await runs.filled(request, "example", "index", "masking", "seed")
         one, count = await one_series(run, file, example, index)
         return await runs.call(run, series.reconstruct, one, count, masking, seed)
 
     @app.post("/api/runs/{name}/series/forecast", response_model=ForecastResponse, responses=ERRORS)
     async def series_forecast(
+        request: Request,
         name: str,
         file: FileField = None,
         example: ExampleField = None,
@@ -62,15 +65,17 @@ def add_routes(app: FastAPI, runs: Runs) -> None:
     ) -> dict:
         """The next ``horizon`` steps of one series (the model hides them and fills them in)."""
         run = runs.get(name, "series")
+        await runs.filled(request, "example", "index", "horizon", "channel")
         one, count = await one_series(run, file, example, index)
         series.check_horizon(run, one, horizon)  # before the model's lock
         return await runs.call(run, series.forecast, one, count, horizon, channel)
 
     @app.post("/api/runs/{name}/series/anomalies", response_model=AnomalyResponse, responses=ERRORS)
     async def series_anomalies(
-        name: str, file: FileField = None, example: ExampleField = None, index: IndexField = 0
+        request: Request, name: str, file: FileField = None, example: ExampleField = None, index: IndexField = 0
     ) -> dict:
         """Anomaly score per time step (each patch hidden once, its reconstruction error) and for the series."""
         run = runs.get(name, "series")
+        await runs.filled(request, "example", "index")
         one, count = await one_series(run, file, example, index)
         return await runs.call(run, series.anomalies, one, count)

@@ -30,31 +30,73 @@ class Upload:
     text: pd.DataFrame
 
 
-def read_upload(run: LoadedRun, data: bytes, exclude: str) -> Upload:
-    """Parse the CSV in ``data`` (field ``file``) and check it against the run's columns."""
-    from masklab.data.tables import read_table_file
-    from masklab.recipes.table import inference_table
+def excluded_names(values: list[str], columns: list[str]) -> tuple[str, ...]:
+    """The columns named by the ``exclude`` field(s): a value that is a column of the upload is taken whole (a
+    name with a comma in it), any other is a comma-separated list."""
+    names: list[str] = []
+    for value in values:
+        parts = [value.strip()] if value.strip() in columns else [n.strip() for n in value.split(",")]
+        names += [n for n in parts if n and n not in names]
+    return tuple(names)
+
+
+def read_upload(run: LoadedRun, data: bytes, exclude: list[str]) -> Upload:
+    """Parse the CSV in ``data`` (field ``file``) and check it against the run's columns, as
+    :func:`masklab.recipes.table.inference_table` does, with what was read of the run at load (its columns and
+    the columns training set aside, ``run.info``), never its folder again."""
+    from masklab.data.tables import read_table_file, split_columns
+    from masklab.recipes.table import check_known_columns
 
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError("file", "expected a UTF-8 CSV file (a header line, then one row per line)", 415) from None
-    names = tuple(n.strip() for n in exclude.split(",") if n.strip())
+    features = list(run.model.schema_.names)
     with tempfile.TemporaryDirectory(prefix="masklab-serve-") as tmp:
         path = Path(tmp) / "upload.csv"
         path.write_bytes(data)
         try:
-            table = inference_table(run.path, str(path), exclude=names)
+            frame = read_table_file(path)
             text = read_table_file(path, as_text=True)
-        except (ValueError, FileNotFoundError) as err:
-            # The messages name the server's temporary file and the CLI's option: say it in the page's words.
-            message = str(err).replace(str(path), "the uploaded CSV").replace("--exclude", "the 'exclude' field")
-            field = "exclude" if "named by" in message else "file"
-            raise InputError(field, message) from None
+        except (ValueError, FileNotFoundError) as err:  # the messages name the server's temporary file
+            raise InputError("file", str(err).replace(str(path), "the uploaded CSV")) from None
+    columns = [str(c) for c in frame.columns]
+    names = excluded_names(exclude, columns)
+    needed = [n for n in names if n in features]
+    if needed:
+        raise InputError("exclude", f"{needed} {'is a feature' if len(needed) == 1 else 'are features'} the model "
+                         f"needs (its features: {features}); exclude only columns that are not features")  # fmt: skip
+    absent = [n for n in names if n not in columns]
+    if absent:
+        raise InputError("exclude", f"column(s) {absent} named by the 'exclude' field are not in the uploaded CSV "
+                         f"(its columns: {columns})")  # fmt: skip
+    trained_label = run.info.get("label")
+    label = trained_label if trained_label in columns and trained_label not in names else None
+    aside = [c for c in run.info.get("exclude", []) if c in columns and c not in names and c != label]
+    table = split_columns(frame, exclude=(*names, *aside), label=label)
+    try:
+        check_known_columns("the uploaded CSV", table.frame.columns, features)
+    except ValueError as err:
+        message = str(err).replace("pass --exclude COL,...", "name them in the 'exclude' field")
+        raise InputError("file", message) from None
+    missing = [n for n in features if n not in table.frame.columns]
+    if missing:
+        raise InputError("file", f"the uploaded CSV lacks column(s) {missing} the model was trained on; it needs "
+                         f"the columns {features} (in any order)")  # fmt: skip
     return Upload(table.frame, text)
 
 
-def impute(run: LoadedRun, data: bytes, exclude: str) -> tuple[str, dict[str, int]]:
+def model_error(err: ValueError) -> InputError:
+    """A model's refusal of a cell (field ``file``), said in the page's words: a category the run never saw is
+    a value to fix (the CLI's ``--handle-unknown`` is not offered here)."""
+    message = str(err)
+    if "--handle-unknown" in message:
+        message = message.split("; to treat it as a missing cell", 1)[0]
+        message += "; fix the value (use one of the known categories) or empty the cell to have it treated as missing"
+    return InputError("file", message)
+
+
+def impute(run: LoadedRun, data: bytes, exclude: list[str]) -> tuple[str, dict[str, int]]:
     """(the CSV with its missing cells filled, filled-cell count per column)."""
     from masklab.recipes.table import fill_text_cells
     from masklab.tokenizers.table import missing_cells
@@ -63,13 +105,13 @@ def impute(run: LoadedRun, data: bytes, exclude: str) -> tuple[str, dict[str, in
     try:
         filled = run.model.transform(upload.features[list(run.model.feature_names_in_)])  # the model's order
     except ValueError as err:  # e.g. a category the run never saw
-        raise InputError("file", str(err)) from None
+        raise model_error(err) from None
     fill = {c: missing_cells(upload.features[c]) for c in upload.features.columns}
     out = fill_text_cells(upload.text, filled, fill, "the uploaded CSV")
     return out.to_csv(index=False), {c: int(rows.sum()) for c, rows in fill.items()}
 
 
-def score(run: LoadedRun, data: bytes, exclude: str) -> dict:
+def score(run: LoadedRun, data: bytes, exclude: list[str]) -> dict:
     """Row anomaly scores (higher = more anomalous) and per-cell errors of the highest-scoring rows."""
     upload = read_upload(run, data, exclude)
     detector = run.detector
@@ -80,7 +122,7 @@ def score(run: LoadedRun, data: bytes, exclude: str) -> dict:
             warnings.simplefilter("ignore", RuntimeWarning)
             cells = np.nanmean(detector.cell_errors(upload.features), axis=0)  # (N, C), NaN where missing
     except ValueError as err:
-        raise InputError("file", str(err)) from None
+        raise model_error(err) from None
     columns = list(upload.features.columns)
     order = np.argsort(-scores, kind="stable")[:SHOWN_ROWS]
     shown = np.where(np.isfinite(cells[order]), cells[order], -np.inf)  # (shown rows, C)

@@ -258,10 +258,12 @@ function clmPanel(run) {
   $(panel, ".stop").addEventListener("click", () => controller && controller.abort());
   $(panel, ".gen-form").addEventListener("submit", async (event) => {
     event.preventDefault();
-    const body = {
-      prompt: $(panel, ".prompt").value, max_tokens: Number($(panel, ".max-tokens").value),
-      temperature: Number($(panel, ".temperature").value), seed: Number($(panel, ".seed").value),
-    };
+    const body = { prompt: $(panel, ".prompt").value };
+    // An empty box sends nothing (the server's default), not Number("") = 0 (greedy for temperature).
+    for (const [key, box] of [["max_tokens", ".max-tokens"], ["temperature", ".temperature"], ["seed", ".seed"]]) {
+      const value = $(panel, box).value.trim();
+      if (value !== "") body[key] = Number(value);
+    }
     const out = $(panel, ".g-new");
     $(panel, ".g-prompt").textContent = body.prompt; out.textContent = "";
     controller = new AbortController();
