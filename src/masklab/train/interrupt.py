@@ -9,6 +9,7 @@ is never cut in half, so the checkpoint always holds a consistent model, optimiz
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -62,9 +63,12 @@ def held_step(ckpt_path: Path) -> int | None:
     """The step ``ckpt_path`` holds, read from its header now (None: no checkpoint, or unreadable)."""
     try:
         with open(ckpt_path, "rb") as f:
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+            length = int.from_bytes(f.read(8), "little")
+            if length > os.fstat(f.fileno()).st_size:  # garbage (or a pickle): no safetensors header
+                return None
+            header = json.loads(f.read(length))
         return int(header["__metadata__"]["step"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, OverflowError):
         return None
 
 

@@ -23,7 +23,11 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:  # a damaged log: named, never a bare codec error
+        raise ValueError(f"{path}: not a metrics log (byte {err.start} is not UTF-8 text)") from None
+    for line in text.splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:

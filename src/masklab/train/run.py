@@ -43,7 +43,7 @@ ARGUMENTS_NAME = "arguments.json"
 # one's masks and dropout): checkpoint.check_micro_batches, in check_resume and in fit.
 RESUME_OVERRIDES = frozenset({
     "train.steps", "train.warmup_steps", "train.max_seconds", "train.device", "train.log_every", "train.ckpt_every",
-    "train.grad_accum", "train.fsdp", "train.compile",
+    "train.grad_accum", "train.fsdp", "train.compile", "train.workers",
 })  # fmt: skip
 
 
@@ -117,8 +117,14 @@ class Run:
         if not self.config_path.is_file():
             raise FileNotFoundError(f"{self.path} is not a masklab run: {self.config_path} does not exist")
         try:
-            return str(json.loads(self.config_path.read_text(encoding="utf-8"))["kind"])
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            config = json.loads(self.config_path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{self.config_path}: not a masklab run config (byte {err.start} is not UTF-8)") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{self.config_path}: not valid JSON ({err})") from None
+        try:
+            return str(config["kind"])
+        except (KeyError, TypeError) as err:
             raise ValueError(
                 f"{self.config_path} is not a valid masklab run config (need an object with 'kind')"
             ) from err
@@ -131,6 +137,8 @@ class Run:
             return {}
         try:
             return json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON (byte {err.start} is not UTF-8)") from None
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: not valid JSON ({err})") from err
 
@@ -259,3 +267,13 @@ class Run:
         if isinstance(grad_accum, int):  # the same micro-batches per step on this many processes (torchrun's)
             world = int(os.environ.get("WORLD_SIZE", "1"))
             check_micro_batches(self.path, read_metadata(self.checkpoint_path), world, grad_accum)
+        self._check_readable()
+
+    def _check_readable(self) -> None:
+        """Read the checkpoint (its hash checked) and the metrics log, so that a resume that could not load them
+        fails before the recipe rewrites ``arguments.json`` or ``config.json`` (each error names its file)."""
+        from masklab.core.io import load_checkpoint
+        from masklab.train.progress import read_metrics
+
+        load_checkpoint(self.checkpoint_path)
+        read_metrics(self.path / METRICS_NAME)
