@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 LM_INFO = "lm.json"
 DEFAULT_DATA = "builtin:shakespeare"
+# Checked with a message of their own (check_resume_corpus), and absent from an older run's lm.json.
+CORPUS_KEYS = tuple(f"{LM_INFO}.corpus.{k}" for k in ("shards_sha256", "tokenizer_sha256", "tokens"))
 
 
 # ------------------------------------------------------------------------------------------- run helpers
@@ -142,13 +144,17 @@ def _pretrain_clm(run: Run, arguments: dict[str, Any], train: TrainOptions, resu
     if not resume:
         run.check_fresh()
     source: Path | TextCorpus  # the prepared folder (shards), or a built-in corpus in memory
+    corpus: dict[str, Any] | None = None
     if not data.startswith("builtin:"):  # tokenised once into RUN/prepared, then memory-mapped
-        from masklab.data.shards import prepared_for_run
+        from masklab.data.shards import check_resume_corpus, corpus_identity, prepared_for_run
 
         tok_file = Path(init_from) / "tokenizer.json" if init_from else tokenizer
         source = prepared_for_run(data, run.path, tokenizer=tok_file, tokenizer_kind=tokenizer_kind,
                                   vocab_size=vocab_size, lowercase=False, text_field=text_field,
                                   workers=None if train.workers is None else max(train.workers, 1))  # fmt: skip
+        corpus = corpus_identity(source)  # a resume on other shards is refused (an older run recorded none)
+        if resume:
+            check_resume_corpus(run.read_sidecar(LM_INFO).get("corpus"), corpus, source, run.path / LM_INFO)
     else:
         source = load_text_corpus(data)
     torch.manual_seed(train.seed_or_0)  # the initial weights
@@ -212,10 +218,13 @@ def _pretrain_clm(run: Run, arguments: dict[str, Any], train: TrainOptions, resu
     info = {"data": data, "val_fraction": val_fraction, "tokenizer_sha256": tok.fingerprint, "context": context,
             "init_from": init_from, "tokens": n_tokens, "train_tokens": len(train_tokens),
             "val_tokens": len(val_tokens)}  # fmt: skip
+    if corpus is not None:
+        info["corpus"] = corpus
     try:
         result = train_run(run, model, windows, cfg, model_config=saved_config(model), recipe="pretrain_clm",
                            arguments=arguments, sidecars={LM_INFO: info}, resume=resume,
-                           ignore=(f"{LM_INFO}.tokenizer_sha256",), before_fit=lambda: tok.save(run.path))  # fmt: skip
+                           ignore=(f"{LM_INFO}.tokenizer_sha256", *CORPUS_KEYS),
+                           before_fit=lambda: tok.save(run.path))  # fmt: skip
     finally:
         drop_handoff(run.path)  # each rank has read it: fit joined them all (or rank 0 failed: torchrun stops all)
     if not is_rank0():  # under torchrun rank 0 alone validates and writes the run's files

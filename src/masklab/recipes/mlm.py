@@ -28,6 +28,8 @@ from masklab.train.run import Run
 TEXT_INFO = "text.json"
 DEFAULT_DATA = "builtin:bbc-news"
 MASK_KINDS = ("bernoulli", "random", "whole_word", "span")
+# Checked with a message of their own (check_resume_corpus), and absent from an older run's text.json.
+CORPUS_KEYS = tuple(f"{TEXT_INFO}.corpus.{k}" for k in ("shards_sha256", "tokenizer_sha256", "tokens"))
 
 
 # ------------------------------------------------------------------------------------------- run helpers
@@ -177,7 +179,13 @@ def _pretrain_mlm(run: Run, arguments: dict[str, Any], train: TrainOptions, resu
     """:func:`pretrain_mlm` once its arguments are checked, holding the run's lock."""
     from masklab.core.contract import preset_config, saved_config
     from masklab.core.device import resolve_device
-    from masklab.data.shards import PreparedCorpus, ShardBlocksData, prepared_for_run
+    from masklab.data.shards import (
+        PreparedCorpus,
+        ShardBlocksData,
+        check_resume_corpus,
+        corpus_identity,
+        prepared_for_run,
+    )
     from masklab.data.text import TextBlocksData, TokenBlocks, holdout_split, load_text_corpus, pack_sequences
     from masklab.interop.hf.masked_lm import load_hf_mlm
     from masklab.models.mlm import PRESETS as BERT_PRESETS
@@ -198,6 +206,10 @@ def _pretrain_mlm(run: Run, arguments: dict[str, Any], train: TrainOptions, resu
     shards = None if data.startswith("builtin:") else prepared_for_run(
         data, run.path, tokenizer=init_from or tokenizer, tokenizer_kind=tokenizer_kind, vocab_size=vocab_size,
         doc_per=doc_per, text_field=text_field, workers=workers)  # fmt: skip
+    if shards is not None:  # the corpus's identity: a resume on other shards is refused (an older run has none)
+        info["corpus"] = corpus_identity(shards)
+        if resume:
+            check_resume_corpus(run.read_sidecar(TEXT_INFO).get("corpus"), info["corpus"], shards, run.path / TEXT_INFO)
     if shards is None:
         corpus = load_text_corpus(data, doc_per=doc_per, text_field=text_field)
         for line in corpus.skipped[:5]:
@@ -241,7 +253,7 @@ def _pretrain_mlm(run: Run, arguments: dict[str, Any], train: TrainOptions, resu
     try:
         result = train_run(run, model, blocks, cfg, model_config=saved_config(model), recipe="pretrain_mlm",
                            arguments=arguments, sidecars={TEXT_INFO: {**info, "tokenizer_sha256": tok.fingerprint}},
-                           resume=resume, ignore=(f"{TEXT_INFO}.tokenizer_sha256",),
+                           resume=resume, ignore=(f"{TEXT_INFO}.tokenizer_sha256", *CORPUS_KEYS),
                            before_fit=lambda: tok.save(run.path))  # fmt: skip
     finally:
         drop_handoff(run.path)  # each rank has read it: fit joined them all (or rank 0 failed: torchrun stops all)

@@ -2,6 +2,15 @@
 
 from masklab.data.shards.datasets import ShardBlocksData, TokenSpan
 from masklab.data.shards.format import PreparedCorpus, ShardError, is_prepared
-from masklab.data.shards.run_data import prepared_for_run
+from masklab.data.shards.run_data import check_resume_corpus, corpus_identity, prepared_for_run
 
-__all__ = ["PreparedCorpus", "ShardBlocksData", "ShardError", "TokenSpan", "is_prepared", "prepared_for_run"]
+__all__ = [
+    "PreparedCorpus",
+    "ShardBlocksData",
+    "ShardError",
+    "TokenSpan",
+    "check_resume_corpus",
+    "corpus_identity",
+    "is_prepared",
+    "prepared_for_run",
+]

@@ -102,12 +102,13 @@ def _start_over(out: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def check_out_folder(out: Path, data: str | Path, settings: dict[str, Any]) -> bool:
+def check_out_folder(out: Path, data: str | Path, settings: dict[str, Any], *, remedy: str | None = None) -> bool:
     """Check ``out`` before preparing ``data`` into it with ``settings`` (``inputs`` is added to them here).
 
     Returns True when ``out`` is finished from the same settings and input (nothing to do), False when there is
     work to do (a new folder, a killed prepare to continue, an unfinished one started over). A user error is a
-    ``ValueError`` naming the folder and the setting or file that changed."""
+    ``ValueError`` naming the folder and the setting or file that changed; ``remedy`` replaces its closing
+    advice (delete the folder or use another --out), e.g. for a run's cache, where a run has trained on it."""
     saved_path = out / SETTINGS_NAME
     if not saved_path.is_file():
         if out.exists() and any(out.iterdir()):
@@ -137,7 +138,9 @@ def check_out_folder(out: Path, data: str | Path, settings: dict[str, Any]) -> b
         _start_over(out)
         return False
     if problem is not None:
-        raise ValueError(f"{problem[0]}; {problem[1]}, or delete {out} or use another --out to prepare again")
+        raise ValueError(
+            f"{problem[0]}; {problem[1]}, " + (remedy or f"or delete {out} or use another --out to prepare again")
+        )
     return (out / INDEX_NAME).is_file()
 
 

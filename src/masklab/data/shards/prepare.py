@@ -213,6 +213,7 @@ def prepare_corpus(
     sample_mb: float = 50.0,
     progress: bool | None = None,
     on_shard: Callable[[int], None] | None = None,
+    remedy: str | None = None,
 ) -> Path:
     """Tokenise ``data`` (a .txt/.jsonl file or folder, or ``builtin:NAME``) into shards under ``out``.
 
@@ -220,7 +221,8 @@ def prepare_corpus(
     ``vocab_size`` on the first ``sample_mb`` MB. Rerunning on a finished folder returns at once; on a killed
     one it continues. Either needs the same settings and an unchanged input (each file's size and mtime_ns, in
     ``prepare.json``; see :mod:`.inputs`), else a ``ValueError`` names what changed. ``on_shard(k)`` is called
-    in this process after shard ``k`` is on disk. Returns ``out``.
+    in this process after shard ``k`` is on disk. ``remedy`` replaces the advice closing that ``ValueError``
+    (delete ``out`` or use another ``--out``). Returns ``out``.
     """
     from masklab.core.io import atomic_write_json
     from masklab.tokenizers.text import TextTokenizer
@@ -240,7 +242,7 @@ def prepare_corpus(
         "tokenizer": str(tokenizer) if tokenizer else {"kind": tokenizer_kind, "vocab_size": vocab_size,
                                                        "lowercase": lowercase, "sample_bytes": int(sample_mb * 1e6)},
     }  # fmt: skip
-    if check_out_folder(out, data, settings):  # adds "inputs": each file's size and mtime_ns
+    if check_out_folder(out, data, settings, remedy=remedy):  # adds "inputs": each file's size and mtime_ns
         return out
     if next(iter_documents(data, doc_per=doc_per, text_field=text_field), None) is None:
         raise ValueError(f"--data {data}: the corpus is empty (no non-blank .txt/.jsonl text found)")
