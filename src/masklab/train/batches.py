@@ -12,8 +12,9 @@ result is independent of the number of workers, and of ranks: rank ``r`` builds 
 from __future__ import annotations
 
 import hashlib
+import pickle
 import signal
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -133,10 +134,46 @@ class _BuildTask(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, task: tuple[torch.Tensor, int]) -> tuple[Any, torch.Tensor]:
+    def __getitem__(self, task: tuple[torch.Tensor, int]) -> tuple[Any, torch.Tensor | None]:
         indices, seed = task
         generator = torch.Generator().manual_seed(seed)
-        return self.data.get_batch(indices, generator), generator.get_state()
+        try:
+            return self.data.get_batch(indices, generator), generator.get_state()
+        except (ValueError, OSError) as err:  # an ordinary data error: handed back as a value, not a traceback
+            return _Failure(err), None
+
+
+class _Failure:
+    """A worker's ``ValueError`` / ``OSError``, picklable: DataLoader would re-raise it as a new exception whose
+    message is "Caught ValueError in DataLoader worker process 1. Original Traceback ..." (50 lines)."""
+
+    def __init__(self, err: ValueError | OSError) -> None:
+        self.message, self.errno = str(err), getattr(err, "errno", None)
+        self.strerror, self.filename = getattr(err, "strerror", None), getattr(err, "filename", None)
+        self.type: type[Exception] = type(err)
+        try:  # a user's exception class need not be importable in the main process
+            pickle.loads(pickle.dumps(err))
+        except Exception:
+            self.type = OSError if isinstance(err, OSError) else ValueError
+
+    def error(self) -> Exception:
+        if self.errno is not None and self.strerror:
+            return _rebuilt(self.type, OSError, self.errno, self.strerror, self.filename)
+        return _rebuilt(self.type, OSError if issubclass(self.type, OSError) else ValueError, self.message)
+
+
+def _rebuilt(kind: type[Exception], base: type[Exception], *args: Any) -> Exception:
+    try:
+        return kind(*args)
+    except Exception:  # e.g. UnicodeDecodeError takes five arguments
+        return base(*args)
+
+
+def _with_note(err: Exception, note: str) -> Exception:
+    """``err`` (same type) with ``; note`` at the end of its message (``strerror`` for an ``OSError``)."""
+    if isinstance(err, OSError) and err.errno is not None and err.strerror:
+        return _rebuilt(type(err), OSError, err.errno, f"{err.strerror}; {note}", err.filename)
+    return _rebuilt(type(err), OSError if isinstance(err, OSError) else ValueError, f"{err}; {note}")
 
 
 class _Tasks(torch.utils.data.Sampler):
@@ -175,10 +212,11 @@ class BatchSource:
     micro-batch in order; :meth:`close` stops the workers.
     """
 
-    def __init__(self, data: Any, workers: int = 0, *, pin_memory: bool = False) -> None:
+    def __init__(self, data: Any, workers: int = 0, *, pin_memory: bool = False,
+                 note: Callable[[], str] | None = None) -> None:  # fmt: skip
         if workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
-        self.data, self.workers, self.pin_memory = data, workers, pin_memory
+        self.data, self.workers, self.pin_memory, self.note = data, workers, pin_memory, note
         self._iter: Iterator | None = None
 
     def start(self, cfg: Any, sampler: EpochSampler, step: int, rank: int, world: int) -> None:
@@ -199,11 +237,21 @@ class BatchSource:
         self._iter = iter(loader)
 
     def get(self, indices: torch.Tensor, seed: int, generator: torch.Generator) -> Any:
-        """The batch for ``indices``; leaves ``generator`` where ``get_batch`` left it after ``manual_seed(seed)``."""
-        if self._iter is None:
-            generator.manual_seed(seed)
-            return self.data.get_batch(indices, generator)
-        batch, state = next(self._iter)
+        """The batch for ``indices``; leaves ``generator`` where ``get_batch`` left it after ``manual_seed(seed)``.
+
+        A ``ValueError`` / ``OSError`` of ``get_batch`` is raised as the same one line whether it happened here or
+        in a worker, with ``note()`` (e.g. what the checkpoint holds) appended."""
+        try:
+            if self._iter is None:
+                generator.manual_seed(seed)
+                return self.data.get_batch(indices, generator)
+            batch, state = next(self._iter)
+            if isinstance(batch, _Failure):
+                raise batch.error()
+        except (ValueError, OSError) as err:
+            if self.note is None:
+                raise
+            raise _with_note(err, self.note()) from None
         generator.set_state(state)
         return batch
 

@@ -297,7 +297,7 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
     start, start_step = time.perf_counter(), step
     last_record: dict[str, Any] = {}
     ckpt_seconds = _checkpoint_seconds(model)
-    source = BatchSource(data, cfg.workers, pin_memory=device.type == "cuda")
+    source = BatchSource(data, cfg.workers, pin_memory=device.type == "cuda", note=lambda: saved_note(ckpt_path))
     source.start(cfg, sampler, step, dist_info.rank, dist_info.world)
     stop = GracefulStop(reporter.message, enabled=not dist_info.enabled)  # Ctrl-C: finish the step, checkpoint
     try:
