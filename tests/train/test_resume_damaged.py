@@ -78,3 +78,10 @@ def test_a_resume_may_change_the_data_loading_workers(trained, tmp_path, capsys)
     assert main(["pretrain", "mae", "--out", str(run), "--resume", "--steps", "4", "--workers", "1"]) == 0, (
         capsys.readouterr().err
     )
+
+
+def test_info_shows_a_loss_that_is_not_a_number_as_written(trained, tmp_path, capsys):
+    run = _copy(trained, tmp_path)
+    (run / "metrics.jsonl").write_text('{"step": 3, "loss": "NaN"}\n')
+    assert main(["info", str(run)]) == 0
+    assert "last loss    'NaN' at step 3" in capsys.readouterr().out

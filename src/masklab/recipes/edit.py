@@ -58,7 +58,7 @@ def subject_mask(seg: Segmenter, image: np.ndarray, box: tuple[int, int, int, in
     """Predicted subject pixels ``bool (H, W)`` (any non-background class) of a uint8 image ``(H, W, C)``."""
     from masklab.recipes.segment import predict_mask
 
-    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0  # (C, H, W)
+    x = torch.from_numpy(np.array(image.transpose(2, 0, 1))).float() / 255.0  # (C, H, W)
     subject = predict_mask(seg, x, box).numpy() > 0
     if not subject.any():
         raise ValueError("the segmentation head found no subject in this image; pass --mask MASK.png")
@@ -118,9 +118,10 @@ def remove_subject(mae: MAE, image: np.ndarray, subject: np.ndarray) -> np.ndarr
     if image.shape[2] != cfg.channels:
         raise ValueError(f"the MAE takes {cfg.channels}-channel images, the image has {image.shape[2]}")
     H, W = image.shape[:2]
-    full = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()[None] / 255.0  # (1, C, H, W)
+    full = torch.from_numpy(np.array(image.transpose(2, 0, 1))).float()[None] / 255.0  # (1, C, H, W)
     small = F.interpolate(full, size=cfg.image_size, mode="bilinear", antialias=True, align_corners=False)
-    cover = F.interpolate(torch.from_numpy(subject)[None, None].float(), size=cfg.image_size, mode="area")[:, 0]
+    subject_t = torch.from_numpy(np.array(subject))  # a copy: the caller's array may be read-only
+    cover = F.interpolate(subject_t[None, None].float(), size=cfg.image_size, mode="area")[:, 0]
     masked = masked_from_pixels(cover > 0, cfg.patch_size)  # (1, L) True = patch hidden from the encoder
     if masked.all():
         raise ValueError("the subject covers every patch of the image: nothing is left to fill it from")

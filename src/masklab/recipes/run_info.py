@@ -163,7 +163,9 @@ def format_info(info: dict[str, Any]) -> str:
     metrics = info["metrics"]
     if metrics["last"] is not None:
         last = metrics["last"]
-        loss_line = f"{last.get('loss', float('nan')):.6g} at step {last.get('step')}"
+        loss = last.get("loss", float("nan"))
+        shown = f"{loss:.6g}" if isinstance(loss, (int, float)) else repr(loss)  # a damaged log: shown as written
+        loss_line = f"{shown} at step {last.get('step')}"
         least = "" if metrics["min_loss"] is None else f"min {metrics['min_loss']:.6g}, "
         loss_line += f" ({least}{metrics['records']} records)"
     else:
