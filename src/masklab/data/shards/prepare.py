@@ -5,8 +5,12 @@ Documents are read as a stream (never the whole corpus in memory) and cut into s
 atomically (:mod:`masklab.core.io`), with a small ``shard-NNNNN.json`` beside it once it is complete; the
 ``index.json`` that makes the folder readable is written last. So:
 
-* deterministic: shard boundaries depend only on the input, never on the number of workers or timing, and
-  each worker is single-threaded; the same input gives byte-identical files;
+* deterministic given the tokenizer: shard boundaries depend only on the input, never on the number of workers
+  or timing, and each worker is single-threaded; the same input and the same ``tokenizer.json`` give
+  byte-identical shards. A tokenizer *trained* here (no ``--tokenizer``) is not always the same from run to
+  run: the ``tokenizers`` library's WordPiece / BPE trainer breaks ties between merges of equal count in a
+  per-process order, so on a small corpus two runs may learn different vocabularies (and so write different
+  ids). Pass ``--tokenizer FILE`` (e.g. the ``tokenizer.json`` of an earlier prepare) for exact reproducibility;
 * resumable: a killed prepare, rerun with the same arguments, keeps every finished shard and encodes the rest;
   a full disk leaves the finished shards valid; an input that changed since (size or mtime_ns of a file) is
   refused, naming the file, never mixed with the old text's shards;
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -133,6 +138,9 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(tokenizer_json: str) -> None:
+    # Ctrl-C (SIGINT to the whole process group) is the parent's to handle: it stops submitting, keeps the
+    # finished shards and exits 130. A worker that took it printed a traceback of its own ("Process ForkProcess-4").
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One thread per worker: N workers use N cores, and the output never depends on thread scheduling.
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     from tokenizers import Tokenizer
@@ -320,21 +328,25 @@ def _run_pool(ctx, workers, tok, out, data, doc_per, text_field, settings, dtype
             on_shard(k)
 
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(tok.to_json(),)) as pool:
-        shards = _shards_of(iter_documents(data, doc_per=doc_per, text_field=text_field), settings["shard_bytes"])
-        for k, (texts, size) in enumerate(shards):
-            done = _finished_shard(out, k)
-            if done is not None and not pending:
-                records.append(done)
-                bar.update(size)
-                continue
-            if done is not None:  # keep the records in shard order
-                pending.append((k, size, _resolved(done)))
-            else:
-                pending.append((k, size, pool.submit(_write_shard, out, k, texts, dtype.str)))
-            while len(pending) >= 2 * workers:
+        try:
+            shards = _shards_of(iter_documents(data, doc_per=doc_per, text_field=text_field), settings["shard_bytes"])
+            for k, (texts, size) in enumerate(shards):
+                done = _finished_shard(out, k)
+                if done is not None and not pending:
+                    records.append(done)
+                    bar.update(size)
+                    continue
+                if done is not None:  # keep the records in shard order
+                    pending.append((k, size, _resolved(done)))
+                else:
+                    pending.append((k, size, pool.submit(_write_shard, out, k, texts, dtype.str)))
+                while len(pending) >= 2 * workers:
+                    collect_oldest()
+            while pending:
                 collect_oldest()
-        while pending:
-            collect_oldest()
+        except KeyboardInterrupt:  # the shards being encoded finish (and are kept); queued ones are dropped
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _resolved(value: Any) -> Future:
