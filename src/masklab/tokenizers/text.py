@@ -204,7 +204,12 @@ class TextTokenizer:
     ) -> TextTokenizer:
         """Learn a vocabulary from ``texts``. ``kind``: ``wordpiece`` (BERT), ``bpe`` (byte-level, RoBERTa /
         GPT-2; ``lowercase`` is ignored: byte-level BPE keeps case) or ``char`` (one token per character;
-        ``vocab_size`` is ignored)."""
+        ``vocab_size`` is ignored).
+
+        Not reproducible bit for bit: the ``tokenizers`` trainer breaks ties between WordPiece / BPE merges of
+        equal count in an order that varies from process to process, so on a small corpus (where such ties
+        are common) two runs may learn different vocabularies. ``char`` is deterministic. Save the result
+        (:meth:`save`) and load it to get the same ids again."""
         if kind not in ("wordpiece", "bpe", "char"):
             raise ValueError(f"tokenizer kind must be wordpiece, bpe or char, got {kind!r}")
         if kind != "char" and vocab_size < len(_BERT_SPECIALS) + 1:
