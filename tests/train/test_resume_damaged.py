@@ -85,3 +85,17 @@ def test_info_shows_a_loss_that_is_not_a_number_as_written(trained, tmp_path, ca
     (run / "metrics.jsonl").write_text('{"step": 3, "loss": "NaN"}\n')
     assert main(["info", str(run)]) == 0
     assert "last loss    'NaN' at step 3" in capsys.readouterr().out
+
+
+def test_a_config_that_does_not_describe_the_weights_is_one_line(trained, tmp_path, capsys):
+    import json
+
+    run = _copy(trained, tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    config["model"]["dim"] *= 2
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["reconstruct", str(run), "-o", str(tmp_path / "grid.png")]) == 2
+    err = capsys.readouterr().err
+    ckpt = run / "checkpoint.safetensors"
+    assert f"{ckpt} does not hold the weights of the 'mae' model config.json describes: " in err
+    assert "tensor(s) of another shape (e.g. " in err and len(err.strip().splitlines()) <= 2, err  # not torch's list

@@ -198,5 +198,27 @@ def load_model(run_dir: str | Path, *, device: str = "cpu") -> torch.nn.Module:
     try:
         model.load_state_dict(run.model_state)
     except RuntimeError as err:
-        raise CheckpointError(f"{run_dir}: weights do not fit a {run.config['kind']!r} model: {err}") from err
+        detail = weights_mismatch(model.state_dict(), run.model_state) or str(err)
+        raise CheckpointError(
+            f"{Path(run_dir) / CHECKPOINT_NAME} does not hold the weights of the {run.config['kind']!r} model "
+            f"{CONFIG_NAME} describes: {detail}"
+        ) from None
     return model.to(device).eval()
+
+
+def weights_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
+    """One line on how the tensors ``found`` differ from the ``expected`` ones ("" when they fit): counts of
+    shape mismatches, missing and unexpected names, each with its first example."""
+    shapes = [k for k in expected if k in found and expected[k].shape != found[k].shape]
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    parts = []
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{len(shapes)} tensor(s) of another shape (e.g. {k}: {tuple(found[k].shape)} in the checkpoint, "
+                     f"{tuple(expected[k].shape)} in the model)")  # fmt: skip
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    return "; ".join(parts)
