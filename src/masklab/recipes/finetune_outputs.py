@@ -117,7 +117,7 @@ def load_finetuned(directory: str | Path, device: str = "cpu") -> nn.Module:
     from masklab.core.device import resolve_device
     from masklab.core.io import load_checkpoint
     from masklab.models.registry import build_model
-    from masklab.train.checkpoint import CheckpointError, read_run_config
+    from masklab.train.checkpoint import CONFIG_NAME, CheckpointError, read_run_config, weights_mismatch
 
     run = Run(directory)
     weights = run.path / MODEL_FILE
@@ -129,5 +129,8 @@ def load_finetuned(directory: str | Path, device: str = "cpu") -> nn.Module:
     try:
         model.load_state_dict(tensors)
     except RuntimeError as err:
-        raise CheckpointError(f"{weights}: weights do not fit a {config['kind']!r} model: {err}") from err
+        detail = weights_mismatch(model.state_dict(), tensors) or str(err)
+        raise CheckpointError(
+            f"{weights} does not hold the weights of the {config['kind']!r} model {CONFIG_NAME} describes: {detail}"
+        ) from None
     return model.to(str(resolve_device(device))).eval()
