@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from pathlib import Path
@@ -14,7 +13,7 @@ from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from masklab.estimators.base import _TableEstimator, user_stacklevel
 from masklab.estimators.budget import detector_steps
-from masklab.estimators.error_models import apply_error_models, choose_error_models
+from masklab.estimators.error_models import apply_error_models, choose_error_models, read_scoring
 from masklab.estimators.neighbors import (
     REFERENCE_ROWS,
     Reference,
@@ -346,7 +345,7 @@ class MaskedAnomalyDetector(OutlierMixin, _TableEstimator):
         from masklab.core.io import load_checkpoint
 
         path = Path(run_dir) / SCORING_FILE
-        state = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        state = read_scoring(path) if path.is_file() else None
         if state is not None and state.get("score_ratios") != list(SCORE_RATIOS):
             raise ValueError(f"{path}: score_ratios {state.get('score_ratios')} differ from {list(SCORE_RATIOS)}")
         stored = {"n_masks": state["n_masks"], "neighbors": int(state.get("neighbors", 0))} if state else {}

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -39,3 +41,16 @@ def apply_error_models(raw: np.ndarray, cauchy: np.ndarray) -> np.ndarray:
     """``raw (R, N, C)`` errors -> ``log1p`` where ``cauchy (R, C)`` is True (the Cauchy negative log-likelihood
     of a squared residual in standardised units, up to a constant), unchanged elsewhere."""
     return np.where(cauchy[:, None, :], np.log1p(np.where(cauchy[:, None, :], raw, 0.0)), raw)
+
+
+def read_scoring(path: Path) -> dict:
+    """A table run's ``scoring.json`` (error models, scales, threshold, masks' seed), checked: a file that is not
+    JSON or lacks a key scoring needs is a ``ValueError`` naming it."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); retrain the run to rewrite it") from None
+    needed = ("n_masks", "seed_", "threshold_", "score_ratios")
+    if not isinstance(state, dict) or any(key not in state for key in needed):
+        raise ValueError(f"{path}: not a table run's scoring state (needs {', '.join(needed)})")
+    return state
