@@ -44,8 +44,10 @@ def index_image_folder(root: str | Path, *, cache: str | Path | None = None, ski
                        min_side: int = 1) -> ImageIndex:  # fmt: skip
     """Index ``root`` once: open each file's header (closed at once) for its colour mode. A header that cannot
     be read, or an image smaller than ``min_side`` (one patch), is a ``ValueError`` naming the file, or with
-    ``skip_bad`` is counted in ``skipped``. ``cache``: a JSON file reused when it lists the same root, file
-    names, ``skip_bad`` and ``min_side`` settings."""
+    ``skip_bad`` is counted in ``skipped``. With ``skip_bad`` each image is decoded in full, once, as the
+    in-memory read does: a truncated file is skipped here, not failed later in a batch, so the same images are
+    left out (and the same split made) whatever ``--workers`` is. ``cache``: a JSON file reused when it lists
+    the same root, file names, ``skip_bad`` and ``min_side`` settings (and, with ``skip_bad``, full decoding)."""
     from PIL import Image, UnidentifiedImageError
 
     root = Path(root)
@@ -53,7 +55,7 @@ def index_image_folder(root: str | Path, *, cache: str | Path | None = None, ski
     if not paths:
         raise ValueError(f"no images found under {root} (looked for {', '.join(IMAGE_SUFFIXES)})")
     key = {"version": INDEX_VERSION, "root": str(root.resolve()), "files": len(paths), "skip_bad": skip_bad,
-           "min_side": min_side}  # fmt: skip
+           "min_side": min_side, **({"decoded": True} if skip_bad else {})}  # fmt: skip
     if cache is not None and Path(cache).is_file():
         saved = json.loads(Path(cache).read_text(encoding="utf-8"))
         if saved.get("key") == key and sorted(saved["paths"] + saved["skipped"]) == paths:
@@ -64,7 +66,8 @@ def index_image_folder(root: str | Path, *, cache: str | Path | None = None, ski
     kept, gray, skipped = [], [], []
     for path in paths:
         try:
-            with Image.open(path) as img:
+            # skip_bad: decode now (open_image loads the pixels); a header alone passes a truncated file.
+            with open_image(Path(path)) if skip_bad else Image.open(path) as img:
                 if min(img.width, img.height) < min_side:
                     raise ValueError(f"{img.height}x{img.width} pixels, smaller than one {min_side}x{min_side} patch")
                 gray.append(is_gray(img))
@@ -119,6 +122,8 @@ def index_tar_shards(tars: list[Path], *, skip_bad: bool = False) -> ImageIndex:
                 name = f"{tar_path}{TAR_SEP}{image.offset_data}:{image.size}:{image.name}"
                 try:
                     with Image.open(io.BytesIO(_member_bytes(tar, image, tar_path))) as img:
+                        if skip_bad:  # decode now, so a truncated member is skipped whatever --workers is
+                            img.load()
                         gray.append(is_gray(img))
                 except (OSError, UnidentifiedImageError, ValueError) as err:
                     if not skip_bad:
@@ -176,6 +181,7 @@ class ImageFolderStream:
     name: str = ""
     augment: Augment | None = None
     min_side: int = 1
+    skipped: tuple[str, ...] = ()  # what a skip_bad index left out (named on stderr, as ImageDataset's are)
 
     @classmethod
     def from_index(cls, index: ImageIndex, *, image_size: tuple[int, int], channels: int | None = None,
@@ -189,7 +195,7 @@ class ImageFolderStream:
         note = f" ({len(index.skipped)} unreadable skipped)" if index.skipped else ""
         height, width = image_size
         return cls(index.paths, (height, width), channels, labels, index.class_names, f"{index.root}{note}",
-                   min_side=min_side)  # fmt: skip
+                   min_side=min_side, skipped=index.skipped)  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.paths)
