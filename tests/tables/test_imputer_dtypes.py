@@ -141,3 +141,18 @@ def test_a_model_without_recorded_values_reads_an_unseen_category_as_the_column_
     assert [type(v) for v in out["flag"]] == [bool] * 4 and [type(v) for v in out["k"]] == [int] * 4
     assert out["flag"].tolist() == [True, keys["flag"][1] == "True", True, keys["flag"][3] == "True"]
     assert out["k"].tolist() == [3, int(keys["k"][1]), 3, int(keys["k"][3])]
+
+
+@pytest.mark.parametrize("values", [["x", "y", "z"], [10, 20, 30]])
+def test_a_categorical_column_empty_in_every_row_is_filled_with_the_categories_of_fit(values):
+    # Read from a CSV, a column without a single value is float64 (all NaN); its fills are still categories
+    # (they failed: "could not convert string to float: 'x'").
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=40), "cat": rng.choice(np.array(values, dtype=object), 40)})
+    imputer = MaskedImputer(**FAST, categorical=["cat"]).fit(frame)
+    empty = frame.head(3).assign(cat=np.nan)  # float64
+    filled = imputer.transform(empty)
+    keys = predicted_keys(imputer, empty)["cat"]
+    assert filled["cat"].tolist() == [type(values[0])(k) for k in keys]
+    assert set(filled["cat"]) <= set(values)
+    pd.testing.assert_series_equal(filled["a"], empty["a"])

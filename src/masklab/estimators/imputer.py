@@ -130,7 +130,8 @@ class MaskedImputer(OneToOneFeatureMixin, TransformerMixin, _TableEstimator):
                 continue
             filled = decoded[spec.name][fill]
             dtype = out[column].dtype
-            if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+            numeric_column = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+            if numeric_column and ((~fill).any() or _are_numbers(spec.categories)):  # an empty column reads as float
                 values = out[column].to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
                 values[fill] = _numbers(filled)
                 out[column] = pd.Series(values, index=out.index).astype(dtype).values  # the fills in its dtype
@@ -147,6 +148,15 @@ def _numbers(keys: np.ndarray) -> np.ndarray:
     if keys.dtype != object:
         return keys.astype(np.float64)
     return np.array([float({"True": 1, "False": 0}.get(k, k)) for k in keys], dtype=np.float64)
+
+
+def _are_numbers(categories) -> bool:
+    """Whether every category reads as a number (``"3"``, ``"True"``): their fills may go into a numeric column."""
+    try:
+        _numbers(np.asarray(list(categories), dtype=object))
+    except ValueError:
+        return False
+    return True
 
 
 def _numeric_fill(column, fill: np.ndarray, predicted: np.ndarray, name: str, integer: bool):
@@ -193,8 +203,10 @@ def _own_values(keys: np.ndarray, column, observed: np.ndarray, categories, reco
         for value in column[observed].tolist():
             if not isinstance(value, str):
                 own.setdefault(category_key(value), value.item() if isinstance(value, np.generic) else value)
-    else:
+    elif observed.any():
         return keys  # text
+    else:  # nothing observed (a column read as numbers because it is empty): the values recorded in fit
+        own = {}
     saved = {k: v for k, v in zip(categories, recorded or (), strict=False) if v is not None}
     kinds = {type(v) for v in own.values()}  # a category the column does not show: read as its values' type
     if kinds == {bool}:
