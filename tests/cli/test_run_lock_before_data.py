@@ -79,3 +79,17 @@ def test_a_table_run_reads_its_own_file_from_another_folder(tmp_path, monkeypatc
     assert own == main(["embed", str(run), "-o", str(tmp_path / "there.npy")]) == 0
     capsys.readouterr()
     np.testing.assert_array_equal(np.load(tmp_path / "own.npy"), np.load(tmp_path / "there.npy"))
+
+
+@pytest.mark.parametrize("setting", [("device", "cuda:99"), ("env", "banana")])
+def test_an_unusable_device_or_kernel_setting_leaves_no_run_directory(setting, tmp_path, capsys, monkeypatch):
+    # It was refused only inside training, after arguments.json and data.json were written.
+    out = tmp_path / "new" / "run"
+    argv = ["pretrain", "mae", *KIND_ARGS["mae"], "--out", str(out), "--steps", "1"]
+    if setting[0] == "device":
+        argv += ["--device", setting[1]]
+    else:
+        monkeypatch.setenv("MASKLAB_CPU_ATTENTION", setting[1])
+    assert main(argv) == 2
+    assert setting[1] in capsys.readouterr().err
+    assert sorted(tmp_path.iterdir()) == []

@@ -338,8 +338,12 @@ def train_run(
     must match the recorded config and sidecars (each differing key named, ``config.json`` left untouched;
     a longer ``steps`` is allowed). Then the arguments and sidecars are recorded, ``before_fit`` runs (e.g. to
     save a tokenizer; these three on rank 0 only under torchrun) and :func:`fit_run` trains."""
+    from masklab.core.device import resolve_device
+    from masklab.nn.cpu_attention_probe import cpu_attention_setting
     from masklab.train.run import RESUME_OVERRIDES
 
+    resolve_device(cfg.device)  # an unavailable device or a bad kernel setting: refused before any file is written
+    cpu_attention_setting()
     with run.lock():
         if resume:
             config = {"kind": model_config["kind"], "model": model_config, "train": cfg.to_dict()}
