@@ -72,7 +72,8 @@ def _read_jsonl(path: Path, text_field: str, label_field: str) -> tuple[list[str
     texts: list[str] = []
     labels: list[str | None] = []
     numbers: list[int] = []
-    for number, line in enumerate(read_text_file(path).splitlines(), start=1):
+    # JSON Lines ends a record at "\n" only: str.splitlines() also split at a raw U+2028 / U+0085 inside a string.
+    for number, line in enumerate(read_text_file(path).split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -86,6 +87,17 @@ def _read_jsonl(path: Path, text_field: str, label_field: str) -> tuple[list[str
         labels.append(None if label is None else str(label))
         numbers.append(number)
     return texts, labels, numbers
+
+
+def empty_corpus(root: str | Path, ignored: Sequence[str | Path]) -> ValueError:
+    """The error for a corpus with no text, naming the files left out for their suffix (gzip is not read)."""
+    if not ignored:
+        return ValueError(f"--data {root}: the corpus is empty (no non-blank .txt/.jsonl text found)")
+    shown = ", ".join(str(p) for p in ignored[:5]) + (f" and {len(ignored) - 5} more" if len(ignored) > 5 else "")
+    packed = any(str(p).endswith((".gz", ".bz2", ".xz", ".zst", ".zip")) for p in ignored)
+    hint = "; gzip and other compressed files are not read: decompress them (e.g. gunzip -k FILE)" if packed else ""
+    return ValueError(f"--data {root}: the corpus is empty: no non-blank .txt/.jsonl text found, and {len(ignored)} "
+                      f"file(s) were ignored (expected .txt or .jsonl): {shown}{hint}")  # fmt: skip
 
 
 def _label_table(raw: list[str | None], where: str) -> tuple[list[int] | None, tuple[str, ...]]:
@@ -138,7 +150,8 @@ def read_corpus(
         if root.suffix not in (".txt", ".jsonl"):
             raise ValueError(f"--data {root}: expected a .txt or .jsonl file or a folder of them")
         files, per = [root], "line" if doc_per == "auto" else doc_per
-    skipped = [f"{p} (not .txt or .jsonl)" for p in files if p.suffix not in (".txt", ".jsonl")]
+    ignored = [p for p in files if p.suffix not in (".txt", ".jsonl")]
+    skipped = [f"{p} (not .txt or .jsonl)" for p in ignored]
     files = [p for p in files if p.suffix in (".txt", ".jsonl")]
     by_folder = root.is_dir() and bool(files) and all(len(p.relative_to(root).parts) == 2 for p in files)
     texts: list[str] = []
@@ -169,7 +182,7 @@ def read_corpus(
             elif per == "file" or file.suffix == ".jsonl":
                 skipped.append(f"{at} (blank)")
     if not texts:
-        raise ValueError(f"--data {root}: the corpus is empty (no non-blank .txt/.jsonl text found)")
+        raise empty_corpus(root, ignored)
     labels, names = _label_table(raw_labels, str(root))
     return TextCorpus(texts, labels, names, str(root), skipped, sources)
 

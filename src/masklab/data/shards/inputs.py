@@ -163,3 +163,34 @@ def check_input_unchanged(out: Path, data: str | Path, settings: dict[str, Any])
         raise ValueError(
             f"--data {data} changed while {out} was being prepared ({what}); delete {out} and prepare it again"
         )
+
+
+def first_bad_byte(file: Path) -> str:
+    """Where ``file``'s first invalid UTF-8 byte is (offset in the file, 1-based line): a text-mode read reports
+    only its offset in the block it was decoding."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, line = 0, 1
+    with open(file, "rb") as f:
+        while block := f.read(1 << 20):
+            pending = decoder.getstate()[0]  # an incomplete sequence from the previous block (never a newline)
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as err:
+                data = pending + block
+                where = offset - len(pending) + err.start
+                line += data[: err.start].count(b"\n")
+                return f"{err.reason}: byte {data[err.start : err.start + 1]!r} at offset {where}, line {line}"
+            offset, line = offset + len(block), line + block.count(b"\n")
+    return "an incomplete UTF-8 sequence at its end"
+
+
+def ignored_files(data: str | Path) -> list[Path]:
+    """The files of a ``--data`` folder that are not read for their suffix (not .txt / .jsonl; hidden ones aside)."""
+    root = Path(data).expanduser()
+    if str(data).startswith("builtin:") or not root.is_dir():
+        return []
+    return sorted(
+        p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".") and p.suffix not in TEXT_SUFFIXES
+    )

@@ -49,6 +49,8 @@ from masklab.data.shards.inputs import (
     SETTINGS_NAME,
     check_input_unchanged,
     check_out_folder,
+    first_bad_byte,
+    ignored_files,
     input_bytes,
     text_files,
 )
@@ -107,7 +109,8 @@ def iter_documents(path: str | Path, *, doc_per: str = "auto", text_field: str =
                     if text.strip():
                         yield text
         except UnicodeDecodeError as err:
-            raise ValueError(f"{file} is not UTF-8 text ({err.reason} at byte {err.start} of a read block)") from err
+            raise ValueError(f"{file} is not UTF-8 text ({first_bad_byte(file)}); convert it, "
+                             "e.g. iconv -f latin1 -t utf-8") from err  # fmt: skip
 
 
 def _shards_of(docs: Iterator[str], shard_bytes: int) -> Iterator[tuple[list[str], int]]:
@@ -253,7 +256,9 @@ def prepare_corpus(
     if check_out_folder(out, data, settings, remedy=remedy):  # adds "inputs": each file's size and mtime_ns
         return out
     if next(iter_documents(data, doc_per=doc_per, text_field=text_field), None) is None:
-        raise ValueError(f"--data {data}: the corpus is empty (no non-blank .txt/.jsonl text found)")
+        from masklab.data.text import empty_corpus
+
+        raise empty_corpus(data, ignored_files(data))
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".*.tmp"):  # a killed writer's half file: never valid data
         stale.unlink(missing_ok=True)
