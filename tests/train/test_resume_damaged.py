@@ -99,3 +99,12 @@ def test_a_config_that_does_not_describe_the_weights_is_one_line(trained, tmp_pa
     ckpt = run / "checkpoint.safetensors"
     assert f"{ckpt} does not hold the weights of the 'mae' model config.json describes: " in err
     assert "tensor(s) of another shape (e.g. " in err and len(err.strip().splitlines()) <= 2, err  # not torch's list
+
+
+def test_a_refused_resume_names_the_flags_that_changed(trained, tmp_path, capsys):
+    run = _copy(trained, tmp_path)
+    assert main(["pretrain", "mae", "--out", str(run), "--resume", "--preset", "mae-small-28", "--steps", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "model.dim: recorded" in err  # the differing keys, as before
+    assert err.rstrip().endswith("flags given that differ from the run's arguments: --preset mae-small-28 (recorded "
+                                 "mae-tiny)"), err  # fmt: skip

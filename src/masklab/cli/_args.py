@@ -4,6 +4,7 @@ run-dispatched commands' options, and small argument types. Standard library onl
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import tempfile
@@ -108,15 +109,18 @@ def pretrain_call(recipe, args: argparse.Namespace, fields: tuple[str, ...]) -> 
     user gave (not None). On ``--resume`` the run's recorded arguments fill the ones not given. The numbers are
     checked (:class:`~masklab.recipes.common.TrainOptions`) and ``--out`` too before any data is read."""
     from masklab.recipes.common import TooFewExamplesError, TrainOptions, check_numbers
-    from masklab.train.run import Run
+    from masklab.train.run import ResumeMismatchError, Run
 
     given = {k: getattr(args, k) for k in fields if getattr(args, k, None) is not None}
     train = {k: getattr(args, k) for k in TRAIN_FIELDS if getattr(args, k, None) is not None}
     check_numbers(train)
     check_out(args.out)
+    changed: list[str] = []
     if args.resume:
         _check_resume_steps(args.out, train.get("steps"))
         recorded = Run(args.out).recorded_arguments()
+        changed = [f"--{k.replace('_', '-')} {v} (recorded {recorded[k]})" for k, v in given.items()
+                   if k in recorded and _json(recorded[k]) != _json(v)]  # fmt: skip
         recorded_train = recorded.pop("train", {}) or {}
         if any(k in train for k in ("steps", "epochs", "minutes")):  # a new budget replaces the recorded one
             recorded_train = {k: v for k, v in recorded_train.items() if k not in ("steps", "epochs", "minutes")}
@@ -125,6 +129,10 @@ def pretrain_call(recipe, args: argparse.Namespace, fields: tuple[str, ...]) -> 
     options = TrainOptions(**train, **({"started": args.started_at} if hasattr(args, "started_at") else {}))
     try:
         return recipe(args.out, **given, train=options, resume=args.resume)
+    except ResumeMismatchError as err:  # name the flags behind the differing keys
+        if not changed:
+            raise
+        raise ValueError(f"{err}; flags given that differ from the run's arguments: {', '.join(changed)}") from None
     except TooFewExamplesError as err:
         import inspect
 
@@ -137,6 +145,11 @@ def pretrain_call(recipe, args: argparse.Namespace, fields: tuple[str, ...]) -> 
         if text == str(err):
             raise
         raise ValueError(text) from None
+
+
+def _json(value: Any) -> Any:
+    """``value`` as JSON reads it back (tuples as lists), to compare given flags with recorded arguments."""
+    return json.loads(json.dumps(value, default=str))
 
 
 # Flags that shape how raw text is read and tokenised: a prepared folder (masklab prepare) has fixed them.
