@@ -244,8 +244,9 @@ def _pretrain_mlm(run: Run, arguments: dict[str, Any], train: TrainOptions, resu
         blocks, held = ShardBlocksData(PreparedCorpus(shards), seq_len, **pack).split(holdout)
         source = f"{shards} ({blocks.total_rows} rows)"
     held_out = len(held_idx) if shards is None else len(held)
+    unit = "documents" if shards is None else "rows"  # shards hold out the stream's last rows, not documents
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"masklab: {source} ({held_out} held out) -> {len(blocks)} sequences of {seq_len} tokens; "
+    print(f"masklab: {source} ({held_out} {unit} held out) -> {len(blocks)} sequences of {seq_len} tokens; "
           f"vocab {tok.vocab_size}; {n_params:,} parameters")  # fmt: skip
     # 40 warmup steps; short runs (tests, small budgets) warm up for a tenth and still get a decay phase.
     cfg = train_config(options, model, blocks, default_steps=600, betas=(0.9, 0.98),
@@ -266,7 +267,7 @@ def _pretrain_mlm(run: Run, arguments: dict[str, Any], train: TrainOptions, resu
         device = str(resolve_device(options.device or "auto"))
         until = None if options.minutes is None else options.started + 60 * options.minutes - 1.0  # the budget's end
         scores = heldout_accuracy(model.to(device), held, device=device, until=until)
-        run.write_sidecar("eval.json", {"step": result.step, "heldout": scores, "heldout_documents": held_out})
+        run.write_sidecar("eval.json", {"step": result.step, "heldout": scores, f"heldout_{unit}": held_out})
         if scores["rows"] < scores["rows_held_out"]:
             print(f"masklab: note: --minutes {options.minutes:g}: the held-out score covers the first {scores['rows']} "
                   f"of {scores['rows_held_out']} sequences (the budget ended)", file=sys.stderr)  # fmt: skip
