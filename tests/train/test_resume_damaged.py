@@ -103,8 +103,8 @@ def test_a_config_that_does_not_describe_the_weights_is_one_line(trained, tmp_pa
 
 def test_a_refused_resume_names_the_flags_that_changed(trained, tmp_path, capsys):
     run = _copy(trained, tmp_path)
-    assert main(["pretrain", "mae", "--out", str(run), "--resume", "--preset", "mae-small-28", "--steps", "4"]) == 2
+    assert main(["pretrain", "mae", "--out", str(run), "--resume", "--mask-ratio", "0.5", "--steps", "4"]) == 2
     err = capsys.readouterr().err
-    assert "model.dim: recorded" in err  # the differing keys, as before
-    assert err.rstrip().endswith("flags given that differ from the run's arguments: --preset mae-small-28 (recorded "
-                                 "mae-tiny)"), err  # fmt: skip
+    assert "model.mask_ratio: recorded 0.75, given 0.5" in err  # the differing keys, as before
+    assert err.rstrip().endswith("flags given that differ from the run's arguments: --mask-ratio 0.5 (recorded "
+                                 "0.75)"), err  # fmt: skip
