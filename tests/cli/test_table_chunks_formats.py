@@ -64,3 +64,23 @@ def test_chunked_equals_whole_file(trained, tmp_path, source, target):
     if target == ".csv":
         assert whole.read_text() == chunked.read_text()
     pd.testing.assert_frame_equal(_read(chunked), _read(whole))
+
+
+PYARROW_FULL = "Error writing bytes to file. Detail: [errno 28] No space left on device"
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), OSError(PYARROW_FULL)])
+def test_full_disk_names_the_output(trained, tmp_path, capsys, monkeypatch, error):
+    from masklab.data import table_stream
+
+    frame, run = trained
+    data = _input(tmp_path, frame, ".parquet")
+
+    def full(self, chunk):
+        raise error
+
+    monkeypatch.setattr(table_stream.ChunkWriter, "write", full)
+    out = tmp_path / "filled.csv"
+    assert main(["impute", str(run), str(data), "-o", str(out), "--chunk-rows", "3", "--exclude", "ref"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: No space left on device" in err and "Traceback" not in err

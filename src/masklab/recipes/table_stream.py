@@ -4,6 +4,8 @@ recipes' (:mod:`masklab.recipes.table`) because masked-table inference is row-in
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -66,7 +68,27 @@ def impute_chunked(run: str | Path, source: str | Path, output: str | Path, *, c
             out[name] = filled[name]
         return out
 
-    return {"rows": map_table(source, output, fill, chunk_rows=chunk_rows, text=as_text, plans=plans)}
+    try:
+        rows = map_table(source, output, fill, chunk_rows=chunk_rows, text=as_text, plans=plans)
+    except OSError as err:
+        raise _naming_output(err, output) from None
+    return {"rows": rows}
+
+
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _naming_output(err: OSError, output: str | Path) -> OSError:
+    """A full disk (or quota, or file size limit) while writing names ``output``: the OS error and pyarrow's
+    text ("Error writing bytes to file. Detail: [errno 28] ...") name no file. Other errors are kept as they are."""
+    code = (
+        err.errno
+        if err.errno in _WRITE_ERRNOS
+        else next((e for e in _WRITE_ERRNOS if os.strerror(e) in str(err)), None)
+    )
+    if code is None or err.filename is not None:
+        return err
+    return OSError(code, os.strerror(code), str(output))
 
 
 def _whole_file_integers(imputer, plans, names) -> set[str]:
@@ -125,5 +147,8 @@ def score_chunked(run: str | Path, source: str | Path, output: str | Path, *, ch
         unscored[0] += int(np.isnan(scores).sum())
         return out
 
-    rows = map_table(source, output, score, chunk_rows=chunk_rows)
+    try:
+        rows = map_table(source, output, score, chunk_rows=chunk_rows)
+    except OSError as err:
+        raise _naming_output(err, output) from None
     return {"rows": rows, "unscored": unscored[0]}
