@@ -14,7 +14,9 @@ atomically (:mod:`masklab.core.io`), with a small ``shard-NNNNN.json`` beside it
 * resumable: a killed prepare, rerun with the same arguments, keeps every finished shard and encodes the rest;
   a full disk leaves the finished shards valid; an input that changed since (size or mtime_ns of a file) is
   refused, naming the file, never mixed with the old text's shards;
-* bounded memory: at most ``2 * workers`` shards are in flight.
+* bounded memory: at most ``2 * workers`` shards are in flight. One document is encoded in one call (splitting
+  it could change its tokens), so peak memory also grows with the longest document, about 150x its size; a
+  document over ``LONG_DOCUMENT`` bytes is warned about.
 
 The tokenizer, when none is given, trains on a bounded sample: the first ``sample_mb`` MB of documents.
 Top-level imports are numpy and the standard library: spawned workers start fast.
@@ -26,6 +28,7 @@ import json
 import os
 import signal
 import sys
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -113,13 +116,24 @@ def iter_documents(path: str | Path, *, doc_per: str = "auto", text_field: str =
                              "e.g. iconv -f latin1 -t utf-8") from err  # fmt: skip
 
 
+# One document is encoded in one tokenizer call (splitting it could change the tokens at the cut), which takes
+# about 150x its size while it runs: a document over this size is warned about, once.
+LONG_DOCUMENT = 16_000_000
+
+
 def _shards_of(docs: Iterator[str], shard_bytes: int) -> Iterator[tuple[list[str], int]]:
     """Group documents into shards of >= ``shard_bytes`` UTF-8 bytes (the last may be smaller)."""
     batch: list[str] = []
-    size = 0
+    size, warned = 0, False
     for doc in docs:
         batch.append(doc)
-        size += len(doc.encode("utf-8"))
+        doc_bytes = len(doc.encode("utf-8"))
+        size += doc_bytes
+        if doc_bytes > LONG_DOCUMENT and not warned:
+            warned = True
+            warnings.warn(f"a document of {doc_bytes} bytes: each document is encoded in one call, which needs "
+                          f"about 150x its size in memory; split long documents (e.g. --doc-per line)",
+                          stacklevel=2)  # fmt: skip
         if size >= shard_bytes:
             yield batch, size
             batch, size = [], 0
@@ -128,12 +142,20 @@ def _shards_of(docs: Iterator[str], shard_bytes: int) -> Iterator[tuple[list[str
 
 
 def _sample(docs: Iterator[str], sample_bytes: int) -> Iterator[str]:
+    """The tokenizer's training sample: the first ``sample_bytes`` UTF-8 bytes of documents, the last one cut
+    at a whitespace (or a character) boundary, so one long document cannot make the sample unbounded."""
     size = 0
     for doc in docs:
-        yield doc
-        size += len(doc.encode("utf-8"))
-        if size >= sample_bytes:
+        data = doc.encode("utf-8")
+        if size + len(data) >= sample_bytes:
+            head = data[: sample_bytes - size].decode("utf-8", "ignore")
+            if len(data) > sample_bytes - size and len(head.split(None, 1)) > 1:
+                head = head.rsplit(None, 1)[0]  # no word cut in two
+            if head.strip():
+                yield head
             return
+        size += len(data)
+        yield doc
 
 
 # --------------------------------------------------------------------------------------------- workers
