@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from masklab.core.io import save_checkpoint
 from masklab.train.run import LOCK_NAME, ResumeMismatchError, Run, RunLockedError
 
 
@@ -21,7 +23,7 @@ def _recorded(tmp_path, **train):
     config = {"masklab_version": "0", "kind": "toy", "model": {"width": 3, "depth": 2},
               "train": {"steps": 10, "lr": 0.001, "seed": 0, **train}}  # fmt: skip
     (run.path / "config.json").write_text(json.dumps(config))
-    (run.path / "checkpoint.safetensors").write_bytes(b"x")
+    save_checkpoint(run.path / "checkpoint.safetensors", {"model.w": torch.zeros(2)}, {"step": "10"})  # resume reads it
     run.write_sidecar("data.json", {"spec": "builtin:digits", "num_train": 100})
     return run, config
 
