@@ -60,7 +60,7 @@ from masklab.masks.ops import (
     visible_softmax,
     visible_sum,
 )
-from masklab.masks.regions import block_masking, span_masking, whole_word_masking
+from masklab.masks.regions import block_masking, span_masking, whole_word_masking, word_span_masking
 from masklab.masks.strategies import STRATEGIES, MaskRequest, MaskStrategy, draw_mask, resolve
 
 __all__ = [
@@ -113,4 +113,5 @@ __all__ = [
     "visible_softmax",
     "visible_sum",
     "whole_word_masking",
+    "word_span_masking",
 ]

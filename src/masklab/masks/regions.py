@@ -1,4 +1,5 @@
-"""Mask generators that hide contiguous regions: BEiT blocks on a patch grid, SpanBERT spans, whole words.
+"""Mask generators that hide contiguous regions: BEiT blocks on a patch grid, SpanBERT spans (of tokens or of
+whole words), whole words.
 
 Same contract as :mod:`masklab.masks.generators`: a :class:`~masklab.masks.generators.MaskSample` whose
 ``masked`` is bool (B, L), True = hidden; ``protected`` (bool (B, L), True = never hidden) positions are never
@@ -32,7 +33,7 @@ from masklab.masks.generators import (
 if TYPE_CHECKING:  # the registry imports this module
     from masklab.masks.strategies import MaskRequest
 
-__all__ = ["block_masking", "span_masking", "whole_word_masking"]
+__all__ = ["block_masking", "span_masking", "whole_word_masking", "word_span_masking"]
 
 _TRIES = 10  # BEiT: block placements tried per round before giving up
 
@@ -58,6 +59,7 @@ def block_masking(
     target or after a round with no accepted block (BEiT's undershoot). ``exact=True`` tops each row up with
     uniformly random visible patches so all rows hide exactly the target. Returns ``masked`` bool (B, L),
     True = hidden. Rows run in lockstep: one batched numpy step per try.
+
     """
     _check_int("batch", batch, " (empty input)")
     gh, gw = _check_grid(grid)
@@ -122,28 +124,27 @@ def span_masking(
     protected: torch.Tensor | None = None,
     device: torch.device | str | None = None,
 ) -> MaskSample:
-    """SpanBERT span masking (Joshi et al. 2020, Sec. 3.1): hide contiguous spans until a budget is met.
+    """Span masking in *tokens* (SpanBERT's lengths, Joshi et al. 2020, Sec. 3.1, on subword tokens).
 
-    Each row hides exactly ``round(ratio * n_real)`` real tokens. Span lengths follow Geometric(p) truncated
-    to [1, max_span] and renormalised, as SpanBERT's code does (mean 3.8 for p = 0.2, max_span = 10). A span
-    starts at a uniformly random visible real token (SpanBERT redraws starts that are already hidden), runs
-    right, stops before a protected position (bool (B, L), True = never hidden) and the last span is cut to hit the
-    budget. Returns ``masked`` bool (B, L), True = hidden. Rows run in lockstep: one numpy step per span.
+    Each row hides exactly ``round(ratio * n_real)`` real tokens (a row of <= 3 tokens at 0.15 hides none).
+    Span lengths, in tokens, follow Geometric(p) truncated to [1, max_span] and renormalised, as SpanBERT's code
+    does (mean 3.8 for p = 0.2, max_span = 10). A span starts at a uniformly random visible real token
+    (SpanBERT redraws starts that are already hidden), runs right, stops before a protected position (bool
+    (B, L), True = never hidden) and the last span is cut to hit the budget, so a span may cut through a
+    word. SpanBERT itself counts spans in whole words: :func:`word_span_masking`. This is masklab's original
+    ``span`` (MLM configs saved before ``span_unit``, other models' ``span``). Returns ``masked`` bool (B, L),
+    True = hidden. Rows run in lockstep: one numpy step per span.
     """
     _check_int("batch", batch, " (empty input)")
     _check_int("length", length, " (empty input)")
     _check_fraction("ratio", ratio)
     _check_generator(generator)
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 < p <= 1:
-        raise ValueError(f"p must be a number in (0, 1] (Geometric success probability), got {p!r}")
-    _check_int("max_span", max_span)
+    _check_span_shape(p, max_span)
     protected = _check_protected(protected, batch, length)
     device = _device(device, protected)
     real = np.ones((batch, length), dtype=bool) if protected is None else ~protected.cpu().numpy()  # (B, L)
     budget = np.rint(ratio * real.sum(axis=1)).astype(np.int64)  # (B,) rint = Python's round
-    probs = p * (1 - p) ** np.arange(max_span)  # P(span = 1 .. max_span), before renormalising
-    cdf = np.cumsum(probs) / probs.sum()
-    cdf[-1] = 1.0
+    cdf = _span_cdf(p, max_span)
     run_id = np.cumsum(~real, axis=1)  # (B, L) equal within a run of real tokens, so spans stop at protected
     positions = np.arange(length)
     masked = np.zeros((batch, length), dtype=bool)
@@ -160,6 +161,97 @@ def span_masking(
         masked[todo] |= new
         count[todo] += new.sum(axis=1)
     return _finish(torch.from_numpy(masked), device)
+
+
+def word_span_masking(
+    word_ids: torch.Tensor,
+    ratio: float,
+    *,
+    generator: torch.Generator | None = None,
+    p: float = 0.2,
+    max_span: int = 10,
+    device: torch.device | str | None = None,
+) -> MaskSample:
+    """SpanBERT span masking in whole words (Joshi et al. 2020, Sec. 3.1; its fairseq ``PairWithSpanMasking``).
+
+    ``word_ids`` long (B, L): a word is a run of adjacent positions sharing an id >= 0 (a fast tokenizer's
+    ``word_ids()``; a character tokenizer's characters are one-piece words); negative ids (-1: special tokens,
+    padding) are never hidden and end a span. Each row's budget is ``max(1, round(ratio * n_real))`` tokens
+    (0 for a row without words or for ratio 0), n_real = its positions with id >= 0. A span's length, in
+    *words*, follows Geometric(p) truncated to [1, max_span] and renormalised (mean 3.8 words for p = 0.2,
+    max_span = 10); it starts at a uniformly random not-yet-hidden word (SpanBERT picks a random token and
+    moves to its word's start, favouring long words), covers the next words up to the span length (already
+    hidden ones count but add nothing) and stops before a negative id. Words are hidden whole (SpanBERT's
+    code cuts the last word at the budget instead): the row stops at the word that crosses its budget, taken
+    if that ends nearer the budget than stopping before it (ties and a row's first word: taken), so a row
+    hides its budget give or take half its longest word, and the budget on average. Returns ``masked`` bool
+    (B, L), True = hidden. Rows run in lockstep: one numpy step per span.
+    """
+    if not isinstance(word_ids, torch.Tensor) or word_ids.dim() != 2 or word_ids.numel() == 0:
+        raise ValueError(f"word_ids must be a non-empty integer tensor (B, L), got {_describe(word_ids)}")
+    if word_ids.is_floating_point() or word_ids.is_complex() or word_ids.dtype == torch.bool:
+        raise ValueError(f"word_ids must have an integer dtype, got {_describe(word_ids)}")
+    _check_fraction("ratio", ratio)
+    _check_generator(generator)
+    _check_span_shape(p, max_span)
+    batch, length = word_ids.shape
+    device = _device(device, word_ids)
+    ids = word_ids.cpu().numpy().astype(np.int64)  # (B, L)
+    real = ids >= 0
+    prev = np.pad(ids, ((0, 0), (1, 0)), constant_values=-1)[:, :-1]  # (B, L) the id one position left
+    first = real & (ids != prev)  # (B, L) first piece of each word
+    word = np.cumsum(first, axis=1) - 1  # (B, L) word index, position order
+    n_words = first.sum(axis=1)  # (B,)
+    width = max(int(n_words.max(initial=0)), 1)
+    rows = np.arange(batch)[:, None]
+    size = np.zeros((batch, width), dtype=np.int64)  # (B, W) pieces per word
+    np.add.at(size, (np.broadcast_to(rows, (batch, length))[real], word[real]), 1)
+    group = np.zeros((batch, width), dtype=np.int64)  # (B, W) words with no negative id between them share one
+    group[np.nonzero(first)[0], word[first]] = np.cumsum(~real, axis=1)[first]
+    exists = np.arange(width)[None, :] < n_words[:, None]  # (B, W)
+    n_real = real.sum(axis=1)
+    budget = np.where((n_real > 0) & (ratio > 0), np.maximum(1, np.rint(ratio * n_real)), 0).astype(np.int64)
+    cdf = _span_cdf(p, max_span)
+    slots = np.arange(width)
+    hidden = np.zeros((batch, width), dtype=bool)  # (B, W)
+    count = np.zeros(batch, dtype=np.int64)
+    short = np.zeros(batch, dtype=bool)  # (B,) stopped a word short of the budget (the nearer count)
+    while (todo := np.flatnonzero((count < budget) & ~short)).size:
+        u = torch.rand(batch, 2, generator=generator, dtype=torch.float64).numpy()[todo]  # (n, 2)
+        span = np.searchsorted(cdf, u[:, 0], side="right") + 1  # (n,) words, inverse CDF
+        free = exists[todo] & ~hidden[todo]  # (n, W) candidate start words
+        k = np.floor(u[:, 1] * free.sum(axis=1)).astype(np.int64)  # start = k-th free word
+        start = np.argmax(np.cumsum(free, axis=1) > k[:, None], axis=1)  # (n,)
+        same_group = group[todo] == group[todo, start][:, None]  # (n, W)
+        new = free & same_group & (slots >= start[:, None]) & (slots < (start + span)[:, None])
+        added = np.where(new, size[todo], 0)  # (n, W)
+        before = count[todo][:, None] + np.cumsum(added, axis=1) - added  # (n, W) hidden before each word
+        need = budget[todo][:, None]
+        new &= before < need  # stop once the budget is met
+        # The word that crosses the budget is taken if that ends nearer the budget than stopping before it
+        # (ties: taken; a row's first word always is): |count - budget| <= half a word.
+        crossing = new & (before + added > need)  # (n, W)
+        dropped = crossing & (before + added - need > need - before) & (before > 0)
+        new &= ~dropped
+        short[todo] |= dropped.any(axis=1)
+        hidden[todo] |= new
+        count[todo] += np.where(new, size[todo], 0).sum(axis=1)
+    masked = real & np.take_along_axis(hidden, np.maximum(word, 0), axis=1)  # (B, L)
+    return _finish(torch.from_numpy(masked), device)
+
+
+def _check_span_shape(p: float, max_span: int) -> None:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 < p <= 1:
+        raise ValueError(f"p must be a number in (0, 1] (Geometric success probability), got {p!r}")
+    _check_int("max_span", max_span)
+
+
+def _span_cdf(p: float, max_span: int) -> np.ndarray:
+    """CDF (max_span,) of Geometric(p) truncated to [1, max_span] and renormalised (SpanBERT's ``len_distrib``)."""
+    probs = p * (1 - p) ** np.arange(max_span)  # P(span = 1 .. max_span), before renormalising
+    cdf = np.cumsum(probs) / probs.sum()
+    cdf[-1] = 1.0
+    return cdf
 
 
 def whole_word_masking(
@@ -232,12 +324,27 @@ def block_strategy(request: MaskRequest, generator: torch.Generator | None) -> M
 
 
 def span_strategy(request: MaskRequest, generator: torch.Generator | None) -> MaskSample:
-    """``span``: :func:`span_masking`; ``options``: ``span_p`` (default 0.2), ``span_max`` (default 10)."""
+    """``span``; ``options``: ``span_p`` (default 0.2), ``span_max`` (default 10), ``span_unit``:
+
+    ``"token"`` (the default, masklab's original ``span``): :func:`span_masking` on tokens, ``word_ids``
+    ignored; ``"word"`` (SpanBERT; MLM configs since ``span_unit``): :func:`word_span_masking` on ``word_ids``
+    with protected pieces left out, or, without ``word_ids`` (e.g. a batch of a character model that has
+    none), on tokens as one-piece words.
+    """
     r = request
     p, max_span = float(r.options.get("span_p", 0.2)), int(r.options.get("span_max", 10))
-    return span_masking(
-        r.batch, r.length, r.ratio, generator=generator, p=p, max_span=max_span, protected=r.protected, device=r.device
-    )
+    unit = r.options.get("span_unit", "token")
+    if unit == "token":
+        return span_masking(
+            r.batch, r.length, r.ratio, generator=generator, p=p, max_span=max_span, protected=r.protected,
+            device=r.device,
+        )  # fmt: skip
+    if unit != "word":
+        raise ValueError(f"options['span_unit'] must be 'word' or 'token', got {unit!r}")
+    words = torch.arange(r.length).expand(r.batch, r.length) if r.word_ids is None else r.word_ids.cpu()
+    if r.protected is not None:
+        words = words.masked_fill(r.protected.cpu(), -1)
+    return word_span_masking(words, r.ratio, generator=generator, p=p, max_span=max_span, device=r.device)
 
 
 def whole_word_strategy(request: MaskRequest, generator: torch.Generator | None) -> MaskSample:

@@ -36,7 +36,7 @@ class MaskRequest:
     word_ids: long (B, L), pieces of a word share an id, -1 = not in a word; scores: float (B, L), higher =
     more important (attention-guided, learned); noise: float (B, L) replaying MAE's random masking;
     device: where the mask goes (draws stay on CPU); options: kind-specific settings (``span_p``,
-    ``span_max``, ``jitter``, ``noise_scale``, ``temperature``, ``count``, ``keep_first``).
+    ``span_max``, ``span_unit``, ``jitter``, ``noise_scale``, ``temperature``, ``count``, ``keep_first``).
     """
 
     batch: int
@@ -79,7 +79,7 @@ STRATEGIES: dict[str, MaskStrategy] = {
         _strategy("bernoulli", bernoulli_strategy, (), False, "BERT: each token independently with probability ratio"),
         _strategy("block", block_strategy, ("grid",), True, "BEiT: rectangular blocks of patches"),
         _strategy("grid", grid_strategy, ("grid",), True, "one visible patch per k x k cell (ratio 1 - 1/k²)"),
-        _strategy("span", span_strategy, (), False, "SpanBERT: geometric-length contiguous spans"),
+        _strategy("span", span_strategy, (), False, "SpanBERT: geometric spans of tokens, or of whole words"),
         _strategy("whole_word", whole_word_strategy, ("word_ids",), False, "BERT: all pieces of sampled words"),
         _strategy("attention-high", attention_high_strategy, ("scores",), True, "AttMask: hide the most attended"),
         _strategy("attention-low", attention_low_strategy, ("scores",), True, "AttMask: hide the least attended"),

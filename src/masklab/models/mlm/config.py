@@ -23,6 +23,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 Masking = Literal["bernoulli", "random", "whole_word", "span"]
 MASKINGS = ("bernoulli", "random", "whole_word", "span")
+SpanUnit = Literal["word", "token"]
+# Fields every saved MLMConfig has had (to_dict writes them all; presets and the CLI pass a few of them): a
+# mapping with all of them and no span_unit is a config saved before span_unit existed.
+_SAVED_BEFORE_SPAN_UNIT = frozenset(
+    {"bert", "mask_id", "special_ids", "replace_mask", "replace_random", "masking", "span_p", "span_max", "task",
+     "num_labels", "pooling", "classifier_dropout"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,17 @@ class MLMConfig(ModelConfig):
     ``masking``: ``bernoulli`` (each token with probability ``mask_ratio``: BERT/HF collator), ``random``
     (exactly ``n - int(n * (1 - mask_ratio))`` of each row's ``n`` maskable tokens), ``whole_word`` (all pieces
     of sampled words), ``span`` (SpanBERT geometric spans, ``span_p``/``span_max``). Of the masked tokens
-    ``replace_mask`` become ``mask_id``, ``replace_random`` a random non-special token, the rest stay unchanged.
+    ``replace_mask`` become ``mask_id``, ``replace_random`` a random non-special token, the rest stay unchanged:
+    one draw per token, except ``span`` with ``span_unit="word"`` (one draw per span). ``whole_word`` draws per
+    token, as Google BERT's whole-word masking does.
+
+    ``span_unit`` (``span`` only): ``"word"`` (the default: SpanBERT, Joshi et al. 2020, Sec. 3.1) counts span
+    lengths in whole words of the batch's ``word_ids`` (tokens when a batch has none), hides whole words,
+    gives every row with a maskable token at least one, and draws the 80/10/10 treatment once per span (a run
+    of hidden tokens; touching spans merge, as SpanBERT's ``merge_intervals`` does); ``"token"`` is masklab's
+    ``span`` before this field: spans of tokens that may cut words, ``round(mask_ratio * n)`` per row (none for
+    n <= 3) and a draw per token. A saved config without the field (:meth:`from_dict`) predates it and keeps
+    ``"token"``, so its run resumes with the same masks; ``to_dict`` writes the field only for ``"word"`` spans.
     ``special_ids`` are never masked nor drawn as random tokens. ``task="classify"`` trains the
     ``num_labels``-way head on ``pooling``. Every ``masking`` resolves through :mod:`masklab.masks.strategies`.
     ``tie_embeddings=False`` gives the MLM head its own ``V x D`` output matrix instead of the input embeddings
@@ -50,6 +67,7 @@ class MLMConfig(ModelConfig):
     masking: Masking = "bernoulli"
     span_p: float = 0.2
     span_max: int = 10
+    span_unit: SpanUnit = "word"
     task: Literal["mlm", "classify"] = "mlm"
     num_labels: int = 0
     pooling: Literal["mean", "cls"] = "mean"
@@ -71,6 +89,8 @@ class MLMConfig(ModelConfig):
             resolve(self.masking, allowed=MASKINGS, what="masking")
         except ValueError as err:
             problems.append(str(err))
+        if self.span_unit not in ("word", "token"):
+            problems.append(f"span_unit must be word or token, got {self.span_unit!r}")
         if self.task not in ("mlm", "classify"):
             problems.append(f"task must be mlm or classify, got {self.task!r}")
         if self.task == "classify" and self.num_labels < 2:
@@ -84,12 +104,30 @@ class MLMConfig(ModelConfig):
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | MLMConfig) -> MLMConfig:
-        """As :meth:`ModelConfig.from_dict`; runs saved before ``mask_ratio`` spell it ``mask_rate``."""
+        """As :meth:`ModelConfig.from_dict`; runs saved before ``mask_ratio`` spell it ``mask_rate``. A saved
+        ``span`` config without ``span_unit`` (it has every other field a saved config has) predates it: it
+        gets ``"token"``, the masking it was trained with. A partial mapping (presets) gets the default."""
         if isinstance(values, Mapping) and "mask_rate" in values:
             if "mask_ratio" in values:
                 raise ValueError("give mask_ratio or its old name mask_rate, not both")
             values = {("mask_ratio" if k == "mask_rate" else k): v for k, v in values.items()}
+        if (
+            isinstance(values, Mapping)
+            and "span_unit" not in values
+            and values.get("masking") == "span"
+            and set(values) >= _SAVED_BEFORE_SPAN_UNIT
+        ):
+            values = {**values, "span_unit": "token"}
         return super().from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As :meth:`ModelConfig.to_dict`, without ``span_unit`` unless it is ``"word"`` with ``span`` masking:
+        a config that doesn't use it (or keeps the original ``"token"``) saves exactly as before the field, so
+        runs saved then still pass the resume check's comparison of configs."""
+        values = super().to_dict()
+        if self.masking != "span" or self.span_unit == "token":
+            del values["span_unit"]
+        return values
 
 
 def mlm_preset(name: str, **overrides: Any) -> MLMConfig:

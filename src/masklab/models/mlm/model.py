@@ -46,18 +46,27 @@ def choose_masked(
     protected = padding | special  # (B, L) never hidden
     request = MaskRequest(
         batch, length, config.mask_ratio, protected=protected.cpu(), word_ids=word_ids, device=ids.device,
-        options={"span_p": config.span_p, "span_max": config.span_max},
+        options={"span_p": config.span_p, "span_max": config.span_max, "span_unit": config.span_unit},
     )  # fmt: skip
     return STRATEGIES[config.masking].draw(request, generator).masked & ~protected
 
 
 def corrupt(config: MLMConfig, ids: Tensor, masked: Tensor, generator: torch.Generator) -> Tensor:
-    """BERT's 80/10/10 replacement of the masked positions -> encoder input ids ``(B, L)``.
+    """BERT's 80/10/10 replacement of the masked positions (bool (B, L), True = hidden) -> encoder input ids
+    ``(B, L)``.
 
-    One uniform draw per position decides [MASK] / random token / unchanged; random tokens are uniform over
-    the non-special vocabulary (BERT draws from the whole vocabulary; a random [CLS] only adds noise).
+    One uniform draw per position decides [MASK] / random token / unchanged; with ``span`` masking and
+    ``span_unit="word"`` every run of masked positions (a span; touching spans merge) takes the draw of its
+    first position, so a span is all [MASK], all random tokens or all unchanged (SpanBERT's
+    ``replacement="span"``). Random tokens are drawn per position, uniform over the non-special vocabulary
+    (BERT draws from the whole vocabulary; a random [CLS] only adds noise).
     """
     u = torch.rand(ids.shape, generator=generator).to(ids.device)  # (B, L)
+    if config.masking == "span" and config.span_unit == "word":
+        positions = torch.arange(ids.shape[1], device=ids.device).expand(ids.shape)  # (B, L)
+        after_masked = F.pad(masked[:, :-1], (1, 0))  # (B, L) the previous position is masked
+        run_start = torch.where(masked & ~after_masked, positions, 0).cummax(dim=1).values  # (B, L)
+        u = u.gather(1, run_start)  # each masked position: the draw of its span's first position
     allowed = torch.ones(config.bert.vocab_size, dtype=torch.bool)
     allowed[list(config.special_ids)] = False
     pool = torch.nonzero(allowed).flatten()  # (V',) non-special ids
