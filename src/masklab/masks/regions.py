@@ -60,6 +60,11 @@ def block_masking(
     uniformly random visible patches so all rows hide exactly the target. Returns ``masked`` bool (B, L),
     True = hidden. Rows run in lockstep: one batched numpy step per try.
 
+    ``min_block``: BEiT uses ``min_num_patches=16`` on its 14x14 grid (224 px, 16 px patches), 8% of the grid.
+    masklab's small presets have 4x4, 7x7 and 8x8 grids: there 16 patches is the whole 4x4 grid (BEiT's fit
+    test, a block narrower and shorter than the grid, then accepts nothing), a third of 7x7 and most of a
+    0.4 target (20 of 49), so few blocks fit and the exact top-up fills the rest with scattered patches. The
+    default 4 keeps the smallest block at about BEiT's share of a 7x7 grid (4/49); pass 16 for BEiT on 14x14.
     """
     _check_int("batch", batch, " (empty input)")
     gh, gw = _check_grid(grid)
