@@ -163,9 +163,11 @@ def attention_guided_masking(
     Args:
         scores: float (B, L) importance, e.g. :func:`token_importance` without the [CLS] column.
         ratio: fraction hidden in [0, 1); each row hides ``n - int(n * (1 - ratio))`` real tokens.
-        noise_scale: randomness among near-ties: scores are rescaled to [0, 1] per row (min-max over real
-            tokens) and ``noise_scale * U[0, 1)`` is added (drawn on CPU from ``generator``), so tokens whose
-            importance differs by less than ``noise_scale`` of the row's range may swap. 0 = deterministic.
+        noise_scale: randomness among near-ties: finite scores are rescaled to [0, 1] per row (min-max over
+            the row's finite real scores) and ``noise_scale * U[0, 1)`` is added (drawn on CPU from
+            ``generator``), so tokens whose importance differs by less than ``noise_scale`` of the row's range
+            may swap. A score of +inf / -inf keeps its place whatever the noise, as in :func:`score_masking`:
+            above / below every finite score (ties among them: the earlier position first). 0 = deterministic.
         padding: bool (B, L), True = padded, never hidden.
 
     Returns:
@@ -180,10 +182,11 @@ def attention_guided_masking(
     _check_scores(scores, padding)
     key = _ranking_key(scores)  # (B, L)
     if noise_scale > 0:
-        real = torch.ones_like(key, dtype=torch.bool) if padding is None else ~padding
-        lo = key.masked_fill(~real, math.inf).amin(dim=1, keepdim=True)
-        hi = key.masked_fill(~real, -math.inf).amax(dim=1, keepdim=True)
-        key = (key - lo) / (hi - lo).clamp_min(torch.finfo(key.dtype).tiny)  # (B, L) in [0, 1]
+        finite = torch.isfinite(key) if padding is None else torch.isfinite(key) & ~padding  # (B, L)
+        lo = key.masked_fill(~finite, math.inf).amin(dim=1, keepdim=True)
+        hi = key.masked_fill(~finite, -math.inf).amax(dim=1, keepdim=True)
+        scaled = (key - lo) / (hi - lo).clamp_min(torch.finfo(key.dtype).tiny)  # (B, L) in [0, 1] where finite
+        key = torch.where(finite, scaled, key)  # ±inf stay (inf - inf would be NaN); padding is ranked last anyway
         key = key + noise_scale * torch.rand(key.shape, generator=generator).to(key.device)
     return score_masking(key, ratio, padding=padding, descending=mode == "high")
 
