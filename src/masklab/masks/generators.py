@@ -279,15 +279,27 @@ def jittered_masking(
 
 
 def grid_cell(ratio: float, grid: tuple[int, int]) -> int:
-    """Side ``k`` of the square that keeps one visible patch under grid masking, from ``ratio = 1 - 1/k²``;
-    ``ValueError`` unless the ratio has that form and ``k`` divides both sides of ``grid``."""
-    cell = round((1.0 - ratio) ** -0.5) if ratio < 1 else 0
-    if cell < 2 or abs(1.0 - 1.0 / cell**2 - ratio) > 1e-6:
-        raise ValueError(f"grid masking needs mask ratio 1 - 1/k² (0.75, 0.888…), got {ratio}")
+    """Side ``k`` of the square that keeps one visible patch under grid masking, from ``ratio = 1 - 1/k²``
+    within ``1e-6`` (so ``1 - 1/9`` passes, ``0.889`` does not); ``ValueError`` unless the ratio has that form
+    and ``k`` divides both sides of ``grid``. The error lists the ratios ``grid`` accepts, in full digits."""
     gh, gw = grid
+    accepted = ", ".join(f"{1 - 1 / k**2!r} (k={k})" for k in range(2, min(gh, gw) + 1) if not gh % k and not gw % k)
+    accepted = f"on {gh}x{gw}: {accepted}" if accepted else f"none: no k >= 2 divides both sides of {gh}x{gw}"
+    cell = round((1.0 - ratio) ** -0.5) if ratio < 1 else 0
+    if cell < 2 or abs(1.0 - 1.0 / cell**2 - ratio) > _GRID_TOLERANCE:
+        raise ValueError(
+            f"grid masking needs mask ratio 1 - 1/k² within {_GRID_TOLERANCE!r}, k >= 2 dividing both sides of "
+            f"the patch grid (accepted {accepted}), got {ratio!r}"
+        )
     if gh % cell or gw % cell:
-        raise ValueError(f"grid masking with {cell}x{cell} cells needs a patch grid divisible by {cell}, got {gh}x{gw}")
+        raise ValueError(
+            f"grid masking with {cell}x{cell} cells needs a patch grid divisible by {cell}, got {gh}x{gw} "
+            f"(accepted {accepted})"
+        )
     return cell
+
+
+_GRID_TOLERANCE = 1e-6  # grid_cell: how far a ratio may be from 1 - 1/k² (float spellings of 1 - 1/9)
 
 
 # ---------------------------------------------------------------- strategies (see masklab.masks.strategies)
