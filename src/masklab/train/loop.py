@@ -323,6 +323,9 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
             if dist_info.enabled:  # every rank must agree on stopping, or the others wait forever
                 out_of_time = bool(distributed.any_rank(out_of_time, dist_info))
                 last_step = step == cfg.steps or out_of_time
+            # Ctrl-C between two records: the record is shown, not logged, and its window is checkpointed, so a
+            # resumed run logs the numbers of an uninterrupted one (a time budget's stop is the run's result).
+            between = stop.requested and not out_of_time and step < cfg.steps and step % cfg.log_every != 0
             if step % cfg.log_every == 0 or last_step:
                 means = window.means(dist_info)
                 last_record = {
@@ -334,11 +337,12 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
                     "elapsed_s": elapsed_before + now - start,
                     **means,
                 }
-                if main:
+                if main and not between:
                     metrics.append(last_record)
                 eta = (cfg.steps - step) * (now - start) / (step - start_step)
                 reporter.log(last_record, eta)
-                window.reset()
+                if not between:
+                    window.reset()
                 if not math.isfinite(last_record["loss"]):
                     raise FloatingPointError(f"loss became {last_record['loss']} by step {step}; "
                                              f"{saved_note(ckpt_path)} (lower --lr, or check the data)")  # fmt: skip
