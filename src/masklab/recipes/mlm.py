@@ -221,7 +221,9 @@ def _pretrain_mlm(run: Run, arguments: dict[str, Any], train: TrainOptions, resu
         tok = _tokenizer(run, resume, init_from, tokenizer, corpus.subset(train_idx), tokenizer_kind, vocab_size, key)
     else:
         tok = TextTokenizer.load(shards / "tokenizer.json")
-    mlm_kwargs = dict(special_ids=tok.special_ids, masking=mask, mask_ratio=mask_ratio)
+    mlm_kwargs: dict[str, Any] = dict(special_ids=tok.special_ids, masking=mask, mask_ratio=mask_ratio)
+    if resume and mask == "span":  # a run trained before span_unit existed keeps its token-level spans
+        mlm_kwargs["span_unit"] = MLMConfig.from_dict(run.config()["model"]).span_unit
     torch.manual_seed(seed)  # the initial weights (and any head an HF folder lacks)
     if init_from:
         model, unused = load_hf_mlm(init_from, mask_id=tok.mask_id, **mlm_kwargs)
