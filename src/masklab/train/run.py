@@ -183,13 +183,18 @@ class Run:
             except FileExistsError:
                 holder = self._lock_holder(path)
                 ours = holder is not None and holder.get("pid") == me["pid"] and holder.get("host") == me["host"]
+                if not ours and holder is not None and holder.get("pid") == "?":
+                    raise RunLockedError(
+                        f"{self.path}: its lock {path} is unreadable (written {holder['age']:.0f} s ago: a writer is "
+                        "starting, or died writing it); it is taken over once a minute old, or delete it"
+                    ) from None
                 if not ours and holder is not None:
                     raise RunLockedError(
                         f"{self.path} is being written by process {holder.get('pid')} on {holder.get('host')} "
                         f"(lock {path}); wait for it to finish, or delete the lock if that process is gone"
                     ) from None
                 if not ours:
-                    path.unlink(missing_ok=True)  # stale: its writer is dead
+                    self._remove_stale(path)  # its writer is dead
                     continue
             else:
                 with os.fdopen(fd, "w") as f:
@@ -204,7 +209,25 @@ class Run:
         try:
             yield self
         finally:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError, ValueError):  # only our own lock (never one taken over from us)
+                if json.loads(path.read_text(encoding="utf-8")).get("pid") == me["pid"]:
+                    path.unlink()
+
+    def _remove_stale(self, path: Path) -> None:
+        """Remove the stale lock ``path`` unless another process replaced it meanwhile: two starts that both
+        found it stale take turns (an exclusive ``flock`` on the run directory) and the second sees the first's
+        new lock, so exactly one of them writes the run."""
+        import fcntl
+
+        stale = path.read_bytes() if path.exists() else None
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with contextlib.suppress(FileNotFoundError):
+                if path.read_bytes() == stale and self._lock_holder(path) is None:
+                    path.unlink()
+        finally:
+            os.close(fd)  # releases the flock
 
     @staticmethod
     def _lock_holder(path: Path) -> dict | None:
@@ -215,7 +238,8 @@ class Run:
         except (OSError, ValueError, KeyError, TypeError):
             # Half-written or unreadable: treat as held unless it is old (a writer died mid-write).
             try:
-                return None if time.time() - path.stat().st_mtime > 60 else {"pid": "?", "host": "?"}
+                age = time.time() - path.stat().st_mtime
+                return None if age > 60 else {"pid": "?", "host": "?", "age": age}
             except FileNotFoundError:
                 return None
         if holder.get("host") == socket.gethostname() and not _pid_alive(pid):
