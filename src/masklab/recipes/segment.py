@@ -208,45 +208,49 @@ def train_segmenter(
     if steps is not None and steps < 1:
         raise ValueError(f"--steps must be >= 1, got {steps}")
     out_dir = Path(out) if out is not None else Path(run) / SEGMENT_DIR
-    if (out_dir / CHECKPOINT_NAME).exists():  # before any work; `fit` would say "resume it", which this cannot
-        raise ValueError(f"{out_dir} already holds a trained head; pick another --out, or delete it to retrain")
-    mae = load_mae(run)
-    cfg = mae.config
-    dataset = load_segmentation(data, image_size=cfg.image_size, channels=cfg.channels, min_side=cfg.patch_size)
-    train_idx, test_idx = split(dataset)
-    if validation is not None:
-        train_idx, test_idx = validation_split(train_idx, validation)
-    torch.manual_seed(seed)
-    config = SegmentConfig.from_preset(preset, encoder=cfg.to_dict(), num_classes=dataset.num_classes,
-                                       **(overrides or {}))  # fmt: skip
-    seg = Segmenter(config)
-    if not random_init:
-        seg.load_encoder(mae)
-    subset = dataset.subset(train_idx).with_flip(flip)
-    train: SegmentationDataset | CachedTokens = subset
-    if config.freeze_encoder:  # the encoder never changes: encode every training image once, not every step
-        train = CachedTokens(seg, subset)
-    batch_size = min(batch_size, len(train))
-    if steps is None:
-        if not epochs > 0:
-            raise ValueError(f"epochs must be > 0, got {epochs}")
-        steps = max(1, math.ceil(epochs * len(train) / batch_size))
-    if lr is None:
-        lr = 2e-3 if config.freeze_encoder else 1e-3  # chosen on the validation split (docs/benchmarks.md)
-    train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=steps // 20, weight_decay=0.01,
-                            seed=seed, device=device, ckpt_every=steps, log_every=max(1, steps // 10),
-                            max_seconds=max_seconds)  # fmt: skip
-    result = fit(seg, train, train_cfg, out_dir, model_config=saved_config(seg), progress=progress, resumable=False)
-    seg.eval()
-    scores = evaluate(seg, dataset, test_idx)
-    info: dict[str, Any] = {
-        "data": data, "mae_run": str(run), "preset": preset, "random_init": random_init,
-        "test_fraction": TEST_FRACTION, "split_seed": SPLIT_SEED, "validation": validation,
-        "num_train": len(train_idx), "num_test": len(test_idx), "steps": result.step,
-        ("validation_scores" if validation is not None else "test_scores"): scores,
-    }  # fmt: skip
-    atomic_write_json(out_dir / INFO_FILE, info)
-    return SegmentTrainResult(out_dir, scores, len(train_idx), len(test_idx), result.step)
+    from masklab.recipes.common import locked_run
+    from masklab.train.run import Run
+
+    with locked_run(Run(out_dir)):  # one writer: a second `segment train` into the same folder is refused
+        if (out_dir / CHECKPOINT_NAME).exists():  # before any work; `fit` would say "resume it", which this cannot
+            raise ValueError(f"{out_dir} already holds a trained head; pick another --out, or delete it to retrain")
+        mae = load_mae(run)
+        cfg = mae.config
+        dataset = load_segmentation(data, image_size=cfg.image_size, channels=cfg.channels, min_side=cfg.patch_size)
+        train_idx, test_idx = split(dataset)
+        if validation is not None:
+            train_idx, test_idx = validation_split(train_idx, validation)
+        torch.manual_seed(seed)
+        config = SegmentConfig.from_preset(preset, encoder=cfg.to_dict(), num_classes=dataset.num_classes,
+                                           **(overrides or {}))  # fmt: skip
+        seg = Segmenter(config)
+        if not random_init:
+            seg.load_encoder(mae)
+        subset = dataset.subset(train_idx).with_flip(flip)
+        train: SegmentationDataset | CachedTokens = subset
+        if config.freeze_encoder:  # the encoder never changes: encode every training image once, not every step
+            train = CachedTokens(seg, subset)
+        batch_size = min(batch_size, len(train))
+        if steps is None:
+            if not epochs > 0:
+                raise ValueError(f"epochs must be > 0, got {epochs}")
+            steps = max(1, math.ceil(epochs * len(train) / batch_size))
+        if lr is None:
+            lr = 2e-3 if config.freeze_encoder else 1e-3  # chosen on the validation split (docs/benchmarks.md)
+        train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=steps // 20, weight_decay=0.01,
+                                seed=seed, device=device, ckpt_every=steps, log_every=max(1, steps // 10),
+                                max_seconds=max_seconds)  # fmt: skip
+        result = fit(seg, train, train_cfg, out_dir, model_config=saved_config(seg), progress=progress, resumable=False)
+        seg.eval()
+        scores = evaluate(seg, dataset, test_idx)
+        info: dict[str, Any] = {
+            "data": data, "mae_run": str(run), "preset": preset, "random_init": random_init,
+            "test_fraction": TEST_FRACTION, "split_seed": SPLIT_SEED, "validation": validation,
+            "num_train": len(train_idx), "num_test": len(test_idx), "steps": result.step,
+            ("validation_scores" if validation is not None else "test_scores"): scores,
+        }  # fmt: skip
+        atomic_write_json(out_dir / INFO_FILE, info)
+        return SegmentTrainResult(out_dir, scores, len(train_idx), len(test_idx), result.step)
 
 
 def predict_mask(seg: Segmenter, image: Tensor, box: tuple[int, int, int, int] | None = None) -> Tensor:
