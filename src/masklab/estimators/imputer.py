@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.base import OneToOneFeatureMixin, TransformerMixin
 
@@ -177,6 +179,7 @@ def _numeric_fill(column, fill: np.ndarray, predicted: np.ndarray, name: str, in
         return out
     values = parse_numeric(column, name)  # float64 (N,), NaN where missing
     values[fill] = predicted[fill]
+    target: Any
     if integer and bool(np.all(values == np.round(values))):
         target = "Int64" if nullable else np.int64
     elif pd.api.types.is_float_dtype(dtype):

@@ -207,9 +207,10 @@ def _pretrain_mlm(run: Run, arguments: dict[str, Any], train: TrainOptions, resu
         data, run.path, tokenizer=init_from or tokenizer, tokenizer_kind=tokenizer_kind, vocab_size=vocab_size,
         doc_per=doc_per, text_field=text_field, workers=workers)  # fmt: skip
     if shards is not None:  # the corpus's identity: a resume on other shards is refused (an older run has none)
-        info["corpus"] = corpus_identity(shards)
+        identity = corpus_identity(shards)
+        info["corpus"] = identity
         if resume:
-            check_resume_corpus(run.read_sidecar(TEXT_INFO).get("corpus"), info["corpus"], shards, run.path / TEXT_INFO)
+            check_resume_corpus(run.read_sidecar(TEXT_INFO).get("corpus"), identity, shards, run.path / TEXT_INFO)
     if shards is None:
         corpus = load_text_corpus(data, doc_per=doc_per, text_field=text_field)
         for line in corpus.skipped[:5]:
