@@ -219,7 +219,10 @@ class Run:
         new lock, so exactly one of them writes the run."""
         import fcntl
 
-        stale = path.read_bytes() if path.exists() else None
+        try:
+            stale = path.read_bytes()
+        except FileNotFoundError:
+            return  # another start removed it (and may hold and have released its own): the caller retries
         fd = os.open(self.path, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
