@@ -80,3 +80,49 @@ def test_head_of_the_page_answers_like_get_without_a_body(client):
 
 def test_the_default_test_client_reaches_the_app_by_its_local_name(runs):
     assert make_client(runs).get("/health").status_code == 200
+
+
+def _status(host_bound: str, headers: dict[str, str], arrived: str, method: str = "GET") -> int:
+    """The status LocalOnly gives a request with ``headers`` that came in on the address ``arrived``."""
+    import asyncio
+
+    from masklab.serve.security import LocalOnly
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": "/", "raw_path": b"/", "query_string": b"",
+             "server": (arrived, 8765), "client": ("203.0.113.5", 50000), "scheme": "http", "root_path": "",
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}  # fmt: skip
+    asyncio.run(LocalOnly(app, host_bound, 8765)(scope, receive, send))
+    return sent[0]["status"]
+
+
+@pytest.mark.parametrize("bound_to", ["0.0.0.0", "::"])
+def test_a_server_bound_to_every_address_answers_the_address_a_request_came_in_on(bound_to):
+    # Opened as http://192.168.7.9:8765 from another machine on the LAN: it answered 400 (only names were known).
+    assert _status(bound_to, {"Host": "192.168.7.9:8765"}, "192.168.7.9") == 200
+    assert _status(bound_to, {"Host": "[fd00::7]:8765"}, "fd00::7") == 200
+    assert _status(bound_to, {"Host": "192.168.7.9:8765"}, "::ffff:192.168.7.9") == 200  # dual-stack socket
+    page = {"Host": "192.168.7.9:8765", "Origin": "http://192.168.7.9:8765"}
+    assert _status(bound_to, page, "192.168.7.9", "POST") == 200
+    # Another address, another port, or a name that is not the server's stays refused.
+    assert _status(bound_to, {"Host": "10.1.2.3:8765"}, "192.168.7.9") == 400
+    assert _status(bound_to, {"Host": "192.168.7.9:9999"}, "192.168.7.9") == 400
+    assert _status(bound_to, {"Host": "evil.example.com:8765"}, "192.168.7.9") == 400
+    cross = {"Host": "192.168.7.9:8765", "Origin": "http://evil.example.com:8765"}
+    assert _status(bound_to, cross, "192.168.7.9", "POST") == 403
+
+
+def test_a_server_bound_locally_does_not_answer_other_addresses():
+    assert _status("127.0.0.1", {"Host": "192.168.7.9:8765"}, "192.168.7.9") == 400
+    assert _status("127.0.0.1", {"Host": "127.0.0.1:8765"}, "127.0.0.1") == 200

@@ -2,7 +2,9 @@
 
 - answers only requests whose ``Host`` names the server: the ``--host`` it was bound to, plus ``localhost``,
   ``127.0.0.1`` and ``[::1]`` when it is bound locally (or to every address), with or without the port (the bound
-  one, when known). Anything else is a JSON 400 naming ``Host``: a page on ``evil.example.com`` whose name was
+  one, when known). A server bound to every address (``0.0.0.0``, ``::``) also answers to this machine's names and
+  to the IP address each request arrived on (a name is what rebinding abuses; an address literal cannot be
+  rebound). Anything else is a JSON 400 naming ``Host``: a page on ``evil.example.com`` whose name was
   rebound to 127.0.0.1 (DNS rebinding) cannot read the runs or the user's held-out images;
 - refuses a POST whose ``Origin`` header is present and not one of those origins with a JSON 403 naming
   ``Origin``: a cross-site form (urlencoded / multipart, sent by browsers without a preflight) cannot run a
@@ -14,6 +16,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 from urllib.parse import urlsplit
@@ -63,6 +66,22 @@ def split_host(value: str) -> tuple[str, int | None] | None:
     return name, int(rest[1:])
 
 
+def _same_address(name: str, arrived: object) -> bool:
+    """Whether ``name`` is an IP address literal equal to ``arrived`` (the address a request came in on, as the
+    ASGI scope's ``server`` gives it; an IPv4-mapped IPv6 address equals its IPv4 one)."""
+
+    def address(value: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        try:
+            ip = ipaddress.ip_address(str(value).strip("[]").split("%", 1)[0])
+        except ValueError:
+            return None
+        mapped = getattr(ip, "ipv4_mapped", None)
+        return mapped if mapped is not None else ip
+
+    ip = address(name)
+    return ip is not None and ip == address(arrived)
+
+
 def _shown(name: str) -> str:
     return f"[{name}]" if ":" in name else name
 
@@ -74,12 +93,20 @@ class LocalOnly:
         self.app = app
         self.names = server_names(host)
         self.port = port
+        self.wildcard = host.strip().strip("[]").lower() in WILDCARDS
 
-    def _host_ok(self, value: str) -> bool:
+    def _known(self, name: str, scope: Scope) -> bool:
+        """``name`` is one of the server's names, or (bound to every address) the address the request came in on."""
+        if name in self.names:
+            return True
+        server = scope.get("server")
+        return self.wildcard and bool(server) and _same_address(name, server[0])
+
+    def _host_ok(self, value: str, scope: Scope) -> bool:
         parsed = split_host(value)
-        return parsed is not None and parsed[0] in self.names and parsed[1] in (None, self.port or parsed[1])
+        return parsed is not None and self._known(parsed[0], scope) and parsed[1] in (None, self.port or parsed[1])
 
-    def _origin_ok(self, value: str) -> bool:
+    def _origin_ok(self, value: str, scope: Scope) -> bool:
         try:
             parts = urlsplit(value)
             port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
@@ -87,18 +114,19 @@ class LocalOnly:
             return False
         if parts.scheme not in ("http", "https") or parts.path or parts.query or parts.username is not None:
             return False
-        return (parts.hostname or "") in self.names and (self.port is None or port == self.port)
+        return self._known(parts.hostname or "", scope) and (self.port is None or port == self.port)
 
     def _refusal(self, scope: Scope) -> JSONResponse | None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        where = ", ".join(_shown(n) for n in self.names) + ("" if self.port is None else f" (port {self.port})")
+        where = ", ".join(_shown(n) for n in self.names) + (", this machine's address" if self.wildcard else "")
+        where += "" if self.port is None else f" (port {self.port})"
         host = headers.get("host", "")
-        if not self._host_ok(host):
+        if not self._host_ok(host, scope):
             message = (f"the Host header {host[:80]!r} does not name this server, which answers to {where}; open "
                        "the page by one of those names")  # fmt: skip
             return JSONResponse(error_body(message, "Host"), status_code=400)
         origin = headers.get("origin")
-        if scope["method"] == "POST" and origin is not None and not self._origin_ok(origin):
+        if scope["method"] == "POST" and origin is not None and not self._origin_ok(origin, scope):
             message = (f"a request from the page at {origin[:80]!r} is refused: only this server's own page "
                        f"(served from {where}) may send requests to it")  # fmt: skip
             return JSONResponse(error_body(message, "Origin"), status_code=403)
