@@ -18,13 +18,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from masklab.core.io import atomic_write_json
+from masklab.core.lock import LOCK_NAME as LOCK_NAME  # the name callers import from here
+from masklab.core.lock import FolderLockedError, folder_lock
 from masklab.train.checkpoint import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
@@ -34,7 +34,6 @@ from masklab.train.checkpoint import (
     read_run_config,
 )
 
-LOCK_NAME = ".lock"
 ARGUMENTS_NAME = "arguments.json"
 # Keys a resumed run may change: how long, where and on what engine it runs, not what it computes (a checkpoint
 # resumes on any world size, with or without FSDP or compile). A longer --steps extends a run (its cosine schedule
@@ -47,7 +46,7 @@ RESUME_OVERRIDES = frozenset({
 })  # fmt: skip
 
 
-class RunLockedError(BlockingIOError):
+class RunLockedError(FolderLockedError):
     """Another live process is writing this run directory (an ``OSError``: the CLI reports it, exit 2)."""
 
 
@@ -71,16 +70,6 @@ def _flatten(value: Any, prefix: str) -> dict[str, Any]:
     if not value and prefix:
         out[prefix] = {}
     return out
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
 
 
 class Run:
@@ -168,86 +157,15 @@ class Run:
     @contextlib.contextmanager
     def lock(self) -> Iterator[Run]:
         """Hold ``RUN/.lock`` while writing the run: a second writer gets :class:`RunLockedError` naming the
-        holder. A lock left by a dead process on this host (a killed run) is stale and taken over. Under
-        torchrun only rank 0 writes the run, so only rank 0 locks it. Re-entrant within one process (a recipe
-        may hold the lock around :func:`~masklab.recipes.common.train_run`, which takes it too)."""
+        holder. A lock left by a dead process on this host (a killed run) is stale and taken over
+        (:func:`masklab.core.lock.folder_lock`). Under torchrun only rank 0 writes the run, so only rank 0 locks
+        it. Re-entrant within one process (a recipe may hold the lock around
+        :func:`~masklab.recipes.common.train_run`, which takes it too)."""
         if os.environ.get("RANK", "0") != "0":
             yield self
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        path = self.path / LOCK_NAME
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._lock_holder(path)
-                ours = holder is not None and holder.get("pid") == me["pid"] and holder.get("host") == me["host"]
-                if not ours and holder is not None and holder.get("pid") == "?":
-                    raise RunLockedError(
-                        f"{self.path}: its lock {path} is unreadable (written {holder['age']:.0f} s ago: a writer is "
-                        "starting, or died writing it); it is taken over once a minute old, or delete it"
-                    ) from None
-                if not ours and holder is not None:
-                    raise RunLockedError(
-                        f"{self.path} is being written by process {holder.get('pid')} on {holder.get('host')} "
-                        f"(lock {path}); wait for it to finish, or delete the lock if that process is gone"
-                    ) from None
-                if not ours:
-                    self._remove_stale(path)  # its writer is dead
-                    continue
-            else:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(me, f)
-                break
-            # Already ours (outside the except block, so an error in the body is not chained to this
-            # FileExistsError): the outer holder releases it.
+        with folder_lock(self.path, doing="written", error=RunLockedError):
             yield self
-            return
-        else:
-            raise RunLockedError(f"could not take the lock {path}")
-        try:
-            yield self
-        finally:
-            with contextlib.suppress(OSError, ValueError):  # only our own lock (never one taken over from us)
-                if json.loads(path.read_text(encoding="utf-8")).get("pid") == me["pid"]:
-                    path.unlink()
-
-    def _remove_stale(self, path: Path) -> None:
-        """Remove the stale lock ``path`` unless another process replaced it meanwhile: two starts that both
-        found it stale take turns (an exclusive ``flock`` on the run directory) and the second sees the first's
-        new lock, so exactly one of them writes the run."""
-        import fcntl
-
-        try:
-            stale = path.read_bytes()
-        except FileNotFoundError:
-            return  # another start removed it (and may hold and have released its own): the caller retries
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            with contextlib.suppress(FileNotFoundError):
-                if path.read_bytes() == stale and self._lock_holder(path) is None:
-                    path.unlink()
-        finally:
-            os.close(fd)  # releases the flock
-
-    @staticmethod
-    def _lock_holder(path: Path) -> dict | None:
-        """The live holder of a lock file, or None when the lock is stale (dead pid on this host)."""
-        try:
-            holder = json.loads(path.read_text(encoding="utf-8"))
-            pid = int(holder["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            # Half-written or unreadable: treat as held unless it is old (a writer died mid-write).
-            try:
-                age = time.time() - path.stat().st_mtime
-                return None if age > 60 else {"pid": "?", "host": "?", "age": age}
-            except FileNotFoundError:
-                return None
-        if holder.get("host") == socket.gethostname() and not _pid_alive(pid):
-            return None
-        return holder
 
     # ------------------------------------------------------------------------------------------ resume
     def check_fresh(self) -> None:
