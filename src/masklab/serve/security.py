@@ -100,7 +100,7 @@ class LocalOnly:
         if name in self.names:
             return True
         server = scope.get("server")
-        return self.wildcard and bool(server) and _same_address(name, server[0])
+        return self.wildcard and server is not None and _same_address(name, server[0])
 
     def _host_ok(self, value: str, scope: Scope) -> bool:
         parsed = split_host(value)
