@@ -9,7 +9,7 @@ from multiprocessing import get_context
 
 import pytest
 
-from masklab.data.shards.prepare import _init_worker
+from masklab.data.shards.workers import init_worker
 
 pytest.importorskip("tokenizers")
 
@@ -23,5 +23,5 @@ def test_pool_workers_ignore_ctrl_c():
 
     tok = TextTokenizer.train(["the team and the match", "a goal"], "char", vocab_size=40)
     ctx = get_context("fork")
-    with ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker, initargs=(tok.to_json(),)) as pool:
+    with ProcessPoolExecutor(1, mp_context=ctx, initializer=init_worker, initargs=(tok.to_json(),)) as pool:
         assert pool.submit(_sigint_handler).result() == signal.SIG_IGN

@@ -19,14 +19,13 @@ atomically (:mod:`masklab.core.io`), with a small ``shard-NNNNN.json`` beside it
   document over ``LONG_DOCUMENT`` bytes is warned about.
 
 The tokenizer, when none is given, trains on a bounded sample: the first ``sample_mb`` MB of documents.
-Top-level imports are numpy and the standard library: spawned workers start fast.
+The pool workers run :mod:`.workers`, which imports only numpy and the standard library: spawned workers start fast.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import warnings
 from collections import deque
@@ -36,14 +35,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from masklab.data.shards.format import (
     FORMAT,
     INDEX_NAME,
     TOKENIZER_NAME,
-    ShardInfo,
-    encode_shard,
     file_sha256,
     shard_name,
     token_dtype,
@@ -57,6 +52,7 @@ from masklab.data.shards.inputs import (
     input_bytes,
     text_files,
 )
+from masklab.data.shards.workers import init_worker, write_shard
 
 if TYPE_CHECKING:
     from masklab.tokenizers.text import TokenizerKind
@@ -156,62 +152,6 @@ def _sample(docs: Iterator[str], sample_bytes: int) -> Iterator[str]:
             return
         size += len(data)
         yield doc
-
-
-# --------------------------------------------------------------------------------------------- workers
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(tokenizer_json: str) -> None:
-    # Ctrl-C (SIGINT to the whole process group) is the parent's to handle: it stops submitting, keeps the
-    # finished shards and exits 130. A worker that took it printed a traceback of its own ("Process ForkProcess-4").
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # One thread per worker: N workers use N cores, and the output never depends on thread scheduling.
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    from tokenizers import Tokenizer
-
-    from masklab.tokenizers.text import TextTokenizer
-
-    _WORKER["tokenizer"] = TextTokenizer(Tokenizer.from_str(tokenizer_json))
-
-
-def encode_documents(tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Documents -> (ids, word ids, document starts) of one shard: each document's ids then ``[SEP]``; word ids
-    count up from 0 across the documents (-1 for the separator and special tokens). Documents that encode to
-    no token are dropped (as :func:`masklab.data.text.pack_sequences` drops them)."""
-    sep = tokenizer.sep_id
-    ids_parts: list[np.ndarray] = []
-    word_parts: list[np.ndarray] = []
-    starts: list[int] = []
-    offset, position = 0, 0
-    # Sub-batches: the tokenizer's per-token Encoding objects take ~70x the text's size while they live.
-    encoded = (doc for i in range(0, len(texts), 512) for doc in tokenizer.encode_batch(texts[i : i + 512],
-               add_special_tokens=False))  # fmt: skip
-    for doc in encoded:
-        if not doc.ids:
-            continue
-        words = np.asarray(doc.word_ids, dtype=np.int64)
-        starts.append(position)
-        ids_parts.append(np.asarray([*doc.ids, sep], dtype=np.int64))
-        word_parts.append(np.append(np.where(words >= 0, words + offset, -1), -1))
-        offset += int(words.max(initial=-1)) + 1
-        position += len(doc.ids) + 1
-    if not ids_parts:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
-    return np.concatenate(ids_parts), np.concatenate(word_parts), np.asarray(starts, dtype=np.int64)
-
-
-def _write_shard(out: Path, k: int, texts: list[str], dtype_str: str) -> dict[str, Any]:
-    from masklab.core.io import atomic_write_bytes, atomic_write_json
-
-    ids, words, starts = encode_documents(_WORKER["tokenizer"], texts)
-    data = encode_shard(ids, words, starts, np.dtype(dtype_str))
-    path = atomic_write_bytes(out / shard_name(k), data)
-    words_used = int(words.max(initial=-1)) + 1
-    info = ShardInfo(shard_name(k), len(ids), len(starts), words_used, len(data), file_sha256(path)).to_dict()
-    atomic_write_json(out / shard_name(k).replace(".bin", ".json"), info)  # the shard's "done" marker
-    return info
 
 
 def _finished_shard(out: Path, k: int) -> dict[str, Any] | None:
@@ -354,7 +294,7 @@ def _run_pool(ctx, workers, tok, out, data, doc_per, text_field, settings, dtype
         if on_shard is not None:
             on_shard(k)
 
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(tok.to_json(),)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=(tok.to_json(),)) as pool:
         try:
             shards = _shards_of(iter_documents(data, doc_per=doc_per, text_field=text_field), settings["shard_bytes"])
             for k, (texts, size) in enumerate(shards):
@@ -366,7 +306,7 @@ def _run_pool(ctx, workers, tok, out, data, doc_per, text_field, settings, dtype
                 if done is not None:  # keep the records in shard order
                     pending.append((k, size, _resolved(done)))
                 else:
-                    pending.append((k, size, pool.submit(_write_shard, out, k, texts, dtype.str)))
+                    pending.append((k, size, pool.submit(write_shard, out, k, texts, dtype.str)))
                 while len(pending) >= 2 * workers:
                     collect_oldest()
             while pending:
