@@ -167,7 +167,7 @@ def test_a_replaced_export_holds_only_the_new_files(runs, other_clm, tmp_path, m
     before, rename = snapshot(folder), os.rename
 
     def flaky(src, dst):
-        if str(src).endswith(".export-tmp"):
+        if ".tmp-" in os.path.basename(src):
             raise OSError(5, "Input/output error")
         rename(src, dst)
 
@@ -204,3 +204,28 @@ def test_an_earlier_export_is_replaced_in_one_atomic_exchange(runs, other_clm, t
     assert len(calls) == 1 and calls[0][1] == folder.resolve()
     assert snapshot(folder) == snapshot(fresh)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "hf", "other-clm"]  # the earlier one removed
+
+
+def test_what_a_killed_export_left_is_removed_by_the_next_a_live_ones_kept(runs, tmp_path):
+    """``kill -9`` during an export leaves its hidden folder; the next export into the same folder removes it
+    (its writer is dead), never a live writer's (a sleeping child's pid)."""
+    import subprocess
+    import sys
+
+    from tests.core.leftovers import DEAD_PID, plant
+
+    folder, fresh = tmp_path / "hf", tmp_path / "fresh"
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        dead, live, dead_old = plant(folder, DEAD_PID), plant(folder, child.pid), plant(folder, DEAD_PID, "old")
+        assert main(["export-hf", str(runs["clm"]), str(folder)]) == 0
+        assert not dead.exists() and not dead_old.exists() and live.exists()
+        dead = plant(folder, DEAD_PID)  # and when an earlier export is replaced
+        assert main(["export-hf", str(runs["clm"]), str(folder)]) == 0
+        assert not dead.exists() and live.exists()
+    finally:
+        child.kill()
+        child.wait()
+    assert main(["export-hf", str(runs["clm"]), str(fresh)]) == 0
+    assert snapshot(folder) == snapshot(fresh)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["fresh", "hf", live.name])

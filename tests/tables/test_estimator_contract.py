@@ -57,6 +57,31 @@ def test_save_into_a_folder_with_other_files_keeps_them(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["imp"]
 
 
+def test_what_a_killed_save_left_is_removed_by_the_next_a_live_ones_kept(tmp_path):
+    """``kill -9`` during ``save`` leaves its hidden folder; the next save into the same path removes it (its
+    writer is dead), never a live writer's (a sleeping child's pid)."""
+    import subprocess
+    import sys
+
+    from tests.core.leftovers import DEAD_PID, plant
+
+    imputer = MaskedImputer(**FAST).fit(table())
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        dead, live = plant(tmp_path / "imp", DEAD_PID), plant(tmp_path / "imp", child.pid)
+        imputer.save(tmp_path / "imp")
+        assert not dead.exists() and live.exists()
+        dead = plant(tmp_path / "imp", DEAD_PID)  # and when an earlier save is replaced
+        imputer.save(tmp_path / "imp")
+        assert not dead.exists() and live.exists()
+    finally:
+        child.kill()
+        child.wait()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["imp", live.name])
+    assert sorted(p.name for p in (tmp_path / "imp").iterdir()) == ["estimator.json", "model.safetensors"]
+    pd.testing.assert_frame_equal(MaskedImputer.load(tmp_path / "imp").transform(table()), imputer.transform(table()))
+
+
 def test_load_refuses_weights_of_another_save(tmp_path):
     MaskedImputer(**FAST, random_state=0).fit(table()).save(tmp_path / "one")
     MaskedImputer(**FAST, random_state=1).fit(table()).save(tmp_path / "two")

@@ -16,6 +16,8 @@ import json
 import os
 import re
 import secrets
+import shutil
+import socket
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -121,6 +123,57 @@ def remove_stale_temp_files(directory: str | Path, names: Iterable[str]) -> None
     for name in names:
         for stale in Path(directory).glob(f".{name}.*{_TMP_SUFFIX}"):
             stale.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------- folders written aside
+def _host_tag() -> str:
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())[:32] or "_"
+
+
+def staging_path(target: str | Path, kind: str = "tmp") -> Path:
+    """A hidden sibling of ``target`` that names its writer: ``.NAME.KIND-PID-HOST-RANDOM``, so that a later
+    writer can tell a killed writer's leftover (:func:`remove_dead_writers`) from a live one's."""
+    target = Path(target)
+    return target.parent / f".{target.name}.{kind}-{os.getpid()}-{_host_tag()}-{secrets.token_hex(6)}"
+
+
+def remove_dead_writers(target: str | Path, kinds: Iterable[str] = ("tmp",)) -> list[Path]:
+    """Remove the :func:`staging_path` siblings of ``target`` (of these ``kinds``) that a writer on this host
+    left when it was killed (its process is gone); returns them. A live writer's, and one from another host
+    (whose process cannot be looked up), are kept; so is everything on a system that cannot look up a process."""
+    from masklab.core.lock import pid_alive
+
+    target, removed = Path(target), list[Path]()
+    if os.name != "posix":
+        return removed
+    pattern = re.compile(
+        rf"\.{re.escape(target.name)}\.(?:{'|'.join(map(re.escape, kinds))})-(\d{{1,9}})-(.+)-[0-9a-f]{{12}}"
+    )
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:  # no parent folder yet, or not readable: nothing of ours to remove
+        return removed
+    for entry in entries:
+        found = pattern.fullmatch(entry.name)
+        if found is None or found.group(2) != _host_tag() or pid_alive(int(found.group(1))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def new_staging_folder(target: str | Path) -> Path:
+    """Make the folder a writer of ``target`` fills before putting it in place: a new :func:`staging_path`
+    sibling (``target``'s parents are made when missing), after removing what killed writers left there."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_writers(target)
+    tmp = staging_path(target)
+    tmp.mkdir()  # mode 0o777 less the umask, like any new folder
+    return tmp
 
 
 # ------------------------------------------------------------------------------------------- checkpoints

@@ -347,16 +347,14 @@ def _json_scalar(value: object) -> object:
 def _write_folder(path: Path, write) -> None:
     """Call ``write(tmp)`` on a new hidden sibling of ``path``, then put its files in ``path``: a new folder in
     one rename, an earlier save (nothing else there) swapped out in one atomic exchange (Linux); else the files
-    one by one, the JSON last (a crash between them leaves a mix :meth:`~_TableEstimator.load` refuses)."""
-    import secrets
+    one by one, the JSON last (a crash between them leaves a mix :meth:`~_TableEstimator.load` refuses). The
+    sibling names its writer: what a writer killed on this host left is removed by the next save here."""
     import shutil
 
-    from masklab.core.io import exchange_paths
+    from masklab.core.io import exchange_paths, new_staging_folder
 
     target = Path(os.path.realpath(path))  # a file there: iterdir's NotADirectoryError, after tmp is removed
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.save-tmp"
-    tmp.mkdir()
+    tmp = new_staging_folder(target)
     try:
         write(tmp)
         if not target.exists():

@@ -17,7 +17,8 @@ The target folder (:func:`check_target`) is new, empty, or an earlier ``export-h
 which is replaced as a whole (a note says so). Anything else is refused, naming the folder and what it holds:
 a masklab run, prepared data, a Hugging Face folder masklab did not write, another class's export, other files.
 The export is written into a hidden sibling folder first and renamed into place (:func:`write_folder`): a
-failure or Ctrl-C while writing leaves the earlier export as it was, never half new and half old.
+failure or Ctrl-C while writing leaves the earlier export as it was, never half new and half old; what a
+writer killed there (``kill -9``) left is removed by the next export into the same folder.
 """
 
 from __future__ import annotations
@@ -122,18 +123,18 @@ def write_folder(folder: str | Path, write: Callable[[Path], Any]) -> Path:
     can be a mount point or the current directory). An earlier export is swapped out in one atomic exchange
     (:func:`~masklab.core.io.exchange_paths`, Linux), then removed; where the system cannot exchange, by two
     renames: if the process dies between them, ``folder`` is missing but both exports are whole, in hidden
-    ``.NAME.*`` siblings. Renames through a symlinked ``folder`` act on the folder it points to."""
+    ``.NAME.*`` siblings. Renames through a symlinked ``folder`` act on the folder it points to.
+
+    The hidden siblings name their writer (``.NAME.tmp-PID-HOST-RANDOM``, ``.NAME.old-...``): what a writer
+    killed on this host left is removed by the next export into ``folder`` (an ``old`` one once that export
+    is in place: until then it may be the only copy of the earlier export), never what a live writer uses."""
     import os
-    import secrets
     import shutil
 
-    from masklab.core.io import exchange_paths
+    from masklab.core.io import exchange_paths, new_staging_folder, remove_dead_writers, staging_path
 
     target = Path(os.path.realpath(folder))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(6)
-    tmp, old = target.parent / f".{target.name}.{token}.export-tmp", target.parent / f".{target.name}.{token}.old"
-    tmp.mkdir()  # mode 0o777 less the umask, like any new folder
+    tmp, old = new_staging_folder(target), staging_path(target, "old")
     try:
         write(tmp)
         if not target.exists():
@@ -146,17 +147,18 @@ def write_folder(folder: str | Path, write: Callable[[Path], Any]) -> Path:
             os.chmod(tmp, os.stat(target).st_mode & 0o7777)
             if exchange_paths(tmp, target):  # one atomic step: tmp now holds the earlier export
                 shutil.rmtree(tmp, ignore_errors=True)
-                return Path(folder)
-            os.rename(target, old)
-            try:
-                os.rename(tmp, target)
-            except BaseException:
-                os.rename(old, target)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(target, old)
+                try:
+                    os.rename(tmp, target)
+                except BaseException:
+                    os.rename(old, target)
+                    raise
+                shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    remove_dead_writers(target, ("old",))  # folder holds this export: a killed writer's earlier one is spare
     return Path(folder)
 
 
