@@ -24,6 +24,9 @@ from pathlib import Path
 LOCK_NAME = ".lock"
 # A lock that cannot be read is a writer that is creating it (or died doing so): held until it is this old.
 UNREADABLE_STALE_SECONDS = 60
+# A lock is created empty and written at once: one found unreadable is read again for this long before a process
+# that arrived at the same instant is told it is unreadable (it then names the holder instead).
+CREATING_SECONDS = 1.0
 
 
 class FolderLockedError(BlockingIOError):
@@ -63,6 +66,10 @@ def folder_lock(
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             holder = lock_holder(path)
+            waited = time.monotonic() + CREATING_SECONDS
+            while holder is not None and holder.get("pid") == "?" and time.monotonic() < waited:
+                time.sleep(0.02)  # created this instant: its writer fills it in next
+                holder = lock_holder(path)
             ours = holder is not None and holder.get("pid") == me["pid"] and holder.get("host") == me["host"]
             if not ours and holder is not None and holder.get("pid") == "?":
                 raise error(
