@@ -23,6 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from masklab.core.lock import LOCK_NAME
 from masklab.data.shards.format import INDEX_NAME, TOKENIZER_NAME
 
 SETTINGS_NAME = "prepare.json"
@@ -111,7 +112,7 @@ def check_out_folder(out: Path, data: str | Path, settings: dict[str, Any], *, r
     advice (delete the folder or use another --out), e.g. for a run's cache, where a run has trained on it."""
     saved_path = out / SETTINGS_NAME
     if not saved_path.is_file():
-        if out.exists() and any(out.iterdir()):
+        if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):  # the lock: this prepare's own
             raise ValueError(f"{out} exists and is not a prepared corpus; pick an empty or new --out")
         settings["inputs"] = input_files(data)
         return False

@@ -52,6 +52,7 @@ from masklab.data.shards.inputs import (
     input_bytes,
     text_files,
 )
+from masklab.data.shards.lock import prepare_lock
 from masklab.data.shards.workers import init_worker, write_shard
 
 if TYPE_CHECKING:
@@ -196,6 +197,10 @@ def prepare_corpus(
     ``prepare.json``; see :mod:`.inputs`), else a ``ValueError`` names what changed. ``on_shard(k)`` is called
     in this process after shard ``k`` is on disk. ``remedy`` replaces the advice closing that ``ValueError``
     (delete ``out`` or use another ``--out``). Returns ``out``.
+
+    The whole prepare holds ``out/.lock`` (:mod:`.lock`): while another live process prepares ``out``, this
+    one is a :class:`~.lock.PrepareLockedError` (an ``OSError``) naming it, and nothing in ``out`` is touched;
+    a lock left by a killed prepare is taken over.
     """
     from masklab.core.io import atomic_write_json
     from masklab.tokenizers.text import TextTokenizer
@@ -215,61 +220,62 @@ def prepare_corpus(
         "tokenizer": str(tokenizer) if tokenizer else {"kind": tokenizer_kind, "vocab_size": vocab_size,
                                                        "lowercase": lowercase, "sample_bytes": int(sample_mb * 1e6)},
     }  # fmt: skip
-    if check_out_folder(out, data, settings, remedy=remedy):  # adds "inputs": each file's size and mtime_ns
-        return out
-    if next(iter_documents(data, doc_per=doc_per, text_field=text_field), None) is None:
-        from masklab.data.text import empty_corpus
+    with prepare_lock(out):  # held until the index is written, or the prepare fails
+        if check_out_folder(out, data, settings, remedy=remedy):  # adds "inputs": each file's size and mtime_ns
+            return out
+        if next(iter_documents(data, doc_per=doc_per, text_field=text_field), None) is None:
+            from masklab.data.text import empty_corpus
 
-        raise empty_corpus(data, ignored_files(data))
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".*.tmp"):  # a killed writer's half file: never valid data
-        stale.unlink(missing_ok=True)
-    atomic_write_json(out / SETTINGS_NAME, settings)
+            raise empty_corpus(data, ignored_files(data))
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(".*.tmp"):  # a killed writer's half file: never valid data
+            stale.unlink(missing_ok=True)
+        atomic_write_json(out / SETTINGS_NAME, settings)
 
-    if (out / TOKENIZER_NAME).is_file():
-        tok = TextTokenizer.load(out / TOKENIZER_NAME)
-    elif tokenizer:
-        tok = TextTokenizer.load(tokenizer)
-    else:
-        sample = _sample(iter_documents(data, doc_per=doc_per, text_field=text_field), int(sample_mb * 1e6))
-        tok = TextTokenizer.train(sample, tokenizer_kind, vocab_size=vocab_size, lowercase=lowercase)
-    tok.require("sep")
-    tok.save(out / TOKENIZER_NAME)
-    dtype = token_dtype(tok.vocab_size)
-
-    bar = _progress_bar(progress, input_bytes(data))
-    records: list[dict[str, Any]] = []
-    # fork: workers start at once and need no importable __main__ (spawn re-runs a user's script); with
-    # TOKENIZERS_PARALLELISM=false set before forking, the tokenizers library neither warns nor spawns threads.
-    ctx = get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    saved_env = os.environ.get("TOKENIZERS_PARALLELISM")
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    try:
-        _run_pool(ctx, workers, tok, out, data, doc_per, text_field, settings, dtype, bar, records, on_shard)
-    finally:
-        if saved_env is None:
-            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        if (out / TOKENIZER_NAME).is_file():
+            tok = TextTokenizer.load(out / TOKENIZER_NAME)
+        elif tokenizer:
+            tok = TextTokenizer.load(tokenizer)
         else:
-            os.environ["TOKENIZERS_PARALLELISM"] = saved_env
-    bar.close()
-    check_input_unchanged(out, data, settings)
-    records = [r for r in records if r["tokens"] > 0]
-    if not records:
-        raise ValueError(f"--data {data}: the corpus is empty (every document encoded to zero tokens)")
-    index = {
-        "format": FORMAT,
-        "token_dtype": dtype.str,
-        "vocab_size": tok.vocab_size,
-        "sep_id": tok.sep_id,
-        "tokenizer": TOKENIZER_NAME,
-        "tokenizer_sha256": tok.fingerprint,
-        "tokenizer_file_sha256": file_sha256(out / TOKENIZER_NAME),
-        "documents": sum(r["docs"] for r in records),
-        "tokens": sum(r["tokens"] for r in records) - 1,
-        "shards": records,
-    }
-    atomic_write_json(out / INDEX_NAME, index)
-    return out
+            sample = _sample(iter_documents(data, doc_per=doc_per, text_field=text_field), int(sample_mb * 1e6))
+            tok = TextTokenizer.train(sample, tokenizer_kind, vocab_size=vocab_size, lowercase=lowercase)
+        tok.require("sep")
+        tok.save(out / TOKENIZER_NAME)
+        dtype = token_dtype(tok.vocab_size)
+
+        bar = _progress_bar(progress, input_bytes(data))
+        records: list[dict[str, Any]] = []
+        # fork: workers start at once and need no importable __main__ (spawn re-runs a user's script); with
+        # TOKENIZERS_PARALLELISM=false set before forking, the tokenizers library neither warns nor spawns threads.
+        ctx = get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        saved_env = os.environ.get("TOKENIZERS_PARALLELISM")
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        try:
+            _run_pool(ctx, workers, tok, out, data, doc_per, text_field, settings, dtype, bar, records, on_shard)
+        finally:
+            if saved_env is None:
+                os.environ.pop("TOKENIZERS_PARALLELISM", None)
+            else:
+                os.environ["TOKENIZERS_PARALLELISM"] = saved_env
+        bar.close()
+        check_input_unchanged(out, data, settings)
+        records = [r for r in records if r["tokens"] > 0]
+        if not records:
+            raise ValueError(f"--data {data}: the corpus is empty (every document encoded to zero tokens)")
+        index = {
+            "format": FORMAT,
+            "token_dtype": dtype.str,
+            "vocab_size": tok.vocab_size,
+            "sep_id": tok.sep_id,
+            "tokenizer": TOKENIZER_NAME,
+            "tokenizer_sha256": tok.fingerprint,
+            "tokenizer_file_sha256": file_sha256(out / TOKENIZER_NAME),
+            "documents": sum(r["docs"] for r in records),
+            "tokens": sum(r["tokens"] for r in records) - 1,
+            "shards": records,
+        }
+        atomic_write_json(out / INDEX_NAME, index)
+        return out
 
 
 def _run_pool(ctx, workers, tok, out, data, doc_per, text_field, settings, dtype, bar, records, on_shard) -> None:
