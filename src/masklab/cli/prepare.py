@@ -12,7 +12,8 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
         "Tokenise a .txt/.jsonl file or folder, or a Hugging Face datasets folder (save_to_disk), in parallel "
         "worker processes into shards of token ids (uint16/uint32), word ids and document starts, with an "
         "index.json holding each shard's sha256. Rerun the same command to continue a killed prepare (or one "
-        "stopped by a full disk). Train with 'masklab pretrain mlm|clm --data OUT'."
+        "stopped by a full disk). One prepare at a time per folder: while one runs (it holds OUT/.lock), a second "
+        "is refused, naming its process. Train with 'masklab pretrain mlm|clm --data OUT'."
     )
     parser.add_argument(
         "--data", required=True, help="a .txt/.jsonl file or folder, a datasets save_to_disk folder, or builtin:NAME"
