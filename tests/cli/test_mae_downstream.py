@@ -97,6 +97,12 @@ def test_embed_writes_a_row_index(finetuned, folder, tmp_path):
 
     alone = embed_mae(finetuned, data=str(folder), device="cpu").features
     np.testing.assert_array_equal(alone[5], feats[5])
+    # NAME.sha256 records the pair; read_embedding checks it and gives back the rows with their sources
+    from masklab.recipes import read_embedding
+
+    back = read_embedding(out)
+    np.testing.assert_array_equal(back.features, feats)
+    assert list(back.sources) == [str(f) for f in files] and list(back.labels) == [f.parent.name for f in files]
 
 
 def test_skip_bad_names_the_file_else_fails(finetuned, folder, tmp_path, capsys):

@@ -190,7 +190,10 @@ def add_run_data_args(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     if command == "embed":
-        parser.add_argument("-o", "--output", required=True, help="output .npy file (N, D)")
+        parser.add_argument("-o", "--output", required=True,
+                            help="output .npy file (N, D); beside it NAME.index.csv (row, source, label) and "
+                            "NAME.sha256 (both files' sha256: masklab.recipes.read_embedding, or sha256sum -c in "
+                            "their folder, refuses a pair from two different runs of embed)")  # fmt: skip
     if command == "finetune":
         parser.add_argument("--task", default="classify", help="downstream task (default: classify)")
         parser.add_argument(

@@ -20,14 +20,15 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
 def _embed(args: argparse.Namespace) -> int:
     with reporting(args, "embed") as progress:
         from masklab.recipes.downstream import embed
-        from masklab.recipes.embedding import check_output, write_embedding
+        from masklab.recipes.embedding import check_output, checksum_path, write_embedding
 
         check_output(args.output, data=args.data)  # before any work
         result = embed(args.run, data=args.data, batch_size=args.batch_size, device=args.device,
                        skip_bad=args.skip_bad, progress=progress)  # fmt: skip
         npy, index = write_embedding(result, args.output)
     rows, dim = result.features.shape
-    print(f"masklab: wrote {rows} x {dim} features (no masking) to {npy}; row index (row, source, label) {index}")
+    print(f"masklab: wrote {rows} x {dim} features (no masking) to {npy}; row index (row, source, label) {index}; "
+          f"their sha256 {checksum_path(npy)}")  # fmt: skip
     return 0
 
 

@@ -44,6 +44,7 @@ _EXPORTS = {
     "probe_clm": "downstream_clm",
     "Embedding": "embedding",
     "write_embedding": "embedding",
+    "read_embedding": "embedding",
     "predict": "prediction",
     "Predictions": "prediction",
     "export_hf": "export",

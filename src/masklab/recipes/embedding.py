@@ -1,10 +1,20 @@
 """What ``embed`` returns for any run: the features ``(N, D)`` float32 and, row by row, where each came from and
-its label; :func:`write_embedding` writes them as ``NAME.npy`` plus ``NAME.index.csv`` (row, source, label)."""
+its label; :func:`write_embedding` writes them as ``NAME.npy`` plus ``NAME.index.csv`` (row, source, label), and
+``NAME.sha256`` (both files' sha256, in ``sha256sum`` format) so that the two cannot be paired wrongly.
+
+Two files cannot be replaced in one step. So that a reader never pairs an ``.npy`` with the index of another
+write (an ``embed`` killed between the two, two at once, a file copied from elsewhere): ``NAME.index.csv`` is
+removed first, ``NAME.sha256`` then written for the new pair, then ``NAME.npy``, then ``NAME.index.csv``. A
+killed ``embed`` leaves no index (an error for any reader), or a pair that does not match ``NAME.sha256``:
+:func:`read_embedding` refuses it naming both files, as ``sha256sum -c NAME.sha256`` (run in their folder) does.
+"""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +24,7 @@ from typing import Any
 import numpy as np
 
 INDEX_SUFFIX = ".index.csv"
+CHECKSUM_SUFFIX = ".sha256"
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,12 @@ def index_path(output: str | Path) -> Path:
     return output.with_name(output.name.removesuffix(".npy") + INDEX_SUFFIX)
 
 
+def checksum_path(output: str | Path) -> Path:
+    """``feats.npy`` -> ``feats.sha256`` (beside it): the sha256 of ``feats.npy`` and ``feats.index.csv``."""
+    output = Path(output)
+    return output.with_name(output.name.removesuffix(".npy") + CHECKSUM_SUFFIX)
+
+
 def index_csv(embedding: Embedding) -> str:
     """The index as CSV text: header ``row,source,label``, one line per feature row, in the array's order."""
     buffer = io.StringIO()
@@ -64,8 +81,12 @@ def check_output(output: str | Path, *, data: str | Path | None = None) -> None:
 
     if Path(output).suffix != ".npy":
         raise ValueError(f"-o {output}: features are written as .npy")
-    check_outputs({"-o": output, "-o (its row index)": index_path(output)}, [("--data", data)], "embed")
+    check_outputs(_outputs(output), [("--data", data)], "embed")
     check_writable(output)
+
+
+def _outputs(output: str | Path) -> dict[str, Path]:
+    return {"-o": Path(output), "-o (its row index)": index_path(output), "-o (its checksums)": checksum_path(output)}
 
 
 def source_files(sources: Sequence[str]) -> list[str]:
@@ -78,19 +99,61 @@ def source_files(sources: Sequence[str]) -> list[str]:
 
 
 def write_embedding(embedding: Embedding, output: str | Path) -> tuple[Path, Path]:
-    """Write ``output`` (``.npy``, ``(N, D)``) and its index CSV beside it (atomic writes); returns both paths.
-    Neither may be a file the rows were read from (``ValueError``, nothing written)."""
+    """Write ``output`` (``.npy``, ``(N, D)``) and its index CSV beside it, with ``NAME.sha256`` (the module
+    doc: the index is removed first and written last, the checksums before both); returns the ``.npy`` and CSV
+    paths. None may be a file the rows were read from (``ValueError``, nothing written)."""
     from masklab.core.io import atomic_write_bytes
     from masklab.recipes.common import check_outputs
 
     check_output(output)
     inputs = [("--data", name) for name in source_files(embedding.sources)]
-    check_outputs({"-o": output, "-o (its row index)": index_path(output)}, inputs, "embed")
+    check_outputs(_outputs(output), inputs, "embed")
     buffer = io.BytesIO()
     np.save(buffer, embedding.features)
-    npy = atomic_write_bytes(output, buffer.getvalue())
-    csv_path = atomic_write_bytes(index_path(output), index_csv(embedding).encode("utf-8"))
+    npy, csv_path = Path(output), index_path(output)
+    files = {npy: buffer.getvalue(), csv_path: index_csv(embedding).encode("utf-8")}
+    sums = "".join(f"{hashlib.sha256(data).hexdigest()}  {path.name}\n" for path, data in files.items())
+    csv_path.unlink(missing_ok=True)  # from here until the end no index: never the old one beside the new .npy
+    atomic_write_bytes(checksum_path(output), sums.encode("utf-8"))
+    atomic_write_bytes(npy, files[npy])
+    atomic_write_bytes(csv_path, files[csv_path])
     return npy, csv_path
+
+
+def read_embedding(output: str | Path) -> Embedding:
+    """Read what :func:`write_embedding` wrote to ``output`` (``NAME.npy`` + ``NAME.index.csv``), refusing with
+    one ``ValueError`` naming both files a pair that is not one write's: a missing index, files that do not
+    match ``NAME.sha256``, or (files written before it existed) a different number of rows."""
+    npy, csv_path, sums_path = Path(output), index_path(output), checksum_path(output)
+    again = "run masklab embed again"
+    if not npy.is_file():
+        raise FileNotFoundError(f"{npy} does not exist (masklab embed -o writes it)")
+    if not csv_path.is_file():
+        raise ValueError(f"{npy} has no row index {csv_path} (an embed stopped while writing?); {again}")
+    npy_bytes, csv_bytes = npy.read_bytes(), csv_path.read_bytes()
+    if sums_path.is_file():
+        lines = re.findall(r"^([0-9a-f]{64}) [ *](.+)$", sums_path.read_text(encoding="utf-8"), re.M)
+        # by role, not by name: the three files renamed together still belong together
+        recorded = {name.endswith(INDEX_SUFFIX): digest for digest, name in lines}
+        wrong = [p.name for p, data, is_index in ((npy, npy_bytes, False), (csv_path, csv_bytes, True))
+                 if recorded.get(is_index) != hashlib.sha256(data).hexdigest()]  # fmt: skip
+        if wrong:
+            raise ValueError(f"{npy} and {csv_path} are not one embed's output ({' and '.join(wrong)} differ from "
+                             f"what {sums_path} records: an embed stopped or run twice at once, or a file copied "
+                             f"from elsewhere); {again}")  # fmt: skip
+    try:
+        features = np.load(io.BytesIO(npy_bytes), allow_pickle=False)
+        rows = list(csv.reader(io.StringIO(csv_bytes.decode("utf-8"))))
+    except (ValueError, UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"{npy} / {csv_path}: not an embedding ({err}); {again}") from None
+    body = rows[1:]
+    if rows[:1] != [["row", "source", "label"]] or any(len(r) != 3 or r[0] != str(i) for i, r in enumerate(body)):
+        raise ValueError(f"{csv_path} is not the row index masklab embed writes (header row,source,label, rows "
+                         f"0, 1, ... in order); {again}")  # fmt: skip
+    if features.ndim != 2 or features.shape[0] != len(body):
+        raise ValueError(f"{npy} holds {features.shape[0] if features.ndim else 0} rows but {csv_path} indexes "
+                         f"{len(body)}: not one embed's output; {again}")  # fmt: skip
+    return Embedding(features, tuple(r[1] for r in body), tuple(r[2] for r in body))
 
 
 def note_skipped(skipped: Sequence[str], what: str = "file") -> None:
