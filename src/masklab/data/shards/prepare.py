@@ -300,7 +300,8 @@ def _run_pool(ctx, workers, tok, out, data, doc_per, text_field, settings, dtype
         if on_shard is not None:
             on_shard(k)
 
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=(tok.to_json(),)) as pool:
+    initargs = (tok.to_json(), os.getpid())  # the workers exit with this process (kill -9 left them running)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=initargs) as pool:
         try:
             shards = _shards_of(iter_documents(data, doc_per=doc_per, text_field=text_field), settings["shard_bytes"])
             for k, (texts, size) in enumerate(shards):

@@ -1,6 +1,8 @@
 """What runs in a ``masklab prepare`` pool worker: the tokenizer it is given once, and the encoding and atomic
 writing of one shard (:mod:`masklab.data.shards.prepare` hands shards out and collects them in order).
 
+A worker exits when its parent dies: ``kill -9`` of a prepare left its workers alive for good, blocked on the
+task queue (each holds the queue's write end too, so it never sees the queue close).
 Top-level imports are numpy and the standard library: spawned workers start fast.
 """
 
@@ -8,6 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +23,44 @@ from masklab.data.shards.format import ShardInfo, encode_shard, file_sha256, sha
 _WORKER: dict[str, Any] = {}
 
 
-def init_worker(tokenizer_json: str) -> None:
+# linux/prctl.h: the signal the kernel sends this process when the thread that made it exits.
+PR_SET_PDEATHSIG = 1
+PARENT_CHECK_SECONDS = 1.0
+
+
+def die_with_parent(parent: int) -> None:
+    """End this process when ``parent`` (the process that made it) dies. On Linux the kernel sends it SIGKILL
+    (``prctl(PR_SET_PDEATHSIG)``); elsewhere, or where that call fails, a daemon thread compares
+    ``os.getppid()`` with ``parent`` every second. A parent that died before this call ends it at once. Killing
+    is safe: a worker writes each shard atomically, and the next prepare removes a half-written temporary file."""
+    if not _kernel_kills_orphan():
+        threading.Thread(target=_watch_parent, args=(parent,), name="masklab-watch-parent", daemon=True).start()
+    if os.getppid() != parent:  # it died before the kernel was told: this process was handed to another parent
+        os._exit(1)
+
+
+def _kernel_kills_orphan() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)) == 0
+    except (OSError, AttributeError):  # no prctl in this C library
+        return False
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)
+
+
+def init_worker(tokenizer_json: str, parent: int | None = None) -> None:
+    """Set up a pool worker: exit with ``parent`` (the preparing process; None: this process's parent now, see
+    :func:`die_with_parent`), ignore Ctrl-C, run single-threaded, load the tokenizer from its JSON."""
+    die_with_parent(os.getppid() if parent is None else parent)
     # Ctrl-C (SIGINT to the whole process group) is the parent's to handle: it stops submitting, keeps the
     # finished shards and exits 130. A worker that took it printed a traceback of its own ("Process ForkProcess-4").
     signal.signal(signal.SIGINT, signal.SIG_IGN)
