@@ -72,7 +72,8 @@ def reference_attention(
     if blocked is not None:
         require_blocked(blocked)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    scores = (q @ k.transpose(-2, -1)) * scale  # (B, H, Lq, Lk)
+    # Scaled before the product, as SDPA does: q.k itself can exceed float16's range where the result does not.
+    scores = (q * scale) @ k.transpose(-2, -1)  # (B, H, Lq, Lk)
     if blocked is not None:
         # The dtype minimum rather than -inf keeps a fully blocked row finite; it is zeroed below.
         scores = scores.masked_fill(blocked, torch.finfo(scores.dtype).min)
@@ -98,6 +99,10 @@ def sdpa_attention(
 
     ``is_causal`` (no ``blocked``, ``Lq == Lk``) uses the kernel's own causal path, with no mask tensor.
     """
+    if is_causal and q.shape[-2] != k.shape[-2]:
+        # SDPA's is_causal is top-left aligned there; masklab's causal rule is bottom-right (KV-cache decoding).
+        raise ValueError(f"is_causal needs as many queries as keys (got {q.shape[-2]} and {k.shape[-2]}); pass "
+                         "blocked=causal().dense(Lq, Lk) for queries that are the last Lq of the keys")  # fmt: skip
     if blocked is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=is_causal, dropout_p=dropout_p, scale=scale)
     if is_causal:
@@ -114,7 +119,7 @@ def bmm_attention(q: Tensor, k: Tensor, v: Tensor, blocked: Tensor | None = None
     Lk = k.shape[-2]
     qf, kf, vf = q.reshape(B * H, L, Dh), k.reshape(B * H, Lk, Dh), v.reshape(B * H, Lk, Dh)
     if blocked is None:
-        scores = torch.bmm(qf, kf.transpose(1, 2)) * (1.0 / math.sqrt(Dh))  # (B*H, L, Lk)
+        scores = torch.bmm(qf * (1.0 / math.sqrt(Dh)), kf.transpose(1, 2))  # (B*H, L, Lk); scaled first (float16)
         dead = None
     else:
         attend, dead = sdpa_safe(blocked)  # True = attend; fully blocked rows attend to all, zeroed below
