@@ -90,7 +90,8 @@ def loss_on_masked(per_token: Tensor, masked: Tensor, padding: Tensor | None = N
         per_token = per_token.flatten(target.ndim).mean(-1)
     weight = target.to(per_token.dtype)
     # clamp (not a Python branch) keeps this free of a host-device sync.
-    return (per_token * weight).sum() / weight.sum().clamp_min(1)
+    # where (not a product with the weight): an ignored position holding inf or NaN must not make the loss NaN.
+    return torch.where(target, per_token, per_token.new_zeros(())).sum() / weight.sum().clamp_min(1)
 
 
 def padding_from_lengths(lengths: Tensor, max_len: int | None = None, *, left: bool = False) -> Tensor:
