@@ -30,12 +30,18 @@ def collect_attention(
 ) -> list[Tensor]:
     """Per-layer attention weights of ``encoder`` (a :class:`masklab.nn.Encoder`) on ``x (B, L, D)``.
 
-    Runs one inference forward with ``return_weights=True`` (reference path for this call only) and returns
-    one float32 CPU tensor ``(B, H, L, L)`` per layer. ``blocked``: the encoder's one mask argument, an
+    Runs one inference forward with ``return_weights=True`` (reference path for this call only; the encoder in
+    eval mode, so no dropout touches the weights, then put back in its mode) and returns one float32 CPU tensor
+    ``(B, H, L, L)`` per layer. ``blocked``: the encoder's one mask argument, an
     ``AttnMask`` rule (``causal()``, ``key_padding(padding)``) or a dense bool (..., L, L), True = may NOT attend.
     """
-    with torch.inference_mode():
-        _, weights = encoder(x, blocked=blocked, return_weights=True)
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with torch.inference_mode():
+            _, weights = encoder(x, blocked=blocked, return_weights=True)
+    finally:
+        encoder.train(was_training)
     return [w.float().cpu() for w in weights]
 
 

@@ -202,9 +202,16 @@ class MAE(nn.Module):
         """[CLS] attention to each patch ``(B, L)`` (head mean of ``layer``) with every patch visible.
 
         ``x``: normalised images ``(B, C, H, W)``. One reference-path forward with attention weights (the
-        training forward stays on the fused kernels); rows sum to 1 with the CLS column, which is dropped.
+        training forward stays on the fused kernels); rows sum to 1 with the CLS column, which is dropped. The
+        encoder runs in eval mode (no dropout, no drop-path) also during training, so a mask drawn from these
+        scores is the encoder's and is replayed by its seed.
         """
-        _, weights = self.encoder(self.encoder_input(x), return_weights=True)
+        was_training = self.encoder.training
+        self.encoder.eval()
+        try:
+            _, weights = self.encoder(self.encoder_input(x), return_weights=True)
+        finally:
+            self.encoder.train(was_training)
         return token_importance(weights, cls_index=0, layer=layer)[:, 1:].float()
 
     # ------------------------------------------------------------------------------------------ model
