@@ -155,8 +155,9 @@ def generate(
         should_stop: ``(row, new_tokens) -> bool`` called after each new token (e.g. a stop-string check).
         generator: CPU generator for sampling (default: a fresh one seeded 0, so runs are reproducible).
 
-    When a row would outgrow the model's context, the batch is re-read from its last ``3/4 · context`` tokens
-    (a sliding window, re-filling the cache) and generation goes on.
+    When a row would outgrow the model's context it goes on from its last ``3/4 · context`` tokens (a sliding
+    window), at the step it would alone; the batch's cache is re-filled from each row's own tokens then, so
+    rows of other lengths still produce what they would on their own.
     """
     _check_options(max_new_tokens, temperature, top_k, top_p)
     was_training = model.training
@@ -212,9 +213,8 @@ def _generate(model, prompts, max_new_tokens, temperature, top_k, top_p, eos_id,
             break
         steps.append(token.cpu())
         cached = len(caches[0])
-        if cached + 1 > context:  # slide the window: re-read the last `window` tokens
-            ids = torch.cat([ids, torch.stack(steps, dim=1)], dim=1)[:, -window:]
-            padding = torch.cat([padding, padding.new_zeros(B, len(steps))], dim=1)[:, -window:]
+        if cached + 1 > context:  # the batch is full: rows past the context slide, all are re-read
+            ids, padding = slide_rows(ids, padding, steps, context, window, pad_id)
             steps = []
             logits, caches, pad_buf, last_pos = prefill(ids, padding)
             continue
@@ -222,6 +222,21 @@ def _generate(model, prompts, max_new_tokens, temperature, top_k, top_p, eos_id,
         key_padding = None if pad_buf is None else pad_buf[:, : cached + 1]
         logits = decode_step(model, token.to(device), last_pos, caches, key_padding)  # (B, V)
     return out
+
+
+def slide_rows(
+    ids: Tensor, padding: Tensor, steps: list[Tensor], context: int, window: int, pad_id: int
+) -> tuple[Tensor, Tensor]:
+    """Each row's real tokens, ``ids (B, T)`` without its ``padding`` then the ``steps`` tokens ``(B,)`` each;
+    a row longer than ``context`` keeps its last ``window`` (what it keeps when generating alone), a shorter row
+    keeps all. Left-padded again -> ``(ids, padding)``, ``(B, T')`` each."""
+    tokens = torch.cat([ids, torch.stack(steps, dim=1)], dim=1) if steps else ids
+    pads = torch.cat([padding, padding.new_zeros(len(ids), len(steps))], dim=1)
+    rows = []
+    for row, pad in zip(tokens, pads, strict=True):
+        real = row[~pad].tolist()
+        rows.append(real[-window:] if len(real) > context else real)
+    return left_pad(rows, pad_id)
 
 
 def generate_text(
