@@ -391,5 +391,6 @@ def test_a_command_that_cannot_resume_says_to_start_again(tmp_path, python_sigin
         fit(model, data, cfg, tmp_path, model_config=model.config(), progress=False, on_step=press_ctrl_c,
             resumable=False)  # fmt: skip
     assert "holds step 3 (this command does not resume" in str(err.value) and "--resume" not in str(err.value)
+    assert f"delete {tmp_path} and run it again to start over, or give it another --out" in str(err.value)
     with pytest.raises(ValueError, match=r"already holds a run .*; pick another --out, or delete it to start again"):
         fit(model, data, cfg, tmp_path, model_config=model.config(), progress=False, resumable=False)

@@ -7,6 +7,12 @@
 - ``confusion.png``: the same matrix as a picture (needs matplotlib; a note otherwise).
 
 Runs fine-tuned before this layout (``RUN/finetune-classify`` of an MLM run, ``finetune.json``) stay readable.
+
+``metrics.json`` is written last: a folder without it holds a fine-tune that is running or was stopped (Ctrl-C,
+``kill``) before its ``model.safetensors`` was written. ``finetune`` does not resume, so every message about such a
+folder (``finetune`` into it again, ``predict`` on it, a Ctrl-C) says the same: delete it and run the command
+again to start over (:func:`restart_advice`), or give another ``--out`` (a fine-tune stopped before its first
+checkpoint is started over by the same command alone; ``predict`` says to wait for one still running).
 """
 
 from __future__ import annotations
@@ -30,6 +36,80 @@ METRICS_FILE = "metrics.json"
 LEGACY_METRICS = "finetune.json"
 CONFUSION_CSV = "confusion.csv"
 CONFUSION_PNG = "confusion.png"
+
+
+def is_classifier(config: Mapping[str, Any]) -> bool:
+    """Whether a run's ``config.json`` describes a fine-tuned classifier (what ``finetune`` writes)."""
+    kind, model = config.get("kind"), config.get("model")
+    model = model if isinstance(model, Mapping) else {}
+    mae, mlm = kind == "mae" and model.get("objective") == "classify", kind == "mlm" and model.get("task") == "classify"
+    return mae or mlm or kind == "series-classifier"
+
+
+def finished(directory: str | Path) -> bool:
+    """Whether a fine-tune wrote all of ``directory`` (its ``metrics.json``, last; ``finetune.json`` for old ones)."""
+    return any((Path(directory) / name).is_file() for name in (METRICS_FILE, LEGACY_METRICS))
+
+
+def restart_advice(directory: str | Path, run: str | Path | None = None) -> str:
+    """What starts an unfinished fine-tune in ``directory`` over: ``run`` is the run it fine-tunes (default: the
+    folder holding ``directory`` when that is ``RUN/finetune``, else the run it recorded, else ``RUN``)."""
+    directory = Path(directory)
+    if run is None:
+        try:
+            recorded = Run(directory).read_sidecar("data.json").get("finetuned_from")  # MAE fine-tunes record it
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        default = directory.name == FINETUNE_DIR and (directory.parent / "config.json").is_file()
+        run = directory.parent if default else recorded or "RUN"
+    out = "" if Path(run) / FINETUNE_DIR == directory else f" --out {directory}"
+    return (f"finetune does not resume: delete {directory} (rm -r {directory}) and run masklab finetune {run}{out} "
+            "again (the same options) to start over, or give it another --out")  # fmt: skip
+
+
+def _stopped(directory: Path) -> str:
+    from masklab.train.checkpoint import CHECKPOINT_NAME
+    from masklab.train.interrupt import held_step
+
+    step = held_step(directory / CHECKPOINT_NAME)
+    planned = _config(Run(directory)).get("train", {}).get("steps") if step is not None else None
+    at = "before its first checkpoint" if step is None else f"at step {step}" + (f" of {planned}" if planned else "")
+    return f"{directory} holds a fine-tune stopped {at}, before its {MODEL_FILE} was written"
+
+
+def unfinished_message(directory: str | Path) -> str:
+    """Why ``directory`` (a fine-tune's folder without ``metrics.json``) holds no fine-tuned model yet, and what to
+    do: wait for the process still writing it, or start a stopped one over (:func:`restart_advice`)."""
+    from masklab.core.lock import LOCK_NAME, lock_holder
+
+    directory = Path(directory)
+    holder = lock_holder(directory / LOCK_NAME) if (directory / LOCK_NAME).exists() else None
+    if holder is not None:
+        return (f"{directory} is still being fine-tuned by process {holder.get('pid')} on {holder.get('host')} "
+                "(no model yet); wait for it to finish")  # fmt: skip
+    return f"{_stopped(directory)}; {restart_advice(directory)}"
+
+
+def check_restart(target: Run, run: str | Path) -> None:
+    """Before ``finetune`` trains into ``target`` (holding its lock): a ``ValueError`` for a folder holding a
+    finished fine-tune, or a stopped one with a checkpoint (:func:`restart_advice`). A stopped one without a
+    checkpoint is simply started over; a folder holding another kind of run is refused by ``fit``."""
+    from masklab.train.checkpoint import CHECKPOINT_NAME
+
+    if not (target.path / CHECKPOINT_NAME).exists() or not is_classifier(_config(target)):
+        return
+    out = target.path
+    if finished(out):
+        raise ValueError(f"{out} already holds a finished fine-tune ({out / METRICS_FILE}); give another --out, or "
+                         f"delete {out} (rm -r {out}) to fine-tune again")  # fmt: skip
+    raise ValueError(f"{_stopped(out)}; {restart_advice(out, run)}")
+
+
+def _config(run: Run) -> dict[str, Any]:
+    try:
+        return run.config()
+    except (OSError, ValueError):
+        return {}
 
 
 def default_out(run: str | Path, out: str | Path | None) -> Path:
@@ -100,12 +180,16 @@ def class_names(directory: str | Path, count: int) -> list[str]:
 
 def finetune_directory(path: str | Path) -> Path:
     """The fine-tune output behind ``path``: ``path`` itself when it holds a classifier (``model.safetensors``
-    or a legacy checkpoint of one), else ``path/finetune`` or a legacy ``path/finetune-classify``."""
+    or a legacy checkpoint of one), else ``path/finetune`` or a legacy ``path/finetune-classify``. A fine-tune
+    that has not finished there (no ``metrics.json``) is a ``ValueError`` saying why (:func:`unfinished_message`)."""
     path = Path(path)
     candidates = [path, path / FINETUNE_DIR, *(path / d for d in LEGACY_DIRS)]
     for candidate in candidates:
-        if (candidate / METRICS_FILE).is_file() or (candidate / LEGACY_METRICS).is_file():
+        if finished(candidate):
             return candidate
+    for candidate in candidates[:2]:  # a fine-tune still running, or stopped before it wrote its model
+        if (candidate / "config.json").is_file() and is_classifier(_config(Run(candidate))):
+            raise ValueError(unfinished_message(candidate))
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a masklab run or fine-tune directory (no config.json)")
     return path

@@ -126,7 +126,7 @@ def finetune_mae(
     from masklab.data.images import Augment
     from masklab.models.mae import MAE
     from masklab.recipes.common import fit_run
-    from masklab.recipes.finetune_outputs import default_out, write_finetune_outputs
+    from masklab.recipes.finetune_outputs import check_restart, default_out, write_finetune_outputs
     from masklab.train import TrainConfig
 
     if task != "classify":
@@ -170,6 +170,7 @@ def finetune_mae(
     say(progress, f"fine-tuning {run} on {len(train)} {dataset.name} images ({dataset.num_classes} classes), "
         f"{steps} steps of {batch_size} -> {target.path}")  # fmt: skip
     with target.lock():
+        check_restart(target, run)
         target.write_sidecar(DATA_FILE, {**read_data_info(run), "spec": recorded_spec(spec), "finetuned_from": str(run),
                                          "finetune_augment": augment, "skip_bad": skip_bad})  # fmt: skip
         fit_run(target, model, train, cfg, model_config=saved_config(model), quiet=progress is silent,

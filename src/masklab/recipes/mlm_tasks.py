@@ -143,7 +143,7 @@ def finetune_mlm(
     from masklab.data.text import TextBlocksData
     from masklab.models.mlm import BertForMLM
     from masklab.recipes.common import fit_run
-    from masklab.recipes.finetune_outputs import default_out, write_finetune_outputs
+    from masklab.recipes.finetune_outputs import check_restart, default_out, write_finetune_outputs
     from masklab.train import TrainConfig
 
     if task != "classify":
@@ -187,6 +187,7 @@ def finetune_mlm(
                                   special_ids=tokenizer.special_ids)  # fmt: skip
         blocks = AugmentedData(blocks, transform)
     with target.lock():
+        check_restart(target, run)
         tokenizer.save(target.path)
         target.write_sidecar(TEXT_INFO, {**info, "data": recorded_spec(spec)})
         fit_run(target, model, blocks, train_cfg, model_config=saved_config(model), quiet=progress is silent,

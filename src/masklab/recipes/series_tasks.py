@@ -280,7 +280,7 @@ def finetune_series(run: str | Path, *, data: str | None = None, task: str = "cl
     the defaults are 1200 steps at lr 1e-3 (``bench/series.py``'s validated recipe), without it 300 at 5e-4."""
     from masklab.core.device import resolve_device
     from masklab.recipes import series as recipes
-    from masklab.recipes.finetune_outputs import default_out, write_finetune_outputs
+    from masklab.recipes.finetune_outputs import check_restart, default_out, write_finetune_outputs
 
     if task != "classify":
         raise ValueError(f"--task {task!r} is not available for series runs; use --task classify")
@@ -301,6 +301,7 @@ def finetune_series(run: str | Path, *, data: str | None = None, task: str = "cl
     shifted = f", random shifts of up to {shift.shift} steps" if shift.enabled else ""
     say(progress, f"fine-tuning on {len(train)} {train.name} series ({steps} steps{shifted}) -> {target.path}")
     with target.lock(), contextlib.redirect_stderr(io.StringIO()) if progress is silent else contextlib.nullcontext():
+        check_restart(target, run)
         classifier = recipes.finetune_classify(model, train, num_classes=len(train.classes), config=cfg,
                                                out=target.path, augment=shift)  # fmt: skip
         say(progress, f"testing on {len(test)} held-out series")

@@ -16,7 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
 
-NO_RESUME = " (this command does not resume: run it again with another --out, or after deleting that one)"
+
+def no_resume(out: Path) -> str:
+    """What a command without ``--resume`` (``finetune``, ``segment train``) says after a stop: the same advice
+    as when it is run again into ``out`` (:func:`masklab.recipes.finetune_outputs.restart_advice`)."""
+    return f" (this command does not resume: delete {out} and run it again to start over, or give it another --out)"
 
 
 class GracefulStop:

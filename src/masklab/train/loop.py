@@ -49,7 +49,7 @@ from masklab.train.batches import BatchSource, EpochSampler, micro_seed, seed_gl
 from masklab.train.batches import derived_seed as _derived_seed
 from masklab.train.config import TrainConfig
 from masklab.train.cpu_probe import resolve_precision
-from masklab.train.interrupt import NO_RESUME, GracefulStop, held_step, saved_note
+from masklab.train.interrupt import GracefulStop, held_step, no_resume, saved_note
 from masklab.train.optim import build_optimizer, lr_at
 from masklab.train.progress import MetricsLog, MetricWindow, Reporter, read_metrics
 
@@ -379,7 +379,7 @@ def _fit(model, data, cfg, out_dir, model_config, kind, device, dist_info, resum
                 reporter.message(f"masklab: time budget reached: stopped at step {step}")
                 break
     except KeyboardInterrupt:
-        hint = "" if held_step(ckpt_path) is None else " — resume with --resume" if resumable else NO_RESUME
+        hint = "" if held_step(ckpt_path) is None else " — resume with --resume" if resumable else no_resume(out)
         raise TrainingInterrupted(f"interrupted at step {step}; {saved_note(ckpt_path)}{hint}") from None
     except RuntimeError:
         if not stop.requested:
