@@ -78,14 +78,14 @@ def test_another_out_names_it_and_a_running_fine_tune_is_waited_for(run, tmp_pat
         with pytest.raises(SystemExit):
             main(finetune)
     capsys.readouterr()
-    err = error_line(capsys, ["predict", str(out), str(run.parent / "data")])
+    err = error_line(capsys, ["predict", str(out), str(run.parent / "data"), "-o", str(tmp_path / "p.csv")])
     assert err.endswith(f"run masklab finetune {run} --out {out} again (the same options) to start over, or give "
                         "it another --out")  # fmt: skip
     assert error_line(capsys, finetune) == err
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:  # a process still writing the folder: predict says to wait, not to delete it
         (out / ".lock").write_text(json.dumps({"pid": child.pid, "host": socket.gethostname(), "since": time.time()}))
-        err = error_line(capsys, ["predict", str(out), str(run.parent / "data")])
+        err = error_line(capsys, ["predict", str(out), str(run.parent / "data"), "-o", str(tmp_path / "p.csv")])
         assert (
             err == f"{out} is still being fine-tuned by process {child.pid} on {socket.gethostname()} (no model "
             "yet); wait for it to finish"
