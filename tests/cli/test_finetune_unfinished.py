@@ -52,12 +52,13 @@ def test_every_message_about_a_stopped_fine_tune_gives_the_advice_that_works(run
     with monkeypatch.context() as patch:
         patch.setattr(masklab.recipes.finetune_outputs, "save_weights", stopped)
         assert main(finetune) == 130
+    stop = capsys.readouterr().err.splitlines()[-1]
     (out / ".lock").write_text(json.dumps({"pid": DEAD_PID, "host": socket.gethostname(), "since": time.time()}))
     assert not (out / "model.safetensors").exists() and (out / "checkpoint.safetensors").is_file()
-    capsys.readouterr()
     advice = (f"{out} holds a fine-tune stopped at step 2 of 2, before its model.safetensors was written; finetune "
               f"does not resume: delete {out} (rm -r {out}) and run masklab finetune {work} again (the same "
               "options) to start over, or give it another --out")  # fmt: skip
+    assert stop == f"masklab: interrupted: {advice}"  # the Ctrl-C itself says it too
     assert error_line(capsys, finetune) == advice
     images = str(run.parent / "data")
     assert error_line(capsys, ["predict", str(work), images, "-o", str(tmp_path / "p.csv")]) == advice

@@ -45,10 +45,17 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    with reporting(args, "finetune") as progress:
-        from masklab.recipes.downstream import finetune
+    try:
+        with reporting(args, "finetune") as progress:
+            from masklab.recipes.downstream import finetune
 
-        finetune(args.run, data=args.data, task=args.task, steps=args.steps, epochs=args.epochs, lr=args.lr,
-                 batch_size=args.batch_size, augment=args.augment, out=args.out, seed=args.seed,
-                 device=args.device, skip_bad=args.skip_bad, progress=progress)  # fmt: skip
+            finetune(args.run, data=args.data, task=args.task, steps=args.steps, epochs=args.epochs, lr=args.lr,
+                     batch_size=args.batch_size, augment=args.augment, out=args.out, seed=args.seed,
+                     device=args.device, skip_bad=args.skip_bad, progress=progress)  # fmt: skip
+    except KeyboardInterrupt as err:
+        if str(err):  # stopped while training: the message says where, and what to do
+            raise
+        from masklab.recipes.finetune_outputs import default_out, stopped_message
+
+        raise KeyboardInterrupt(stopped_message(default_out(args.run, args.out), args.run)) from None
     return 0

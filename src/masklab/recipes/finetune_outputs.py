@@ -105,6 +105,15 @@ def check_restart(target: Run, run: str | Path) -> None:
     raise ValueError(f"{_stopped(out)}; {restart_advice(out, run)}")
 
 
+def stopped_message(out: Path, run: str | Path) -> str:
+    """What a Ctrl-C outside training says: where the fine-tune of ``run`` into ``out`` stands, if it trained."""
+    from masklab.train.checkpoint import CHECKPOINT_NAME
+
+    if not (out / CHECKPOINT_NAME).exists() or finished(out) or not is_classifier(_config(Run(out))):
+        return "interrupted"
+    return f"interrupted: {_stopped(out)}; {restart_advice(out, run)}"
+
+
 def _config(run: Run) -> dict[str, Any]:
     try:
         return run.config()
