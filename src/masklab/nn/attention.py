@@ -258,7 +258,10 @@ def check_blocked(blocked: AttnMask | Tensor, shape: tuple[int, int, int, int]) 
         return blocked.check_kv_len(shape[3])
     dims = tuple(require_blocked(blocked).shape)
     if not 2 <= len(dims) <= 4 or any(n not in (1, want) for n, want in zip(dims[::-1], shape[::-1], strict=False)):
-        raise ValueError(f"blocked of shape {dims} does not broadcast to (B, H, Lq, Lk) = {shape} (2 to 4 dims)")
+        raise ValueError(
+            f"blocked of shape {dims} does not broadcast to (B, H, Lq, Lk) = {shape} (2 to 4 dims; a "
+            "padding (B, L) goes through key_padding(padding), a per-example mask is (B, 1, Lq, Lk))"
+        )
 
 
 def dense_blocked(blocked: AttnMask | Tensor | None, q_len: int, kv_len: int, device: torch.device) -> Tensor | None:
@@ -340,6 +343,10 @@ class MaskedSelfAttention(nn.Module):
         Args:
             blocked: the one mask argument (module doc): an ``AttnMask`` rule, a dense bool tensor
                 broadcastable to ``(B, H, L, Lk)`` (Lk includes cached positions), True = may NOT attend; or None.
+                A dense mask broadcasts from the right, as SDPA's ``attn_mask``: 2-D is ``(L, Lk)`` and 3-D is
+                ``(H, L, Lk)``, so a per-example mask is ``(B, 1, L, Lk)`` (``mask[:, None]``) and a padding
+                ``(B, L)`` is ``key_padding(padding)`` or ``padding_to_blocked(padding)``, never passed as is
+                (where ``B == L`` it would be read as ``(L, Lk)`` without an error).
             cache: a :class:`KVCache` to read past keys/values from and append this step's to.
             return_weights: also return ``weights (B, H, L, Lk)``; computed on the reference path for this
                 call only, so the training path is untouched.
