@@ -17,10 +17,12 @@ def plot_score_histogram(
     labels: Sequence[int] | np.ndarray | None = None,
     threshold: float | None = None,
     title: str = "anomaly scores",
+    xlabel: str = "anomaly score (higher = more anomalous)",
     bins: int = 60,
 ) -> Path:
-    """Write a PNG histogram of ``scores`` (N,) (higher = more anomalous) on a log-spaced axis when the
-    scores are positive and span more than two decades (reconstruction errors usually do).
+    """Write a PNG histogram of ``scores`` (N,) (higher = more anomalous; e.g.
+    :meth:`masklab.estimators.MaskedAnomalyDetector.anomaly_score`, whatever it combines) on a log-spaced axis
+    when the scores are positive and span more than two decades; ``xlabel`` names them.
 
     ``labels`` (N,) 1 = known anomaly draws the two groups separately; ``threshold`` draws a vertical line.
     Needs matplotlib (``pip install 'masklab[viz]'``).
@@ -57,7 +59,7 @@ def plot_score_histogram(
     if log_axis:
         ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("anomaly score (mean masked reconstruction error)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("rows")
     ax.set_title(title)
     fig.tight_layout()
