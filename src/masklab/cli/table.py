@@ -20,7 +20,8 @@ distance to the 5th nearest training row, with the error models, scales, thresho
 RUN: scoring.json and scoring.safetensors of a run, chosen on its training rows). Writes scores.csv (row =
 1-based data row, the --id-column, anomaly_score, the label when the input has one, is_anomaly against the
 stored threshold or --threshold) and a histogram PNG. A row whose every cell is missing gets no score (empty
-anomaly_score and is_anomaly). With a 0/1 label it prints ROC-AUC and PR-AUC. --explain also writes
+anomaly_score and is_anomaly). With a 0/1 label it prints ROC-AUC and PR-AUC over the rows with a label (a blank
+label cell: counted, and drawn as its own group, 'no label'). --explain also writes
 OUTPUT.explain.csv (every row's cells ranked by share of the score, observed and expected value) and
 OUTPUT.explain.png (the --explain-rows highest-scoring rows)."""
 
@@ -128,9 +129,12 @@ def _score(args: argparse.Namespace) -> int:
         print(f"rows above the threshold {r['threshold']:.4g}: {r['flagged']}")
     if r["explained"] is not None:
         print(f"explanations -> {r['explained'][0]} (every row) and {r['explained'][1]} (top {args.explain_rows} rows)")
+    unlabelled = f"; {r['unlabelled']} row(s) with no label left out" if r["unlabelled"] else ""
     if "roc_auc" in r:
-        print(f"label {r['label']!r} ({r['positive']:.2%} positive): ROC-AUC {r['roc_auc']:.4f}  "
+        print(f"label {r['label']!r} ({r['positive']:.2%} positive{unlabelled}): ROC-AUC {r['roc_auc']:.4f}  "
               f"PR-AUC {r['pr_auc']:.4f}")  # fmt: skip
+    elif r["binary"]:
+        print(f"label {r['label']!r}: one class only among the scored rows with a label{unlabelled}: no ROC-AUC")
     elif r["has_label"]:
         print(f"label {r['label']!r} is not 0/1: no ROC-AUC")
     return 0

@@ -301,7 +301,7 @@ def score(run: str | Path, source: str, output: str | Path, *, histogram: str | 
     CSV, ``is_anomaly`` empty too), counted in ``unscored``. ``explain``: also ``OUTPUT.explain.csv`` (every
     row's cells ranked by share of the score, observed and expected value) and ``OUTPUT.explain.png`` (the
     ``explain_rows`` highest-scoring rows). Returns the scores and, with a 0/1 label, ROC-AUC and PR-AUC (over
-    the scored rows)."""
+    the scored rows with a label; ``unlabelled`` counts the rows whose label cell is blank)."""
     import math
     import warnings
 
@@ -340,8 +340,8 @@ def score(run: str | Path, source: str, output: str | Path, *, histogram: str | 
     if table.labels is not None:
         out[table.label_name] = table.labels.to_numpy()
         values = set(pd.unique(table.labels.dropna()))
-        if values <= {0, 1} and len(values) == 2:
-            labels = table.labels.to_numpy().astype(int)
+        if values <= {0, 1} and len(values) == 2:  # float: NaN = a blank label cell (no label)
+            labels = table.labels.to_numpy(dtype=np.float64, na_value=np.nan)
     limit = detector.threshold_ if math.isfinite(detector.threshold_) else None
     if limit is not None:
         out["is_anomaly"] = pd.array(np.where(scored, scores > limit, 0).astype(int), dtype="Int64")
@@ -354,7 +354,9 @@ def score(run: str | Path, source: str, output: str | Path, *, histogram: str | 
     result: dict[str, Any] = {"name": table.name, "scores": scores, "output": target, "histogram": png,
                               "label": table.label_name, "has_label": table.labels is not None,
                               "threshold": limit, "flagged": None, "explained": None,
-                              "unscored": int((~scored).sum())}  # fmt: skip
+                              "unscored": int((~scored).sum()),
+                              "binary": labels is not None,
+                              "unlabelled": 0 if labels is None else int(np.isnan(labels).sum())}  # fmt: skip
     if limit is not None:
         result["flagged"] = int(out["is_anomaly"].sum())
     if explain:
@@ -369,10 +371,11 @@ def score(run: str | Path, source: str, output: str | Path, *, histogram: str | 
         shown = explanation[explanation["data_row"].isin(top + 1)]
         plot_explanations(shown, png_path, title=f"{table.name}: the {len(top)} highest-scoring rows")
         result["explained"] = (csv_path, png_path)
-    if labels is not None and len(set(labels[scored])) == 2:
+    known = scored if labels is None else scored & ~np.isnan(labels)  # the AUCs: scored rows with a label
+    if labels is not None and len(set(labels[known])) == 2:
         from sklearn.metrics import average_precision_score, roc_auc_score
 
-        labels, scores = labels[scored], scores[scored]
+        labels, scores = labels[known], scores[known]
         result.update(positive=float(labels.mean()), roc_auc=float(roc_auc_score(labels, scores)),
                       pr_auc=float(average_precision_score(labels, scores)))  # fmt: skip
     return result

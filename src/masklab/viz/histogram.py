@@ -24,7 +24,8 @@ def plot_score_histogram(
     :meth:`masklab.estimators.MaskedAnomalyDetector.anomaly_score`, whatever it combines) on a log-spaced axis
     when the scores are positive and span more than two decades; ``xlabel`` names them.
 
-    ``labels`` (N,) 1 = known anomaly draws the two groups separately; ``threshold`` draws a vertical line.
+    ``labels`` (N,): 1 = known anomaly, 0 = normal, NaN = no label; the groups are drawn separately (the rows
+    with no label as a third group, ``no label: N``); ``threshold`` draws a vertical line.
     Needs matplotlib (``pip install 'masklab[viz]'``).
     """
     try:
@@ -46,12 +47,15 @@ def plot_score_histogram(
     if labels is None:
         ax.hist(finite, bins=edges.tolist(), color="tab:blue")
     else:
-        labels = np.asarray(labels)
+        labels = np.asarray(labels, dtype=np.float64)  # NaN = no label
         if labels.shape != scores.shape:
             raise ValueError(f"labels has shape {labels.shape} but scores has {scores.shape}")
         keep = np.isfinite(scores)
-        for value, name, color in ((0, "normal (label 0)", "tab:blue"), (1, "anomaly (label 1)", "tab:red")):
-            group = scores[keep & (labels == value)]
+        groups = [("normal (label 0)", labels == 0, "tab:blue"), ("anomaly (label 1)", labels == 1, "tab:red")]
+        if np.isnan(labels[keep]).any():
+            groups.append(("no label", np.isnan(labels), "tab:gray"))
+        for name, rows, color in groups:
+            group = scores[keep & rows]
             ax.hist(group, bins=edges.tolist(), alpha=0.6, color=color, label=f"{name}: {group.size}")
         ax.legend()
     if threshold is not None and np.isfinite(threshold):
