@@ -14,7 +14,8 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
             "One row per image: original | masked input | reconstruction | reconstruction with the visible patches "
             "pasted back. Images are files, or --count held-out examples of --data (default: the run's own data, "
             "whose test split pretraining never saw). Masks use the run's generator and ratio (or --mask-ratio, "
-            "random masking) from --seed, so a grid is reproducible."
+            "random masking) from --seed, so a grid is reproducible. A run trained with --norm-pix-loss predicts each "
+            "hidden patch up to its unknown mean and spread: it is shown with the visible patches' mean/std."
         )
         parser.add_argument(
             "images", metavar="IMAGE", nargs="*", help="image files (default: held-out --data examples)"
@@ -50,6 +51,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
                              skip_bad=args.skip_bad, progress=progress)  # fmt: skip
     print(f"wrote {result['path']}: {result['images']} images, {100 * result['hidden_fraction']:.0f}% of patches "
           f"hidden, mean PSNR on hidden pixels {result['psnr']:.2f} dB")  # fmt: skip
+    if result["note"]:
+        print(f"  {result['note']} (the run was trained with --norm-pix-loss)")
     return 0
 
 

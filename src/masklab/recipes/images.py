@@ -61,7 +61,10 @@ def reconstruct(
     visible patches pasted back. Images are ``images`` files or ``count`` held-out examples of ``data``
     (default: the run's). Masks come from the run's generator (or random at ``mask_ratio``), seeded by
     ``seed``. ``skip_bad`` leaves unreadable (or smaller than one patch) files out, named once. Returns
-    ``{"path", "images", "hidden_fraction", "psnr"}`` (mean PSNR on hidden pixels, dB). ``progress``: see
+    ``{"path", "images", "hidden_fraction", "psnr", "note"}`` (mean PSNR on hidden pixels, dB). A run trained
+    with ``norm_pix_loss`` predicts hidden patches up to their unknown mean and variance: they are shown with
+    the visible patches' mean/std (never the hidden pixels' own), the column is titled "recon (visible stats)"
+    and ``note`` says so (None otherwise; :mod:`masklab.eval.reconstruction`). ``progress``: see
     :mod:`masklab.recipes.progress`."""
     from masklab.eval.reconstruction import reconstruction_views
     from masklab.masks.generators import random_masking
@@ -87,9 +90,10 @@ def reconstruct(
             masked = model.sample_mask(len(batch), generator=generator, x=model.normalize(batch.to(dev))).masked.cpu()
     views = reconstruction_views(model, batch, masked)
     rows = [[batch[i], views.masked_input[i], views.reconstruction[i], views.pasted[i]] for i in range(len(batch))]
-    path = save_grid(output, rows, titles=["original", "masked", "reconstruction", "+ visible"])
+    recon_title = "reconstruction" if views.note is None else "recon (visible stats)"
+    path = save_grid(output, rows, titles=["original", "masked", recon_title, "+ visible"])
     return {"path": path, "images": len(batch), "hidden_fraction": masked.float().mean().item(),
-            "psnr": sum(views.psnr) / len(views.psnr)}  # fmt: skip
+            "psnr": sum(views.psnr) / len(views.psnr), "note": views.note}  # fmt: skip
 
 
 def inpaint(run: str | Path, image: str | Path, mask: str | Path, output: str | Path, *,
