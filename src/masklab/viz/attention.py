@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from masklab.masks.attention import AttnMask
+from masklab.viz.literal import LITERAL
 
 MAX_TICK_LABELS = 48  # above this many tokens the axis labels would overlap; they are left off
 
@@ -129,14 +130,14 @@ def attention_heatmaps(
             ax.set_title(name, fontsize=8)
             if labels:
                 ticks = range(n_tokens)
-                ax.set_xticks(ticks, [str(t) for t in tokens], rotation=90, fontsize=5)
-                ax.set_yticks(ticks, [str(t) for t in tokens], fontsize=5)
+                ax.set_xticks(ticks, [str(t) for t in tokens], rotation=90, fontsize=5, **LITERAL)
+                ax.set_yticks(ticks, [str(t) for t in tokens], fontsize=5, **LITERAL)
             else:
                 ax.set_xticks([])
                 ax.set_yticks([])
     if image is not None:
         fig.colorbar(image, ax=grid, shrink=0.6, label="attention weight")
-    fig.suptitle(title or "attention weights (rows: queries, columns: keys)", fontsize=10)
+    fig.suptitle(title or "attention weights (rows: queries, columns: keys)", fontsize=10, **LITERAL)
     from masklab.core.io import atomic_write_figure
 
     return atomic_write_figure(fig, path, dpi=110)
@@ -198,13 +199,13 @@ def attention_overlay(
     left.set_title("input", fontsize=9)
     right.imshow(picture, cmap=cmap, vmin=0, vmax=1)
     shown = right.imshow(heat.numpy(), cmap="inferno", alpha=alpha, vmin=0, vmax=1)
-    right.set_title(label, fontsize=9)
+    right.set_title(label, fontsize=9, **LITERAL)
     fig.colorbar(shown, ax=right, shrink=0.8)
     for ax in (left, right):
         ax.set_xticks([])
         ax.set_yticks([])
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, **LITERAL)
     from masklab.core.io import atomic_write_figure
 
     return atomic_write_figure(fig, path, dpi=120)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from masklab.viz.literal import LITERAL
+
 
 def confusion_matrix(y_true: torch.Tensor | Sequence[int], y_pred: torch.Tensor | Sequence[int], num_classes: int):
     """Counts ``(C, C)`` long: entry ``[t, p]`` = examples of true class ``t`` predicted as ``p``."""
@@ -48,8 +50,8 @@ def plot_confusion(matrix: torch.Tensor, names: Sequence[str], path: str | Path,
     ax = fig.add_subplot()
     image = ax.imshow(counts, cmap="Blues")
     fig.colorbar(image, ax=ax, shrink=0.8)
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_yticks(range(len(names)), names)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", **LITERAL)
+    ax.set_yticks(range(len(names)), names, **LITERAL)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     threshold = counts.max() / 2 if counts.size else 0
@@ -57,7 +59,7 @@ def plot_confusion(matrix: torch.Tensor, names: Sequence[str], path: str | Path,
         for p in range(counts.shape[1]):
             color = "white" if counts[t, p] > threshold else "black"
             ax.text(p, t, str(int(counts[t, p])), ha="center", va="center", color=color)
-    ax.set_title(title or "confusion matrix")
+    ax.set_title(title or "confusion matrix", **LITERAL)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     return atomic_write_bytes(path, buffer.getvalue())

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from masklab.core.io import atomic_write_figure
+from masklab.viz.literal import LITERAL
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -63,7 +64,7 @@ def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, *, title: st
         ax_lr = ax.twinx()
         ax_lr.plot(steps, lrs, color="tab:orange", linewidth=1.0, alpha=0.7)
         ax_lr.set_ylabel("learning rate", color="tab:orange")
-    ax.set_title(title or f"{metrics_path.parent.name}: loss {losses[-1]:.4g} at step {steps[-1]}")
+    ax.set_title(title or f"{metrics_path.parent.name}: loss {losses[-1]:.4g} at step {steps[-1]}", **LITERAL)
     png_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_figure(fig, png_path, dpi=120)
     return png_path

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from masklab.core.io import atomic_write_figure
+from masklab.viz.literal import LITERAL
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,10 +47,12 @@ def plot_explanations(explanation: pd.DataFrame, png_path: str | Path, *, title:
     ax = fig.add_subplot()
     image = ax.imshow(np.nan_to_num(share, nan=0.0), cmap="Reds", vmin=0.0, vmax=1.0, aspect="auto")
     for i, j, text in notes:
-        ax.text(j, i, text, ha="center", va="center", fontsize=6, color="black" if share[i, j] < 0.6 else "white")
-    ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(len(rows)), [f"{key.replace('_', ' ')} {r} ({order[r]:.3g})" for r in rows], fontsize=7)
-    ax.set_title(title + "\ncolour: share of the row's score; text: observed → expected", fontsize=9)
+        ax.text(j, i, text, ha="center", va="center", fontsize=6, color="black" if share[i, j] < 0.6 else "white",
+                **LITERAL)  # fmt: skip
+    ax.set_xticks(range(len(columns)), [str(c) for c in columns], rotation=45, ha="right", fontsize=7, **LITERAL)
+    ax.set_yticks(range(len(rows)), [f"{key.replace('_', ' ')} {r} ({order[r]:.3g})" for r in rows], fontsize=7,
+                  **LITERAL)  # fmt: skip
+    ax.set_title(title + "\ncolour: share of the row's score; text: observed → expected", fontsize=9, **LITERAL)
     fig.colorbar(image, ax=ax, fraction=0.03)
     fig.tight_layout()
     path = Path(png_path)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from masklab.core.io import atomic_write_figure
+from masklab.viz.literal import LITERAL
 
 
 def plot_score_histogram(
@@ -65,7 +66,7 @@ def plot_score_histogram(
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("rows")
-    ax.set_title(title)
+    ax.set_title(title, **LITERAL)  # names the table
     fig.tight_layout()
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from masklab.masks.generators import grid_masking, random_masking
 from masklab.masks.regions import block_masking, span_masking
+from masklab.viz.literal import LITERAL
 
 MASK_KINDS = ("random", "block", "span", "grid", "learned")
 
@@ -156,10 +157,10 @@ def render_masks(
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
-                ax.set_ylabel(f"{label}\n{masked[c].float().mean():.0%} hidden", fontsize=8)
+                ax.set_ylabel(f"{label}\n{masked[c].float().mean():.0%} hidden", fontsize=8, **LITERAL)
     what = f" over {source}" if source and images is not None else ""
     fig.suptitle(f"example masks{what}\n{gh}x{gw} tokens, ratio {ratio:g}, seed {seed} "
-                 f"({'blue' if images is not None else 'black'} = hidden)", fontsize=10)  # fmt: skip
+                 f"({'blue' if images is not None else 'black'} = hidden)", fontsize=10, **LITERAL)  # fmt: skip
     from masklab.core.io import atomic_write_figure
 
     return atomic_write_figure(fig, path, dpi=110)

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from masklab.core.io import atomic_write_figure
+from masklab.viz.literal import LITERAL
 
 # Titles name series and files (user text): drawn as written, never as mathtext ("$...$") or TeX.
-LITERAL = {"fontsize": 8, "parse_math": False, "usetex": False}
+TITLE = {**LITERAL, "fontsize": 8}
 
 
 def _figure(rows: int, cols: int, size: tuple[float, float]):
@@ -56,7 +57,7 @@ def plot_reconstructions(
             ax.plot(t, np.where(h[:, c], r[:, c], np.nan), color="tab:red", lw=1.4, ls="--", marker=".", ms=3,
                     label="reconstruction" if i == c == 0 else None)  # fmt: skip
             title = titles[i] if titles else f"series {i}"
-            ax.set_title(f"{title}, channel {c}", **LITERAL)
+            ax.set_title(f"{title}, channel {c}", **TITLE)
             ax.tick_params(labelsize=7)
     fig.legend(loc="outside lower center", ncols=3, fontsize=8)
     path = Path(path)
@@ -86,7 +87,7 @@ def plot_forecasts(
             ax.plot(np.arange(T, T + H), truth[i][:, channel], color="black", lw=1.0, ls=":",
                     label="truth" if i == 0 else None)  # fmt: skip
         ax.plot(np.arange(T, T + H), f[:, channel], color="tab:blue", lw=1.6, label="forecast" if i == 0 else None)
-        ax.set_title(titles[i] if titles else f"series {i}, channel {channel}", **LITERAL)
+        ax.set_title(titles[i] if titles else f"series {i}, channel {channel}", **TITLE)
         ax.tick_params(labelsize=7)
     fig.legend(loc="outside lower center", ncols=4, fontsize=8)
     path = Path(path)
