@@ -1,9 +1,10 @@
 """What each mask generator does, as a picture: a row of example masks per generator kind.
 
-Every kind is drawn on a ``gh x gw`` token grid (row-major, patchify order); hidden tokens (``masked`` True)
-are tinted blue, the picture staying faintly visible under them. With example images (e.g. mnist5k digits)
-each mask is drawn over a picture, so one sees which parts of the digit a generator hides; the learned
-masker then scores the actual patches of that picture.
+Every kind is drawn on a ``gh x gw`` token grid (row-major, patchify order); without pictures hidden tokens
+(``masked`` True) are black. With example images (e.g. mnist5k digits) each mask is drawn over a picture, so
+one sees which parts of the digit a generator hides: under a hidden token the picture is greyed, darkened and
+striped black and white (:func:`shade_hidden`), which tells it from the visible cells whatever their colour,
+the picture staying faintly visible. The learned masker then scores the actual patches of that picture.
 Needs matplotlib (``masklab[viz]``).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -21,6 +23,7 @@ from masklab.masks.regions import block_masking, span_masking
 from masklab.viz.literal import LITERAL
 
 MASK_KINDS = ("random", "block", "span", "grid", "learned")
+HIDDEN = "hidden = greyed, striped"  # what shade_hidden does, as the title says it
 
 
 def grid_cell_for(ratio: float, grid: tuple[int, int], tolerance: float = 0.05) -> int:
@@ -67,6 +70,25 @@ def learned_masks(images: Tensor, grid: tuple[int, int], ratio: float, generator
     with torch.no_grad():
         logits = masker(patches)
     return sample(logits, ratio, generator).masked
+
+
+def shade_hidden(picture: np.ndarray, cells: np.ndarray, *, min_cell: int = 8) -> np.ndarray:
+    """``picture (H, W, C)`` (C = 1 or 3, in [0, 1]; H and W multiples of ``cells``' ``gh`` and ``gw``) as RGB
+    ``(H * f, W * f, 3)``, enlarged (nearest) so a cell is at least ``min_cell`` pixels, with the pixels under each
+    hidden cell (``cells (gh, gw)`` True = hidden) turned to darkened grey (``0.15 + 0.45 * luminance``) crossed by
+    diagonal stripes, one white and one black every six pixels: hidden cells stand out on any content (on blue,
+    black or white alike) and the picture still shows faintly under them."""
+    picture = np.repeat(picture, 3, axis=-1) if picture.shape[-1] == 1 else picture
+    gh, gw = cells.shape
+    H, W = picture.shape[:2]
+    f = max(1, -(-min_cell // max(1, min(H // gh, W // gw))))
+    picture = picture.repeat(f, axis=0).repeat(f, axis=1)
+    under = cells.astype(bool).repeat(H * f // gh, axis=0).repeat(W * f // gw, axis=1)  # (H * f, W * f)
+    grey = 0.15 + 0.45 * (picture @ np.array([0.299, 0.587, 0.114]))
+    yy, xx = np.indices(under.shape)
+    stripe = (yy + xx) % 6
+    grey = np.where(stripe == 0, 1.0, np.where(stripe == 3, 0.0, grey))
+    return np.where(under[..., None], grey[..., None], picture).clip(0, 1)
 
 
 def example_masks(
@@ -117,7 +139,6 @@ def render_masks(
     every row); ``source`` names them in the title. ``extra_rows``: ``(label, masked bool (count, gh * gw))``
     rows drawn after the kinds, e.g. a trained model's own masks of these images.
     """
-    from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
 
     if count < 1:
@@ -132,7 +153,6 @@ def render_masks(
         raise ValueError(f"{count} examples requested but only {len(images)} images given")
     gh, gw = grid
     shown = None if images is None else fit_images_to_grid(images[:count], grid)[0]
-    hidden_color = ListedColormap([(0, 0, 0, 0), (0.2, 0.4, 0.95, 0.6)])  # visible: the picture, hidden: blue tint
     rows: list[str | tuple[str, Tensor]] = [*kinds, *extra_rows]
     # At least 5 in wide, so the two-line title fits over a single column of masks too.
     fig = Figure(figsize=(max(1.35 * count + 1.6, 5.0), 1.45 * len(rows) + 0.8), layout="constrained")
@@ -148,10 +168,8 @@ def render_masks(
             ax = axes[r][c]
             cells = masked[c].view(gh, gw).float().numpy()
             if shown is not None:
-                picture = shown[c].permute(1, 2, 0).numpy()
-                ax.imshow(picture[..., 0] if picture.shape[-1] == 1 else picture, cmap="gray", vmin=0, vmax=1,
-                          extent=(0, gw, gh, 0))  # fmt: skip
-                ax.imshow(cells, cmap=hidden_color, vmin=0, vmax=1, extent=(0, gw, gh, 0), interpolation="nearest")
+                picture = shade_hidden(shown[c].permute(1, 2, 0).numpy(), cells > 0.5)
+                ax.imshow(picture, extent=(0, gw, gh, 0))
             else:
                 ax.imshow(1 - cells, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks([])
@@ -160,7 +178,7 @@ def render_masks(
                 ax.set_ylabel(f"{label}\n{masked[c].float().mean():.0%} hidden", fontsize=8, **LITERAL)
     what = f" over {source}" if source and images is not None else ""
     fig.suptitle(f"example masks{what}\n{gh}x{gw} tokens, ratio {ratio:g}, seed {seed} "
-                 f"({'blue' if images is not None else 'black'} = hidden)", fontsize=10, **LITERAL)  # fmt: skip
+                 f"({HIDDEN if images is not None else 'black = hidden'})", fontsize=10, **LITERAL)  # fmt: skip
     from masklab.core.io import atomic_write_figure
 
     return atomic_write_figure(fig, path, dpi=110)
