@@ -52,15 +52,25 @@ class TextCorpus:
 UNREADABLE = "(unreadable)"  # how a file left out by skip_bad is listed in TextCorpus.skipped
 
 
+def universal_newlines(text: str) -> str:
+    """``text`` with Windows (``\\r\\n``) and old Mac (lone ``\\r``) line ends read as ``\\n``: what Python's
+    text mode does (``open(path)``, as ``masklab prepare`` reads files), so one file gives the same documents,
+    and the same tokens, to every reader."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def read_text_file(path: Path, *, fallback_encoding: str | None = None) -> str:
-    """The UTF-8 text of ``path`` (a BOM is dropped). Invalid UTF-8 is a ``ValueError`` naming the file and
-    the byte offset, unless ``fallback_encoding`` is given (used only for a known built-in file)."""
+    """The UTF-8 text of ``path`` (a BOM is dropped) with universal newlines (``\\r\\n`` and a lone ``\\r`` are
+    read as ``\\n``, see :func:`universal_newlines`): training from prepared shards, in-memory training, embed,
+    predict and perplexity all see the text ``masklab prepare`` tokenises. Invalid UTF-8 is a ``ValueError``
+    naming the file and the byte offset, unless ``fallback_encoding`` is given (used only for a known built-in
+    file)."""
     data = path.read_bytes()
     try:
-        return data.decode("utf-8-sig")
+        return universal_newlines(data.decode("utf-8-sig"))
     except UnicodeDecodeError as err:
         if fallback_encoding is not None:
-            return data.decode(fallback_encoding)
+            return universal_newlines(data.decode(fallback_encoding))
         raise ValueError(
             f"{path} is not UTF-8 text (invalid byte {data[err.start : err.start + 1]!r} at offset {err.start}); "
             "convert it, e.g. iconv -f latin1 -t utf-8"
