@@ -1,8 +1,10 @@
 """Pixel masks as data: mask PNGs (binary and palette/class-index) and ``images/`` + ``masks/`` folders.
 
-A *binary* mask PNG holds 0 (background) and 255 (subject), or 0 and 1; any other value is an error. A
-*class-index* mask PNG is a palette ("P") or 8-bit gray image whose pixel values are class indices
-``0..K-1`` (0 = background). Folders pair ``images/NAME.*`` with ``masks/NAME.png`` by file stem.
+A *binary* mask PNG holds 0 (background) and 255 (subject), or 0 and 1; any other value is an error. It is
+read by what it shows: a palette PNG by its colours (white = subject, whatever its index), a transparent
+PNG by its alpha channel (opaque = subject) when its visible pixels share one colour. A *class-index* mask
+PNG is a palette ("P") or 8-bit gray image whose pixel values are class indices ``0..K-1`` (0 =
+background). Folders pair ``images/NAME.*`` with ``masks/NAME.png`` by file stem.
 
 Shape legend: ``N`` examples, ``B`` batch, ``C`` channels, ``H``/``W`` height/width. ``targets (N, H, W)``
 hold class indices (binary: 1 = subject pixel, 0 = background).
@@ -34,32 +36,21 @@ _PALETTE = [(0, 0, 0), (255, 255, 255), (230, 25, 75), (60, 180, 75), (0, 130, 2
 def read_mask(path: str | Path, *, kind: str = "binary", allow_empty: bool = False) -> np.ndarray:
     """One mask file -> ``bool (H, W)`` (binary, True = subject) or ``int64 (H, W)`` class indices.
 
-    ``ValueError`` naming the file for: unreadable files, colour (non-gray) binary masks, values other than
-    0/255 (or 0/1) in a binary mask, and -- unless ``allow_empty`` -- a mask with no subject pixel.
+    ``ValueError`` naming the file for: unreadable files, colour (non-gray) binary masks (a palette is read
+    by colour), transparency together with varying colours, values other than 0/255 (or 0/1) in a binary
+    mask, and -- unless ``allow_empty`` -- a mask with no subject pixel.
     """
     if kind not in MASK_KINDS:
         raise ValueError(f"mask kind must be one of {', '.join(MASK_KINDS)}, got {kind!r}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"mask {path} does not exist")
-    img = open_image(path)
-    if img.mode == "P" or img.mode == "1":
-        values = np.asarray(img).astype(np.int64)  # palette indices (or 0/1 for 1-bit images)
-    elif img.mode in ("L", "I") or img.mode.startswith("I;16"):
-        values = np.asarray(img).astype(np.int64)
-    elif img.mode in ("RGB", "RGBA", "LA"):
-        rgb = np.asarray(img.convert("RGB")).astype(np.int64)
-        if not ((rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])).all():
-            raise ValueError(f"mask {path} has colour pixels; a mask is gray (binary 0/255) or a palette PNG of "
-                             "class indices")  # fmt: skip
-        values = rgb[..., 0]
-    else:
-        raise ValueError(f"mask {path}: unsupported image mode {img.mode!r} (use 8-bit gray or a palette PNG)")
+    values, what = _mask_values(open_image(path), path, kind)
     if kind == "binary":
         found = np.unique(values)
         if not any(set(found.tolist()) <= {0, white} for white in (255, 1, 65535)):  # 8-bit, 0/1, 16-bit
             shown = ", ".join(str(v) for v in found[:6]) + (", ..." if len(found) > 6 else "")
-            raise ValueError(f"mask {path} is not binary: it holds {len(found)} distinct values ({shown}); "
+            raise ValueError(f"mask {path} is not binary: {what} holds {len(found)} distinct values ({shown}); "
                              "expected only 0 and 255 (or 0 and 1, or 16-bit 0 and 65535)")  # fmt: skip
         out: np.ndarray = values > 0
     else:
@@ -67,6 +58,49 @@ def read_mask(path: str | Path, *, kind: str = "binary", allow_empty: bool = Fal
     if not allow_empty and not (out > 0).any():
         raise ValueError(f"mask {path} is empty: it marks no subject pixel")
     return out
+
+
+def _mask_values(img, path: Path, kind: str) -> tuple[np.ndarray, str]:
+    """``(values int64 (H, W), what they are)`` of one opened mask image, by what the picture shows.
+
+    A palette image is read by colour for a binary mask (white = subject, whatever its index) and by index
+    for class indices. A transparent mask (alpha not 255 everywhere) is read from its alpha channel when its
+    visible pixels share one colour; with varying colours as well it is refused: which one marks the subject
+    is not clear, and dropping either would change the mask.
+    """
+    mode = img.mode
+    if mode == "P" and kind == "classes":
+        return np.asarray(img).astype(np.int64), "it"  # class indices; the palette only colours them
+    if mode in ("P", "PA"):
+        img = img.convert("RGBA" if mode == "PA" or "transparency" in img.info else "RGB")
+        rgb = np.asarray(img).astype(np.int64)[..., :3]
+        colours = np.unique(rgb.reshape(-1, 3), axis=0)
+        odd = [tuple(c) for c in colours.tolist() if not c[0] == c[1] == c[2]]
+        if odd:
+            shown = ", ".join(str(c) for c in odd[:4]) + (", ..." if len(odd) > 4 else "")
+            raise ValueError(f"mask {path} is a palette PNG with colours that are not gray ({shown}); a binary "
+                             "mask is read by colour (black = background, white = subject): save it in black "
+                             "and white")  # fmt: skip
+        mode = img.mode
+    if mode == "1" or mode in ("L", "I") or mode.startswith("I;16"):
+        return np.asarray(img).astype(np.int64), "it"  # 0/1 for 1-bit images
+    if mode not in ("RGB", "RGBA", "LA"):
+        raise ValueError(f"mask {path}: unsupported image mode {mode!r} (use 8-bit gray or a palette PNG)")
+    a = np.asarray(img).astype(np.int64)
+    a = a if a.ndim == 3 else a[..., None]
+    colour, alpha = (a, None) if mode == "RGB" else (a[..., :-1], a[..., -1])  # (H, W, 3 or 1), (H, W)
+    if alpha is not None and (alpha != 255).any():
+        visible = colour[alpha > 0]  # (n, 3 or 1): the pixels one sees
+        if len(visible) and bool((visible != visible[0]).any()):
+            raise ValueError(f"mask {path} is transparent in places and its visible pixels vary in colour, so it "
+                             "is not clear whether the alpha channel or the colours mark the subject; save a "
+                             "gray mask (0 = background, 255 = subject) without transparency, or one colour "
+                             "with the subject opaque and the background transparent")  # fmt: skip
+        return alpha, "its alpha channel (the subject is the opaque part)"
+    if not (colour == colour[..., :1]).all():
+        raise ValueError(f"mask {path} has colour pixels; a mask is gray (binary 0/255) or a palette PNG of "
+                         "class indices")  # fmt: skip
+    return colour[..., 0], "it"
 
 
 def write_mask(path: str | Path, mask: np.ndarray | Tensor, *, num_classes: int | None = None) -> Path:
