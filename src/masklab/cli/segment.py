@@ -136,16 +136,21 @@ def _edit(args: argparse.Namespace) -> int:
             check_output_is_not_input(args.output, source, "edit")
     if args.box is not None and args.mask_image is not None:
         raise ValueError("--box picks a subject of the predicted mask; with --mask the mask is used as given")
-    channels, mae, seg = 3, None, None
+    mae, seg = None, None
     if args.remove_subject:
         from masklab.recipes.segment import load_mae
 
         mae = load_mae(args.run, args.device)
-        channels = mae.config.channels
     if args.mask_image is None:
         seg = _load_head(args.run, args.device)
-        channels = seg.mae.config.channels
-    image = edit.read_image(args.image, channels)
+    # A colour picture stays colour (only the edited pixels may change); a gray one is written gray for a gray
+    # model and as RGB otherwise (as before: a background may bring colour).
+    image = edit.read_image(args.image, None)
+    model = seg.mae if seg is not None else mae
+    image = edit.with_channels(image, max(image.shape[2], 3 if model is None else model.config.channels))
+    if mae is not None and mae.config.channels == 1 and image.shape[2] == 3:
+        print(f"masklab: note: the MAE takes gray images; the subject of {args.image} is filled in gray "
+              "(pixels outside the mask keep their colour)", file=sys.stderr)  # fmt: skip
     subject = edit.read_subject(args.mask_image, image) if seg is None else edit.subject_mask(seg, image, args.box)
     if args.remove_background:
         out = edit.remove_background(image, subject)

@@ -31,15 +31,29 @@ def _check(image: np.ndarray, subject: np.ndarray) -> None:
         raise ValueError("the subject mask is empty: no subject pixel to edit around")
 
 
-def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
+def read_image(path: str | Path, channels: int | None = 3) -> np.ndarray:
     """An image file as uint8 ``(H, W, channels)`` (``ValueError`` naming an unreadable file); a 16/32-bit
-    gray file is rescaled to 8 bits as training reads it (:func:`masklab.data.image_files.to_8bit`)."""
-    from masklab.data.image_files import image_pixels, open_image
+    gray file is rescaled to 8 bits as training reads it (:func:`masklab.data.image_files.to_8bit`).
+    ``channels=None`` keeps the picture's own: 1 for a gray file, 3 for a colour one."""
+    from masklab.data.image_files import image_pixels, is_gray, open_image
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image {path} does not exist")
-    return image_pixels(open_image(path), channels)
+    img = open_image(path)
+    return image_pixels(img, (1 if is_gray(img) else 3) if channels is None else channels)
+
+
+def with_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 ``(H, W, C)`` -> ``(H, W, channels)``: gray replicated to RGB, colour to its luma (as training
+    converts pictures, PIL's ``convert("L")``); the same array when it already has ``channels``."""
+    from PIL import Image
+
+    if image.shape[2] == channels:
+        return image
+    if channels == 3:
+        return np.repeat(image, 3, axis=2)
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).convert("L"), dtype=np.uint8)[..., None]
 
 
 def read_subject(path: str | Path, image: np.ndarray) -> np.ndarray:
@@ -58,6 +72,7 @@ def subject_mask(seg: Segmenter, image: np.ndarray, box: tuple[int, int, int, in
     """Predicted subject pixels ``bool (H, W)`` (any non-background class) of a uint8 image ``(H, W, C)``."""
     from masklab.recipes.segment import predict_mask
 
+    image = with_channels(image, seg.mae.config.channels)  # the mask only: the picture keeps its channels
     x = torch.from_numpy(np.array(image.transpose(2, 0, 1))).float() / 255.0  # (C, H, W)
     subject = predict_mask(seg, x, box).numpy() > 0
     if not subject.any():
@@ -106,7 +121,9 @@ def remove_subject(mae: MAE, image: np.ndarray, subject: np.ndarray) -> np.ndarr
     pixels with the decoder's prediction. Pixels outside ``subject`` are returned byte-identical.
 
     The image is resized to the MAE's size for the fill; a model-size pixel counts as subject when any
-    full-size pixel under it does (so no subject colour leaks into what the encoder sees).
+    full-size pixel under it does (so no subject colour leaks into what the encoder sees). The image keeps its
+    channels: a colour image given to a gray MAE is filled in gray (the fill replicated to RGB under the
+    subject), a gray image given to a colour MAE with the fill's luma.
     """
     _check(image, subject)
     cfg = mae.config
@@ -115,10 +132,9 @@ def remove_subject(mae: MAE, image: np.ndarray, subject: np.ndarray) -> np.ndarr
     if cfg.norm_pix_loss:
         raise ValueError("this MAE was trained with norm_pix_loss: it cannot predict a hidden patch's own colour; "
                          "use a run trained without it")  # fmt: skip
-    if image.shape[2] != cfg.channels:
-        raise ValueError(f"the MAE takes {cfg.channels}-channel images, the image has {image.shape[2]}")
     H, W = image.shape[:2]
-    full = torch.from_numpy(np.array(image.transpose(2, 0, 1))).float()[None] / 255.0  # (1, C, H, W)
+    seen = with_channels(image, cfg.channels)  # what the MAE reads; the result keeps the image's channels
+    full = torch.from_numpy(np.array(seen.transpose(2, 0, 1))).float()[None] / 255.0  # (1, C, H, W)
     small = F.interpolate(full, size=cfg.image_size, mode="bilinear", antialias=True, align_corners=False)
     subject_t = torch.from_numpy(np.array(subject))  # a copy: the caller's array may be read-only
     cover = F.interpolate(subject_t[None, None].float(), size=cfg.image_size, mode="area")[:, 0]
@@ -129,8 +145,8 @@ def remove_subject(mae: MAE, image: np.ndarray, subject: np.ndarray) -> np.ndarr
     with torch.no_grad():
         recon = mae.reconstruct(small.clamp(0, 1).to(device), masked.to(device)).float().cpu()  # (1, C, h, w)
     recon = F.interpolate(recon, size=(H, W), mode="bicubic", align_corners=False).clamp(0, 1)
-    fill = (recon[0].permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)  # (H, W, C)
-    return np.where(subject[..., None], fill, image)
+    fill = (recon[0].permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)  # (H, W, C of the MAE)
+    return np.where(subject[..., None], with_channels(fill, image.shape[2]), image)
 
 
 def save_png(path: str | Path, pixels: np.ndarray) -> Path:
