@@ -9,8 +9,8 @@ import argparse
 
 FORECAST_HELP = """Scores the model on held-out tails first (the last H steps of every series long enough, forecast
 from the rest; MSE in the data's units against the last-value baseline), then forecasts H steps past the end of
-every series: -o OUT.npz saves them (values (N, H, C)), --plot PNG draws held-out forecasts with the horizon
-shaded."""
+every series: -o OUT.npz saves them (values (N, H, C)), --plot PNG draws held-out forecasts of channel 0 with
+the horizon shaded (--count series, at most 24; the scores and -o cover every series)."""
 
 
 def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> None:
@@ -21,13 +21,13 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("--data", default=None, help="series file or builtin:NAME (default: the run's data)")
     parser.add_argument("-o", "--output", default=None, help="save the forecasts past each series' end (.npz)")
     parser.add_argument("--plot", default=None, help="PNG of held-out forecasts with the horizon shaded")
-    parser.add_argument("--count", type=int, default=4, help="series in the plot (default 4)")
+    parser.add_argument("--count", type=int, default=4, help="series in the plot (default 4, at most 24)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     parser.set_defaults(func=_forecast)
 
 
 def _forecast(args: argparse.Namespace) -> int:
-    from masklab.recipes.series_tasks import forecast_series
+    from masklab.recipes.series_tasks import PLOT_MAX, forecast_series
 
     try:
         r = forecast_series(args.run, args.horizon, data=args.data, output=args.output, plot=args.plot,
@@ -48,6 +48,12 @@ def _forecast(args: argparse.Namespace) -> int:
         print(f"{r['name']}: no series has an observed value before its last {args.horizon} steps: no held-out score")
     else:
         print(f"{r['name']}: no series is longer than horizon + 1 = {args.horizon + 1} steps: no held-out score")
+    if args.plot and r.get("plotted"):
+        capped = f" (--count {args.count} is capped at {PLOT_MAX})" if args.count > PLOT_MAX else ""
+        print(f"masklab: wrote {args.plot}: held-out forecasts of {r['plotted']} of {r['series']} series, "
+              f"channel 0{capped}")  # fmt: skip
+    elif args.plot:
+        print(f"masklab: note: no held-out forecast to draw: {args.plot} not written")
     if args.output:
         print(f"masklab: wrote {r['forecasts']} forecasts of {args.horizon} steps -> {args.output}")
     return 0

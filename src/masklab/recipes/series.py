@@ -394,6 +394,6 @@ def holdout_forecast(model: PatchTST, data: SeriesSet, horizon: int, *, plot: st
         from masklab.viz.series import plot_forecasts
 
         pick = np.linspace(0, len(keep) - 1, min(count, len(keep))).astype(int)
-        plot_forecasts([history.series[k] for k in pick], [pred[k] for k in pick], plot,
-                       truth=[truth[k] for k in pick], titles=[f"{data.name} #{keep[k]}" for k in pick])  # fmt: skip
+        plot_forecasts([history.series[k] for k in pick], [pred[k] for k in pick], plot, truth=[truth[k] for k in pick],
+                       titles=[f"{data.name} #{keep[k]}, channel 0" for k in pick])  # fmt: skip
     return scores

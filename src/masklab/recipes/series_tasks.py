@@ -129,8 +129,9 @@ def forecast_series(run: str | Path, horizon: int, *, data: str | None = None, o
     """Score held-out tails (the last ``horizon`` steps of every long-enough series, forecast from the rest;
     MSE in the data's units vs the last-value baseline), then forecast ``horizon`` steps past every series'
     end: ``output`` (``.npz``, ``values (N, H, C)``, plus ``ids (N,)`` for a long-format file, whose series come
-    out in id order). Returns the scores plus ``name`` and ``forecasts`` (how many series were forecast; the
-    values are in ``output``)."""
+    out in id order). ``plot``: a PNG of the held-out forecasts of ``count`` series (at most :data:`PLOT_MAX`),
+    channel 0. Returns the scores plus ``name``, ``forecasts`` (how many series were forecast; the values are
+    in ``output``) and ``plotted`` (how many series the plot shows; 0 when nothing was drawn)."""
     from masklab.core.io import atomic_write_bytes
     from masklab.recipes import series as recipes
 
@@ -152,9 +153,10 @@ def forecast_series(run: str | Path, horizon: int, *, data: str | None = None, o
     if output is not None and plot is None and not (series.lengths > horizon + 1).any():  # no tail to score
         scores: dict[str, Any] = {"series": 0, "mse": None, "mse_last_value": None}
     else:
-        scores = recipes.holdout_forecast(model, series, horizon, plot=plot, count=count)
+        scores = recipes.holdout_forecast(model, series, horizon, plot=plot, count=min(count, PLOT_MAX))
     scores["name"] = series.name
     scores["forecasts"] = len(series)
+    scores["plotted"] = 0 if plot is None else min(count, PLOT_MAX, scores["series"])
     if output is not None:
         import io
 
@@ -200,6 +202,7 @@ def impute_series(run: str | Path, source: str | Path, output: str | Path, *, de
     return {"series": len(data), "filled": int(sum(np.isnan(s).sum() for s in data.series))}
 
 
+PLOT_MAX = 24  # series drawn by forecast --plot at most, a panel each (400 took minutes, a 66,880 px tall PNG)
 HOLDOUT = 0.25  # share of a labelled set without a train/test split kept out to test on (stratified, fixed)
 
 
