@@ -129,24 +129,76 @@ def _train_char(texts: Iterable[str], lowercase: bool) -> Tokenizer:
     return _with_template(tok, "[CLS]", "[SEP]")
 
 
-def _wordpiece_from_vocab_txt(path: Path, lowercase: bool | None) -> Tokenizer:
-    """BERT's ``vocab.txt`` (one piece a line, line number = id) -> the pipeline ``BertTokenizerFast`` builds."""
+# What Rust's str::trim_end strips (Unicode White_Space): the tokenizers library's WordPiece.read_file, which
+# Hugging Face's BertTokenizer(Fast) loads vocab.txt with, trims each line so.
+_VOCAB_LINE_SPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def _read_vocab_txt(path: Path) -> dict[str, int]:
+    """``vocab.txt`` as Hugging Face reads it (``tokenizers``' ``WordPiece.read_file``): one token per ``\\n``
+    line (a line's ``\\r\\n`` end and trailing white space dropped), id = line index. A token on two lines is
+    an error naming both: Hugging Face keeps the later line's id and leaves the earlier one a hole."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: vocab.txt is not UTF-8 ({err})") from err
+    lines = text.split("\n")
+    if lines[-1] == "":  # the newline ending the last line starts no line of its own
+        lines.pop()
     vocab: dict[str, int] = {}
-    for line in lines:
-        vocab.setdefault(line.rstrip("\r"), len(vocab))
+    for index, line in enumerate(lines):
+        token = line.rstrip(_VOCAB_LINE_SPACE)
+        if token in vocab:
+            raise ValueError(f"{path}: lines {vocab[token] + 1} and {index + 1} both hold the token {token!r} "
+                             "(a vocab.txt needs one line per id); remove one")  # fmt: skip
+        vocab[token] = index
+    return vocab
+
+
+def _bert_config(path: Path, lowercase: bool | None) -> dict[str, bool | None]:
+    """The ``BertNormalizer`` settings Hugging Face takes from the ``tokenizer_config.json`` beside ``path``:
+    ``do_lower_case`` (default True; ``lowercase`` overrides it), ``strip_accents`` (None: as lowercase) and
+    ``tokenize_chinese_chars`` (default True). A value it cannot mean is an error naming the key."""
+    config_path = path.with_name("tokenizer_config.json")
+    config = {}
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{config_path}: not a JSON tokenizer config ({err})") from err
+        if not isinstance(config, dict):
+            raise ValueError(f"{config_path}: expected a JSON object")
+    settings = {"do_lower_case": True, "strip_accents": None, "tokenize_chinese_chars": True}
+    for key, default in settings.items():
+        value = config.get(key, default)
+        if not isinstance(value, bool) and not (key == "strip_accents" and value is None):
+            allowed = "true, false or null" if key == "strip_accents" else "true or false"
+            raise ValueError(f"{config_path}: {key} must be {allowed}, got {value!r}")
+        settings[key] = value
+    if config.get("do_basic_tokenize") is False:  # BERT's slow tokenizer only; the fast pipeline always splits
+        raise ValueError(f"{config_path}: do_basic_tokenize false is not supported (BERT's pre-tokenizer always runs)")
+    if lowercase is not None:
+        settings["do_lower_case"] = lowercase
+    return settings
+
+
+def _wordpiece_from_vocab_txt(path: Path, lowercase: bool | None) -> Tokenizer:
+    """BERT's ``vocab.txt`` (one piece a line, line number = id) -> the pipeline ``BertTokenizerFast`` builds,
+    normalised as its ``tokenizer_config.json`` says (:func:`_bert_config`)."""
+    vocab = _read_vocab_txt(path)
     missing = [t for t in ("[UNK]", "[CLS]", "[SEP]") if t not in vocab]
     if not vocab or missing:
         raise ValueError(f"{path}: not a BERT vocab.txt (missing {missing or 'every token'})")
-    if lowercase is None:
-        # HF keeps do_lower_case in tokenizer_config.json beside vocab.txt; uncased BERT is the default.
-        config = path.with_name("tokenizer_config.json")
-        lowercase = bool(json.loads(config.read_text()).get("do_lower_case", True)) if config.is_file() else True
+    config = _bert_config(path, lowercase)
     tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True,
+        handle_chinese_chars=bool(config["tokenize_chinese_chars"]),
+        strip_accents=config["strip_accents"],
+        lowercase=bool(config["do_lower_case"]),
+    )
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
     tok.add_special_tokens([t for t in _BERT_SPECIALS if t in vocab])
