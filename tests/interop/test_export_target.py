@@ -71,8 +71,8 @@ def refused(capsys, argv, *needles):
 
 def test_a_new_or_empty_folder_is_written(runs, tmp_path, capsys):
     assert main(["export-hf", str(runs["clm"]), str(tmp_path / "new" / "hf")]) == 0
-    assert {p.name for p in (tmp_path / "new" / "hf").iterdir()} == {"config.json", "model.safetensors",
-                                                                       "tokenizer.json"}  # fmt: skip
+    written = {p.name for p in (tmp_path / "new" / "hf").iterdir()}
+    assert written == {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"}
     (tmp_path / "empty").mkdir()
     assert main(["export-hf", str(runs["mae"]), str(tmp_path / "empty")]) == 0
     assert "replaced" not in capsys.readouterr().err

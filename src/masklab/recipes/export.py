@@ -33,7 +33,8 @@ from masklab.train.run import Run
 
 EXPORTABLE = ("mae", "mlm", "clm")
 # What export-hf writes, and so all an earlier export may hold.
-EXPORT_FILES = frozenset({"config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"})
+EXPORT_FILES = frozenset({"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                          "preprocessor_config.json"})  # fmt: skip
 ARCHITECTURES = ("ViTMAEForPreTraining", "BertForMaskedLM", "RobertaForMaskedLM", "GPT2LMHeadModel")
 
 
@@ -216,9 +217,10 @@ def save_mae_folder(model, folder: str | Path) -> tuple[Path, list[str]]:
 
 
 def save_gpt2_folder(model, folder: str | Path, tokenizer: Any = None) -> Path:
-    """Write a masklab GPT as ``GPT2LMHeadModel`` (+ the tokenizer's ``tokenizer.json``)."""
-    from masklab.core.io import atomic_write_json, save_checkpoint
-    from masklab.interop.hf.gpt2 import hf_config_dict, to_hf_state_dict
+    """Write a masklab GPT as ``GPT2LMHeadModel`` (+ ``tokenizer.json`` and ``tokenizer_config.json``, which
+    ``AutoTokenizer`` reads to give masklab's ids: :func:`masklab.interop.hf.gpt2.hf_tokenizer_files`)."""
+    from masklab.core.io import atomic_write_bytes, atomic_write_json, save_checkpoint
+    from masklab.interop.hf.gpt2 import hf_config_dict, hf_tokenizer_files, to_hf_state_dict
 
     cfg = model.config  # dropout is a training setting: the HF config gets 0 (inference is identical)
     hf_config = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", **hf_config_dict(cfg, tokenizer)}
@@ -228,7 +230,9 @@ def save_gpt2_folder(model, folder: str | Path, tokenizer: Any = None) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if tokenizer is not None:
-        tokenizer.save(folder)
+        backend, tokenizer_config = hf_tokenizer_files(tokenizer, cfg.context)
+        atomic_write_bytes(folder / "tokenizer.json", backend.encode("utf-8"))
+        atomic_write_json(folder / "tokenizer_config.json", tokenizer_config)
     save_checkpoint(folder / "model.safetensors", tensors, {"format": "pt"})
     atomic_write_json(folder / "config.json", hf_config)
     return folder

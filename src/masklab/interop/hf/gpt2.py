@@ -167,6 +167,27 @@ def special_token_ids(tokenizer: Any = None) -> dict[str, int | None]:
     return {"bos_token_id": sep, "eos_token_id": sep, "pad_token_id": pad}
 
 
+def hf_tokenizer_files(tokenizer: Any, context: int) -> tuple[str, dict[str, Any]]:
+    """(``tokenizer.json`` text, ``tokenizer_config.json`` dict) that make ``AutoTokenizer.from_pretrained``
+    give exactly masklab's ids (``encode(text, add_special_tokens=False)``) for a GPT-2 export of ``tokenizer``.
+
+    masklab's LM encodes every text without special tokens, so the ``[CLS] $A [SEP]`` template its tokenizers
+    carry (for BERT) is removed: HF adds special tokens by default. ``tokenizer_class`` is
+    ``PreTrainedTokenizerFast`` (the ``tokenizer.json`` pipeline as it is): without it ``model_type`` gpt2 picks
+    ``GPT2Tokenizer``, whose byte-level pre-tokenizer drops a char tokenizer's spaces. Its eos/bos token is the
+    ``sep`` token and its pad token the ``pad`` token, the ids :func:`special_token_ids` puts in ``config.json``."""
+    backend = json.loads(tokenizer.to_json())
+    backend["post_processor"] = None  # framing only: under add_special_tokens=False it adds no id
+    config: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": context,
+                              "clean_up_tokenization_spaces": False}  # fmt: skip
+    roles = {"eos_token": "sep", "bos_token": "sep", "pad_token": "pad", "unk_token": "unk"}
+    for key, role in roles.items():
+        found = tokenizer.role_id(role)
+        if found is not None:
+            config[key] = tokenizer.id_to_token(found)
+    return json.dumps(backend, ensure_ascii=False), config
+
+
 def hf_config_dict(cfg: GPTConfig, tokenizer: Any = None) -> dict[str, Any]:
     """``GPT2Config`` keyword arguments describing the same architecture as ``cfg`` (dropout off), with the
     special token ids of ``tokenizer`` (:func:`special_token_ids`)."""
