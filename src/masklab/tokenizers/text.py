@@ -114,15 +114,18 @@ def _train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int) -> Tok
 
 
 def _train_char(texts: Iterable[str], lowercase: bool) -> Tokenizer:
+    # The vocabulary is the characters the encoder sees: lowercased by the same normalizer (Rust's per-character
+    # lowercase keeps a word-final "Σ" a "σ"; Python's str.lower makes it "ς", which encoding never produces).
+    normalizer = normalizers.Lowercase() if lowercase else None
     chars: set[str] = set()
     for text in texts:
-        chars.update(text.lower() if lowercase else text)
+        chars.update(text if normalizer is None else normalizer.normalize_str(text))
     vocab = {token: i for i, token in enumerate(_BERT_SPECIALS)}
     for ch in sorted(chars):
         vocab.setdefault(ch, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    if lowercase:
-        tok.normalizer = normalizers.Lowercase()
+    if normalizer is not None:
+        tok.normalizer = normalizer
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # every character, "\n" too
     tok.decoder = decoders.Fuse()
     tok.add_special_tokens(_BERT_SPECIALS)
