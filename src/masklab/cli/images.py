@@ -39,7 +39,8 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
         parser.set_defaults(func=_inpaint)
     parser.add_argument("--device", default="cpu")
     add_quiet(parser)
-    parser.add_argument("-o", "--output", required=True, help="output PNG")
+    parser.add_argument("-o", "--output", required=True,
+                        help="picture to write (PNG; .jpg, .webp, .bmp or .tif pick that format)")  # fmt: skip
 
 
 def _reconstruct(args: argparse.Namespace) -> int:

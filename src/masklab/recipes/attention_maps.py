@@ -244,9 +244,12 @@ def attention(
     input = os.fspath(input)  # a Path works as a str does
     from masklab.core.device import resolve_device
     from masklab.recipes.clm import hf_model_type
-    from masklab.recipes.common import check_outputs
+    from masklab.recipes.common import check_outputs, check_picture_output, check_writable, figure_formats
 
     check_outputs({"-o": output, "--weights-out": weights_out}, [("INPUT", input)], "attention")
+    check_picture_output(output, figure_formats(), "attention")
+    if weights_out:
+        check_writable(weights_out, "--weights-out")
     from masklab.train.run import Run
     from masklab.viz.attention import attention_heatmaps, attention_overlay, rollout_overlay
 

@@ -128,6 +128,33 @@ def check_writable(output: str | Path, flag: str = "-o") -> None:
     probe.unlink(missing_ok=True)
 
 
+# What the picture writers encode, by the output name's suffix (none: PNG): PIL (viz.grids.write_picture) for
+# image grids and images, matplotlib (core.io.atomic_write_figure) for figures.
+IMAGE_FORMATS = ("png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff")
+
+
+def figure_formats() -> tuple[str, ...]:
+    """The suffixes matplotlib writes a figure as (png, pdf, svg, jpg, ...)."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:  # drawing will say what is missing; the name can still be checked
+        return ("pdf", "png", "svg")
+    return tuple(sorted(FigureCanvasBase.get_supported_filetypes()))
+
+
+def check_picture_output(output: str | Path, formats: Iterable[str], task: str, flag: str = "-o") -> None:
+    """Before any work: ``ValueError`` naming ``flag`` when ``output``'s suffix is none of ``formats`` (no suffix:
+    PNG) or it is a folder, ``OSError`` when no file can be written there (:func:`check_writable`)."""
+    formats = tuple(formats)
+    suffix = Path(output).suffix.lower().lstrip(".")
+    if suffix and suffix not in formats:
+        raise ValueError(f"{flag} {output}: {task} writes a picture as " + ", ".join(f".{f}" for f in formats)
+                         + f" (from the name's ending), not .{suffix}")  # fmt: skip
+    if Path(output).is_dir():
+        raise ValueError(f"{flag} {output} is a folder; give the picture's file name")
+    check_writable(output, flag)
+
+
 def check_numbers(values: Mapping[str, Any]) -> None:
     """``ValueError`` naming the flag (``--batch-size must be an integer >= 1, got 0``) for the first numeric
     training option out of range; ``None`` values are skipped."""

@@ -68,10 +68,11 @@ def reconstruct(
     :mod:`masklab.recipes.progress`."""
     from masklab.eval.reconstruction import reconstruction_views
     from masklab.masks.generators import random_masking
-    from masklab.recipes.common import check_outputs
+    from masklab.recipes.common import IMAGE_FORMATS, check_outputs, check_picture_output
     from masklab.viz.grids import save_grid
 
     check_outputs({"-o": output}, [*(("IMAGE", i) for i in images), ("--data", data)], "reconstruct")
+    check_picture_output(output, IMAGE_FORMATS, "reconstruct")
     model = _pretrained(run, device, "reconstruct")
     cfg = model.config
     say(progress, f"reading {len(images) or count} images")
@@ -102,11 +103,12 @@ def inpaint(run: str | Path, image: str | Path, mask: str | Path, output: str | 
     prediction; every other pixel stays the original. Every patch a white pixel touches is hidden from the
     encoder. Returns ``{"path", "pixels", "patches", "num_patches", "image_size"}``."""
     from masklab.data.images import open_image, read_image_paths
-    from masklab.recipes.common import check_outputs
+    from masklab.recipes.common import IMAGE_FORMATS, check_outputs, check_picture_output
     from masklab.tokenizers.patches import patch_mask_from_pixels
     from masklab.viz.grids import save_image
 
     check_outputs({"-o": output}, [("IMAGE", image), ("--mask-image", mask)], "inpaint")
+    check_picture_output(output, IMAGE_FORMATS, "inpaint")
     model = _pretrained(run, device, "inpainting")
     cfg = model.config
     if cfg.norm_pix_loss:

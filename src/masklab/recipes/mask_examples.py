@@ -37,8 +37,10 @@ def masks(
     ``grid`` token grid, over ``data`` images (``"none"``: bare grids; default: the run's own data with ``run``,
     else ``builtin:mnist5k``). With ``run`` (an MAE run) a row of the run's own training masks is added and the
     grid and ratio become the run's. Returns the report lines."""
+    from masklab.recipes.common import check_picture_output, figure_formats
     from masklab.viz.masks import grid_cell_for, render_masks
 
+    check_picture_output(output, figure_formats(), "masks")
     if not 0 <= ratio < 1:
         raise ValueError(f"--ratio must be in [0, 1), got {ratio}")
     if count < 1:
