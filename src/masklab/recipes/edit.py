@@ -89,16 +89,31 @@ def remove_background(image: np.ndarray, subject: np.ndarray) -> np.ndarray:
 
 
 def blur_background(image: np.ndarray, subject: np.ndarray, radius: float = 3.0) -> np.ndarray:
-    """Background pixels replaced by a Gaussian blur (``radius`` pixels) of the image; subject pixels kept."""
-    from PIL import Image, ImageFilter
-
+    """Background pixels replaced by a Gaussian blur (standard deviation ``radius`` pixels) of the background
+    alone; subject pixels kept. The blur is a normalised convolution over background pixels (outside the image
+    counts as nothing), so no subject colour bleeds into the blurred background as a halo."""
     _check(image, subject)
-    if not radius > 0:
-        raise ValueError(f"blur radius must be > 0, got {radius}")
-    squeezed = image[..., 0] if image.shape[2] == 1 else image
-    blurred = np.asarray(Image.fromarray(squeezed).filter(ImageFilter.GaussianBlur(radius)), dtype=np.uint8)
-    blurred = blurred.reshape(image.shape)
+    if not 0 < radius < float("inf"):
+        raise ValueError(f"blur radius must be a number > 0, got {radius}")
+    background = torch.from_numpy(~np.asarray(subject)).double()[None, None]  # (1, 1, H, W)
+    pixels = torch.from_numpy(np.array(image.transpose(2, 0, 1))).double()[None]  # (1, C, H, W)
+    num, den = _gaussian(pixels * background, radius), _gaussian(background, radius)
+    blurred = (num / den.clamp_min(1e-12)).round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
     return np.where(subject[..., None], image, blurred)
+
+
+def _gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``x (1, C, H, W)`` convolved with a Gaussian of standard deviation ``sigma`` (cut at 3 sigma), zero
+    outside the image; separable, in ``x``'s dtype."""
+    half = max(1, int(np.ceil(3 * sigma)))
+    t = torch.arange(-half, half + 1, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    C = x.shape[1]
+    rows = kernel.view(1, 1, 1, -1).repeat(C, 1, 1, 1)
+    cols = kernel.view(1, 1, -1, 1).repeat(C, 1, 1, 1)
+    x = F.conv2d(x, rows, padding=(0, half), groups=C)
+    return F.conv2d(x, cols, padding=(half, 0), groups=C)
 
 
 def replace_background(image: np.ndarray, subject: np.ndarray, background: np.ndarray) -> np.ndarray:
@@ -121,7 +136,8 @@ def remove_subject(mae: MAE, image: np.ndarray, subject: np.ndarray) -> np.ndarr
     pixels with the decoder's prediction. Pixels outside ``subject`` are returned byte-identical.
 
     The image is resized to the MAE's size for the fill; a model-size pixel counts as subject when any
-    full-size pixel under it does (so no subject colour leaks into what the encoder sees). The image keeps its
+    full-size pixel under it does, and the subject's pixels are set to the background's mean colour before the
+    resize, so no subject colour leaks into what the encoder sees. The image keeps its
     channels: a colour image given to a gray MAE is filled in gray (the fill replicated to RGB under the
     subject), a gray image given to a colour MAE with the fill's luma.
     """
@@ -133,7 +149,12 @@ def remove_subject(mae: MAE, image: np.ndarray, subject: np.ndarray) -> np.ndarr
         raise ValueError("this MAE was trained with norm_pix_loss: it cannot predict a hidden patch's own colour; "
                          "use a run trained without it")  # fmt: skip
     H, W = image.shape[:2]
+    if subject.all():
+        raise ValueError("the subject covers every patch of the image: nothing is left to fill it from")
     seen = with_channels(image, cfg.channels)  # what the MAE reads; the result keeps the image's channels
+    # The subject's pixels are replaced by the background's mean before the resize: the antialiasing kernel
+    # reaches past one model pixel, and would carry subject colour into visible patches.
+    seen = np.where(subject[..., None], seen[~subject].mean(axis=0).round().astype(np.uint8), seen)
     full = torch.from_numpy(np.array(seen.transpose(2, 0, 1))).float()[None] / 255.0  # (1, C, H, W)
     small = F.interpolate(full, size=cfg.image_size, mode="bilinear", antialias=True, align_corners=False)
     subject_t = torch.from_numpy(np.array(subject))  # a copy: the caller's array may be read-only
