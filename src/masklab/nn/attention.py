@@ -343,10 +343,8 @@ class MaskedSelfAttention(nn.Module):
         Args:
             blocked: the one mask argument (module doc): an ``AttnMask`` rule, a dense bool tensor
                 broadcastable to ``(B, H, L, Lk)`` (Lk includes cached positions), True = may NOT attend; or None.
-                A dense mask broadcasts from the right, as SDPA's ``attn_mask``: 2-D is ``(L, Lk)`` and 3-D is
-                ``(H, L, Lk)``, so a per-example mask is ``(B, 1, L, Lk)`` (``mask[:, None]``) and a padding
-                ``(B, L)`` is ``key_padding(padding)`` or ``padding_to_blocked(padding)``, never passed as is
-                (where ``B == L`` it would be read as ``(L, Lk)`` without an error).
+                Dense masks broadcast from the right (2-D ``(L, Lk)``, 3-D ``(H, L, Lk)``): a per-example mask
+                is ``(B, 1, L, Lk)``, a padding ``(B, L)`` goes through ``key_padding`` (as is, B == L passes).
             cache: a :class:`KVCache` to read past keys/values from and append this step's to.
             return_weights: also return ``weights (B, H, L, Lk)``; computed on the reference path for this
                 call only, so the training path is untouched.
