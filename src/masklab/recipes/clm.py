@@ -82,6 +82,21 @@ def load_lm_run(run: str | Path, device: str = "cpu"):
     return model, tokenizer, info
 
 
+def read_settings(spec: str, info: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """``(spec, {"doc_per", "text_field"})`` to read ``spec``'s documents as the run read them: with the run's
+    recorded settings (an older run recorded none: the defaults); a prepared folder is read from the text it
+    was prepared from, with the settings it was prepared with."""
+    from masklab.data.shards import is_prepared
+
+    settings = {"doc_per": info.get("doc_per", "auto"), "text_field": info.get("text_field", "text")}
+    if spec.startswith("builtin:") or not is_prepared(spec):
+        return spec, settings
+    from masklab.data.shards.inputs import SETTINGS_NAME
+
+    prepared = json.loads((Path(spec) / SETTINGS_NAME).read_text(encoding="utf-8"))
+    return str(prepared["data"]), {k: str(prepared.get(k, v)) for k, v in settings.items()}
+
+
 def encode_stream(tokenizer, texts) -> torch.Tensor:
     """Documents -> one long token stream ``(T,)``, separated by the tokenizer's ``sep`` token if it has one."""
     from masklab.data.lm import token_stream
@@ -215,15 +230,20 @@ def _pretrain_clm(run: Run, arguments: dict[str, Any], train: TrainOptions, resu
     # 100 warmup steps; short runs (tests, small budgets) warm up for a tenth and still get a decay phase.
     cfg = train_config(options, model, windows, default_steps=2000, betas=(0.9, 0.99),
                        warmup=lambda steps: 100 if steps // 2 >= 100 else steps // 10)  # fmt: skip
+    # How the documents were read: a prepared --data fixed them when it was prepared (perplexity, embed, probe).
+    read = read_settings(data, {"text_field": text_field})[1]
     info = {"data": data, "val_fraction": val_fraction, "tokenizer_sha256": tok.fingerprint, "context": context,
             "init_from": init_from, "tokens": n_tokens, "train_tokens": len(train_tokens),
-            "val_tokens": len(val_tokens)}  # fmt: skip
+            "val_tokens": len(val_tokens), **read}  # fmt: skip
     if corpus is not None:
         info["corpus"] = corpus
+    # A run trained before lm.json recorded how its documents were read resumes (the prepared cache checks them).
+    recorded = run.read_sidecar(LM_INFO) if resume else {}
+    unrecorded = tuple(f"{LM_INFO}.{k}" for k in read if recorded and k not in recorded)
     try:
         result = train_run(run, model, windows, cfg, model_config=saved_config(model), recipe="pretrain_clm",
                            arguments=arguments, sidecars={LM_INFO: info}, resume=resume,
-                           ignore=(f"{LM_INFO}.tokenizer_sha256", *CORPUS_KEYS),
+                           ignore=(f"{LM_INFO}.tokenizer_sha256", *CORPUS_KEYS, *unrecorded),
                            before_fit=lambda: tok.save(run.path))  # fmt: skip
     finally:
         drop_handoff(run.path)  # each rank has read it: fit joined them all (or rank 0 failed: torchrun stops all)
@@ -284,9 +304,11 @@ def generate(
 def perplexity(run: str | Path, *, data: str | None = None, split: str | None = None, batch_size: int = 32,
                max_batches: int | None = None, device: str = "auto") -> dict[str, Any]:  # fmt: skip
     """Mean next-token cross entropy over non-overlapping windows of the model's context. Without ``data``:
-    the held-out end of the run's own data (``split`` val); with ``data``: all of it (``split`` all)."""
-    from masklab.data.lm import LMWindows, split_by_position
-    from masklab.data.text import load_text_corpus
+    the held-out end of the run's own data (``split`` val); with ``data``: all of it (``split`` all). Text is
+    read with the run's ``text_field`` / ``doc_per``; the run's own data, when its prepared stream is there
+    (``RUN/prepared`` or a prepared ``--data``), is read from it: ``val`` / ``train`` are exactly the tokens the
+    run held out / trained on. ``scored`` in the result says which tokens were scored."""
+    from masklab.data.lm import LMWindows
     from masklab.models.clm import evaluate_nll
 
     if batch_size < 1:
@@ -298,12 +320,44 @@ def perplexity(run: str | Path, *, data: str | None = None, split: str | None = 
     split = split or ("all" if data else "val")
     if split not in ("val", "train", "all"):
         raise ValueError(f"--split must be val, train or all, got {split!r}")
-    stream = encode_stream(tokenizer, load_text_corpus(spec).texts)
-    train, val = split_by_position(stream, info.get("val_fraction", 0.1) if split != "all" else 0.0)
-    tokens = {"all": train, "train": train, "val": val}[split]
+    tokens, scored = _scored_tokens(Path(run), info, tokenizer, spec, own=data is None, split=split)
     context = model.config.context
     if len(tokens) < context + 1:
         raise ValueError(f"--data {spec} ({split}) has {len(tokens)} tokens, fewer than one window of {context + 1}")
     scores = evaluate_nll(model, LMWindows(tokens, context, stride=context), batch_size=batch_size,
                           max_batches=max_batches)  # fmt: skip
-    return {"run": str(run), "data": spec, "split": split, **scores}
+    return {"run": str(run), "data": spec, "split": split, "scored": scored, **scores}
+
+
+def _scored_tokens(run: Path, info: dict[str, Any], tokenizer, spec: str, *, own: bool, split: str):
+    """``(tokens, what they are)`` of ``split`` of ``spec``: a prepared folder's stream (a prepared ``spec``, or
+    the run's ``RUN/prepared`` for its own data when it still holds the corpus the run trained on), else the
+    text read with the run's settings and tokenised now."""
+    from masklab.data.lm import split_by_position
+    from masklab.data.shards import PreparedCorpus, TokenSpan, corpus_identity, is_prepared
+    from masklab.data.shards.run_data import CACHE_NAME
+    from masklab.data.text import load_text_corpus
+
+    fraction = info.get("val_fraction", 0.1) if split != "all" else 0.0
+    folder, note = None, ""
+    if not spec.startswith("builtin:"):
+        if is_prepared(spec):
+            folder = Path(spec)
+        elif own and is_prepared(run / CACHE_NAME):
+            recorded, found = info.get("corpus") or {}, corpus_identity(run / CACHE_NAME)
+            if all(found.get(k) == v for k, v in recorded.items()):
+                folder = run / CACHE_NAME
+            else:
+                note = f"; {run / CACHE_NAME} no longer holds the corpus the run trained on"
+    if folder is not None:
+        corpus = PreparedCorpus(folder)
+        if corpus.index.get("tokenizer_sha256") != tokenizer.fingerprint:
+            raise ValueError(f"{folder} was prepared with another tokenizer than {run}'s")
+        train, val = TokenSpan(corpus).split(fraction)
+        span = val if split == "val" else train
+        return span, f"{split}: positions {span.start:,} to {span.stop:,} of the prepared token stream {folder}"
+    source, settings = read_settings(spec, info)
+    train_t, val_t = split_by_position(encode_stream(tokenizer, load_text_corpus(source, **settings).texts), fraction)
+    field = "" if source.startswith("builtin:") else f", text field {settings['text_field']!r}"
+    scored = f"{split}: {source} tokenised now (doc_per {settings['doc_per']}{field}){note}"
+    return (val_t if split == "val" else train_t), scored

@@ -17,12 +17,14 @@ from masklab.recipes.progress import Progress, batches, say
 
 def _corpus(run: str | Path, data: str | None, skip_bad: bool):
     from masklab.data.text import UNREADABLE, load_text_corpus
-    from masklab.recipes.clm import DEFAULT_DATA, LM_INFO
+    from masklab.recipes.clm import DEFAULT_DATA, LM_INFO, read_settings
     from masklab.recipes.embedding import note_skipped
     from masklab.train.run import Run
 
-    spec = data or Run(run).read_sidecar(LM_INFO).get("data") or DEFAULT_DATA
-    corpus = load_text_corpus(spec, skip_bad=skip_bad)
+    info = Run(run).read_sidecar(LM_INFO)
+    spec = data or info.get("data") or DEFAULT_DATA
+    source, settings = read_settings(spec, info)  # the run's text field (a prepared folder: its source text)
+    corpus = load_text_corpus(source, skip_bad=skip_bad, **settings)
     note_skipped([s.removesuffix(f" {UNREADABLE}") for s in corpus.skipped if s.endswith(UNREADABLE)], "text file")
     return spec, corpus
 
