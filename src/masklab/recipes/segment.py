@@ -6,8 +6,11 @@ Typical use (``masklab segment train RUN`` and ``masklab segment RUN IMAGE -o ma
     seg = load_segmenter("runs/mae")
     classes = predict_mask(seg, image)  # image (C, H, W) float in [0, 1], any size -> (H, W) long
 
-The data split is the one MAE pretraining uses for the same images (``split_indices(n, None, 0.2, 0)``), so
-the held-out images the head is scored on were never seen by the encoder either.
+The head's test images are kept out of the MAE's pretraining: the split is ``split_indices(n, None, 0.2, 0)``
+(the one MAE pretraining uses for the same images), and when the MAE was pretrained on another folder
+(:func:`encoder_seen`), held-out images whose file content is among the MAE's training images are swapped
+for unseen ones. Where the MAE's training files cannot be told (an array file, a Hugging Face folder,
+WebDataset shards, a folder changed since), a warning says the test images may have been seen by the encoder.
 
 Shape legend: ``N`` images, ``C`` channels, ``H``/``W`` image size, ``K`` classes (0 = background).
 """
@@ -15,6 +18,7 @@ Shape legend: ``N`` images, ``C`` channels, ``H``/``W`` image size, ``K`` classe
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,19 +29,18 @@ from torch import Tensor
 
 from masklab.core.contract import saved_config
 from masklab.core.io import atomic_write_json
-from masklab.data.images import split_indices
 from masklab.data.pixel_masks import SegmentationDataset, SegmentBatch, load_segmentation
 from masklab.eval.segmentation import segmentation_scores
 from masklab.models.mae import MAE
 from masklab.models.segment import PRESETS, SegmentConfig, Segmenter
+from masklab.recipes.segment_split import SPLIT_SEED, TEST_FRACTION, unseen_split, validation_split
+from masklab.recipes.segment_split import split as split  # re-exported (serve, callers)
 from masklab.train import TrainConfig, fit, load_model
 from masklab.train.checkpoint import CHECKPOINT_NAME
 
 DEFAULT_DATA = "builtin:synthetic-subjects"
 SEGMENT_DIR = "segment"  # a segmenter trained on RUN lives in RUN/segment
 INFO_FILE = "segment.json"
-TEST_FRACTION = 0.2
-SPLIT_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -109,18 +112,6 @@ def _kind(run: Path) -> str:
         return str(json.loads((run / "config.json").read_text())["kind"])
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{run / 'config.json'} is not a valid masklab run config") from err
-
-
-def split(dataset: SegmentationDataset, fraction: float = TEST_FRACTION, seed: int = SPLIT_SEED):
-    """``(train_idx, test_idx)``: the split MAE pretraining uses for the same unlabelled images."""
-    return split_indices(len(dataset), None, fraction, seed)
-
-
-def validation_split(train_idx: Tensor, fraction: float, seed: int = SPLIT_SEED) -> tuple[Tensor, Tensor]:
-    """``(fit_idx, val_idx)``: a seeded ``fraction`` of the training split held out for choosing settings, so
-    the test split is scored only once, with settings fixed beforehand."""
-    fit_pos, val_pos = split_indices(len(train_idx), None, fraction, seed + 1)
-    return train_idx[fit_pos], train_idx[val_pos]
 
 
 class CachedTokens:
@@ -217,7 +208,11 @@ def train_segmenter(
         mae = load_mae(run)
         cfg = mae.config
         dataset = load_segmentation(data, image_size=cfg.image_size, channels=cfg.channels, min_side=cfg.patch_size)
-        train_idx, test_idx = split(dataset)
+        train_idx, test_idx, swapped = unseen_split(run, dataset)
+        if swapped:
+            few = "the " if len(test_idx) < len(split(dataset)[1]) else ""
+            print(f"masklab: note: {swapped} of the held-out images were in the MAE's pretraining split; the head "
+                  f"is tested on {few}{len(test_idx)} images the encoder never saw instead", file=sys.stderr)  # fmt: skip
         if validation is not None:
             train_idx, test_idx = validation_split(train_idx, validation)
         torch.manual_seed(seed)
@@ -247,6 +242,7 @@ def train_segmenter(
             "data": data, "mae_run": str(run), "preset": preset, "random_init": random_init,
             "test_fraction": TEST_FRACTION, "split_seed": SPLIT_SEED, "validation": validation,
             "num_train": len(train_idx), "num_test": len(test_idx), "steps": result.step,
+            "test_swapped_for_unseen": swapped, **({"test_indices": test_idx.tolist()} if swapped else {}),
             ("validation_scores" if validation is not None else "test_scores"): scores,
         }  # fmt: skip
         atomic_write_json(out_dir / INFO_FILE, info)
