@@ -211,8 +211,9 @@ def train_segmenter(
         train_idx, test_idx, swapped = unseen_split(run, dataset)
         if swapped:
             few = "the " if len(test_idx) < len(split(dataset)[1]) else ""
-            print(f"masklab: note: {swapped} of the held-out images were in the MAE's pretraining split; the head "
-                  f"is tested on {few}{len(test_idx)} images the encoder never saw instead", file=sys.stderr)  # fmt: skip
+            print(f"masklab: note: {swapped} of the held-out images were in the MAE's pretraining split; the "
+                  f"head is tested on {few}{len(test_idx)} images the encoder never saw instead",
+                  file=sys.stderr)  # fmt: skip
         if validation is not None:
             train_idx, test_idx = validation_split(train_idx, validation)
         torch.manual_seed(seed)
