@@ -41,6 +41,21 @@ def check_vocab(tokenizer, vocab_size: int, where: str, fingerprint: str | None 
         raise ValueError(f"vocabulary mismatch: {where} is not the tokenizer this model was trained with")
 
 
+def prepared_source(spec: str) -> dict[str, str] | None:
+    """How the prepared folder ``spec`` was made, from its ``prepare.json``: ``{"data", "doc_per", "text_field"}``
+    (the text it was prepared from and how its documents were read); None when ``spec`` is not a prepared folder."""
+    import json
+
+    from masklab.data.shards import is_prepared
+    from masklab.data.shards.inputs import SETTINGS_NAME
+
+    if spec.startswith("builtin:") or not is_prepared(spec) or not (Path(spec) / SETTINGS_NAME).is_file():
+        return None
+    settings = json.loads((Path(spec) / SETTINGS_NAME).read_text(encoding="utf-8"))
+    defaults = {"data": "", "doc_per": "auto", "text_field": "text"}
+    return {k: str(settings.get(k) or v) for k, v in defaults.items()}
+
+
 def load_mlm_run(run: str | Path, device: str = "cpu"):
     """(model in eval mode, tokenizer, text info dict) of an ``mlm`` run; a vocabulary mismatch is an error."""
     from masklab.tokenizers.text import TextTokenizer
@@ -198,8 +213,14 @@ def _pretrain_mlm(run: Run, arguments: dict[str, Any], train: TrainOptions, resu
                                   device="auto")  # fmt: skip
     seed = options.seed_or_0
     previous = run.read_sidecar(TEXT_INFO).get("data") if resume else None  # an old run's relative path is kept
+    # A prepared --data fixed how its documents were read (and from what): embed, probe and finetune read them so.
+    prepared = prepared_source(data)
+    if prepared is not None:
+        doc_per, text_field = prepared["doc_per"], prepared["text_field"]
     info = {"data": recorded_spec(data, previous), "seq_len": seq_len, "holdout": holdout, "seed": seed,
             "doc_per": doc_per, "text_field": text_field}  # fmt: skip
+    if prepared is not None and prepared["data"]:
+        info["source"] = prepared["data"]
     # A path is tokenised once into RUN/prepared (memory-mapped shards); built-ins are read into memory.
     # --workers 0 (batches built in this process) tokenises in one process, not in none.
     workers = None if train.workers is None else max(train.workers, 1)
@@ -254,10 +275,13 @@ def _pretrain_mlm(run: Run, arguments: dict[str, Any], train: TrainOptions, resu
     # 40 warmup steps; short runs (tests, small budgets) warm up for a tenth and still get a decay phase.
     cfg = train_config(options, model, blocks, default_steps=600, betas=(0.9, 0.98),
                        warmup=lambda steps: 40 if steps // 2 >= 40 else steps // 10)  # fmt: skip
+    # A run trained on a prepared folder before text.json took its settings from prepare.json resumes (its
+    # recorded doc_per / text_field were the command's defaults, which a prepared folder never used).
+    read_keys = () if prepared is None else tuple(f"{TEXT_INFO}.{k}" for k in ("doc_per", "text_field", "source"))
     try:
         result = train_run(run, model, blocks, cfg, model_config=saved_config(model), recipe="pretrain_mlm",
                            arguments=arguments, sidecars={TEXT_INFO: {**info, "tokenizer_sha256": tok.fingerprint}},
-                           resume=resume, ignore=(f"{TEXT_INFO}.tokenizer_sha256", *CORPUS_KEYS),
+                           resume=resume, ignore=(f"{TEXT_INFO}.tokenizer_sha256", *CORPUS_KEYS, *read_keys),
                            before_fit=lambda: tok.save(run.path))  # fmt: skip
     finally:
         drop_handoff(run.path)  # each rank has read it: fit joined them all (or rank 0 failed: torchrun stops all)
@@ -294,9 +318,18 @@ def text_corpus(data: str | None, info: dict[str, Any], *, skip_bad: bool = Fals
     from masklab.data.text import UNREADABLE, load_text_corpus
     from masklab.recipes.embedding import note_skipped
 
-    spec, _ = run_data(data, info.get("data"), where, DEFAULT_DATA)
-    corpus = load_text_corpus(spec, doc_per=info.get("doc_per", "auto"), text_field=info.get("text_field", "text"),
-                              skip_bad=skip_bad)  # fmt: skip
+    settings = {"doc_per": info.get("doc_per", "auto"), "text_field": info.get("text_field", "text")}
+    if data is None and info.get("source") and not Path(info.get("data") or "").exists():
+        spec, source = str(info["data"]), str(info["source"])  # the run's prepared folder is gone: its source text
+    else:
+        spec, _ = run_data(data, info.get("data"), where, DEFAULT_DATA)
+        prepared = prepared_source(spec)  # a prepared folder is read from its source text, as it was prepared
+        source = spec if prepared is None else prepared["data"]
+        settings = settings if prepared is None else {k: prepared[k] for k in settings}
+    if source != spec and not source.startswith("builtin:") and not Path(source).exists():
+        raise FileNotFoundError(f"{spec} was prepared from {source or 'text it does not name'}, which is not found; "
+                                "pass --data")  # fmt: skip
+    corpus = load_text_corpus(source, **settings, skip_bad=skip_bad)
     note_skipped([s.removesuffix(f" {UNREADABLE}") for s in corpus.skipped if s.endswith(UNREADABLE)], "text file")
     blank = [s.removesuffix(" (blank)") for s in corpus.skipped if s.endswith(" (blank)")]
     if blank:  # rows name the documents by their place in the files, so none is mistaken for another
