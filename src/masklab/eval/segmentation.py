@@ -25,8 +25,9 @@ def _check(pred: np.ndarray, target: np.ndarray) -> None:
 
 
 def _boundary(masks: np.ndarray) -> np.ndarray:
-    """Pixels of ``masks (N, H, W)`` with a 4-neighbour of the other value (image borders do not count)."""
-    pad = np.pad(masks, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    """Pixels of ``masks (N, H, W)`` with a 4-neighbour of the other value; outside the image is background (as
+    DAVIS's ``seg2bmap``), so a subject touching the image border has its boundary there."""
+    pad = np.pad(masks, ((0, 0), (1, 1), (1, 1)), constant_values=False)
     inner = pad[:, 1:-1, 1:-1]
     differs = (pad[:, :-2, 1:-1] != inner) | (pad[:, 2:, 1:-1] != inner)
     differs |= (pad[:, 1:-1, :-2] != inner) | (pad[:, 1:-1, 2:] != inner)
@@ -46,7 +47,9 @@ def _dilate(masks: np.ndarray, radius: int) -> np.ndarray:
 
 def boundary_f(pred: np.ndarray, target: np.ndarray, tolerance: int = 1) -> float:
     """Mean over images of the F-score between predicted and true boundary pixels, matched within
-    ``tolerance`` pixels. An image where both boundaries are empty scores 1."""
+    ``tolerance`` pixels. Outside the image is background, so only an empty mask has no boundary: an image
+    scores 1 without boundaries only when both masks are empty (and so equal), and 0 when one boundary is
+    empty and the other is not."""
     _check(pred, target)
     bp, bt = _boundary(pred), _boundary(target)
     near_t, near_p = _dilate(bt, tolerance), _dilate(bp, tolerance)
@@ -54,7 +57,7 @@ def boundary_f(pred: np.ndarray, target: np.ndarray, tolerance: int = 1) -> floa
     for i in range(len(pred)):
         n_p, n_t = bp[i].sum(), bt[i].sum()
         if n_p == 0 and n_t == 0:
-            scores.append(1.0)
+            scores.append(1.0 if np.array_equal(pred[i], target[i]) else 0.0)
             continue
         precision = (bp[i] & near_t[i]).sum() / n_p if n_p else 0.0
         recall = (bt[i] & near_p[i]).sum() / n_t if n_t else 0.0
