@@ -80,6 +80,7 @@ def _segment(args: argparse.Namespace) -> int:
 
     from masklab.data.pixel_masks import require_png_name, write_mask
     from masklab.recipes.common import check_output_is_not_input, check_writable
+    from masklab.recipes.images import note_transparency
     from masklab.recipes.segment import predict_mask, read_image, save_side_by_side
 
     require_png_name(args.output)  # before any work
@@ -92,6 +93,7 @@ def _segment(args: argparse.Namespace) -> int:
                              f"{side_path.name} beside it")  # fmt: skip
     seg = _load_head(args.first, args.device)
     image = read_image(args.second, seg.mae.config.channels)
+    note_transparency([args.second])
     classes = predict_mask(seg, image, args.box)
     K = seg.config.num_classes
     out = write_mask(args.output, classes.numpy() > 0 if K == 2 else classes.numpy(), num_classes=K)
@@ -126,6 +128,7 @@ def _register_edit(parser: argparse.ArgumentParser) -> None:
 def _edit(args: argparse.Namespace) -> int:
     from masklab.data.pixel_masks import require_png_name
     from masklab.recipes import edit
+    from masklab.recipes.images import note_transparency
 
     require_png_name(args.output, "the edited image")  # before any work
     from masklab.recipes.common import check_output_is_not_input, check_writable
@@ -146,6 +149,7 @@ def _edit(args: argparse.Namespace) -> int:
     # A colour picture stays colour (only the edited pixels may change); a gray one is written gray for a gray
     # model and as RGB otherwise (as before: a background may bring colour).
     image = edit.read_image(args.image, None)
+    note_transparency([args.image])
     model = seg.mae if seg is not None else mae
     image = edit.with_channels(image, max(image.shape[2], 3 if model is None else model.config.channels))
     if mae is not None and mae.config.channels == 1 and image.shape[2] == 3:

@@ -69,6 +69,37 @@ def is_gray(img) -> bool:
     return False
 
 
+def has_transparency(img) -> bool:
+    """Some pixel of the opened image is not fully opaque: an alpha channel below 255 somewhere, or a palette /
+    ``tRNS`` colour marked transparent that the picture uses. Pictures are read without alpha (RGB or L, as
+    training reads them), so such a pixel shows its stored colour."""
+    if "A" not in img.getbands() and "transparency" not in img.info:
+        return False
+    try:
+        alpha = (img if img.mode == "RGBA" else img.convert("RGBA")).getchannel("A")
+    except (ValueError, OSError):  # a mode PIL cannot turn into RGBA keeps no alpha worth naming
+        return False
+    return alpha.getextrema()[0] < 255
+
+
+def transparency_note(paths: Sequence[str | Path]) -> str | None:
+    """``"N picture(s) had transparency; ..."`` naming (the first ten of) ``paths`` whose image files have
+    transparent pixels (:func:`has_transparency`); None when none has. Names that are no readable image file
+    are passed over (their reader says what is wrong)."""
+    found = []
+    for path in paths:
+        try:
+            if Path(path).is_file() and has_transparency(open_image(Path(path))):
+                found.append(str(path))
+        except (ValueError, OSError):
+            continue
+    if not found:
+        return None
+    shown = ", ".join(found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
+    n = len(found)
+    return f"{n} picture{'s' if n != 1 else ''} had transparency; transparent pixels use their stored colour: {shown}"
+
+
 def to_8bit(img):
     """A 16/32-bit gray image (PIL modes ``I;16*``, ``I``, ``F``) rescaled to 8-bit ``L``; any other image as
     it is. The one rule every reader of pictures uses (PIL's ``convert`` would clip such an image to white):

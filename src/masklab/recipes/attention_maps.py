@@ -93,8 +93,10 @@ def load_image_input(value: str, image_size: tuple[int, int], channels: int):
         raise FileNotFoundError(f"INPUT image {value} does not exist (or use builtin:NAME[:INDEX])")
     # channels=None keeps the file's own channels; then the model's (a photo for a gray model is fine, and said).
     from masklab.recipes.embedding import pictures_for_model
+    from masklab.recipes.images import note_transparency
 
     dataset = load_image_files([path], image_size=image_size, channels=None)
+    note_transparency([path])
     return pictures_for_model(dataset.images(), [str(path)], channels), path.name
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,16 @@ import torch.nn.functional as F
 
 from masklab.recipes.mae import load_mae_run, load_split
 from masklab.recipes.progress import Progress, say
+
+
+def note_transparency(paths: Sequence[str | Path]) -> None:
+    """Say once on stderr which of ``paths`` had transparent pixels: they are read without alpha (as training
+    reads pictures), so they show, and go into the model as, their stored colour."""
+    from masklab.data.image_files import transparency_note
+
+    note = transparency_note(paths)
+    if note:
+        print(f"masklab: note: {note}", file=sys.stderr)
 
 
 def _pretrained(run: str | Path, device: str, task: str):
@@ -35,6 +46,7 @@ def _images(run, model, images: Sequence[str], data: str | None, count: int, see
         dataset = read_image_paths(list(images), image_size=cfg.image_size, channels=None, min_side=cfg.patch_size,
                                    skip_bad=skip_bad)  # fmt: skip
         note_skipped(dataset.skipped, "image")
+        note_transparency(dataset.sources)
         return pictures_for_model(dataset.images(), dataset.sources, cfg.channels)
     if count < 1:
         raise ValueError(f"--count must be >= 1, got {count}")
@@ -119,6 +131,7 @@ def inpaint(run: str | Path, image: str | Path, mask: str | Path, output: str | 
     from masklab.recipes.embedding import pictures_for_model
 
     full = read_image_paths([image], image_size=None, channels=None, min_side=cfg.patch_size).images()
+    note_transparency([image])
     full = pictures_for_model(full, [str(image)], cfg.channels)
     if not Path(mask).is_file():
         raise FileNotFoundError(f"mask {mask} does not exist")
