@@ -13,6 +13,8 @@ hold class indices (binary: 1 = subject pixel, 0 = background).
 from __future__ import annotations
 
 import io
+import math
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -198,16 +200,32 @@ class SegmentationDataset(PixelImages):
 
 
 # ------------------------------------------------------------------------------------------ folders
+def _cover(height: int, width: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(rh, rw, top, left)``: the size an image is resized to so it covers ``size = (H, W)``, and where the
+    centre crop of ``size`` starts in it."""
+    H, W = size
+    scale = max(H / height, W / width)
+    rw, rh = max(W, round(width * scale)), max(H, round(height * scale))
+    return rh, rw, (rh - H) // 2, (rw - W) // 2
+
+
 def _fit_size(img, size: tuple[int, int] | None, resample):
     """Resize to cover ``size = (H, W)`` and crop the centre (masks use nearest, so classes stay exact)."""
     if size is None or (img.height, img.width) == tuple(size):
         return img
-    H, W = size
-    scale = max(H / img.height, W / img.width)
-    rw, rh = max(W, round(img.width * scale)), max(H, round(img.height * scale))
+    rh, rw, top, left = _cover(img.height, img.width, size)
     img = img.resize((rw, rh), resample)
-    left, top = (rw - W) // 2, (rh - H) // 2
-    return img.crop((left, top, left + W, top + H))
+    return img.crop((left, top, left + size[1], top + size[0]))
+
+
+def _kept_share(target: np.ndarray, size: tuple[int, int]) -> float:
+    """The share of the subject pixels of ``target (h, w)`` inside the centre crop :func:`_fit_size` keeps."""
+    h, w = target.shape
+    rh, rw, top, left = _cover(h, w, size)
+    y0, y1 = math.floor(top * h / rh), math.ceil((top + size[0]) * h / rh)
+    x0, x1 = math.floor(left * w / rw), math.ceil((left + size[1]) * w / rw)
+    subject = target > 0
+    return float(subject[y0:y1, x0:x1].sum() / max(1, subject.sum()))
 
 
 def load_mask_folder(
@@ -223,7 +241,9 @@ def load_mask_folder(
 
     Errors name the file: a missing mask, a mask of another size than its image, a non-binary or empty mask
     (see :func:`read_mask`), an image smaller than ``min_side`` (one patch). ``image_size`` resizes pairs
-    together (cover + centre crop; nearest for masks); without it all images must share one size.
+    together (cover + centre crop; nearest for masks); without it all images must share one size. A mask
+    whose subject the centre crop cuts away entirely is an error naming it; cutting over a quarter of
+    subjects is warned about (one line: how many masks, the worst one).
     """
     from PIL import Image
 
@@ -240,6 +260,7 @@ def load_mask_folder(
     if channels not in (None, 1, 3):
         raise ValueError(f"image files decode to 1 or 3 channels, not {channels}")
     pixels, targets = [], []
+    cut: list[tuple[float, Path]] = []  # (share of the subject kept, mask) where fitting cuts much of it away
     for path in images:
         mask_path = masks.get(path.stem)
         if mask_path is None:
@@ -249,6 +270,10 @@ def load_mask_folder(
             raise ValueError(f"image {path} is {img.height}x{img.width} pixels, smaller than one "
                              f"{min_side}x{min_side} patch")  # fmt: skip
         target = read_mask(mask_path, kind=kind, allow_empty=allow_empty)
+        if image_size is not None and target.any() and tuple(image_size) != target.shape:
+            kept = _kept_share(target, image_size)
+            if kept < 0.75:
+                cut.append((kept, mask_path))
         if target.shape != (img.height, img.width):
             raise ValueError(f"mask {mask_path} is {target.shape[0]}x{target.shape[1]} but image {path} is "
                              f"{img.height}x{img.width}; a mask must have its image's size")  # fmt: skip
@@ -256,9 +281,20 @@ def load_mask_folder(
         if int(target.max()) > 255:
             raise ValueError(f"mask {mask_path} holds class index {int(target.max())}; at most 255 classes")
         tmask = _fit_size(Image.fromarray(target.astype(np.uint8)), image_size, Image.Resampling.NEAREST)
+        if not allow_empty and not np.asarray(tmask).any():
+            assert image_size is not None  # read_mask refused an empty mask
+            raise ValueError(f"mask {mask_path}: its subject lies outside the centre crop that training keeps of "
+                             f"its {target.shape[0]}x{target.shape[1]} image (resized to cover the model's "
+                             f"{image_size[0]}x{image_size[1]} input, then cropped); crop the image and its mask "
+                             "around the subject")  # fmt: skip
         a = np.asarray(img, dtype=np.uint8)
         pixels.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
         targets.append(np.asarray(tmask, dtype=np.uint8))
+    if cut:
+        (least, where), (H, W) = min(cut), image_size or (0, 0)
+        warnings.warn(f"{root}: resizing to the model's {H}x{W} input and cropping the centre cuts away over a "
+                      f"quarter of the subject of {len(cut)} of {len(images)} masks (least kept: {where.name}, "
+                      f"{least:.0%})", stacklevel=2)  # fmt: skip
     shapes = {a.shape for a in pixels}
     if len(shapes) > 1:
         raise ValueError(f"{root}: images have different sizes {sorted(shapes)[:3]}; pass an image size to resize")
