@@ -235,7 +235,11 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[dict]:
         raise ValueError(f"--top-k must be >= 1, got {top_k}")
     # Let users write [MASK] whatever the tokenizer's spelling (<mask> for BPE).
     text = text.replace("[MASK]", tokenizer.mask_token)
-    ids = torch.tensor([tokenizer.encode(text).ids], device=next(model.parameters()).device)  # (1, L)
+    # Framed as training and embed frame rows ([CLS] text [SEP], frame_rows), not by the tokenizer's own
+    # post-processor: a --tokenizer file without one would give an unframed row.
+    body = tokenizer.encode(text, add_special_tokens=False).ids
+    row = [tokenizer.cls_id, *body, tokenizer.sep_id]
+    ids = torch.tensor([row], device=next(model.parameters()).device)  # (1, L)
     if ids.shape[1] > model.config.bert.max_tokens:
         raise ValueError(f"the text is {ids.shape[1]} tokens; the model reads at most {model.config.bert.max_tokens}")
     masked = ids == tokenizer.mask_id  # (1, L) the positions to predict: exactly the [MASK] tokens
