@@ -25,19 +25,21 @@ def token_stream(tokenizer: TextTokenizer, texts: Sequence[str], *, separator: i
     """Encode ``texts`` without special tokens and concatenate them -> long ``(N,)``.
 
     ``separator`` (e.g. the tokenizer's ``[SEP]``/``</s>`` id) goes between documents so the model sees where
-    one ends; None concatenates the raw text.
+    one ends; None concatenates the raw text. A document that encodes to no token is left out (no separator
+    for it), as ``masklab prepare`` leaves it out of its shards: the same documents give the same stream.
     """
     if not texts:
         raise ValueError("no texts to encode")
     parts: list[np.ndarray] = []
-    for i, enc in enumerate(tokenizer.encode_batch(list(texts), add_special_tokens=False)):
-        if i and separator is not None:
+    for enc in tokenizer.encode_batch(list(texts), add_special_tokens=False):
+        if not enc.ids:
+            continue
+        if parts and separator is not None:
             parts.append(np.asarray([separator], dtype=np.int64))
         parts.append(np.asarray(enc.ids, dtype=np.int64))
-    stream = torch.from_numpy(np.concatenate(parts))
-    if stream.numel() == 0:
+    if not parts:
         raise ValueError("the texts encoded to zero tokens")
-    return stream
+    return torch.from_numpy(np.concatenate(parts))
 
 
 def split_by_position(tokens: Tensor, val_fraction: float) -> tuple[Tensor, Tensor]:

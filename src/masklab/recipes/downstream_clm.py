@@ -1,10 +1,12 @@
 """``embed`` and ``probe`` for causal LM runs (GPT): one feature row per document, the final hidden state of
 its last real token (:meth:`masklab.models.clm.GPT.embed`: the only position that has read the whole
 document under causal attention). Documents longer than the context are cut to their first ``context``
-tokens. A probe needs labelled documents (class subfolders or a ``label`` field)."""
+tokens (a note says how many); a document that encodes to no token is refused, naming it. A probe needs
+labelled documents (class subfolders or a ``label`` field)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +31,25 @@ def _corpus(run: str | Path, data: str | None, skip_bad: bool):
     return spec, corpus
 
 
-def _blocks(tokenizer, texts, context: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Documents -> ``ids`` long ``(N, T)`` right-padded and ``padding`` bool ``(N, T)`` (True = padded)."""
-    encoded = [e.ids[:context] or [0] for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+def _blocks(tokenizer, corpus, context: int, spec: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Documents -> ``ids`` long ``(N, T)`` right-padded and ``padding`` bool ``(N, T)`` (True = padded). A
+    document longer than ``context`` keeps its first ``context`` tokens (how many were cut is said on stderr);
+    one that encodes to no token is refused, naming it (its feature would be no token's)."""
+    encoded = [e.ids for e in tokenizer.encode_batch(list(corpus.texts), add_special_tokens=False)]
+    empty = [i for i, e in enumerate(encoded) if not e]
+    if empty:
+        where = [f"{i}" + (f" ({corpus.sources[i]})" if corpus.sources else "") for i in empty[:5]]
+        more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
+        one = len(empty) == 1
+        raise ValueError(f"--data {spec}: document{'' if one else 's'} {', '.join(where)}{more} "
+                         f"encode{'s' if one else ''} to no token with the run's tokenizer (nothing for the GPT to "
+                         f"read); remove or fix {'it' if one else 'them'}")  # fmt: skip
+    cut = sum(len(e) > context for e in encoded)
+    if cut:
+        longest = max(map(len, encoded))
+        print(f"masklab: note: {cut} of {len(encoded)} documents are longer than the model reads ({context} tokens; "
+              f"the longest has {longest}): each keeps its first {context}", file=sys.stderr)  # fmt: skip
+    encoded = [e[:context] for e in encoded]
     width = max(len(e) for e in encoded)
     ids = torch.zeros(len(encoded), width, dtype=torch.long)
     padding = torch.ones(len(encoded), width, dtype=torch.bool)
@@ -61,7 +79,7 @@ def embed_clm(run: str | Path, *, data: str | None = None, batch_size: int | Non
     model, tokenizer, _ = load_lm_run(run, str(resolve_device(device)))
     say(progress, "reading and tokenising the documents")
     spec, corpus = _corpus(run, data, skip_bad)
-    ids, padding = _blocks(tokenizer, corpus.texts, model.config.context)
+    ids, padding = _blocks(tokenizer, corpus, model.config.context, spec)
     features = _features(model, ids, padding, batch_size or 32, progress, f"encoding {len(ids)} documents")
     return Embedding.of(features, [f"{spec}[{i}]" for i in range(len(corpus))], corpus.labels, corpus.label_names)
 
@@ -88,7 +106,7 @@ def probe_clm(run: str | Path, *, data: str | None = None, max_examples: int | N
         train_idx = sorted(train_idx[i] for i in keep.tolist())
     labels = np.asarray(corpus.labels)
     say(progress, f"tokenising {len(corpus)} documents")
-    ids, padding = _blocks(tokenizer, corpus.texts, model.config.context)
+    ids, padding = _blocks(tokenizer, corpus, model.config.context, spec)
     torch.manual_seed(seed)
     random_model = GPT(model.config).to(next(model.parameters()).device).eval()
     rows = []
