@@ -38,3 +38,20 @@ def test_centred_subject_is_quiet(tmp_path, recwarn):
     root = _folder(tmp_path / "d", (10, 60), np.s_[2:8, 27:33])
     data = load_mask_folder(root, image_size=(32, 32))
     assert data.targets.sum() > 0 and not [w for w in recwarn if "cuts away" in str(w.message)]
+
+
+def test_gray_binary_masks_read_as_classes_are_refused_naming_the_file(tmp_path):
+    # a 0/255 mask read as class indices gave num_classes=256
+    root = _folder(tmp_path / "d", (8, 8), np.s_[2:6, 2:6])
+    with pytest.raises(ValueError, match=r"i0\.png holds class id 255, but the masks hold only the ids 0, 255"):
+        load_mask_folder(root, kind="classes")
+
+
+def test_class_ids_with_a_small_gap_are_warned_about(tmp_path):
+    root = _folder(tmp_path / "d", (8, 8), np.s_[2:6, 2:6])
+    for i, c in enumerate((1, 3, 1)):
+        m = np.zeros((8, 8), np.uint8)
+        m[2:6, 2:6] = c
+        Image.fromarray(m).save(root / "masks" / f"i{i}.png")
+    with pytest.warns(UserWarning, match=r"class ids 2 of 0\.\.3 appear in no mask"):
+        assert load_mask_folder(root, kind="classes").num_classes == 4

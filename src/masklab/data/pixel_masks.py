@@ -299,9 +299,26 @@ def load_mask_folder(
     if len(shapes) > 1:
         raise ValueError(f"{root}: images have different sizes {sorted(shapes)[:3]}; pass an image size to resize")
     stacked = torch.from_numpy(np.stack(targets))
-    num_classes = 2 if kind == "binary" else max(2, int(stacked.max()) + 1)
+    num_classes = 2 if kind == "binary" else max(2, _class_count(root, stacked, images, masks))
     return SegmentationDataset(torch.from_numpy(np.stack(pixels)), stacked, num_classes,
                                tuple(str(p) for p in images), name=str(root))  # fmt: skip
+
+
+def _class_count(root: Path, targets: Tensor, images: list[Path], masks: dict[str, Path]) -> int:
+    """``K`` for class-index ``targets (N, H, W)``: ids must be ``0..K-1``; a range mostly unused (a gray 0/255
+    mask read as classes: 256 classes) is an error naming the mask with the top id, a few unused a warning."""
+    found = torch.unique(targets).tolist()
+    top, unused = int(found[-1]), [c for c in range(int(found[-1]) + 1) if c not in set(found)]
+    shown = ", ".join(str(c) for c in found[:8]) + (", ..." if len(found) > 8 else "")
+    if len(unused) > len(found):
+        where = masks[images[int(torch.nonzero((targets == top).flatten(1).any(1))[0, 0])].stem]
+        raise ValueError(f"mask {where} holds class id {top}, but the masks hold only the ids {shown}: class ids "
+                         f"must be 0..K-1 ({len(unused)} of 0..{top} unused); a 0/255 mask is binary, not class "
+                         "indices")  # fmt: skip
+    if unused:
+        warnings.warn(f"{root}: class ids {', '.join(map(str, unused[:8]))} of 0..{top} appear in no mask",
+                      stacklevel=3)  # fmt: skip
+    return top + 1
 
 
 def load_segmentation(
