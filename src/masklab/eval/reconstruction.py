@@ -20,9 +20,7 @@ import torch
 from torch import Tensor
 
 from masklab.eval.inpainting import psnr
-from masklab.masks.generators import MaskSample, ids_from_masked
-from masklab.models.mae.model import NORM_PIX_EPS
-from masklab.tokenizers.patches import patchify, pixel_mask_from_patches, unpatchify
+from masklab.tokenizers.patches import pixel_mask_from_patches
 
 NORM_PIX_NOTE = "hidden patches: predicted normalised pixels shown with the visible patches' mean/std"
 
@@ -41,34 +39,10 @@ class ReconstructionViews:
     note: str | None = None
 
 
-def visible_stat_pixels(model, pred: Tensor, images: Tensor, masked: Tensor) -> Tensor:
-    """A ``norm_pix_loss`` MAE's ``pred (B, L, P)`` -> pixels ``(B, C, H, W)`` in [0, 1]. A visible patch gets its
-    own mean and standard deviation back; a hidden one the average mean and standard deviation of its image's
-    visible patches (each image needs one visible patch). Nothing is read from a hidden patch's pixels."""
-    cfg = model.config
-    target = patchify(model.normalize(images), cfg.patch_size)  # (B, L, P)
-    mean = target.mean(dim=-1, keepdim=True)  # (B, L, 1)
-    std = (target.var(dim=-1, keepdim=True) + NORM_PIX_EPS) ** 0.5
-    visible = (~masked)[..., None].to(target.dtype)  # (B, L, 1)
-    count = visible.sum(dim=1, keepdim=True)
-    if bool((count == 0).any()):
-        raise ValueError("every patch of an image is hidden: no visible patch to take statistics from")
-    hidden = masked[..., None]
-    mean = torch.where(hidden, (mean * visible).sum(dim=1, keepdim=True) / count, mean)
-    std = torch.where(hidden, (std * visible).sum(dim=1, keepdim=True) / count, std)
-    out = unpatchify(pred * std + mean, cfg.patch_size, cfg.grid, cfg.channels)
-    return model.denormalize(out).clamp(0.0, 1.0)
-
-
 def predict_pixels(model, images: Tensor, masked: Tensor) -> Tensor:
     """The reconstruction ``(B, C, H, W)`` in [0, 1] of ``images`` hiding ``masked``, with no hidden patch's own
-    statistics used (see the module docstring); on ``images``' device."""
-    model.check_images(images)
-    mask = MaskSample(masked, *ids_from_masked(masked))
-    pred = model.forward_decoder(model.forward_encoder(model.normalize(images), mask), mask)  # (B, L, P)
-    if model.config.norm_pix_loss:
-        return visible_stat_pixels(model, pred, images, masked)
-    return model.pixels_from_pred(pred, images)  # without norm_pix_loss it reads nothing from images
+    statistics used (:meth:`masklab.models.mae.MAE.reconstruct`); on ``images``' device."""
+    return model.reconstruct(images, masked)
 
 
 def reconstruction_views(model, images: Tensor, masked: Tensor) -> ReconstructionViews:

@@ -33,11 +33,10 @@ from masklab.masks.ops import loss_on_masked
 from masklab.masks.strategies import MaskRequest, resolve
 from masklab.models.mae.config import PRESETS, MAEConfig
 from masklab.models.mae.masker import AdversarialMasking
+from masklab.models.mae.norm_pix import NORM_PIX_EPS, norm_pix_stats
 from masklab.nn.blocks import Encoder
 from masklab.nn.pos_embed import sincos_2d
 from masklab.tokenizers.patches import patchify, unpatchify
-
-NORM_PIX_EPS = 1e-6  # MAE forward_loss: (var + 1e-6) ** 0.5
 
 
 @dataclass
@@ -370,17 +369,16 @@ class MAE(nn.Module):
             raise ValueError("this MAE has no classification head (objective='reconstruct')")
         return self.head(self.embed(images))
 
-    def pixels_from_pred(self, pred: Tensor, images: Tensor) -> Tensor:
+    def pixels_from_pred(self, pred: Tensor, images: Tensor, masked: Tensor | None = None) -> Tensor:
         """Predictions ``(B, L, P)`` -> images ``(B, C, H, W)`` in [0, 1] pixel space (clamped).
 
-        With ``norm_pix_loss`` the model predicts each patch standardised by its own mean and variance; those
-        statistics are taken from ``images`` (as MAE's visualisation does), so this needs the true images.
-        """
+        With ``norm_pix_loss`` the model predicts each patch standardised by its own mean and variance. A visible
+        patch gets its own back from ``images``; with ``masked (B, L)`` (True = hidden) a hidden patch gets the
+        average of its image's visible patches (nothing read from its pixels), without it its own (MAE's
+        visualisation, which shows what the hidden pixels' statistics are)."""
         cfg = self.config
         if cfg.norm_pix_loss:
-            target = patchify(self.normalize(images), cfg.patch_size)  # (B, L, P)
-            mean = target.mean(dim=-1, keepdim=True)
-            std = (target.var(dim=-1, keepdim=True) + NORM_PIX_EPS) ** 0.5
+            mean, std = norm_pix_stats(patchify(self.normalize(images), cfg.patch_size), masked)  # (B, L, 1) each
             pred = pred * std + mean
         out = unpatchify(pred, cfg.patch_size, cfg.grid, cfg.channels)
         return self.denormalize(out).clamp(0.0, 1.0)
@@ -389,10 +387,11 @@ class MAE(nn.Module):
         """Fill the hidden patches of ``images (B, C, H, W)`` given ``masked bool (B, L)`` (True = hidden).
 
         Every row must hide the same number of patches. Returns the raw reconstruction ``(B, C, H, W)`` in
-        [0, 1] for every patch (visible ones included; paste them back for a composite).
+        [0, 1] for every patch (visible ones included; paste them back for a composite); with ``norm_pix_loss``
+        hidden patches take their image's visible patches' statistics (:meth:`pixels_from_pred`).
         """
         self.check_images(images)
         mask = MaskSample(masked, *ids_from_masked(masked))
         x = self.normalize(images)
         pred = self.forward_decoder(self.forward_encoder(x, mask), mask)
-        return self.pixels_from_pred(pred, images)
+        return self.pixels_from_pred(pred, images, masked)
