@@ -200,7 +200,7 @@ class SegmentationDataset(PixelImages):
 
 
 # ------------------------------------------------------------------------------------------ folders
-def _cover(height: int, width: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+def cover_size(height: int, width: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
     """``(rh, rw, top, left)``: the size an image is resized to so it covers ``size = (H, W)``, and where the
     centre crop of ``size`` starts in it."""
     H, W = size
@@ -213,7 +213,7 @@ def _fit_size(img, size: tuple[int, int] | None, resample):
     """Resize to cover ``size = (H, W)`` and crop the centre (masks use nearest, so classes stay exact)."""
     if size is None or (img.height, img.width) == tuple(size):
         return img
-    rh, rw, top, left = _cover(img.height, img.width, size)
+    rh, rw, top, left = cover_size(img.height, img.width, size)
     img = img.resize((rw, rh), resample)
     return img.crop((left, top, left + size[1], top + size[0]))
 
@@ -221,7 +221,7 @@ def _fit_size(img, size: tuple[int, int] | None, resample):
 def _kept_share(target: np.ndarray, size: tuple[int, int]) -> float:
     """The share of the subject pixels of ``target (h, w)`` inside the centre crop :func:`_fit_size` keeps."""
     h, w = target.shape
-    rh, rw, top, left = _cover(h, w, size)
+    rh, rw, top, left = cover_size(h, w, size)
     y0, y1 = math.floor(top * h / rh), math.ceil((top + size[0]) * h / rh)
     x0, x1 = math.floor(left * w / rw), math.ceil((left + size[1]) * w / rw)
     subject = target > 0

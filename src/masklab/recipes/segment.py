@@ -253,9 +253,15 @@ def train_segmenter(
 def predict_mask(seg: Segmenter, image: Tensor, box: tuple[int, int, int, int] | None = None) -> Tensor:
     """Class per pixel ``long (H, W)`` (0 = background) for one image ``(C, H, W)`` in [0, 1] of any size.
 
-    The image is resized to the encoder's size, the logits are resized back (bilinear) before the argmax.
-    ``box = (x0, y0, x1, y1)`` in the image's pixels (exclusive end) keeps only subjects inside it.
+    The image is seen as training sees it (:func:`masklab.data.pixel_masks.load_mask_folder`): resized, keeping
+    its aspect ratio, to cover the encoder's size; where it is longer than that, overlapping windows of the
+    encoder's size cover it and their logits are averaged. The logits are resized back (bilinear) before the
+    argmax. ``box = (x0, y0, x1, y1)`` in the image's pixels (exclusive end) crops the mask to the box: pixels
+    outside it are background, and a subject crossing its edge is cut there (a hard crop, predictable even
+    when the head's subject bleeds into the background; it does not pick whole connected subjects).
     """
+    from masklab.data.pixel_masks import cover_size
+
     cfg = seg.mae.config
     if image.ndim != 3 or image.shape[0] != cfg.channels:
         raise ValueError(f"expected one image ({cfg.channels}, H, W), got shape {tuple(image.shape)}")
@@ -266,12 +272,22 @@ def predict_mask(seg: Segmenter, image: Tensor, box: tuple[int, int, int, int] |
         x0, y0, x1, y1 = box
         if not (0 <= x0 < x1 <= W and 0 <= y0 < y1 <= H):
             raise ValueError(f"box {box} must satisfy 0 <= x0 < x1 <= {W} and 0 <= y0 < y1 <= {H} (x0,y0,x1,y1)")
-    small = F.interpolate(image[None].float(), size=cfg.image_size, mode="bilinear", antialias=True,
-                          align_corners=False).clamp(0, 1)  # fmt: skip
+    h, w = cfg.image_size
+    rh, rw, _, _ = cover_size(H, W, (h, w))
+    big = F.interpolate(image[None].float(), size=(rh, rw), mode="bilinear", antialias=True,
+                        align_corners=False).clamp(0, 1)  # fmt: skip
+    tops = sorted({round(t) for t in torch.linspace(0, rh - h, math.ceil(rh / h)).tolist()})
+    lefts = sorted({round(t) for t in torch.linspace(0, rw - w, math.ceil(rw / w)).tolist()})
+    windows = [(t, left) for t in tops for left in lefts]
+    crops = torch.cat([big[..., t : t + h, left : left + w] for t, left in windows])  # (n, C, h, w)
     seg.eval()
     with torch.no_grad():
-        logits = seg(small.to(next(seg.parameters()).device)).float().cpu()  # (1, K, h, w)
-    logits = F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=False)
+        out = seg(crops.to(next(seg.parameters()).device)).float().cpu()  # (n, K, h, w)
+    total, count = torch.zeros(1, out.shape[1], rh, rw), torch.zeros(1, 1, rh, rw)
+    for (t, left), logits in zip(windows, out, strict=True):
+        total[0, :, t : t + h, left : left + w] += logits
+        count[0, :, t : t + h, left : left + w] += 1
+    logits = F.interpolate(total / count, size=(H, W), mode="bilinear", align_corners=False)
     pred = logits.argmax(1)[0]  # (H, W)
     if box is not None:
         keep = torch.zeros_like(pred, dtype=torch.bool)
