@@ -146,11 +146,11 @@ def test_output_not_named_png_exits_2_before_any_work(workspace, tmp_path, capsy
 
 
 def test_box_with_a_hand_made_mask_is_refused_before_any_work(tmp_path, capsys):
-    # --box picks a subject of a predicted mask; with --mask it used to be ignored without a word.
+    # --box crops a predicted mask; with --mask it used to be ignored without a word.
     code = main(["edit", str(tmp_path / "run"), str(tmp_path / "img.png"), "--remove-background", "--mask",
                  str(tmp_path / "m.png"), "--box", "0,0,5,5", "-o", str(tmp_path / "out.png")])  # fmt: skip
     err = capsys.readouterr().err
-    assert code == 2 and "--box picks a subject of the predicted mask" in err and "Traceback" not in err
+    assert code == 2 and "--box crops the predicted mask" in err and "Traceback" not in err
     assert not (tmp_path / "out.png").exists()
 
 

@@ -57,7 +57,12 @@ def register(parser: argparse.ArgumentParser, name: str, rest: list[str]) -> Non
     parser.add_argument("--seed", type=int, default=0, help="train: seed (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     parser.add_argument("-o", "--output", default=None, help="predict: mask PNG to write")
-    parser.add_argument("--box", type=parse_box, default=None, help="predict: keep subjects inside x0,y0,x1,y1")
+    parser.add_argument(
+        "--box",
+        type=parse_box,
+        default=None,
+        help="predict: crop the mask to x0,y0,x1,y1 (pixels outside are background)",
+    )
     parser.set_defaults(func=_segment)
 
 
@@ -118,7 +123,12 @@ def _register_edit(parser: argparse.ArgumentParser) -> None:
     action.add_argument("--remove-subject", action="store_true", help="fill the subject's pixels with the MAE")
     parser.add_argument("--mask-image", "--mask", dest="mask_image", metavar="MASK", default=None,
                         help="hand-made mask PNG (white = subject) instead of a predicted one")  # fmt: skip
-    parser.add_argument("--box", type=parse_box, default=None, help="predicted mask: keep subjects inside x0,y0,x1,y1")
+    parser.add_argument(
+        "--box",
+        type=parse_box,
+        default=None,
+        help="predicted mask: crop it to x0,y0,x1,y1 (pixels outside are background)",
+    )
     parser.add_argument("--radius", type=float, default=3.0, help="--blur-background: blur radius in px (default 3)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     parser.add_argument("-o", "--output", required=True, help="output PNG")
@@ -138,7 +148,7 @@ def _edit(args: argparse.Namespace) -> int:
         if source is not None:
             check_output_is_not_input(args.output, source, "edit")
     if args.box is not None and args.mask_image is not None:
-        raise ValueError("--box picks a subject of the predicted mask; with --mask the mask is used as given")
+        raise ValueError("--box crops the predicted mask; with --mask the mask is used as given")
     mae, seg = None, None
     if args.remove_subject:
         from masklab.recipes.segment import load_mae

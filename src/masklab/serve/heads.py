@@ -107,5 +107,7 @@ def _examples(seg, info: dict[str, Any]) -> tuple[Any, str | None]:
     except (OSError, ValueError, ImportError) as err:
         return None, f"the head's data cannot be loaded here ({err})"
     _, test_idx = split(dataset)
+    if "test_indices" in info:  # training swapped test images the MAE had seen for unseen ones
+        test_idx = torch.as_tensor(info["test_indices"], dtype=torch.long)
     pick = torch.randperm(len(test_idx), generator=torch.Generator().manual_seed(0))[:EXAMPLES]
     return dataset.images(test_idx[pick.sort().values]), None

@@ -17,7 +17,9 @@ from masklab.serve.schemas import SegmentResponse
 
 ImageField = Annotated[UploadFile | None, File(description="a PNG, JPEG, ... file, or give 'example'")]
 ExampleField = Annotated[int | None, Form(description="index of a built-in (held-out) example of the head's data")]
-BoxField = Annotated[str | None, Form(description="keep subjects inside x0,y0,x1,y1 (pixels, exclusive end)")]
+BoxField = Annotated[
+    str | None, Form(description="crop the mask to x0,y0,x1,y1 (pixels, exclusive end; outside is background)")
+]
 KINDS = ("mae", "segment")
 PNG = {**ERRORS, 200: {"content": {"image/png": {}}}}
 
