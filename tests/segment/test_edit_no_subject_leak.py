@@ -81,3 +81,23 @@ def test_a_subject_covering_the_whole_image_is_refused():
     mae = MAE(MAEConfig(**TINY)).eval()
     with pytest.raises(ValueError, match="covers every patch"):
         remove_subject(mae, np.zeros((16, 16, 3), np.uint8), np.ones((16, 16), bool))
+
+
+def test_edit_with_a_hand_made_mask_names_a_missing_run(tmp_path, capsys):
+    # With --mask a background edit never opens RUN, so a mistyped RUN exited 0 without a word.
+    from PIL import Image
+
+    from masklab.cli import main
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "img.png")
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:5, 2:5] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    args = ["edit", str(tmp_path / "no-run"), str(tmp_path / "img.png"), "--remove-background", "--mask",
+            str(tmp_path / "m.png"), "-o", str(tmp_path / "out.png")]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "RUN " in err and "no-run is not a folder" in err and "Traceback" not in err
+    assert not (tmp_path / "out.png").exists()
+    (tmp_path / "no-run").mkdir()
+    assert main(args) == 0 and (tmp_path / "out.png").exists()

@@ -156,10 +156,13 @@ def _edit(args: argparse.Namespace) -> int:
         mae = load_mae(args.run, args.device)
     if args.mask_image is None:
         seg = _load_head(args.run, args.device)
+    elif mae is None and not Path(args.run).is_dir():  # not read for this edit, but a mistyped RUN is said
+        raise FileNotFoundError(f"RUN {args.run} is not a folder (the MAE run; with --mask it is read only by "
+                                "--remove-subject)")  # fmt: skip
     # A colour picture stays colour (only the edited pixels may change); a gray one is written gray for a gray
     # model and as RGB otherwise (as before: a background may bring colour).
     image = edit.read_image(args.image, None)
-    note_transparency([args.image])
+    note_transparency([p for p in (args.image, args.replace_background) if p is not None])
     model = seg.mae if seg is not None else mae
     image = edit.with_channels(image, max(image.shape[2], 3 if model is None else model.config.channels))
     if mae is not None and mae.config.channels == 1 and image.shape[2] == 3:
